@@ -1,0 +1,148 @@
+//! The storage boundary: what the use cases need from a database, and nothing about SQL.
+//!
+//! A [`Store`] hands out transactions. The use cases in [`crate::registry`] do all their reads
+//! and writes for one operation through one [`Tx`] and commit once, so a state change and its
+//! audit events land together or not at all. Implementations (SQLite, PostgreSQL) live in
+//! `vigil-store`; they turn unique-constraint violations into the domain's conflict codes and
+//! lock rows where `lock = true` so that invariants hold with many writers on one database.
+//!
+//! The trait is deliberately narrow (one method per query the rules need): a store interface
+//! that grows with every feature becomes impossible to implement twice (MLflow's lesson).
+
+use crate::approval::{PromotionRequest, RequestStatus, Signature};
+use crate::audit::{AuditEvent, AuditRow, StoredEvent};
+use crate::auth::User;
+use crate::error::Result;
+use crate::ids::{ModelName, Sha256Digest, Timestamp, UserId};
+use crate::model::{ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent};
+
+/// Read-only or read-write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxMode {
+    /// A consistent snapshot for queries.
+    Read,
+    /// Serialised writes (SQLite `BEGIN IMMEDIATE`; PostgreSQL row locks on request).
+    Write,
+}
+
+/// A database that hands out transactions.
+pub trait Store: Send + Sync {
+    /// Starts a transaction. Dropping it without [`Tx::commit`] rolls back.
+    fn begin(&self, mode: TxMode) -> Result<Box<dyn Tx + '_>>;
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}
+
+/// Filter for listing promotion requests.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// Only this status.
+    pub status: Option<RequestStatus>,
+    /// Only requests on versions of this model.
+    pub model: Option<ModelName>,
+    /// At most this many, newest first.
+    pub limit: Option<u32>,
+}
+
+/// Filter for querying the audit trail; all conditions must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Model name.
+    pub model: Option<String>,
+    /// Version string (with `model`).
+    pub version: Option<String>,
+    /// Actor user id.
+    pub actor: Option<String>,
+    /// Exact action, or a prefix ending in `.` (e.g. `promotion.`).
+    pub action: Option<String>,
+    /// Only `ok` or `denied` events.
+    pub outcome: Option<String>,
+    /// At or after this time.
+    pub since: Option<Timestamp>,
+    /// Before this time.
+    pub until: Option<Timestamp>,
+    /// At most this many (oldest first).
+    pub limit: Option<u32>,
+    /// Only events with a sequence number greater than this (for paging).
+    pub after_seq: Option<i64>,
+}
+
+/// One transaction. Every method maps to one or two SQL statements.
+pub trait Tx {
+    /// Commits, appending the buffered audit events to the chain first.
+    fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Inserts a user; `user_exists` if the id was ever used.
+    fn insert_user(&mut self, user: &User) -> Result<()>;
+    /// A user by id; `lock` takes a row lock until commit.
+    fn get_user(&mut self, id: &UserId, lock: bool) -> Result<Option<User>>;
+    /// All users by id.
+    fn list_users(&mut self) -> Result<Vec<User>>;
+    /// Writes a user's mutable state (status, role, printed name, password hash, failures, lock).
+    fn update_user(&mut self, user: &User) -> Result<()>;
+    /// Number of users ever created.
+    fn user_count(&mut self) -> Result<u64>;
+
+    /// A configuration value (policies are stored as JSON under `approval_policies`).
+    fn get_setting(&mut self, key: &str) -> Result<Option<String>>;
+    /// Sets a configuration value.
+    fn put_setting(&mut self, key: &str, value: &str) -> Result<()>;
+
+    /// Inserts a registered model; `model_exists` on a name clash.
+    fn insert_model(&mut self, model: &RegisteredModel) -> Result<()>;
+    /// A model by name; `lock` serialises concurrent stage changes of its versions.
+    fn get_model_by_name(&mut self, name: &ModelName, lock: bool) -> Result<Option<RegisteredModel>>;
+    /// All models by name.
+    fn list_models(&mut self) -> Result<Vec<RegisteredModel>>;
+
+    /// Inserts a version; `duplicate_version` if its precedence key exists for the model.
+    fn insert_version(&mut self, version: &ModelVersion) -> Result<()>;
+    /// A version by id.
+    fn get_version(&mut self, id: &str) -> Result<Option<ModelVersion>>;
+    /// A version by model id and SemVer precedence key (version without build metadata).
+    fn find_version(&mut self, model_id: &str, precedence_key: &str) -> Result<Option<ModelVersion>>;
+    /// All versions of a model, in registration order.
+    fn list_versions(&mut self, model_id: &str) -> Result<Vec<ModelVersion>>;
+    /// Versions of a model in one stage.
+    fn versions_in_stage(&mut self, model_id: &str, stage: Stage) -> Result<Vec<ModelVersion>>;
+    /// Moves a version to a stage (a unique index allows one Production version per model).
+    fn set_version_stage(&mut self, id: &str, stage: Stage) -> Result<()>;
+    /// Replaces a version's signed content and content hash.
+    fn update_version_content(&mut self, id: &str, content: &VersionContent, hash: &Sha256Digest) -> Result<()>;
+    /// Versions whose lineage records this training data hash.
+    fn versions_by_data_hash(&mut self, hash: &str) -> Result<Vec<ModelVersion>>;
+    /// Records a stage change.
+    fn insert_transition(&mut self, t: &StageTransition) -> Result<()>;
+    /// A version's stage history, oldest first.
+    fn list_transitions(&mut self, model_version_id: &str) -> Result<Vec<StageTransition>>;
+
+    /// Inserts a request; `request_already_pending` if the version has a pending one.
+    fn insert_request(&mut self, r: &PromotionRequest) -> Result<()>;
+    /// A request by id; `lock` serialises concurrent signers.
+    fn get_request(&mut self, id: &str, lock: bool) -> Result<Option<PromotionRequest>>;
+    /// Writes a request's status, decision time and reason.
+    fn update_request_status(&mut self, r: &PromotionRequest) -> Result<()>;
+    /// Requests matching a filter, newest first.
+    fn list_requests(&mut self, filter: &RequestFilter) -> Result<Vec<PromotionRequest>>;
+    /// Pending requests for one version (at most one by constraint).
+    fn pending_requests_for_version(&mut self, model_version_id: &str) -> Result<Vec<PromotionRequest>>;
+
+    /// Inserts a signature; `duplicate_signature` if the signer already signed the request.
+    fn insert_signature(&mut self, s: &Signature) -> Result<()>;
+    /// Signatures on a request, oldest first.
+    fn list_signatures(&mut self, request_id: &str) -> Result<Vec<Signature>>;
+    /// Signatures on all requests of a version, oldest first.
+    fn signatures_for_version(&mut self, model_version_id: &str) -> Result<Vec<Signature>>;
+    /// Every signature (for verification), oldest first.
+    fn all_signatures(&mut self) -> Result<Vec<Signature>>;
+
+    /// Buffers an audit event; it is chained and inserted at commit, as the transaction's
+    /// last writes, so the chain head is locked only for the instant before commit.
+    fn append_audit(&mut self, event: AuditEvent) -> Result<()>;
+    /// The chain head: last sequence number and hash.
+    fn audit_head(&mut self) -> Result<Option<(i64, String)>>;
+    /// Streams events with `from <= seq <= to` in sequence order until `f` returns false.
+    fn scan_audit(&mut self, from: i64, to: i64, f: &mut dyn FnMut(&AuditRow<'_>) -> bool) -> Result<()>;
+    /// Events matching a query, in sequence order.
+    fn query_audit(&mut self, q: &AuditQuery) -> Result<Vec<StoredEvent>>;
+}
