@@ -1,0 +1,157 @@
+//! Versioned migrations, applied automatically when a store opens.
+//!
+//! One list of migrations serves both databases. The only dialect differences are spelled
+//! as tokens: `{SEQ_PK}` (SQLite's rowid alias makes the audit table's sequence its physical
+//! order, which is what makes verification fast) and the append-only triggers.
+//! Never edit a released migration: add a new one.
+
+/// Number of migrations this build knows.
+pub const MIGRATION_COUNT: usize = MIGRATIONS.len();
+
+/// `(version, description, sql)`.
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry, approvals, audit", V1)];
+
+const V1: &str = r#"
+CREATE TABLE vigil_settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    printed_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failed_attempts BIGINT NOT NULL,
+    locked BIGINT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE models (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    description TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    model_type TEXT NOT NULL,
+    created_by TEXT NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE model_versions (
+    id TEXT PRIMARY KEY,
+    model_id TEXT NOT NULL REFERENCES models(id),
+    version TEXT NOT NULL,
+    version_key TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    artifact_uri TEXT NOT NULL,
+    artifact_sha256 TEXT,
+    metrics TEXT NOT NULL,
+    lineage TEXT NOT NULL,
+    card TEXT NOT NULL,
+    training_data_hash TEXT,
+    content_hash TEXT NOT NULL,
+    created_by TEXT NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL,
+    UNIQUE (model_id, version_key)
+);
+CREATE UNIQUE INDEX one_production_version_per_model ON model_versions (model_id) WHERE stage = 'production';
+CREATE INDEX model_versions_by_data_hash ON model_versions (training_data_hash);
+CREATE TABLE stage_transitions (
+    id TEXT PRIMARY KEY,
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    from_stage TEXT,
+    to_stage TEXT NOT NULL,
+    request_id TEXT,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX stage_transitions_by_version ON stage_transitions (model_version_id);
+CREATE TABLE promotion_requests (
+    id TEXT PRIMARY KEY,
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    model_id TEXT NOT NULL REFERENCES models(id),
+    model_ref TEXT NOT NULL,
+    from_stage TEXT NOT NULL,
+    to_stage TEXT NOT NULL,
+    requester TEXT NOT NULL REFERENCES users(id),
+    justification TEXT NOT NULL,
+    status TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    decided_at TEXT,
+    status_reason TEXT
+);
+CREATE UNIQUE INDEX one_pending_request_per_version ON promotion_requests (model_version_id) WHERE status = 'pending';
+CREATE INDEX promotion_requests_by_model ON promotion_requests (model_id, created_at);
+CREATE TABLE signatures (
+    id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES promotion_requests(id),
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    signer_id TEXT NOT NULL REFERENCES users(id),
+    printed_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    meaning TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    server_signature TEXT NOT NULL,
+    UNIQUE (request_id, signer_id)
+);
+CREATE INDEX signatures_by_version ON signatures (model_version_id);
+CREATE TABLE audit_events (
+    seq {SEQ_PK},
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    entity_type TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    model TEXT,
+    version TEXT,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_events_by_model ON audit_events (model, version);
+CREATE INDEX audit_events_by_actor ON audit_events (actor);
+CREATE INDEX audit_events_by_action ON audit_events (action);
+CREATE INDEX audit_events_by_time ON audit_events (at);
+CREATE TABLE audit_head (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '');
+{APPEND_ONLY}
+"#;
+
+const SQLITE_APPEND_ONLY: &str = r#"
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER signatures_no_update BEFORE UPDATE ON signatures BEGIN SELECT RAISE(ABORT, 'signatures are append-only'); END;
+CREATE TRIGGER signatures_no_delete BEFORE DELETE ON signatures BEGIN SELECT RAISE(ABORT, 'signatures are append-only'); END;
+"#;
+
+const PG_APPEND_ONLY: &str = r#"
+CREATE FUNCTION vigil_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN RAISE EXCEPTION '% rows are append-only', TG_TABLE_NAME; END
+$fn$;
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+CREATE TRIGGER signatures_append_only BEFORE UPDATE OR DELETE ON signatures FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+CREATE TRIGGER signatures_no_truncate BEFORE TRUNCATE ON signatures FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+"#;
+
+/// The migration text for one backend.
+pub(crate) fn render(sql: &str, postgres: bool) -> String {
+    let (seq_pk, append_only) = if postgres {
+        ("BIGINT PRIMARY KEY", PG_APPEND_ONLY)
+    } else {
+        ("INTEGER PRIMARY KEY", SQLITE_APPEND_ONLY)
+    };
+    sql.replace("{SEQ_PK}", seq_pk).replace("{APPEND_ONLY}", append_only)
+}

@@ -1,0 +1,718 @@
+//! [`SqlStore`]: the one implementation of `vigil_core::store::{Store, Tx}` over either
+//! backend. Every query is written once; the backends differ only in the connection.
+
+use crate::params;
+use crate::schema;
+use crate::sql::{Conn, DbError, Param, Row};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use vigil_core::approval::{ApprovalPolicy, Decision, Meaning, PromotionRequest, RequestStatus, Signature};
+use vigil_core::audit::{AuditEvent, AuditRow, StoredEvent};
+use vigil_core::auth::{Role, User, UserStatus};
+use vigil_core::card::ModelCard;
+use vigil_core::ids::{ModelName, Sha256Digest, Timestamp, UserId};
+use vigil_core::model::{Lineage, Metrics, ModelType, ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent};
+use vigil_core::semver::Version;
+use vigil_core::store::{AuditQuery, RequestFilter, Store, Tx, TxMode};
+use vigil_core::{Error, ErrorCode, Result};
+
+type Factory = Box<dyn Fn() -> std::result::Result<Box<dyn Conn>, DbError> + Send + Sync>;
+
+/// Idle connections kept for reuse.
+const MAX_IDLE: usize = 16;
+
+/// A store over SQLite or PostgreSQL connections, with a small connection pool.
+pub struct SqlStore {
+    backend: &'static str,
+    factory: Factory,
+    idle: Mutex<Vec<Box<dyn Conn>>>,
+}
+
+fn db(e: DbError) -> Error {
+    match e {
+        DbError::Unique => Error::new(ErrorCode::StorageFailure, "unexpected unique constraint violation"),
+        DbError::Retry => Error::new(ErrorCode::ConcurrentModification, "a concurrent transaction changed the same records; retry"),
+        DbError::Corrupt(m) => Error::new(ErrorCode::DatabaseCorrupt, format!("the database is corrupt, truncated or not a vigil database ({m})")),
+        DbError::Other(m) => Error::storage(format!("database error: {m}")),
+    }
+}
+
+/// Maps a unique violation to the caller's conflict code, anything else as usual.
+fn on_unique(code: ErrorCode, msg: &str) -> impl Fn(DbError) -> Error + '_ {
+    move |e| match e {
+        DbError::Unique => Error::new(code, msg.to_owned()),
+        other => db(other),
+    }
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::new(ErrorCode::IntegrityViolation, format!("stored {what} is not valid"))
+}
+
+impl SqlStore {
+    /// Builds a store from a connection factory, applying pending migrations.
+    pub(crate) fn new(backend: &'static str, factory: Factory) -> Result<Self> {
+        let store = SqlStore { backend, factory, idle: Mutex::new(Vec::new()) };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn checkout(&self) -> Result<Box<dyn Conn>> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        (self.factory)().map_err(db)
+    }
+
+    fn checkin(&self, c: Box<dyn Conn>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(c);
+        }
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut c = self.checkout()?;
+        let pg = c.is_postgres();
+        // Serialise concurrent first starts: SQLite by the write lock, PostgreSQL by an
+        // advisory lock held until commit.
+        c.batch(if pg { "BEGIN; SELECT pg_advisory_xact_lock(7731001)" } else { "BEGIN IMMEDIATE" }).map_err(db)?;
+        let result = (|| -> Result<()> {
+            if !pg {
+                let tables = c
+                    .query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", &[])
+                    .map_err(db)?;
+                let names: Vec<String> = tables.iter().map(|r| r.text(0)).collect();
+                if !names.is_empty() && !names.iter().any(|n| n == "vigil_schema") {
+                    return Err(Error::new(ErrorCode::DatabaseCorrupt, "the database file holds tables but is not a vigil database"));
+                }
+            }
+            c.batch("CREATE TABLE IF NOT EXISTS vigil_schema (version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+                .map_err(db)?;
+            let current = c.query("SELECT COALESCE(MAX(version), 0) FROM vigil_schema", &[]).map_err(db)?;
+            let current = current.first().map(|r| r.int(0)).unwrap_or(0);
+            let latest = schema::MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+            if current > latest {
+                return Err(Error::new(
+                    ErrorCode::SchemaTooNew,
+                    format!("the database has schema version {current}, newer than this vigil's {latest}; upgrade vigil"),
+                ));
+            }
+            for (v, desc, sql) in schema::MIGRATIONS.iter().filter(|m| m.0 > current) {
+                c.batch(&schema::render(sql, pg)).map_err(db)?;
+                c.exec(
+                    "INSERT INTO vigil_schema (version, description, applied_at) VALUES ($1, $2, $3)",
+                    &params![*v, *desc, Timestamp::from_datetime(chrono::Utc::now()).to_rfc3339()],
+                )
+                .map_err(db)?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                c.batch("COMMIT").map_err(db)?;
+                self.checkin(c);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = c.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Store for SqlStore {
+    fn begin(&self, mode: TxMode) -> Result<Box<dyn Tx + '_>> {
+        let mut c = self.checkout()?;
+        let begin = match (c.is_postgres(), mode) {
+            (true, TxMode::Write) => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            (true, TxMode::Read) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            (false, TxMode::Write) => "BEGIN IMMEDIATE",
+            (false, TxMode::Read) => "BEGIN",
+        };
+        c.batch(begin).map_err(db)?;
+        Ok(Box::new(SqlTx { store: self, conn: Some(c), audit: Vec::new(), mode }))
+    }
+
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+}
+
+struct SqlTx<'a> {
+    store: &'a SqlStore,
+    conn: Option<Box<dyn Conn>>,
+    audit: Vec<AuditEvent>,
+    mode: TxMode,
+}
+
+impl Drop for SqlTx<'_> {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.conn.take() {
+            // Not committed: roll back. A connection that cannot roll back is discarded.
+            if c.batch("ROLLBACK").is_ok() {
+                self.store.checkin(c);
+            }
+        }
+    }
+}
+
+const USER_COLS: &str = "id, printed_name, role, password_hash, status, failed_attempts, locked, created_at";
+const MODEL_COLS: &str = "id, name, owner, description, tags, model_type, created_by, created_at";
+const VERSION_SELECT: &str = "SELECT v.id, v.model_id, m.name, m.model_type, v.version, v.stage, v.artifact_uri, v.artifact_sha256, \
+     v.metrics, v.lineage, v.card, v.content_hash, v.created_by, v.created_at FROM model_versions v JOIN models m ON m.id = v.model_id";
+const REQUEST_COLS: &str = "id, model_version_id, model_ref, from_stage, to_stage, requester, justification, status, content_hash, \
+     policy, created_at, expires_at, decided_at, status_reason";
+const SIGNATURE_COLS: &str = "id, request_id, model_version_id, signer_id, printed_name, role, meaning, decision, comment, \
+     content_hash, signed_at, key_id, server_signature";
+const AUDIT_COLS: &str = "seq, at, actor, action, outcome, entity_type, entity_id, model, version, details, prev_hash, hash";
+
+fn ts(s: &str) -> Result<Timestamp> {
+    Timestamp::parse(s).map_err(|_| corrupt("timestamp"))
+}
+
+fn opt_ts(s: Option<String>) -> Result<Option<Timestamp>> {
+    s.map(|s| ts(&s)).transpose()
+}
+
+fn json(s: &str, what: &str) -> Result<Value> {
+    serde_json::from_str(s).map_err(|_| corrupt(what))
+}
+
+fn digest(s: &str) -> Result<Sha256Digest> {
+    Sha256Digest::parse(s).map_err(|_| corrupt("digest"))
+}
+
+fn user_from(r: &Row) -> Result<User> {
+    Ok(User {
+        id: UserId::parse(&r.text(0)).map_err(|_| corrupt("user id"))?,
+        printed_name: r.text(1),
+        role: Role::parse(&r.text(2)).map_err(|_| corrupt("role"))?,
+        password_hash: r.text(3),
+        status: UserStatus::parse(&r.text(4))?,
+        failed_attempts: u32::try_from(r.int(5)).unwrap_or(u32::MAX),
+        locked: r.int(6) != 0,
+        created_at: ts(&r.text(7))?,
+    })
+}
+
+fn model_from(r: &Row) -> Result<RegisteredModel> {
+    let tags: BTreeMap<String, String> = serde_json::from_str(&r.text(4)).map_err(|_| corrupt("model tags"))?;
+    Ok(RegisteredModel {
+        id: r.text(0),
+        name: ModelName::parse(&r.text(1)).map_err(|_| corrupt("model name"))?,
+        owner: r.text(2),
+        description: r.text(3),
+        tags,
+        model_type: ModelType::parse(&r.text(5)).map_err(|_| corrupt("model type"))?,
+        created_by: UserId::parse(&r.text(6)).map_err(|_| corrupt("user id"))?,
+        created_at: ts(&r.text(7))?,
+    })
+}
+
+fn version_from(r: &Row) -> Result<ModelVersion> {
+    Ok(ModelVersion {
+        id: r.text(0),
+        model_id: r.text(1),
+        model_name: ModelName::parse(&r.text(2)).map_err(|_| corrupt("model name"))?,
+        model_type: ModelType::parse(&r.text(3)).map_err(|_| corrupt("model type"))?,
+        version: Version::parse(&r.text(4)).map_err(|_| corrupt("version"))?,
+        stage: Stage::parse(&r.text(5)).map_err(|_| corrupt("stage"))?,
+        content: VersionContent {
+            artifact_uri: r.text(6),
+            artifact_sha256: r.opt_text(7).map(|s| digest(&s)).transpose()?,
+            metrics: Metrics::from_json(&json(&r.text(8), "metrics")?).map_err(|_| corrupt("metrics"))?,
+            lineage: Lineage::from_json(&json(&r.text(9), "lineage")?).map_err(|_| corrupt("lineage"))?,
+            card: ModelCard::from_json(&json(&r.text(10), "model card")?).map_err(|_| corrupt("model card"))?,
+        },
+        content_hash: digest(&r.text(11))?,
+        created_by: UserId::parse(&r.text(12)).map_err(|_| corrupt("user id"))?,
+        created_at: ts(&r.text(13))?,
+    })
+}
+
+fn request_from(r: &Row) -> Result<PromotionRequest> {
+    Ok(PromotionRequest {
+        id: r.text(0),
+        model_version_id: r.text(1),
+        model_ref: r.text(2),
+        from_stage: Stage::parse(&r.text(3)).map_err(|_| corrupt("stage"))?,
+        to_stage: Stage::parse(&r.text(4)).map_err(|_| corrupt("stage"))?,
+        requester: UserId::parse(&r.text(5)).map_err(|_| corrupt("user id"))?,
+        justification: r.text(6),
+        status: RequestStatus::parse(&r.text(7)).map_err(|_| corrupt("request status"))?,
+        content_hash: digest(&r.text(8))?,
+        policy: ApprovalPolicy::from_json(&json(&r.text(9), "policy")?).map_err(|_| corrupt("policy"))?,
+        created_at: ts(&r.text(10))?,
+        expires_at: opt_ts(r.opt_text(11))?,
+        decided_at: opt_ts(r.opt_text(12))?,
+        status_reason: r.opt_text(13),
+    })
+}
+
+fn signature_from(r: &Row) -> Result<Signature> {
+    Ok(Signature {
+        id: r.text(0),
+        request_id: r.text(1),
+        model_version_id: r.text(2),
+        signer_id: UserId::parse(&r.text(3)).map_err(|_| corrupt("user id"))?,
+        printed_name: r.text(4),
+        role: Role::parse(&r.text(5)).map_err(|_| corrupt("role"))?,
+        meaning: Meaning::parse(&r.text(6)).map_err(|_| corrupt("meaning"))?,
+        decision: Decision::parse(&r.text(7)).map_err(|_| corrupt("decision"))?,
+        comment: r.text(8),
+        content_hash: digest(&r.text(9))?,
+        // A signature's time is kept exactly as stored: re-formatting would change the sealed bytes.
+        signed_at: ts(&r.text(10))?,
+        key_id: r.text(11),
+        server_signature: r.text(12),
+    })
+}
+
+fn event_from(r: &Row) -> StoredEvent {
+    StoredEvent {
+        seq: r.int(0),
+        at: r.text(1),
+        actor: r.text(2),
+        action: r.text(3),
+        outcome: r.text(4),
+        entity_type: r.text(5),
+        entity_id: r.text(6),
+        model: r.opt_text(7),
+        version: r.opt_text(8),
+        details: r.text(9),
+        prev_hash: r.text(10),
+        hash: r.text(11),
+    }
+}
+
+impl SqlTx<'_> {
+    fn c(&mut self) -> &mut dyn Conn {
+        // The connection is only taken out by commit (which consumes the transaction) and drop.
+        self.conn.as_deref_mut().expect("transaction connection present until commit or drop")
+    }
+
+    fn lock_suffix(&mut self, lock: bool) -> &'static str {
+        if lock && self.c().is_postgres() { " FOR UPDATE" } else { "" }
+    }
+
+    fn rows(&mut self, sql: &str, p: &[Param]) -> Result<Vec<Row>> {
+        self.c().query(sql, p).map_err(db)
+    }
+
+    fn write_check(&self) -> Result<()> {
+        if self.mode == TxMode::Read {
+            return Err(Error::storage("write attempted in a read transaction"));
+        }
+        Ok(())
+    }
+
+    fn flush_audit(&mut self) -> Result<()> {
+        if self.audit.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.audit);
+        let sfx = self.lock_suffix(true);
+        let head = self.rows(&format!("SELECT seq, hash FROM audit_head WHERE id = 1{sfx}"), &[])?;
+        let head = head.first().ok_or_else(|| Error::new(ErrorCode::IntegrityViolation, "the audit chain head row is missing"))?;
+        let mut seq = head.int(0);
+        let mut prev = [0u8; 32];
+        let head_hash = head.text(1);
+        if seq > 0 && hex::decode_to_slice(&head_hash, &mut prev).is_err() {
+            return Err(Error::new(ErrorCode::IntegrityViolation, "the audit chain head hash is malformed"));
+        }
+        for e in &events {
+            let (s, h) = StoredEvent::link(e, seq, &prev);
+            self.c()
+                .exec(
+                    &format!("INSERT INTO audit_events ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+                    &params![s.seq, s.at, s.actor, s.action, s.outcome, s.entity_type, s.entity_id, s.model, s.version, s.details, s.prev_hash, s.hash],
+                )
+                .map_err(|e| match e {
+                    // Someone appended behind the head's back: refuse rather than fork the chain.
+                    DbError::Unique => Error::new(ErrorCode::IntegrityViolation, "audit chain head is behind the audit table; run 'vigil audit verify'"),
+                    other => db(other),
+                })?;
+            seq = s.seq;
+            prev = h;
+        }
+        self.c()
+            .exec("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", &params![seq, hex::encode(prev)])
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+impl Tx for SqlTx<'_> {
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.flush_audit()?;
+        let mut c = self.conn.take().ok_or_else(|| Error::storage("transaction already finished"))?;
+        match c.batch("COMMIT") {
+            Ok(()) => {
+                self.store.checkin(c);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = c.batch("ROLLBACK");
+                Err(db(e))
+            }
+        }
+    }
+
+    fn insert_user(&mut self, u: &User) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                &format!("INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+                &params![u.id.as_str(), u.printed_name.as_str(), u.role.as_str(), u.password_hash.as_str(), u.status.as_str(), i64::from(u.failed_attempts), i64::from(u.locked), u.created_at.to_rfc3339()],
+            )
+            .map(|_| ())
+            .map_err(on_unique(ErrorCode::UserExists, "that user id exists or existed; user ids are never reused"))
+    }
+
+    fn get_user(&mut self, id: &UserId, lock: bool) -> Result<Option<User>> {
+        let sfx = self.lock_suffix(lock);
+        self.rows(&format!("SELECT {USER_COLS} FROM users WHERE id = $1{sfx}"), &params![id.as_str()])?.first().map(user_from).transpose()
+    }
+
+    fn list_users(&mut self) -> Result<Vec<User>> {
+        self.rows(&format!("SELECT {USER_COLS} FROM users ORDER BY id"), &[])?.iter().map(user_from).collect()
+    }
+
+    fn update_user(&mut self, u: &User) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "UPDATE users SET printed_name = $2, role = $3, password_hash = $4, status = $5, failed_attempts = $6, locked = $7 WHERE id = $1",
+                &params![u.id.as_str(), u.printed_name.as_str(), u.role.as_str(), u.password_hash.as_str(), u.status.as_str(), i64::from(u.failed_attempts), i64::from(u.locked)],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn user_count(&mut self) -> Result<u64> {
+        Ok(self.rows("SELECT COUNT(*) FROM users", &[])?.first().map(|r| r.int(0) as u64).unwrap_or(0))
+    }
+
+    fn get_setting(&mut self, key: &str) -> Result<Option<String>> {
+        Ok(self.rows("SELECT value FROM vigil_settings WHERE key = $1", &params![key])?.first().map(|r| r.text(0)))
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "INSERT INTO vigil_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &params![key, value],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn insert_model(&mut self, m: &RegisteredModel) -> Result<()> {
+        self.write_check()?;
+        let tags = serde_json::to_string(&m.tags).map_err(|_| Error::storage("cannot encode tags"))?;
+        self.c()
+            .exec(
+                &format!("INSERT INTO models ({MODEL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+                &params![m.id.as_str(), m.name.as_str(), m.owner.as_str(), m.description.as_str(), tags, m.model_type.as_str(), m.created_by.as_str(), m.created_at.to_rfc3339()],
+            )
+            .map(|_| ())
+            // Two first registrations of one name racing: the loser retries and finds the model.
+            .map_err(|e| match e {
+                DbError::Unique => Error::new(ErrorCode::ConcurrentModification, "model was created concurrently; retry"),
+                other => db(other),
+            })
+    }
+
+    fn get_model_by_name(&mut self, name: &ModelName, lock: bool) -> Result<Option<RegisteredModel>> {
+        let sfx = self.lock_suffix(lock);
+        self.rows(&format!("SELECT {MODEL_COLS} FROM models WHERE name = $1{sfx}"), &params![name.as_str()])?.first().map(model_from).transpose()
+    }
+
+    fn list_models(&mut self) -> Result<Vec<RegisteredModel>> {
+        self.rows(&format!("SELECT {MODEL_COLS} FROM models ORDER BY name"), &[])?.iter().map(model_from).collect()
+    }
+
+    fn insert_version(&mut self, v: &ModelVersion) -> Result<()> {
+        self.write_check()?;
+        let c = &v.content;
+        self.c()
+            .exec(
+                "INSERT INTO model_versions (id, model_id, version, version_key, stage, artifact_uri, artifact_sha256, metrics, lineage, card, \
+                 training_data_hash, content_hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                &params![
+                    v.id.as_str(), v.model_id.as_str(), v.version.to_string(), v.version.precedence_key(), v.stage.as_str(),
+                    c.artifact_uri.as_str(), c.artifact_sha256.map(|d| d.to_hex()),
+                    vigil_core::canonical::encode(&c.metrics.to_json()), vigil_core::canonical::encode(&c.lineage.to_json()),
+                    vigil_core::canonical::encode(&c.card.to_json()), c.lineage.training_data_hash.clone(),
+                    v.content_hash.to_hex(), v.created_by.as_str(), v.created_at.to_rfc3339()
+                ],
+            )
+            .map(|_| ())
+            .map_err(on_unique(ErrorCode::DuplicateVersion, "that version already exists for this model"))
+    }
+
+    fn get_version(&mut self, id: &str) -> Result<Option<ModelVersion>> {
+        self.rows(&format!("{VERSION_SELECT} WHERE v.id = $1"), &params![id])?.first().map(version_from).transpose()
+    }
+
+    fn find_version(&mut self, model_id: &str, key: &str) -> Result<Option<ModelVersion>> {
+        self.rows(&format!("{VERSION_SELECT} WHERE v.model_id = $1 AND v.version_key = $2"), &params![model_id, key])?
+            .first()
+            .map(version_from)
+            .transpose()
+    }
+
+    fn list_versions(&mut self, model_id: &str) -> Result<Vec<ModelVersion>> {
+        self.rows(&format!("{VERSION_SELECT} WHERE v.model_id = $1 ORDER BY v.created_at, v.id"), &params![model_id])?
+            .iter()
+            .map(version_from)
+            .collect()
+    }
+
+    fn versions_in_stage(&mut self, model_id: &str, stage: Stage) -> Result<Vec<ModelVersion>> {
+        self.rows(&format!("{VERSION_SELECT} WHERE v.model_id = $1 AND v.stage = $2 ORDER BY v.created_at"), &params![model_id, stage.as_str()])?
+            .iter()
+            .map(version_from)
+            .collect()
+    }
+
+    fn set_version_stage(&mut self, id: &str, stage: Stage) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec("UPDATE model_versions SET stage = $2 WHERE id = $1", &params![id, stage.as_str()])
+            .map(|_| ())
+            .map_err(on_unique(ErrorCode::ConcurrentModification, "another version of this model entered production concurrently"))
+    }
+
+    fn update_version_content(&mut self, id: &str, c: &VersionContent, hash: &Sha256Digest) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "UPDATE model_versions SET artifact_uri = $2, artifact_sha256 = $3, metrics = $4, lineage = $5, card = $6, \
+                 training_data_hash = $7, content_hash = $8 WHERE id = $1",
+                &params![
+                    id, c.artifact_uri.as_str(), c.artifact_sha256.map(|d| d.to_hex()),
+                    vigil_core::canonical::encode(&c.metrics.to_json()), vigil_core::canonical::encode(&c.lineage.to_json()),
+                    vigil_core::canonical::encode(&c.card.to_json()), c.lineage.training_data_hash.clone(), hash.to_hex()
+                ],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn versions_by_data_hash(&mut self, hash: &str) -> Result<Vec<ModelVersion>> {
+        self.rows(&format!("{VERSION_SELECT} WHERE v.training_data_hash = $1 ORDER BY m.name, v.created_at"), &params![hash])?
+            .iter()
+            .map(version_from)
+            .collect()
+    }
+
+    fn insert_transition(&mut self, t: &StageTransition) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "INSERT INTO stage_transitions (id, model_version_id, from_stage, to_stage, request_id, reason, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &params![t.id.as_str(), t.model_version_id.as_str(), t.from_stage.map(|s| s.as_str()), t.to_stage.as_str(), t.request_id.clone(), t.reason.as_str(), t.actor.as_str(), t.at.to_rfc3339()],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn list_transitions(&mut self, version_id: &str) -> Result<Vec<StageTransition>> {
+        self.rows(
+            "SELECT id, model_version_id, from_stage, to_stage, request_id, reason, actor, at FROM stage_transitions WHERE model_version_id = $1 ORDER BY at, id",
+            &params![version_id],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(StageTransition {
+                id: r.text(0),
+                model_version_id: r.text(1),
+                from_stage: r.opt_text(2).map(|s| Stage::parse(&s)).transpose().map_err(|_| corrupt("stage"))?,
+                to_stage: Stage::parse(&r.text(3)).map_err(|_| corrupt("stage"))?,
+                request_id: r.opt_text(4),
+                reason: r.text(5),
+                actor: UserId::parse(&r.text(6)).map_err(|_| corrupt("user id"))?,
+                at: ts(&r.text(7))?,
+            })
+        })
+        .collect()
+    }
+
+    fn insert_request(&mut self, r: &PromotionRequest) -> Result<()> {
+        self.write_check()?;
+        let model_id = self
+            .rows("SELECT model_id FROM model_versions WHERE id = $1", &params![r.model_version_id.as_str()])?
+            .first()
+            .map(|row| row.text(0))
+            .ok_or_else(|| Error::new(ErrorCode::VersionNotFound, "model version not found"))?;
+        self.c()
+            .exec(
+                &format!("INSERT INTO promotion_requests ({REQUEST_COLS}, model_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"),
+                &params![
+                    r.id.as_str(), r.model_version_id.as_str(), r.model_ref.as_str(), r.from_stage.as_str(), r.to_stage.as_str(),
+                    r.requester.as_str(), r.justification.as_str(), r.status.as_str(), r.content_hash.to_hex(),
+                    vigil_core::canonical::encode(&r.policy.to_json()), r.created_at.to_rfc3339(),
+                    r.expires_at.map(|t| t.to_rfc3339()), r.decided_at.map(|t| t.to_rfc3339()), r.status_reason.clone(), model_id
+                ],
+            )
+            .map(|_| ())
+            .map_err(on_unique(ErrorCode::RequestAlreadyPending, "this version already has a pending promotion request"))
+    }
+
+    fn get_request(&mut self, id: &str, lock: bool) -> Result<Option<PromotionRequest>> {
+        let sfx = self.lock_suffix(lock);
+        self.rows(&format!("SELECT {REQUEST_COLS} FROM promotion_requests WHERE id = $1{sfx}"), &params![id])?.first().map(request_from).transpose()
+    }
+
+    fn update_request_status(&mut self, r: &PromotionRequest) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "UPDATE promotion_requests SET status = $2, decided_at = $3, status_reason = $4 WHERE id = $1",
+                &params![r.id.as_str(), r.status.as_str(), r.decided_at.map(|t| t.to_rfc3339()), r.status_reason.clone()],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn list_requests(&mut self, f: &RequestFilter) -> Result<Vec<PromotionRequest>> {
+        let mut sql = format!("SELECT {REQUEST_COLS} FROM promotion_requests WHERE 1 = 1");
+        let mut p: Vec<Param> = Vec::new();
+        if let Some(s) = f.status {
+            p.push(s.as_str().into());
+            sql.push_str(&format!(" AND status = ${}", p.len()));
+        }
+        if let Some(m) = &f.model {
+            p.push(m.as_str().into());
+            sql.push_str(&format!(" AND model_id = (SELECT id FROM models WHERE name = ${})", p.len()));
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC");
+        if let Some(l) = f.limit {
+            sql.push_str(&format!(" LIMIT {l}"));
+        }
+        self.rows(&sql, &p)?.iter().map(request_from).collect()
+    }
+
+    fn pending_requests_for_version(&mut self, version_id: &str) -> Result<Vec<PromotionRequest>> {
+        self.rows(
+            &format!("SELECT {REQUEST_COLS} FROM promotion_requests WHERE model_version_id = $1 AND status = 'pending'"),
+            &params![version_id],
+        )?
+        .iter()
+        .map(request_from)
+        .collect()
+    }
+
+    fn insert_signature(&mut self, s: &Signature) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                &format!("INSERT INTO signatures ({SIGNATURE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+                &params![
+                    s.id.as_str(), s.request_id.as_str(), s.model_version_id.as_str(), s.signer_id.as_str(), s.printed_name.as_str(),
+                    s.role.as_str(), s.meaning.as_str(), s.decision.as_str(), s.comment.as_str(), s.content_hash.to_hex(),
+                    s.signed_at.to_rfc3339(), s.key_id.as_str(), s.server_signature.as_str()
+                ],
+            )
+            .map(|_| ())
+            .map_err(on_unique(ErrorCode::DuplicateSignature, "this signer already signed the request; one person counts once"))
+    }
+
+    fn list_signatures(&mut self, request_id: &str) -> Result<Vec<Signature>> {
+        self.rows(&format!("SELECT {SIGNATURE_COLS} FROM signatures WHERE request_id = $1 ORDER BY signed_at, id"), &params![request_id])?
+            .iter()
+            .map(signature_from)
+            .collect()
+    }
+
+    fn signatures_for_version(&mut self, version_id: &str) -> Result<Vec<Signature>> {
+        self.rows(&format!("SELECT {SIGNATURE_COLS} FROM signatures WHERE model_version_id = $1 ORDER BY signed_at, id"), &params![version_id])?
+            .iter()
+            .map(signature_from)
+            .collect()
+    }
+
+    fn all_signatures(&mut self) -> Result<Vec<Signature>> {
+        self.rows(&format!("SELECT {SIGNATURE_COLS} FROM signatures ORDER BY signed_at, id"), &[])?.iter().map(signature_from).collect()
+    }
+
+    fn append_audit(&mut self, event: AuditEvent) -> Result<()> {
+        self.write_check()?;
+        self.audit.push(event);
+        Ok(())
+    }
+
+    fn audit_head(&mut self) -> Result<Option<(i64, String)>> {
+        Ok(self.rows("SELECT seq, hash FROM audit_head WHERE id = 1", &[])?.first().map(|r| (r.int(0), r.text(1))))
+    }
+
+    fn scan_audit(&mut self, from: i64, to: i64, f: &mut dyn FnMut(&AuditRow<'_>) -> bool) -> Result<()> {
+        self.c()
+            .scan(&format!("SELECT {AUDIT_COLS} FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq"), &params![from, to], &mut |r| {
+                f(&AuditRow {
+                    seq: r.int_at(0),
+                    at: r.str_at(1),
+                    actor: r.str_at(2),
+                    action: r.str_at(3),
+                    outcome: r.str_at(4),
+                    entity_type: r.str_at(5),
+                    entity_id: r.str_at(6),
+                    model: r.opt_str_at(7),
+                    version: r.opt_str_at(8),
+                    details: r.str_at(9),
+                    prev_hash: r.str_at(10),
+                    hash: r.str_at(11),
+                })
+            })
+            .map_err(db)
+    }
+
+    fn query_audit(&mut self, q: &AuditQuery) -> Result<Vec<StoredEvent>> {
+        let mut sql = format!("SELECT {AUDIT_COLS} FROM audit_events WHERE 1 = 1");
+        let mut p: Vec<Param> = Vec::new();
+        let cond = |col: &str, op: &str, v: Param, p: &mut Vec<Param>, sql: &mut String| {
+            p.push(v);
+            sql.push_str(&format!(" AND {col} {op} ${}", p.len()));
+        };
+        if let Some(m) = &q.model {
+            cond("model", "=", m.into(), &mut p, &mut sql);
+        }
+        if let Some(v) = &q.version {
+            cond("version", "=", v.into(), &mut p, &mut sql);
+        }
+        if let Some(a) = &q.actor {
+            cond("actor", "=", a.into(), &mut p, &mut sql);
+        }
+        if let Some(a) = &q.action {
+            if let Some(prefix) = a.strip_suffix('.') {
+                // Range on the index instead of LIKE, whose escaping differs between backends.
+                cond("action", ">=", format!("{prefix}.").into(), &mut p, &mut sql);
+                cond("action", "<", format!("{prefix}/").into(), &mut p, &mut sql);
+            } else {
+                cond("action", "=", a.into(), &mut p, &mut sql);
+            }
+        }
+        if let Some(o) = &q.outcome {
+            cond("outcome", "=", o.into(), &mut p, &mut sql);
+        }
+        if let Some(t) = q.since {
+            cond("at", ">=", t.to_rfc3339().into(), &mut p, &mut sql);
+        }
+        if let Some(t) = q.until {
+            cond("at", "<", t.to_rfc3339().into(), &mut p, &mut sql);
+        }
+        if let Some(s) = q.after_seq {
+            cond("seq", ">", s.into(), &mut p, &mut sql);
+        }
+        sql.push_str(" ORDER BY seq");
+        if let Some(l) = q.limit {
+            sql.push_str(&format!(" LIMIT {l}"));
+        }
+        Ok(self.rows(&sql, &p)?.iter().map(event_from).collect())
+    }
+}

@@ -1,0 +1,10 @@
+//! Store conformance suite: every test in the `conformance!` modules runs against SQLite and
+//! against PostgreSQL (`VIGIL_TEST_DATABASE_URL`), each on a fresh database.
+
+mod support;
+
+mod concurrency;
+mod flow;
+mod governance;
+mod integrity;
+mod storage;
