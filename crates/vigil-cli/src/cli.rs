@@ -1,0 +1,308 @@
+//! Command-line grammar (clap). No behaviour here: see `commands.rs`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Vigil: a governed model registry for regulated healthcare ML.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Data directory of the embedded store (default: $XDG_DATA_HOME/vigil or ~/.local/share/vigil).
+    #[arg(long, global = true, env = "VIGIL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use a PostgreSQL database instead of the embedded store (postgres://…).
+    #[arg(long, global = true, env = "VIGIL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Server signing-key file (default: DATA_DIR/keys/signing.key; required with --database-url).
+    #[arg(long, global = true, env = "VIGIL_SIGNING_KEY_FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Acting user id.
+    #[arg(long, global = true, env = "VIGIL_USER")]
+    pub user: Option<String>,
+    /// Read the acting user's password from the first line of standard input.
+    #[arg(long, global = true)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the store and its first administrator.
+    Init {
+        /// Administrator user id.
+        #[arg(long)]
+        admin: String,
+        /// Administrator's printed name (shown on every signature).
+        #[arg(long)]
+        name: String,
+        /// Administrator's password (otherwise VIGIL_PASSWORD, --password-stdin or a prompt).
+        #[arg(long, env = "VIGIL_NEW_PASSWORD", hide_env_values = true)]
+        new_password: Option<String>,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Register and inspect models.
+    #[command(subcommand)]
+    Model(ModelCmd),
+    /// Promotion requests and their electronic signatures.
+    #[command(subcommand)]
+    Promote(PromoteCmd),
+    /// Approval policies per target stage.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Verify, query and export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Show a model version's provenance, or every version trained on a data hash.
+    Lineage {
+        /// NAME@VERSION.
+        reference: Option<String>,
+        /// List versions trained on this data hash instead.
+        #[arg(long, conflicts_with = "reference")]
+        data_hash: Option<String>,
+    },
+    /// Run the end-to-end demo: register, request, two approvals, production, verify.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add a user (administrators only).
+    Add {
+        /// New user id (never reusable).
+        id: String,
+        /// Role: data_scientist, ml_lead, clinical_reviewer, compliance_officer, admin.
+        #[arg(long)]
+        role: String,
+        /// Printed name.
+        #[arg(long)]
+        name: String,
+        /// The new user's password (otherwise VIGIL_NEW_PASSWORD or a prompt).
+        #[arg(long, env = "VIGIL_NEW_PASSWORD", hide_env_values = true)]
+        new_password: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Disable a user; their id stays reserved.
+    Disable {
+        /// User id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Unlock a user locked after failed authentications.
+    Unlock {
+        /// User id.
+        id: String,
+        /// Why (e.g. how identity was re-verified).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Register a model version (from flags, a manifest, or both; flags win).
+    Register(Box<RegisterArgs>),
+    /// Replace a Development/Staging version's signed content from a manifest.
+    Update {
+        /// NAME@VERSION.
+        reference: String,
+        /// TOML or JSON manifest with artifact, metrics, lineage, card.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Why the content changes.
+        #[arg(long)]
+        reason: String,
+    },
+    /// List registered models.
+    List,
+    /// Show a model (NAME) or a version (NAME@VERSION).
+    Show {
+        /// NAME or NAME@VERSION.
+        reference: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// Model name (or manifest field `name`).
+    pub name: Option<String>,
+    /// SemVer version.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// classification, regression, survival, ranking or other.
+    #[arg(long = "type")]
+    pub model_type: Option<String>,
+    /// Artifact location.
+    #[arg(long)]
+    pub artifact_uri: Option<String>,
+    /// Artifact SHA-256 (64 hex characters).
+    #[arg(long)]
+    pub artifact_sha256: Option<String>,
+    /// A metric, KEY=VALUE; repeatable.
+    #[arg(long = "metric", value_name = "KEY=VALUE")]
+    pub metrics: Vec<String>,
+    /// TOML or JSON manifest with metrics, lineage and card.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Owner of a new registered model.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Description of a new registered model.
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PromoteCmd {
+    /// Request promotion of NAME@VERSION.
+    Request {
+        /// NAME@VERSION.
+        reference: String,
+        /// Target stage: staging, production or archived.
+        #[arg(long)]
+        to: String,
+        /// Why (required).
+        #[arg(long)]
+        justification: String,
+    },
+    /// Approve a request with your electronic signature (re-enter your password).
+    Approve {
+        /// Request id.
+        request_id: String,
+        /// Meaning of the signature: approval, review or responsibility.
+        #[arg(long, default_value = "approval")]
+        meaning: String,
+        /// Comment.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Reject a request with your electronic signature.
+    Reject {
+        /// Request id.
+        request_id: String,
+        /// Meaning of the signature.
+        #[arg(long, default_value = "review")]
+        meaning: String,
+        /// Why (required).
+        #[arg(long)]
+        comment: String,
+    },
+    /// Withdraw your own pending request.
+    Withdraw {
+        /// Request id.
+        request_id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// List requests, newest first.
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show a request with its signatures.
+    Show {
+        /// Request id.
+        request_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Show the approval policies.
+    Show,
+    /// Set the policy for a target stage (administrators only).
+    Set {
+        /// staging, production or archived.
+        stage: String,
+        /// Number of distinct approvers.
+        #[arg(long)]
+        approvals: u32,
+        /// Roles that must each approve at least once (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Roles allowed to sign (default: the required roles).
+        #[arg(long, value_delimiter = ',')]
+        eligible: Vec<String>,
+        /// Pending requests expire after this many hours.
+        #[arg(long)]
+        expires_hours: Option<u32>,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Verify the hash chain and every signature seal.
+    Verify,
+    /// Query events.
+    Log(AuditFilter),
+    /// Export events as JSON Lines.
+    Export {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct AuditFilter {
+    /// Model name.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Version (with --model).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Actor user id.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Action, or a prefix ending in '.' (e.g. promotion.).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// ok or denied.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// At or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many events.
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn grammar_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,618 @@
+//! One function per command: gather arguments and identity, call the registry, print.
+
+use crate::cli::{AuditCmd, AuditFilter, Cli, Command, Global, ModelCmd, PolicyCmd, PromoteCmd, RegisterArgs, UserCmd};
+use crate::table;
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use vigil_api::manifest::Manifest;
+use vigil_core::approval::{ApprovalPolicy, Meaning, RequestStatus, ServerKey};
+use vigil_core::auth::{Password, Principal, Role};
+use vigil_core::card::FieldStatus;
+use vigil_core::ids::{ModelName, SystemClock, Timestamp, UserId, UuidV7Ids};
+use vigil_core::model::{Stage, parse_reference};
+use vigil_core::registry::Registry;
+use vigil_core::store::{AuditQuery, RequestFilter};
+use vigil_core::{Error, ErrorCode};
+use vigil_store::{Location, keyfile};
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    // Usage problems are reported like invalid input: exit code 2.
+    anyhow::Error::new(Error::new(ErrorCode::InvalidText, msg.into()))
+}
+
+/// The store location and key path resolved from the global flags.
+pub struct Target {
+    pub location: Location,
+    pub key_path: PathBuf,
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("vigil");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/vigil"),
+        None => PathBuf::from(".vigil"),
+    }
+}
+
+pub fn target(g: &Global) -> Result<Target> {
+    match &g.database_url {
+        Some(url) => {
+            let key_path = g
+                .signing_key
+                .clone()
+                .ok_or_else(|| usage("--signing-key FILE (or VIGIL_SIGNING_KEY_FILE) is required with --database-url; every replica uses the same key"))?;
+            Ok(Target { location: Location::Postgres { url: url.clone(), schema: None }, key_path, data_dir: None })
+        }
+        None => {
+            let dir = g.data_dir.clone().unwrap_or_else(default_data_dir);
+            let key_path = g.signing_key.clone().unwrap_or_else(|| keyfile::default_path(&dir));
+            Ok(Target { location: Location::DataDir(dir.clone()), key_path, data_dir: Some(dir) })
+        }
+    }
+}
+
+/// Opens the registry. Outside `init`, an embedded store must already exist: a typo in
+/// `--data-dir` should not silently create an empty registry.
+pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
+    let t = target(g)?;
+    if let (Some(dir), false) = (&t.data_dir, initializing) {
+        if !dir.join(vigil_store::DB_FILE).exists() {
+            return Err(Error::new(
+                ErrorCode::NotInitialized,
+                format!("no vigil store in {}; run 'vigil init --admin ID --name \"Printed Name\"' first", dir.display()),
+            )
+            .into());
+        }
+    }
+    let key = if initializing { keyfile::load_or_create(&t.key_path)? } else { keyfile::load(&t.key_path)? };
+    let store = vigil_store::open(&t.location)?;
+    Ok(Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(key)))
+}
+
+/// Builds a registry over an explicit store and key (used by the demo).
+pub fn registry_with(location: &Location, key: ServerKey) -> Result<Registry> {
+    let store = vigil_store::open(location)?;
+    Ok(Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(key)))
+}
+
+fn read_stdin_line() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading password from standard input")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// The acting user's password: --password-stdin, VIGIL_PASSWORD, or a prompt on a terminal.
+fn password(g: &Global, who: &str) -> Result<Password> {
+    if g.password_stdin {
+        return Ok(Password::new(read_stdin_line()?));
+    }
+    if let Ok(p) = std::env::var("VIGIL_PASSWORD") {
+        return Ok(Password::new(p));
+    }
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password(format!("password for {who}: ")).context("reading password")?;
+        return Ok(Password::new(p));
+    }
+    Err(usage("a password is required: use --password-stdin, VIGIL_PASSWORD, or run on a terminal"))
+}
+
+fn new_password(given: Option<String>, g: &Global, who: &str, allow_actor_sources: bool) -> Result<Password> {
+    if let Some(p) = given {
+        return Ok(Password::new(p));
+    }
+    if allow_actor_sources && (g.password_stdin || std::env::var_os("VIGIL_PASSWORD").is_some()) {
+        return password(g, who);
+    }
+    if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password(format!("new password for {who}: ")).context("reading password")?;
+        let b = rpassword::prompt_password("repeat: ").context("reading password")?;
+        if a != b {
+            return Err(usage("the passwords do not match"));
+        }
+        return Ok(Password::new(a));
+    }
+    Err(usage("a new password is required: use --new-password, VIGIL_NEW_PASSWORD, or run on a terminal"))
+}
+
+fn user_id(g: &Global) -> Result<UserId> {
+    let u = g.user.as_deref().ok_or_else(|| usage("who is acting? pass --user ID or set VIGIL_USER"))?;
+    Ok(UserId::parse(u)?)
+}
+
+fn principal(reg: &Registry, g: &Global) -> Result<Principal> {
+    let id = user_id(g)?;
+    let pw = password(g, id.as_str())?;
+    Ok(reg.authenticate(&id, &pw)?)
+}
+
+fn emit(g: &Global, v: &Value, human: impl FnOnce()) {
+    if g.json {
+        println!("{v}");
+    } else {
+        human();
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Demo => crate::demo::run(g),
+        Command::Init { admin, name, new_password: np } => {
+            let reg = open(g, true)?;
+            let id = UserId::parse(&admin)?;
+            let pw = new_password(np, g, id.as_str(), true)?;
+            let user = reg.init_admin(&id, &name, &pw)?;
+            let t = target(g)?;
+            let out = json!({"user": vigil_api::user(&user), "signing_key_id": reg.key_id(), "signing_key_file": t.key_path, "backend": reg.backend()});
+            emit(g, &out, || {
+                println!("initialised vigil ({}) with administrator {} ({})", reg.backend(), user.id, user.printed_name);
+                println!("signing key {} in {}", reg.key_id(), t.key_path.display());
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(c) => user_cmd(g, c),
+        Command::Model(c) => model_cmd(g, c),
+        Command::Promote(c) => promote_cmd(g, c),
+        Command::Policy(c) => policy_cmd(g, c),
+        Command::Audit(c) => audit_cmd(g, c),
+        Command::Lineage { reference, data_hash } => lineage_cmd(g, reference, data_hash),
+    }
+}
+
+fn user_cmd(g: &Global, c: UserCmd) -> Result<ExitCode> {
+    let reg = open(g, false)?;
+    match c {
+        UserCmd::Add { id, role, name, new_password: np } => {
+            let actor = principal(&reg, g)?;
+            let id = UserId::parse(&id)?;
+            let role = Role::parse(&role)?;
+            let pw = new_password(np, g, id.as_str(), false)?;
+            let u = reg.add_user(&actor, &id, &name, role, &pw)?;
+            emit(g, &vigil_api::user(&u), || println!("added {} ({}) as {}", u.id, u.printed_name, u.role));
+        }
+        UserCmd::List => {
+            let users = reg.list_users()?;
+            emit(g, &Value::Array(users.iter().map(vigil_api::user).collect()), || {
+                let rows = users
+                    .iter()
+                    .map(|u| vec![u.id.to_string(), u.printed_name.clone(), u.role.to_string(), u.status.as_str().into(), if u.locked { "yes".into() } else { "no".into() }])
+                    .collect::<Vec<_>>();
+                table::print(&["USER", "PRINTED NAME", "ROLE", "STATUS", "LOCKED"], &rows);
+            });
+        }
+        UserCmd::Disable { id, reason } => {
+            let actor = principal(&reg, g)?;
+            let u = reg.disable_user(&actor, &UserId::parse(&id)?, &reason)?;
+            emit(g, &vigil_api::user(&u), || println!("disabled {}", u.id));
+        }
+        UserCmd::Unlock { id, reason } => {
+            let actor = principal(&reg, g)?;
+            let u = reg.unlock_user(&actor, &UserId::parse(&id)?, &reason)?;
+            emit(g, &vigil_api::user(&u), || println!("unlocked {}", u.id));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_manifest(path: &std::path::Path) -> Result<Manifest> {
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read manifest {}: {e}", path.display())))?;
+    let is_toml = !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    Ok(Manifest::parse(&text, is_toml)?)
+}
+
+fn registration(a: &RegisterArgs) -> Result<vigil_core::registry::NewModelVersion> {
+    let mut m = match &a.manifest {
+        Some(p) => read_manifest(p)?,
+        None => Manifest::default(),
+    };
+    if let Some(n) = &a.name {
+        m.name = Some(ModelName::parse(n)?);
+    }
+    if let Some(v) = &a.version {
+        m.version = Some(vigil_core::semver::Version::parse(v)?);
+    }
+    if let Some(t) = &a.model_type {
+        m.model_type = Some(vigil_core::model::ModelType::parse(t)?);
+    }
+    if let Some(u) = &a.artifact_uri {
+        m.artifact_uri = Some(u.clone());
+    }
+    if let Some(d) = &a.artifact_sha256 {
+        m.artifact_sha256 = Some(vigil_core::ids::Sha256Digest::parse(d)?);
+    }
+    if a.owner.is_some() {
+        m.owner = a.owner.clone();
+    }
+    if a.description.is_some() {
+        m.description = a.description.clone();
+    }
+    for kv in &a.metrics {
+        let (k, v) = kv.split_once('=').ok_or_else(|| Error::new(ErrorCode::InvalidMetric, "--metric takes KEY=VALUE"))?;
+        let v: f64 = v.trim().parse().map_err(|_| Error::new(ErrorCode::InvalidMetric, format!("metric '{}' must be a number", k.trim())))?;
+        m.metrics.set(k.trim(), v)?;
+    }
+    if m.artifact_sha256.is_none() {
+        return Err(Error::new(ErrorCode::InvalidDigest, "--artifact-sha256 (or manifest field artifact_sha256) is required").into());
+    }
+    Ok(m.into_new_version()?)
+}
+
+fn version_human(v: &vigil_core::model::ModelVersion) {
+    table::kv(&[
+        ("model", v.model_name.to_string()),
+        ("version", v.version.to_string()),
+        ("model id", v.id.clone()),
+        ("type", v.model_type.to_string()),
+        ("stage", v.stage.to_string()),
+        ("artifact", v.content.artifact_uri.clone()),
+        ("artifact sha256", v.content.artifact_sha256.map(|d| d.to_hex()).unwrap_or_else(|| "(none)".into())),
+        ("content hash", v.content_hash.to_hex()),
+        ("registered", format!("{} by {}", v.created_at, v.created_by)),
+    ]);
+    let metrics: Vec<String> = v.content.metrics.iter().map(|(k, x)| format!("{k}={x}")).collect();
+    println!("metrics          {}", if metrics.is_empty() { "(none)".into() } else { metrics.join(", ") });
+    let card = &v.content.card;
+    let missing = card.missing_hti1();
+    println!("model card       {} fields set; HTI-1 attributes {}/31 present", card.entries().count(), 31 - missing.len());
+    for (f, s) in card.entries() {
+        match s {
+            FieldStatus::Value(x) => println!("  {:<40} {}", f.key(), x),
+            FieldStatus::NotAvailable { reason } => println!("  {:<40} not available: {}", f.key(), reason),
+        }
+    }
+}
+
+fn model_cmd(g: &Global, c: ModelCmd) -> Result<ExitCode> {
+    let reg = open(g, false)?;
+    match c {
+        ModelCmd::Register(a) => {
+            // Check the arguments before asking for a password.
+            let new = registration(&a)?;
+            let actor = principal(&reg, g)?;
+            let v = reg.register_model(&actor, new)?;
+            emit(g, &vigil_api::version(&v), || println!("registered {} ({}) in development, content hash {}", v.reference(), v.id, v.content_hash));
+        }
+        ModelCmd::Update { reference, manifest, reason } => {
+            let (name, version) = parse_reference(&reference)?;
+            let m = read_manifest(&manifest)?;
+            let actor = principal(&reg, g)?;
+            let v = reg.get_version(&name, &version)?;
+            let v = reg.update_version_content(&actor, &v.id, m.content()?, &reason)?;
+            emit(g, &vigil_api::version(&v), || println!("updated {}: content hash {}", v.reference(), v.content_hash));
+        }
+        ModelCmd::List => {
+            let models = reg.list_models()?;
+            let out: Vec<Value> = models
+                .iter()
+                .map(|(m, vs)| {
+                    let mut j = vigil_api::model(m);
+                    j["versions"] = Value::Array(vs.iter().map(|v| json!({"version": v.version.to_string(), "stage": v.stage.as_str(), "model_id": v.id})).collect());
+                    j
+                })
+                .collect();
+            emit(g, &Value::Array(out), || {
+                let rows = models
+                    .iter()
+                    .map(|(m, vs)| {
+                        let prod = vs.iter().find(|v| v.stage == Stage::Production).map(|v| v.version.to_string()).unwrap_or_else(|| "-".into());
+                        let latest = vs.iter().map(|v| &v.version).max().map(ToString::to_string).unwrap_or_else(|| "-".into());
+                        vec![m.name.to_string(), m.model_type.to_string(), vs.len().to_string(), latest, prod, m.owner.clone()]
+                    })
+                    .collect::<Vec<_>>();
+                table::print(&["MODEL", "TYPE", "VERSIONS", "LATEST", "PRODUCTION", "OWNER"], &rows);
+            });
+        }
+        ModelCmd::Show { reference } => {
+            if reference.contains('@') {
+                let (name, version) = parse_reference(&reference)?;
+                let v = reg.get_version(&name, &version)?;
+                emit(g, &vigil_api::version(&v), || version_human(&v));
+            } else {
+                let name = ModelName::parse(&reference)?;
+                let m = reg.get_model(&name)?;
+                let vs = reg.list_models()?.into_iter().find(|(x, _)| x.id == m.id).map(|(_, v)| v).unwrap_or_default();
+                let mut j = vigil_api::model(&m);
+                j["versions"] = Value::Array(vs.iter().map(vigil_api::version).collect());
+                emit(g, &j, || {
+                    table::kv(&[("model", m.name.to_string()), ("type", m.model_type.to_string()), ("owner", m.owner.clone()), ("description", m.description.clone())]);
+                    println!();
+                    let mut sorted: Vec<_> = vs.iter().collect();
+                    sorted.sort_by(|a, b| b.version.cmp(&a.version));
+                    let rows = sorted
+                        .iter()
+                        .map(|v| vec![v.version.to_string(), v.stage.to_string(), v.id.clone(), table::short(&v.content_hash.to_hex(), 16), v.created_at.to_string()])
+                        .collect::<Vec<_>>();
+                    table::print(&["VERSION", "STAGE", "MODEL ID", "CONTENT HASH", "REGISTERED"], &rows);
+                });
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn request_human(d: &vigil_core::registry::RequestDetail) {
+    let r = &d.request;
+    table::kv(&[
+        ("request", r.id.clone()),
+        ("model", r.model_ref.clone()),
+        ("transition", format!("{} -> {}", r.from_stage, r.to_stage)),
+        ("status", r.status.to_string()),
+        ("requester", r.requester.to_string()),
+        ("justification", r.justification.clone()),
+        ("content hash", r.content_hash.to_hex()),
+        ("opened", r.created_at.to_string()),
+        ("expires", r.expires_at.map(|t| t.to_string()).unwrap_or_else(|| "never".into())),
+        ("tally", vigil_api::tally(&d.tally).to_string()),
+    ]);
+    println!();
+    let rows = d
+        .signatures
+        .iter()
+        .map(|(s, ok)| {
+            vec![
+                s.printed_name.clone(),
+                s.role.to_string(),
+                s.meaning.to_string(),
+                s.decision.to_string(),
+                s.signed_at.to_string(),
+                match ok {
+                    Ok(()) => "yes".into(),
+                    Err(why) => format!("no: {why}"),
+                },
+            ]
+        })
+        .collect::<Vec<_>>();
+    table::print(&["SIGNED BY (PRINTED NAME)", "ROLE", "MEANING", "DECISION", "SIGNED AT (UTC)", "COUNTS"], &rows);
+}
+
+fn promote_cmd(g: &Global, c: PromoteCmd) -> Result<ExitCode> {
+    let reg = open(g, false)?;
+    match c {
+        PromoteCmd::Request { reference, to, justification } => {
+            let (name, version) = parse_reference(&reference)?;
+            let to = Stage::parse(&to)?;
+            let actor = principal(&reg, g)?;
+            let v = reg.get_version(&name, &version)?;
+            let r = reg.request_promotion(&actor, &v.id, to, &justification)?;
+            emit(g, &vigil_api::request(&r), || {
+                println!("requested {} -> {} for {}: request {}", r.from_stage, r.to_stage, r.model_ref, r.id);
+                let roles: Vec<&str> = r.policy.required_roles.iter().map(|x| x.as_str()).collect();
+                println!("needs {} approval(s) including {}", r.policy.required_approvals, roles.join(" and "));
+            });
+        }
+        PromoteCmd::Approve { request_id, meaning, comment } => sign(g, &reg, &request_id, &meaning, &comment, true)?,
+        PromoteCmd::Reject { request_id, meaning, comment } => sign(g, &reg, &request_id, &meaning, &comment, false)?,
+        PromoteCmd::Withdraw { request_id, reason } => {
+            let actor = principal(&reg, g)?;
+            let r = reg.withdraw_promotion(&actor, &request_id, &reason)?;
+            emit(g, &vigil_api::request(&r), || println!("withdrew request {}", r.id));
+        }
+        PromoteCmd::List { status, model, limit } => {
+            let filter = RequestFilter {
+                status: status.as_deref().map(RequestStatus::parse).transpose()?,
+                model: model.as_deref().map(ModelName::parse).transpose()?,
+                limit,
+            };
+            let rs = reg.list_requests(&filter)?;
+            emit(g, &Value::Array(rs.iter().map(vigil_api::request).collect()), || {
+                let rows = rs
+                    .iter()
+                    .map(|r| vec![r.id.clone(), r.model_ref.clone(), format!("{}->{}", r.from_stage, r.to_stage), r.status.to_string(), r.requester.to_string(), r.created_at.to_string()])
+                    .collect::<Vec<_>>();
+                table::print(&["REQUEST", "MODEL", "TRANSITION", "STATUS", "REQUESTER", "OPENED"], &rows);
+            });
+        }
+        PromoteCmd::Show { request_id } => {
+            let d = reg.get_request(&request_id)?;
+            emit(g, &vigil_api::request_detail(&d), || request_human(&d));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(g: &Global, reg: &Registry, request_id: &str, meaning: &str, comment: &str, approve: bool) -> Result<()> {
+    let meaning = Meaning::parse(meaning)?;
+    let id = user_id(g)?;
+    // Part 11 re-authentication: the password is entered for this signature.
+    let pw = password(g, id.as_str())?;
+    let out = if approve {
+        reg.approve_promotion(&id, &pw, request_id, meaning, comment)?
+    } else {
+        reg.reject_promotion(&id, &pw, request_id, meaning, comment)?
+    };
+    let mut j = vigil_api::request(&out.request);
+    j["signature"] = vigil_api::signature(&out.signature);
+    j["tally"] = vigil_api::tally(&out.tally);
+    emit(g, &j, || {
+        let s = &out.signature;
+        println!("signed by {} ({}) at {} UTC, meaning: {}, decision: {}", s.printed_name, s.role, s.signed_at, s.meaning, s.decision);
+        println!("signed content hash {}", s.content_hash);
+        println!("request {} is now {} ({})", out.request.id, out.request.status, vigil_api::tally(&out.tally));
+    });
+    Ok(())
+}
+
+fn policy_cmd(g: &Global, c: PolicyCmd) -> Result<ExitCode> {
+    let reg = open(g, false)?;
+    let show = |p: &vigil_core::approval::PolicySet| {
+        let rows = [("staging", &p.staging), ("production", &p.production), ("archived", &p.archived)]
+            .iter()
+            .map(|(s, x)| {
+                let roles = |v: &[Role]| v.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
+                vec![s.to_string(), x.required_approvals.to_string(), roles(&x.required_roles), roles(&x.eligible_roles), x.expires_after_hours.map(|h| format!("{h}h")).unwrap_or_else(|| "never".into())]
+            })
+            .collect::<Vec<_>>();
+        table::print(&["TARGET STAGE", "APPROVALS", "REQUIRED ROLES", "ELIGIBLE ROLES", "EXPIRES"], &rows);
+    };
+    match c {
+        PolicyCmd::Show => {
+            let p = reg.policies()?;
+            emit(g, &vigil_api::policies(&p), || show(&p));
+        }
+        PolicyCmd::Set { stage, approvals, roles, eligible, expires_hours, reason } => {
+            let stage = Stage::parse(&stage)?;
+            let parse = |v: &[String]| v.iter().filter(|s| !s.is_empty()).map(|s| Role::parse(s)).collect::<Result<Vec<_>, _>>();
+            let required_roles = parse(&roles)?;
+            let eligible_roles = if eligible.is_empty() { required_roles.clone() } else { parse(&eligible)? };
+            let policy = ApprovalPolicy { required_approvals: approvals, required_roles, eligible_roles, expires_after_hours: expires_hours };
+            let actor = principal(&reg, g)?;
+            let p = reg.set_policy(&actor, stage, policy, &reason)?;
+            emit(g, &vigil_api::policies(&p), || show(&p));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_query(f: &AuditFilter) -> Result<AuditQuery> {
+    if let Some(o) = &f.outcome {
+        if o != "ok" && o != "denied" {
+            return Err(Error::new(ErrorCode::InvalidFilter, "--outcome is ok or denied").into());
+        }
+    }
+    Ok(AuditQuery {
+        model: f.model.clone(),
+        version: f.version.clone(),
+        actor: f.actor.clone(),
+        action: f.action.clone(),
+        outcome: f.outcome.clone(),
+        since: f.since.as_deref().map(Timestamp::parse).transpose()?,
+        until: f.until.as_deref().map(Timestamp::parse).transpose()?,
+        limit: f.limit,
+        after_seq: None,
+    })
+}
+
+fn audit_cmd(g: &Global, c: AuditCmd) -> Result<ExitCode> {
+    let reg = open(g, false)?;
+    match c {
+        AuditCmd::Verify => {
+            let chain = reg.verify_audit()?;
+            let sigs = reg.verify_signatures()?;
+            let ok = chain.ok() && sigs.failures.is_empty();
+            emit(g, &vigil_api::chain_report(&chain, &sigs), || {
+                match &chain.first_bad {
+                    None => println!("audit chain intact: {} events, head {}", chain.events, chain.head_hash),
+                    Some((pos, problem)) => println!("audit chain BROKEN at position {pos}: {problem}"),
+                }
+                if sigs.failures.is_empty() {
+                    println!("signatures intact: {} verified with key {}", sigs.checked, reg.key_id());
+                } else {
+                    for (id, why) in &sigs.failures {
+                        println!("signature FAILED: {id}: {why}");
+                    }
+                }
+            });
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        AuditCmd::Log(f) => {
+            let events = reg.audit_log(&audit_query(&f)?)?;
+            emit(g, &Value::Array(events.iter().map(vigil_api::audit_event).collect()), || {
+                let rows = events
+                    .iter()
+                    .map(|e| {
+                        let d: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+                        let note = d.get("code").or_else(|| d.get("reason")).and_then(Value::as_str).unwrap_or("").to_owned();
+                        let target = match (&e.model, &e.version) {
+                            (Some(m), Some(v)) => format!("{m}@{v}"),
+                            (Some(m), None) => m.clone(),
+                            _ => format!("{}:{}", e.entity_type, e.entity_id),
+                        };
+                        vec![e.seq.to_string(), e.at.clone(), e.actor.clone(), e.action.clone(), e.outcome.clone(), target, note]
+                    })
+                    .collect::<Vec<_>>();
+                table::print(&["SEQ", "AT (UTC)", "ACTOR", "ACTION", "OUTCOME", "TARGET", "CODE / REASON"], &rows);
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Export { filter, output } => {
+            let events = reg.audit_log(&audit_query(&filter)?)?;
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            for e in &events {
+                writeln!(out, "{}", vigil_api::audit_event(e))?;
+            }
+            out.flush()?;
+            if let Some(p) = output {
+                eprintln!("exported {} events to {}", events.len(), p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn lineage_cmd(g: &Global, reference: Option<String>, data_hash: Option<String>) -> Result<ExitCode> {
+    let reg = open(g, false)?;
+    if let Some(h) = data_hash {
+        let vs = reg.versions_by_data_hash(&h)?;
+        emit(g, &Value::Array(vs.iter().map(vigil_api::version).collect()), || {
+            let rows = vs.iter().map(|v| vec![v.reference(), v.stage.to_string(), v.id.clone()]).collect::<Vec<_>>();
+            table::print(&["MODEL VERSION", "STAGE", "MODEL ID"], &rows);
+        });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reference = reference.ok_or_else(|| usage("give NAME@VERSION or --data-hash HASH"))?;
+    let (name, version) = parse_reference(&reference)?;
+    let l = reg.lineage(&name, &version)?;
+    emit(g, &vigil_api::lineage(&l), || {
+        let v = &l.version;
+        let li = &v.content.lineage;
+        let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "(not recorded)".into());
+        println!("{} [{}]  content hash {} ({})", v.reference(), v.stage, v.content_hash, if l.content_hash_ok { "verified" } else { "MISMATCH: altered outside vigil" });
+        println!();
+        println!("data");
+        table::kv(&[
+            ("  training data", show(&li.training_data_uri)),
+            ("  data version", show(&li.training_data_version)),
+            ("  data hash", show(&li.training_data_hash)),
+            ("  features", if li.features.is_empty() { "(not recorded)".into() } else { li.features.join(", ") }),
+        ]);
+        println!("run and code");
+        table::kv(&[
+            ("  training run", show(&li.training_run_id)),
+            ("  code commit", show(&li.code_commit)),
+            ("  environment", show(&li.environment_digest)),
+            ("  parent version", show(&li.parent_model_version)),
+            ("  artifact", format!("{} sha256 {}", v.content.artifact_uri, v.content.artifact_sha256.map(|d| d.to_hex()).unwrap_or_else(|| "(none)".into()))),
+        ]);
+        if !l.same_data.is_empty() {
+            println!("  also trained on this data: {}", l.same_data.join(", "));
+        }
+        println!("approvals");
+        if l.requests.is_empty() {
+            println!("  (no promotion requests)");
+        }
+        for d in &l.requests {
+            let r = &d.request;
+            println!("  {} {}->{} {} (requested by {} at {}: {})", r.id, r.from_stage, r.to_stage, r.status, r.requester, r.created_at, r.justification);
+            for (s, ok) in &d.signatures {
+                println!(
+                    "    {} {} — {} ({}), meaning {}, at {} UTC{}",
+                    s.decision,
+                    s.signer_id,
+                    s.printed_name,
+                    s.role,
+                    s.meaning,
+                    s.signed_at,
+                    match ok {
+                        Ok(()) => String::new(),
+                        Err(why) => format!(" [does not count: {why}]"),
+                    }
+                );
+            }
+        }
+        println!("stage history");
+        for t in &l.transitions {
+            println!("  {} {} -> {} by {} ({})", t.at, t.from_stage.map(|s| s.to_string()).unwrap_or_else(|| "-".into()), t.to_stage, t.actor, t.reason);
+        }
+    });
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,137 @@
+//! `vigil demo`: the README's main job. On an embedded store in `./vigil-demo` (or the given
+//! data directory) it registers the original system's diabetes model, requests production,
+//! collects the two approvals the default policy needs (ml_lead, clinical_reviewer),
+//! shows the model in Production with its lineage, and verifies the audit trail.
+//! Running it again registers the next version and promotes that one, archiving the previous.
+
+use crate::cli::Global;
+use crate::commands;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use vigil_core::approval::Meaning;
+use vigil_core::auth::{Password, Role};
+use vigil_core::card::{CardField, ModelCard};
+use vigil_core::ids::{ModelName, Sha256Digest, UserId};
+use vigil_core::model::{Lineage, Metrics, ModelType, Stage, VersionContent};
+use vigil_core::registry::NewModelVersion;
+use vigil_core::semver::Version;
+use vigil_store::{Location, keyfile};
+
+const TEAM: &[(&str, &str, Role, &str)] = &[
+    ("dana", "Dana Scientist", Role::DataScientist, "demo-dana-password"),
+    ("lee", "Lee Lead", Role::MlLead, "demo-lee-password"),
+    ("cleo", "Dr. Cleo Reviewer", Role::ClinicalReviewer, "demo-cleo-password"),
+];
+const ADMIN_PW: &str = "demo-admin-password";
+
+fn step(t: &Instant, what: &str) {
+    println!("[{:>7.1} ms] {what}", t.elapsed().as_secs_f64() * 1000.0);
+}
+
+pub fn run(g: &Global) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let (location, key_path, shown) = match &g.database_url {
+        Some(_) => {
+            let t = commands::target(g)?;
+            (t.location, t.key_path, "postgresql".to_owned())
+        }
+        None => {
+            let dir = g.data_dir.clone().unwrap_or_else(|| PathBuf::from("vigil-demo"));
+            let key = g.signing_key.clone().unwrap_or_else(|| keyfile::default_path(&dir));
+            let shown = dir.display().to_string();
+            (Location::DataDir(dir), key, shown)
+        }
+    };
+    let reg = commands::registry_with(&location, keyfile::load_or_create(&key_path)?)?;
+    println!("vigil demo on {} ({}), signing key {}", shown, reg.backend(), reg.key_id());
+
+    if !reg.is_initialized()? {
+        let admin = reg.init_admin(&UserId::parse("admin")?, "Ada Admin", &Password::new(ADMIN_PW))?;
+        let admin = reg.authenticate(&admin.id, &Password::new(ADMIN_PW))?;
+        for (id, name, role, pw) in TEAM {
+            reg.add_user(&admin, &UserId::parse(id)?, name, *role, &Password::new(*pw))?;
+        }
+        step(&t0, "created users admin, dana (data_scientist), lee (ml_lead), cleo (clinical_reviewer); demo passwords are demo-<user>-password");
+    }
+    let name = ModelName::parse("diabetes-risk-classifier")?;
+    let existing = reg.list_models()?.into_iter().find(|(m, _)| m.name == name).map(|(_, v)| v.len()).unwrap_or(0);
+    let version = Version::parse(&format!("1.{existing}.0"))?;
+
+    let pw = |id: &str| Password::new(TEAM.iter().find(|t| t.0 == id).map(|t| t.3).unwrap_or_default());
+    let dana = reg.authenticate(&UserId::parse("dana")?, &pw("dana"))?;
+
+    let mut metrics = Metrics::new();
+    for (k, v) in [("accuracy", 0.92), ("auc_roc", 0.95), ("precision", 0.89), ("recall", 0.91)] {
+        metrics.set(k, v)?;
+    }
+    let mut card = ModelCard::new();
+    card.set(CardField::ModelName, "Diabetes Risk Classifier")?;
+    card.set(CardField::IntendedUse, "Identify patients at risk for Type 2 diabetes")?;
+    card.set(CardField::ClinicalValidationStatus, "Validated on 10,000 patient cohort")?;
+    card.set_not_available(CardField::ExternalValidationParty, "external validation scheduled for next quarter")?;
+    let artifact_uri = format!("s3://models/diabetes-classifier/v{version}");
+    let v = reg.register_model(
+        &dana,
+        NewModelVersion {
+            name: name.clone(),
+            version: version.clone(),
+            model_type: ModelType::Classification,
+            content: VersionContent {
+                artifact_sha256: Some(Sha256Digest::of(artifact_uri.as_bytes())),
+                artifact_uri,
+                metrics,
+                lineage: Lineage {
+                    training_data_uri: Some("s3://data/diabetes-training-v3".into()),
+                    training_data_version: Some("3.0.0".into()),
+                    training_data_hash: Some("sha256:5f2b6d8e0c1a".into()),
+                    training_run_id: Some("run_456".into()),
+                    code_commit: Some("4e1c2a9".into()),
+                    features: vec!["age".into(), "bmi".into(), "glucose".into()],
+                    ..Default::default()
+                },
+                card,
+            },
+            owner: Some("clinical-ml-team".into()),
+            description: Some("Type 2 diabetes risk within 3 years".into()),
+            tags: Default::default(),
+        },
+    )?;
+    step(&t0, &format!("dana registered {} in development (content hash {})", v.reference(), &v.content_hash.to_hex()[..16]));
+
+    let r = reg.request_promotion(&dana, &v.id, Stage::Production, "Model exceeds performance thresholds, validated by clinical team")?;
+    step(&t0, &format!("dana requested production: request {}", r.id));
+
+    let first = reg.approve_promotion(&UserId::parse("lee")?, &pw("lee"), &r.id, Meaning::Approval, "Approved after clinical validation review")?;
+    step(&t0, &format!("lee signed (ml_lead, meaning approval, re-entered password): request still {}, {}", first.request.status, vigil_api::tally(&first.tally)));
+    let second = reg.approve_promotion(&UserId::parse("cleo")?, &pw("cleo"), &r.id, Meaning::Approval, "Clinically appropriate for the intended population")?;
+    step(&t0, &format!("cleo signed (clinical_reviewer): request {}", second.request.status));
+
+    let prod = reg.production_version(&name)?.map(|p| p.reference()).unwrap_or_else(|| "(none)".into());
+    step(&t0, &format!("production version is now {prod}"));
+
+    let l = reg.lineage(&name, &version)?;
+    for d in &l.requests {
+        for (s, ok) in &d.signatures {
+            println!("           signature: {} ({}) at {} UTC, meaning {}, {}", s.printed_name, s.role, s.signed_at, s.meaning, if ok.is_ok() { "valid" } else { "INVALID" });
+        }
+    }
+    let chain = reg.verify_audit()?;
+    let sigs = reg.verify_signatures()?;
+    let ok = chain.ok() && sigs.failures.is_empty();
+    step(&t0, &format!(
+        "audit verify: {} events, chain {}, {} signatures {}",
+        chain.events,
+        if chain.ok() { "intact" } else { "BROKEN" },
+        sigs.checked,
+        if sigs.failures.is_empty() { "valid" } else { "INVALID" }
+    ));
+    println!();
+    let dir_flag = match &location {
+        Location::DataDir(d) => format!("--data-dir {}", d.display()),
+        Location::Postgres { .. } => "--database-url …".into(),
+    };
+    println!("explore: vigil {dir_flag} model list | promote list | lineage {} | audit log", v.reference());
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
