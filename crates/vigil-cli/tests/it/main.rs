@@ -1,0 +1,141 @@
+#![allow(missing_docs)]
+//! End-to-end tests of the built `vigil` binary: real processes, a real data directory (and a
+//! real PostgreSQL database when `VIGIL_TEST_DATABASE_URL` is set), exit codes and output.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+mod concurrency;
+mod errors;
+mod workflow;
+
+pub const PW: &str = "s3cret-passw0rd";
+
+/// A data directory (or PostgreSQL schema) with an initialised store and a team.
+pub struct Vigil {
+    pub dir: tempfile::TempDir,
+    pub database_url: Option<String>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vigil"))
+}
+
+impl Vigil {
+    /// An empty embedded store.
+    pub fn empty() -> Vigil {
+        Vigil { dir: tempfile::tempdir().expect("tempdir"), database_url: None }
+    }
+
+    /// An empty PostgreSQL store in a fresh schema (None when PostgreSQL is not configured).
+    pub fn empty_postgres() -> Option<Vigil> {
+        let url = match std::env::var("VIGIL_TEST_DATABASE_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                if std::env::var_os("CI").is_some() || std::env::var_os("VIGIL_REQUIRE_POSTGRES").is_some() {
+                    panic!("VIGIL_TEST_DATABASE_URL is not set but CI requires the PostgreSQL runs");
+                }
+                return None;
+            }
+        };
+        let schema = format!("cli_{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}options=-csearch_path%3D{schema}");
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("pg");
+        c.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("schema");
+        Some(Vigil { dir: tempfile::tempdir().expect("tempdir"), database_url: Some(url) })
+    }
+
+    /// A store with admin + ds (data_scientist), lead (ml_lead), clin (clinical_reviewer).
+    pub fn with_team() -> Vigil {
+        Self::team(Vigil::empty())
+    }
+
+    pub fn team(v: Vigil) -> Vigil {
+        v.run(&["init", "--admin", "admin", "--name", "Ada Admin", "--new-password", PW]).ok();
+        for (id, role, name) in [
+            ("ds", "data_scientist", "Dana Scientist"),
+            ("ds2", "data_scientist", "Dev Scientist"),
+            ("lead", "ml_lead", "Lee Lead"),
+            ("clin", "clinical_reviewer", "Dr. Cleo Reviewer"),
+            ("clin2", "clinical_reviewer", "Dr. Carl Reviewer"),
+        ] {
+            v.as_user("admin", &["user", "add", id, "--role", role, "--name", name, "--new-password", PW]).ok();
+        }
+        v
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--data-dir").arg(self.data_dir());
+        c.env_remove("VIGIL_USER").env_remove("VIGIL_PASSWORD").env_remove("VIGIL_DATA_DIR").env_remove("VIGIL_DATABASE_URL");
+        if let Some(url) = &self.database_url {
+            c.arg("--database-url").arg(url).arg("--signing-key").arg(self.data_dir().join("signing.key"));
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.cmd().args(args).output().expect("spawn vigil").into()
+    }
+
+    pub fn as_user(&self, user: &str, args: &[&str]) -> Run {
+        self.as_user_pw(user, PW, args)
+    }
+
+    pub fn as_user_pw(&self, user: &str, pw: &str, args: &[&str]) -> Run {
+        self.cmd().args(["--user", user]).env("VIGIL_PASSWORD", pw).args(args).output().expect("spawn vigil").into()
+    }
+
+    pub fn register(&self, user: &str, name_version: (&str, &str)) -> Run {
+        self.as_user(
+            user,
+            &[
+                "--json", "model", "register", name_version.0, "--version", name_version.1, "--type", "classification",
+                "--artifact-uri", "s3://models/x", "--artifact-sha256", &"ab".repeat(32), "--metric", "auc_roc=0.95", "--metric", "accuracy=0.92",
+            ],
+        )
+    }
+
+    pub fn request(&self, user: &str, reference: &str, to: &str) -> String {
+        let r = self.as_user(user, &["--json", "promote", "request", reference, "--to", to, "--justification", "meets thresholds"]).ok();
+        r.json()["request_id"].as_str().expect("request_id").to_owned()
+    }
+
+    pub fn db_file(&self) -> PathBuf {
+        self.data_dir().join("vigil.db")
+    }
+}

@@ -1,0 +1,196 @@
+//! The documented workflows through the binary.
+
+use crate::*;
+
+#[test]
+fn register_request_two_approvals_production_and_verify() {
+    let v = Vigil::with_team();
+    let reg = v.register("ds", ("diabetes-risk-classifier", "1.0.0")).ok().json();
+    assert_eq!(reg["stage"], "development");
+    assert_eq!(reg["version"], "1.0.0");
+    assert_eq!(reg["metrics"]["auc_roc"], 0.95);
+
+    let rid = v.request("ds", "diabetes-risk-classifier@1.0.0", "production");
+    assert!(rid.starts_with("req_"));
+
+    let a1 = v.as_user("lead", &["--json", "promote", "approve", &rid, "--meaning", "approval", "--comment", "Approved after clinical validation review"]).ok().json();
+    assert_eq!(a1["status"], "pending");
+    assert_eq!(a1["signature"]["printed_name"], "Lee Lead");
+    assert_eq!(a1["tally"]["missing_roles"][0], "clinical_reviewer");
+    let a2 = v.as_user("clin", &["--json", "promote", "approve", &rid, "--comment", "ok"]).ok().json();
+    assert_eq!(a2["status"], "approved");
+
+    let shown = v.run(&["--json", "model", "show", "diabetes-risk-classifier@1.0.0"]).ok().json();
+    assert_eq!(shown["stage"], "production");
+    assert_eq!(shown["content_hash_ok"], true);
+
+    let human = v.run(&["audit", "verify"]).ok();
+    assert!(human.stdout.contains("audit chain intact"), "{}", human.stdout);
+    let verify = v.run(&["--json", "audit", "verify"]).ok().json();
+    assert_eq!(verify["ok"], true);
+    assert_eq!(verify["signatures_checked"], 2);
+
+    let lineage = v.run(&["--json", "lineage", "diabetes-risk-classifier@1.0.0"]).ok().json();
+    assert_eq!(lineage["requests"][0]["signatures"].as_array().map(Vec::len), Some(2));
+    assert_eq!(lineage["stage_history"][1]["to"], "production");
+
+    // Human outputs name the people who signed.
+    let shown = v.run(&["promote", "show", &rid]).ok().stdout;
+    assert!(shown.contains("Dr. Cleo Reviewer") && shown.contains("Lee Lead"), "{shown}");
+    let list = v.run(&["model", "list"]).ok().stdout;
+    assert!(list.contains("diabetes-risk-classifier") && list.contains("1.0.0"), "{list}");
+}
+
+#[test]
+fn register_from_a_toml_manifest() {
+    let v = Vigil::with_team();
+    let manifest = v.data_dir().join("model.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+name = "sepsis-early-warning"
+version = "2.1.0-rc.1+build.7"
+model_type = "classification"
+artifact_uri = "s3://models/sepsis/2.1.0"
+artifact_sha256 = "{}"
+
+[metrics]
+auc_roc = 0.88
+f1 = 0.71
+
+[lineage]
+training_data_uri = "s3://data/sepsis-v9"
+training_data_hash = "sha256:feedface"
+training_run_id = "run_9"
+code_commit = "abc1234"
+features = ["lactate", "heart_rate"]
+
+[card]
+model_name = "Sepsis Early Warning"
+intended_use = "Flag adult inpatients at risk of sepsis within 6 hours"
+"performance.external_validity" = {{ not_available = "single-site model" }}
+"#,
+            "cd".repeat(32)
+        ),
+    )
+    .unwrap();
+    let out = v.as_user("ds", &["--json", "model", "register", "--manifest", manifest.to_str().unwrap()]).ok().json();
+    assert_eq!(out["version"], "2.1.0-rc.1+build.7");
+    assert_eq!(out["lineage"]["features"][1], "heart_rate");
+    let fields = out["model_card"]["fields"].as_array().unwrap();
+    let ext = fields.iter().find(|f| f["key"] == "performance.external_validity").unwrap();
+    assert_eq!(ext["status"], "not_available");
+    assert_eq!(out["model_card"]["hti1_missing"].as_array().map(Vec::len), Some(29));
+    let by_hash = v.run(&["--json", "lineage", "--data-hash", "sha256:feedface"]).ok().json();
+    assert_eq!(by_hash[0]["name"], "sepsis-early-warning");
+}
+
+#[test]
+fn audit_log_filters_and_jsonl_export() {
+    let v = Vigil::with_team();
+    v.register("ds", ("m", "1.0.0")).ok();
+    let rid = v.request("ds", "m@1.0.0", "staging");
+    // A denied attempt: the requester cannot sign (and is not an ml_lead either).
+    assert_eq!(v.as_user("ds", &["promote", "approve", &rid]).code, 1);
+    v.as_user("lead", &["promote", "approve", &rid]).ok();
+
+    let denied = v.run(&["--json", "audit", "log", "--outcome", "denied"]).ok().json();
+    let denied = denied.as_array().unwrap();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["details"]["code"], "role_not_permitted");
+    assert_eq!(denied[0]["actor"], "ds");
+
+    let promo = v.run(&["--json", "audit", "log", "--action", "promotion.", "--model", "m"]).ok().json();
+    let actions: Vec<&str> = promo.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["promotion.request", "promotion.approve", "promotion.approve", "promotion.close"]);
+
+    let out = v.data_dir().join("audit.jsonl");
+    v.run(&["audit", "export", "--output", out.to_str().unwrap()]).ok();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() > 8);
+    for (i, e) in lines.iter().enumerate() {
+        assert_eq!(e["seq"], i as i64 + 1);
+        if i > 0 {
+            assert_eq!(e["prev_hash"], lines[i - 1]["hash"], "the export carries the chain");
+        }
+    }
+    let since = v.run(&["--json", "audit", "log", "--since", "2999-01-01T00:00:00Z"]).ok().json();
+    assert_eq!(since.as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn tampering_with_the_database_file_is_named_by_audit_verify() {
+    let v = Vigil::with_team();
+    v.register("ds", ("m", "1.0.0")).ok();
+    let rid = v.request("ds", "m@1.0.0", "production");
+    v.as_user("lead", &["promote", "approve", &rid]).ok();
+    v.as_user("clin", &["promote", "approve", &rid]).ok();
+    v.run(&["audit", "verify"]).ok();
+
+    let db = v.db_file();
+    let tamper = |sql: &str| {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("DROP TRIGGER IF EXISTS audit_events_no_update; DROP TRIGGER IF EXISTS audit_events_no_delete;").unwrap();
+        c.execute_batch(sql).unwrap();
+    };
+    // Edit: make it look as if someone else approved.
+    tamper("UPDATE audit_events SET actor = 'mallory' WHERE seq = 12");
+    let r = v.run(&["audit", "verify"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("BROKEN at position 12") && r.stdout.contains("edited"), "{}", r.stdout);
+    let j = v.run(&["--json", "audit", "verify"]).json();
+    assert_eq!((j["ok"].as_bool(), j["first_bad_position"].as_i64()), (Some(false), Some(12)));
+}
+
+#[test]
+fn deletion_insertion_and_reordering_in_the_file_are_named() {
+    for (sql, pos) in [
+        ("DELETE FROM audit_events WHERE seq = 4", 4),
+        ("UPDATE audit_events SET seq = -1 WHERE seq = 6; UPDATE audit_events SET seq = 6 WHERE seq = 7; UPDATE audit_events SET seq = 7 WHERE seq = -1", 6),
+        (
+            "INSERT INTO audit_events (seq, at, actor, action, outcome, entity_type, entity_id, model, version, details, prev_hash, hash) \
+             SELECT MAX(seq) + 1, '2026-01-01T00:00:00.000000Z', 'mallory', 'user.create', 'ok', 'user', 'mallory', NULL, NULL, '{}', \
+             (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1), 'x' FROM audit_events",
+            0,
+        ),
+    ] {
+        let v = Vigil::with_team();
+        v.register("ds", ("m", "1.0.0")).ok();
+        let n = v.run(&["--json", "audit", "verify"]).ok().json()["events"].as_i64().unwrap();
+        let c = rusqlite::Connection::open(v.db_file()).unwrap();
+        c.execute_batch("DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;").unwrap();
+        c.execute_batch(sql).unwrap();
+        drop(c);
+        let j = v.run(&["--json", "audit", "verify"]).json();
+        let expected = if pos == 0 { n + 1 } else { pos };
+        assert_eq!(j["ok"], false, "{sql}");
+        assert_eq!(j["first_bad_position"].as_i64(), Some(expected), "{sql}: {j}");
+    }
+}
+
+#[test]
+fn the_demo_runs_twice_and_promotes_the_next_version() {
+    let dir = tempfile::tempdir().unwrap();
+    for expected in ["diabetes-risk-classifier@1.0.0", "diabetes-risk-classifier@1.1.0"] {
+        let out: Run = Command::new(bin()).arg("--data-dir").arg(dir.path()).arg("demo").output().unwrap().into();
+        let out = out.ok();
+        assert!(out.stdout.contains(&format!("production version is now {expected}")), "{}", out.stdout);
+        assert!(out.stdout.contains("chain intact"), "{}", out.stdout);
+    }
+}
+
+#[test]
+fn the_postgres_workflow_matches_the_embedded_one() {
+    let Some(v) = Vigil::empty_postgres() else { return eprintln!("skipped: VIGIL_TEST_DATABASE_URL not set") };
+    let v = Vigil::team(v);
+    v.register("ds", ("m", "1.0.0")).ok();
+    let rid = v.request("ds", "m@1.0.0", "production");
+    v.as_user("lead", &["promote", "approve", &rid]).ok();
+    let done = v.as_user("clin", &["--json", "promote", "approve", &rid]).ok().json();
+    assert_eq!(done["status"], "approved");
+    let verify = v.run(&["--json", "audit", "verify"]).ok().json();
+    assert_eq!(verify["ok"], true);
+    assert!(!v.db_file().exists(), "nothing written to the embedded location");
+}
