@@ -65,42 +65,43 @@ pub struct AuditEvent {
     pub details: Value,
 }
 
-/// One stored event, borrowed from a row (the verifier's input; no allocation per row).
+/// One stored event, borrowed from a row as raw bytes (the verifier's input: no allocation
+/// and no UTF-8 validation per row; the hash is over bytes anyway).
 #[derive(Debug, Clone, Copy)]
 pub struct AuditRow<'a> {
     /// Position in the chain, from 1.
     pub seq: i64,
     /// Stored server time (RFC 3339).
-    pub at: &'a str,
+    pub at: &'a [u8],
     /// Actor.
-    pub actor: &'a str,
+    pub actor: &'a [u8],
     /// Action.
-    pub action: &'a str,
+    pub action: &'a [u8],
     /// `ok` or `denied`.
-    pub outcome: &'a str,
+    pub outcome: &'a [u8],
     /// Entity type.
-    pub entity_type: &'a str,
+    pub entity_type: &'a [u8],
     /// Entity id.
-    pub entity_id: &'a str,
+    pub entity_id: &'a [u8],
     /// Model name or `None`.
-    pub model: Option<&'a str>,
+    pub model: Option<&'a [u8]>,
     /// Version or `None`.
-    pub version: Option<&'a str>,
+    pub version: Option<&'a [u8]>,
     /// Canonical JSON of the details.
-    pub details: &'a str,
+    pub details: &'a [u8],
     /// Stored previous hash (hex).
-    pub prev_hash: &'a str,
+    pub prev_hash: &'a [u8],
     /// Stored hash (hex).
-    pub hash: &'a str,
+    pub hash: &'a [u8],
 }
 
-fn put(h: &mut Sha256, field: Option<&str>) {
+fn put(h: &mut Sha256, field: Option<&[u8]>) {
     match field {
         None => h.update([0u8]),
         Some(s) => {
             h.update([1u8]);
             h.update((s.len() as u64).to_be_bytes());
-            h.update(s.as_bytes());
+            h.update(s);
         }
     }
 }
@@ -177,17 +178,17 @@ impl StoredEvent {
     pub fn row(&self) -> AuditRow<'_> {
         AuditRow {
             seq: self.seq,
-            at: &self.at,
-            actor: &self.actor,
-            action: &self.action,
-            outcome: &self.outcome,
-            entity_type: &self.entity_type,
-            entity_id: &self.entity_id,
-            model: self.model.as_deref(),
-            version: self.version.as_deref(),
-            details: &self.details,
-            prev_hash: &self.prev_hash,
-            hash: &self.hash,
+            at: self.at.as_bytes(),
+            actor: self.actor.as_bytes(),
+            action: self.action.as_bytes(),
+            outcome: self.outcome.as_bytes(),
+            entity_type: self.entity_type.as_bytes(),
+            entity_id: self.entity_id.as_bytes(),
+            model: self.model.as_deref().map(str::as_bytes),
+            version: self.version.as_deref().map(str::as_bytes),
+            details: self.details.as_bytes(),
+            prev_hash: self.prev_hash.as_bytes(),
+            hash: self.hash.as_bytes(),
         }
     }
 }
@@ -204,6 +205,8 @@ pub enum ChainProblem {
     BrokenLink,
     /// The stored hash does not match the event's content: the event was edited.
     HashMismatch,
+    /// No event at this position although later ones exist: it was deleted.
+    Missing,
     /// The chain head records more (or other) events than the table holds: truncated tail.
     HeadMismatch {
         /// Sequence number the head records.
@@ -215,6 +218,7 @@ impl fmt::Display for ChainProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ChainProblem::SequenceGap { found } => write!(f, "sequence number {found} found here: an event was deleted, inserted or moved"),
+            ChainProblem::Missing => f.write_str("no event at this position: it was deleted"),
             ChainProblem::BrokenLink => f.write_str("previous-hash link broken: an event was inserted, deleted or reordered"),
             ChainProblem::HashMismatch => f.write_str("event content does not match its hash: the event was edited"),
             ChainProblem::HeadMismatch { head_seq } => write!(f, "chain head records {head_seq} events: events at the end were deleted or the head was altered"),
@@ -246,13 +250,23 @@ impl ChainReport {
 pub struct ChainVerifier {
     position: u64,
     prev: [u8; 32],
+    /// `prev` as lowercase hex: stored hashes are compared as text, which is cheaper than
+    /// decoding two hex strings per event (and anything but our own lowercase is tampering).
+    prev_hex: [u8; 64],
     first_bad: Option<(u64, ChainProblem)>,
 }
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        ChainVerifier { position: 0, prev: GENESIS, first_bad: None }
+        ChainVerifier::resume(0, GENESIS)
     }
+}
+
+fn to_hex(bytes: &[u8; 32]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    // Both lengths are fixed, so encoding cannot fail.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    out
 }
 
 impl ChainVerifier {
@@ -264,7 +278,7 @@ impl ChainVerifier {
     /// A verifier that resumes after `position` events whose last hash is `prev` (used to
     /// verify segments of a long chain in parallel).
     pub fn resume(position: u64, prev: [u8; 32]) -> Self {
-        ChainVerifier { position, prev, first_bad: None }
+        ChainVerifier { position, prev, prev_hex: to_hex(&prev), first_bad: None }
     }
 
     /// Whether a problem was found (further rows are ignored).
@@ -283,18 +297,18 @@ impl ChainVerifier {
             self.first_bad = Some((pos, ChainProblem::SequenceGap { found: row.seq }));
             return false;
         }
-        let mut stored_prev = [0u8; 32];
-        if hex::decode_to_slice(row.prev_hash, &mut stored_prev).is_err() || stored_prev != self.prev {
+        if row.prev_hash != self.prev_hex {
             self.first_bad = Some((pos, ChainProblem::BrokenLink));
             return false;
         }
         let computed = event_hash(row.seq, &self.prev, row);
-        let mut stored = [0u8; 32];
-        if hex::decode_to_slice(row.hash, &mut stored).is_err() || stored != computed {
+        let computed_hex = to_hex(&computed);
+        if row.hash != computed_hex {
             self.first_bad = Some((pos, ChainProblem::HashMismatch));
             return false;
         }
         self.prev = computed;
+        self.prev_hex = computed_hex;
         true
     }
 
@@ -310,6 +324,14 @@ impl ChainVerifier {
         }
         let head_hash = hex::encode(self.prev);
         ChainReport { events: self.position, first_bad: self.first_bad, head_hash }
+    }
+
+    /// Marks the chain broken if fewer than `position` events were accepted (used at the end of
+    /// an inner segment of a parallel verification).
+    pub fn expect_position(&mut self, position: u64) {
+        if self.first_bad.is_none() && self.position < position {
+            self.first_bad = Some((self.position + 1, ChainProblem::Missing));
+        }
     }
 
     /// Events accepted so far.

@@ -26,6 +26,8 @@ use std::sync::Arc;
 const POLICY_SETTING: &str = "approval_policies";
 const MAX_JUSTIFICATION: usize = 4000;
 const MAX_ATTEMPTS: usize = 8;
+/// Chains at least this long are verified in parallel segments.
+const PARALLEL_VERIFY_MIN: i64 = 50_000;
 
 /// Everything needed to register a model version (the seed's `register_model` arguments).
 #[derive(Debug, Clone)]
@@ -110,6 +112,8 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     key: Arc<ServerKey>,
+    parallel_verify_min: i64,
+    verify_segments: Option<i64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -125,7 +129,15 @@ fn not_found(code: ErrorCode, what: &str) -> Error {
 impl Registry {
     /// Builds the service over a store, with an injected clock, id generator and server key.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGenerator>, key: Arc<ServerKey>) -> Self {
-        Registry { store, clock, ids, key }
+        Registry { store, clock, ids, key, parallel_verify_min: PARALLEL_VERIFY_MIN, verify_segments: None }
+    }
+
+    /// Always verifies the audit chain in exactly `segments` parallel segments (tests use this
+    /// to exercise segment boundaries on short chains).
+    pub fn with_verify_segments(mut self, segments: usize) -> Self {
+        self.parallel_verify_min = 2;
+        self.verify_segments = Some(segments.max(1) as i64);
+        self
     }
 
     /// The server key's id.
@@ -931,15 +943,66 @@ impl Registry {
     }
 
     /// Verifies the whole audit chain against its head.
+    ///
+    /// Long chains are split into contiguous segments verified in parallel, one read
+    /// transaction each. A segment starts from the *stored* hash of the event before it; that
+    /// is sound because the previous segment checks that very stored hash against the
+    /// recomputed one, and the first failing position wins.
     pub fn verify_audit(&self) -> Result<ChainReport> {
-        self.read(|tx| {
-            let head = tx.audit_head()?;
-            let end = head.as_ref().map(|h| h.0).unwrap_or(0);
-            let mut v = ChainVerifier::new();
-            // Scan one past the head so a row appended behind the head's back is caught too.
-            tx.scan_audit(1, end + 1, &mut |row| v.push(row))?;
-            Ok(v.finish(head.as_ref().map(|(s, h)| (*s, h.as_str()))))
-        })
+        let head = self.read(|tx| tx.audit_head())?;
+        let end = head.as_ref().map(|h| h.0).unwrap_or(0);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8) as i64;
+        let segments = if end >= self.parallel_verify_min { self.verify_segments.unwrap_or(threads).clamp(1, end) } else { 1 };
+        let bounds: Vec<(i64, i64)> = (0..segments)
+            .map(|i| {
+                let from = 1 + i * end / segments;
+                // Scan one past the head so a row appended behind the head's back is caught.
+                let to = if i + 1 == segments { end + 1 } else { (i + 1) * end / segments };
+                (from, to)
+            })
+            .collect();
+        let verify_segment = |(from, to): (i64, i64)| -> Result<ChainVerifier> {
+            self.read(|tx| {
+                let mut v = if from == 1 {
+                    ChainVerifier::new()
+                } else {
+                    let mut prev = None;
+                    tx.scan_audit(from - 1, from - 1, &mut |row| {
+                        prev = Some(row.hash.to_vec());
+                        false
+                    })?;
+                    let mut bytes = [0u8; 32];
+                    // A missing or malformed predecessor is reported by the previous segment.
+                    if let Some(p) = prev {
+                        let _ = hex::decode_to_slice(p, &mut bytes);
+                    }
+                    ChainVerifier::resume((from - 1) as u64, bytes)
+                };
+                tx.scan_audit(from, to, &mut |row| v.push(row))?;
+                if to <= end {
+                    // An inner segment must reach its last position: a missing event at a
+                    // segment boundary is a deletion, not the next segment's broken link.
+                    v.expect_position(to as u64);
+                }
+                Ok(v)
+            })
+        };
+        let verifiers: Vec<Result<ChainVerifier>> = if bounds.len() == 1 {
+            vec![verify_segment(bounds[0])]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = bounds.iter().map(|b| s.spawn(move || verify_segment(*b))).collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::storage("verification thread panicked")))).collect()
+            })
+        };
+        let mut verifiers = verifiers.into_iter().collect::<Result<Vec<_>>>()?;
+        let last = verifiers.pop().ok_or_else(|| Error::storage("no verification segment"))?;
+        for v in verifiers {
+            if v.failed() {
+                return Ok(v.finish(None));
+            }
+        }
+        Ok(last.finish(head.as_ref().map(|(s, h)| (*s, h.as_str()))))
     }
 
     /// Verifies the server seal of every signature in the store.

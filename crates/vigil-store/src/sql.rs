@@ -130,6 +130,14 @@ pub trait RowRef {
     fn opt_str_at(&self, i: usize) -> Option<&str>;
     /// Integer column.
     fn int_at(&self, i: usize) -> i64;
+    /// Text column as raw bytes (`b""` for NULL), without UTF-8 validation.
+    fn bytes_at(&self, i: usize) -> &[u8] {
+        self.opt_bytes_at(i).unwrap_or(b"")
+    }
+    /// Nullable text column as raw bytes.
+    fn opt_bytes_at(&self, i: usize) -> Option<&[u8]> {
+        self.opt_str_at(i).map(str::as_bytes)
+    }
 }
 
 /// A database connection, as the generic transaction code sees it.

@@ -67,7 +67,7 @@ impl SqliteConn {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
         // journal_mode reads the header: a file that is not SQLite fails here, clearly.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(map_err)?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 4294967296;").map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteConn { conn })
     }
@@ -82,6 +82,12 @@ impl RowRef for SqliteRow<'_, '_> {
     fn opt_str_at(&self, i: usize) -> Option<&str> {
         match self.0.get_ref(i) {
             Ok(ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
+            _ => None,
+        }
+    }
+    fn opt_bytes_at(&self, i: usize) -> Option<&[u8]> {
+        match self.0.get_ref(i) {
+            Ok(ValueRef::Text(t)) => Some(t),
             _ => None,
         }
     }

@@ -656,17 +656,17 @@ impl Tx for SqlTx<'_> {
             .scan(&format!("SELECT {AUDIT_COLS} FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq"), &params![from, to], &mut |r| {
                 f(&AuditRow {
                     seq: r.int_at(0),
-                    at: r.str_at(1),
-                    actor: r.str_at(2),
-                    action: r.str_at(3),
-                    outcome: r.str_at(4),
-                    entity_type: r.str_at(5),
-                    entity_id: r.str_at(6),
-                    model: r.opt_str_at(7),
-                    version: r.opt_str_at(8),
-                    details: r.str_at(9),
-                    prev_hash: r.str_at(10),
-                    hash: r.str_at(11),
+                    at: r.bytes_at(1),
+                    actor: r.bytes_at(2),
+                    action: r.bytes_at(3),
+                    outcome: r.bytes_at(4),
+                    entity_type: r.bytes_at(5),
+                    entity_id: r.bytes_at(6),
+                    model: r.opt_bytes_at(7),
+                    version: r.opt_bytes_at(8),
+                    details: r.bytes_at(9),
+                    prev_hash: r.bytes_at(10),
+                    hash: r.bytes_at(11),
                 })
             })
             .map_err(db)

@@ -91,7 +91,7 @@ fn populated(env: &Env) -> u64 {
     env.with_team();
     let v = env.register("ds", "m", "1.0.0");
     env.promote(&v, Stage::Production);
-    let report = env.registry.verify_audit().unwrap();
+    let report = env.verify();
     assert!(report.ok(), "{report:?}");
     report.events
 }
@@ -118,7 +118,7 @@ conformance!(tamper_edit_names_the_edited_event, |env| {
     let mut raw = env.raw();
     raw.drop_append_only_triggers();
     raw.exec("UPDATE audit_events SET details = '{\"reason\":\"nothing to see\"}' WHERE seq = 7");
-    let r = env.registry.verify_audit().unwrap();
+    let r = env.verify();
     assert_eq!(r.first_bad, Some((7, ChainProblem::HashMismatch)));
 });
 
@@ -127,7 +127,7 @@ conformance!(tamper_delete_names_the_gap, |env| {
     let mut raw = env.raw();
     raw.drop_append_only_triggers();
     raw.exec("DELETE FROM audit_events WHERE seq = 5");
-    let r = env.registry.verify_audit().unwrap();
+    let r = env.verify();
     assert_eq!(r.first_bad, Some((5, ChainProblem::SequenceGap { found: 6 })));
 });
 
@@ -145,7 +145,7 @@ conformance!(tamper_insert_names_the_inserted_position, |env| {
         "INSERT INTO audit_events (seq, {COLS}) VALUES (4, '2026-01-01T00:00:00.000000Z', 'lead', 'promotion.approve', 'ok', 'promotion_request', 'req_x', 'm', '1.0.0', '{{}}', '{prev}', '{}')",
         "0".repeat(64)
     ));
-    let r = env.registry.verify_audit().unwrap();
+    let r = env.verify();
     assert_eq!(r.first_bad.as_ref().map(|b| b.0), Some(4), "{r:?}");
 });
 
@@ -156,7 +156,7 @@ conformance!(tamper_reorder_names_the_first_moved_event, |env| {
     raw.exec("UPDATE audit_events SET seq = -1 WHERE seq = 8");
     raw.exec("UPDATE audit_events SET seq = 8 WHERE seq = 9");
     raw.exec("UPDATE audit_events SET seq = 9 WHERE seq = -1");
-    let r = env.registry.verify_audit().unwrap();
+    let r = env.verify();
     assert_eq!(r.first_bad, Some((8, ChainProblem::BrokenLink)));
 });
 
@@ -165,6 +165,17 @@ conformance!(tamper_truncated_tail_is_detected_by_the_head, |env| {
     let mut raw = env.raw();
     raw.drop_append_only_triggers();
     raw.exec(&format!("DELETE FROM audit_events WHERE seq = {n}"));
-    let r = env.registry.verify_audit().unwrap();
+    let r = env.verify();
     assert_eq!(r.first_bad, Some((n as u64, ChainProblem::HeadMismatch { head_seq: n })));
+});
+
+conformance!(tamper_delete_at_a_segment_boundary_is_named_in_every_mode, |env| {
+    let n = populated(&env) as i64;
+    let mut raw = env.raw();
+    raw.drop_append_only_triggers();
+    // With two segments over n events the first ends at n / 2.
+    let boundary = n / 2;
+    raw.exec(&format!("DELETE FROM audit_events WHERE seq = {boundary}"));
+    let r = env.verify();
+    assert_eq!(r.first_bad, Some((boundary as u64, ChainProblem::SequenceGap { found: boundary + 1 })));
 });

@@ -142,6 +142,22 @@ impl Env {
         Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), self.key.clone())
     }
 
+    /// Verifies the audit chain in one pass and in 2 and 3 parallel segments; all must agree
+    /// on the first bad position. Returns the one-pass report.
+    pub fn verify(&self) -> vigil_core::audit::ChainReport {
+        let one = self.registry.verify_audit().expect("verify");
+        for segments in [2, 3] {
+            let store = vigil_store::open(&self.location).expect("reopen");
+            let reg = Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), self.key.clone()).with_verify_segments(segments);
+            let seg = reg.verify_audit().expect("segmented verify");
+            assert_eq!(seg.first_bad.as_ref().map(|b| b.0), one.first_bad.as_ref().map(|b| b.0), "{segments} segments: {seg:?} vs {one:?}");
+            if one.ok() {
+                assert_eq!((seg.events, &seg.head_hash), (one.events, &one.head_hash));
+            }
+        }
+        one
+    }
+
     pub fn raw(&self) -> Raw {
         match &self.location {
             vigil_store::Location::DataDir(d) => Raw::Sqlite(rusqlite::Connection::open(d.join(vigil_store::DB_FILE)).expect("raw open")),
