@@ -26,8 +26,10 @@ const TEAM: &[(&str, &str, Role, &str)] = &[
 ];
 const ADMIN_PW: &str = "demo-admin-password";
 
-fn step(t: &Instant, what: &str) {
-    println!("[{:>7.1} ms] {what}", t.elapsed().as_secs_f64() * 1000.0);
+fn step(json: bool, t: &Instant, what: &str) {
+    if !json {
+        println!("[{:>7.1} ms] {what}", t.elapsed().as_secs_f64() * 1000.0);
+    }
 }
 
 pub fn run(g: &Global) -> Result<ExitCode> {
@@ -45,7 +47,9 @@ pub fn run(g: &Global) -> Result<ExitCode> {
         }
     };
     let reg = commands::registry_with(&location, keyfile::load_or_create(&key_path)?)?;
-    println!("vigil demo on {} ({}), signing key {}", shown, reg.backend(), reg.key_id());
+    if !g.json {
+        println!("vigil demo on {} ({}), signing key {}", shown, reg.backend(), reg.key_id());
+    }
 
     if !reg.is_initialized()? {
         let admin = reg.init_admin(&UserId::parse("admin")?, "Ada Admin", &Password::new(ADMIN_PW))?;
@@ -53,7 +57,7 @@ pub fn run(g: &Global) -> Result<ExitCode> {
         for (id, name, role, pw) in TEAM {
             reg.add_user(&admin, &UserId::parse(id)?, name, *role, &Password::new(*pw))?;
         }
-        step(&t0, "created users admin, dana (data_scientist), lee (ml_lead), cleo (clinical_reviewer); demo passwords are demo-<user>-password");
+        step(g.json, &t0, "created users admin, dana (data_scientist), lee (ml_lead), cleo (clinical_reviewer); demo passwords are demo-<user>-password");
     }
     let name = ModelName::parse("diabetes-risk-classifier")?;
     let existing = reg.list_models()?.into_iter().find(|(m, _)| m.name == name).map(|(_, v)| v.len()).unwrap_or(0);
@@ -98,21 +102,21 @@ pub fn run(g: &Global) -> Result<ExitCode> {
             tags: Default::default(),
         },
     )?;
-    step(&t0, &format!("dana registered {} in development (content hash {})", v.reference(), &v.content_hash.to_hex()[..16]));
+    step(g.json, &t0, &format!("dana registered {} in development (content hash {})", v.reference(), &v.content_hash.to_hex()[..16]));
 
     let r = reg.request_promotion(&dana, &v.id, Stage::Production, "Model exceeds performance thresholds, validated by clinical team")?;
-    step(&t0, &format!("dana requested production: request {}", r.id));
+    step(g.json, &t0, &format!("dana requested production: request {}", r.id));
 
     let first = reg.approve_promotion(&UserId::parse("lee")?, &pw("lee"), &r.id, Meaning::Approval, "Approved after clinical validation review")?;
-    step(&t0, &format!("lee signed (ml_lead, meaning approval, re-entered password): request still {}, {}", first.request.status, vigil_api::tally(&first.tally)));
+    step(g.json, &t0, &format!("lee signed (ml_lead, meaning approval, re-entered password): request still {}, {}", first.request.status, vigil_api::tally(&first.tally)));
     let second = reg.approve_promotion(&UserId::parse("cleo")?, &pw("cleo"), &r.id, Meaning::Approval, "Clinically appropriate for the intended population")?;
-    step(&t0, &format!("cleo signed (clinical_reviewer): request {}", second.request.status));
+    step(g.json, &t0, &format!("cleo signed (clinical_reviewer): request {}", second.request.status));
 
     let prod = reg.production_version(&name)?.map(|p| p.reference()).unwrap_or_else(|| "(none)".into());
-    step(&t0, &format!("production version is now {prod}"));
+    step(g.json, &t0, &format!("production version is now {prod}"));
 
     let l = reg.lineage(&name, &version)?;
-    for d in &l.requests {
+    for d in l.requests.iter().filter(|_| !g.json) {
         for (s, ok) in &d.signatures {
             println!("           signature: {} ({}) at {} UTC, meaning {}, {}", s.printed_name, s.role, s.signed_at, s.meaning, if ok.is_ok() { "valid" } else { "INVALID" });
         }
@@ -120,13 +124,19 @@ pub fn run(g: &Global) -> Result<ExitCode> {
     let chain = reg.verify_audit()?;
     let sigs = reg.verify_signatures()?;
     let ok = chain.ok() && sigs.failures.is_empty();
-    step(&t0, &format!(
+    step(g.json, &t0, &format!(
         "audit verify: {} events, chain {}, {} signatures {}",
         chain.events,
         if chain.ok() { "intact" } else { "BROKEN" },
         sigs.checked,
         if sigs.failures.is_empty() { "valid" } else { "INVALID" }
     ));
+    if g.json {
+        let mut out = vigil_api::lineage(&l);
+        out["audit"] = vigil_api::chain_report(&chain, &sigs);
+        println!("{out}");
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
     println!();
     let dir_flag = match &location {
         Location::DataDir(d) => format!("--data-dir {}", d.display()),

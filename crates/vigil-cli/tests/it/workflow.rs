@@ -194,3 +194,31 @@ fn the_postgres_workflow_matches_the_embedded_one() {
     assert_eq!(verify["ok"], true);
     assert!(!v.db_file().exists(), "nothing written to the embedded location");
 }
+
+#[test]
+fn password_from_stdin_and_json_demo() {
+    use std::io::Write;
+    let v = Vigil::with_team();
+    let mut child = v
+        .cmd()
+        .args(["--user", "ds", "--password-stdin", "--json", "model", "register", "m", "--version", "1.0.0", "--type", "other", "--artifact-uri", "s3://m", "--artifact-sha256", &"ef".repeat(32)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{PW}\n").as_bytes()).unwrap();
+    let r: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(r.ok().json()["created_by"], "ds");
+    // Without any password source and no terminal, a write is a usage error, not a hang.
+    let r = v.cmd().args(["--user", "ds", "model", "register", "m", "--version", "2.0.0", "--type", "other", "--artifact-uri", "s3://m", "--artifact-sha256", &"ef".repeat(32)]).output().unwrap();
+    let r: Run = r.into();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("password"), "{}", r.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out: Run = Command::new(bin()).arg("--data-dir").arg(dir.path()).args(["--json", "demo"]).output().unwrap().into();
+    let j = out.ok().json();
+    assert_eq!(j["model_version"]["stage"], "production");
+    assert_eq!(j["audit"]["ok"], true);
+}

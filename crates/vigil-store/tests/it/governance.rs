@@ -77,24 +77,37 @@ conformance!(every_stage_target_role_request_combination, |env| {
     assert!(env.registry.verify_audit().unwrap().ok());
 });
 
-conformance!(every_target_role_signature_combination, |env| {
+conformance!(every_target_role_decision_signature_combination, |env| {
     env.with_team();
     let mut n = 0;
+    let mut checked = 0;
     for to in [Stage::Staging, Stage::Production, Stage::Archived] {
         let policy = env.registry.policies().unwrap().for_stage(to).unwrap().clone();
         for (role, user) in ROLE_USERS {
-            let v = version_in(&env, &mut n, Stage::Development);
-            // The requester is ds2, so no signer in the table is the requester.
-            let r = env.registry.request_promotion(&env.login("ds2"), &v.id, to, "signature table").unwrap();
-            let got = env.registry.approve_promotion(&uid(user), &Password::new(PW), &r.id, Meaning::Approval, "ok");
-            if policy.eligible_roles.contains(&role) {
-                assert!(got.is_ok(), "{role} signing for {to}: {got:?}");
-            } else {
-                assert_eq!(got.unwrap_err().code(), ErrorCode::RoleNotPermitted, "{role} signing for {to}");
-                assert!(env.registry.get_request(&r.id).unwrap().signatures.is_empty());
+            for approve in [true, false] {
+                let v = version_in(&env, &mut n, Stage::Development);
+                // The requester is ds2, so no signer in the table is the requester.
+                let r = env.registry.request_promotion(&env.login("ds2"), &v.id, to, "signature table").unwrap();
+                let got = if approve {
+                    env.registry.approve_promotion(&uid(user), &Password::new(PW), &r.id, Meaning::Approval, "ok")
+                } else {
+                    env.registry.reject_promotion(&uid(user), &Password::new(PW), &r.id, Meaning::Review, "not yet")
+                };
+                let what = format!("{role} {} for {to}", if approve { "approving" } else { "rejecting" });
+                if policy.eligible_roles.contains(&role) {
+                    let out = got.unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let expected = if !approve { RequestStatus::Rejected } else if policy.required_approvals == 1 { RequestStatus::Approved } else { RequestStatus::Pending };
+                    assert_eq!(out.request.status, expected, "{what}");
+                } else {
+                    assert_eq!(got.unwrap_err().code(), ErrorCode::RoleNotPermitted, "{what}");
+                    assert!(env.registry.get_request(&r.id).unwrap().signatures.is_empty());
+                    assert_eq!(env.registry.get_request(&r.id).unwrap().request.status, RequestStatus::Pending);
+                }
+                checked += 1;
             }
         }
     }
+    assert_eq!(checked, 3 * 5 * 2);
 });
 
 conformance!(self_approval_double_signing_and_rejection, |env| {
