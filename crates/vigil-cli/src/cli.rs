@@ -299,6 +299,7 @@ pub struct AuditFilter {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
     fn grammar_is_consistent() {

@@ -62,14 +62,14 @@ pub fn target(g: &Global) -> Result<Target> {
 /// `--data-dir` should not silently create an empty registry.
 pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
     let t = target(g)?;
-    if let (Some(dir), false) = (&t.data_dir, initializing) {
-        if !dir.join(vigil_store::DB_FILE).exists() {
-            return Err(Error::new(
-                ErrorCode::NotInitialized,
-                format!("no vigil store in {}; run 'vigil init --admin ID --name \"Printed Name\"' first", dir.display()),
-            )
-            .into());
-        }
+    if let (Some(dir), false) = (&t.data_dir, initializing)
+        && !dir.join(vigil_store::DB_FILE).exists()
+    {
+        return Err(Error::new(
+            ErrorCode::NotInitialized,
+            format!("no vigil store in {}; run 'vigil init --admin ID --name \"Printed Name\"' first", dir.display()),
+        )
+        .into());
     }
     let key = if initializing { keyfile::load_or_create(&t.key_path)? } else { keyfile::load(&t.key_path)? };
     let store = vigil_store::open(&t.location)?;
@@ -471,10 +471,11 @@ fn policy_cmd(g: &Global, c: PolicyCmd) -> Result<ExitCode> {
 }
 
 fn audit_query(f: &AuditFilter) -> Result<AuditQuery> {
-    if let Some(o) = &f.outcome {
-        if o != "ok" && o != "denied" {
-            return Err(Error::new(ErrorCode::InvalidFilter, "--outcome is ok or denied").into());
-        }
+    if let Some(o) = &f.outcome
+        && o != "ok"
+        && o != "denied"
+    {
+        return Err(Error::new(ErrorCode::InvalidFilter, "--outcome is ok or denied").into());
     }
     Ok(AuditQuery {
         model: f.model.clone(),

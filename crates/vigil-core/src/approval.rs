@@ -389,6 +389,7 @@ pub fn tally(policy: &ApprovalPolicy, valid: &[&Signature]) -> Tally {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

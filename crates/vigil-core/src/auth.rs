@@ -203,6 +203,7 @@ pub fn authorize(role: Role, action: Action) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

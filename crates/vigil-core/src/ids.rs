@@ -253,6 +253,7 @@ pub fn required_text(field: &str, value: &str, max: usize) -> Result<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

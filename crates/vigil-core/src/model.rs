@@ -389,6 +389,7 @@ pub fn parse_reference(s: &str) -> Result<(ModelName, Version)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -174,6 +174,7 @@ impl fmt::Display for Version {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

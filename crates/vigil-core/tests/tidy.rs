@@ -2,7 +2,7 @@
 //! `vigil-core` does no IO and depends on no IO, web, database, CLI or Python crate, and every
 //! module says what it owns in a `//!` paragraph.
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::Path;
 

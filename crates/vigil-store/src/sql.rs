@@ -47,10 +47,10 @@ impl From<i64> for Param {
     }
 }
 
-/// Builds a `Vec<Param>` from mixed values.
+/// Builds an array of `Param`s from mixed values.
 #[macro_export]
 macro_rules! params {
-    ($($p:expr),* $(,)?) => { vec![$($crate::sql::Param::from($p)),*] };
+    ($($p:expr),* $(,)?) => { [$($crate::sql::Param::from($p)),*] };
 }
 
 /// One result cell.

@@ -1,4 +1,4 @@
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 //! End-to-end tests of the built `vigil` binary: real processes, a real data directory (and a
 //! real PostgreSQL database when `VIGIL_TEST_DATABASE_URL` is set), exit codes and output.
 

@@ -1,4 +1,4 @@
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 //! Store conformance suite: every test in the `conformance!` modules runs against SQLite and
 //! against PostgreSQL (`VIGIL_TEST_DATABASE_URL`), each on a fresh database.
 
