@@ -218,10 +218,11 @@ pub fn audit_event(e: &StoredEvent) -> Value {
     })
 }
 
-/// An audit verification result.
-pub fn chain_report(r: &ChainReport, sigs: &SignatureReport) -> Value {
+/// An audit verification result: the chain, every signature seal, and the records' backing.
+pub fn chain_report(r: &ChainReport, sigs: &SignatureReport, records: &[(String, String)]) -> Value {
     json!({
-        "ok": r.ok() && sigs.failures.is_empty(),
+        "ok": r.ok() && sigs.failures.is_empty() && records.is_empty(),
+        "record_failures": records.iter().map(|(v, why)| json!({"model_version": v, "problem": why})).collect::<Vec<_>>(),
         "events": r.events,
         "head_hash": r.head_hash,
         "first_bad_position": r.first_bad.as_ref().map(|b| b.0),

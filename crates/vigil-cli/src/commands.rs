@@ -496,8 +496,9 @@ fn audit_cmd(g: &Global, c: AuditCmd) -> Result<ExitCode> {
         AuditCmd::Verify => {
             let chain = reg.verify_audit()?;
             let sigs = reg.verify_signatures()?;
-            let ok = chain.ok() && sigs.failures.is_empty();
-            emit(g, &vigil_api::chain_report(&chain, &sigs), || {
+            let records = reg.verify_records()?;
+            let ok = chain.ok() && sigs.failures.is_empty() && records.is_empty();
+            emit(g, &vigil_api::chain_report(&chain, &sigs, &records), || {
                 match &chain.first_bad {
                     None => println!("audit chain intact: {} events, head {}", chain.events, chain.head_hash),
                     Some((pos, problem)) => println!("audit chain BROKEN at position {pos}: {problem}"),
@@ -507,6 +508,13 @@ fn audit_cmd(g: &Global, c: AuditCmd) -> Result<ExitCode> {
                 } else {
                     for (id, why) in &sigs.failures {
                         println!("signature FAILED: {id}: {why}");
+                    }
+                }
+                if records.is_empty() {
+                    println!("records intact: every staging and production version is backed by a valid approval");
+                } else {
+                    for (v, why) in &records {
+                        println!("record FAILED: {v} {why}");
                     }
                 }
             });

@@ -123,7 +123,8 @@ pub fn run(g: &Global) -> Result<ExitCode> {
     }
     let chain = reg.verify_audit()?;
     let sigs = reg.verify_signatures()?;
-    let ok = chain.ok() && sigs.failures.is_empty();
+    let records = reg.verify_records()?;
+    let ok = chain.ok() && sigs.failures.is_empty() && records.is_empty();
     step(g.json, &t0, &format!(
         "audit verify: {} events, chain {}, {} signatures {}",
         chain.events,
@@ -133,7 +134,7 @@ pub fn run(g: &Global) -> Result<ExitCode> {
     ));
     if g.json {
         let mut out = vigil_api::lineage(&l);
-        out["audit"] = vigil_api::chain_report(&chain, &sigs);
+        out["audit"] = vigil_api::chain_report(&chain, &sigs, &records);
         println!("{out}");
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }

@@ -45,6 +45,9 @@ string_enum!(
     }
 );
 
+/// Longest allowed request expiry: ten years.
+pub const MAX_EXPIRY_HOURS: u32 = 87_600;
+
 /// Who must approve a move into one target stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalPolicy {
@@ -80,6 +83,9 @@ impl ApprovalPolicy {
         }
         if self.eligible_roles.is_empty() {
             return bad("at least one role must be eligible to sign");
+        }
+        if self.expires_after_hours.is_some_and(|h| h == 0 || h > MAX_EXPIRY_HOURS) {
+            return bad("expiry must be between 1 hour and 10 years (87600 hours)");
         }
         Ok(())
     }
@@ -458,5 +464,9 @@ mod tests {
         let mut p = PolicySet::default().production;
         p.eligible_roles.push(Role::Admin);
         assert!(p.validate().is_err());
+        for hours in [0, MAX_EXPIRY_HOURS + 1, u32::MAX] {
+            let p = ApprovalPolicy { expires_after_hours: Some(hours), ..PolicySet::default().production };
+            assert!(p.validate().is_err(), "{hours}");
+        }
     }
 }

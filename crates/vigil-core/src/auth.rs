@@ -137,16 +137,36 @@ impl User {
     }
 }
 
-/// An authenticated user, as the use cases see the caller. Only [`crate::registry::Registry`]
-/// (after a password check) and trusted session layers construct one.
+/// An authenticated user, as the use cases see the caller. Its fields are private: only
+/// [`crate::registry::Registry::authenticate`] (after a password check) constructs one, so
+/// holding a `Principal` proves that check happened. The role is re-read from the store in
+/// every transaction that acts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    user_id: UserId,
+    role: Role,
+    printed_name: String,
+}
+
+impl Principal {
+    pub(crate) fn authenticated(user_id: UserId, role: Role, printed_name: String) -> Self {
+        Principal { user_id, role, printed_name }
+    }
+
     /// The user's id.
-    pub user_id: UserId,
-    /// The user's role at authentication time (re-checked inside every transaction).
-    pub role: Role,
-    /// Printed name at authentication time.
-    pub printed_name: String,
+    pub fn user_id(&self) -> &UserId {
+        &self.user_id
+    }
+
+    /// The user's role at authentication time.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The printed name at authentication time.
+    pub fn printed_name(&self) -> &str {
+        &self.printed_name
+    }
 }
 
 /// Every action the permission table governs.

@@ -42,9 +42,9 @@ impl Timestamp {
             .map_err(|_| Error::new(ErrorCode::InvalidFilter, "time must be RFC 3339, e.g. 2026-01-31T00:00:00Z"))
     }
 
-    /// This time plus a number of hours.
-    pub fn plus_hours(&self, hours: u32) -> Self {
-        Timestamp(self.0 + chrono::Duration::hours(i64::from(hours)))
+    /// This time plus a number of hours, or `None` past the representable range.
+    pub fn plus_hours(&self, hours: u32) -> Option<Self> {
+        self.0.checked_add_signed(chrono::Duration::hours(i64::from(hours))).map(Timestamp)
     }
 
     /// The chrono value.

@@ -88,10 +88,11 @@ impl Stage {
         ALLOWED_TRANSITIONS.contains(&(self, to))
     }
 
-    /// Whether the signed content of a version in this stage may still be edited. Production
-    /// and Archived versions are frozen: change means a new version.
+    /// Whether the signed content of a version in this stage may still be edited. Only
+    /// Development: once a version has been approved into any stage its content is frozen, and
+    /// a change means a new version (an approval must never silently cover other content).
     pub fn content_editable(self) -> bool {
-        matches!(self, Stage::Development | Stage::Staging)
+        matches!(self, Stage::Development)
     }
 }
 
@@ -315,6 +316,17 @@ impl VersionContent {
         })
     }
 
+    /// Checks the parts whose fields are public (lineage text, artifact URI) with the same
+    /// rules the parsers apply, so that whatever is stored can be read back.
+    pub fn validate(&self) -> Result<()> {
+        crate::ids::required_text("artifact uri", &self.artifact_uri, 2048)?;
+        let reparsed = Lineage::from_json(&self.lineage.to_json())?;
+        if reparsed != self.lineage {
+            return Err(Error::new(ErrorCode::InvalidManifest, "lineage fields must not be blank or have surrounding whitespace"));
+        }
+        Ok(())
+    }
+
     /// SHA-256 of the canonical content document.
     pub fn content_hash(&self, model: &ModelName, version: &Version, model_type: ModelType) -> Sha256Digest {
         Sha256Digest::of(canonical::encode(&self.content_document(model, version, model_type)).as_bytes())
@@ -395,18 +407,20 @@ mod tests {
 
     #[test]
     fn transition_table_is_exactly_the_documented_one() {
-        let mut allowed = 0;
-        for from in Stage::ALL {
-            for to in Stage::ALL {
-                if from.can_transition_to(*to) {
-                    allowed += 1;
-                    assert_ne!(from, to);
-                }
+        use Stage::*;
+        // Rows: from; columns: to Development, Staging, Production, Archived. Written out by
+        // hand (not derived from the table under test) as documented in README/ARCHITECTURE.
+        let expected = [
+            (Development, [false, true, true, true]),
+            (Staging, [false, false, true, true]),
+            (Production, [false, false, false, true]),
+            (Archived, [false, true, true, false]),
+        ];
+        for (from, row) in expected {
+            for (to, want) in [Development, Staging, Production, Archived].into_iter().zip(row) {
+                assert_eq!(from.can_transition_to(to), want, "{from} -> {to}");
             }
         }
-        assert_eq!(allowed, ALLOWED_TRANSITIONS.len());
-        assert!(!Stage::Production.can_transition_to(Stage::Development));
-        assert!(!Stage::Archived.can_transition_to(Stage::Development));
     }
 
     #[test]

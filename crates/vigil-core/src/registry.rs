@@ -12,7 +12,7 @@ use crate::approval::{
 use crate::audit::{AuditEvent, ChainReport, ChainVerifier, Outcome, StoredEvent};
 use crate::auth::{self, Action, Password, Principal, Role, User, UserStatus, authorize};
 use crate::card::ModelCard;
-use crate::error::{Error, ErrorCode, ErrorKind, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::ids::{Clock, IdGenerator, ModelName, Sha256Digest, UserId, required_text};
 use crate::model::{
     Lineage, Metrics, ModelType, ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent,
@@ -182,7 +182,8 @@ impl Registry {
     fn governed<T>(&self, attempt: Attempt<'_>, f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         match self.write(f) {
             Ok(v) => Ok(v),
-            Err(e) if e.kind() == ErrorKind::Internal => Err(e),
+            // When the store itself is failing, a denial event could not be written either.
+            Err(e) if matches!(e.code(), ErrorCode::StorageFailure | ErrorCode::DatabaseCorrupt | ErrorCode::SchemaTooNew) => Err(e),
             Err(e) => {
                 self.audit_denial(&attempt, &e)?;
                 Err(e)
@@ -230,7 +231,7 @@ impl Registry {
     /// authenticating can no longer act, and the role comes from the database, not the caller.
     fn acting_user(tx: &mut dyn Tx, p: &Principal, action: Action) -> Result<User> {
         let user = tx
-            .get_user(&p.user_id, false)?
+            .get_user(p.user_id(), false)?
             .ok_or_else(|| Error::new(ErrorCode::AuthenticationFailed, "unknown user"))?;
         user.check_usable()?;
         authorize(user.role, action)?;
@@ -246,6 +247,14 @@ impl Registry {
                 PolicySet::from_json(&v)
             }
         }
+    }
+
+    /// Loads a version after locking its model's row, so that concurrent changes to the
+    /// model's versions (promotions, content edits, requests) serialise on PostgreSQL.
+    fn lock_version(tx: &mut dyn Tx, id: &str) -> Result<ModelVersion> {
+        let v = Self::load_version(tx, id)?;
+        tx.get_model_by_name(&v.model_name, true)?;
+        Self::load_version(tx, id)
     }
 
     fn load_version(tx: &mut dyn Tx, id: &str) -> Result<ModelVersion> {
@@ -272,7 +281,8 @@ impl Registry {
         let printed_name = required_text("printed name", printed_name, 200)?;
         let hash = auth::hash_password(password)?;
         self.write(|tx| {
-            if tx.user_count()? > 0 {
+            // The claim is a unique insert: two concurrent inits cannot both create an admin.
+            if tx.user_count()? > 0 || !tx.claim_setting("initialized_by", id.as_str())? {
                 return Err(Error::new(ErrorCode::AlreadyInitialized, "this store already has users; use 'vigil user add'"));
             }
             let user = User {
@@ -317,14 +327,22 @@ impl Registry {
         }
         // Argon2 takes tens of milliseconds: verify outside the write transaction.
         let ok = auth::verify_password(password, &user.password_hash);
-        self.write(|tx| {
+        let refused: Option<Error> = self.write(|tx| {
             let mut u = tx.get_user(id, true)?.ok_or_else(|| not_found(ErrorCode::UserNotFound, "user"))?;
+            // Re-checked under the row lock: parallel guesses cannot outrun the lockout, and a
+            // locked account answers the same whether or not the password was right.
+            if let Err(e) = u.check_usable() {
+                let mut ev = self.event(id.as_str(), "auth.login", "user", id.as_str(), json!({"code": e.code().as_str()}));
+                ev.outcome = Outcome::Denied;
+                tx.append_audit(ev)?;
+                return Ok(Some(e));
+            }
             if ok {
                 if u.failed_attempts > 0 {
                     u.failed_attempts = 0;
                     tx.update_user(&u)?;
                 }
-                return Ok(());
+                return Ok(None);
             }
             u.failed_attempts += 1;
             let mut details = json!({"code": ErrorCode::AuthenticationFailed.as_str(), "failed_attempts": u.failed_attempts});
@@ -340,10 +358,13 @@ impl Registry {
             if locks_now {
                 tx.append_audit(self.event("system", "user.lock", "user", id.as_str(), json!({"old": {"locked": false}, "new": {"locked": true}, "reason": "too many failed authentications"})))?;
             }
-            Ok(())
+            Ok(None)
         })?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
         if ok {
-            Ok(Principal { user_id: user.id, role: user.role, printed_name: user.printed_name })
+            Ok(Principal::authenticated(user.id, user.role, user.printed_name))
         } else {
             Err(Error::new(ErrorCode::AuthenticationFailed, "unknown user or wrong password"))
         }
@@ -351,7 +372,7 @@ impl Registry {
 
     /// Creates a user (administrators only).
     pub fn add_user(&self, actor: &Principal, id: &UserId, printed_name: &str, role: Role, password: &Password) -> Result<User> {
-        let attempt = Attempt { actor: actor.user_id.as_str(), action: "user.create", entity_type: "user", entity_id: id.as_str(), model: None, version: None };
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: "user.create", entity_type: "user", entity_id: id.as_str(), model: None, version: None };
         let prepared = required_text("printed name", printed_name, 200).and_then(|n| Ok((n, auth::hash_password(password)?)));
         let (printed_name, hash) = match prepared {
             Ok(v) => v,
@@ -373,7 +394,7 @@ impl Registry {
                 created_at: self.clock.now(),
             };
             tx.insert_user(&user)?;
-            tx.append_audit(self.event(actor.user_id.as_str(), "user.create", "user", id.as_str(), json!({"new": {"role": role.as_str(), "printed_name": printed_name}})))?;
+            tx.append_audit(self.event(actor.user_id().as_str(), "user.create", "user", id.as_str(), json!({"new": {"role": role.as_str(), "printed_name": printed_name}})))?;
             Ok(user)
         })
     }
@@ -392,7 +413,7 @@ impl Registry {
     }
 
     fn change_user(&self, actor: &Principal, id: &UserId, action: &str, reason: &str, change: impl Fn(&mut User)) -> Result<User> {
-        let attempt = Attempt { actor: actor.user_id.as_str(), action, entity_type: "user", entity_id: id.as_str(), model: None, version: None };
+        let attempt = Attempt { actor: actor.user_id().as_str(), action, entity_type: "user", entity_id: id.as_str(), model: None, version: None };
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::ManageUsers)?;
             let reason = required_text("reason", reason, 2000)?;
@@ -401,7 +422,7 @@ impl Registry {
             change(&mut u);
             tx.update_user(&u)?;
             tx.append_audit(self.event(
-                actor.user_id.as_str(),
+                actor.user_id().as_str(),
                 action,
                 "user",
                 id.as_str(),
@@ -426,7 +447,7 @@ impl Registry {
     /// Replaces the approval policy of one target stage (administrators only). Open requests
     /// keep the policy they were opened under.
     pub fn set_policy(&self, actor: &Principal, stage: Stage, policy: crate::approval::ApprovalPolicy, reason: &str) -> Result<PolicySet> {
-        let attempt = Attempt { actor: actor.user_id.as_str(), action: "policy.update", entity_type: "policy", entity_id: stage.as_str(), model: None, version: None };
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: "policy.update", entity_type: "policy", entity_id: stage.as_str(), model: None, version: None };
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::ManagePolicy)?;
             let reason = required_text("reason", reason, 2000)?;
@@ -434,7 +455,7 @@ impl Registry {
             let old = set.for_stage(stage)?.to_json();
             set.set(stage, policy.clone())?;
             tx.put_setting(POLICY_SETTING, &crate::canonical::encode(&set.to_json()))?;
-            tx.append_audit(self.event(actor.user_id.as_str(), "policy.update", "policy", stage.as_str(), json!({"old": old, "new": policy.to_json(), "reason": reason})))?;
+            tx.append_audit(self.event(actor.user_id().as_str(), "policy.update", "policy", stage.as_str(), json!({"old": old, "new": policy.to_json(), "reason": reason})))?;
             Ok(set)
         })
     }
@@ -445,7 +466,7 @@ impl Registry {
     pub fn register_model(&self, actor: &Principal, new: NewModelVersion) -> Result<ModelVersion> {
         let version_text = new.version.to_string();
         let attempt = Attempt {
-            actor: actor.user_id.as_str(),
+            actor: actor.user_id().as_str(),
             action: "model_version.register",
             entity_type: "model_version",
             entity_id: "",
@@ -455,6 +476,10 @@ impl Registry {
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::RegisterModel)?;
             let artifact_uri = required_text("artifact uri", &new.content.artifact_uri, 2048)?;
+            new.content.validate()?;
+            if Version::parse(&new.version.to_string()).as_ref() != Ok(&new.version) {
+                return Err(Error::new(ErrorCode::InvalidVersion, "version is not valid SemVer 2.0.0"));
+            }
             let model = match tx.get_model_by_name(&new.name, false)? {
                 Some(m) => {
                     if m.model_type != new.model_type {
@@ -535,12 +560,13 @@ impl Registry {
     /// Staging version. The content hash changes, so earlier signatures stop counting, and any
     /// pending request on the version is superseded.
     pub fn update_version_content(&self, actor: &Principal, version_id: &str, content: VersionContent, reason: &str) -> Result<ModelVersion> {
-        let attempt = Attempt { actor: actor.user_id.as_str(), action: "model_version.update", entity_type: "model_version", entity_id: version_id, model: None, version: None };
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: "model_version.update", entity_type: "model_version", entity_id: version_id, model: None, version: None };
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::RegisterModel)?;
             let reason = required_text("reason", reason, 2000)?;
-            let mut v = Self::load_version(tx, version_id)?;
+            let mut v = Self::lock_version(tx, version_id)?;
             let old_hash = Self::checked_hash(&v)?;
+            content.validate()?;
             if !v.stage.content_editable() {
                 return Err(Error::new(ErrorCode::VersionImmutable, format!("{} is in {}; register a new version instead", v.reference(), v.stage)));
             }
@@ -617,22 +643,30 @@ impl Registry {
 
     /// Opens a promotion request (the seed's `request_promotion`).
     pub fn request_promotion(&self, actor: &Principal, version_id: &str, to_stage: Stage, justification: &str) -> Result<PromotionRequest> {
-        let attempt = Attempt { actor: actor.user_id.as_str(), action: "promotion.request", entity_type: "model_version", entity_id: version_id, model: None, version: None };
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: "promotion.request", entity_type: "model_version", entity_id: version_id, model: None, version: None };
         let ctx = self.read(|tx| tx.get_version(version_id)).ok().flatten();
         let attempt = Attempt { model: ctx.as_ref().map(|v| v.model_name.to_string()), version: ctx.as_ref().map(|v| v.version.to_string()), ..attempt };
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::RequestPromotion)?;
             let justification = required_text("justification", justification, MAX_JUSTIFICATION)?;
-            let v = Self::load_version(tx, version_id)?;
+            let v = Self::lock_version(tx, version_id)?;
             let hash = Self::checked_hash(&v)?;
             if !v.stage.can_transition_to(to_stage) {
                 return Err(Error::new(ErrorCode::TransitionNotAllowed, format!("{} cannot move from {} to {}", v.reference(), v.stage, to_stage)));
             }
             let policy = Self::load_policies(tx)?.for_stage(to_stage)?.clone();
-            if !tx.pending_requests_for_version(&v.id)?.is_empty() {
-                return Err(Error::new(ErrorCode::RequestAlreadyPending, format!("{} already has a pending promotion request", v.reference())));
-            }
             let now = self.clock.now();
+            for mut old in tx.pending_requests_for_version(&v.id)? {
+                if !old.is_past_expiry(now) {
+                    return Err(Error::new(ErrorCode::RequestAlreadyPending, format!("{} already has a pending promotion request", v.reference())));
+                }
+                // An overdue request nobody touched since it expired: close it now.
+                self.mark_expired(tx, &mut old, now)?;
+            }
+            let expires_at = match policy.expires_after_hours {
+                Some(h) => Some(now.plus_hours(h).ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "request expiry is out of range"))?),
+                None => None,
+            };
             let r = PromotionRequest {
                 id: self.ids.new_id("req"),
                 model_version_id: v.id.clone(),
@@ -643,7 +677,7 @@ impl Registry {
                 justification: justification.clone(),
                 status: RequestStatus::Pending,
                 content_hash: hash,
-                expires_at: policy.expires_after_hours.map(|h| now.plus_hours(h)),
+                expires_at,
                 policy,
                 created_at: now,
                 decided_at: None,
@@ -672,16 +706,20 @@ impl Registry {
             if r.status != RequestStatus::Pending || !r.is_past_expiry(now) {
                 return Ok(false);
             }
-            r.status = RequestStatus::Expired;
-            r.decided_at = Some(now);
-            r.status_reason = Some("expired before the policy was satisfied".into());
-            tx.update_request_status(&r)?;
-            let mut e = self.event("system", "promotion.expire", "promotion_request", &r.id, json!({"old": {"status": "pending"}, "new": {"status": "expired"}}));
-            e.model = r.model_ref.split_once('@').map(|(m, _)| m.to_owned());
-            e.version = r.model_ref.split_once('@').map(|(_, v)| v.to_owned());
-            tx.append_audit(e)?;
+            self.mark_expired(tx, &mut r, now)?;
             Ok(true)
         })
+    }
+
+    fn mark_expired(&self, tx: &mut dyn Tx, r: &mut PromotionRequest, now: crate::ids::Timestamp) -> Result<()> {
+        r.status = RequestStatus::Expired;
+        r.decided_at = Some(now);
+        r.status_reason = Some("expired before the policy was satisfied".into());
+        tx.update_request_status(r)?;
+        let mut e = self.event("system", "promotion.expire", "promotion_request", &r.id, json!({"old": {"status": "pending"}, "new": {"status": "expired"}}));
+        e.model = r.model_ref.split_once('@').map(|(m, _)| m.to_owned());
+        e.version = r.model_ref.split_once('@').map(|(_, v)| v.to_owned());
+        tx.append_audit(e)
     }
 
     /// Approves a request with an electronic signature (the seed's `approve_promotion`). The
@@ -716,6 +754,9 @@ impl Registry {
         self.governed(attempt, |tx| {
             let mut r = tx.get_request(request_id, true)?.ok_or_else(|| not_found(ErrorCode::RequestNotFound, "promotion request"))?;
             match r.status {
+                RequestStatus::Pending if r.is_past_expiry(self.clock.now()) => {
+                    return Err(Error::new(ErrorCode::RequestExpired, format!("request {} has expired", r.id)));
+                }
                 RequestStatus::Pending => {}
                 RequestStatus::Expired => return Err(Error::new(ErrorCode::RequestExpired, format!("request {} has expired", r.id))),
                 s => return Err(Error::new(ErrorCode::RequestNotPending, format!("request {} is {s}, not pending", r.id))),
@@ -736,6 +777,11 @@ impl Registry {
                 comment.trim().to_owned()
             };
             let v = Self::load_version(tx, &r.model_version_id)?;
+            if user.id == v.created_by {
+                // Part 11 separation of duties (P11-SOD-1): the author of the version does not
+                // sign its release, even if someone else opened the request.
+                return Err(Error::new(ErrorCode::SelfApproval, "the author of a model version cannot sign its promotion"));
+            }
             let current = Self::checked_hash(&v)?;
             if current != r.content_hash {
                 return Err(Error::new(ErrorCode::ContentChanged, format!("{} changed since request {} was opened; open a new request", v.reference(), r.id)));
@@ -861,7 +907,7 @@ impl Registry {
     /// Withdraws a pending request (only its requester).
     pub fn withdraw_promotion(&self, actor: &Principal, request_id: &str, reason: &str) -> Result<PromotionRequest> {
         self.expire_if_due(request_id)?;
-        let attempt = self.request_attempt(actor.user_id.as_str(), "promotion.withdraw", request_id);
+        let attempt = self.request_attempt(actor.user_id().as_str(), "promotion.withdraw", request_id);
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::RequestPromotion)?;
             let reason = required_text("reason", reason, 2000)?;
@@ -947,22 +993,22 @@ impl Registry {
     /// Long chains are split into contiguous segments verified in parallel, one read
     /// transaction each. A segment starts from the *stored* hash of the event before it; that
     /// is sound because the previous segment checks that very stored hash against the
-    /// recomputed one, and the first failing position wins.
+    /// recomputed one, and the first failing position wins. The events up to a head once read
+    /// never change (append-only), so inner segments use a first reading of the head; the last
+    /// segment reads the head again in its own snapshot and verifies up to it, so concurrent
+    /// appends are never mistaken for tampering.
     pub fn verify_audit(&self) -> Result<ChainReport> {
-        let head = self.read(|tx| tx.audit_head())?;
-        let end = head.as_ref().map(|h| h.0).unwrap_or(0);
+        let first_head = self.read(|tx| tx.audit_head())?.map(|h| h.0).unwrap_or(0);
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8) as i64;
-        let segments = if end >= self.parallel_verify_min { self.verify_segments.unwrap_or(threads).clamp(1, end) } else { 1 };
-        let bounds: Vec<(i64, i64)> = (0..segments)
-            .map(|i| {
-                let from = 1 + i * end / segments;
-                // Scan one past the head so a row appended behind the head's back is caught.
-                let to = if i + 1 == segments { end + 1 } else { (i + 1) * end / segments };
-                (from, to)
-            })
-            .collect();
-        let verify_segment = |(from, to): (i64, i64)| -> Result<ChainVerifier> {
+        let segments = if first_head >= self.parallel_verify_min { self.verify_segments.unwrap_or(threads).clamp(1, first_head) } else { 1 };
+        let starts: Vec<i64> = (0..segments).map(|i| 1 + i * first_head / segments).collect();
+        let verify_segment = |index: usize| -> Result<(ChainVerifier, Option<(i64, String)>)> {
             self.read(|tx| {
+                let from = starts[index];
+                let is_last = index + 1 == starts.len();
+                let head = if is_last { tx.audit_head()? } else { None };
+                // Scan one past the head so a row appended behind the head's back is caught.
+                let to = if is_last { head.as_ref().map(|h| h.0).unwrap_or(0) + 1 } else { starts[index + 1] - 1 };
                 let mut v = if from == 1 {
                     ChainVerifier::new()
                 } else {
@@ -979,30 +1025,67 @@ impl Registry {
                     ChainVerifier::resume((from - 1) as u64, bytes)
                 };
                 tx.scan_audit(from, to, &mut |row| v.push(row))?;
-                if to <= end {
+                if !is_last {
                     // An inner segment must reach its last position: a missing event at a
                     // segment boundary is a deletion, not the next segment's broken link.
                     v.expect_position(to as u64);
                 }
-                Ok(v)
+                Ok((v, head))
             })
         };
-        let verifiers: Vec<Result<ChainVerifier>> = if bounds.len() == 1 {
-            vec![verify_segment(bounds[0])]
+        let results: Vec<Result<(ChainVerifier, Option<(i64, String)>)>> = if starts.len() == 1 {
+            vec![verify_segment(0)]
         } else {
             std::thread::scope(|s| {
-                let handles: Vec<_> = bounds.iter().map(|b| s.spawn(move || verify_segment(*b))).collect();
+                let handles: Vec<_> = (0..starts.len()).map(|i| s.spawn(move || verify_segment(i))).collect();
                 handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::storage("verification thread panicked")))).collect()
             })
         };
-        let mut verifiers = verifiers.into_iter().collect::<Result<Vec<_>>>()?;
-        let last = verifiers.pop().ok_or_else(|| Error::storage("no verification segment"))?;
-        for v in verifiers {
+        let mut results = results.into_iter().collect::<Result<Vec<_>>>()?;
+        let (last, head) = results.pop().ok_or_else(|| Error::storage("no verification segment"))?;
+        for (v, _) in results {
             if v.failed() {
                 return Ok(v.finish(None));
             }
         }
         Ok(last.finish(head.as_ref().map(|(s, h)| (*s, h.as_str()))))
+    }
+
+    /// Checks the registry's records against what was signed: every version's stored content
+    /// hash must match its content, and every Staging or Production version must be backed by
+    /// an approved request into that stage whose valid signatures (server seal intact, signed
+    /// over the version's current content) satisfy that request's policy. This catches edits
+    /// made directly in the database that the audit chain alone would not: a stage set by
+    /// hand, or approved content changed together with its hash.
+    pub fn verify_records(&self) -> Result<Vec<(String, String)>> {
+        self.read(|tx| {
+            let mut problems = Vec::new();
+            for m in tx.list_models()? {
+                let requests = tx.list_requests(&RequestFilter { model: Some(m.name.clone()), ..Default::default() })?;
+                for v in tx.list_versions(&m.id)? {
+                    let current = v.recompute_content_hash();
+                    if current != v.content_hash {
+                        problems.push((v.reference(), "stored content does not match its content hash".to_owned()));
+                    }
+                    if !matches!(v.stage, Stage::Staging | Stage::Production) {
+                        continue;
+                    }
+                    let mut backed = false;
+                    for r in requests.iter().filter(|r| r.model_version_id == v.id && r.to_stage == v.stage && r.status == RequestStatus::Approved) {
+                        let sigs = tx.list_signatures(&r.id)?;
+                        let valid: Vec<&Signature> = sigs.iter().filter(|s| self.signature_validity(s, &current).is_ok()).collect();
+                        if tally(&r.policy, &valid) == Tally::Approved {
+                            backed = true;
+                            break;
+                        }
+                    }
+                    if !backed {
+                        problems.push((v.reference(), format!("is in {} without an approval that covers its current content", v.stage)));
+                    }
+                }
+            }
+            Ok(problems)
+        })
     }
 
     /// Verifies the server seal of every signature in the store.

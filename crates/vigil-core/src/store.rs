@@ -87,6 +87,9 @@ pub trait Tx {
     fn get_setting(&mut self, key: &str) -> Result<Option<String>>;
     /// Sets a configuration value.
     fn put_setting(&mut self, key: &str, value: &str) -> Result<()>;
+    /// Sets a value only if the key was never set; returns whether this call set it. A unique
+    /// insert, so exactly one of several concurrent claims wins.
+    fn claim_setting(&mut self, key: &str, value: &str) -> Result<bool>;
 
     /// Inserts a registered model; `model_exists` on a name clash.
     fn insert_model(&mut self, model: &RegisteredModel) -> Result<()>;

@@ -411,6 +411,14 @@ impl Tx for SqlTx<'_> {
             .map_err(db)
     }
 
+    fn claim_setting(&mut self, key: &str, value: &str) -> Result<bool> {
+        self.write_check()?;
+        self.c()
+            .exec("INSERT INTO vigil_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", &params![key, value])
+            .map(|n| n == 1)
+            .map_err(db)
+    }
+
     fn insert_model(&mut self, m: &RegisteredModel) -> Result<()> {
         self.write_check()?;
         let tags = serde_json::to_string(&m.tags).map_err(|_| Error::storage("cannot encode tags"))?;

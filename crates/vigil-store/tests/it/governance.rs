@@ -19,6 +19,18 @@ const ROLE_USERS: [(Role, &str); 5] = [
     (Role::Admin, "admin"),
 ];
 
+/// The documented transition table, written out independently of the code under test.
+const EXPECTED_TRANSITIONS: [(Stage, Stage); 8] = [
+    (Stage::Development, Stage::Staging),
+    (Stage::Development, Stage::Production),
+    (Stage::Development, Stage::Archived),
+    (Stage::Staging, Stage::Production),
+    (Stage::Staging, Stage::Archived),
+    (Stage::Production, Stage::Archived),
+    (Stage::Archived, Stage::Staging),
+    (Stage::Archived, Stage::Production),
+];
+
 fn denied_count(env: &Env) -> usize {
     env.registry.audit_log(&AuditQuery { outcome: Some("denied".into()), ..Default::default() }).unwrap().len()
 }
@@ -56,7 +68,7 @@ conformance!(every_stage_target_role_request_combination, |env| {
                 let may_request = matches!(role, Role::DataScientist | Role::MlLead);
                 let expected = if !may_request {
                     Err(ErrorCode::RoleNotPermitted)
-                } else if !from.can_transition_to(*to) {
+                } else if !EXPECTED_TRANSITIONS.contains(&(*from, *to)) {
                     Err(ErrorCode::TransitionNotAllowed)
                 } else {
                     Ok(())
@@ -88,6 +100,7 @@ conformance!(every_target_role_decision_signature_combination, |env| {
                 let v = version_in(&env, &mut n, Stage::Development);
                 // The requester is ds2, so no signer in the table is the requester.
                 let r = env.registry.request_promotion(&env.login("ds2"), &v.id, to, "signature table").unwrap();
+                let before = denied_count(&env);
                 let got = if approve {
                     env.registry.approve_promotion(&uid(user), &Password::new(PW), &r.id, Meaning::Approval, "ok")
                 } else {
@@ -100,6 +113,9 @@ conformance!(every_target_role_decision_signature_combination, |env| {
                     assert_eq!(out.request.status, expected, "{what}");
                 } else {
                     assert_eq!(got.unwrap_err().code(), ErrorCode::RoleNotPermitted, "{what}");
+                    assert_eq!(denied_count(&env), before + 1, "{what}: exactly one refusal audited");
+                    let last = env.registry.audit_log(&AuditQuery { outcome: Some("denied".into()), ..Default::default() }).unwrap().pop().unwrap();
+                    assert_eq!((last.actor.as_str(), last.entity_id.as_str()), (user, r.id.as_str()), "{what}: refusal audited");
                     assert!(env.registry.get_request(&r.id).unwrap().signatures.is_empty());
                     assert_eq!(env.registry.get_request(&r.id).unwrap().request.status, RequestStatus::Pending);
                 }
@@ -108,6 +124,16 @@ conformance!(every_target_role_decision_signature_combination, |env| {
         }
     }
     assert_eq!(checked, 3 * 5 * 2);
+});
+
+conformance!(the_author_of_a_version_cannot_sign_its_promotion, |env| {
+    env.with_team();
+    let v = env.register("lead", "m", "1.0.0");
+    let r = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Staging, "someone else asks").unwrap();
+    let e = env.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "mine").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::SelfApproval);
+    env.registry.approve_promotion(&uid("lead2"), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
+    assert_eq!(env.registry.get_version_by_id(&v.id).unwrap().stage, Stage::Staging);
 });
 
 conformance!(self_approval_double_signing_and_rejection, |env| {

@@ -179,3 +179,90 @@ conformance!(tamper_delete_at_a_segment_boundary_is_named_in_every_mode, |env| {
     let r = env.verify();
     assert_eq!(r.first_bad, Some((boundary as u64, ChainProblem::SequenceGap { found: boundary + 1 })));
 });
+
+conformance!(full_precision_metrics_round_trip_and_stay_promotable, |env| {
+    env.with_team();
+    // Doubles whose shortest representation needs 16-17 digits: a parser without exact
+    // float round-tripping shifts some of them by one ulp, which would break the content hash.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut content = content("s3://m/1");
+    for i in 0..200 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let x = (state >> 11) as f64 / (1u64 << 53) as f64;
+        content.metrics.set(&format!("m{i}"), x).unwrap();
+    }
+    let mut nv = new_version("precise", "1.0.0");
+    nv.content = content;
+    let v = env.registry.register_model(&env.login("ds"), nv).unwrap();
+    let back = env.registry.get_version_by_id(&v.id).unwrap();
+    assert_eq!(back.content.metrics, v.content.metrics);
+    assert_eq!(back.recompute_content_hash(), v.content_hash);
+    env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Staging, "precise").unwrap();
+});
+
+conformance!(a_stage_set_in_the_database_is_reported_by_record_verification, |env| {
+    env.with_team();
+    let v1 = env.register("ds", "m", "1.0.0");
+    let v2 = env.register("ds", "m", "2.0.0");
+    env.promote(&v1, Stage::Production);
+    assert!(env.registry.verify_records().unwrap().is_empty());
+    let mut raw = env.raw();
+    // Swap production to the unapproved version by hand.
+    raw.exec(&format!("UPDATE model_versions SET stage = 'archived' WHERE id = '{}'", v1.id));
+    raw.exec(&format!("UPDATE model_versions SET stage = 'production' WHERE id = '{}'", v2.id));
+    let problems = env.registry.verify_records().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].0, "m@2.0.0");
+    assert!(env.verify().ok(), "the chain itself is untouched; only the record check can see this");
+});
+
+conformance!(approved_content_changed_with_its_hash_is_reported, |env| {
+    env.with_team();
+    let v = env.register("ds", "m", "1.0.0");
+    env.promote(&v, Stage::Production);
+    let mut raw = env.raw();
+    let mut forged = env.registry.get_version_by_id(&v.id).unwrap();
+    forged.content.metrics.set("auc_roc", 0.99).unwrap();
+    let h = forged.recompute_content_hash();
+    raw.exec(&format!(
+        "UPDATE model_versions SET metrics = '{}', content_hash = '{}' WHERE id = '{}'",
+        vigil_core::canonical::encode(&forged.content.metrics.to_json()), h.to_hex(), v.id
+    ));
+    let problems = env.registry.verify_records().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].1.contains("without an approval that covers its current content"));
+});
+
+conformance!(tamper_insert_of_a_correctly_hashed_event_names_where_the_chain_breaks, |env| {
+    let n = populated(&env) as i64;
+    let mut raw = env.raw();
+    raw.drop_append_only_triggers();
+    for seq in (4..=n).rev() {
+        raw.exec(&format!("UPDATE audit_events SET seq = {} WHERE seq = {seq}", seq + 1));
+    }
+    // A forger who knows the hash rule links a new event properly after event 3 ...
+    let prev_hex = raw.scalar("SELECT hash FROM audit_events WHERE seq = 3");
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(&prev_hex, &mut prev).unwrap();
+    let ev = vigil_core::audit::AuditEvent {
+        at: vigil_core::ids::Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+        actor: "lead".into(),
+        action: "promotion.approve".into(),
+        outcome: vigil_core::audit::Outcome::Ok,
+        entity_type: "promotion_request".into(),
+        entity_id: "req_forged".into(),
+        model: Some("m".into()),
+        version: Some("1.0.0".into()),
+        details: serde_json::json!({}),
+    };
+    let (s, _) = vigil_core::audit::StoredEvent::link(&ev, 3, &prev);
+    raw.exec(&format!(
+        "INSERT INTO audit_events (seq, {COLS}) VALUES (4, '{}', '{}', '{}', '{}', '{}', '{}', 'm', '1.0.0', '{}', '{}', '{}')",
+        s.at, s.actor, s.action, s.outcome, s.entity_type, s.entity_id, s.details, s.prev_hash, s.hash
+    ));
+    // ... so event 4 verifies, and the chain breaks at the next one, whose link no longer fits.
+    let r = env.verify();
+    assert_eq!(r.first_bad, Some((5, ChainProblem::BrokenLink)), "{r:?}");
+});
