@@ -1,0 +1,7 @@
+//! Drift, performance and fairness statistics: pure functions over slices, no IO.
+//!
+//! Every function here is checked against SciPy (and, for the later metrics, scikit-learn and
+//! fairlearn) on fixtures produced by `tests/fixtures/make_fixtures.py`.
+
+pub mod kolmogorov;
+pub mod ks;

@@ -1,0 +1,6 @@
+//! Agreement with SciPy on committed fixtures (`tests/fixtures/make_fixtures.py`).
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod fixtures;
+mod ks;
