@@ -75,7 +75,7 @@ impl Manifest {
     pub fn from_json(v: &Value) -> Result<Self> {
         let obj = v.as_object().ok_or_else(|| bad("manifest must be a table/object".into()))?;
         if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
-            return Err(bad(format!("unknown manifest field '{k}'; expected one of: {}", KEYS.join(", "))));
+            return Err(bad(format!("unknown manifest field {}; expected one of: {}", vigil_core::ids::quote_key(k), KEYS.join(", "))));
         }
         if obj.contains_key("card") && obj.contains_key("model_card") {
             return Err(bad("give the model card once, as 'card' or 'model_card'".into()));
@@ -93,7 +93,7 @@ impl Manifest {
         if let Some(t) = obj.get("tags") {
             let t = t.as_object().ok_or_else(|| bad("manifest field 'tags' must be a table of strings".into()))?;
             for (k, v) in t {
-                let s = v.as_str().ok_or_else(|| bad(format!("manifest field 'tags.{k}' must be a string")))?;
+                let s = v.as_str().ok_or_else(|| bad(format!("manifest field tags.{} must be a string", vigil_core::ids::quote_key(k))))?;
                 m.tags.insert(k.clone(), s.to_owned());
             }
         }

@@ -189,7 +189,7 @@ impl ModelCard {
         let mut card = ModelCard::new();
         for (k, val) in obj {
             let field = CardField::from_key(k)
-                .ok_or_else(|| Error::new(ErrorCode::InvalidModelCard, format!("unknown model card field '{k}'")))?;
+                .ok_or_else(|| Error::new(ErrorCode::InvalidModelCard, format!("unknown model card field {}", crate::ids::quote_key(k))))?;
             if card.fields.contains_key(&field) {
                 return Err(Error::new(ErrorCode::InvalidModelCard, format!("model card field '{}' given twice", field.key())));
             }
@@ -216,7 +216,7 @@ impl ModelCard {
 fn bad_shape(k: &str) -> Error {
     Error::new(
         ErrorCode::InvalidModelCard,
-        format!("model card field '{k}' must be a string, {{\"value\": string}} or {{\"not_available\": reason}}"),
+        format!("model card field {} must be a string, {{\"value\": string}} or {{\"not_available\": reason}}", crate::ids::quote_key(k)),
     )
 }
 

@@ -240,6 +240,16 @@ impl fmt::Display for Sha256Digest {
     }
 }
 
+/// A submitted field *name* made safe to quote in an error message: shown in quotes when it
+/// looks like an identifier (letters, digits, `_ . - / :`, at most 64 characters), otherwise
+/// replaced, because a malformed key could be a value pasted in the wrong place.
+pub fn quote_key(key: &str) -> String {
+    let safe = !key.is_empty()
+        && key.len() <= 64
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ':'));
+    if safe { format!("'{key}'") } else { "(name not shown: not an identifier)".to_owned() }
+}
+
 /// Checks a required free-text field: non-blank, at most `max` characters.
 pub fn required_text(field: &str, value: &str, max: usize) -> Result<String> {
     let trimmed = value.trim();
@@ -265,6 +275,13 @@ mod tests {
         for bad in ["", "Upper", "has space", "slash/x", &"a".repeat(129), "é"] {
             assert_eq!(ModelName::parse(bad).unwrap_err().code(), ErrorCode::InvalidModelName, "{bad}");
         }
+    }
+
+    #[test]
+    fn keys_are_quoted_only_when_they_look_like_identifiers() {
+        assert_eq!(quote_key("auc_roc"), "'auc_roc'");
+        assert!(!quote_key("John Smith 1962-04-01").contains("Smith"));
+        assert!(!quote_key(&"a".repeat(65)).contains("aaaa"));
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl Metrics {
             return Err(Error::new(ErrorCode::InvalidMetric, "metric names are 1-250 characters of letters, digits, '_', '-', '.', '/', ':' or space"));
         }
         if !value.is_finite() {
-            return Err(Error::new(ErrorCode::InvalidMetric, format!("metric '{name}' must be a finite number")));
+            return Err(Error::new(ErrorCode::InvalidMetric, format!("metric {} must be a finite number", crate::ids::quote_key(name))));
         }
         self.0.insert(name.to_owned(), value);
         Ok(self)
@@ -146,7 +146,7 @@ impl Metrics {
         let obj = v.as_object().ok_or_else(|| Error::new(ErrorCode::InvalidMetric, "metrics must be an object of name to number"))?;
         let mut m = Metrics::new();
         for (k, val) in obj {
-            let f = val.as_f64().ok_or_else(|| Error::new(ErrorCode::InvalidMetric, format!("metric '{k}' must be a number")))?;
+            let f = val.as_f64().ok_or_else(|| Error::new(ErrorCode::InvalidMetric, format!("metric {} must be a number", crate::ids::quote_key(k))))?;
             m.set(k, f)?;
         }
         Ok(m)
@@ -227,7 +227,7 @@ impl Lineage {
                 continue;
             }
             if !LINEAGE_TEXT_FIELDS.contains(&k.as_str()) {
-                return Err(bad(format!("unknown lineage field '{k}'")));
+                return Err(bad(format!("unknown lineage field {}", crate::ids::quote_key(k))));
             }
             let s = val.as_str().ok_or_else(|| bad(format!("lineage.{k} must be a string")))?;
             let s = crate::ids::required_text(&format!("lineage.{k}"), s, 2048)?;

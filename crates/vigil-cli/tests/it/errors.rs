@@ -27,7 +27,7 @@ fn exit_codes_and_messages() {
         (&["promote", "approve", "req_missing"], Some("lead"), 1, "request_not_found"),
         (&["promote", "approve", "req_missing", "--meaning", "vibes"], Some("lead"), 2, "invalid_meaning"),
         (&["user", "add", "x", "--role", "wizard", "--name", "X", "--new-password", PW], Some("admin"), 2, "invalid_role"),
-        (&["model", "list"], Some("nobody"), 0, ""),
+        (&["model", "list"], Some("nobody"), 0, "MODEL"),
         (&["promote", "list", "--status", "maybe"], None, 2, "invalid_filter"),
         (&["audit", "log", "--since", "yesterday"], None, 2, "invalid_filter"),
         (&["model", "register"], Some("ds"), 2, "artifact_sha256"),

@@ -116,3 +116,34 @@ conformance!(sixteen_writers_register_concurrently_and_the_chain_holds, |env| {
     assert_eq!(registered.len(), writers * per);
     assert_eq!(env.registry.audit_log(&AuditQuery { action: Some("model.create".into()), ..Default::default() }).unwrap().len(), 1);
 });
+
+conformance!(verification_while_writers_append_never_reports_tampering, |env| {
+    env.with_team();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reg = env.second_registry();
+        let p = env.login("ds");
+        let stop = &stop;
+        let writer = s.spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                reg.register_model(&p, new_version("busy", &format!("1.{i}.0"))).unwrap();
+                i += 1;
+            }
+            i
+        });
+        // Segmented and one-pass verification, many times, while the chain grows.
+        let segmented = {
+            let store = vigil_store::open(&env.location()).unwrap();
+            vigil_core::registry::Registry::new(store, Arc::new(vigil_core::ids::SystemClock), Arc::new(vigil_core::ids::UuidV7Ids), env.key.clone())
+                .with_verify_segments(2)
+        };
+        for round in 0..40 {
+            let r = if round % 2 == 0 { env.registry.verify_audit() } else { segmented.verify_audit() };
+            let r = r.unwrap();
+            assert!(r.ok(), "round {round}: {r:?}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(writer.join().unwrap() > 0);
+    });
+});

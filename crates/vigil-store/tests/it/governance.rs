@@ -199,6 +199,20 @@ conformance!(wrong_password_lockout_and_disabled_signer, |env| {
     assert_eq!(env.registry.get_version_by_id(&v.id).unwrap().stage, Stage::Production);
 });
 
+conformance!(only_the_requester_withdraws_every_role_checked, |env| {
+    env.with_team();
+    let v = env.register("ds", "m", "1.0.0");
+    let r = env.registry.request_promotion(&env.login("ds2"), &v.id, Stage::Production, "mine").unwrap();
+    for (role, user) in ROLE_USERS.iter().copied().chain([(Role::MlLead, "lead2"), (Role::DataScientist, "ds")]) {
+        let before = denied_count(&env);
+        let e = env.registry.withdraw_promotion(&env.login(user), &r.id, "not yours").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::RoleNotPermitted, "{role} ({user})");
+        assert_eq!(denied_count(&env), before + 1, "{user}: refusal audited");
+    }
+    let w = env.registry.withdraw_promotion(&env.login("ds2"), &r.id, "found a bug").unwrap();
+    assert_eq!(w.status, RequestStatus::Withdrawn);
+});
+
 conformance!(expired_and_withdrawn_requests_refuse_action, |env| {
     let admin = env.with_team();
     let mut policy = env.registry.policies().unwrap().production;

@@ -158,6 +158,10 @@ impl Env {
         one
     }
 
+    pub fn location(&self) -> vigil_store::Location {
+        self.location.clone()
+    }
+
     pub fn raw(&self) -> Raw {
         match &self.location {
             vigil_store::Location::DataDir(d) => Raw::Sqlite(rusqlite::Connection::open(d.join(vigil_store::DB_FILE)).expect("raw open")),
