@@ -26,6 +26,9 @@ use std::sync::Arc;
 const POLICY_SETTING: &str = "approval_policies";
 const MAX_JUSTIFICATION: usize = 4000;
 const MAX_ATTEMPTS: usize = 8;
+/// A verified audit segment and, for the last one, the chain head it was checked against.
+type Segment = (ChainVerifier, Option<(i64, String)>);
+
 /// Chains at least this long are verified in parallel segments.
 const PARALLEL_VERIFY_MIN: i64 = 50_000;
 
@@ -1002,7 +1005,7 @@ impl Registry {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8) as i64;
         let segments = if first_head >= self.parallel_verify_min { self.verify_segments.unwrap_or(threads).clamp(1, first_head) } else { 1 };
         let starts: Vec<i64> = (0..segments).map(|i| 1 + i * first_head / segments).collect();
-        let verify_segment = |index: usize| -> Result<(ChainVerifier, Option<(i64, String)>)> {
+        let verify_segment = |index: usize| -> Result<Segment> {
             self.read(|tx| {
                 let from = starts[index];
                 let is_last = index + 1 == starts.len();
@@ -1033,7 +1036,7 @@ impl Registry {
                 Ok((v, head))
             })
         };
-        let results: Vec<Result<(ChainVerifier, Option<(i64, String)>)>> = if starts.len() == 1 {
+        let results: Vec<Result<Segment>> = if starts.len() == 1 {
             vec![verify_segment(0)]
         } else {
             std::thread::scope(|s| {

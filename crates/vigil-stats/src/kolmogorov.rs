@@ -32,6 +32,7 @@ fn p2(e: i32) -> f64 {
 }
 
 /// ln(n!) − n·ln(n) by Stirling's series (n > 140).
+#[allow(clippy::excessive_precision)] // published coefficients, kept as printed
 fn log_nfactorial_div_n_pow_n(n: f64) -> f64 {
     const C: [f64; 8] = [
         -2.955_065_359_477_124_183e-2,
@@ -286,7 +287,7 @@ fn kolmogn_pomeranz_cdf(n: u64, x: f64) -> f64 {
             // conv_start..conv_start+conv_len kept.
             let conv_start = (j1 - k1) as usize;
             let conv_len = (j2 - j1 + 1).max(0) as usize;
-            for out_i in 0..conv_len {
+            for (out_i, slot) in v1.iter_mut().enumerate().take(conv_len) {
                 let idx = conv_start + out_i;
                 let mut acc = 0.0;
                 let lo = idx.saturating_sub(ln2 - 1);
@@ -296,7 +297,7 @@ fn kolmogn_pomeranz_cdf(n: u64, x: f64) -> f64 {
                         acc += v0.get(start + a).copied().unwrap_or(0.0) * pwrs.get(b).copied().unwrap_or(0.0);
                     }
                 }
-                v1[out_i] = acc;
+                *slot = acc;
             }
             let max = v1.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             if 0.0 < max && max < p2(-E128) {
