@@ -4,4 +4,6 @@
 //! fairlearn) on fixtures produced by `tests/fixtures/make_fixtures.py`.
 
 pub mod kolmogorov;
+pub mod drift;
 pub mod ks;
+pub mod special;
