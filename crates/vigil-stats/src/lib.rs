@@ -6,4 +6,6 @@
 pub mod kolmogorov;
 pub mod drift;
 pub mod ks;
+pub mod profile;
+pub mod sort;
 pub mod special;
