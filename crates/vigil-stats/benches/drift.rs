@@ -31,7 +31,8 @@ fn main() {
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
     let mut rng = Rng(20240601);
     let t = Instant::now();
-    let numeric: Vec<(Vec<Option<f64>>, Vec<Option<f64>>)> = (0..20)
+    type Column = Vec<Option<f64>>;
+    let numeric: Vec<(Column, Column)> = (0..20)
         .map(|c| {
             let shift = if c < 9 { 0.1 * c as f64 } else { 0.0 };
             let r = (0..n).map(|_| Some(rng.normal())).collect();
