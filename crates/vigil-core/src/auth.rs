@@ -184,6 +184,10 @@ pub enum Action {
     SignPromotion,
     /// Read and export the audit trail.
     ReadAudit,
+    /// Set drift baselines and configuration, add production samples and labels.
+    Monitor,
+    /// Run a drift check (stores a report).
+    CheckDrift,
 }
 
 impl Action {
@@ -196,6 +200,8 @@ impl Action {
             Action::RequestPromotion => "request_promotion",
             Action::SignPromotion => "sign_promotion",
             Action::ReadAudit => "read_audit",
+            Action::Monitor => "monitor",
+            Action::CheckDrift => "check_drift",
         }
     }
 
@@ -209,6 +215,8 @@ impl Action {
             Action::RequestPromotion => &[DataScientist, MlLead],
             Action::SignPromotion => &[MlLead, ClinicalReviewer, ComplianceOfficer],
             Action::ReadAudit => &[DataScientist, MlLead, ClinicalReviewer, ComplianceOfficer, Admin],
+            Action::Monitor => &[DataScientist, MlLead],
+            Action::CheckDrift => &[DataScientist, MlLead, ClinicalReviewer, ComplianceOfficer],
         }
     }
 }

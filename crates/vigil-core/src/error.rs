@@ -110,6 +110,8 @@ codes! {
     RequestNotFound = "request_not_found" => NotFound,
     /// The user does not exist.
     UserNotFound = "user_not_found" => NotFound,
+    /// The model version has no drift baseline yet.
+    BaselineNotFound = "baseline_not_found" => NotFound,
 
     /// A model with this name already exists with different attributes.
     ModelExists = "model_exists" => Conflict,

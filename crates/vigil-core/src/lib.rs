@@ -16,6 +16,7 @@ pub mod card;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod monitor;
 pub mod registry;
 pub mod semver;
 pub mod store;

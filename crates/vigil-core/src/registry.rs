@@ -100,20 +100,20 @@ pub struct SignatureReport {
 }
 
 /// Who and what a refusal is about, for the denial's audit event.
-struct Attempt<'a> {
-    actor: &'a str,
-    action: &'a str,
-    entity_type: &'a str,
-    entity_id: &'a str,
-    model: Option<String>,
-    version: Option<String>,
+pub(crate) struct Attempt<'a> {
+    pub(crate) actor: &'a str,
+    pub(crate) action: &'a str,
+    pub(crate) entity_type: &'a str,
+    pub(crate) entity_id: &'a str,
+    pub(crate) model: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 /// The registry service: model versions, lifecycle, approvals, users and audit.
 pub struct Registry {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    ids: Arc<dyn IdGenerator>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGenerator>,
     key: Arc<ServerKey>,
     parallel_verify_min: i64,
     verify_segments: Option<i64>,
@@ -157,7 +157,7 @@ impl Registry {
 
     /// Runs `f` in a write transaction and commits; retries when a concurrent writer on the
     /// same database forced a serialisation failure.
-    fn write<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -174,7 +174,7 @@ impl Registry {
         }
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut tx = self.store.begin(TxMode::Read)?;
         let v = f(&mut *tx)?;
         drop(tx);
@@ -182,7 +182,7 @@ impl Registry {
     }
 
     /// Runs a governed write; if it is refused, records the refusal in the audit trail.
-    fn governed<T>(&self, attempt: Attempt<'_>, f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    pub(crate) fn governed<T>(&self, attempt: Attempt<'_>, f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         match self.write(f) {
             Ok(v) => Ok(v),
             // When the store itself is failing, a denial event could not be written either.
@@ -209,7 +209,7 @@ impl Registry {
         self.write(|tx| tx.append_audit(event.clone()))
     }
 
-    fn event(&self, actor: &str, action: &str, entity_type: &str, entity_id: &str, details: Value) -> AuditEvent {
+    pub(crate) fn event(&self, actor: &str, action: &str, entity_type: &str, entity_id: &str, details: Value) -> AuditEvent {
         AuditEvent {
             at: self.clock.now(),
             actor: actor.to_owned(),
@@ -223,7 +223,7 @@ impl Registry {
         }
     }
 
-    fn version_event(&self, actor: &str, action: &str, v: &ModelVersion, details: Value) -> AuditEvent {
+    pub(crate) fn version_event(&self, actor: &str, action: &str, v: &ModelVersion, details: Value) -> AuditEvent {
         let mut e = self.event(actor, action, "model_version", &v.id, details);
         e.model = Some(v.model_name.to_string());
         e.version = Some(v.version.to_string());
@@ -232,7 +232,7 @@ impl Registry {
 
     /// Re-reads the acting user inside the transaction: a user disabled or locked after
     /// authenticating can no longer act, and the role comes from the database, not the caller.
-    fn acting_user(tx: &mut dyn Tx, p: &Principal, action: Action) -> Result<User> {
+    pub(crate) fn acting_user(tx: &mut dyn Tx, p: &Principal, action: Action) -> Result<User> {
         let user = tx
             .get_user(p.user_id(), false)?
             .ok_or_else(|| Error::new(ErrorCode::AuthenticationFailed, "unknown user"))?;
@@ -260,7 +260,7 @@ impl Registry {
         Self::load_version(tx, id)
     }
 
-    fn load_version(tx: &mut dyn Tx, id: &str) -> Result<ModelVersion> {
+    pub(crate) fn load_version(tx: &mut dyn Tx, id: &str) -> Result<ModelVersion> {
         tx.get_version(id)?.ok_or_else(|| not_found(ErrorCode::VersionNotFound, "model version"))
     }
 

@@ -67,6 +67,64 @@ pub struct AuditQuery {
     pub after_seq: Option<i64>,
 }
 
+/// A stored drift baseline (its feature profiles are stored beside it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineRecord {
+    /// Id (`bl_…`).
+    pub id: String,
+    /// The model version it belongs to.
+    pub model_version_id: String,
+    /// 1, 2, … per model version; a new baseline never overwrites an old one.
+    pub baseline_version: i64,
+    /// Rows profiled.
+    pub rows: i64,
+    /// Who set it.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// A stored batch of production samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    /// Id (`bt_…`).
+    pub id: String,
+    /// Model version.
+    pub model_version_id: String,
+    /// 1, 2, … per model version.
+    pub batch_seq: i64,
+    /// Rows in the batch.
+    pub rows: i64,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// Who sent it.
+    pub created_by: String,
+    /// Encoded batch.
+    pub payload: Vec<u8>,
+}
+
+/// A baseline with its encoded feature profiles (feature name, bytes).
+pub type StoredBaseline = (BaselineRecord, Vec<(String, Vec<u8>)>);
+
+/// A stored drift report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRecord {
+    /// Id (`dr_…`).
+    pub id: String,
+    /// Model version.
+    pub model_version_id: String,
+    /// Baseline checked against.
+    pub baseline_id: String,
+    /// Overall status.
+    pub status: String,
+    /// The report as JSON.
+    pub report: String,
+    /// Who ran the check.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
 /// One transaction. Every method maps to one or two SQL statements.
 pub trait Tx {
     /// Commits, appending the buffered audit events to the chain first.
@@ -138,6 +196,31 @@ pub trait Tx {
     fn signatures_for_version(&mut self, model_version_id: &str) -> Result<Vec<Signature>>;
     /// Every signature (for verification), oldest first.
     fn all_signatures(&mut self) -> Result<Vec<Signature>>;
+
+    /// The drift configuration (JSON) of a model version.
+    fn get_drift_config(&mut self, model_version_id: &str) -> Result<Option<String>>;
+    /// Sets the drift configuration.
+    fn put_drift_config(&mut self, model_version_id: &str, config: &str, by: &str, at: Timestamp) -> Result<()>;
+    /// Highest baseline version of a model version (0 if none).
+    fn max_baseline_version(&mut self, model_version_id: &str) -> Result<i64>;
+    /// Inserts a baseline and its encoded feature profiles; `concurrent_modification` if the
+    /// baseline version was taken concurrently.
+    fn insert_baseline(&mut self, b: &BaselineRecord, profiles: &[(String, Vec<u8>)]) -> Result<()>;
+    /// The newest baseline of a model version with its encoded profiles.
+    fn latest_baseline(&mut self, model_version_id: &str) -> Result<Option<StoredBaseline>>;
+    /// Highest batch sequence number of a model version (0 if none).
+    fn max_batch_seq(&mut self, model_version_id: &str) -> Result<i64>;
+    /// Inserts a batch; `concurrent_modification` if its sequence number was taken.
+    fn insert_batch(&mut self, b: &BatchRecord) -> Result<()>;
+    /// Batches newest first, optionally only those received at or after `since`, stopping once
+    /// `max_rows` rows are collected.
+    fn recent_batches(&mut self, model_version_id: &str, since: Option<Timestamp>, max_rows: Option<i64>) -> Result<Vec<BatchRecord>>;
+    /// Inserts or replaces labels by prediction id.
+    fn upsert_labels(&mut self, model_version_id: &str, labels: &[(String, String)], at: Timestamp) -> Result<()>;
+    /// Labels for a model version's prediction ids.
+    fn labels(&mut self, model_version_id: &str) -> Result<std::collections::HashMap<String, String>>;
+    /// Stores a drift report (JSON).
+    fn insert_drift_report(&mut self, r: &ReportRecord) -> Result<()>;
 
     /// Buffers an audit event; it is chained and inserted at commit, as the transaction's
     /// last writes, so the chain head is locked only for the instant before commit.

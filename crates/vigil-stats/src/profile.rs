@@ -84,6 +84,70 @@ impl FeatureProfile {
         bad as f64 / rows as f64
     }
 
+    /// Binary encoding for storage: `VPF1`, a kind byte, counts, then the sorted values
+    /// (little-endian f64) or the categories (length-prefixed UTF-8 with counts).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = b"VPF1".to_vec();
+        match self {
+            FeatureProfile::Numeric { sorted, missing, non_finite } => {
+                out.push(b'n');
+                out.extend_from_slice(&missing.to_le_bytes());
+                out.extend_from_slice(&non_finite.to_le_bytes());
+                out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+                out.reserve(sorted.len() * 8);
+                for x in sorted {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+            FeatureProfile::Categorical { counts, missing } => {
+                out.push(b'c');
+                out.extend_from_slice(&missing.to_le_bytes());
+                out.extend_from_slice(&(counts.len() as u64).to_le_bytes());
+                for (k, v) in counts {
+                    out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                    out.extend_from_slice(k.as_bytes());
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes [`FeatureProfile::encode`]; `None` if the bytes are not a profile.
+    pub fn decode(bytes: &[u8]) -> Option<FeatureProfile> {
+        let mut r = Reader(bytes);
+        if r.take(4)? != b"VPF1" {
+            return None;
+        }
+        match r.take(1)?[0] {
+            b'n' => {
+                let missing = r.u64()?;
+                let non_finite = r.u64()?;
+                let n = usize::try_from(r.u64()?).ok()?;
+                let raw = r.take(n.checked_mul(8)?)?;
+                let sorted: Vec<f64> = raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+                if !sorted.windows(2).all(|w| w[0] <= w[1]) || sorted.iter().any(|x| !x.is_finite()) {
+                    return None;
+                }
+                r.end()?;
+                Some(FeatureProfile::Numeric { sorted, missing, non_finite })
+            }
+            b'c' => {
+                let missing = r.u64()?;
+                let n = r.u64()?;
+                let mut counts = BTreeMap::new();
+                for _ in 0..n {
+                    let len = r.u32()? as usize;
+                    let k = std::str::from_utf8(r.take(len)?).ok()?.to_owned();
+                    counts.insert(k, r.u64()?);
+                }
+                r.end()?;
+                Some(FeatureProfile::Categorical { counts, missing })
+            }
+            _ => None,
+        }
+    }
+
     /// Merges the profile of another partition of the same feature (exact).
     pub fn merge(&self, other: &FeatureProfile) -> Option<FeatureProfile> {
         match (self, other) {
@@ -112,6 +176,28 @@ impl FeatureProfile {
             }
             _ => None,
         }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
+    }
+    fn end(&self) -> Option<()> {
+        self.0.is_empty().then_some(())
     }
 }
 
@@ -259,6 +345,13 @@ mod tests {
         let whole = FeatureProfile::numeric([Some(3.0), None, Some(f64::NAN), Some(1.0), Some(f64::INFINITY), Some(2.0), Some(0.5)]);
         assert_eq!(m, whole);
         assert!(a.merge(&FeatureProfile::categorical([Some("x")])).is_none());
+        assert_eq!(FeatureProfile::decode(&m.encode()), Some(m.clone()));
+        let c = FeatureProfile::categorical([Some("é"), None, Some("b"), Some("é")]);
+        assert_eq!(FeatureProfile::decode(&c.encode()), Some(c.clone()));
+        let bytes = m.encode();
+        for cut in [0, 3, 5, bytes.len() - 1] {
+            assert_eq!(FeatureProfile::decode(&bytes[..cut]), None, "truncated at {cut}");
+        }
     }
 
     #[test]

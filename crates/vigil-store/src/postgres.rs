@@ -67,6 +67,7 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
         .map(|p| match p {
             Param::Text(t) => t as &(dyn ToSql + Sync),
             Param::Int(i) => i as &(dyn ToSql + Sync),
+            Param::Bytes(b) => b as &(dyn ToSql + Sync),
         })
         .collect()
 }
@@ -75,6 +76,8 @@ fn cell(row: &postgres::Row, i: usize) -> Result<Cell, DbError> {
     let ty = row.columns()[i].type_();
     let c = if *ty == Type::INT8 {
         row.try_get::<_, Option<i64>>(i).map_err(map_err)?.map_or(Cell::Null, Cell::Int)
+    } else if *ty == Type::BYTEA {
+        row.try_get::<_, Option<Vec<u8>>>(i).map_err(map_err)?.map_or(Cell::Null, Cell::Bytes)
     } else if *ty == Type::INT4 {
         row.try_get::<_, Option<i32>>(i).map_err(map_err)?.map_or(Cell::Null, |n| Cell::Int(i64::from(n)))
     } else {

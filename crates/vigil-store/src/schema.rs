@@ -9,7 +9,58 @@
 pub const MIGRATION_COUNT: usize = MIGRATIONS.len();
 
 /// `(version, description, sql)`.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry, approvals, audit", V1)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry, approvals, audit", V1), (2, "drift monitoring", V2)];
+
+const V2: &str = r#"
+CREATE TABLE drift_configs (
+    model_version_id TEXT PRIMARY KEY REFERENCES model_versions(id),
+    config TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE drift_baselines (
+    id TEXT PRIMARY KEY,
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    baseline_version BIGINT NOT NULL,
+    rows_profiled BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (model_version_id, baseline_version)
+);
+CREATE TABLE drift_profiles (
+    baseline_id TEXT NOT NULL REFERENCES drift_baselines(id),
+    feature TEXT NOT NULL,
+    payload {BLOB} NOT NULL,
+    PRIMARY KEY (baseline_id, feature)
+);
+CREATE TABLE drift_batches (
+    id TEXT PRIMARY KEY,
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    batch_seq BIGINT NOT NULL,
+    rows_in_batch BIGINT NOT NULL,
+    received_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    payload {BLOB} NOT NULL,
+    UNIQUE (model_version_id, batch_seq)
+);
+CREATE TABLE drift_labels (
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    prediction_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (model_version_id, prediction_id)
+);
+CREATE TABLE drift_reports (
+    id TEXT PRIMARY KEY,
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    baseline_id TEXT NOT NULL REFERENCES drift_baselines(id),
+    status TEXT NOT NULL,
+    report TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX drift_reports_by_version ON drift_reports (model_version_id, created_at);
+"#;
 
 const V1: &str = r#"
 CREATE TABLE vigil_settings (
@@ -148,10 +199,10 @@ CREATE TRIGGER signatures_no_truncate BEFORE TRUNCATE ON signatures FOR EACH STA
 
 /// The migration text for one backend.
 pub(crate) fn render(sql: &str, postgres: bool) -> String {
-    let (seq_pk, append_only) = if postgres {
-        ("BIGINT PRIMARY KEY", PG_APPEND_ONLY)
+    let (seq_pk, append_only, blob) = if postgres {
+        ("BIGINT PRIMARY KEY", PG_APPEND_ONLY, "BYTEA")
     } else {
-        ("INTEGER PRIMARY KEY", SQLITE_APPEND_ONLY)
+        ("INTEGER PRIMARY KEY", SQLITE_APPEND_ONLY, "BLOB")
     };
-    sql.replace("{SEQ_PK}", seq_pk).replace("{APPEND_ONLY}", append_only)
+    sql.replace("{SEQ_PK}", seq_pk).replace("{APPEND_ONLY}", append_only).replace("{BLOB}", blob)
 }

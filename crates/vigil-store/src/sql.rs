@@ -14,6 +14,14 @@ pub enum Param {
     Text(Option<String>),
     /// BIGINT (or NULL).
     Int(Option<i64>),
+    /// BLOB in SQLite, BYTEA in PostgreSQL.
+    Bytes(Option<Vec<u8>>),
+}
+
+impl From<Vec<u8>> for Param {
+    fn from(b: Vec<u8>) -> Self {
+        Param::Bytes(Some(b))
+    }
 }
 
 impl From<&str> for Param {
@@ -62,6 +70,8 @@ pub enum Cell {
     Int(i64),
     /// Text.
     Text(String),
+    /// Bytes.
+    Bytes(Vec<u8>),
 }
 
 /// One result row.
@@ -84,6 +94,15 @@ impl Row {
             Some(Cell::Text(s)) => Some(s.clone()),
             Some(Cell::Int(n)) => Some(n.to_string()),
             _ => None,
+        }
+    }
+
+    /// Bytes column `i` (empty for NULL).
+    pub fn bytes(&self, i: usize) -> Vec<u8> {
+        match self.0.get(i) {
+            Some(Cell::Bytes(b)) => b.clone(),
+            Some(Cell::Text(s)) => s.as_bytes().to_vec(),
+            _ => Vec::new(),
         }
     }
 

@@ -26,7 +26,8 @@ impl ToSql for Param {
         Ok(match self {
             Param::Text(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Param::Int(Some(i)) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Param::Text(None) | Param::Int(None) => ToSqlOutput::Borrowed(ValueRef::Null),
+            Param::Bytes(Some(b)) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Param::Text(None) | Param::Int(None) | Param::Bytes(None) => ToSqlOutput::Borrowed(ValueRef::Null),
         })
     }
 }
@@ -117,7 +118,8 @@ impl Conn for SqliteConn {
                     ValueRef::Null => Cell::Null,
                     ValueRef::Integer(n) => Cell::Int(n),
                     ValueRef::Real(f) => Cell::Text(f.to_string()),
-                    ValueRef::Text(t) | ValueRef::Blob(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
                 });
             }
             out.push(Row(cells));

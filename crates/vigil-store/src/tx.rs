@@ -14,7 +14,7 @@ use vigil_core::card::ModelCard;
 use vigil_core::ids::{ModelName, Sha256Digest, Timestamp, UserId};
 use vigil_core::model::{Lineage, Metrics, ModelType, ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent};
 use vigil_core::semver::Version;
-use vigil_core::store::{AuditQuery, RequestFilter, Store, Tx, TxMode};
+use vigil_core::store::{AuditQuery, BaselineRecord, BatchRecord, ReportRecord, RequestFilter, Store, StoredBaseline, Tx, TxMode};
 use vigil_core::{Error, ErrorCode, Result};
 
 type Factory = Box<dyn Fn() -> std::result::Result<Box<dyn Conn>, DbError> + Send + Sync>;
@@ -647,6 +647,141 @@ impl Tx for SqlTx<'_> {
 
     fn all_signatures(&mut self) -> Result<Vec<Signature>> {
         self.rows(&format!("SELECT {SIGNATURE_COLS} FROM signatures ORDER BY signed_at, id"), &[])?.iter().map(signature_from).collect()
+    }
+
+    fn get_drift_config(&mut self, version_id: &str) -> Result<Option<String>> {
+        Ok(self.rows("SELECT config FROM drift_configs WHERE model_version_id = $1", &params![version_id])?.first().map(|r| r.text(0)))
+    }
+
+    fn put_drift_config(&mut self, version_id: &str, config: &str, by: &str, at: Timestamp) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "INSERT INTO drift_configs (model_version_id, config, updated_by, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (model_version_id) DO UPDATE SET config = excluded.config, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                &params![version_id, config, by, at.to_rfc3339()],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn max_baseline_version(&mut self, version_id: &str) -> Result<i64> {
+        Ok(self.rows("SELECT COALESCE(MAX(baseline_version), 0) FROM drift_baselines WHERE model_version_id = $1", &params![version_id])?.first().map(|r| r.int(0)).unwrap_or(0))
+    }
+
+    fn insert_baseline(&mut self, b: &BaselineRecord, profiles: &[(String, Vec<u8>)]) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "INSERT INTO drift_baselines (id, model_version_id, baseline_version, rows_profiled, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                &params![b.id.as_str(), b.model_version_id.as_str(), b.baseline_version, b.rows, b.created_by.as_str(), b.created_at.to_rfc3339()],
+            )
+            .map_err(|e| match e {
+                DbError::Unique => Error::new(ErrorCode::ConcurrentModification, "a baseline was set concurrently; retry"),
+                other => db(other),
+            })?;
+        for (feature, payload) in profiles {
+            self.c()
+                .exec("INSERT INTO drift_profiles (baseline_id, feature, payload) VALUES ($1, $2, $3)", &params![b.id.as_str(), feature.as_str(), payload.clone()])
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    fn latest_baseline(&mut self, version_id: &str) -> Result<Option<StoredBaseline>> {
+        let rows = self.rows(
+            "SELECT id, model_version_id, baseline_version, rows_profiled, created_by, created_at FROM drift_baselines \
+             WHERE model_version_id = $1 ORDER BY baseline_version DESC LIMIT 1",
+            &params![version_id],
+        )?;
+        let Some(r) = rows.first() else { return Ok(None) };
+        let b = BaselineRecord { id: r.text(0), model_version_id: r.text(1), baseline_version: r.int(2), rows: r.int(3), created_by: r.text(4), created_at: ts(&r.text(5))? };
+        let profiles = self
+            .rows("SELECT feature, payload FROM drift_profiles WHERE baseline_id = $1 ORDER BY feature", &params![b.id.as_str()])?
+            .iter()
+            .map(|r| (r.text(0), r.bytes(1)))
+            .collect();
+        Ok(Some((b, profiles)))
+    }
+
+    fn max_batch_seq(&mut self, version_id: &str) -> Result<i64> {
+        Ok(self.rows("SELECT COALESCE(MAX(batch_seq), 0) FROM drift_batches WHERE model_version_id = $1", &params![version_id])?.first().map(|r| r.int(0)).unwrap_or(0))
+    }
+
+    fn insert_batch(&mut self, b: &BatchRecord) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "INSERT INTO drift_batches (id, model_version_id, batch_seq, rows_in_batch, received_at, created_by, payload) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &params![b.id.as_str(), b.model_version_id.as_str(), b.batch_seq, b.rows, b.received_at.to_rfc3339(), b.created_by.as_str(), b.payload.clone()],
+            )
+            .map(|_| ())
+            .map_err(|e| match e {
+                DbError::Unique => Error::new(ErrorCode::ConcurrentModification, "a batch was added concurrently; retry"),
+                other => db(other),
+            })
+    }
+
+    fn recent_batches(&mut self, version_id: &str, since: Option<Timestamp>, max_rows: Option<i64>) -> Result<Vec<BatchRecord>> {
+        let since = since.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let meta = self.rows(
+            "SELECT id, batch_seq, rows_in_batch FROM drift_batches WHERE model_version_id = $1 AND received_at >= $2 ORDER BY batch_seq DESC",
+            &params![version_id, since],
+        )?;
+        let mut out = Vec::new();
+        let mut total = 0i64;
+        for m in meta {
+            if max_rows.is_some_and(|max| total >= max) {
+                break;
+            }
+            total += m.int(2);
+            let r = self.rows(
+                "SELECT id, model_version_id, batch_seq, rows_in_batch, received_at, created_by, payload FROM drift_batches WHERE id = $1",
+                &params![m.text(0)],
+            )?;
+            if let Some(r) = r.first() {
+                out.push(BatchRecord {
+                    id: r.text(0),
+                    model_version_id: r.text(1),
+                    batch_seq: r.int(2),
+                    rows: r.int(3),
+                    received_at: ts(&r.text(4))?,
+                    created_by: r.text(5),
+                    payload: r.bytes(6),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn upsert_labels(&mut self, version_id: &str, labels: &[(String, String)], at: Timestamp) -> Result<()> {
+        self.write_check()?;
+        let at = at.to_rfc3339();
+        for (id, label) in labels {
+            self.c()
+                .exec(
+                    "INSERT INTO drift_labels (model_version_id, prediction_id, label, received_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (model_version_id, prediction_id) DO UPDATE SET label = excluded.label, received_at = excluded.received_at",
+                    &params![version_id, id.as_str(), label.as_str(), at.as_str()],
+                )
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    fn labels(&mut self, version_id: &str) -> Result<std::collections::HashMap<String, String>> {
+        Ok(self.rows("SELECT prediction_id, label FROM drift_labels WHERE model_version_id = $1", &params![version_id])?.iter().map(|r| (r.text(0), r.text(1))).collect())
+    }
+
+    fn insert_drift_report(&mut self, r: &ReportRecord) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "INSERT INTO drift_reports (id, model_version_id, baseline_id, status, report, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &params![r.id.as_str(), r.model_version_id.as_str(), r.baseline_id.as_str(), r.status.as_str(), r.report.as_str(), r.created_by.as_str(), r.created_at.to_rfc3339()],
+            )
+            .map(|_| ())
+            .map_err(db)
     }
 
     fn append_audit(&mut self, event: AuditEvent) -> Result<()> {

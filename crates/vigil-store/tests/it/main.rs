@@ -8,4 +8,5 @@ mod concurrency;
 mod flow;
 mod governance;
 mod integrity;
+mod monitoring;
 mod storage;

@@ -1,0 +1,754 @@
+//! Drift monitoring use cases (the seed's `DriftDetector`, persisted): per model version a
+//! configuration, versioned baselines of feature profiles, batches of production samples
+//! (features, predictions, prediction ids), labels that arrive later, and drift checks that
+//! store their report. Every change and every check is audited in its own transaction.
+
+use crate::audit::Outcome;
+use crate::auth::{Action, Principal};
+use crate::drift::{self, DriftDetectorConfig, DriftReport, Effect, FeatureInput, FeatureOverride, FeatureStats};
+use crate::error::{Error, ErrorCode, Result};
+use crate::ids::Timestamp;
+use crate::registry::{Attempt, Registry};
+use crate::store::{BaselineRecord, BatchRecord, ReportRecord};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use vigil_stats::drift::Binning;
+use vigil_stats::profile::{FeatureProfile, Insufficient, check_categorical, check_numeric};
+
+/// Name under which the model's scores are profiled next to the features.
+pub const PREDICTION: &str = "__prediction__";
+const MAX_FEATURES: usize = 2_000;
+
+/// One column of input data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    /// Numbers; `None` (or NaN) is missing.
+    Numeric(Vec<Option<f64>>),
+    /// Categories; `None` is missing.
+    Categorical(Vec<Option<String>>),
+}
+
+impl Column {
+    fn len(&self) -> usize {
+        match self {
+            Column::Numeric(v) => v.len(),
+            Column::Categorical(v) => v.len(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Column::Numeric(_) => "numeric",
+            Column::Categorical(_) => "categorical",
+        }
+    }
+
+    fn profile(&self) -> FeatureProfile {
+        match self {
+            Column::Numeric(v) => FeatureProfile::numeric(v.iter().copied()),
+            Column::Categorical(v) => FeatureProfile::categorical(v.iter().map(|s| s.as_deref())),
+        }
+    }
+}
+
+/// A batch of rows: the seed's `feature_data` (plus predictions, ids and optional labels).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Batch {
+    /// Feature columns by name.
+    pub features: BTreeMap<String, Column>,
+    /// Model scores, one per row.
+    pub predictions: Option<Vec<Option<f64>>>,
+    /// Prediction ids, one per row (labels that arrive later are matched on these).
+    pub prediction_ids: Option<Vec<String>>,
+    /// Labels known now, one per row.
+    pub labels: Option<Vec<Option<String>>>,
+}
+
+fn feature_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 256 && name != PREDICTION && !name.chars().any(char::is_control)
+}
+
+impl Batch {
+    /// Number of rows, after checking that every column has the same length.
+    pub fn rows(&self) -> Result<usize> {
+        let bad = |m: String| Error::new(ErrorCode::InvalidManifest, m);
+        if self.features.is_empty() {
+            return Err(bad("the data has no feature columns".into()));
+        }
+        if self.features.len() > MAX_FEATURES {
+            return Err(bad(format!("at most {MAX_FEATURES} feature columns")));
+        }
+        let mut n = None;
+        for (name, col) in &self.features {
+            if !feature_name_ok(name) {
+                return Err(bad(format!("feature name {} is not allowed", crate::ids::quote_key(name))));
+            }
+            match n {
+                None => n = Some(col.len()),
+                Some(m) if m != col.len() => return Err(bad(format!("column {} has {} rows, others {m}", crate::ids::quote_key(name), col.len()))),
+                _ => {}
+            }
+        }
+        let n = n.unwrap_or(0);
+        for (what, len) in [
+            ("predictions", self.predictions.as_ref().map(Vec::len)),
+            ("prediction ids", self.prediction_ids.as_ref().map(Vec::len)),
+            ("labels", self.labels.as_ref().map(Vec::len)),
+        ] {
+            if let Some(l) = len
+                && l != n
+            {
+                return Err(bad(format!("{what} have {l} rows, features {n}")));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Binary encoding for storage (`VBT1`, then typed columns).
+    pub fn encode(&self) -> Vec<u8> {
+        fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
+            match s {
+                None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+                Some(s) => {
+                    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+        }
+        fn put_nums(out: &mut Vec<u8>, v: &[Option<f64>]) {
+            for x in v {
+                out.extend_from_slice(&x.unwrap_or(f64::NAN).to_le_bytes());
+            }
+        }
+        let n = self.features.values().next().map(Column::len).unwrap_or(0);
+        let mut out = b"VBT1".to_vec();
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        let cols = self.features.len() + [self.predictions.is_some(), self.prediction_ids.is_some(), self.labels.is_some()].iter().filter(|b| **b).count();
+        out.extend_from_slice(&(cols as u32).to_le_bytes());
+        for (name, col) in &self.features {
+            put_str(&mut out, Some(name));
+            match col {
+                Column::Numeric(v) => {
+                    out.push(b'n');
+                    put_nums(&mut out, v);
+                }
+                Column::Categorical(v) => {
+                    out.push(b'c');
+                    v.iter().for_each(|s| put_str(&mut out, s.as_deref()));
+                }
+            }
+        }
+        if let Some(p) = &self.predictions {
+            put_str(&mut out, Some(""));
+            out.push(b'p');
+            put_nums(&mut out, p);
+        }
+        if let Some(ids) = &self.prediction_ids {
+            put_str(&mut out, Some(""));
+            out.push(b'i');
+            ids.iter().for_each(|s| put_str(&mut out, Some(s)));
+        }
+        if let Some(l) = &self.labels {
+            put_str(&mut out, Some(""));
+            out.push(b'l');
+            l.iter().for_each(|s| put_str(&mut out, s.as_deref()));
+        }
+        out
+    }
+
+    /// Decodes [`Batch::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Batch> {
+        let corrupt = || Error::new(ErrorCode::IntegrityViolation, "a stored sample batch is not readable");
+        let mut r = ByteReader(bytes);
+        if r.take(4).ok_or_else(corrupt)? != b"VBT1" {
+            return Err(corrupt());
+        }
+        let n = r.u64().ok_or_else(corrupt)? as usize;
+        let cols = r.u32().ok_or_else(corrupt)?;
+        let mut batch = Batch::default();
+        for _ in 0..cols {
+            let name = r.string().ok_or_else(corrupt)?.ok_or_else(corrupt)?;
+            let kind = r.take(1).ok_or_else(corrupt)?[0];
+            match kind {
+                b'n' | b'p' => {
+                    let raw = r.take(n.checked_mul(8).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+                    let v: Vec<Option<f64>> = raw
+                        .chunks_exact(8)
+                        .map(|c| {
+                            let x = f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+                            if x.is_nan() { None } else { Some(x) }
+                        })
+                        .collect();
+                    if kind == b'n' {
+                        batch.features.insert(name, Column::Numeric(v));
+                    } else {
+                        batch.predictions = Some(v);
+                    }
+                }
+                b'c' | b'l' | b'i' => {
+                    let mut v = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        v.push(r.string().ok_or_else(corrupt)?);
+                    }
+                    match kind {
+                        b'c' => {
+                            batch.features.insert(name, Column::Categorical(v));
+                        }
+                        b'l' => batch.labels = Some(v),
+                        _ => batch.prediction_ids = Some(v.into_iter().map(Option::unwrap_or_default).collect()),
+                    }
+                }
+                _ => return Err(corrupt()),
+            }
+        }
+        if !r.0.is_empty() {
+            return Err(corrupt());
+        }
+        Ok(batch)
+    }
+}
+
+struct ByteReader<'a>(&'a [u8]);
+
+impl<'a> ByteReader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
+    }
+    /// `Some(None)` for a missing value, `None` for malformed bytes.
+    fn string(&mut self) -> Option<Option<String>> {
+        let len = self.u32()?;
+        if len == u32::MAX {
+            return Some(None);
+        }
+        Some(Some(String::from_utf8(self.take(len as usize)?.to_vec()).ok()?))
+    }
+}
+
+/// Reads a config from JSON (fields of the seed's `DriftDetectorConfig`, all optional; plus
+/// `correction`, `binning`, `min_window` and per-feature `features`).
+pub fn config_from_json(v: &Value) -> Result<DriftDetectorConfig> {
+    let bad = |m: &str| Error::new(ErrorCode::InvalidPolicy, format!("drift config: {m}"));
+    let obj = v.as_object().ok_or_else(|| bad("must be an object"))?;
+    let mut c = DriftDetectorConfig::default();
+    for (k, val) in obj {
+        let num = || val.as_f64().filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(|| bad(&format!("{} must be a non-negative number", crate::ids::quote_key(k))));
+        match k.as_str() {
+            "psi_threshold" => c.psi_threshold = num()?,
+            "ks_test_threshold" => c.ks_test_threshold = num()?.min(1.0),
+            "performance_drop_threshold" => c.performance_drop_threshold = num()?,
+            "clinical_significance_threshold" => c.clinical_significance_threshold = num()?,
+            "alert_on_drift" => c.alert_on_drift = val.as_bool().ok_or_else(|| bad("alert_on_drift must be true or false"))?,
+            "alert_cooldown_hours" => c.alert_cooldown_hours = val.as_u64().and_then(|h| u32::try_from(h).ok()).filter(|h| *h <= 87_600).ok_or_else(|| bad("alert_cooldown_hours must be 0..87600"))?,
+            "min_window" => c.min_window = val.as_u64().map(|n| n as usize).ok_or_else(|| bad("min_window must be a whole number"))?,
+            "correction" => {
+                c.correction = match val.as_str() {
+                    Some("benjamini_hochberg") | Some("bh") => drift::Correction::BenjaminiHochberg,
+                    Some("bonferroni") => drift::Correction::Bonferroni,
+                    _ => return Err(bad("correction is benjamini_hochberg or bonferroni")),
+                }
+            }
+            "binning" => {
+                c.binning = match val.as_str() {
+                    Some("reference_quantiles") => Binning::default(),
+                    Some("evidently") => Binning::Evidently,
+                    _ => return Err(bad("binning is reference_quantiles or evidently")),
+                }
+            }
+            "features" => {
+                let f = val.as_object().ok_or_else(|| bad("features must be an object"))?;
+                for (name, o) in f {
+                    let mut ov = FeatureOverride::default();
+                    if let Some(e) = o.get("effect") {
+                        let measure = e.get("measure").and_then(Value::as_str).and_then(Effect::parse).ok_or_else(|| bad("effect.measure is median_shift, wasserstein, wasserstein_robust, wasserstein_normed, psi or jensen_shannon"))?;
+                        let threshold = e.get("threshold").and_then(Value::as_f64).filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(|| bad("effect.threshold must be a non-negative number"))?;
+                        ov.effect = Some((measure, threshold));
+                    }
+                    if let Some(a) = o.get("alpha") {
+                        ov.alpha = Some(a.as_f64().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(|| bad("alpha must be in [0, 1]"))?);
+                    }
+                    c.features.insert(name.clone(), ov);
+                }
+            }
+            other => return Err(bad(&format!("unknown field {}", crate::ids::quote_key(other)))),
+        }
+    }
+    Ok(c)
+}
+
+/// The JSON form of a config (the inverse of [`config_from_json`]).
+pub fn config_to_json(c: &DriftDetectorConfig) -> Value {
+    let features: serde_json::Map<String, Value> = c
+        .features
+        .iter()
+        .map(|(k, o)| {
+            let mut m = serde_json::Map::new();
+            if let Some((e, t)) = o.effect {
+                m.insert("effect".into(), json!({"measure": e.as_str(), "threshold": t}));
+            }
+            if let Some(a) = o.alpha {
+                m.insert("alpha".into(), json!(a));
+            }
+            (k.clone(), Value::Object(m))
+        })
+        .collect();
+    json!({
+        "psi_threshold": c.psi_threshold,
+        "ks_test_threshold": c.ks_test_threshold,
+        "performance_drop_threshold": c.performance_drop_threshold,
+        "clinical_significance_threshold": c.clinical_significance_threshold,
+        "alert_on_drift": c.alert_on_drift,
+        "alert_cooldown_hours": c.alert_cooldown_hours,
+        "correction": c.correction.as_str(),
+        "binning": if c.binning == Binning::Evidently { "evidently" } else { "reference_quantiles" },
+        "min_window": c.min_window,
+        "features": features,
+    })
+}
+
+/// Which production samples a check looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The newest batches holding at least this many rows.
+    LastRows(i64),
+    /// Batches received at or after this time.
+    Since(Timestamp),
+}
+
+/// Outcome of a drift check.
+#[derive(Debug, Clone)]
+pub struct DriftCheck {
+    /// Stored report id (`dr_…`).
+    pub report_id: String,
+    /// The baseline it was checked against.
+    pub baseline: BaselineRecord,
+    /// Rows in the window.
+    pub window_rows: usize,
+    /// The feature report.
+    pub report: DriftReport,
+    /// Prediction drift (scores), if the baseline and window have predictions.
+    pub prediction: Option<drift::FeatureResult>,
+    /// Accuracy now versus the baseline, if labels are known.
+    pub performance: Option<Performance>,
+}
+
+/// Realised performance on labelled rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Performance {
+    /// Labelled rows in the window.
+    pub labelled: usize,
+    /// Accuracy at threshold 0.5 in the window.
+    pub accuracy: f64,
+    /// Baseline accuracy (from baseline labels, else the version's registered `accuracy`).
+    pub baseline_accuracy: Option<f64>,
+    /// Whether the drop exceeds `performance_drop_threshold`.
+    pub degraded: bool,
+}
+
+fn label_value(s: &str) -> Option<f64> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "1.0" | "true" | "yes" | "positive" => Some(1.0),
+        "0" | "0.0" | "false" | "no" | "negative" => Some(0.0),
+        _ => None,
+    }
+}
+
+fn accuracy(pairs: impl Iterator<Item = (f64, f64)>) -> Option<(usize, f64)> {
+    let (mut n, mut ok) = (0usize, 0usize);
+    for (score, label) in pairs {
+        n += 1;
+        ok += usize::from((score >= 0.5) == (label >= 0.5));
+    }
+    (n > 0).then(|| (n, ok as f64 / n as f64))
+}
+
+impl Registry {
+    fn monitor_attempt<'a>(&self, actor: &'a Principal, action: &'a str, version_id: &'a str) -> Attempt<'a> {
+        let v = self.read(|tx| tx.get_version(version_id)).ok().flatten();
+        Attempt {
+            actor: actor.user_id().as_str(),
+            action,
+            entity_type: "model_version",
+            entity_id: version_id,
+            model: v.as_ref().map(|v| v.model_name.to_string()),
+            version: v.as_ref().map(|v| v.version.to_string()),
+        }
+    }
+
+    /// The drift configuration of a version (defaults if never set).
+    pub fn drift_config(&self, version_id: &str) -> Result<DriftDetectorConfig> {
+        self.read(|tx| {
+            Self::load_version(tx, version_id)?;
+            match tx.get_drift_config(version_id)? {
+                None => Ok(DriftDetectorConfig::default()),
+                Some(s) => config_from_json(&serde_json::from_str(&s).map_err(|_| Error::new(ErrorCode::IntegrityViolation, "stored drift config is not JSON"))?),
+            }
+        })
+    }
+
+    /// Sets the drift configuration of a version (audited with old and new values).
+    pub fn set_drift_config(&self, actor: &Principal, version_id: &str, config: &DriftDetectorConfig) -> Result<()> {
+        let attempt = self.monitor_attempt(actor, "drift.config", version_id);
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::Monitor)?;
+            let v = Self::load_version(tx, version_id)?;
+            let old = tx.get_drift_config(version_id)?.and_then(|s| serde_json::from_str::<Value>(&s).ok());
+            let new = config_to_json(config);
+            tx.put_drift_config(version_id, &crate::canonical::encode(&new), user.id.as_str(), self.clock.now())?;
+            tx.append_audit(self.version_event(user.id.as_str(), "drift.config", &v, json!({"old": old, "new": new})))?;
+            Ok(())
+        })
+    }
+
+    /// Profiles training data as a new, versioned baseline (the seed's `set_baseline`).
+    /// Predictions, if given, are profiled as prediction-drift reference; labels with
+    /// predictions give the baseline accuracy.
+    pub fn set_baseline(&self, actor: &Principal, version_id: &str, data: &Batch) -> Result<BaselineRecord> {
+        let rows = data.rows()?;
+        // Profiling (sorting) is the expensive part: do it before taking the write lock.
+        let mut profiles: Vec<(String, Vec<u8>)> = data.features.iter().map(|(k, c)| (k.clone(), c.profile().encode())).collect();
+        if let Some(p) = &data.predictions {
+            profiles.push((PREDICTION.to_owned(), FeatureProfile::numeric(p.iter().copied()).encode()));
+            if let Some(l) = &data.labels {
+                let acc = accuracy(p.iter().zip(l).filter_map(|(s, l)| Some(((*s)?, label_value(l.as_deref()?)?))));
+                if let Some((_, a)) = acc {
+                    profiles.push(("__accuracy__".to_owned(), FeatureProfile::numeric([Some(a)]).encode()));
+                }
+            }
+        }
+        let attempt = self.monitor_attempt(actor, "drift.baseline", version_id);
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::Monitor)?;
+            let v = Self::load_version(tx, version_id)?;
+            let b = BaselineRecord {
+                id: self.ids.new_id("bl"),
+                model_version_id: v.id.clone(),
+                baseline_version: tx.max_baseline_version(&v.id)? + 1,
+                rows: rows as i64,
+                created_by: user.id.to_string(),
+                created_at: self.clock.now(),
+            };
+            tx.insert_baseline(&b, &profiles)?;
+            let kinds: BTreeMap<&str, &str> = data.features.iter().map(|(k, c)| (k.as_str(), c.kind())).collect();
+            tx.append_audit(self.version_event(
+                user.id.as_str(),
+                "drift.baseline",
+                &v,
+                json!({"new": {"baseline_id": b.id, "baseline_version": b.baseline_version, "rows": rows, "features": kinds, "predictions": data.predictions.is_some()}}),
+            ))?;
+            Ok(b.clone())
+        })
+    }
+
+    /// Appends production samples (the seed's `add_samples`). Columns must match the baseline's
+    /// feature types; labels given with prediction ids are stored for later performance checks.
+    pub fn add_samples(&self, actor: &Principal, version_id: &str, data: &Batch) -> Result<BatchRecord> {
+        let rows = data.rows()?;
+        let payload = data.encode();
+        let attempt = self.monitor_attempt(actor, "drift.samples", version_id);
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::Monitor)?;
+            let v = Self::load_version(tx, version_id)?;
+            if let Some((_, profiles)) = tx.latest_baseline(&v.id)? {
+                for (name, bytes) in &profiles {
+                    let (Some(col), Some(p)) = (data.features.get(name), FeatureProfile::decode(bytes)) else { continue };
+                    let expected = if matches!(p, FeatureProfile::Numeric { .. }) { "numeric" } else { "categorical" };
+                    if col.kind() != expected {
+                        return Err(Error::new(
+                            ErrorCode::InvalidManifest,
+                            format!("column {} is {} here but {} in the baseline", crate::ids::quote_key(name), col.kind(), expected),
+                        ));
+                    }
+                }
+            }
+            let b = BatchRecord {
+                id: self.ids.new_id("bt"),
+                model_version_id: v.id.clone(),
+                batch_seq: tx.max_batch_seq(&v.id)? + 1,
+                rows: rows as i64,
+                received_at: self.clock.now(),
+                created_by: user.id.to_string(),
+                payload: payload.clone(),
+            };
+            tx.insert_batch(&b)?;
+            if let (Some(ids), Some(labels)) = (&data.prediction_ids, &data.labels) {
+                let pairs: Vec<(String, String)> = ids.iter().zip(labels).filter_map(|(i, l)| Some((i.clone(), l.clone()?))).collect();
+                tx.upsert_labels(&v.id, &pairs, b.received_at)?;
+            }
+            tx.append_audit(self.version_event(user.id.as_str(), "drift.samples", &v, json!({"new": {"batch_id": b.id, "batch_seq": b.batch_seq, "rows": rows}})))?;
+            Ok(b.clone())
+        })
+    }
+
+    /// Records labels that arrived after the predictions, keyed by prediction id.
+    pub fn add_labels(&self, actor: &Principal, version_id: &str, labels: &[(String, String)]) -> Result<usize> {
+        let attempt = self.monitor_attempt(actor, "drift.labels", version_id);
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::Monitor)?;
+            let v = Self::load_version(tx, version_id)?;
+            tx.upsert_labels(&v.id, labels, self.clock.now())?;
+            tx.append_audit(self.version_event(user.id.as_str(), "drift.labels", &v, json!({"new": {"labels": labels.len()}})))?;
+            Ok(labels.len())
+        })
+    }
+
+    /// Checks the production window against the newest baseline (the seed's `detect_drift`),
+    /// stores the report and audits the outcome.
+    pub fn detect_drift(&self, actor: &Principal, version_id: &str, window: Window) -> Result<DriftCheck> {
+        let attempt = self.monitor_attempt(actor, "drift.check", version_id);
+        // Read everything in one snapshot, compute outside any transaction, then store.
+        let loaded = self.read(|tx| {
+            Self::acting_user(tx, actor, Action::CheckDrift)?;
+            let v = Self::load_version(tx, version_id)?;
+            let config = match tx.get_drift_config(&v.id)? {
+                None => DriftDetectorConfig::default(),
+                Some(s) => config_from_json(&serde_json::from_str(&s).map_err(|_| Error::new(ErrorCode::IntegrityViolation, "stored drift config is not JSON"))?)?,
+            };
+            let baseline = tx
+                .latest_baseline(&v.id)?
+                .ok_or_else(|| Error::new(ErrorCode::BaselineNotFound, format!("{} has no drift baseline; set one with 'vigil drift baseline'", v.reference())))?;
+            let (since, max_rows) = match window {
+                Window::LastRows(n) => (None, Some(n)),
+                Window::Since(t) => (Some(t), None),
+            };
+            let batches = tx.recent_batches(&v.id, since, max_rows)?;
+            let labels = if batches.is_empty() { HashMap::new() } else { tx.labels(&v.id)? };
+            Ok((v, config, baseline, batches, labels))
+        });
+        let (v, config, (baseline, profiles), batches, labels) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                if !matches!(e.code(), ErrorCode::StorageFailure | ErrorCode::DatabaseCorrupt) {
+                    self.audit_refusal(&attempt, &e)?;
+                }
+                return Err(e);
+            }
+        };
+        let mut decoded = Vec::with_capacity(batches.len());
+        for b in batches.iter().rev() {
+            decoded.push(Batch::decode(&b.payload)?);
+        }
+        let window_rows: usize = batches.iter().map(|b| b.rows as usize).sum();
+        let profiles: Vec<(String, FeatureProfile)> = profiles
+            .into_iter()
+            .map(|(k, b)| FeatureProfile::decode(&b).map(|p| (k, p)).ok_or_else(|| Error::new(ErrorCode::IntegrityViolation, "a stored baseline profile is not readable")))
+            .collect::<Result<_>>()?;
+        let baseline_accuracy = profiles
+            .iter()
+            .find(|(k, _)| k == "__accuracy__")
+            .and_then(|(_, p)| match p {
+                FeatureProfile::Numeric { sorted, .. } => sorted.first().copied(),
+                FeatureProfile::Categorical { .. } => None,
+            })
+            .or_else(|| v.content.metrics.get("accuracy"));
+        let features: Vec<&(String, FeatureProfile)> = profiles.iter().filter(|(k, _)| !k.starts_with("__")).collect();
+
+        // Per-feature statistics, features split across the available cores.
+        let check_one = |(name, reference): &(String, FeatureProfile)| -> FeatureInput { check_feature(name, reference, &decoded, &config) };
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+        let inputs: Vec<FeatureInput> = if threads == 1 || features.len() < 2 {
+            features.iter().map(|f| check_one(f)).collect()
+        } else {
+            let chunk = features.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = features.chunks(chunk).map(|c| s.spawn(move || c.iter().map(|f| check_one(f)).collect::<Vec<_>>())).collect();
+                handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            })
+        };
+        let report = drift::evaluate(&config, inputs);
+        let prediction = profiles.iter().find(|(k, _)| k == PREDICTION).map(|(_, reference)| {
+            let cur: Vec<Option<f64>> = decoded.iter().flat_map(|b| b.predictions.clone().unwrap_or_default()).collect();
+            let input = numeric_input("prediction", reference, FeatureProfile::numeric(cur), &config);
+            drift::evaluate(&config, vec![input]).features.remove(0)
+        });
+        let performance = {
+            let pairs: Vec<(f64, f64)> = decoded
+                .iter()
+                .flat_map(|b| {
+                    let (Some(p), Some(ids)) = (&b.predictions, &b.prediction_ids) else { return Vec::new() };
+                    p.iter().zip(ids).filter_map(|(s, id)| Some(((*s)?, label_value(labels.get(id)?)?))).collect()
+                })
+                .collect();
+            accuracy(pairs.into_iter()).map(|(labelled, acc)| Performance {
+                labelled,
+                accuracy: acc,
+                baseline_accuracy,
+                degraded: baseline_accuracy.is_some_and(|b| b - acc > config.performance_drop_threshold),
+            })
+        };
+
+        let mut status = report.status;
+        if performance.as_ref().is_some_and(|p| p.degraded) || prediction.as_ref().is_some_and(|p| p.verdict == drift::Verdict::Drift) {
+            status = drift::Status::Drift;
+        }
+        let report = DriftReport { status, ..report };
+        let check = DriftCheck { report_id: self.ids.new_id("dr"), baseline: baseline.clone(), window_rows, report, prediction, performance };
+        let summary = report_json(&check);
+        let drifted: Vec<&str> = check.report.features.iter().filter(|f| f.verdict == drift::Verdict::Drift).map(|f| f.name.as_str()).collect();
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::CheckDrift)?;
+            tx.insert_drift_report(&ReportRecord {
+                id: check.report_id.clone(),
+                model_version_id: v.id.clone(),
+                baseline_id: baseline.id.clone(),
+                status: check.report.status.as_str().to_owned(),
+                report: summary.to_string(),
+                created_by: user.id.to_string(),
+                created_at: self.clock.now(),
+            })?;
+            tx.append_audit(self.version_event(
+                user.id.as_str(),
+                "drift.check",
+                &v,
+                json!({"new": {"report_id": check.report_id, "status": check.report.status.as_str(), "drifted": drifted, "window_rows": window_rows, "baseline_version": baseline.baseline_version}}),
+            ))?;
+            Ok(())
+        })?;
+        Ok(check)
+    }
+
+    fn audit_refusal(&self, a: &Attempt<'_>, e: &Error) -> Result<()> {
+        let mut ev = self.event(a.actor, a.action, a.entity_type, a.entity_id, json!({"code": e.code().as_str(), "message": e.message()}));
+        ev.outcome = Outcome::Denied;
+        ev.model = a.model.clone();
+        ev.version = a.version.clone();
+        self.write(|tx| tx.append_audit(ev.clone()))
+    }
+}
+
+fn numeric_input(name: &str, reference: &FeatureProfile, current: FeatureProfile, config: &DriftDetectorConfig) -> FeatureInput {
+    let (missing_reference, missing_current) = (reference.missing_rate(), current.missing_rate());
+    let stats = match (reference, &current) {
+        (FeatureProfile::Numeric { sorted: r, .. }, FeatureProfile::Numeric { sorted: c, .. }) => {
+            if c.len() < config.min_window {
+                FeatureStats::Insufficient(Insufficient::TooFewValues { reference: r.len(), current: c.len() })
+            } else {
+                match check_numeric(r, c, config.binning) {
+                    Ok(n) => FeatureStats::Numeric(n),
+                    Err(i) => FeatureStats::Insufficient(i),
+                }
+            }
+        }
+        _ => FeatureStats::Insufficient(Insufficient::TooFewValues { reference: 0, current: 0 }),
+    };
+    FeatureInput { name: name.to_owned(), stats, missing_reference, missing_current }
+}
+
+fn check_feature(name: &str, reference: &FeatureProfile, window: &[Batch], config: &DriftDetectorConfig) -> FeatureInput {
+    match reference {
+        FeatureProfile::Numeric { .. } => {
+            let cur = window.iter().flat_map(|b| match b.features.get(name) {
+                Some(Column::Numeric(v)) => v.clone(),
+                _ => Vec::new(),
+            });
+            numeric_input(name, reference, FeatureProfile::numeric(cur), config)
+        }
+        FeatureProfile::Categorical { counts: r, .. } => {
+            let current = FeatureProfile::categorical(window.iter().flat_map(|b| match b.features.get(name) {
+                Some(Column::Categorical(v)) => v.iter().map(|s| s.as_deref()).collect::<Vec<_>>(),
+                _ => Vec::new(),
+            }));
+            let (missing_reference, missing_current) = (reference.missing_rate(), current.missing_rate());
+            let stats = match &current {
+                FeatureProfile::Categorical { counts: c, .. } if (c.values().sum::<u64>() as usize) >= config.min_window => match check_categorical(r, c) {
+                    Ok(x) => FeatureStats::Categorical(x),
+                    Err(i) => FeatureStats::Insufficient(i),
+                },
+                FeatureProfile::Categorical { counts: c, .. } => {
+                    FeatureStats::Insufficient(Insufficient::TooFewValues { reference: r.values().sum::<u64>() as usize, current: c.values().sum::<u64>() as usize })
+                }
+                FeatureProfile::Numeric { .. } => FeatureStats::Insufficient(Insufficient::TooFewValues { reference: 0, current: 0 }),
+            };
+            FeatureInput { name: name.to_owned(), stats, missing_reference, missing_current }
+        }
+    }
+}
+
+fn num(x: f64) -> Value {
+    if x.is_finite() { json!(x) } else { Value::Null }
+}
+
+/// The JSON form of one feature result.
+pub fn feature_json(f: &drift::FeatureResult) -> Value {
+    let stats = match &f.stats {
+        FeatureStats::Numeric(n) => json!({
+            "kind": "numeric", "n_reference": n.n_reference, "n_current": n.n_current,
+            "ks_statistic": num(n.ks.statistic), "ks_pvalue": num(n.ks.pvalue), "ks_method": n.ks.method.as_str(),
+            "psi": num(n.psi), "kl": num(n.kl), "js": num(n.js), "hellinger": num(n.hellinger),
+            "wasserstein": num(n.wasserstein), "wasserstein_normed": num(n.wasserstein_normed), "wasserstein_robust": num(n.wasserstein_robust),
+            "median_shift": num(n.median_shift), "binning": n.binning,
+        }),
+        FeatureStats::Categorical(c) => json!({
+            "kind": "categorical", "n_reference": c.n_reference, "n_current": c.n_current,
+            "chi2": num(c.chi2), "chi2_pvalue": num(c.pvalue), "dof": c.dof, "psi": num(c.psi), "js": num(c.js),
+            "z_test": c.z_test.map(|(z, p)| json!({"z": num(z), "p": num(p)})),
+            "unseen_categories": c.unseen.len(), "vanished_categories": c.vanished.len(),
+        }),
+        FeatureStats::Insufficient(i) => json!({"kind": "insufficient", "why": format!("{i:?}")}),
+    };
+    json!({
+        "feature": f.name, "test": f.test, "statistic": num(f.statistic), "p_value": num(f.p_value), "adjusted_p": num(f.adjusted_p),
+        "alpha": f.alpha, "effect": f.effect.as_str(), "effect_value": num(f.effect_value), "threshold": num(f.threshold),
+        "verdict": f.verdict.as_str(), "reason": f.reason, "stats": stats,
+    })
+}
+
+/// The JSON form of a check (stored with the report and printed by `--json`).
+pub fn report_json(c: &DriftCheck) -> Value {
+    json!({
+        "report_id": c.report_id,
+        "status": c.report.status.as_str(),
+        "baseline": {"baseline_id": c.baseline.id, "baseline_version": c.baseline.baseline_version, "rows": c.baseline.rows},
+        "window_rows": c.window_rows,
+        "features": c.report.features.iter().map(feature_json).collect::<Vec<_>>(),
+        "prediction": c.prediction.as_ref().map(feature_json),
+        "performance": c.performance.as_ref().map(|p| json!({"labelled": p.labelled, "accuracy": p.accuracy, "baseline_accuracy": p.baseline_accuracy, "degraded": p.degraded})),
+        "data_quality": c.report.data_quality.iter().map(|f| json!({"feature": f.feature, "kind": f.kind, "detail": f.detail})).collect::<Vec<_>>(),
+        "recommendations": c.report.recommendations,
+        "conventions": c.report.conventions,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_reject_corrupt_bytes() {
+        let mut b = Batch::default();
+        b.features.insert("x".into(), Column::Numeric(vec![Some(1.5), None, Some(-0.0)]));
+        b.features.insert("c".into(), Column::Categorical(vec![Some("é".into()), None, Some(String::new())]));
+        b.predictions = Some(vec![Some(0.1), Some(0.9), None]);
+        b.prediction_ids = Some(vec!["a".into(), "b".into(), "c".into()]);
+        b.labels = Some(vec![Some("1".into()), None, Some("0".into())]);
+        assert_eq!(b.rows().unwrap(), 3);
+        let bytes = b.encode();
+        assert_eq!(Batch::decode(&bytes).unwrap(), b);
+        for cut in [0, 4, 12, bytes.len() - 1] {
+            assert_eq!(Batch::decode(&bytes[..cut]).unwrap_err().code(), ErrorCode::IntegrityViolation);
+        }
+    }
+
+    #[test]
+    fn config_json_round_trips_and_rejects_unknown_fields() {
+        let mut c = DriftDetectorConfig::default();
+        c.features.insert("glucose".into(), FeatureOverride { effect: Some((Effect::MedianShift, 10.0)), alpha: Some(0.01) });
+        c.correction = drift::Correction::Bonferroni;
+        assert_eq!(config_from_json(&config_to_json(&c)).unwrap(), c);
+        assert!(config_from_json(&json!({"psi_treshold": 0.2})).is_err());
+        assert!(config_from_json(&json!({"psi_threshold": -1})).is_err());
+        let seed = config_from_json(&json!({"psi_threshold": 0.2, "ks_test_threshold": 0.05})).unwrap();
+        assert_eq!(seed, DriftDetectorConfig::default());
+    }
+}
