@@ -72,8 +72,90 @@ pub enum Command {
         #[arg(long, conflicts_with = "reference")]
         data_hash: Option<String>,
     },
+    /// Drift monitoring: baselines, production samples, labels, checks.
+    #[command(subcommand)]
+    Drift(DriftCmd),
     /// Run the end-to-end demo: register, request, two approvals, production, verify.
     Demo,
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// CSV (with a header row) or Parquet file.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Column holding the model's scores (prediction drift, performance).
+    #[arg(long)]
+    pub prediction_col: Option<String>,
+    /// Column holding prediction ids (labels arriving later are matched on it).
+    #[arg(long)]
+    pub id_col: Option<String>,
+    /// Column holding labels.
+    #[arg(long)]
+    pub label_col: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DriftCmd {
+    /// Profile training data as a new baseline for NAME@VERSION.
+    Baseline {
+        /// NAME@VERSION.
+        reference: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Append production samples.
+    Add {
+        /// NAME@VERSION.
+        reference: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Record labels that arrived after the predictions.
+    Labels {
+        /// NAME@VERSION.
+        reference: String,
+        /// File with an id column and a label column.
+        #[arg(long)]
+        data: PathBuf,
+        /// Prediction id column.
+        #[arg(long)]
+        id_col: String,
+        /// Label column.
+        #[arg(long)]
+        label_col: String,
+    },
+    /// Check for drift: stored samples (default: since the newest baseline) or a given file.
+    Check {
+        /// NAME@VERSION.
+        reference: String,
+        /// Check this file instead of the stored samples (not stored as samples).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Column of scores in --data.
+        #[arg(long)]
+        prediction_col: Option<String>,
+        /// Use the newest stored batches holding at least this many rows.
+        #[arg(long, conflicts_with_all = ["since", "data"])]
+        window_rows: Option<i64>,
+        /// Use stored batches received at or after this RFC 3339 time.
+        #[arg(long, conflicts_with = "data")]
+        since: Option<String>,
+        /// table, json or html.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Write the report to this file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Show or set the drift configuration (JSON with the seed's DriftDetectorConfig fields).
+    Config {
+        /// NAME@VERSION.
+        reference: String,
+        /// JSON file with the new configuration.
+        #[arg(long)]
+        set: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -126,13 +126,13 @@ fn user_id(g: &Global) -> Result<UserId> {
     Ok(UserId::parse(u)?)
 }
 
-fn principal(reg: &Registry, g: &Global) -> Result<Principal> {
+pub fn principal(reg: &Registry, g: &Global) -> Result<Principal> {
     let id = user_id(g)?;
     let pw = password(g, id.as_str())?;
     Ok(reg.authenticate(&id, &pw)?)
 }
 
-fn emit(g: &Global, v: &Value, human: impl FnOnce()) {
+pub fn emit(g: &Global, v: &Value, human: impl FnOnce()) {
     if g.json {
         println!("{v}");
     } else {
@@ -163,6 +163,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Policy(c) => policy_cmd(g, c),
         Command::Audit(c) => audit_cmd(g, c),
         Command::Lineage { reference, data_hash } => lineage_cmd(g, reference, data_hash),
+        Command::Drift(c) => crate::drift::run(g, c),
     }
 }
 

@@ -8,6 +8,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod drift;
 mod table;
 
 use clap::Parser;

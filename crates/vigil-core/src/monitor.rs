@@ -323,6 +323,69 @@ pub enum Window {
     LastRows(i64),
     /// Batches received at or after this time.
     Since(Timestamp),
+    /// Batches received since the newest baseline was set.
+    SinceBaseline,
+}
+
+/// Reference and current distribution of one feature, for plots.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Distribution {
+    /// Equal-width bins over the central 99% of both samples.
+    Numeric {
+        /// Bin edges (bins + 1).
+        edges: Vec<f64>,
+        /// Reference share per bin.
+        reference: Vec<f64>,
+        /// Current share per bin.
+        current: Vec<f64>,
+    },
+    /// Category shares (most frequent first, at most 20).
+    Categorical {
+        /// Categories.
+        categories: Vec<String>,
+        /// Reference share per category.
+        reference: Vec<f64>,
+        /// Current share per category.
+        current: Vec<f64>,
+    },
+}
+
+fn numeric_distribution(r: &[f64], c: &[f64]) -> Option<Distribution> {
+    if r.is_empty() || c.is_empty() {
+        return None;
+    }
+    let q = vigil_stats::drift::quantile_sorted;
+    let lo = q(r, 0.005).min(q(c, 0.005));
+    let hi = q(r, 0.995).max(q(c, 0.995));
+    let bins = 30usize;
+    let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 0.5, hi + 0.5) };
+    let width = (hi - lo) / bins as f64;
+    let edges: Vec<f64> = (0..=bins).map(|i| lo + width * i as f64).collect();
+    let share = |s: &[f64]| -> Vec<f64> {
+        let mut counts = vec![0usize; bins];
+        for &x in s {
+            let b = (((x - lo) / width).floor().max(0.0) as usize).min(bins - 1);
+            counts[b] += 1;
+        }
+        counts.iter().map(|&n| n as f64 / s.len() as f64).collect()
+    };
+    Some(Distribution::Numeric { reference: share(r), current: share(c), edges })
+}
+
+fn categorical_distribution(r: &BTreeMap<String, u64>, c: &BTreeMap<String, u64>) -> Option<Distribution> {
+    let (nr, nc) = (r.values().sum::<u64>() as f64, c.values().sum::<u64>() as f64);
+    if nr == 0.0 || nc == 0.0 {
+        return None;
+    }
+    let mut cats: Vec<(&String, u64)> = r.keys().chain(c.keys()).map(|k| (k, r.get(k).copied().unwrap_or(0) + c.get(k).copied().unwrap_or(0))).collect();
+    cats.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    cats.dedup_by(|a, b| a.0 == b.0);
+    cats.truncate(20);
+    Some(Distribution::Categorical {
+        reference: cats.iter().map(|(k, _)| r.get(*k).copied().unwrap_or(0) as f64 / nr).collect(),
+        current: cats.iter().map(|(k, _)| c.get(*k).copied().unwrap_or(0) as f64 / nc).collect(),
+        categories: cats.into_iter().map(|(k, _)| k.clone()).collect(),
+    })
 }
 
 /// Outcome of a drift check.
@@ -340,6 +403,8 @@ pub struct DriftCheck {
     pub prediction: Option<drift::FeatureResult>,
     /// Accuracy now versus the baseline, if labels are known.
     pub performance: Option<Performance>,
+    /// Reference and current distributions per feature (for plots), in report order.
+    pub distributions: Vec<(String, Distribution)>,
 }
 
 /// Realised performance on labelled rows.
@@ -383,6 +448,23 @@ impl Registry {
             model: v.as_ref().map(|v| v.model_name.to_string()),
             version: v.as_ref().map(|v| v.version.to_string()),
         }
+    }
+
+    /// The newest baseline's features and whether each is numeric (`None` if no baseline).
+    pub fn baseline_features(&self, version_id: &str) -> Result<Option<Vec<(String, bool)>>> {
+        self.read(|tx| {
+            Self::load_version(tx, version_id)?;
+            Ok(tx.latest_baseline(version_id)?.map(|(_, profiles)| {
+                profiles
+                    .into_iter()
+                    .filter(|(k, _)| !k.starts_with("__"))
+                    .map(|(k, b)| {
+                        let numeric = matches!(FeatureProfile::decode(&b), Some(FeatureProfile::Numeric { .. }));
+                        (k, numeric)
+                    })
+                    .collect()
+            }))
+        })
     }
 
     /// The drift configuration of a version (defaults if never set).
@@ -505,6 +587,17 @@ impl Registry {
     /// Checks the production window against the newest baseline (the seed's `detect_drift`),
     /// stores the report and audits the outcome.
     pub fn detect_drift(&self, actor: &Principal, version_id: &str, window: Window) -> Result<DriftCheck> {
+        self.check(actor, version_id, Some(window), None)
+    }
+
+    /// Checks given data (not stored as samples) against the newest baseline; the report is
+    /// stored and audited like any other check.
+    pub fn detect_drift_on(&self, actor: &Principal, version_id: &str, data: &Batch) -> Result<DriftCheck> {
+        data.rows()?;
+        self.check(actor, version_id, None, Some(data))
+    }
+
+    fn check(&self, actor: &Principal, version_id: &str, window: Option<Window>, given: Option<&Batch>) -> Result<DriftCheck> {
         let attempt = self.monitor_attempt(actor, "drift.check", version_id);
         // Read everything in one snapshot, compute outside any transaction, then store.
         let loaded = self.read(|tx| {
@@ -517,11 +610,12 @@ impl Registry {
             let baseline = tx
                 .latest_baseline(&v.id)?
                 .ok_or_else(|| Error::new(ErrorCode::BaselineNotFound, format!("{} has no drift baseline; set one with 'vigil drift baseline'", v.reference())))?;
-            let (since, max_rows) = match window {
-                Window::LastRows(n) => (None, Some(n)),
-                Window::Since(t) => (Some(t), None),
+            let batches = match window {
+                Some(Window::LastRows(n)) => tx.recent_batches(&v.id, None, Some(n))?,
+                Some(Window::Since(t)) => tx.recent_batches(&v.id, Some(t), None)?,
+                Some(Window::SinceBaseline) => tx.recent_batches(&v.id, Some(baseline.0.created_at), None)?,
+                None => Vec::new(),
             };
-            let batches = tx.recent_batches(&v.id, since, max_rows)?;
             let labels = if batches.is_empty() { HashMap::new() } else { tx.labels(&v.id)? };
             Ok((v, config, baseline, batches, labels))
         });
@@ -538,7 +632,11 @@ impl Registry {
         for b in batches.iter().rev() {
             decoded.push(Batch::decode(&b.payload)?);
         }
-        let window_rows: usize = batches.iter().map(|b| b.rows as usize).sum();
+        let mut window_rows: usize = batches.iter().map(|b| b.rows as usize).sum();
+        if let Some(g) = given {
+            window_rows = g.rows()?;
+            decoded.push(g.clone());
+        }
         let profiles: Vec<(String, FeatureProfile)> = profiles
             .into_iter()
             .map(|(k, b)| FeatureProfile::decode(&b).map(|p| (k, p)).ok_or_else(|| Error::new(ErrorCode::IntegrityViolation, "a stored baseline profile is not readable")))
@@ -554,9 +652,9 @@ impl Registry {
         let features: Vec<&(String, FeatureProfile)> = profiles.iter().filter(|(k, _)| !k.starts_with("__")).collect();
 
         // Per-feature statistics, features split across the available cores.
-        let check_one = |(name, reference): &(String, FeatureProfile)| -> FeatureInput { check_feature(name, reference, &decoded, &config) };
+        let check_one = |(name, reference): &(String, FeatureProfile)| -> (FeatureInput, Option<Distribution>) { check_feature(name, reference, &decoded, &config) };
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
-        let inputs: Vec<FeatureInput> = if threads == 1 || features.len() < 2 {
+        let checked: Vec<(FeatureInput, Option<Distribution>)> = if threads == 1 || features.len() < 2 {
             features.iter().map(|f| check_one(f)).collect()
         } else {
             let chunk = features.len().div_ceil(threads);
@@ -565,6 +663,14 @@ impl Registry {
                 handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
             })
         };
+        let mut distributions = Vec::new();
+        let mut inputs = Vec::with_capacity(checked.len());
+        for (input, dist) in checked {
+            if let Some(d) = dist {
+                distributions.push((input.name.clone(), d));
+            }
+            inputs.push(input);
+        }
         let report = drift::evaluate(&config, inputs);
         let prediction = profiles.iter().find(|(k, _)| k == PREDICTION).map(|(_, reference)| {
             let cur: Vec<Option<f64>> = decoded.iter().flat_map(|b| b.predictions.clone().unwrap_or_default()).collect();
@@ -592,7 +698,7 @@ impl Registry {
             status = drift::Status::Drift;
         }
         let report = DriftReport { status, ..report };
-        let check = DriftCheck { report_id: self.ids.new_id("dr"), baseline: baseline.clone(), window_rows, report, prediction, performance };
+        let check = DriftCheck { report_id: self.ids.new_id("dr"), baseline: baseline.clone(), window_rows, report, prediction, performance, distributions };
         let summary = report_json(&check);
         let drifted: Vec<&str> = check.report.features.iter().filter(|f| f.verdict == drift::Verdict::Drift).map(|f| f.name.as_str()).collect();
         self.governed(attempt, |tx| {
@@ -644,14 +750,18 @@ fn numeric_input(name: &str, reference: &FeatureProfile, current: FeatureProfile
     FeatureInput { name: name.to_owned(), stats, missing_reference, missing_current }
 }
 
-fn check_feature(name: &str, reference: &FeatureProfile, window: &[Batch], config: &DriftDetectorConfig) -> FeatureInput {
+fn check_feature(name: &str, reference: &FeatureProfile, window: &[Batch], config: &DriftDetectorConfig) -> (FeatureInput, Option<Distribution>) {
     match reference {
-        FeatureProfile::Numeric { .. } => {
-            let cur = window.iter().flat_map(|b| match b.features.get(name) {
+        FeatureProfile::Numeric { sorted: r, .. } => {
+            let cur = FeatureProfile::numeric(window.iter().flat_map(|b| match b.features.get(name) {
                 Some(Column::Numeric(v)) => v.clone(),
                 _ => Vec::new(),
-            });
-            numeric_input(name, reference, FeatureProfile::numeric(cur), config)
+            }));
+            let dist = match &cur {
+                FeatureProfile::Numeric { sorted: c, .. } => numeric_distribution(r, c),
+                FeatureProfile::Categorical { .. } => None,
+            };
+            (numeric_input(name, reference, cur, config), dist)
         }
         FeatureProfile::Categorical { counts: r, .. } => {
             let current = FeatureProfile::categorical(window.iter().flat_map(|b| match b.features.get(name) {
@@ -659,6 +769,10 @@ fn check_feature(name: &str, reference: &FeatureProfile, window: &[Batch], confi
                 _ => Vec::new(),
             }));
             let (missing_reference, missing_current) = (reference.missing_rate(), current.missing_rate());
+            let dist = match &current {
+                FeatureProfile::Categorical { counts: c, .. } => categorical_distribution(r, c),
+                FeatureProfile::Numeric { .. } => None,
+            };
             let stats = match &current {
                 FeatureProfile::Categorical { counts: c, .. } if (c.values().sum::<u64>() as usize) >= config.min_window => match check_categorical(r, c) {
                     Ok(x) => FeatureStats::Categorical(x),
@@ -669,7 +783,7 @@ fn check_feature(name: &str, reference: &FeatureProfile, window: &[Batch], confi
                 }
                 FeatureProfile::Numeric { .. } => FeatureStats::Insufficient(Insufficient::TooFewValues { reference: 0, current: 0 }),
             };
-            FeatureInput { name: name.to_owned(), stats, missing_reference, missing_current }
+            (FeatureInput { name: name.to_owned(), stats, missing_reference, missing_current }, dist)
         }
     }
 }

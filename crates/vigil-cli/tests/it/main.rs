@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod concurrency;
+mod drift;
 mod errors;
 mod workflow;
 

@@ -1,0 +1,158 @@
+//! `vigil drift …`: read data files, call the monitoring use cases, print tables, JSON or HTML.
+
+use crate::cli::{DataArgs, DriftCmd, Global};
+use crate::commands::{emit, open, principal};
+use crate::table;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use vigil_core::ids::Timestamp;
+use vigil_core::model::{ModelVersion, parse_reference};
+use vigil_core::monitor::{Batch, Window, config_from_json, config_to_json, report_json};
+use vigil_core::registry::Registry;
+use vigil_core::{Error, ErrorCode};
+use vigil_data::{Kind, Roles, read_table, to_batch};
+
+fn version(reg: &Registry, reference: &str) -> Result<ModelVersion> {
+    let (name, v) = parse_reference(reference)?;
+    Ok(reg.get_version(&name, &v)?)
+}
+
+fn expected(reg: &Registry, v: &ModelVersion) -> Result<BTreeMap<String, Kind>> {
+    Ok(reg
+        .baseline_features(&v.id)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, numeric)| (k, if numeric { Kind::Numeric } else { Kind::Categorical }))
+        .collect())
+}
+
+fn load(path: &Path, args: Roles) -> Result<Batch> {
+    let table = read_table(path)?;
+    Ok(to_batch(table, &args, path)?)
+}
+
+fn roles(d: &DataArgs, expected: BTreeMap<String, Kind>) -> Roles {
+    Roles { prediction: d.prediction_col.clone(), id: d.id_col.clone(), label: d.label_col.clone(), expected }
+}
+
+pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
+    let reg = open(g, false)?;
+    match c {
+        DriftCmd::Baseline { reference, data } => {
+            let v = version(&reg, &reference)?;
+            let batch = load(&data.data, roles(&data, BTreeMap::new()))?;
+            let actor = principal(&reg, g)?;
+            let b = reg.set_baseline(&actor, &v.id, &batch)?;
+            let out = serde_json::json!({"baseline_id": b.id, "baseline_version": b.baseline_version, "rows": b.rows, "features": batch.features.len()});
+            emit(g, &out, || println!("baseline v{} for {}: {} rows, {} features profiled", b.baseline_version, v.reference(), b.rows, batch.features.len()));
+        }
+        DriftCmd::Add { reference, data } => {
+            let v = version(&reg, &reference)?;
+            let batch = load(&data.data, roles(&data, expected(&reg, &v)?))?;
+            let actor = principal(&reg, g)?;
+            let b = reg.add_samples(&actor, &v.id, &batch)?;
+            let out = serde_json::json!({"batch_id": b.id, "batch_seq": b.batch_seq, "rows": b.rows});
+            emit(g, &out, || println!("added batch {} ({} rows) to {}", b.batch_seq, b.rows, v.reference()));
+        }
+        DriftCmd::Labels { reference, data, id_col, label_col } => {
+            let v = version(&reg, &reference)?;
+            let table = read_table(&data)?;
+            let mut ids = None;
+            let mut labels = None;
+            for (name, col) in table.columns {
+                let text: Vec<Option<String>> = match col {
+                    vigil_data::RawColumn::Text(t) => t,
+                    vigil_data::RawColumn::Numbers(n) => n.into_iter().map(|x| x.map(|x| if x.fract() == 0.0 { format!("{}", x as i64) } else { x.to_string() })).collect(),
+                };
+                if name == id_col {
+                    ids = Some(text);
+                } else if name == label_col {
+                    labels = Some(text);
+                }
+            }
+            let (Some(ids), Some(labels)) = (ids, labels) else {
+                return Err(Error::new(ErrorCode::InvalidManifest, format!("{}: needs columns {} and {}", data.display(), vigil_core::ids::quote_key(&id_col), vigil_core::ids::quote_key(&label_col))).into());
+            };
+            let pairs: Vec<(String, String)> = ids.into_iter().zip(labels).filter_map(|(i, l)| Some((i?, l?))).collect();
+            let actor = principal(&reg, g)?;
+            let n = reg.add_labels(&actor, &v.id, &pairs)?;
+            emit(g, &serde_json::json!({"labels": n}), || println!("recorded {n} labels for {}", v.reference()));
+        }
+        DriftCmd::Check { reference, data, prediction_col, window_rows, since, format, output } => {
+            if !matches!(format.as_str(), "table" | "json" | "html") {
+                return Err(Error::new(ErrorCode::InvalidFilter, "--format is table, json or html").into());
+            }
+            let v = version(&reg, &reference)?;
+            let given = match &data {
+                Some(p) => Some(load(p, Roles { prediction: prediction_col.clone(), expected: expected(&reg, &v)?, ..Default::default() })?),
+                None => None,
+            };
+            let window = match (window_rows, since) {
+                (Some(n), _) if n > 0 => Window::LastRows(n),
+                (Some(_), _) => return Err(Error::new(ErrorCode::InvalidFilter, "--window-rows must be positive").into()),
+                (None, Some(t)) => Window::Since(Timestamp::parse(&t)?),
+                (None, None) => Window::SinceBaseline,
+            };
+            let actor = principal(&reg, g)?;
+            let check = match &given {
+                Some(b) => reg.detect_drift_on(&actor, &v.id, b)?,
+                None => reg.detect_drift(&actor, &v.id, window)?,
+            };
+            let text = match format.as_str() {
+                "html" => vigil_api::html::drift_report_html(&v.reference(), &check),
+                "json" => format!("{}\n", report_json(&check)),
+                _ => String::new(),
+            };
+            if let Some(path) = &output {
+                let body = if format == "table" { format!("{}\n", report_json(&check)) } else { text.clone() };
+                std::fs::write(path, body).with_context(|| format!("writing {}", path.display()))?;
+            }
+            if format == "table" && !g.json {
+                let r = &check.report;
+                println!("{} drift check {}: status {} (window {} rows, baseline v{})", v.reference(), check.report_id, r.status.as_str(), check.window_rows, check.baseline.baseline_version);
+                let rows: Vec<Vec<String>> = r
+                    .features
+                    .iter()
+                    .map(|f| {
+                        let n = |x: f64| if x.is_finite() { format!("{x:.3e}") } else { "-".into() };
+                        vec![f.name.clone(), f.test.to_owned(), n(f.statistic), n(f.p_value), n(f.adjusted_p), format!("{}={}", f.effect.as_str(), n(f.effect_value)), f.verdict.as_str().to_owned()]
+                    })
+                    .collect();
+                table::print(&["FEATURE", "TEST", "STATISTIC", "P", "P ADJ", "EFFECT", "VERDICT"], &rows);
+                if let Some(p) = &check.prediction {
+                    println!("prediction drift: {} ({})", p.verdict.as_str(), p.reason);
+                }
+                if let Some(p) = &check.performance {
+                    println!("accuracy {:.4} on {} labelled rows (baseline {:?}){}", p.accuracy, p.labelled, p.baseline_accuracy, if p.degraded { " — DEGRADED" } else { "" });
+                }
+                for rec in &r.recommendations {
+                    println!("- {rec}");
+                }
+            } else if output.is_none() || g.json {
+                if g.json && format == "table" {
+                    println!("{}", report_json(&check));
+                } else {
+                    print!("{text}");
+                }
+            } else if let Some(p) = &output {
+                eprintln!("wrote {} report to {}", format, p.display());
+            }
+        }
+        DriftCmd::Config { reference, set } => {
+            let v = version(&reg, &reference)?;
+            if let Some(path) = set {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::new(ErrorCode::InvalidPolicy, format!("{}: not JSON (line {})", path.display(), e.line())))?;
+                let config = config_from_json(&value)?;
+                let actor = principal(&reg, g)?;
+                reg.set_drift_config(&actor, &v.id, &config)?;
+            }
+            let c = reg.drift_config(&v.id)?;
+            let j = config_to_json(&c);
+            emit(g, &j, || println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default()));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,121 @@
+//! `vigil drift` through the binary: CSV and Parquet in, table/JSON/HTML out, errors named.
+
+use crate::*;
+
+fn write_csv(path: &Path, n: usize, glucose_shift: f64, seed: u64) {
+    let mut s = seed;
+    let mut u = || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut out = String::from("pid,age,glucose,sex,score\n");
+    for i in 0..n {
+        let norm = |u: &mut dyn FnMut() -> f64| (0..12).map(|_| u()).sum::<f64>() - 6.0;
+        let age = 50.0 + 12.0 * norm(&mut u);
+        let glucose = 100.0 + glucose_shift + 15.0 * norm(&mut u);
+        let sex = if u() < 0.5 { "F" } else { "M" };
+        let score = 1.0 / (1.0 + (-(glucose - 110.0) / 10.0).exp());
+        let age = if i % 97 == 0 { "NA".to_owned() } else { format!("{age:.2}") };
+        out.push_str(&format!("p{seed}-{i},{age},{glucose:.2},{sex},{score:.5}\n"));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn setup() -> (Vigil, PathBuf) {
+    let v = Vigil::with_team();
+    v.register("ds", ("m", "1.0.0")).ok();
+    let train = v.data_dir().join("train.csv");
+    write_csv(&train, 3000, 0.0, 1);
+    v.as_user("ds", &["drift", "baseline", "m@1.0.0", "--data", train.to_str().unwrap(), "--prediction-col", "score", "--id-col", "pid"]).ok();
+    (v, train)
+}
+
+#[test]
+fn baseline_add_and_check_as_table_json_and_html() {
+    let (v, _) = setup();
+    let batch = v.data_dir().join("batch.csv");
+    write_csv(&batch, 2000, 20.0, 2);
+    let added = v.as_user("ds", &["--json", "drift", "add", "m@1.0.0", "--data", batch.to_str().unwrap(), "--prediction-col", "score", "--id-col", "pid"]).ok().json();
+    assert_eq!(added["rows"], 2000);
+
+    let table = v.as_user("clin", &["drift", "check", "m@1.0.0"]).ok().stdout;
+    assert!(table.contains("status drift") && table.contains("glucose"), "{table}");
+    let j = v.as_user("clin", &["--json", "drift", "check", "m@1.0.0"]).ok().json();
+    assert_eq!(j["status"], "drift");
+    let verdicts: std::collections::BTreeMap<String, String> =
+        j["features"].as_array().unwrap().iter().map(|f| (f["feature"].as_str().unwrap().to_owned(), f["verdict"].as_str().unwrap().to_owned())).collect();
+    assert_eq!(verdicts["glucose"], "drift");
+    assert_ne!(verdicts["age"], "drift");
+    assert_ne!(verdicts["sex"], "drift");
+    assert_eq!(j["prediction"]["verdict"], "drift");
+    assert!(j["conventions"]["binning"].as_str().unwrap().starts_with("reference_quantiles"));
+
+    let html = v.data_dir().join("report.html");
+    v.as_user("clin", &["drift", "check", "m@1.0.0", "--format", "html", "--output", html.to_str().unwrap()]).ok();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!doctype html>") && page.contains("<svg") && page.contains("glucose — drift"));
+    // Self-contained: no scripts, and the only URL is the SVG namespace (never fetched).
+    assert!(!page.contains("<script"));
+    assert_eq!(page.matches("http").count(), page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+
+    // Ad-hoc check of a file against the baseline (a stable one).
+    let stable = v.data_dir().join("stable.csv");
+    write_csv(&stable, 1500, 0.0, 3);
+    let j = v.as_user("clin", &["--json", "drift", "check", "m@1.0.0", "--data", stable.to_str().unwrap(), "--prediction-col", "score"]).ok().json();
+    assert_eq!(j["status"], "no_drift", "{j}");
+    let checks = v.run(&["--json", "audit", "log", "--action", "drift.check"]).ok().json();
+    assert_eq!(checks.as_array().map(Vec::len), Some(4));
+    assert_eq!(v.run(&["--json", "audit", "verify"]).ok().json()["ok"], true);
+}
+
+#[test]
+fn parquet_baseline_and_seed_config() {
+    let v = Vigil::with_team();
+    v.register("ds", ("m", "1.0.0")).ok();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil-data/tests/fixtures/types_zstd.parquet");
+    let out = v.as_user("ds", &["--json", "drift", "baseline", "m@1.0.0", "--data", fixture.to_str().unwrap()]).ok().json();
+    assert_eq!(out["features"], 6);
+    let cfg = v.data_dir().join("cfg.json");
+    std::fs::write(&cfg, r#"{"psi_threshold": 0.2, "ks_test_threshold": 0.05, "performance_drop_threshold": 0.05, "clinical_significance_threshold": 0.1, "alert_on_drift": true, "alert_cooldown_hours": 4, "features": {"age": {"effect": {"measure": "median_shift", "threshold": 10}}}}"#).unwrap();
+    let c = v.as_user("ds", &["--json", "drift", "config", "m@1.0.0", "--set", cfg.to_str().unwrap()]).ok().json();
+    assert_eq!(c["features"]["age"]["effect"]["measure"], "median_shift");
+    std::fs::write(&cfg, r#"{"psi_treshold": 0.2}"#).unwrap();
+    let bad = v.as_user("ds", &["drift", "config", "m@1.0.0", "--set", cfg.to_str().unwrap()]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("psi_treshold"), "{}", bad.stderr);
+}
+
+#[test]
+fn bad_files_are_named_and_nothing_is_stored() {
+    let (v, _) = setup();
+    let f = v.data_dir().join("bad.csv");
+    let cases: &[(&str, &str, i32, &str)] = &[
+        ("pid,age,glucose,sex,score\np1,John Smith,100,F,0.4\n", "bad.csv", 2, "column 'age' must be numeric"),
+        ("pid,glucose,sex,score\np1,100,F,0.4\n", "bad.csv", 2, "missing feature column 'age'"),
+        ("", "bad.csv", 2, "no columns"),
+        ("pid,age\np1,3,4\n", "bad.csv", 2, "different numbers of fields"),
+    ];
+    for (content, name, code, needle) in cases {
+        std::fs::write(&f, content).unwrap();
+        let r = v.as_user("ds", &["drift", "add", "m@1.0.0", "--data", f.to_str().unwrap(), "--prediction-col", "score", "--id-col", "pid"]);
+        assert_eq!(r.code, *code, "{content:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle) && r.stderr.contains(name), "{content:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("Smith"));
+    }
+    let corrupt = v.data_dir().join("x.parquet");
+    std::fs::write(&corrupt, b"PAR1garbage").unwrap();
+    let r = v.as_user("ds", &["drift", "add", "m@1.0.0", "--data", corrupt.to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("x.parquet") && r.stderr.contains("not a readable Parquet file"), "{}", r.stderr);
+    let r = v.as_user("ds", &["drift", "baseline", "nope@1.0.0", "--data", f.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("model_not_found"));
+    let samples = v.run(&["--json", "audit", "log", "--action", "drift.samples"]).ok().json();
+    assert_eq!(samples.as_array().map(Vec::len), Some(0), "nothing stored half-way");
+    // No samples since the baseline: a clear insufficient_data, not an error.
+    let j = v.as_user("ds", &["--json", "drift", "check", "m@1.0.0"]).ok().json();
+    assert_eq!(j["status"], "insufficient_data");
+}

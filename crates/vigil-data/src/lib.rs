@@ -1,0 +1,317 @@
+//! Reading tabular data files (CSV, Parquet) into the monitoring [`Batch`] type.
+//!
+//! Column types come from the file (Parquet) or are inferred (CSV: a column whose non-missing
+//! cells all parse as numbers is numeric, otherwise categorical); an `expected` schema (the
+//! baseline's feature kinds) turns a text cell in a numeric column into an error naming the
+//! file, column and row — never the cell's content, which may be patient data.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use std::collections::BTreeMap;
+use std::path::Path;
+use vigil_core::monitor::{Batch, Column};
+use vigil_core::{Error, ErrorCode, Result};
+
+/// A column as read, before roles are assigned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawColumn {
+    /// Numbers (`None` = missing).
+    Numbers(Vec<Option<f64>>),
+    /// Text (`None` = missing).
+    Text(Vec<Option<String>>),
+}
+
+impl RawColumn {
+    fn len(&self) -> usize {
+        match self {
+            RawColumn::Numbers(v) => v.len(),
+            RawColumn::Text(v) => v.len(),
+        }
+    }
+}
+
+/// A table: ordered named columns of equal length.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Table {
+    /// Columns in file order.
+    pub columns: Vec<(String, RawColumn)>,
+}
+
+/// What kind a feature must have (from the baseline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Numbers.
+    Numeric,
+    /// Categories.
+    Categorical,
+}
+
+/// Which columns play which role.
+#[derive(Debug, Clone, Default)]
+pub struct Roles {
+    /// Column with the model's scores.
+    pub prediction: Option<String>,
+    /// Column with prediction ids.
+    pub id: Option<String>,
+    /// Column with labels.
+    pub label: Option<String>,
+    /// Expected kinds of feature columns (a baseline's); others are inferred.
+    pub expected: BTreeMap<String, Kind>,
+}
+
+fn err(file: &Path, msg: String) -> Error {
+    Error::new(ErrorCode::InvalidManifest, format!("{}: {msg}", file.display()))
+}
+
+fn is_missing(s: &str) -> bool {
+    matches!(s.trim(), "" | "NA" | "N/A" | "NaN" | "nan" | "null" | "NULL" | "None")
+}
+
+/// Reads a CSV (header row required) or Parquet file, by extension.
+pub fn read_table(path: &Path) -> Result<Table> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let table = match ext.as_str() {
+        "parquet" | "pq" => read_parquet(path)?,
+        "csv" | "txt" => read_csv(path)?,
+        _ => return Err(err(path, "unknown file type; use .csv or .parquet".into())),
+    };
+    if table.columns.is_empty() {
+        return Err(err(path, "the file has no columns".into()));
+    }
+    if table.columns.iter().all(|(_, c)| c.len() == 0) {
+        return Err(err(path, "the file has no rows".into()));
+    }
+    Ok(table)
+}
+
+fn read_csv(path: &Path) -> Result<Table> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_path(path)
+        .map_err(|e| err(path, format!("cannot open: {}", e.kind_name())))?;
+    let headers: Vec<String> = rdr.headers().map_err(|_| err(path, "cannot read the header row".into()))?.iter().map(|h| h.trim().to_owned()).collect();
+    let mut seen = std::collections::HashSet::new();
+    for h in &headers {
+        if h.is_empty() || !seen.insert(h.clone()) {
+            return Err(err(path, "column names must be non-empty and unique".into()));
+        }
+    }
+    let mut cells: Vec<Vec<Option<String>>> = vec![Vec::new(); headers.len()];
+    for (row, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| err(path, format!("row {}: malformed CSV ({})", row + 2, e.kind_name())))?;
+        for (i, cell) in rec.iter().enumerate() {
+            cells[i].push(if is_missing(cell) { None } else { Some(cell.to_owned()) });
+        }
+    }
+    let columns = headers
+        .into_iter()
+        .zip(cells)
+        .map(|(name, v)| {
+            let all_numeric = v.iter().flatten().all(|s| s.trim().parse::<f64>().is_ok());
+            let col = if all_numeric && v.iter().any(Option::is_some) {
+                RawColumn::Numbers(v.iter().map(|s| s.as_deref().and_then(|s| s.trim().parse::<f64>().ok())).collect())
+            } else {
+                RawColumn::Text(v)
+            };
+            (name, col)
+        })
+        .collect();
+    Ok(Table { columns })
+}
+
+trait CsvErrorKind {
+    fn kind_name(&self) -> &'static str;
+}
+
+impl CsvErrorKind for csv::Error {
+    fn kind_name(&self) -> &'static str {
+        match self.kind() {
+            csv::ErrorKind::Io(_) => "io error",
+            csv::ErrorKind::Utf8 { .. } => "not UTF-8",
+            csv::ErrorKind::UnequalLengths { .. } => "rows have different numbers of fields",
+            _ => "parse error",
+        }
+    }
+}
+
+fn read_parquet(path: &Path) -> Result<Table> {
+    let file = std::fs::File::open(path).map_err(|e| err(path, format!("cannot open: {e}")))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|_| err(path, "not a readable Parquet file (corrupt or truncated?)".into()))?;
+    let schema = builder.schema().clone();
+    let reader = builder.with_batch_size(65_536).build().map_err(|_| err(path, "cannot read the Parquet file".into()))?;
+    let mut columns: Vec<(String, RawColumn)> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let col = match f.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Dictionary(_, _) => RawColumn::Text(Vec::new()),
+                _ => RawColumn::Numbers(Vec::new()),
+            };
+            (f.name().clone(), col)
+        })
+        .collect();
+    for batch in reader {
+        let batch = batch.map_err(|_| err(path, "corrupt Parquet data".into()))?;
+        for (i, (name, col)) in columns.iter_mut().enumerate() {
+            let a = batch.column(i);
+            append(a.as_ref(), col).map_err(|why| err(path, format!("column {}: {why}", vigil_core::ids::quote_key(name))))?;
+        }
+    }
+    Ok(Table { columns })
+}
+
+fn append(a: &dyn Array, col: &mut RawColumn) -> std::result::Result<(), String> {
+    macro_rules! nums {
+        ($t:ty, $out:expr) => {{
+            let p = a.as_primitive::<$t>();
+            $out.extend((0..p.len()).map(|i| if p.is_null(i) { None } else { Some(p.value(i) as f64) }));
+        }};
+    }
+    match (a.data_type(), col) {
+        (DataType::Float64, RawColumn::Numbers(o)) => nums!(Float64Type, o),
+        (DataType::Float32, RawColumn::Numbers(o)) => nums!(Float32Type, o),
+        (DataType::Int64, RawColumn::Numbers(o)) => nums!(Int64Type, o),
+        (DataType::Int32, RawColumn::Numbers(o)) => nums!(Int32Type, o),
+        (DataType::Int16, RawColumn::Numbers(o)) => nums!(Int16Type, o),
+        (DataType::Int8, RawColumn::Numbers(o)) => nums!(Int8Type, o),
+        (DataType::UInt64, RawColumn::Numbers(o)) => nums!(UInt64Type, o),
+        (DataType::UInt32, RawColumn::Numbers(o)) => nums!(UInt32Type, o),
+        (DataType::UInt16, RawColumn::Numbers(o)) => nums!(UInt16Type, o),
+        (DataType::UInt8, RawColumn::Numbers(o)) => nums!(UInt8Type, o),
+        (DataType::Utf8, RawColumn::Text(o)) => {
+            let s = a.as_string::<i32>();
+            o.extend((0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i).to_owned())));
+        }
+        (DataType::LargeUtf8, RawColumn::Text(o)) => {
+            let s = a.as_string::<i64>();
+            o.extend((0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i).to_owned())));
+        }
+        (DataType::Boolean, RawColumn::Text(o)) => {
+            let b = a.as_boolean();
+            o.extend((0..b.len()).map(|i| (!b.is_null(i)).then(|| b.value(i).to_string())));
+        }
+        (DataType::Dictionary(_, _), RawColumn::Text(o)) | (DataType::Utf8View, RawColumn::Text(o)) => {
+            let cast = arrow::compute::cast(a, &DataType::Utf8).map_err(|_| "unsupported text encoding".to_owned())?;
+            let s = cast.as_string::<i32>();
+            o.extend((0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i).to_owned())));
+        }
+        (t, _) => return Err(format!("unsupported type {t}")),
+    }
+    Ok(())
+}
+
+/// Assigns roles and builds the batch. Errors name the file and column.
+pub fn to_batch(table: Table, roles: &Roles, file: &Path) -> Result<Batch> {
+    let mut b = Batch::default();
+    let mut by_name: BTreeMap<String, RawColumn> = table.columns.into_iter().collect();
+    let mut take = |name: &Option<String>, what: &str| -> Result<Option<RawColumn>> {
+        match name {
+            None => Ok(None),
+            Some(n) => by_name
+                .remove(n)
+                .map(Some)
+                .ok_or_else(|| err(file, format!("the {what} column {} is not in the file", vigil_core::ids::quote_key(n)))),
+        }
+    };
+    if let Some(p) = take(&roles.prediction, "prediction")? {
+        match p {
+            RawColumn::Numbers(v) => b.predictions = Some(v),
+            RawColumn::Text(_) => return Err(err(file, "the prediction column must be numeric scores".into())),
+        }
+    }
+    if let Some(ids) = take(&roles.id, "id")? {
+        b.prediction_ids = Some(match ids {
+            RawColumn::Text(v) => v.into_iter().map(Option::unwrap_or_default).collect(),
+            RawColumn::Numbers(v) => v.into_iter().map(|x| x.map(|x| x.to_string()).unwrap_or_default()).collect(),
+        });
+    }
+    if let Some(l) = take(&roles.label, "label")? {
+        b.labels = Some(match l {
+            RawColumn::Text(v) => v,
+            RawColumn::Numbers(v) => v.into_iter().map(|x| x.map(|x| if x.fract() == 0.0 { format!("{}", x as i64) } else { x.to_string() })).collect(),
+        });
+    }
+    for (name, expected) in &roles.expected {
+        if !by_name.contains_key(name) {
+            return Err(err(file, format!("missing feature column {} (present in the baseline)", vigil_core::ids::quote_key(name))));
+        }
+        if *expected == Kind::Numeric
+            && let Some(RawColumn::Text(v)) = by_name.get(name)
+        {
+            let row = v.iter().position(|s| s.as_deref().is_some_and(|s| s.trim().parse::<f64>().is_err())).map(|r| r + 2).unwrap_or(0);
+            return Err(err(file, format!("column {} must be numeric but has text (first at line {row})", vigil_core::ids::quote_key(name))));
+        }
+    }
+    for (name, col) in by_name {
+        let want = roles.expected.get(&name).copied();
+        let column = match (col, want) {
+            (RawColumn::Numbers(v), Some(Kind::Categorical)) => {
+                Column::Categorical(v.into_iter().map(|x| x.map(|x| if x.fract() == 0.0 { format!("{}", x as i64) } else { x.to_string() })).collect())
+            }
+            (RawColumn::Numbers(v), _) => Column::Numeric(v),
+            (RawColumn::Text(v), _) => Column::Categorical(v),
+        };
+        b.features.insert(name, column);
+    }
+    b.rows()?;
+    Ok(b)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_types_missing_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.csv");
+        std::fs::write(&p, "age,sex,score,pid\n50,F,0.2,a\nNA,M,0.9,b\n61,,0.4,c\n").unwrap();
+        let t = read_table(&p).unwrap();
+        let roles = Roles { prediction: Some("score".into()), id: Some("pid".into()), ..Default::default() };
+        let b = to_batch(t, &roles, &p).unwrap();
+        assert_eq!(b.features["age"], Column::Numeric(vec![Some(50.0), None, Some(61.0)]));
+        assert_eq!(b.features["sex"], Column::Categorical(vec![Some("F".into()), Some("M".into()), None]));
+        assert_eq!(b.prediction_ids.as_deref(), Some(&["a".to_owned(), "b".into(), "c".into()][..]));
+
+        std::fs::write(&p, "age,sex\n50,F\nJohn Smith,M\n").unwrap();
+        let mut expected = BTreeMap::new();
+        expected.insert("age".to_owned(), Kind::Numeric);
+        expected.insert("sex".to_owned(), Kind::Categorical);
+        let e = to_batch(read_table(&p).unwrap(), &Roles { expected: expected.clone(), ..Default::default() }, &p).unwrap_err();
+        assert!(e.message().contains("'age'") && e.message().contains("line 3") && !e.message().contains("Smith"), "{}", e.message());
+        std::fs::write(&p, "sex\nF\n").unwrap();
+        let e = to_batch(read_table(&p).unwrap(), &Roles { expected, ..Default::default() }, &p).unwrap_err();
+        assert!(e.message().contains("missing feature column 'age'"), "{}", e.message());
+        std::fs::write(&p, "").unwrap();
+        assert!(read_table(&p).is_err());
+        std::fs::write(&p, "a,b\n1,2,3\n").unwrap();
+        assert!(read_table(&p).unwrap_err().message().contains("different numbers of fields"));
+        let q = dir.path().join("x.parquet");
+        std::fs::write(&q, b"PAR1 not really").unwrap();
+        assert!(read_table(&q).unwrap_err().message().contains("not a readable Parquet file"));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod parquet_tests {
+    use super::*;
+
+    #[test]
+    fn reads_pyarrow_files_with_every_supported_type_and_nulls() {
+        for codec in ["snappy", "zstd"] {
+            let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/types_{codec}.parquet"));
+            let t = read_table(&p).unwrap();
+            let get = |n: &str| t.columns.iter().find(|(k, _)| k == n).unwrap().1.clone();
+            assert_eq!(get("age"), RawColumn::Numbers(vec![Some(50.5), None, Some(61.0), Some(33.25)]));
+            assert_eq!(get("visits"), RawColumn::Numbers(vec![Some(1.0), Some(2.0), None, Some(4.0)]));
+            assert_eq!(get("weight"), RawColumn::Numbers(vec![Some(70.5), Some(80.0), Some(90.25), None]));
+            assert_eq!(get("sex"), RawColumn::Text(vec![Some("F".into()), Some("M".into()), None, Some("F".into())]));
+            assert_eq!(get("site"), RawColumn::Text(vec![Some("a".into()), Some("b".into()), Some("a".into()), None]));
+            assert_eq!(get("smoker"), RawColumn::Text(vec![Some("true".into()), Some("false".into()), None, Some("true".into())]));
+        }
+    }
+}
