@@ -148,6 +148,22 @@ pub enum DriftCmd {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// List drift alerts (active ones unless --all).
+    Alerts {
+        /// Only this NAME@VERSION.
+        reference: Option<String>,
+        /// Include resolved alerts.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Acknowledge an open alert (stops reminders; it resolves when the data recovers).
+    Ack {
+        /// Alert id.
+        alert_id: String,
+        /// What was done about it.
+        #[arg(long)]
+        comment: String,
+    },
     /// Show or set the drift configuration (JSON with the seed's DriftDetectorConfig fields).
     Config {
         /// NAME@VERSION.

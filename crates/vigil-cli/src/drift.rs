@@ -109,6 +109,21 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
                 let body = if format == "table" { format!("{}\n", report_json(&check)) } else { text.clone() };
                 std::fs::write(path, body).with_context(|| format!("writing {}", path.display()))?;
             }
+            if let (Some(reason), Some(cmd)) = (&check.retrain, &check.retrain_command) {
+                // The rule fired: run the configured command, record its outcome.
+                eprintln!("retraining requested ({reason}); running the configured command");
+                let status = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(cmd)
+                    .env("VIGIL_MODEL", v.model_name.as_str())
+                    .env("VIGIL_VERSION", v.version.to_string())
+                    .env("VIGIL_REPORT_ID", &check.report_id)
+                    .env("VIGIL_RETRAIN_REASON", reason)
+                    .stdout(std::process::Stdio::null())
+                    .status();
+                let code = status.as_ref().ok().and_then(|s| s.code());
+                reg.record_retrain_run(&actor, &v.id, &check.report_id, code)?;
+            }
             if format == "table" && !g.json {
                 let r = &check.report;
                 println!("{} drift check {}: status {} (window {} rows, baseline v{})", v.reference(), check.report_id, r.status.as_str(), check.window_rows, check.baseline.baseline_version);
@@ -139,6 +154,27 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
             } else if let Some(p) = &output {
                 eprintln!("wrote {} report to {}", format, p.display());
             }
+        }
+        DriftCmd::Alerts { reference, all } => {
+            let v = reference.as_deref().map(|r| version(&reg, r)).transpose()?;
+            let alerts = reg.list_alerts(v.as_ref().map(|v| v.id.as_str()), !all)?;
+            let j: Vec<serde_json::Value> = alerts
+                .iter()
+                .map(|a| serde_json::json!({
+                    "alert_id": a.id, "model_version_id": a.model_version_id, "check": a.check_key, "state": a.state,
+                    "opened_at": a.opened_at.to_rfc3339(), "updated_at": a.updated_at.to_rfc3339(), "report_id": a.report_id, "detail": a.detail,
+                    "acknowledged_by": a.acknowledged_by, "resolved_at": a.resolved_at.map(|t| t.to_rfc3339()),
+                }))
+                .collect();
+            emit(g, &serde_json::Value::Array(j), || {
+                let rows = alerts.iter().map(|a| vec![a.id.clone(), a.check_key.clone(), a.state.clone(), a.opened_at.to_string(), a.detail.clone()]).collect::<Vec<_>>();
+                table::print(&["ALERT", "CHECK", "STATE", "OPENED (UTC)", "DETAIL"], &rows);
+            });
+        }
+        DriftCmd::Ack { alert_id, comment } => {
+            let actor = principal(&reg, g)?;
+            let a = reg.acknowledge_alert(&actor, &alert_id, &comment)?;
+            emit(g, &serde_json::json!({"alert_id": a.id, "state": a.state}), || println!("acknowledged {}", a.id));
         }
         DriftCmd::Config { reference, set } => {
             let v = version(&reg, &reference)?;

@@ -104,6 +104,20 @@ pub struct DriftDetectorConfig {
     pub missing_rate_increase: f64,
     /// Per-feature overrides.
     pub features: BTreeMap<String, FeatureOverride>,
+    /// An alert opens when at least this many of the last `alert_window_count` checks drifted.
+    pub alert_confirm_windows: usize,
+    /// Checks looked back over for confirmation.
+    pub alert_window_count: usize,
+    /// Hysteresis: an open alert resolves only once the effect falls below this fraction of
+    /// its threshold (and the check no longer drifts).
+    pub alert_exit_fraction: f64,
+    /// Request retraining when a check has drifted in this many consecutive windows.
+    pub retrain_after_windows: Option<u32>,
+    /// Request retraining when accuracy falls below this floor.
+    pub retrain_accuracy_floor: Option<f64>,
+    /// Command the CLI runs on a retraining request (with VIGIL_MODEL, VIGIL_VERSION,
+    /// VIGIL_REPORT_ID and VIGIL_RETRAIN_REASON in its environment).
+    pub retrain_command: Option<String>,
 }
 
 impl Default for DriftDetectorConfig {
@@ -120,6 +134,12 @@ impl Default for DriftDetectorConfig {
             min_window: 30,
             missing_rate_increase: 0.05,
             features: BTreeMap::new(),
+            alert_confirm_windows: 1,
+            alert_window_count: 1,
+            alert_exit_fraction: 0.5,
+            retrain_after_windows: None,
+            retrain_accuracy_floor: None,
+            retrain_command: None,
         }
     }
 }

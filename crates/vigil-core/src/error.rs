@@ -112,6 +112,8 @@ codes! {
     UserNotFound = "user_not_found" => NotFound,
     /// The model version has no drift baseline yet.
     BaselineNotFound = "baseline_not_found" => NotFound,
+    /// The alert does not exist.
+    AlertNotFound = "alert_not_found" => NotFound,
 
     /// A model with this name already exists with different attributes.
     ModelExists = "model_exists" => Conflict,
@@ -127,6 +129,8 @@ codes! {
     RequestNotPending = "request_not_pending" => Conflict,
     /// Another request for this version is already pending.
     RequestAlreadyPending = "request_already_pending" => Conflict,
+    /// The alert is not open (already acknowledged or resolved).
+    AlertNotOpen = "alert_not_open" => Conflict,
     /// The signer already signed this request; one person counts once.
     DuplicateSignature = "duplicate_signature" => Conflict,
     /// A concurrent writer changed the same records; the operation may be retried.

@@ -9,7 +9,7 @@ use crate::drift::{self, DriftDetectorConfig, DriftReport, Effect, FeatureInput,
 use crate::error::{Error, ErrorCode, Result};
 use crate::ids::Timestamp;
 use crate::registry::{Attempt, Registry};
-use crate::store::{BaselineRecord, BatchRecord, ReportRecord};
+use crate::store::{AlertRecord, BaselineRecord, BatchRecord, ReportRecord};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use vigil_stats::drift::Binning;
@@ -280,6 +280,12 @@ pub fn config_from_json(v: &Value) -> Result<DriftDetectorConfig> {
                     c.features.insert(name.clone(), ov);
                 }
             }
+            "alert_confirm_windows" => c.alert_confirm_windows = val.as_u64().filter(|n| (1..=100).contains(n)).ok_or_else(|| bad("alert_confirm_windows must be 1..100"))? as usize,
+            "alert_window_count" => c.alert_window_count = val.as_u64().filter(|n| (1..=100).contains(n)).ok_or_else(|| bad("alert_window_count must be 1..100"))? as usize,
+            "alert_exit_fraction" => c.alert_exit_fraction = val.as_f64().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(|| bad("alert_exit_fraction must be in [0, 1]"))?,
+            "retrain_after_windows" => c.retrain_after_windows = if val.is_null() { None } else { Some(val.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| (1..=100).contains(n)).ok_or_else(|| bad("retrain_after_windows must be 1..100"))?) },
+            "retrain_accuracy_floor" => c.retrain_accuracy_floor = if val.is_null() { None } else { Some(val.as_f64().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(|| bad("retrain_accuracy_floor must be in [0, 1]"))?) },
+            "retrain_command" => c.retrain_command = if val.is_null() { None } else { Some(val.as_str().filter(|s| !s.trim().is_empty()).ok_or_else(|| bad("retrain_command must be a command line"))?.to_owned()) },
             other => return Err(bad(&format!("unknown field {}", crate::ids::quote_key(other)))),
         }
     }
@@ -313,6 +319,12 @@ pub fn config_to_json(c: &DriftDetectorConfig) -> Value {
         "binning": if c.binning == Binning::Evidently { "evidently" } else { "reference_quantiles" },
         "min_window": c.min_window,
         "features": features,
+        "alert_confirm_windows": c.alert_confirm_windows,
+        "alert_window_count": c.alert_window_count,
+        "alert_exit_fraction": c.alert_exit_fraction,
+        "retrain_after_windows": c.retrain_after_windows,
+        "retrain_accuracy_floor": c.retrain_accuracy_floor,
+        "retrain_command": c.retrain_command,
     })
 }
 
@@ -405,6 +417,25 @@ pub struct DriftCheck {
     pub performance: Option<Performance>,
     /// Reference and current distributions per feature (for plots), in report order.
     pub distributions: Vec<(String, Distribution)>,
+    /// Alert changes this check caused.
+    pub alerts: Vec<AlertChange>,
+    /// Why retraining was requested, if it was.
+    pub retrain: Option<String>,
+    /// The configured retraining command (for the caller to run).
+    pub retrain_command: Option<String>,
+}
+
+/// What a check did to one alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertChange {
+    /// The alert.
+    pub alert_id: String,
+    /// `feature:<name>`, `prediction` or `performance`.
+    pub check_key: String,
+    /// `opened`, `confirmed`, `resolved`.
+    pub change: &'static str,
+    /// Whether a notification was queued (false inside the cooldown).
+    pub notified: bool,
 }
 
 /// Realised performance on labelled rows.
@@ -698,11 +729,24 @@ impl Registry {
             status = drift::Status::Drift;
         }
         let report = DriftReport { status, ..report };
-        let check = DriftCheck { report_id: self.ids.new_id("dr"), baseline: baseline.clone(), window_rows, report, prediction, performance, distributions };
+        let mut check = DriftCheck {
+            report_id: self.ids.new_id("dr"),
+            baseline: baseline.clone(),
+            window_rows,
+            report,
+            prediction,
+            performance,
+            distributions,
+            alerts: Vec::new(),
+            retrain: None,
+            retrain_command: config.retrain_command.clone(),
+        };
+        let outcomes = check_outcomes(&check, &config);
         let summary = report_json(&check);
         let drifted: Vec<&str> = check.report.features.iter().filter(|f| f.verdict == drift::Verdict::Drift).map(|f| f.name.as_str()).collect();
-        self.governed(attempt, |tx| {
+        let (alerts, retrain) = self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::CheckDrift)?;
+            let now = self.clock.now();
             tx.insert_drift_report(&ReportRecord {
                 id: check.report_id.clone(),
                 model_version_id: v.id.clone(),
@@ -710,7 +754,7 @@ impl Registry {
                 status: check.report.status.as_str().to_owned(),
                 report: summary.to_string(),
                 created_by: user.id.to_string(),
-                created_at: self.clock.now(),
+                created_at: now,
             })?;
             tx.append_audit(self.version_event(
                 user.id.as_str(),
@@ -718,9 +762,151 @@ impl Registry {
                 &v,
                 json!({"new": {"report_id": check.report_id, "status": check.report.status.as_str(), "drifted": drifted, "window_rows": window_rows, "baseline_version": baseline.baseline_version}}),
             ))?;
-            Ok(())
+            self.update_alerts(tx, &v, &config, &outcomes, &check, now)
         })?;
+        check.alerts = alerts;
+        check.retrain = retrain;
         Ok(check)
+    }
+
+    /// The alert state machine for every check outcome of one drift check: confirmation over
+    /// k of the last n windows, hysteresis on exit, cooldown between notifications, and the
+    /// retraining rule. Runs inside the check's transaction.
+    fn update_alerts(
+        &self,
+        tx: &mut dyn crate::store::Tx,
+        v: &crate::model::ModelVersion,
+        config: &DriftDetectorConfig,
+        outcomes: &[CheckOutcome],
+        check: &DriftCheck,
+        now: Timestamp,
+    ) -> Result<(Vec<AlertChange>, Option<String>)> {
+        let mut changes = Vec::new();
+        let mut retrain = None;
+        let keep = config.alert_window_count.max(config.retrain_after_windows.unwrap_or(1) as usize).max(1);
+        for o in outcomes {
+            let (history, last_notified) = tx.get_check_state(&v.id, &o.key)?.unwrap_or_else(|| ("[]".to_owned(), None));
+            let mut history: Vec<bool> = serde_json::from_str(&history).unwrap_or_default();
+            history.push(o.drift);
+            if history.len() > keep {
+                history.drain(..history.len() - keep);
+            }
+            let recent = &history[history.len().saturating_sub(config.alert_window_count)..];
+            let confirmed = recent.iter().filter(|d| **d).count() >= config.alert_confirm_windows;
+            let cooldown_over = last_notified.is_none_or(|t| t.plus_hours(config.alert_cooldown_hours).is_none_or(|until| now >= until));
+            let mut notified_at = last_notified;
+            let notify = |tx: &mut dyn crate::store::Tx, a: &AlertRecord, what: &str| -> Result<()> {
+                let payload = json!({
+                    "alert_id": a.id, "model": v.model_name.as_str(), "version": v.version.to_string(), "check": a.check_key,
+                    "state": a.state, "event": what, "report_id": check.report_id, "detail": a.detail, "at": now.to_rfc3339(),
+                });
+                tx.insert_notification(&self.ids.new_id("nt"), &a.id, now, &payload.to_string())
+            };
+            match tx.active_alert(&v.id, &o.key)? {
+                None if o.drift && confirmed && config.alert_on_drift => {
+                    let a = AlertRecord {
+                        id: self.ids.new_id("al"),
+                        model_version_id: v.id.clone(),
+                        check_key: o.key.clone(),
+                        state: "open".into(),
+                        opened_at: now,
+                        updated_at: now,
+                        report_id: check.report_id.clone(),
+                        detail: o.detail.clone(),
+                        acknowledged_by: None,
+                        acknowledged_at: None,
+                        resolved_at: None,
+                    };
+                    tx.insert_alert(&a)?;
+                    if cooldown_over {
+                        notify(tx, &a, "opened")?;
+                        notified_at = Some(now);
+                    }
+                    tx.append_audit(self.version_event("system", "alert.open", v, json!({"new": {"alert_id": a.id, "check": a.check_key, "state": "open", "notified": cooldown_over, "report_id": check.report_id}, "reason": o.detail})))?;
+                    changes.push(AlertChange { alert_id: a.id, check_key: o.key.clone(), change: "opened", notified: cooldown_over });
+                }
+                Some(mut a) if o.exit_ok => {
+                    let old = a.state.clone();
+                    a.state = "resolved".into();
+                    a.updated_at = now;
+                    a.resolved_at = Some(now);
+                    a.report_id = check.report_id.clone();
+                    tx.update_alert(&a)?;
+                    tx.append_audit(self.version_event("system", "alert.resolve", v, json!({"old": {"state": old}, "new": {"alert_id": a.id, "state": "resolved", "report_id": check.report_id}, "reason": o.detail})))?;
+                    changes.push(AlertChange { alert_id: a.id, check_key: o.key.clone(), change: "resolved", notified: false });
+                }
+                Some(mut a) if o.drift => {
+                    a.updated_at = now;
+                    a.report_id = check.report_id.clone();
+                    a.detail = o.detail.clone();
+                    tx.update_alert(&a)?;
+                    // Reminders only while nobody has acknowledged the alert.
+                    let remind = a.state == "open" && cooldown_over;
+                    if remind {
+                        notify(tx, &a, "still_drifting")?;
+                        notified_at = Some(now);
+                        tx.append_audit(self.version_event("system", "alert.notify", v, json!({"new": {"alert_id": a.id, "check": a.check_key, "report_id": check.report_id}, "reason": o.detail})))?;
+                    }
+                    changes.push(AlertChange { alert_id: a.id, check_key: o.key.clone(), change: "confirmed", notified: remind });
+                }
+                _ => {}
+            }
+            let trailing = history.iter().rev().take_while(|d| **d).count();
+            if retrain.is_none() && config.retrain_after_windows.is_some_and(|k| trailing >= k as usize) {
+                retrain = Some(format!("{} drifted in {trailing} consecutive checks", o.key));
+            }
+            tx.put_check_state(&v.id, &o.key, &serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()), notified_at)?;
+        }
+        if retrain.is_none()
+            && let (Some(floor), Some(p)) = (config.retrain_accuracy_floor, check.performance.as_ref())
+            && p.accuracy < floor
+        {
+            retrain = Some(format!("accuracy {:.4} on {} labelled rows is below the floor {floor}", p.accuracy, p.labelled));
+        }
+        if let Some(reason) = &retrain {
+            tx.append_audit(self.version_event("system", "drift.retrain_requested", v, json!({"new": {"report_id": check.report_id, "command": config.retrain_command}, "reason": reason})))?;
+        }
+        Ok((changes, retrain))
+    }
+
+    /// Acknowledges an open alert: it stays active (and resolves on its own once the data
+    /// recovers) but sends no more reminders.
+    pub fn acknowledge_alert(&self, actor: &Principal, alert_id: &str, comment: &str) -> Result<AlertRecord> {
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: "alert.acknowledge", entity_type: "alert", entity_id: alert_id, model: None, version: None };
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::CheckDrift)?;
+            let comment = crate::ids::required_text("comment", comment, 2000)?;
+            let mut a = tx.get_alert(alert_id, true)?.ok_or_else(|| Error::new(ErrorCode::AlertNotFound, "alert not found"))?;
+            if a.state != "open" {
+                return Err(Error::new(ErrorCode::AlertNotOpen, format!("alert {} is {}, not open", a.id, a.state)));
+            }
+            let v = Self::load_version(tx, &a.model_version_id)?;
+            a.state = "acknowledged".into();
+            a.acknowledged_by = Some(user.id.to_string());
+            a.acknowledged_at = Some(self.clock.now());
+            a.updated_at = self.clock.now();
+            tx.update_alert(&a)?;
+            let mut e = self.version_event(user.id.as_str(), "alert.acknowledge", &v, json!({"old": {"state": "open"}, "new": {"state": "acknowledged"}, "reason": comment}));
+            e.entity_type = "alert".into();
+            e.entity_id = a.id.clone();
+            tx.append_audit(e)?;
+            Ok(a.clone())
+        })
+    }
+
+    /// Records the outcome of running the configured retraining command.
+    pub fn record_retrain_run(&self, actor: &Principal, version_id: &str, report_id: &str, exit_code: Option<i32>) -> Result<()> {
+        let attempt = self.monitor_attempt(actor, "drift.retrain_run", version_id);
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::CheckDrift)?;
+            let v = Self::load_version(tx, version_id)?;
+            tx.append_audit(self.version_event(user.id.as_str(), "drift.retrain_run", &v, json!({"new": {"report_id": report_id, "exit_code": exit_code}})))
+        })
+    }
+
+    /// Alerts, newest first (one version, or all; active only, or all).
+    pub fn list_alerts(&self, version_id: Option<&str>, active_only: bool) -> Result<Vec<AlertRecord>> {
+        self.read(|tx| tx.list_alerts(version_id, active_only))
     }
 
     fn audit_refusal(&self, a: &Attempt<'_>, e: &Error) -> Result<()> {
@@ -730,6 +916,47 @@ impl Registry {
         ev.version = a.version.clone();
         self.write(|tx| tx.append_audit(ev.clone()))
     }
+}
+
+/// One check's outcome for the alert state machine.
+#[derive(Debug, Clone)]
+struct CheckOutcome {
+    key: String,
+    drift: bool,
+    exit_ok: bool,
+    detail: String,
+}
+
+fn check_outcomes(c: &DriftCheck, config: &DriftDetectorConfig) -> Vec<CheckOutcome> {
+    let mut out = Vec::new();
+    let from_feature = |key: String, f: &drift::FeatureResult| -> Option<CheckOutcome> {
+        if f.verdict == drift::Verdict::InsufficientData {
+            return None;
+        }
+        Some(CheckOutcome {
+            key,
+            drift: f.verdict == drift::Verdict::Drift,
+            exit_ok: f.verdict != drift::Verdict::Drift && f.effect_value < config.alert_exit_fraction * f.threshold,
+            detail: f.reason.clone(),
+        })
+    };
+    for f in &c.report.features {
+        out.extend(from_feature(format!("feature:{}", f.name), f));
+    }
+    if let Some(p) = &c.prediction {
+        out.extend(from_feature("prediction".into(), p));
+    }
+    if let Some(p) = &c.performance
+        && let Some(base) = p.baseline_accuracy
+    {
+        out.push(CheckOutcome {
+            key: "performance".into(),
+            drift: p.degraded,
+            exit_ok: !p.degraded && base - p.accuracy < config.alert_exit_fraction * config.performance_drop_threshold,
+            detail: format!("accuracy {:.4} against baseline {base:.4} on {} labelled rows", p.accuracy, p.labelled),
+        });
+    }
+    out
 }
 
 fn numeric_input(name: &str, reference: &FeatureProfile, current: FeatureProfile, config: &DriftDetectorConfig) -> FeatureInput {
@@ -830,6 +1057,8 @@ pub fn report_json(c: &DriftCheck) -> Value {
         "data_quality": c.report.data_quality.iter().map(|f| json!({"feature": f.feature, "kind": f.kind, "detail": f.detail})).collect::<Vec<_>>(),
         "recommendations": c.report.recommendations,
         "conventions": c.report.conventions,
+        "alerts": c.alerts.iter().map(|a| json!({"alert_id": a.alert_id, "check": a.check_key, "change": a.change, "notified": a.notified})).collect::<Vec<_>>(),
+        "retrain_requested": c.retrain,
     })
 }
 

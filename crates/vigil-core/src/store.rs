@@ -103,6 +103,33 @@ pub struct BatchRecord {
     pub payload: Vec<u8>,
 }
 
+/// A drift alert for one check of one model version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    /// Id (`al_…`).
+    pub id: String,
+    /// Model version.
+    pub model_version_id: String,
+    /// `feature:<name>`, `prediction` or `performance`.
+    pub check_key: String,
+    /// `open`, `acknowledged` or `resolved`.
+    pub state: String,
+    /// When it opened.
+    pub opened_at: Timestamp,
+    /// Last change or confirmation.
+    pub updated_at: Timestamp,
+    /// The report that last touched it.
+    pub report_id: String,
+    /// Plain-language detail.
+    pub detail: String,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// When.
+    pub acknowledged_at: Option<Timestamp>,
+    /// When it resolved.
+    pub resolved_at: Option<Timestamp>,
+}
+
 /// A baseline with its encoded feature profiles (feature name, bytes).
 pub type StoredBaseline = (BaselineRecord, Vec<(String, Vec<u8>)>);
 
@@ -221,6 +248,23 @@ pub trait Tx {
     fn labels(&mut self, model_version_id: &str) -> Result<std::collections::HashMap<String, String>>;
     /// Stores a drift report (JSON).
     fn insert_drift_report(&mut self, r: &ReportRecord) -> Result<()>;
+
+    /// Recent outcomes (JSON list of booleans) and last notification time of one check.
+    fn get_check_state(&mut self, model_version_id: &str, check_key: &str) -> Result<Option<(String, Option<Timestamp>)>>;
+    /// Writes a check's state.
+    fn put_check_state(&mut self, model_version_id: &str, check_key: &str, history: &str, last_notified: Option<Timestamp>) -> Result<()>;
+    /// The open or acknowledged alert of a check (at most one, by constraint).
+    fn active_alert(&mut self, model_version_id: &str, check_key: &str) -> Result<Option<AlertRecord>>;
+    /// Inserts an alert; `concurrent_modification` if the check already has an active one.
+    fn insert_alert(&mut self, a: &AlertRecord) -> Result<()>;
+    /// Writes an alert's state, times and acknowledgement.
+    fn update_alert(&mut self, a: &AlertRecord) -> Result<()>;
+    /// An alert by id; `lock` serialises concurrent acknowledgements.
+    fn get_alert(&mut self, id: &str, lock: bool) -> Result<Option<AlertRecord>>;
+    /// Alerts, newest first, optionally of one version and only active ones.
+    fn list_alerts(&mut self, model_version_id: Option<&str>, active_only: bool) -> Result<Vec<AlertRecord>>;
+    /// Queues a notification (delivered later; detection never waits for delivery).
+    fn insert_notification(&mut self, id: &str, alert_id: &str, at: Timestamp, payload: &str) -> Result<()>;
 
     /// Buffers an audit event; it is chained and inserted at commit, as the transaction's
     /// last writes, so the chain head is locked only for the instant before commit.

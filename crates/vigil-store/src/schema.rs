@@ -9,7 +9,39 @@
 pub const MIGRATION_COUNT: usize = MIGRATIONS.len();
 
 /// `(version, description, sql)`.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry, approvals, audit", V1), (2, "drift monitoring", V2)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry, approvals, audit", V1), (2, "drift monitoring", V2), (3, "drift alerts", V3)];
+
+const V3: &str = r#"
+CREATE TABLE drift_check_states (
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    check_key TEXT NOT NULL,
+    history TEXT NOT NULL,
+    last_notified_at TEXT,
+    PRIMARY KEY (model_version_id, check_key)
+);
+CREATE TABLE drift_alerts (
+    id TEXT PRIMARY KEY,
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    check_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    acknowledged_by TEXT,
+    acknowledged_at TEXT,
+    resolved_at TEXT
+);
+CREATE UNIQUE INDEX one_active_alert_per_check ON drift_alerts (model_version_id, check_key) WHERE state <> 'resolved';
+CREATE TABLE drift_notifications (
+    id TEXT PRIMARY KEY,
+    alert_id TEXT NOT NULL REFERENCES drift_alerts(id),
+    created_at TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    delivered_at TEXT
+);
+"#;
 
 const V2: &str = r#"
 CREATE TABLE drift_configs (

@@ -14,7 +14,7 @@ use vigil_core::card::ModelCard;
 use vigil_core::ids::{ModelName, Sha256Digest, Timestamp, UserId};
 use vigil_core::model::{Lineage, Metrics, ModelType, ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent};
 use vigil_core::semver::Version;
-use vigil_core::store::{AuditQuery, BaselineRecord, BatchRecord, ReportRecord, RequestFilter, Store, StoredBaseline, Tx, TxMode};
+use vigil_core::store::{AlertRecord, AuditQuery, BaselineRecord, BatchRecord, ReportRecord, RequestFilter, Store, StoredBaseline, Tx, TxMode};
 use vigil_core::{Error, ErrorCode, Result};
 
 type Factory = Box<dyn Fn() -> std::result::Result<Box<dyn Conn>, DbError> + Send + Sync>;
@@ -167,6 +167,7 @@ const REQUEST_COLS: &str = "id, model_version_id, model_ref, from_stage, to_stag
      policy, created_at, expires_at, decided_at, status_reason";
 const SIGNATURE_COLS: &str = "id, request_id, model_version_id, signer_id, printed_name, role, meaning, decision, comment, \
      content_hash, signed_at, key_id, server_signature";
+const ALERT_COLS: &str = "id, model_version_id, check_key, state, opened_at, updated_at, report_id, detail, acknowledged_by, acknowledged_at, resolved_at";
 const AUDIT_COLS: &str = "seq, at, actor, action, outcome, entity_type, entity_id, model, version, details, prev_hash, hash";
 
 fn ts(s: &str) -> Result<Timestamp> {
@@ -268,6 +269,22 @@ fn signature_from(r: &Row) -> Result<Signature> {
         signed_at: ts(&r.text(10))?,
         key_id: r.text(11),
         server_signature: r.text(12),
+    })
+}
+
+fn alert_from(r: &Row) -> Result<AlertRecord> {
+    Ok(AlertRecord {
+        id: r.text(0),
+        model_version_id: r.text(1),
+        check_key: r.text(2),
+        state: r.text(3),
+        opened_at: ts(&r.text(4))?,
+        updated_at: ts(&r.text(5))?,
+        report_id: r.text(6),
+        detail: r.text(7),
+        acknowledged_by: r.opt_text(8),
+        acknowledged_at: opt_ts(r.opt_text(9))?,
+        resolved_at: opt_ts(r.opt_text(10))?,
     })
 }
 
@@ -779,6 +796,91 @@ impl Tx for SqlTx<'_> {
             .exec(
                 "INSERT INTO drift_reports (id, model_version_id, baseline_id, status, report, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &params![r.id.as_str(), r.model_version_id.as_str(), r.baseline_id.as_str(), r.status.as_str(), r.report.as_str(), r.created_by.as_str(), r.created_at.to_rfc3339()],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn get_check_state(&mut self, version_id: &str, key: &str) -> Result<Option<(String, Option<Timestamp>)>> {
+        let rows = self.rows("SELECT history, last_notified_at FROM drift_check_states WHERE model_version_id = $1 AND check_key = $2", &params![version_id, key])?;
+        rows.first().map(|r| Ok((r.text(0), opt_ts(r.opt_text(1))?))).transpose()
+    }
+
+    fn put_check_state(&mut self, version_id: &str, key: &str, history: &str, last_notified: Option<Timestamp>) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "INSERT INTO drift_check_states (model_version_id, check_key, history, last_notified_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (model_version_id, check_key) DO UPDATE SET history = excluded.history, last_notified_at = excluded.last_notified_at",
+                &params![version_id, key, history, last_notified.map(|t| t.to_rfc3339())],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn active_alert(&mut self, version_id: &str, key: &str) -> Result<Option<AlertRecord>> {
+        self.rows(&format!("SELECT {ALERT_COLS} FROM drift_alerts WHERE model_version_id = $1 AND check_key = $2 AND state <> 'resolved'"), &params![version_id, key])?
+            .first()
+            .map(alert_from)
+            .transpose()
+    }
+
+    fn insert_alert(&mut self, a: &AlertRecord) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                &format!("INSERT INTO drift_alerts ({ALERT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+                &params![
+                    a.id.as_str(), a.model_version_id.as_str(), a.check_key.as_str(), a.state.as_str(), a.opened_at.to_rfc3339(), a.updated_at.to_rfc3339(),
+                    a.report_id.as_str(), a.detail.as_str(), a.acknowledged_by.clone(), a.acknowledged_at.map(|t| t.to_rfc3339()), a.resolved_at.map(|t| t.to_rfc3339())
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| match e {
+                DbError::Unique => Error::new(ErrorCode::ConcurrentModification, "an alert for this check was opened concurrently; retry"),
+                other => db(other),
+            })
+    }
+
+    fn update_alert(&mut self, a: &AlertRecord) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "UPDATE drift_alerts SET state = $2, updated_at = $3, report_id = $4, detail = $5, acknowledged_by = $6, acknowledged_at = $7, resolved_at = $8 WHERE id = $1",
+                &params![
+                    a.id.as_str(), a.state.as_str(), a.updated_at.to_rfc3339(), a.report_id.as_str(), a.detail.as_str(), a.acknowledged_by.clone(),
+                    a.acknowledged_at.map(|t| t.to_rfc3339()), a.resolved_at.map(|t| t.to_rfc3339())
+                ],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn get_alert(&mut self, id: &str, lock: bool) -> Result<Option<AlertRecord>> {
+        let sfx = self.lock_suffix(lock);
+        self.rows(&format!("SELECT {ALERT_COLS} FROM drift_alerts WHERE id = $1{sfx}"), &params![id])?.first().map(alert_from).transpose()
+    }
+
+    fn list_alerts(&mut self, version_id: Option<&str>, active_only: bool) -> Result<Vec<AlertRecord>> {
+        let mut sql = format!("SELECT {ALERT_COLS} FROM drift_alerts WHERE 1 = 1");
+        let mut p: Vec<Param> = Vec::new();
+        if let Some(v) = version_id {
+            p.push(v.into());
+            sql.push_str(" AND model_version_id = $1");
+        }
+        if active_only {
+            sql.push_str(" AND state <> 'resolved'");
+        }
+        sql.push_str(" ORDER BY opened_at DESC, id DESC");
+        self.rows(&sql, &p)?.iter().map(alert_from).collect()
+    }
+
+    fn insert_notification(&mut self, id: &str, alert_id: &str, at: Timestamp, payload: &str) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec(
+                "INSERT INTO drift_notifications (id, alert_id, created_at, payload, attempts, delivered_at) VALUES ($1, $2, $3, $4, 0, NULL)",
+                &params![id, alert_id, at.to_rfc3339(), payload],
             )
             .map(|_| ())
             .map_err(db)

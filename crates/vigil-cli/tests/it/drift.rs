@@ -119,3 +119,32 @@ fn bad_files_are_named_and_nothing_is_stored() {
     let j = v.as_user("ds", &["--json", "drift", "check", "m@1.0.0"]).ok().json();
     assert_eq!(j["status"], "insufficient_data");
 }
+
+#[test]
+fn alerts_acknowledgement_and_retraining_command() {
+    let (v, _) = setup();
+    let marker = v.data_dir().join("retrain.txt");
+    let cfg = v.data_dir().join("cfg.json");
+    std::fs::write(&cfg, format!(r#"{{"retrain_after_windows": 1, "retrain_command": "echo \"$VIGIL_MODEL@$VIGIL_VERSION $VIGIL_REPORT_ID\" > '{}'"}}"#, marker.display())).unwrap();
+    v.as_user("ds", &["drift", "config", "m@1.0.0", "--set", cfg.to_str().unwrap()]).ok();
+    let batch = v.data_dir().join("batch.csv");
+    write_csv(&batch, 2000, 25.0, 9);
+    v.as_user("ds", &["drift", "add", "m@1.0.0", "--data", batch.to_str().unwrap(), "--prediction-col", "score", "--id-col", "pid"]).ok();
+    let j = v.as_user("ds", &["--json", "drift", "check", "m@1.0.0"]).ok().json();
+    assert!(j["retrain_requested"].as_str().unwrap().contains("consecutive"));
+    let ran = std::fs::read_to_string(&marker).unwrap();
+    assert!(ran.starts_with("m@1.0.0 dr_"), "{ran}");
+    let runs = v.run(&["--json", "audit", "log", "--action", "drift.retrain_run"]).ok().json();
+    assert_eq!(runs[0]["details"]["new"]["exit_code"], 0);
+
+    let alerts = v.run(&["--json", "drift", "alerts", "m@1.0.0"]).ok().json();
+    let glucose = alerts.as_array().unwrap().iter().find(|a| a["check"] == "feature:glucose").unwrap().clone();
+    assert_eq!(glucose["state"], "open");
+    let id = glucose["alert_id"].as_str().unwrap();
+    v.as_user("clin", &["drift", "ack", id, "--comment", "lab recalibrated the analyser"]).ok();
+    let again = v.as_user("clin", &["drift", "ack", id, "--comment", "twice"]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("alert_not_open"));
+    let table = v.run(&["drift", "alerts", "--all"]).ok().stdout;
+    assert!(table.contains("acknowledged"), "{table}");
+}

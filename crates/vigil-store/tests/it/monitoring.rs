@@ -126,3 +126,73 @@ conformance!(monitoring_refusals_are_clear_and_audited, |env| {
     let codes: Vec<String> = denied.iter().map(|e| serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["code"].as_str().unwrap().to_owned()).collect();
     assert_eq!(codes, ["baseline_not_found", "version_not_found", "role_not_permitted", "invalid_manifest"]);
 });
+
+conformance!(alerts_confirm_over_windows_respect_cooldown_hysteresis_and_request_retraining, |env| {
+    env.with_team();
+    let v = env.register("ds", "diabetes", "1.0.0");
+    let ds = env.login("ds");
+    let mut cfg = vigil_core::drift::DriftDetectorConfig {
+        alert_confirm_windows: 2,
+        alert_window_count: 3,
+        retrain_after_windows: Some(3),
+        ..Default::default()
+    };
+    cfg.alert_cooldown_hours = 4;
+    env.registry.set_drift_config(&ds, &v.id, &cfg).unwrap();
+    env.registry.set_baseline(&ds, &v.id, &batch(1, 3000, 0.0, false)).unwrap();
+    let mut seed = 10;
+    let mut check = |shift: f64| {
+        seed += 1;
+        env.registry.add_samples(&ds, &v.id, &batch(seed, 1500, shift, false)).unwrap();
+        env.registry.detect_drift(&ds, &v.id, Window::LastRows(1500)).unwrap()
+    };
+    let glucose = |c: &vigil_core::monitor::DriftCheck| c.alerts.iter().find(|a| a.check_key == "feature:glucose").cloned();
+
+    let c1 = check(30.0);
+    assert_eq!(c1.report.status, Status::Drift);
+    assert!(glucose(&c1).is_none(), "one drifting window of three is not yet confirmed");
+    let c2 = check(30.0);
+    let opened = glucose(&c2).unwrap();
+    assert_eq!((opened.change, opened.notified), ("opened", true));
+    let c3 = check(30.0);
+    let again = glucose(&c3).unwrap();
+    assert_eq!((again.change, again.notified), ("confirmed", false), "inside the 4 h cooldown: no second notification");
+    assert!(c3.retrain.as_deref().unwrap().contains("3 consecutive"), "{:?}", c3.retrain);
+
+    env.clock.advance_hours(5);
+    let c4 = check(30.0);
+    assert!(glucose(&c4).unwrap().notified, "cooldown over: a reminder");
+    env.registry.acknowledge_alert(&env.login("clin"), &opened.alert_id, "assay change confirmed with the lab").unwrap();
+    env.clock.advance_hours(5);
+    let c5 = check(30.0);
+    assert!(!glucose(&c5).unwrap().notified, "acknowledged alerts send no reminders");
+    let e = env.registry.acknowledge_alert(&env.login("clin"), &opened.alert_id, "again").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::AlertNotOpen);
+
+    // Hysteresis: a residual shift below the drift gate but above half of it keeps the alert
+    // active; a clean window resolves it.
+    let c_residual = check(1.1);
+    let g = c_residual.report.features.iter().find(|f| f.name == "glucose").unwrap();
+    assert!(g.verdict != Verdict::Drift && g.effect_value >= 0.05 && g.effect_value < 0.1, "{g:?}");
+    assert!(glucose(&c_residual).is_none(), "no change to the alert");
+    let active = |key: &str| env.registry.list_alerts(Some(&v.id), true).unwrap().into_iter().filter(|a| a.check_key == key).count();
+    assert_eq!(active("feature:glucose"), 1);
+    let c6 = check(0.0);
+    let resolved = glucose(&c6).unwrap();
+    assert_eq!(resolved.change, "resolved");
+    assert_eq!(active("feature:glucose"), 0);
+    assert_eq!(env.registry.list_alerts(Some(&v.id), false).unwrap().len(), env.registry.list_alerts(None, false).unwrap().len());
+
+    let actions: Vec<String> = env
+        .registry
+        .audit_log(&AuditQuery { action: Some("alert.".into()), ..Default::default() })
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.outcome == "ok" && (e.entity_id == opened.alert_id || e.details.contains(&opened.alert_id)))
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["alert.open", "alert.notify", "alert.acknowledge", "alert.resolve"]);
+    let retrains = env.registry.audit_log(&AuditQuery { action: Some("drift.retrain_requested".into()), ..Default::default() }).unwrap();
+    assert!(!retrains.is_empty());
+    assert!(env.verify().ok());
+});
