@@ -62,14 +62,10 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
             let mut ids = None;
             let mut labels = None;
             for (name, col) in table.columns {
-                let text: Vec<Option<String>> = match col {
-                    vigil_data::RawColumn::Text(t) => t,
-                    vigil_data::RawColumn::Numbers(n) => n.into_iter().map(|x| x.map(|x| if x.fract() == 0.0 { format!("{}", x as i64) } else { x.to_string() })).collect(),
-                };
                 if name == id_col {
-                    ids = Some(text);
+                    ids = Some(col.strings());
                 } else if name == label_col {
-                    labels = Some(text);
+                    labels = Some(col.strings());
                 }
             }
             let (Some(ids), Some(labels)) = (ids, labels) else {

@@ -19,34 +19,94 @@ use vigil_stats::profile::{FeatureProfile, Insufficient, check_categorical, chec
 pub const PREDICTION: &str = "__prediction__";
 const MAX_FEATURES: usize = 2_000;
 
-/// One column of input data.
+/// One column of input data, stored compactly: 8 bytes a number, 4 bytes a category.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
-    /// Numbers; `None` (or NaN) is missing.
-    Numeric(Vec<Option<f64>>),
-    /// Categories; `None` is missing.
-    Categorical(Vec<Option<String>>),
+    /// Numbers; NaN is missing.
+    Numeric(Vec<f64>),
+    /// Categories, dictionary-encoded: `codes[i]` indexes `dictionary`; `u32::MAX` is missing.
+    Categorical {
+        /// Distinct category names.
+        dictionary: Vec<String>,
+        /// One code per row.
+        codes: Vec<u32>,
+    },
 }
 
+/// Code of a missing category.
+pub const MISSING: u32 = u32::MAX;
+
 impl Column {
+    /// A numeric column from optional values (`None` becomes NaN, i.e. missing).
+    pub fn numeric<I: IntoIterator<Item = Option<f64>>>(values: I) -> Column {
+        Column::Numeric(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+
+    /// A categorical column from optional names.
+    pub fn categorical<S: AsRef<str>, I: IntoIterator<Item = Option<S>>>(values: I) -> Column {
+        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut dictionary = Vec::new();
+        let codes = values
+            .into_iter()
+            .map(|v| match v {
+                None => MISSING,
+                Some(s) => {
+                    let s = s.as_ref();
+                    match index.get(s) {
+                        Some(c) => *c,
+                        None => {
+                            let c = dictionary.len() as u32;
+                            dictionary.push(s.to_owned());
+                            index.insert(s.to_owned(), c);
+                            c
+                        }
+                    }
+                }
+            })
+            .collect();
+        Column::Categorical { dictionary, codes }
+    }
+
     fn len(&self) -> usize {
         match self {
             Column::Numeric(v) => v.len(),
-            Column::Categorical(v) => v.len(),
+            Column::Categorical { codes, .. } => codes.len(),
         }
     }
 
     fn kind(&self) -> &'static str {
         match self {
             Column::Numeric(_) => "numeric",
-            Column::Categorical(_) => "categorical",
+            Column::Categorical { .. } => "categorical",
+        }
+    }
+
+    /// Category counts and missing count (categorical columns).
+    fn counts(&self) -> (BTreeMap<String, u64>, u64) {
+        match self {
+            Column::Numeric(_) => (BTreeMap::new(), 0),
+            Column::Categorical { dictionary, codes } => {
+                let mut per_code = vec![0u64; dictionary.len()];
+                let mut missing = 0u64;
+                for &c in codes {
+                    match per_code.get_mut(c as usize) {
+                        Some(n) => *n += 1,
+                        None => missing += 1,
+                    }
+                }
+                let counts = dictionary.iter().zip(per_code).filter(|(_, n)| *n > 0).map(|(k, n)| (k.clone(), n)).collect();
+                (counts, missing)
+            }
         }
     }
 
     fn profile(&self) -> FeatureProfile {
         match self {
-            Column::Numeric(v) => FeatureProfile::numeric(v.iter().copied()),
-            Column::Categorical(v) => FeatureProfile::categorical(v.iter().map(|s| s.as_deref())),
+            Column::Numeric(v) => FeatureProfile::numeric(v.iter().map(|x| Some(*x))),
+            Column::Categorical { .. } => {
+                let (counts, missing) = self.counts();
+                FeatureProfile::Categorical { counts, missing }
+            }
         }
     }
 }
@@ -80,6 +140,11 @@ impl Batch {
         }
         let mut n = None;
         for (name, col) in &self.features {
+            if let Column::Categorical { dictionary, codes } = col
+                && codes.iter().any(|&c| c != MISSING && c as usize >= dictionary.len())
+            {
+                return Err(bad(format!("column {} has category codes outside its dictionary", crate::ids::quote_key(name))));
+            }
             if !feature_name_ok(name) {
                 return Err(bad(format!("feature name {} is not allowed", crate::ids::quote_key(name))));
             }
@@ -130,11 +195,19 @@ impl Batch {
             match col {
                 Column::Numeric(v) => {
                     out.push(b'n');
-                    put_nums(&mut out, v);
+                    out.reserve(v.len() * 8);
+                    for x in v {
+                        out.extend_from_slice(&x.to_le_bytes());
+                    }
                 }
-                Column::Categorical(v) => {
+                Column::Categorical { dictionary, codes } => {
                     out.push(b'c');
-                    v.iter().for_each(|s| put_str(&mut out, s.as_deref()));
+                    out.extend_from_slice(&(dictionary.len() as u32).to_le_bytes());
+                    dictionary.iter().for_each(|s| put_str(&mut out, Some(s)));
+                    out.reserve(codes.len() * 4);
+                    for c in codes {
+                        out.extend_from_slice(&c.to_le_bytes());
+                    }
                 }
             }
         }
@@ -172,30 +245,32 @@ impl Batch {
             match kind {
                 b'n' | b'p' => {
                     let raw = r.take(n.checked_mul(8).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
-                    let v: Vec<Option<f64>> = raw
-                        .chunks_exact(8)
-                        .map(|c| {
-                            let x = f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-                            if x.is_nan() { None } else { Some(x) }
-                        })
-                        .collect();
+                    let v = raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
                     if kind == b'n' {
-                        batch.features.insert(name, Column::Numeric(v));
+                        batch.features.insert(name, Column::Numeric(v.collect()));
                     } else {
-                        batch.predictions = Some(v);
+                        batch.predictions = Some(v.map(|x| if x.is_nan() { None } else { Some(x) }).collect());
                     }
                 }
-                b'c' | b'l' | b'i' => {
+                b'c' => {
+                    let d = r.u32().ok_or_else(corrupt)?;
+                    let mut dictionary = Vec::with_capacity(d.min(1 << 20) as usize);
+                    for _ in 0..d {
+                        dictionary.push(r.string().ok_or_else(corrupt)?.ok_or_else(corrupt)?);
+                    }
+                    let raw = r.take(n.checked_mul(4).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+                    let codes = raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4]))).collect();
+                    batch.features.insert(name, Column::Categorical { dictionary, codes });
+                }
+                b'l' | b'i' => {
                     let mut v = Vec::with_capacity(n);
                     for _ in 0..n {
                         v.push(r.string().ok_or_else(corrupt)?);
                     }
-                    match kind {
-                        b'c' => {
-                            batch.features.insert(name, Column::Categorical(v));
-                        }
-                        b'l' => batch.labels = Some(v),
-                        _ => batch.prediction_ids = Some(v.into_iter().map(Option::unwrap_or_default).collect()),
+                    if kind == b'l' {
+                        batch.labels = Some(v);
+                    } else {
+                        batch.prediction_ids = Some(v.into_iter().map(Option::unwrap_or_default).collect());
                     }
                 }
                 _ => return Err(corrupt()),
@@ -981,9 +1056,9 @@ fn check_feature(name: &str, reference: &FeatureProfile, window: &[Batch], confi
     match reference {
         FeatureProfile::Numeric { sorted: r, .. } => {
             let cur = FeatureProfile::numeric(window.iter().flat_map(|b| match b.features.get(name) {
-                Some(Column::Numeric(v)) => v.clone(),
-                _ => Vec::new(),
-            }));
+                Some(Column::Numeric(v)) => v.as_slice(),
+                _ => &[],
+            }).map(|x| Some(*x)));
             let dist = match &cur {
                 FeatureProfile::Numeric { sorted: c, .. } => numeric_distribution(r, c),
                 FeatureProfile::Categorical { .. } => None,
@@ -991,10 +1066,14 @@ fn check_feature(name: &str, reference: &FeatureProfile, window: &[Batch], confi
             (numeric_input(name, reference, cur, config), dist)
         }
         FeatureProfile::Categorical { counts: r, .. } => {
-            let current = FeatureProfile::categorical(window.iter().flat_map(|b| match b.features.get(name) {
-                Some(Column::Categorical(v)) => v.iter().map(|s| s.as_deref()).collect::<Vec<_>>(),
-                _ => Vec::new(),
-            }));
+            let mut merged = FeatureProfile::Categorical { counts: BTreeMap::new(), missing: 0 };
+            for b in window {
+                if let Some(col @ Column::Categorical { .. }) = b.features.get(name) {
+                    let (counts, missing) = col.counts();
+                    merged = merged.merge(&FeatureProfile::Categorical { counts, missing }).unwrap_or(merged);
+                }
+            }
+            let current = merged;
             let (missing_reference, missing_current) = (reference.missing_rate(), current.missing_rate());
             let dist = match &current {
                 FeatureProfile::Categorical { counts: c, .. } => categorical_distribution(r, c),
@@ -1070,14 +1149,25 @@ mod tests {
     #[test]
     fn batches_round_trip_and_reject_corrupt_bytes() {
         let mut b = Batch::default();
-        b.features.insert("x".into(), Column::Numeric(vec![Some(1.5), None, Some(-0.0)]));
-        b.features.insert("c".into(), Column::Categorical(vec![Some("é".into()), None, Some(String::new())]));
+        b.features.insert("x".into(), Column::numeric([Some(1.5), None, Some(-0.0)]));
+        b.features.insert("c".into(), Column::categorical([Some("é"), None, Some("")]));
         b.predictions = Some(vec![Some(0.1), Some(0.9), None]);
         b.prediction_ids = Some(vec!["a".into(), "b".into(), "c".into()]);
         b.labels = Some(vec![Some("1".into()), None, Some("0".into())]);
         assert_eq!(b.rows().unwrap(), 3);
         let bytes = b.encode();
-        assert_eq!(Batch::decode(&bytes).unwrap(), b);
+        let back = Batch::decode(&bytes).unwrap();
+        // NaN != NaN, so compare the numeric column bitwise.
+        assert_eq!(back.features["c"], b.features["c"]);
+        assert_eq!((back.predictions.clone(), back.prediction_ids.clone(), back.labels.clone()), (b.predictions.clone(), b.prediction_ids.clone(), b.labels.clone()));
+        let bits = |c: &Column| match c {
+            Column::Numeric(v) => v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            Column::Categorical { .. } => Vec::new(),
+        };
+        assert_eq!(bits(&back.features["x"]), bits(&b.features["x"]));
+        let mut bad = b.clone();
+        bad.features.insert("c".into(), Column::Categorical { dictionary: vec!["a".into()], codes: vec![0, 5, MISSING] });
+        assert!(bad.rows().is_err());
         for cut in [0, 4, 12, bytes.len() - 1] {
             assert_eq!(Batch::decode(&bytes[..cut]).unwrap_err().code(), ErrorCode::IntegrityViolation);
         }

@@ -15,19 +15,41 @@ use vigil_core::{Error, ErrorCode, Result};
 /// A column as read, before roles are assigned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawColumn {
-    /// Numbers (`None` = missing).
-    Numbers(Vec<Option<f64>>),
-    /// Text (`None` = missing).
-    Text(Vec<Option<String>>),
+    /// Numbers (NaN = missing).
+    Numbers(Vec<f64>),
+    /// Text, dictionary-encoded (a categorical [`Column`]).
+    Text(Column),
 }
 
 impl RawColumn {
     fn len(&self) -> usize {
         match self {
             RawColumn::Numbers(v) => v.len(),
-            RawColumn::Text(v) => v.len(),
+            RawColumn::Text(Column::Categorical { codes, .. }) => codes.len(),
+            RawColumn::Text(Column::Numeric(v)) => v.len(),
         }
     }
+
+    /// The column as optional strings (ids, labels).
+    pub fn strings(&self) -> Vec<Option<String>> {
+        match self {
+            RawColumn::Numbers(v) => v.iter().map(|x| (!x.is_nan()).then(|| number_text(*x))).collect(),
+            RawColumn::Text(Column::Categorical { dictionary, codes }) => codes.iter().map(|&c| dictionary.get(c as usize).cloned()).collect(),
+            RawColumn::Text(Column::Numeric(v)) => v.iter().map(|x| (!x.is_nan()).then(|| number_text(*x))).collect(),
+        }
+    }
+
+    /// Test helper view: numbers as options.
+    pub fn numbers(&self) -> Option<Vec<Option<f64>>> {
+        match self {
+            RawColumn::Numbers(v) => Some(v.iter().map(|x| (!x.is_nan()).then_some(*x)).collect()),
+            RawColumn::Text(_) => None,
+        }
+    }
+}
+
+fn number_text(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { x.to_string() }
 }
 
 /// A table: ordered named columns of equal length.
@@ -110,9 +132,9 @@ fn read_csv(path: &Path) -> Result<Table> {
         .map(|(name, v)| {
             let all_numeric = v.iter().flatten().all(|s| s.trim().parse::<f64>().is_ok());
             let col = if all_numeric && v.iter().any(Option::is_some) {
-                RawColumn::Numbers(v.iter().map(|s| s.as_deref().and_then(|s| s.trim().parse::<f64>().ok())).collect())
+                RawColumn::Numbers(v.iter().map(|s| s.as_deref().and_then(|s| s.trim().parse::<f64>().ok()).unwrap_or(f64::NAN)).collect())
             } else {
-                RawColumn::Text(v)
+                RawColumn::Text(Column::categorical(v))
             };
             (name, col)
         })
@@ -146,7 +168,9 @@ fn read_parquet(path: &Path) -> Result<Table> {
         .iter()
         .map(|f| {
             let col = match f.data_type() {
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Dictionary(_, _) => RawColumn::Text(Vec::new()),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Dictionary(_, _) => {
+                    RawColumn::Text(Column::Categorical { dictionary: Vec::new(), codes: Vec::new() })
+                }
                 _ => RawColumn::Numbers(Vec::new()),
             };
             (f.name().clone(), col)
@@ -162,13 +186,37 @@ fn read_parquet(path: &Path) -> Result<Table> {
     Ok(Table { columns })
 }
 
+fn push_text<'a>(col: &mut Column, index: &mut std::collections::HashMap<String, u32>, values: impl Iterator<Item = Option<&'a str>>) {
+    let Column::Categorical { dictionary, codes } = col else { return };
+    if index.is_empty() && !dictionary.is_empty() {
+        for (i, k) in dictionary.iter().enumerate() {
+            index.insert(k.clone(), i as u32);
+        }
+    }
+    for v in values {
+        codes.push(match v {
+            None => vigil_core::monitor::MISSING,
+            Some(s) => match index.get(s) {
+                Some(c) => *c,
+                None => {
+                    let c = dictionary.len() as u32;
+                    dictionary.push(s.to_owned());
+                    index.insert(s.to_owned(), c);
+                    c
+                }
+            },
+        });
+    }
+}
+
 fn append(a: &dyn Array, col: &mut RawColumn) -> std::result::Result<(), String> {
     macro_rules! nums {
         ($t:ty, $out:expr) => {{
             let p = a.as_primitive::<$t>();
-            $out.extend((0..p.len()).map(|i| if p.is_null(i) { None } else { Some(p.value(i) as f64) }));
+            $out.extend((0..p.len()).map(|i| if p.is_null(i) { f64::NAN } else { p.value(i) as f64 }));
         }};
     }
+    let mut index = std::collections::HashMap::new();
     match (a.data_type(), col) {
         (DataType::Float64, RawColumn::Numbers(o)) => nums!(Float64Type, o),
         (DataType::Float32, RawColumn::Numbers(o)) => nums!(Float32Type, o),
@@ -182,20 +230,20 @@ fn append(a: &dyn Array, col: &mut RawColumn) -> std::result::Result<(), String>
         (DataType::UInt8, RawColumn::Numbers(o)) => nums!(UInt8Type, o),
         (DataType::Utf8, RawColumn::Text(o)) => {
             let s = a.as_string::<i32>();
-            o.extend((0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i).to_owned())));
+            push_text(o, &mut index, (0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i))));
         }
         (DataType::LargeUtf8, RawColumn::Text(o)) => {
             let s = a.as_string::<i64>();
-            o.extend((0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i).to_owned())));
+            push_text(o, &mut index, (0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i))));
         }
         (DataType::Boolean, RawColumn::Text(o)) => {
             let b = a.as_boolean();
-            o.extend((0..b.len()).map(|i| (!b.is_null(i)).then(|| b.value(i).to_string())));
+            push_text(o, &mut index, (0..b.len()).map(|i| (!b.is_null(i)).then(|| if b.value(i) { "true" } else { "false" })));
         }
         (DataType::Dictionary(_, _), RawColumn::Text(o)) | (DataType::Utf8View, RawColumn::Text(o)) => {
             let cast = arrow::compute::cast(a, &DataType::Utf8).map_err(|_| "unsupported text encoding".to_owned())?;
             let s = cast.as_string::<i32>();
-            o.extend((0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i).to_owned())));
+            push_text(o, &mut index, (0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i))));
         }
         (t, _) => return Err(format!("unsupported type {t}")),
     }
@@ -217,41 +265,33 @@ pub fn to_batch(table: Table, roles: &Roles, file: &Path) -> Result<Batch> {
     };
     if let Some(p) = take(&roles.prediction, "prediction")? {
         match p {
-            RawColumn::Numbers(v) => b.predictions = Some(v),
+            RawColumn::Numbers(v) => b.predictions = Some(v.into_iter().map(|x| (!x.is_nan()).then_some(x)).collect()),
             RawColumn::Text(_) => return Err(err(file, "the prediction column must be numeric scores".into())),
         }
     }
     if let Some(ids) = take(&roles.id, "id")? {
-        b.prediction_ids = Some(match ids {
-            RawColumn::Text(v) => v.into_iter().map(Option::unwrap_or_default).collect(),
-            RawColumn::Numbers(v) => v.into_iter().map(|x| x.map(|x| x.to_string()).unwrap_or_default()).collect(),
-        });
+        b.prediction_ids = Some(ids.strings().into_iter().map(Option::unwrap_or_default).collect());
     }
     if let Some(l) = take(&roles.label, "label")? {
-        b.labels = Some(match l {
-            RawColumn::Text(v) => v,
-            RawColumn::Numbers(v) => v.into_iter().map(|x| x.map(|x| if x.fract() == 0.0 { format!("{}", x as i64) } else { x.to_string() })).collect(),
-        });
+        b.labels = Some(l.strings());
     }
     for (name, expected) in &roles.expected {
         if !by_name.contains_key(name) {
             return Err(err(file, format!("missing feature column {} (present in the baseline)", vigil_core::ids::quote_key(name))));
         }
         if *expected == Kind::Numeric
-            && let Some(RawColumn::Text(v)) = by_name.get(name)
+            && let Some(col @ RawColumn::Text(_)) = by_name.get(name)
         {
-            let row = v.iter().position(|s| s.as_deref().is_some_and(|s| s.trim().parse::<f64>().is_err())).map(|r| r + 2).unwrap_or(0);
+            let row = col.strings().iter().position(|s| s.as_deref().is_some_and(|s| s.trim().parse::<f64>().is_err())).map(|r| r + 2).unwrap_or(0);
             return Err(err(file, format!("column {} must be numeric but has text (first at line {row})", vigil_core::ids::quote_key(name))));
         }
     }
     for (name, col) in by_name {
         let want = roles.expected.get(&name).copied();
         let column = match (col, want) {
-            (RawColumn::Numbers(v), Some(Kind::Categorical)) => {
-                Column::Categorical(v.into_iter().map(|x| x.map(|x| if x.fract() == 0.0 { format!("{}", x as i64) } else { x.to_string() })).collect())
-            }
+            (c @ RawColumn::Numbers(_), Some(Kind::Categorical)) => Column::categorical(c.strings()),
             (RawColumn::Numbers(v), _) => Column::Numeric(v),
-            (RawColumn::Text(v), _) => Column::Categorical(v),
+            (RawColumn::Text(c), _) => c,
         };
         b.features.insert(name, column);
     }
@@ -272,8 +312,8 @@ mod tests {
         let t = read_table(&p).unwrap();
         let roles = Roles { prediction: Some("score".into()), id: Some("pid".into()), ..Default::default() };
         let b = to_batch(t, &roles, &p).unwrap();
-        assert_eq!(b.features["age"], Column::Numeric(vec![Some(50.0), None, Some(61.0)]));
-        assert_eq!(b.features["sex"], Column::Categorical(vec![Some("F".into()), Some("M".into()), None]));
+        assert_eq!(RawColumn::Numbers(match &b.features["age"] { Column::Numeric(v) => v.clone(), _ => vec![] }).numbers().unwrap(), vec![Some(50.0), None, Some(61.0)]);
+        assert_eq!(b.features["sex"], Column::categorical([Some("F"), Some("M"), None]));
         assert_eq!(b.prediction_ids.as_deref(), Some(&["a".to_owned(), "b".into(), "c".into()][..]));
 
         std::fs::write(&p, "age,sex\n50,F\nJohn Smith,M\n").unwrap();
@@ -306,12 +346,13 @@ mod parquet_tests {
             let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/types_{codec}.parquet"));
             let t = read_table(&p).unwrap();
             let get = |n: &str| t.columns.iter().find(|(k, _)| k == n).unwrap().1.clone();
-            assert_eq!(get("age"), RawColumn::Numbers(vec![Some(50.5), None, Some(61.0), Some(33.25)]));
-            assert_eq!(get("visits"), RawColumn::Numbers(vec![Some(1.0), Some(2.0), None, Some(4.0)]));
-            assert_eq!(get("weight"), RawColumn::Numbers(vec![Some(70.5), Some(80.0), Some(90.25), None]));
-            assert_eq!(get("sex"), RawColumn::Text(vec![Some("F".into()), Some("M".into()), None, Some("F".into())]));
-            assert_eq!(get("site"), RawColumn::Text(vec![Some("a".into()), Some("b".into()), Some("a".into()), None]));
-            assert_eq!(get("smoker"), RawColumn::Text(vec![Some("true".into()), Some("false".into()), None, Some("true".into())]));
+            assert_eq!(get("age").numbers().unwrap(), vec![Some(50.5), None, Some(61.0), Some(33.25)]);
+            assert_eq!(get("visits").numbers().unwrap(), vec![Some(1.0), Some(2.0), None, Some(4.0)]);
+            assert_eq!(get("weight").numbers().unwrap(), vec![Some(70.5), Some(80.0), Some(90.25), None]);
+            let text = |v: &[Option<&str>]| v.iter().map(|s| s.map(str::to_owned)).collect::<Vec<_>>();
+            assert_eq!(get("sex").strings(), text(&[Some("F"), Some("M"), None, Some("F")]));
+            assert_eq!(get("site").strings(), text(&[Some("a"), Some("b"), Some("a"), None]));
+            assert_eq!(get("smoker").strings(), text(&[Some("true"), Some("false"), None, Some("true")]));
         }
     }
 }

@@ -30,13 +30,14 @@ fn batch(seed: u64, n: usize, glucose_shift: f64, with_ids: bool) -> Batch {
     let glucose: Vec<Option<f64>> = (0..n).map(|_| Some(100.0 + glucose_shift + 15.0 * g.normal())).collect();
     let smoker: Vec<Option<String>> = (0..n).map(|_| Some(if g.u() < 0.2 { "yes" } else { "no" }.to_owned())).collect();
     b.predictions = Some(glucose.iter().map(|x| x.map(|v| 1.0 / (1.0 + (-(v - 110.0) / 10.0).exp()))).collect());
+    let glucose = glucose.clone();
     if with_ids {
         b.prediction_ids = Some((0..n).map(|i| format!("p{seed}-{i}")).collect());
     }
-    b.features.insert("age".into(), Column::Numeric(age));
-    b.features.insert("bmi".into(), Column::Numeric(bmi));
-    b.features.insert("glucose".into(), Column::Numeric(glucose));
-    b.features.insert("smoker".into(), Column::Categorical(smoker));
+    b.features.insert("age".into(), Column::numeric(age));
+    b.features.insert("bmi".into(), Column::numeric(bmi));
+    b.features.insert("glucose".into(), Column::numeric(glucose));
+    b.features.insert("smoker".into(), Column::categorical(smoker));
     b
 }
 
@@ -111,13 +112,13 @@ conformance!(monitoring_refusals_are_clear_and_audited, |env| {
     env.registry.set_baseline(&ds, &v.id, &batch(1, 500, 0.0, false)).unwrap();
     // A numeric baseline column arriving as text.
     let mut wrong = batch(2, 100, 0.0, false);
-    wrong.features.insert("age".into(), Column::Categorical(vec![Some("old".into()); 100]));
+    wrong.features.insert("age".into(), Column::categorical(vec![Some("old"); 100]));
     let e = env.registry.add_samples(&ds, &v.id, &wrong).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidManifest);
     assert!(e.message().contains("'age'") && !e.message().contains("old"), "{}", e.message());
     // Ragged columns.
     let mut ragged = batch(3, 100, 0.0, false);
-    ragged.features.insert("extra".into(), Column::Numeric(vec![Some(1.0); 99]));
+    ragged.features.insert("extra".into(), Column::Numeric(vec![1.0; 99]));
     assert_eq!(env.registry.add_samples(&ds, &v.id, &ragged).unwrap_err().code(), ErrorCode::InvalidManifest);
     // An empty window is insufficient data, not an error or a NaN verdict.
     let check = env.registry.detect_drift(&ds, &v.id, Window::LastRows(100)).unwrap();
