@@ -240,6 +240,37 @@ fn append(a: &dyn Array, col: &mut RawColumn) -> std::result::Result<(), String>
             let b = a.as_boolean();
             push_text(o, &mut index, (0..b.len()).map(|i| (!b.is_null(i)).then(|| if b.value(i) { "true" } else { "false" })));
         }
+        (DataType::Dictionary(k, v), RawColumn::Text(o)) if **k == DataType::Int32 && **v == DataType::Utf8 => {
+            // Fast path for pandas/pyarrow categoricals: map the file's dictionary once, then
+            // translate keys, instead of materialising a string per row.
+            let d = a.as_dictionary::<Int32Type>();
+            let values = d.values().as_string::<i32>();
+            let mut map = Vec::with_capacity(values.len());
+            let mut tmp = Column::Categorical { dictionary: Vec::new(), codes: Vec::new() };
+            std::mem::swap(o, &mut tmp);
+            push_text(&mut tmp, &mut index, (0..values.len()).map(|i| (!values.is_null(i)).then(|| values.value(i))));
+            if let Column::Categorical { codes, .. } = &mut tmp {
+                map.extend(codes.drain(codes.len() - values.len()..));
+                let keys = d.keys();
+                codes.extend((0..keys.len()).map(|i| if keys.is_null(i) { vigil_core::monitor::MISSING } else { map.get(keys.value(i) as usize).copied().unwrap_or(vigil_core::monitor::MISSING) }));
+            }
+            std::mem::swap(o, &mut tmp);
+        }
+        (DataType::Dictionary(_, v), RawColumn::Text(o)) if **v == DataType::Utf8 => {
+            // Other key widths (pandas writes Int8 keys for small categoricals): widen the
+            // keys once and take the fast path above.
+            let target = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+            let widened = arrow::compute::cast(a, &target).map_err(|_| "unsupported dictionary encoding".to_owned())?;
+            let mut wrapped = RawColumn::Text(Column::Categorical { dictionary: Vec::new(), codes: Vec::new() });
+            std::mem::swap(o, match &mut wrapped {
+                RawColumn::Text(c) => c,
+                RawColumn::Numbers(_) => unreachable!(),
+            });
+            append(widened.as_ref(), &mut wrapped)?;
+            if let RawColumn::Text(c) = wrapped {
+                *o = c;
+            }
+        }
         (DataType::Dictionary(_, _), RawColumn::Text(o)) | (DataType::Utf8View, RawColumn::Text(o)) => {
             let cast = arrow::compute::cast(a, &DataType::Utf8).map_err(|_| "unsupported text encoding".to_owned())?;
             let s = cast.as_string::<i32>();
