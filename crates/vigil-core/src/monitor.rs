@@ -13,7 +13,7 @@ use crate::store::{AlertRecord, BaselineRecord, BatchRecord, ReportRecord};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use vigil_stats::drift::Binning;
-use vigil_stats::profile::{FeatureProfile, Insufficient, check_categorical, check_numeric};
+use vigil_stats::profile::{ByteReader, FeatureProfile, Insufficient, check_categorical, check_numeric};
 
 /// Name under which the model's scores are profiled next to the features.
 pub const PREDICTION: &str = "__prediction__";
@@ -280,33 +280,6 @@ impl Batch {
             return Err(corrupt());
         }
         Ok(batch)
-    }
-}
-
-struct ByteReader<'a>(&'a [u8]);
-
-impl<'a> ByteReader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
-    }
-    /// `Some(None)` for a missing value, `None` for malformed bytes.
-    fn string(&mut self) -> Option<Option<String>> {
-        let len = self.u32()?;
-        if len == u32::MAX {
-            return Some(None);
-        }
-        Some(Some(String::from_utf8(self.take(len as usize)?.to_vec()).ok()?))
     }
 }
 

@@ -270,29 +270,9 @@ pub fn hellinger(b: &Binned) -> f64 {
 }
 
 /// Wasserstein-1 distance between two sorted samples (`scipy.stats.wasserstein_distance`):
-/// the area between the empirical CDFs.
+/// the area between the empirical CDFs, from the same merge walk as the KS statistic.
 pub fn wasserstein(a: &[f64], b: &[f64]) -> f64 {
-    let (na, nb) = (a.len() as f64, b.len() as f64);
-    let (mut i, mut j) = (0usize, 0usize);
-    let mut prev = a[0].min(b[0]);
-    let mut area = 0.0;
-    while i < a.len() || j < b.len() {
-        let x = match (a.get(i), b.get(j)) {
-            (Some(p), Some(q)) => p.min(*q),
-            (Some(p), None) => *p,
-            (None, Some(q)) => *q,
-            (None, None) => break,
-        };
-        area += (i as f64 / na - j as f64 / nb).abs() * (x - prev);
-        while i < a.len() && a[i] <= x {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= x {
-            j += 1;
-        }
-        prev = x;
-    }
-    area
+    crate::ks::ks_statistic_and_wasserstein(a, b).1
 }
 
 /// Population standard deviation (ddof = 0), two-pass.

@@ -45,32 +45,10 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// The KS statistic of two **sorted**, non-empty samples of finite values, computed exactly as
-/// SciPy does (`i/n1 − j/n2` in f64 at every pooled value).
+/// The KS statistic of two **sorted**, non-empty samples of finite values: the same number
+/// SciPy reports (see [`ks_statistic_and_wasserstein`]).
 pub fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
-    let (n1, n2) = (a.len() as f64, b.len() as f64);
-    let (mut i, mut j) = (0usize, 0usize);
-    let (mut max_s, mut min_s) = (f64::NEG_INFINITY, f64::INFINITY);
-    while i < a.len() || j < b.len() {
-        // Next distinct pooled value.
-        let v = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.min(*y),
-            (Some(x), None) => *x,
-            (None, Some(y)) => *y,
-            (None, None) => break,
-        };
-        while i < a.len() && a[i] <= v {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= v {
-            j += 1;
-        }
-        let diff = i as f64 / n1 - j as f64 / n2;
-        max_s = max_s.max(diff);
-        min_s = min_s.min(diff);
-    }
-    let min_s = (-min_s).clamp(0.0, 1.0);
-    if min_s > max_s { min_s } else { max_s }
+    ks_statistic_and_wasserstein(a, b).0
 }
 
 /// The KS statistic and the Wasserstein-1 distance in one merge walk over two sorted samples.

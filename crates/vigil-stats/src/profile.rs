@@ -115,7 +115,7 @@ impl FeatureProfile {
 
     /// Decodes [`FeatureProfile::encode`]; `None` if the bytes are not a profile.
     pub fn decode(bytes: &[u8]) -> Option<FeatureProfile> {
-        let mut r = Reader(bytes);
+        let mut r = ByteReader(bytes);
         if r.take(4)? != b"VPF1" {
             return None;
         }
@@ -179,10 +179,12 @@ impl FeatureProfile {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// A cursor over bytes for the crate's little binary encodings (shared with `vigil-core`).
+pub struct ByteReader<'a>(pub &'a [u8]);
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+impl<'a> ByteReader<'a> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -190,14 +192,26 @@ impl<'a> Reader<'a> {
         self.0 = b;
         Some(a)
     }
-    fn u64(&mut self) -> Option<u64> {
+    /// A little-endian u64.
+    pub fn u64(&mut self) -> Option<u64> {
         self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
     }
-    fn u32(&mut self) -> Option<u32> {
+    /// A little-endian u32.
+    pub fn u32(&mut self) -> Option<u32> {
         self.take(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
     }
-    fn end(&self) -> Option<()> {
+    /// `Some(())` if everything was consumed.
+    pub fn end(&self) -> Option<()> {
         self.0.is_empty().then_some(())
+    }
+    /// A u32-length-prefixed UTF-8 string; `u32::MAX` encodes a missing value
+    /// (`Some(None)`); `None` if malformed.
+    pub fn string(&mut self) -> Option<Option<String>> {
+        let len = self.u32()?;
+        if len == u32::MAX {
+            return Some(None);
+        }
+        Some(Some(String::from_utf8(self.take(len as usize)?.to_vec()).ok()?))
     }
 }
 

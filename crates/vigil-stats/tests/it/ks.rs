@@ -19,8 +19,7 @@ fn ks_2samp_matches_scipy() {
         x.sort_by(f64::total_cmp);
         y.sort_by(f64::total_cmp);
         let r = ks_2samp_sorted(&x, &y);
-        let (d, w) = vigil_stats::ks::ks_statistic_and_wasserstein(&x, &y);
-        assert!((w - vigil_stats::drift::wasserstein(&x, &y)).abs() <= 1e-12 * w.abs().max(1.0));
+        let (d, _) = vigil_stats::ks::ks_statistic_and_wasserstein(&x, &y);
         if x.len().max(y.len()) > vigil_stats::ks::MAX_AUTO_N {
             // Unrounded statistic: the fused walk must give SciPy's exact float.
             assert_eq!(d, r.statistic);
