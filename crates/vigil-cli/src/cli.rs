@@ -156,6 +156,15 @@ pub enum DriftCmd {
         #[arg(long)]
         all: bool,
     },
+    /// Send queued alert notifications to the webhooks (retries earlier failures).
+    Deliver {
+        /// Seconds allowed per webhook request.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+        /// Give up on a notification after this many attempts.
+        #[arg(long, default_value_t = 5)]
+        max_attempts: i64,
+    },
     /// Acknowledge an open alert (stops reminders; it resolves when the data recovers).
     Ack {
         /// Alert id.

@@ -150,6 +150,14 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
             } else if let Some(p) = &output {
                 eprintln!("wrote {} report to {}", format, p.display());
             }
+            if !check.alerts.is_empty() {
+                // The check is stored; delivery comes after and never changes its outcome.
+                match vigil_notify::deliver_pending(&reg, std::time::Duration::from_secs(3), 5, 100) {
+                    Ok(r) if r.failed > 0 => eprintln!("{} alert notification(s) could not be delivered; 'vigil drift deliver' retries", r.failed),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("alert delivery skipped: {}", e.message()),
+                }
+            }
         }
         DriftCmd::Alerts { reference, all } => {
             let v = reference.as_deref().map(|r| version(&reg, r)).transpose()?;
@@ -166,6 +174,14 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
                 let rows = alerts.iter().map(|a| vec![a.id.clone(), a.check_key.clone(), a.state.clone(), a.opened_at.to_string(), a.detail.clone()]).collect::<Vec<_>>();
                 table::print(&["ALERT", "CHECK", "STATE", "OPENED (UTC)", "DETAIL"], &rows);
             });
+        }
+        DriftCmd::Deliver { timeout, max_attempts } => {
+            let r = vigil_notify::deliver_pending(&reg, std::time::Duration::from_secs(timeout.clamp(1, 120)), max_attempts.max(1), 10_000)?;
+            let j = serde_json::json!({"delivered": r.delivered, "failed": r.failed, "audit_only": r.audit_only});
+            emit(g, &j, || println!("delivered {}, failed {} (queued for retry), audit-only {}", r.delivered, r.failed, r.audit_only));
+            if r.failed > 0 {
+                return Ok(ExitCode::from(1));
+            }
         }
         DriftCmd::Ack { alert_id, comment } => {
             let actor = principal(&reg, g)?;

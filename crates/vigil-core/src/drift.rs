@@ -118,6 +118,8 @@ pub struct DriftDetectorConfig {
     /// Command the CLI runs on a retraining request (with VIGIL_MODEL, VIGIL_VERSION,
     /// VIGIL_REPORT_ID and VIGIL_RETRAIN_REASON in its environment).
     pub retrain_command: Option<String>,
+    /// URLs that receive alert notifications as JSON POSTs.
+    pub webhooks: Vec<String>,
 }
 
 impl Default for DriftDetectorConfig {
@@ -140,6 +142,7 @@ impl Default for DriftDetectorConfig {
             retrain_after_windows: None,
             retrain_accuracy_floor: None,
             retrain_command: None,
+            webhooks: Vec::new(),
         }
     }
 }

@@ -334,6 +334,18 @@ pub fn config_from_json(v: &Value) -> Result<DriftDetectorConfig> {
             "retrain_after_windows" => c.retrain_after_windows = if val.is_null() { None } else { Some(val.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| (1..=100).contains(n)).ok_or_else(|| bad("retrain_after_windows must be 1..100"))?) },
             "retrain_accuracy_floor" => c.retrain_accuracy_floor = if val.is_null() { None } else { Some(val.as_f64().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(|| bad("retrain_accuracy_floor must be in [0, 1]"))?) },
             "retrain_command" => c.retrain_command = if val.is_null() { None } else { Some(val.as_str().filter(|s| !s.trim().is_empty()).ok_or_else(|| bad("retrain_command must be a command line"))?.to_owned()) },
+            "webhooks" => {
+                let list = val.as_array().ok_or_else(|| bad("webhooks must be a list of http(s) URLs"))?;
+                c.webhooks = list
+                    .iter()
+                    .map(|u| {
+                        u.as_str()
+                            .filter(|u| (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 2048 && !u.chars().any(char::is_whitespace))
+                            .map(str::to_owned)
+                            .ok_or_else(|| bad("webhooks must be a list of http(s) URLs"))
+                    })
+                    .collect::<Result<_>>()?;
+            }
             other => return Err(bad(&format!("unknown field {}", crate::ids::quote_key(other)))),
         }
     }
@@ -373,6 +385,7 @@ pub fn config_to_json(c: &DriftDetectorConfig) -> Value {
         "retrain_after_windows": c.retrain_after_windows,
         "retrain_accuracy_floor": c.retrain_accuracy_floor,
         "retrain_command": c.retrain_command,
+        "webhooks": c.webhooks,
     })
 }
 
@@ -949,6 +962,42 @@ impl Registry {
             let user = Self::acting_user(tx, actor, Action::CheckDrift)?;
             let v = Self::load_version(tx, version_id)?;
             tx.append_audit(self.version_event(user.id.as_str(), "drift.retrain_run", &v, json!({"new": {"report_id": report_id, "exit_code": exit_code}})))
+        })
+    }
+
+    /// Notifications waiting for delivery, with the webhook URLs of their model version:
+    /// (notification id, payload JSON, URLs).
+    pub fn pending_notifications(&self, max_attempts: i64, limit: i64) -> Result<Vec<(String, String, Vec<String>)>> {
+        self.read(|tx| {
+            let mut out = Vec::new();
+            for (id, version_id, payload, _) in tx.pending_notifications(max_attempts, limit)? {
+                let urls = match tx.get_drift_config(&version_id)? {
+                    Some(s) => serde_json::from_str::<Value>(&s).ok().and_then(|v| config_from_json(&v).ok()).map(|c| c.webhooks).unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                out.push((id, payload, urls));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records the outcome of one delivery attempt (audited; URLs are not logged, they may
+    /// carry tokens).
+    pub fn record_delivery(&self, notification_id: &str, delivered: bool, error: Option<&str>) -> Result<()> {
+        self.write(|tx| {
+            let now = self.clock.now();
+            tx.record_delivery(notification_id, delivered.then_some(now))?;
+            let mut e = self.event(
+                "system",
+                if delivered { "alert.delivered" } else { "alert.delivery_failed" },
+                "notification",
+                notification_id,
+                json!({"reason": error}),
+            );
+            if !delivered {
+                e.outcome = Outcome::Denied;
+            }
+            tx.append_audit(e)
         })
     }
 

@@ -265,6 +265,11 @@ pub trait Tx {
     fn list_alerts(&mut self, model_version_id: Option<&str>, active_only: bool) -> Result<Vec<AlertRecord>>;
     /// Queues a notification (delivered later; detection never waits for delivery).
     fn insert_notification(&mut self, id: &str, alert_id: &str, at: Timestamp, payload: &str) -> Result<()>;
+    /// Undelivered notifications with fewer than `max_attempts` attempts, oldest first, with
+    /// the model version of their alert: (id, model_version_id, payload, attempts).
+    fn pending_notifications(&mut self, max_attempts: i64, limit: i64) -> Result<Vec<(String, String, String, i64)>>;
+    /// Records a delivery attempt.
+    fn record_delivery(&mut self, id: &str, delivered_at: Option<Timestamp>) -> Result<()>;
 
     /// Buffers an audit event; it is chained and inserted at commit, as the transaction's
     /// last writes, so the chain head is locked only for the instant before commit.

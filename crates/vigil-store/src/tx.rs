@@ -886,6 +886,29 @@ impl Tx for SqlTx<'_> {
             .map_err(db)
     }
 
+    fn pending_notifications(&mut self, max_attempts: i64, limit: i64) -> Result<Vec<(String, String, String, i64)>> {
+        Ok(self
+            .rows(
+                &format!(
+                    "SELECT n.id, a.model_version_id, n.payload, n.attempts FROM drift_notifications n JOIN drift_alerts a ON a.id = n.alert_id \
+                     WHERE n.delivered_at IS NULL AND n.attempts < $1 ORDER BY n.created_at, n.id LIMIT {}",
+                    limit.max(0)
+                ),
+                &params![max_attempts],
+            )?
+            .iter()
+            .map(|r| (r.text(0), r.text(1), r.text(2), r.int(3)))
+            .collect())
+    }
+
+    fn record_delivery(&mut self, id: &str, delivered_at: Option<Timestamp>) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec("UPDATE drift_notifications SET attempts = attempts + 1, delivered_at = $2 WHERE id = $1", &params![id, delivered_at.map(|t| t.to_rfc3339())])
+            .map(|_| ())
+            .map_err(db)
+    }
+
     fn append_audit(&mut self, event: AuditEvent) -> Result<()> {
         self.write_check()?;
         self.audit.push(event);

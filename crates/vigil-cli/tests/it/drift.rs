@@ -148,3 +148,65 @@ fn alerts_acknowledgement_and_retraining_command() {
     let table = v.run(&["drift", "alerts", "--all"]).ok().stdout;
     assert!(table.contains("acknowledged"), "{table}");
 }
+
+/// A one-request-at-a-time HTTP server on port 0 that records POST bodies.
+fn webhook_server(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap();
+            seen.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+            let _ = write!(stream, "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn alerts_reach_webhooks_and_failures_are_retried_without_blocking_checks() {
+    let (v, _) = setup();
+    let (ok_url, bodies) = webhook_server(200);
+    let (bad_url, _) = webhook_server(503);
+    let cfg = v.data_dir().join("cfg.json");
+    std::fs::write(&cfg, format!(r#"{{"webhooks": ["{ok_url}", "{bad_url}"]}}"#)).unwrap();
+    v.as_user("ds", &["drift", "config", "m@1.0.0", "--set", cfg.to_str().unwrap()]).ok();
+    let batch = v.data_dir().join("batch.csv");
+    write_csv(&batch, 2000, 25.0, 11);
+    v.as_user("ds", &["drift", "add", "m@1.0.0", "--data", batch.to_str().unwrap(), "--prediction-col", "score", "--id-col", "pid"]).ok();
+    let r = v.as_user("ds", &["--json", "drift", "check", "m@1.0.0"]).ok();
+    assert_eq!(r.json()["status"], "drift", "the check succeeds whatever the webhooks do");
+    assert!(r.stderr.contains("could not be delivered"), "{}", r.stderr);
+    let got = bodies.lock().unwrap().clone();
+    assert!(!got.is_empty());
+    let first: Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(first["model"], "m");
+    assert!(first["alert_id"].as_str().unwrap().starts_with("al_"));
+    let failures = v.run(&["--json", "audit", "log", "--action", "alert.delivery_failed"]).ok().json();
+    let detail = failures[0]["details"]["reason"].as_str().unwrap().to_owned();
+    assert!(detail.contains("503") && !detail.contains("127.0.0.1"), "{detail}");
+
+    // Fix the endpoint: the next delivery run succeeds and nothing stays queued.
+    std::fs::write(&cfg, format!(r#"{{"webhooks": ["{ok_url}"]}}"#)).unwrap();
+    v.as_user("ds", &["drift", "config", "m@1.0.0", "--set", cfg.to_str().unwrap()]).ok();
+    let d = v.run(&["--json", "drift", "deliver"]).ok().json();
+    assert!(d["delivered"].as_u64().unwrap() >= 1 && d["failed"] == 0, "{d}");
+    let again = v.run(&["--json", "drift", "deliver"]).ok().json();
+    assert_eq!((again["delivered"].as_u64(), again["failed"].as_u64()), (Some(0), Some(0)));
+}
