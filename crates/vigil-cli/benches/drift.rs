@@ -69,6 +69,7 @@ fn main() {
         })
         .sum::<usize>() as f64
         / 1e6;
+    eprintln!("  (peak after reading: {:.0} MB)", peak_rss_mb());
     println!("drift        read both Parquet files ({} columns x {rows} rows each): {read_s:.2} s; column data {raw_mb:.0} MB", reference.features.len());
 
     let names: Vec<&String> = reference.features.keys().collect();
@@ -87,6 +88,7 @@ fn main() {
             .map(|h| h.join().expect("thread"))
             .sum()
     });
+    eprintln!("  (peak after one-shot checks: {:.0} MB)", peak_rss_mb());
     println!("drift        one-shot check, {threads} threads: {:.2} s ({ok} columns)", t.elapsed().as_secs_f64());
 
     // Through the registry on an embedded store: fit once, then check the window.
@@ -115,6 +117,7 @@ fn main() {
     let t = Instant::now();
     reg.set_baseline(&ds, &v.id, &reference).expect("baseline");
     println!("drift        fit and store the baseline (sort 25 x {rows}, write profiles): {:.2} s", t.elapsed().as_secs_f64());
+    eprintln!("  (peak after fitting the baseline: {:.0} MB)", peak_rss_mb());
     drop(reference);
     let t = Instant::now();
     let check = reg.detect_drift_on(&ds, &v.id, &current).expect("check");

@@ -589,17 +589,6 @@ impl Registry {
     /// predictions give the baseline accuracy.
     pub fn set_baseline(&self, actor: &Principal, version_id: &str, data: &Batch) -> Result<BaselineRecord> {
         let rows = data.rows()?;
-        // Profiling (sorting) is the expensive part: do it before taking the write lock.
-        let mut profiles: Vec<(String, Vec<u8>)> = data.features.iter().map(|(k, c)| (k.clone(), c.profile().encode())).collect();
-        if let Some(p) = &data.predictions {
-            profiles.push((PREDICTION.to_owned(), FeatureProfile::numeric(p.iter().copied()).encode()));
-            if let Some(l) = &data.labels {
-                let acc = accuracy(p.iter().zip(l).filter_map(|(s, l)| Some(((*s)?, label_value(l.as_deref()?)?))));
-                if let Some((_, a)) = acc {
-                    profiles.push(("__accuracy__".to_owned(), FeatureProfile::numeric([Some(a)]).encode()));
-                }
-            }
-        }
         let attempt = self.monitor_attempt(actor, "drift.baseline", version_id);
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::Monitor)?;
@@ -612,7 +601,22 @@ impl Registry {
                 created_by: user.id.to_string(),
                 created_at: self.clock.now(),
             };
-            tx.insert_baseline(&b, &profiles)?;
+            tx.insert_baseline(&b)?;
+            // One feature at a time: profile (sort), encode, store, drop. Holding every encoded
+            // profile at once would double the baseline's memory; the price is that profiling
+            // happens inside the write transaction (about a second per million rows x 25
+            // features on the project machine).
+            for (name, col) in &data.features {
+                tx.insert_profile(&b.id, name, &col.profile().encode())?;
+            }
+            if let Some(p) = &data.predictions {
+                tx.insert_profile(&b.id, PREDICTION, &FeatureProfile::numeric(p.iter().copied()).encode())?;
+                if let Some(l) = &data.labels
+                    && let Some((_, a)) = accuracy(p.iter().zip(l).filter_map(|(s, l)| Some(((*s)?, label_value(l.as_deref()?)?))))
+                {
+                    tx.insert_profile(&b.id, "__accuracy__", &FeatureProfile::numeric([Some(a)]).encode())?;
+                }
+            }
             let kinds: BTreeMap<&str, &str> = data.features.iter().map(|(k, c)| (k.as_str(), c.kind())).collect();
             tx.append_audit(self.version_event(
                 user.id.as_str(),
@@ -725,10 +729,13 @@ impl Registry {
             decoded.push(Batch::decode(&b.payload)?);
         }
         let mut window_rows: usize = batches.iter().map(|b| b.rows as usize).sum();
+        // Borrow the given data rather than copying it: a window can be most of the memory.
+        let mut window: Vec<&Batch> = decoded.iter().collect();
         if let Some(g) = given {
             window_rows = g.rows()?;
-            decoded.push(g.clone());
+            window.push(g);
         }
+        let decoded = window;
         let profiles: Vec<(String, FeatureProfile)> = profiles
             .into_iter()
             .map(|(k, b)| FeatureProfile::decode(&b).map(|p| (k, p)).ok_or_else(|| Error::new(ErrorCode::IntegrityViolation, "a stored baseline profile is not readable")))
@@ -1074,7 +1081,7 @@ fn numeric_input(name: &str, reference: &FeatureProfile, current: FeatureProfile
     FeatureInput { name: name.to_owned(), stats, missing_reference, missing_current }
 }
 
-fn check_feature(name: &str, reference: &FeatureProfile, window: &[Batch], config: &DriftDetectorConfig) -> (FeatureInput, Option<Distribution>) {
+fn check_feature(name: &str, reference: &FeatureProfile, window: &[&Batch], config: &DriftDetectorConfig) -> (FeatureInput, Option<Distribution>) {
     match reference {
         FeatureProfile::Numeric { sorted: r, .. } => {
             let cur = FeatureProfile::numeric(window.iter().flat_map(|b| match b.features.get(name) {

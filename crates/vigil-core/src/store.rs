@@ -230,9 +230,11 @@ pub trait Tx {
     fn put_drift_config(&mut self, model_version_id: &str, config: &str, by: &str, at: Timestamp) -> Result<()>;
     /// Highest baseline version of a model version (0 if none).
     fn max_baseline_version(&mut self, model_version_id: &str) -> Result<i64>;
-    /// Inserts a baseline and its encoded feature profiles; `concurrent_modification` if the
-    /// baseline version was taken concurrently.
-    fn insert_baseline(&mut self, b: &BaselineRecord, profiles: &[(String, Vec<u8>)]) -> Result<()>;
+    /// Inserts a baseline record; `concurrent_modification` if the baseline version was taken
+    /// concurrently. Its profiles follow with [`Tx::insert_profile`] in the same transaction.
+    fn insert_baseline(&mut self, b: &BaselineRecord) -> Result<()>;
+    /// Inserts one encoded feature profile of a baseline.
+    fn insert_profile(&mut self, baseline_id: &str, feature: &str, payload: &[u8]) -> Result<()>;
     /// The newest baseline of a model version with its encoded profiles.
     fn latest_baseline(&mut self, model_version_id: &str) -> Result<Option<StoredBaseline>>;
     /// Highest batch sequence number of a model version (0 if none).

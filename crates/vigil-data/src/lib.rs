@@ -162,6 +162,9 @@ fn read_parquet(path: &Path) -> Result<Table> {
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|_| err(path, "not a readable Parquet file (corrupt or truncated?)".into()))?;
     let schema = builder.schema().clone();
+    // Reserve every column's full length up front: growing by doubling would hold up to twice
+    // the data (and copy it) while reading a large file.
+    let total_rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let reader = builder.with_batch_size(65_536).build().map_err(|_| err(path, "cannot read the Parquet file".into()))?;
     let mut columns: Vec<(String, RawColumn)> = schema
         .fields()
@@ -169,9 +172,9 @@ fn read_parquet(path: &Path) -> Result<Table> {
         .map(|f| {
             let col = match f.data_type() {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Dictionary(_, _) => {
-                    RawColumn::Text(Column::Categorical { dictionary: Vec::new(), codes: Vec::new() })
+                    RawColumn::Text(Column::Categorical { dictionary: Vec::new(), codes: Vec::with_capacity(total_rows) })
                 }
-                _ => RawColumn::Numbers(Vec::new()),
+                _ => RawColumn::Numbers(Vec::with_capacity(total_rows)),
             };
             (f.name().clone(), col)
         })

@@ -106,6 +106,15 @@ impl Row {
         }
     }
 
+    /// Moves bytes column `i` out of the row (no copy; empty for NULL).
+    pub fn take_bytes(&mut self, i: usize) -> Vec<u8> {
+        match self.0.get_mut(i) {
+            Some(Cell::Bytes(b)) => std::mem::take(b),
+            Some(Cell::Text(s)) => std::mem::take(s).into_bytes(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Integer column `i` (0 for NULL).
     pub fn int(&self, i: usize) -> i64 {
         match self.0.get(i) {

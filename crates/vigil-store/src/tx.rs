@@ -686,23 +686,26 @@ impl Tx for SqlTx<'_> {
         Ok(self.rows("SELECT COALESCE(MAX(baseline_version), 0) FROM drift_baselines WHERE model_version_id = $1", &params![version_id])?.first().map(|r| r.int(0)).unwrap_or(0))
     }
 
-    fn insert_baseline(&mut self, b: &BaselineRecord, profiles: &[(String, Vec<u8>)]) -> Result<()> {
+    fn insert_baseline(&mut self, b: &BaselineRecord) -> Result<()> {
         self.write_check()?;
         self.c()
             .exec(
                 "INSERT INTO drift_baselines (id, model_version_id, baseline_version, rows_profiled, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 &params![b.id.as_str(), b.model_version_id.as_str(), b.baseline_version, b.rows, b.created_by.as_str(), b.created_at.to_rfc3339()],
             )
+            .map(|_| ())
             .map_err(|e| match e {
                 DbError::Unique => Error::new(ErrorCode::ConcurrentModification, "a baseline was set concurrently; retry"),
                 other => db(other),
-            })?;
-        for (feature, payload) in profiles {
-            self.c()
-                .exec("INSERT INTO drift_profiles (baseline_id, feature, payload) VALUES ($1, $2, $3)", &params![b.id.as_str(), feature.as_str(), payload.clone()])
-                .map_err(db)?;
-        }
-        Ok(())
+            })
+    }
+
+    fn insert_profile(&mut self, baseline_id: &str, feature: &str, payload: &[u8]) -> Result<()> {
+        self.write_check()?;
+        self.c()
+            .exec("INSERT INTO drift_profiles (baseline_id, feature, payload) VALUES ($1, $2, $3)", &params![baseline_id, feature, payload.to_vec()])
+            .map(|_| ())
+            .map_err(db)
     }
 
     fn latest_baseline(&mut self, version_id: &str) -> Result<Option<StoredBaseline>> {
@@ -713,10 +716,11 @@ impl Tx for SqlTx<'_> {
         )?;
         let Some(r) = rows.first() else { return Ok(None) };
         let b = BaselineRecord { id: r.text(0), model_version_id: r.text(1), baseline_version: r.int(2), rows: r.int(3), created_by: r.text(4), created_at: ts(&r.text(5))? };
+        // Move the payloads out of the rows: a baseline's profiles can be hundreds of megabytes.
         let profiles = self
             .rows("SELECT feature, payload FROM drift_profiles WHERE baseline_id = $1 ORDER BY feature", &params![b.id.as_str()])?
-            .iter()
-            .map(|r| (r.text(0), r.bytes(1)))
+            .into_iter()
+            .map(|mut r| (r.text(0), r.take_bytes(1)))
             .collect();
         Ok(Some((b, profiles)))
     }
@@ -756,7 +760,7 @@ impl Tx for SqlTx<'_> {
                 "SELECT id, model_version_id, batch_seq, rows_in_batch, received_at, created_by, payload FROM drift_batches WHERE id = $1",
                 &params![m.text(0)],
             )?;
-            if let Some(r) = r.first() {
+            if let Some(mut r) = r.into_iter().next() {
                 out.push(BatchRecord {
                     id: r.text(0),
                     model_version_id: r.text(1),
@@ -764,7 +768,7 @@ impl Tx for SqlTx<'_> {
                     rows: r.int(3),
                     received_at: ts(&r.text(4))?,
                     created_by: r.text(5),
-                    payload: r.bytes(6),
+                    payload: r.take_bytes(6),
                 });
             }
         }
