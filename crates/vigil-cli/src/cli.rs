@@ -97,12 +97,17 @@ pub struct DataArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DriftCmd {
-    /// Profile training data as a new baseline for NAME@VERSION.
+    /// Profile training data as a new baseline for NAME@VERSION. Several `--data` files are
+    /// partitions: each is profiled on its own and the profiles merged (exactly), so only one
+    /// partition is in memory at a time.
     Baseline {
         /// NAME@VERSION.
         reference: String,
         #[command(flatten)]
         data: DataArgs,
+        /// More partitions of the training data.
+        #[arg(long = "and-data", value_name = "FILE")]
+        more: Vec<PathBuf>,
     },
     /// Append production samples.
     Add {

@@ -40,13 +40,46 @@ fn roles(d: &DataArgs, expected: BTreeMap<String, Kind>) -> Roles {
 pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
     let reg = open(g, false)?;
     match c {
-        DriftCmd::Baseline { reference, data } => {
+        DriftCmd::Baseline { reference, data, more } => {
             let v = version(&reg, &reference)?;
-            let batch = load(&data.data, roles(&data, BTreeMap::new()))?;
-            let actor = principal(&reg, g)?;
-            let b = reg.set_baseline(&actor, &v.id, &batch)?;
-            let out = serde_json::json!({"baseline_id": b.id, "baseline_version": b.baseline_version, "rows": b.rows, "features": batch.features.len()});
-            emit(g, &out, || println!("baseline v{} for {}: {} rows, {} features profiled", b.baseline_version, v.reference(), b.rows, batch.features.len()));
+            let (b, features) = if more.is_empty() {
+                let batch = load(&data.data, roles(&data, BTreeMap::new()))?;
+                let actor = principal(&reg, g)?;
+                (reg.set_baseline(&actor, &v.id, &batch)?, batch.features.len())
+            } else {
+                // Partitions: profile each file, merge, keep only the merged profiles.
+                let mut merged: Vec<(String, vigil_stats::profile::FeatureProfile)> = Vec::new();
+                let mut rows = 0usize;
+                for path in std::iter::once(&data.data).chain(&more) {
+                    let kinds: BTreeMap<String, Kind> = merged
+                        .iter()
+                        .filter(|(k, _)| k != vigil_core::monitor::PREDICTION)
+                        .map(|(k, p)| (k.clone(), if matches!(p, vigil_stats::profile::FeatureProfile::Numeric { .. }) { Kind::Numeric } else { Kind::Categorical }))
+                        .collect();
+                    let batch = load(path, Roles { prediction: data.prediction_col.clone(), id: data.id_col.clone(), label: data.label_col.clone(), expected: kinds.clone() })?;
+                    if !kinds.is_empty() && batch.features.len() != kinds.len() {
+                        return Err(Error::new(ErrorCode::InvalidManifest, format!("{}: the partitions have different columns", path.display())).into());
+                    }
+                    rows += batch.rows()?;
+                    let profiles = Registry::profile_batch(&batch);
+                    drop(batch);
+                    if merged.is_empty() {
+                        merged = profiles;
+                    } else {
+                        for ((k, acc), (k2, p)) in merged.iter_mut().zip(profiles) {
+                            if *k != k2 {
+                                return Err(Error::new(ErrorCode::InvalidManifest, format!("{}: the partitions have different columns", path.display())).into());
+                            }
+                            *acc = acc.merge(&p).ok_or_else(|| Error::new(ErrorCode::InvalidManifest, format!("{}: column {} changes type between partitions", path.display(), vigil_core::ids::quote_key(k))))?;
+                        }
+                    }
+                }
+                let actor = principal(&reg, g)?;
+                let n = merged.iter().filter(|(k, _)| k != vigil_core::monitor::PREDICTION).count();
+                (reg.set_baseline_profiles(&actor, &v.id, &merged, rows)?, n)
+            };
+            let out = serde_json::json!({"baseline_id": b.id, "baseline_version": b.baseline_version, "rows": b.rows, "features": features});
+            emit(g, &out, || println!("baseline v{} for {}: {} rows, {features} features profiled", b.baseline_version, v.reference(), b.rows));
         }
         DriftCmd::Add { reference, data } => {
             let v = version(&reg, &reference)?;

@@ -628,6 +628,56 @@ impl Registry {
         })
     }
 
+    /// Sets a baseline from feature profiles computed elsewhere, e.g. one per partition of a
+    /// training set and merged with [`FeatureProfile::merge`] (exact: the merged profile equals
+    /// the profile of the whole). `rows` is the total row count.
+    pub fn set_baseline_profiles(&self, actor: &Principal, version_id: &str, profiles: &[(String, FeatureProfile)], rows: usize) -> Result<BaselineRecord> {
+        if profiles.is_empty() {
+            return Err(Error::new(ErrorCode::InvalidManifest, "a baseline needs at least one feature"));
+        }
+        if let Some((name, _)) = profiles.iter().find(|(k, _)| !(feature_name_ok(k) || k == PREDICTION)) {
+            return Err(Error::new(ErrorCode::InvalidManifest, format!("feature name {} is not allowed", crate::ids::quote_key(name))));
+        }
+        let attempt = self.monitor_attempt(actor, "drift.baseline", version_id);
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::Monitor)?;
+            let v = Self::load_version(tx, version_id)?;
+            let b = BaselineRecord {
+                id: self.ids.new_id("bl"),
+                model_version_id: v.id.clone(),
+                baseline_version: tx.max_baseline_version(&v.id)? + 1,
+                rows: rows as i64,
+                created_by: user.id.to_string(),
+                created_at: self.clock.now(),
+            };
+            tx.insert_baseline(&b)?;
+            for (name, p) in profiles {
+                tx.insert_profile(&b.id, name, &p.encode())?;
+            }
+            let kinds: BTreeMap<&str, &str> = profiles
+                .iter()
+                .filter(|(k, _)| k != PREDICTION)
+                .map(|(k, p)| (k.as_str(), if matches!(p, FeatureProfile::Numeric { .. }) { "numeric" } else { "categorical" }))
+                .collect();
+            tx.append_audit(self.version_event(
+                user.id.as_str(),
+                "drift.baseline",
+                &v,
+                json!({"new": {"baseline_id": b.id, "baseline_version": b.baseline_version, "rows": rows, "features": kinds, "predictions": profiles.iter().any(|(k, _)| k == PREDICTION), "merged_profiles": true}}),
+            ))?;
+            Ok(b.clone())
+        })
+    }
+
+    /// Profiles of every column of a batch (features, and predictions under [`PREDICTION`]).
+    pub fn profile_batch(data: &Batch) -> Vec<(String, FeatureProfile)> {
+        let mut out: Vec<(String, FeatureProfile)> = data.features.iter().map(|(k, c)| (k.clone(), c.profile())).collect();
+        if let Some(p) = &data.predictions {
+            out.push((PREDICTION.to_owned(), FeatureProfile::numeric(p.iter().copied())));
+        }
+        out
+    }
+
     /// Appends production samples (the seed's `add_samples`). Columns must match the baseline's
     /// feature types; labels given with prediction ids are stored for later performance checks.
     pub fn add_samples(&self, actor: &Principal, version_id: &str, data: &Batch) -> Result<BatchRecord> {

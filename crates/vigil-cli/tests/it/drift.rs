@@ -210,3 +210,32 @@ fn alerts_reach_webhooks_and_failures_are_retried_without_blocking_checks() {
     let again = v.run(&["--json", "drift", "deliver"]).ok().json();
     assert_eq!((again["delivered"].as_u64(), again["failed"].as_u64()), (Some(0), Some(0)));
 }
+
+#[test]
+fn a_baseline_from_partitions_equals_one_from_the_whole() {
+    let v = Vigil::with_team();
+    v.register("ds", ("m", "1.0.0")).ok();
+    v.register("ds", ("m", "2.0.0")).ok();
+    let (p1, p2, whole, current) = (v.data_dir().join("p1.csv"), v.data_dir().join("p2.csv"), v.data_dir().join("whole.csv"), v.data_dir().join("cur.csv"));
+    write_csv(&p1, 1500, 0.0, 21);
+    write_csv(&p2, 1500, 0.0, 22);
+    let second = std::fs::read_to_string(&p2).unwrap();
+    std::fs::write(&whole, std::fs::read_to_string(&p1).unwrap() + second.split_once('\n').unwrap().1).unwrap();
+    write_csv(&current, 1000, 5.0, 23);
+    let parts = v
+        .as_user("ds", &["--json", "drift", "baseline", "m@1.0.0", "--data", p1.to_str().unwrap(), "--and-data", p2.to_str().unwrap(), "--prediction-col", "score", "--id-col", "pid"])
+        .ok()
+        .json();
+    assert_eq!(parts["rows"], 3000);
+    v.as_user("ds", &["drift", "baseline", "m@2.0.0", "--data", whole.to_str().unwrap(), "--prediction-col", "score", "--id-col", "pid"]).ok();
+    let check = |r: &str| {
+        let mut j = v.as_user("ds", &["--json", "drift", "check", r, "--data", current.to_str().unwrap(), "--prediction-col", "score"]).ok().json();
+        let features = j["features"].take();
+        (features, j["prediction"]["statistic"].clone())
+    };
+    let (a, pa) = check("m@1.0.0");
+    let (b, pb) = check("m@2.0.0");
+    assert_eq!(a, b, "identical statistics from merged partition profiles");
+    assert_eq!(pa, pb);
+    assert!(a.as_array().unwrap().len() >= 3);
+}
