@@ -342,6 +342,9 @@ pub fn evaluate(config: &DriftDetectorConfig, inputs: Vec<FeatureInput>) -> Drif
                 let (kind, detail) = match why {
                     Insufficient::Constant => ("constant", "the feature is constant in both reference and window".to_owned()),
                     Insufficient::TooFewValues { reference, current } => ("too_few_values", format!("{reference} reference and {current} current usable values")),
+                    Insufficient::HighCardinality { categories } => {
+                        ("high_cardinality", format!("{categories} distinct values: looks like an identifier or free text; exclude it or declare it"))
+                    }
                 };
                 findings.push(Finding { feature: f.name.clone(), kind, detail: detail.clone() });
                 (Verdict::InsufficientData, detail)

@@ -256,6 +256,12 @@ pub enum Insufficient {
     },
     /// All reference and current values are the same single value.
     Constant,
+    /// So many distinct categories (at least half the rows, more than 50) that the column looks
+    /// like an identifier or free text, not a distribution.
+    HighCardinality {
+        /// Distinct categories in reference ∪ current.
+        categories: usize,
+    },
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -327,6 +333,9 @@ pub fn check_categorical(reference: &BTreeMap<String, u64>, current: &BTreeMap<S
     if table.categories.len() < 2 {
         return Err(Insufficient::Constant);
     }
+    if table.categories.len() > 50 && table.categories.len() as u64 * 2 >= nr + nc {
+        return Err(Insufficient::HighCardinality { categories: table.categories.len() });
+    }
     let chi = drift::chi2_contingency(&table.reference_counts, &table.current_counts);
     let binned = table.binned(EmptyBins::Constant(1e-4));
     let z_test = (table.categories.len() == 2).then(|| drift::two_proportion_z(table.reference_counts[1], nr, table.current_counts[1], nc));
@@ -375,5 +384,19 @@ mod tests {
         // A constant reference with a moved current is a real, testable shift.
         let r = check_numeric(&[1.0, 1.0, 1.0, 1.0], &[2.0, 2.0, 2.0], Binning::default()).unwrap();
         assert!(r.ks.statistic == 1.0 && r.psi.is_finite() && r.wasserstein_normed.is_finite());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod cardinality_tests {
+    use super::*;
+
+    #[test]
+    fn identifier_like_columns_are_not_tested_as_distributions() {
+        let ids = |from: usize, n: usize| -> BTreeMap<String, u64> { (from..from + n).map(|i| (format!("p{i}"), 1)).collect() };
+        assert_eq!(check_categorical(&ids(0, 300), &ids(300, 100)), Err(Insufficient::HighCardinality { categories: 400 }));
+        let few: BTreeMap<String, u64> = [("a".to_owned(), 200), ("b".to_owned(), 200)].into();
+        assert!(check_categorical(&few, &few).is_ok());
     }
 }
