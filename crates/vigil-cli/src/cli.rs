@@ -93,6 +93,9 @@ pub struct DataArgs {
     /// Column holding labels.
     #[arg(long)]
     pub label_col: Option<String>,
+    /// JSON schema: {"numeric": [..], "categorical": [..], "ignore": [..]}.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,8 +33,15 @@ fn load(path: &Path, args: Roles) -> Result<Batch> {
     Ok(to_batch(table, &args, path)?)
 }
 
-fn roles(d: &DataArgs, expected: BTreeMap<String, Kind>) -> Roles {
-    Roles { prediction: d.prediction_col.clone(), id: d.id_col.clone(), label: d.label_col.clone(), expected }
+/// Roles for a data file: the baseline's kinds (if any) win over a schema's, which win over
+/// inference; the schema's `ignore` list is always applied.
+fn roles(d: &DataArgs, baseline: BTreeMap<String, Kind>) -> Result<Roles> {
+    let (mut expected, ignore) = match &d.schema {
+        Some(p) => vigil_data::read_schema(p)?,
+        None => (BTreeMap::new(), Vec::new()),
+    };
+    expected.extend(baseline);
+    Ok(Roles { prediction: d.prediction_col.clone(), id: d.id_col.clone(), label: d.label_col.clone(), expected, ignore })
 }
 
 pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
@@ -43,7 +50,7 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
         DriftCmd::Baseline { reference, data, more } => {
             let v = version(&reg, &reference)?;
             let (b, features) = if more.is_empty() {
-                let batch = load(&data.data, roles(&data, BTreeMap::new()))?;
+                let batch = load(&data.data, roles(&data, BTreeMap::new())?)?;
                 let actor = principal(&reg, g)?;
                 (reg.set_baseline(&actor, &v.id, &batch)?, batch.features.len())
             } else {
@@ -56,7 +63,7 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
                         .filter(|(k, _)| k != vigil_core::monitor::PREDICTION)
                         .map(|(k, p)| (k.clone(), if matches!(p, vigil_stats::profile::FeatureProfile::Numeric { .. }) { Kind::Numeric } else { Kind::Categorical }))
                         .collect();
-                    let batch = load(path, Roles { prediction: data.prediction_col.clone(), id: data.id_col.clone(), label: data.label_col.clone(), expected: kinds.clone() })?;
+                    let batch = load(path, roles(&data, kinds.clone())?)?;
                     if !kinds.is_empty() && batch.features.len() != kinds.len() {
                         return Err(Error::new(ErrorCode::InvalidManifest, format!("{}: the partitions have different columns", path.display())).into());
                     }
@@ -83,7 +90,7 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
         }
         DriftCmd::Add { reference, data } => {
             let v = version(&reg, &reference)?;
-            let batch = load(&data.data, roles(&data, expected(&reg, &v)?))?;
+            let batch = load(&data.data, roles(&data, expected(&reg, &v)?)?)?;
             let actor = principal(&reg, g)?;
             let b = reg.add_samples(&actor, &v.id, &batch)?;
             let out = serde_json::json!({"batch_id": b.id, "batch_seq": b.batch_seq, "rows": b.rows});

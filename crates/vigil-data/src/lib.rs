@@ -79,6 +79,39 @@ pub struct Roles {
     pub label: Option<String>,
     /// Expected kinds of feature columns (a baseline's); others are inferred.
     pub expected: BTreeMap<String, Kind>,
+    /// Columns to leave out (identifiers, free text, timestamps).
+    pub ignore: Vec<String>,
+}
+
+/// Reads a schema file: `{"numeric": [..], "categorical": [..], "ignore": [..]}`, every key
+/// optional. Declared kinds override inference; a declared column must be in the data.
+pub fn read_schema(path: &Path) -> Result<(BTreeMap<String, Kind>, Vec<String>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(path, format!("not JSON (line {})", e.line())))?;
+    let obj = v.as_object().ok_or_else(|| err(path, "a schema is an object with numeric, categorical and ignore lists".into()))?;
+    let list = |k: &str| -> Result<Vec<String>> {
+        match obj.get(k) {
+            None => Ok(Vec::new()),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|x| x.as_str().map(str::to_owned).ok_or_else(|| err(path, format!("{k} must be a list of column names"))))
+                .collect(),
+            Some(_) => Err(err(path, format!("{k} must be a list of column names"))),
+        }
+    };
+    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "numeric" | "categorical" | "ignore")) {
+        return Err(err(path, format!("unknown schema key {}", vigil_core::ids::quote_key(k))));
+    }
+    let mut kinds = BTreeMap::new();
+    for n in list("numeric")? {
+        kinds.insert(n, Kind::Numeric);
+    }
+    for n in list("categorical")? {
+        if kinds.insert(n.clone(), Kind::Categorical).is_some() {
+            return Err(err(path, format!("column {} is declared both numeric and categorical", vigil_core::ids::quote_key(&n))));
+        }
+    }
+    Ok((kinds, list("ignore")?))
 }
 
 fn err(file: &Path, msg: String) -> Error {
@@ -287,7 +320,7 @@ fn append(a: &dyn Array, col: &mut RawColumn) -> std::result::Result<(), String>
 /// Assigns roles and builds the batch. Errors name the file and column.
 pub fn to_batch(table: Table, roles: &Roles, file: &Path) -> Result<Batch> {
     let mut b = Batch::default();
-    let mut by_name: BTreeMap<String, RawColumn> = table.columns.into_iter().collect();
+    let mut by_name: BTreeMap<String, RawColumn> = table.columns.into_iter().filter(|(k, _)| !roles.ignore.contains(k)).collect();
     let mut take = |name: &Option<String>, what: &str| -> Result<Option<RawColumn>> {
         match name {
             None => Ok(None),
@@ -311,7 +344,7 @@ pub fn to_batch(table: Table, roles: &Roles, file: &Path) -> Result<Batch> {
     }
     for (name, expected) in &roles.expected {
         if !by_name.contains_key(name) {
-            return Err(err(file, format!("missing feature column {} (present in the baseline)", vigil_core::ids::quote_key(name))));
+            return Err(err(file, format!("missing feature column {} (declared by the baseline or schema)", vigil_core::ids::quote_key(name))));
         }
         if *expected == Kind::Numeric
             && let Some(col @ RawColumn::Text(_)) = by_name.get(name)

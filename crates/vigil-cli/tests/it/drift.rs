@@ -239,3 +239,23 @@ fn a_baseline_from_partitions_equals_one_from_the_whole() {
     assert_eq!(pa, pb);
     assert!(a.as_array().unwrap().len() >= 3);
 }
+
+#[test]
+fn a_schema_declares_kinds_and_ignores_identifiers() {
+    let v = Vigil::with_team();
+    v.register("ds", ("m", "1.0.0")).ok();
+    let train = v.data_dir().join("train.csv");
+    write_csv(&train, 500, 0.0, 31);
+    let schema = v.data_dir().join("schema.json");
+    std::fs::write(&schema, r#"{"ignore": ["pid"], "categorical": ["sex"], "numeric": ["age", "glucose"]}"#).unwrap();
+    let out = v.as_user("ds", &["--json", "drift", "baseline", "m@1.0.0", "--data", train.to_str().unwrap(), "--prediction-col", "score", "--schema", schema.to_str().unwrap()]).ok().json();
+    assert_eq!(out["features"], 3, "pid ignored, score is the prediction");
+    std::fs::write(&schema, r#"{"numeric": ["sex"]}"#).unwrap();
+    let bad = v.as_user("ds", &["drift", "baseline", "m@1.0.0", "--data", train.to_str().unwrap(), "--schema", schema.to_str().unwrap()]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("column 'sex' must be numeric"), "{}", bad.stderr);
+    std::fs::write(&schema, r#"{"numerik": ["age"]}"#).unwrap();
+    let bad = v.as_user("ds", &["drift", "baseline", "m@1.0.0", "--data", train.to_str().unwrap(), "--schema", schema.to_str().unwrap()]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("unknown schema key 'numerik'"), "{}", bad.stderr);
+}
