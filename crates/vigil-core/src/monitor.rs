@@ -589,42 +589,24 @@ impl Registry {
     /// predictions give the baseline accuracy.
     pub fn set_baseline(&self, actor: &Principal, version_id: &str, data: &Batch) -> Result<BaselineRecord> {
         let rows = data.rows()?;
-        let attempt = self.monitor_attempt(actor, "drift.baseline", version_id);
-        self.governed(attempt, |tx| {
-            let user = Self::acting_user(tx, actor, Action::Monitor)?;
-            let v = Self::load_version(tx, version_id)?;
-            let b = BaselineRecord {
-                id: self.ids.new_id("bl"),
-                model_version_id: v.id.clone(),
-                baseline_version: tx.max_baseline_version(&v.id)? + 1,
-                rows: rows as i64,
-                created_by: user.id.to_string(),
-                created_at: self.clock.now(),
-            };
-            tx.insert_baseline(&b)?;
+        let kinds: BTreeMap<String, &'static str> = data.features.iter().map(|(k, c)| (k.clone(), c.kind())).collect();
+        self.store_baseline(actor, version_id, rows, kinds, data.predictions.is_some(), false, |tx, baseline_id| {
             // One feature at a time: profile (sort), encode, store, drop. Holding every encoded
             // profile at once would double the baseline's memory; the price is that profiling
             // happens inside the write transaction (about a second per million rows x 25
             // features on the project machine).
             for (name, col) in &data.features {
-                tx.insert_profile(&b.id, name, &col.profile().encode())?;
+                tx.insert_profile(baseline_id, name, &col.profile().encode())?;
             }
             if let Some(p) = &data.predictions {
-                tx.insert_profile(&b.id, PREDICTION, &FeatureProfile::numeric(p.iter().copied()).encode())?;
+                tx.insert_profile(baseline_id, PREDICTION, &FeatureProfile::numeric(p.iter().copied()).encode())?;
                 if let Some(l) = &data.labels
                     && let Some((_, a)) = accuracy(p.iter().zip(l).filter_map(|(s, l)| Some(((*s)?, label_value(l.as_deref()?)?))))
                 {
-                    tx.insert_profile(&b.id, "__accuracy__", &FeatureProfile::numeric([Some(a)]).encode())?;
+                    tx.insert_profile(baseline_id, "__accuracy__", &FeatureProfile::numeric([Some(a)]).encode())?;
                 }
             }
-            let kinds: BTreeMap<&str, &str> = data.features.iter().map(|(k, c)| (k.as_str(), c.kind())).collect();
-            tx.append_audit(self.version_event(
-                user.id.as_str(),
-                "drift.baseline",
-                &v,
-                json!({"new": {"baseline_id": b.id, "baseline_version": b.baseline_version, "rows": rows, "features": kinds, "predictions": data.predictions.is_some()}}),
-            ))?;
-            Ok(b.clone())
+            Ok(())
         })
     }
 
@@ -638,6 +620,33 @@ impl Registry {
         if let Some((name, _)) = profiles.iter().find(|(k, _)| !(feature_name_ok(k) || k == PREDICTION)) {
             return Err(Error::new(ErrorCode::InvalidManifest, format!("feature name {} is not allowed", crate::ids::quote_key(name))));
         }
+        let kinds: BTreeMap<String, &'static str> = profiles
+            .iter()
+            .filter(|(k, _)| k != PREDICTION)
+            .map(|(k, p)| (k.clone(), if matches!(p, FeatureProfile::Numeric { .. }) { "numeric" } else { "categorical" }))
+            .collect();
+        let predictions = profiles.iter().any(|(k, _)| k == PREDICTION);
+        self.store_baseline(actor, version_id, rows, kinds, predictions, true, |tx, baseline_id| {
+            for (name, p) in profiles {
+                tx.insert_profile(baseline_id, name, &p.encode())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The shared part of setting a baseline: the next baseline version, its record, its
+    /// profiles (written by `write_profiles`) and the audit event, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn store_baseline(
+        &self,
+        actor: &Principal,
+        version_id: &str,
+        rows: usize,
+        kinds: BTreeMap<String, &'static str>,
+        predictions: bool,
+        merged: bool,
+        mut write_profiles: impl FnMut(&mut dyn crate::store::Tx, &str) -> Result<()>,
+    ) -> Result<BaselineRecord> {
         let attempt = self.monitor_attempt(actor, "drift.baseline", version_id);
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::Monitor)?;
@@ -651,19 +660,12 @@ impl Registry {
                 created_at: self.clock.now(),
             };
             tx.insert_baseline(&b)?;
-            for (name, p) in profiles {
-                tx.insert_profile(&b.id, name, &p.encode())?;
-            }
-            let kinds: BTreeMap<&str, &str> = profiles
-                .iter()
-                .filter(|(k, _)| k != PREDICTION)
-                .map(|(k, p)| (k.as_str(), if matches!(p, FeatureProfile::Numeric { .. }) { "numeric" } else { "categorical" }))
-                .collect();
+            write_profiles(tx, &b.id)?;
             tx.append_audit(self.version_event(
                 user.id.as_str(),
                 "drift.baseline",
                 &v,
-                json!({"new": {"baseline_id": b.id, "baseline_version": b.baseline_version, "rows": rows, "features": kinds, "predictions": profiles.iter().any(|(k, _)| k == PREDICTION), "merged_profiles": true}}),
+                json!({"new": {"baseline_id": b.id, "baseline_version": b.baseline_version, "rows": rows, "features": kinds, "predictions": predictions, "merged_profiles": merged}}),
             ))?;
             Ok(b.clone())
         })
