@@ -38,7 +38,8 @@ pub enum FeatureProfile {
 impl FeatureProfile {
     /// Profiles numeric values (`None` = missing; NaN counts as missing; ±inf as non-finite).
     pub fn numeric<I: IntoIterator<Item = Option<f64>>>(values: I) -> Self {
-        let (mut sorted, mut missing, mut non_finite) = (Vec::new(), 0u64, 0u64);
+        let values = values.into_iter();
+        let (mut sorted, mut missing, mut non_finite) = (Vec::with_capacity(values.size_hint().0), 0u64, 0u64);
         for v in values {
             match v {
                 None => missing += 1,
