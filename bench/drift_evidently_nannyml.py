@@ -1,8 +1,11 @@
-"""Evidently and NannyML on the same Parquet files as `bench/drift_peers.py` and Vigil's
+"""Evidently, NannyML and whylogs on the same Parquet files as `bench/drift_peers.py` and Vigil's
 `cargo bench -p vigil-cli --bench drift` (run drift_peers.py first to create them).
 
-    pip install evidently==0.7.23 nannyml==0.13.1
-    python3 bench/drift_evidently_nannyml.py [N] [DIR]
+    pip install evidently==0.7.23 nannyml==0.13.1 whylogs==1.6.4
+    python3 bench/drift_evidently_nannyml.py [N] [DIR] [both|evidently|nannyml|whylogs]
+
+"both" runs Evidently and NannyML; run whylogs on its own (each figure is CPU time and the peak
+RSS of its own process).
 """
 import os
 import resource
@@ -34,3 +37,13 @@ if which in ("both", "nannyml"):
     calc.fit(ref)
     calc.calculate(cur).to_df()
     print(f"nannyml 0.13.1 univariate (default JS, 10 chunks): {time.process_time() - t0:.1f} s CPU, {time.perf_counter() - w0:.1f} s wall, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+if which == "whylogs":
+    os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "True")
+    import whylogs as why
+    from whylogs.viz.drift.column_drift_algorithms import calculate_drift_scores
+    t0, w0 = time.process_time(), time.perf_counter()
+    ref_view = why.log(pandas=ref).view()
+    cur_view = why.log(pandas=cur).view()
+    scores = calculate_drift_scores(target_view=cur_view, reference_view=ref_view, with_thresholds=True)
+    drifted = sum(1 for v in scores.values() if v and v.get("drift_category") in ("DRIFT", "POSSIBLE_DRIFT"))
+    print(f"whylogs 1.6.4 profile both + drift scores: {time.process_time() - t0:.1f} s CPU, {time.perf_counter() - w0:.1f} s wall, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; {drifted} of {len(scores)} columns flagged")
