@@ -49,6 +49,16 @@ pub enum Command {
         #[arg(long, env = "VIGIL_NEW_PASSWORD", hide_env_values = true)]
         new_password: Option<String>,
     },
+    /// Run the HTTP server: the native API under /api/v1 and the MLflow-compatible tracking
+    /// API, so `MLFLOW_TRACKING_URI=http://ADDR` works with the stock mlflow client.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:8080", env = "VIGIL_ADDR")]
+        addr: String,
+        /// Artifact directory (default: DATA_DIR/artifacts; required with --database-url).
+        #[arg(long, env = "VIGIL_ARTIFACTS")]
+        artifacts: Option<PathBuf>,
+    },
     /// Manage users.
     #[command(subcommand)]
     User(UserCmd),

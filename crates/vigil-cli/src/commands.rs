@@ -76,6 +76,35 @@ pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
     Ok(Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(key)))
 }
 
+/// `vigil serve`: binds, prints `listening on http://ADDR` once ready, and serves until
+/// SIGINT or SIGTERM, then finishes the requests in flight.
+fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>) -> Result<()> {
+    let registry = Arc::new(open(g, false)?);
+    let artifacts = match (artifacts, target(g)?.data_dir) {
+        (Some(a), _) => a,
+        (None, Some(dir)) => dir.join("artifacts"),
+        (None, None) => return Err(usage("--artifacts DIR (or VIGIL_ARTIFACTS) is required with --database-url")),
+    };
+    let state = Arc::new(vigil_server::AppState::new(registry, artifacts).context("creating the artifact directory")?);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        println!("listening on http://{local}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        vigil_server::serve(listener, state, shutdown).await.context("serving")?;
+        Ok(())
+    })
+}
+
 /// Builds a registry over an explicit store and key (used by the demo).
 pub fn registry_with(location: &Location, key: ServerKey) -> Result<Registry> {
     let store = vigil_store::open(location)?;
@@ -144,6 +173,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
         Command::Demo => crate::demo::run(g),
+        Command::Serve { addr, artifacts } => serve(g, &addr, artifacts).map(|()| ExitCode::SUCCESS),
         Command::Init { admin, name, new_password: np } => {
             let reg = open(g, true)?;
             let id = UserId::parse(&admin)?;

@@ -188,6 +188,8 @@ pub enum Action {
     Monitor,
     /// Run a drift check (stores a report).
     CheckDrift,
+    /// Create experiments and runs, log params, metrics, tags and artifacts.
+    Track,
 }
 
 impl Action {
@@ -202,6 +204,7 @@ impl Action {
             Action::ReadAudit => "read_audit",
             Action::Monitor => "monitor",
             Action::CheckDrift => "check_drift",
+            Action::Track => "track",
         }
     }
 
@@ -217,6 +220,7 @@ impl Action {
             Action::ReadAudit => &[DataScientist, MlLead, ClinicalReviewer, ComplianceOfficer, Admin],
             Action::Monitor => &[DataScientist, MlLead],
             Action::CheckDrift => &[DataScientist, MlLead, ClinicalReviewer, ComplianceOfficer],
+            Action::Track => &[DataScientist, MlLead],
         }
     }
 }

@@ -81,6 +81,19 @@ codes! {
     WeakPassword = "weak_password" => InvalidInput,
     /// An audit query filter is malformed.
     InvalidFilter = "invalid_filter" => InvalidInput,
+    /// A metric, param or tag key is empty, too long or has characters or path segments
+    /// that are not allowed.
+    InvalidKey = "invalid_key" => InvalidInput,
+    /// A parameter was logged again with a different value (params are immutable).
+    ParamImmutable = "param_immutable" => InvalidInput,
+    /// A log batch exceeds the per-request limits (1,000 metrics, 100 params, 100 tags).
+    BatchTooLarge = "batch_too_large" => InvalidInput,
+    /// The run or experiment is deleted; restore it first.
+    RunNotActive = "run_not_active" => InvalidInput,
+    /// An artifact path is absolute, contains `..` or is otherwise unusable.
+    InvalidPath = "invalid_path" => InvalidInput,
+    /// The request body is not valid JSON or has fields of the wrong type.
+    InvalidRequest = "invalid_request" => InvalidInput,
 
     /// Wrong user id or password.
     AuthenticationFailed = "authentication_failed" => Unauthenticated,
@@ -114,7 +127,21 @@ codes! {
     BaselineNotFound = "baseline_not_found" => NotFound,
     /// The alert does not exist.
     AlertNotFound = "alert_not_found" => NotFound,
+    /// The experiment does not exist.
+    ExperimentNotFound = "experiment_not_found" => NotFound,
+    /// The run does not exist.
+    RunNotFound = "run_not_found" => NotFound,
+    /// The run has no tag with that key.
+    TagNotFound = "tag_not_found" => NotFound,
+    /// The API token does not exist (or is not the caller's).
+    TokenNotFound = "token_not_found" => NotFound,
+    /// No artifact at that path.
+    ArtifactNotFound = "artifact_not_found" => NotFound,
+    /// The route does not exist.
+    RouteNotFound = "route_not_found" => NotFound,
 
+    /// An experiment with this name exists.
+    ExperimentExists = "experiment_exists" => Conflict,
     /// A model with this name already exists with different attributes.
     ModelExists = "model_exists" => Conflict,
     /// The version (by SemVer precedence) already exists for this model.

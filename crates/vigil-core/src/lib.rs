@@ -18,7 +18,10 @@ pub mod ids;
 pub mod model;
 pub mod monitor;
 pub mod registry;
+pub mod search;
 pub mod semver;
+pub mod session;
 pub mod store;
+pub mod tracking;
 
 pub use error::{Error, ErrorCode, ErrorKind, Result};

@@ -148,6 +148,11 @@ impl Registry {
         self.key.key_id()
     }
 
+    /// Events in the audit trail (the chain head's sequence number), for monitoring.
+    pub fn audit_length(&self) -> Result<i64> {
+        self.read(|tx| Ok(tx.audit_head()?.map_or(0, |(seq, _)| seq)))
+    }
+
     /// The store backend name.
     pub fn backend(&self) -> &'static str {
         self.store.backend()
@@ -194,7 +199,7 @@ impl Registry {
         }
     }
 
-    fn audit_denial(&self, a: &Attempt<'_>, e: &Error) -> Result<()> {
+    pub(crate) fn audit_denial(&self, a: &Attempt<'_>, e: &Error) -> Result<()> {
         let event = AuditEvent {
             at: self.clock.now(),
             actor: a.actor.to_owned(),

@@ -15,6 +15,12 @@ use crate::auth::User;
 use crate::error::Result;
 use crate::ids::{ModelName, Sha256Digest, Timestamp, UserId};
 use crate::model::{ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent};
+use crate::session::ApiToken;
+use crate::tracking::{Experiment, Lifecycle, Metric, MetricPoint, RunInfo, RunQuery, ViewType};
+use std::collections::HashMap;
+
+/// Params, latest metrics and tags of several runs, by run id.
+pub type RunsData = (HashMap<String, Vec<(String, String)>>, HashMap<String, Vec<Metric>>, HashMap<String, Vec<(String, String)>>);
 
 /// Read-only or read-write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +280,62 @@ pub trait Tx {
     fn record_delivery(&mut self, id: &str, delivered_at: Option<Timestamp>) -> Result<()>;
 
     /// Buffers an audit event; it is chained and inserted at commit, as the transaction's
+    // ----- tokens -----
+    /// Inserts a token with the SHA-256 of its secret.
+    fn insert_token(&mut self, t: &ApiToken, hash: &str) -> Result<()>;
+    /// The token whose secret has this hash.
+    fn token_by_hash(&mut self, hash: &str) -> Result<Option<ApiToken>>;
+    /// A token by id.
+    fn get_token(&mut self, id: &str) -> Result<Option<ApiToken>>;
+    /// Tokens of one user (or all), newest first.
+    fn list_tokens(&mut self, user: Option<&UserId>) -> Result<Vec<ApiToken>>;
+    /// Marks a token revoked.
+    fn revoke_token(&mut self, id: &str, at: Timestamp) -> Result<()>;
+
+    // ----- experiment tracking -----
+    /// Inserts an experiment and returns its new id (`ExperimentExists` on a taken name).
+    fn insert_experiment(&mut self, e: &Experiment) -> Result<i64>;
+    /// Sets an experiment's artifact location.
+    fn set_experiment_artifact_location(&mut self, id: i64, location: &str) -> Result<()>;
+    /// Sets (inserts or replaces) an experiment tag.
+    fn set_experiment_tag(&mut self, id: i64, key: &str, value: &str) -> Result<()>;
+    /// Soft-deletes or restores an experiment.
+    fn set_experiment_lifecycle(&mut self, id: i64, lifecycle: Lifecycle, at_ms: i64) -> Result<()>;
+    /// An experiment with its tags.
+    fn get_experiment(&mut self, id: i64) -> Result<Option<Experiment>>;
+    /// An experiment by name.
+    fn get_experiment_by_name(&mut self, name: &str) -> Result<Option<Experiment>>;
+    /// Experiments by id.
+    fn list_experiments(&mut self, view: ViewType, limit: u32, offset: u64) -> Result<Vec<Experiment>>;
+    /// Inserts a run.
+    fn insert_run(&mut self, r: &RunInfo) -> Result<()>;
+    /// A run's attributes (locked for update when `lock`).
+    fn get_run(&mut self, run_id: &str, lock: bool) -> Result<Option<RunInfo>>;
+    /// Writes a run's attributes.
+    fn update_run(&mut self, r: &RunInfo) -> Result<()>;
+    /// One param's value.
+    fn get_param(&mut self, run_id: &str, key: &str) -> Result<Option<String>>;
+    /// Inserts new params (the caller checked they are new).
+    fn insert_params(&mut self, run_id: &str, params: &[(String, String)]) -> Result<()>;
+    /// Inserts or replaces tags.
+    fn upsert_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()>;
+    /// Deletes a tag; whether it existed.
+    fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<bool>;
+    /// Appends metric observations and keeps the latest value per key.
+    fn insert_metrics(&mut self, run_id: &str, metrics: &[Metric]) -> Result<()>;
+    /// A run's params by key.
+    fn run_params(&mut self, run_id: &str) -> Result<Vec<(String, String)>>;
+    /// A run's tags by key.
+    fn run_tags(&mut self, run_id: &str) -> Result<Vec<(String, String)>>;
+    /// A run's latest metric values by key.
+    fn run_latest_metrics(&mut self, run_id: &str) -> Result<Vec<Metric>>;
+    /// Params, latest metrics and tags of several runs.
+    fn runs_data(&mut self, run_ids: &[String]) -> Result<RunsData>;
+    /// One metric's history in logging order.
+    fn metric_history(&mut self, run_id: &str, key: &str, limit: u32, offset: u64) -> Result<Vec<MetricPoint>>;
+    /// Runs matching a query (filter, view, order, page).
+    fn search_runs(&mut self, q: &RunQuery) -> Result<Vec<RunInfo>>;
+
     /// last writes, so the chain head is locked only for the instant before commit.
     fn append_audit(&mut self, event: AuditEvent) -> Result<()>;
     /// The chain head: last sequence number and hash.

@@ -9,6 +9,7 @@ pub mod postgres;
 pub mod schema;
 pub mod sql;
 pub mod sqlite;
+pub mod tracking;
 pub mod tx;
 
 use std::path::{Path, PathBuf};

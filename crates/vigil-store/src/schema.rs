@@ -9,7 +9,84 @@
 pub const MIGRATION_COUNT: usize = MIGRATIONS.len();
 
 /// `(version, description, sql)`.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry, approvals, audit", V1), (2, "drift monitoring", V2), (3, "drift alerts", V3)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry, approvals, audit", V1), (2, "drift monitoring", V2), (3, "drift alerts", V3), (4, "api tokens, experiment tracking", V4)];
+
+const V4: &str = r#"
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT
+);
+CREATE INDEX api_tokens_by_user ON api_tokens (user_id, created_at);
+CREATE TABLE experiments (
+    id BIGINT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    artifact_location TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL,
+    creation_time BIGINT NOT NULL,
+    last_update_time BIGINT NOT NULL
+);
+INSERT INTO experiments (id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)
+    VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', 0, 0);
+CREATE TABLE experiment_tags (
+    experiment_id BIGINT NOT NULL REFERENCES experiments(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, key)
+);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    experiment_id BIGINT NOT NULL REFERENCES experiments(id),
+    name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_time BIGINT NOT NULL,
+    end_time BIGINT,
+    artifact_uri TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL,
+    metric_seq BIGINT NOT NULL
+);
+CREATE INDEX runs_by_experiment ON runs (experiment_id, start_time);
+CREATE TABLE params (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE tags (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    value_bits BIGINT NOT NULL,
+    value_key BIGINT NOT NULL,
+    is_nan BIGINT NOT NULL,
+    timestamp_ms BIGINT NOT NULL,
+    step BIGINT NOT NULL,
+    PRIMARY KEY (run_id, key, seq)
+);
+CREATE TABLE latest_metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    value_bits BIGINT NOT NULL,
+    value_key BIGINT NOT NULL,
+    is_nan BIGINT NOT NULL,
+    timestamp_ms BIGINT NOT NULL,
+    step BIGINT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX latest_metrics_by_value ON latest_metrics (key, value_key);
+"#;
 
 const V3: &str = r#"
 CREATE TABLE drift_check_states (

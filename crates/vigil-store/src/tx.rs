@@ -15,6 +15,9 @@ use vigil_core::ids::{ModelName, Sha256Digest, Timestamp, UserId};
 use vigil_core::model::{Lineage, Metrics, ModelType, ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent};
 use vigil_core::semver::Version;
 use vigil_core::store::{AlertRecord, AuditQuery, BaselineRecord, BatchRecord, ReportRecord, RequestFilter, Store, StoredBaseline, Tx, TxMode};
+use vigil_core::session::ApiToken;
+use vigil_core::store::RunsData;
+use vigil_core::tracking::{Experiment, Lifecycle, Metric, MetricPoint, RunInfo, RunQuery, ViewType};
 use vigil_core::{Error, ErrorCode, Result};
 
 type Factory = Box<dyn Fn() -> std::result::Result<Box<dyn Conn>, DbError> + Send + Sync>;
@@ -986,5 +989,121 @@ impl Tx for SqlTx<'_> {
             sql.push_str(&format!(" LIMIT {l}"));
         }
         Ok(self.rows(&sql, &p)?.iter().map(event_from).collect())
+    }
+
+    fn insert_token(&mut self, t: &ApiToken, hash: &str) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::insert_token(self.c(), t, hash)
+    }
+
+    fn token_by_hash(&mut self, hash: &str) -> Result<Option<ApiToken>> {
+        crate::tracking::token_by_hash(self.c(), hash)
+    }
+
+    fn get_token(&mut self, id: &str) -> Result<Option<ApiToken>> {
+        crate::tracking::get_token(self.c(), id)
+    }
+
+    fn list_tokens(&mut self, user: Option<&UserId>) -> Result<Vec<ApiToken>> {
+        crate::tracking::list_tokens(self.c(), user)
+    }
+
+    fn revoke_token(&mut self, id: &str, at: Timestamp) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::revoke_token(self.c(), id, at)
+    }
+
+    fn insert_experiment(&mut self, e: &Experiment) -> Result<i64> {
+        self.write_check()?;
+        crate::tracking::insert_experiment(self.c(), e)
+    }
+
+    fn set_experiment_artifact_location(&mut self, id: i64, location: &str) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::set_experiment_artifact_location(self.c(), id, location)
+    }
+
+    fn set_experiment_tag(&mut self, id: i64, key: &str, value: &str) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::set_experiment_tag(self.c(), id, key, value)
+    }
+
+    fn set_experiment_lifecycle(&mut self, id: i64, lifecycle: Lifecycle, at_ms: i64) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::set_experiment_lifecycle(self.c(), id, lifecycle, at_ms)
+    }
+
+    fn get_experiment(&mut self, id: i64) -> Result<Option<Experiment>> {
+        crate::tracking::get_experiment(self.c(), id)
+    }
+
+    fn get_experiment_by_name(&mut self, name: &str) -> Result<Option<Experiment>> {
+        crate::tracking::get_experiment_by_name(self.c(), name)
+    }
+
+    fn list_experiments(&mut self, view: ViewType, limit: u32, offset: u64) -> Result<Vec<Experiment>> {
+        crate::tracking::list_experiments(self.c(), view, limit, offset)
+    }
+
+    fn insert_run(&mut self, r: &RunInfo) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::insert_run(self.c(), r)
+    }
+
+    fn get_run(&mut self, run_id: &str, lock: bool) -> Result<Option<RunInfo>> {
+        crate::tracking::get_run(self.c(), run_id, lock)
+    }
+
+    fn update_run(&mut self, r: &RunInfo) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::update_run(self.c(), r)
+    }
+
+    fn get_param(&mut self, run_id: &str, key: &str) -> Result<Option<String>> {
+        crate::tracking::get_param(self.c(), run_id, key)
+    }
+
+    fn insert_params(&mut self, run_id: &str, params: &[(String, String)]) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::insert_params(self.c(), run_id, params)
+    }
+
+    fn upsert_tags(&mut self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::upsert_tags(self.c(), run_id, tags)
+    }
+
+    fn delete_tag(&mut self, run_id: &str, key: &str) -> Result<bool> {
+        self.write_check()?;
+        crate::tracking::delete_tag(self.c(), run_id, key)
+    }
+
+    fn insert_metrics(&mut self, run_id: &str, metrics: &[Metric]) -> Result<()> {
+        self.write_check()?;
+        crate::tracking::insert_metrics(self.c(), run_id, metrics)
+    }
+
+    fn run_params(&mut self, run_id: &str) -> Result<Vec<(String, String)>> {
+        crate::tracking::run_params(self.c(), run_id)
+    }
+
+    fn run_tags(&mut self, run_id: &str) -> Result<Vec<(String, String)>> {
+        crate::tracking::run_tags(self.c(), run_id)
+    }
+
+    fn run_latest_metrics(&mut self, run_id: &str) -> Result<Vec<Metric>> {
+        crate::tracking::run_latest_metrics(self.c(), run_id)
+    }
+
+    fn runs_data(&mut self, run_ids: &[String]) -> Result<RunsData> {
+        crate::tracking::runs_data(self.c(), run_ids)
+    }
+
+    fn metric_history(&mut self, run_id: &str, key: &str, limit: u32, offset: u64) -> Result<Vec<MetricPoint>> {
+        crate::tracking::metric_history(self.c(), run_id, key, limit, offset)
+    }
+
+    fn search_runs(&mut self, q: &RunQuery) -> Result<Vec<RunInfo>> {
+        crate::tracking::search_runs(self.c(), q)
     }
 }

@@ -10,3 +10,4 @@ mod governance;
 mod integrity;
 mod monitoring;
 mod storage;
+mod tracking;

@@ -1,0 +1,327 @@
+//! MLflow's tracking REST API (`/api/2.0/mlflow/…`), as the stock client calls it
+//! (`shared/reference/mlflow-api.md`): the same paths, field names, defaults, status codes
+//! and error codes, over Vigil's tracking use cases. Every call is authenticated (HTTP Basic
+//! from `MLFLOW_TRACKING_USERNAME/PASSWORD`, or a bearer token from `MLFLOW_TRACKING_TOKEN`);
+//! every mutation is authorised by role and audited in the core.
+
+use crate::AppState;
+use crate::http::{ApiError, Fields, as_f64, as_i64, authenticate, bad_request, blocking, f64_json, json_body, pair};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use vigil_core::auth::Principal;
+use vigil_core::registry::Registry;
+use vigil_core::search::{parse_filter, parse_order_by};
+use vigil_core::tracking::{
+    DEFAULT_EXPERIMENT_ID, Experiment, Lifecycle, LogBatch, Metric, MetricPoint, Run, RunInfo, RunQuery, RunStatus, ViewType, parse_experiment_id,
+};
+use vigil_core::{Error, ErrorCode, Result};
+
+type Op = fn(&Registry, &Principal, &Fields) -> Result<Value>;
+
+/// The routes: (method, path under `/api/2.0/mlflow/`, handler).
+const ROUTES: &[(&str, &str, Op)] = &[
+    ("POST", "experiments/create", experiments_create),
+    ("GET", "experiments/get", experiments_get),
+    ("GET", "experiments/get-by-name", experiments_get_by_name),
+    ("POST", "experiments/search", experiments_search),
+    ("GET", "experiments/search", experiments_search),
+    ("POST", "experiments/delete", experiments_delete),
+    ("POST", "experiments/restore", experiments_restore),
+    ("POST", "experiments/set-experiment-tag", experiments_set_tag),
+    ("POST", "runs/create", runs_create),
+    ("GET", "runs/get", runs_get),
+    ("POST", "runs/update", runs_update),
+    ("POST", "runs/delete", runs_delete),
+    ("POST", "runs/restore", runs_restore),
+    ("POST", "runs/log-parameter", runs_log_parameter),
+    ("POST", "runs/log-metric", runs_log_metric),
+    ("POST", "runs/log-batch", runs_log_batch),
+    ("POST", "runs/set-tag", runs_set_tag),
+    ("POST", "runs/delete-tag", runs_delete_tag),
+    ("POST", "runs/search", runs_search),
+    ("GET", "metrics/get-history", metrics_get_history),
+    ("POST", "logged-models/search", logged_models_search),
+];
+
+/// The route pattern of a path, if it is one of ours.
+pub fn known_route(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("/api/2.0/mlflow/").or_else(|| path.strip_prefix("/ajax-api/2.0/mlflow/"))?;
+    ROUTES.iter().find(|(_, p, _)| *p == rest).map(|(_, p, _)| route_label(p))
+}
+
+fn route_label(p: &'static str) -> &'static str {
+    // Labels are `/api/2.0/mlflow/<p>`, built once.
+    static LABELS: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(|| ROUTES.iter().map(|(_, p, _)| (*p, format!("/api/2.0/mlflow/{p}"))).collect());
+    labels.iter().find(|(k, _)| *k == p).map_or("/api/2.0/mlflow/{unknown}", |(_, v)| v.as_str())
+}
+
+/// Handles every `/api/2.0/mlflow/…` request.
+pub async fn dispatch(State(st): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    match dispatch_inner(&st, &method, &uri, &headers, q.as_deref(), &body).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => ApiError::mlflow(e).into_response(),
+    }
+}
+
+async fn dispatch_inner(st: &Arc<AppState>, method: &Method, uri: &Uri, headers: &HeaderMap, q: Option<&str>, body: &[u8]) -> Result<Value> {
+    let path = uri.path();
+    let rest = path.strip_prefix("/api/2.0/mlflow/").or_else(|| path.strip_prefix("/ajax-api/2.0/mlflow/")).unwrap_or("");
+    let Some((_, _, op)) = ROUTES.iter().find(|(m, p, _)| *p == rest && *m == method.as_str()) else {
+        return Err(Error::new(ErrorCode::RouteNotFound, "this MLflow endpoint is not served by vigil"));
+    };
+    let principal = authenticate(st, headers).await?;
+    // GET carries fields in the query string; POST, PATCH and DELETE in a JSON body.
+    let fields = if *method == Method::GET { Fields::from_query(q) } else { Fields(json_body(body)?) };
+    let reg = st.registry.clone();
+    let op = *op;
+    blocking(move || op(&reg, &principal, &fields)).await
+}
+
+// ----- rendering ---------------------------------------------------------------------------
+
+fn tags_json(tags: &[(String, String)]) -> Value {
+    Value::Array(tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect())
+}
+
+fn experiment_json(e: &Experiment) -> Value {
+    json!({
+        "experiment_id": e.id.to_string(), "name": e.name, "artifact_location": e.artifact_location,
+        "lifecycle_stage": e.lifecycle.as_str(), "creation_time": e.creation_time, "last_update_time": e.last_update_time,
+        "tags": tags_json(&e.tags),
+    })
+}
+
+fn run_info_json(i: &RunInfo) -> Value {
+    let mut v = json!({
+        "run_id": i.run_id, "run_uuid": i.run_id, "experiment_id": i.experiment_id.to_string(), "run_name": i.run_name,
+        "user_id": i.user_id, "status": i.status.as_str(), "start_time": i.start_time, "artifact_uri": i.artifact_uri,
+        "lifecycle_stage": i.lifecycle.as_str(),
+    });
+    if let Some(e) = i.end_time {
+        v["end_time"] = json!(e);
+    }
+    v
+}
+
+fn metric_json(key: &str, p: &MetricPoint) -> Value {
+    json!({"key": key, "value": f64_json(p.value), "timestamp": p.timestamp, "step": p.step})
+}
+
+fn run_json(r: &Run) -> Value {
+    json!({
+        "info": run_info_json(&r.info),
+        "data": {
+            "metrics": r.metrics.iter().map(|m| metric_json(&m.key, &m.point)).collect::<Vec<_>>(),
+            "params": tags_json(&r.params),
+            "tags": tags_json(&r.tags),
+        },
+        "inputs": {},
+    })
+}
+
+fn page_token(offset: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
+}
+
+fn parse_page_token(t: Option<String>) -> Result<u64> {
+    let Some(t) = t.filter(|t| !t.is_empty()) else { return Ok(0) };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| Error::new(ErrorCode::InvalidFilter, "invalid page token"))
+}
+
+fn run_id(f: &Fields) -> Result<String> {
+    match f.opt_str("run_id")?.filter(|s| !s.is_empty()) {
+        Some(id) => Ok(id),
+        None => f.str("run_uuid"),
+    }
+}
+
+// ----- experiments -------------------------------------------------------------------------
+
+fn experiments_create(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let name = f.str("name")?;
+    let loc = f.opt_str("artifact_location")?.filter(|s| !s.is_empty());
+    let e = r.create_experiment(p, &name, loc.as_deref(), &f.pairs("tags")?)?;
+    Ok(json!({"experiment_id": e.id.to_string()}))
+}
+
+fn experiments_get(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+    let e = r.get_experiment(parse_experiment_id(&f.str("experiment_id")?)?)?;
+    Ok(json!({"experiment": experiment_json(&e)}))
+}
+
+fn experiments_get_by_name(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+    let e = r.get_experiment_by_name(&f.str("experiment_name")?)?;
+    Ok(json!({"experiment": experiment_json(&e)}))
+}
+
+fn experiments_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+    if f.opt_str("filter")?.is_some_and(|s| !s.trim().is_empty()) {
+        return Err(Error::new(ErrorCode::InvalidFilter, "experiment search filters are not supported yet; list all and filter client-side"));
+    }
+    let view = ViewType::parse(&f.opt_str("view_type")?.unwrap_or_default())?;
+    let limit = f.opt_i64("max_results")?.unwrap_or(1000);
+    if !(1..=50_000).contains(&limit) {
+        return Err(Error::new(ErrorCode::InvalidFilter, "max_results must be between 1 and 50000"));
+    }
+    let offset = parse_page_token(f.opt_str("page_token")?)?;
+    let mut exps = r.list_experiments(view, limit as u32 + 1, offset)?;
+    let more = exps.len() > limit as usize;
+    exps.truncate(limit as usize);
+    let mut out = json!({"experiments": exps.iter().map(experiment_json).collect::<Vec<_>>()});
+    if more {
+        out["next_page_token"] = json!(page_token(offset + limit as u64));
+    }
+    Ok(out)
+}
+
+fn experiments_delete(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    r.set_experiment_lifecycle(p, parse_experiment_id(&f.str("experiment_id")?)?, Lifecycle::Deleted)?;
+    Ok(json!({}))
+}
+
+fn experiments_restore(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    r.set_experiment_lifecycle(p, parse_experiment_id(&f.str("experiment_id")?)?, Lifecycle::Active)?;
+    Ok(json!({}))
+}
+
+fn experiments_set_tag(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    r.set_experiment_tag(p, parse_experiment_id(&f.str("experiment_id")?)?, &f.str("key")?, &f.opt_str("value")?.unwrap_or_default())?;
+    Ok(json!({}))
+}
+
+// ----- runs --------------------------------------------------------------------------------
+
+fn runs_create(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let exp = match f.opt_str("experiment_id")?.filter(|s| !s.is_empty()) {
+        Some(id) => parse_experiment_id(&id)?,
+        None => DEFAULT_EXPERIMENT_ID,
+    };
+    let info = r.create_run(p, exp, f.opt_str("run_name")?.as_deref(), f.opt_i64("start_time")?, &f.pairs("tags")?)?;
+    let run = r.get_run(&info.run_id)?;
+    Ok(json!({"run": run_json(&run)}))
+}
+
+fn runs_get(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+    Ok(json!({"run": run_json(&r.get_run(&run_id(f)?)?)}))
+}
+
+fn runs_update(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let status = f.opt_str("status")?.map(|s| RunStatus::parse(&s)).transpose()?;
+    let info = r.update_run(p, &run_id(f)?, status, f.opt_i64("end_time")?, f.opt_str("run_name")?.as_deref())?;
+    Ok(json!({"run_info": run_info_json(&info)}))
+}
+
+fn runs_delete(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    r.set_run_lifecycle(p, &run_id(f)?, Lifecycle::Deleted)?;
+    Ok(json!({}))
+}
+
+fn runs_restore(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    r.set_run_lifecycle(p, &run_id(f)?, Lifecycle::Active)?;
+    Ok(json!({}))
+}
+
+fn runs_log_parameter(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let batch = LogBatch { params: vec![(f.str("key")?, f.opt_str("value")?.unwrap_or_default())], ..Default::default() };
+    r.log_batch(p, &run_id(f)?, &batch)?;
+    Ok(json!({}))
+}
+
+fn metric_from(v: &Value) -> Result<Metric> {
+    let key = v.get("key").and_then(Value::as_str).ok_or_else(|| bad_request("each metric needs a string 'key'"))?;
+    let value = v.get("value").and_then(as_f64).ok_or_else(|| bad_request("each metric needs a numeric 'value'"))?;
+    let timestamp = v.get("timestamp").and_then(as_i64).ok_or_else(|| bad_request("each metric needs an integer 'timestamp'"))?;
+    let step = match v.get("step") {
+        None | Some(Value::Null) => 0,
+        Some(s) => as_i64(s).ok_or_else(|| bad_request("a metric's 'step' must be an integer"))?,
+    };
+    Ok(Metric { key: key.to_owned(), point: MetricPoint { value, timestamp, step } })
+}
+
+fn runs_log_metric(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let batch = LogBatch { metrics: vec![metric_from(&f.0)?], ..Default::default() };
+    r.log_batch(p, &run_id(f)?, &batch)?;
+    Ok(json!({}))
+}
+
+fn runs_log_batch(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let metrics = match f.0.get("metrics") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.iter().map(metric_from).collect::<Result<_>>()?,
+        Some(_) => return Err(bad_request("'metrics' must be a list")),
+    };
+    let batch = LogBatch { metrics, params: f.pairs("params")?, tags: f.pairs("tags")? };
+    r.log_batch(p, &run_id(f)?, &batch)?;
+    Ok(json!({}))
+}
+
+fn runs_set_tag(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let (k, v) = pair(&f.0, "tag")?;
+    r.log_batch(p, &run_id(f)?, &LogBatch { tags: vec![(k, v)], ..Default::default() })?;
+    Ok(json!({}))
+}
+
+fn runs_delete_tag(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    r.delete_run_tag(p, &run_id(f)?, &f.str("key")?)?;
+    Ok(json!({}))
+}
+
+fn runs_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+    let experiment_ids = f.str_list("experiment_ids")?.iter().map(|s| parse_experiment_id(s)).collect::<Result<Vec<_>>>()?;
+    if experiment_ids.is_empty() {
+        return Err(Error::new(ErrorCode::InvalidFilter, "experiment_ids must name at least one experiment"));
+    }
+    let filter = parse_filter(&f.opt_str("filter")?.unwrap_or_default())?;
+    let order_by = f.str_list("order_by")?.iter().map(|s| parse_order_by(s)).collect::<Result<Vec<_>>>()?;
+    let limit = f.opt_i64("max_results")?.unwrap_or(1000);
+    if !(1..=i64::from(vigil_core::tracking::MAX_SEARCH_RESULTS)).contains(&limit) {
+        return Err(Error::new(ErrorCode::InvalidFilter, "max_results must be between 1 and 50000"));
+    }
+    let offset = parse_page_token(f.opt_str("page_token")?)?;
+    let view = ViewType::parse(&f.opt_str("run_view_type")?.unwrap_or_default())?;
+    let q = RunQuery { experiment_ids, filter, view, order_by, limit: limit as u32, offset };
+    let (runs, more) = r.search_runs(&q)?;
+    let mut out = json!({"runs": runs.iter().map(run_json).collect::<Vec<_>>()});
+    if more {
+        out["next_page_token"] = json!(page_token(offset + limit as u64));
+    }
+    Ok(out)
+}
+
+fn metrics_get_history(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+    let key = f.str("metric_key")?;
+    let limit = f.opt_i64("max_results")?.unwrap_or(25_000).clamp(1, 1_000_000) as u32;
+    let offset = parse_page_token(f.opt_str("page_token")?)?;
+    // MLflow answers an unknown run or key with an empty body.
+    let points = match r.metric_history(&run_id(f)?, &key, limit + 1, offset) {
+        Ok(p) => p,
+        Err(e) if e.code() == ErrorCode::RunNotFound => return Ok(json!({})),
+        Err(e) => return Err(e),
+    };
+    let more = points.len() > limit as usize;
+    let mut out = json!({"metrics": points.iter().take(limit as usize).map(|p| metric_json(&key, p)).collect::<Vec<_>>()});
+    if points.is_empty() {
+        return Ok(json!({}));
+    }
+    if more {
+        out["next_page_token"] = json!(page_token(offset + u64::from(limit)));
+    }
+    Ok(out)
+}
+
+fn logged_models_search(_: &Registry, _: &Principal, _: &Fields) -> Result<Value> {
+    // Logged models (MLflow 3's `log_model` entity) are not stored yet, so no artifact path
+    // is one; the client asks this before every `download_artifacts`.
+    Ok(json!({"models": []}))
+}
