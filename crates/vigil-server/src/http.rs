@@ -221,12 +221,11 @@ impl Fields {
         Fields(Value::Object(map))
     }
 
-    /// An optional string field (numbers are accepted and rendered as text).
+    /// An optional string field.
     pub fn opt_str(&self, key: &str) -> Result<Option<String>, Error> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(Value::Array(a)) if a.len() == 1 => Fields(json!({key: a[0].clone()})).opt_str(key),
             Some(_) => Err(bad_request(format!("field '{}' must be a string", field_name(key)))),
         }

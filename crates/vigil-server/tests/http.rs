@@ -1,0 +1,280 @@
+//! The server over real HTTP on port 0 with an embedded SQLite store: authentication, the
+//! role × route matrix, client mistakes answered with 4xx and the right error format, the
+//! artifact proxy's path checks, health and metrics.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use base64::Engine;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use vigil_core::approval::ServerKey;
+use vigil_core::auth::{Password, Role};
+use vigil_core::ids::{SystemClock, UserId, UuidV7Ids};
+use vigil_core::registry::Registry;
+use vigil_core::store::AuditQuery;
+
+const PW: &str = "correct horse battery";
+
+struct Server {
+    url: String,
+    registry: Arc<Registry>,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = vigil_store::open_sqlite(dir.path()).unwrap();
+    let registry = Arc::new(Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(ServerKey::from_seed([7; 32]))));
+    registry.init_admin(&UserId::parse("admin").unwrap(), "Ada Admin", &Password::new(PW)).unwrap();
+    let admin = registry.authenticate(&UserId::parse("admin").unwrap(), &Password::new(PW)).unwrap();
+    for (id, role) in [("ds", Role::DataScientist), ("lead", Role::MlLead), ("clin", Role::ClinicalReviewer), ("comp", Role::ComplianceOfficer)] {
+        registry.add_user(&admin, &UserId::parse(id).unwrap(), &format!("User {id}"), role, &Password::new(PW)).unwrap();
+    }
+    let state = Arc::new(vigil_server::AppState::new(registry.clone(), dir.path().join("artifacts")).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            vigil_server::serve(listener, state, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    Server { url: format!("http://{addr}"), registry, _dir: dir, stop: Some(stop_tx), thread: Some(thread) }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn basic(user: &str, pw: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}")))
+}
+
+/// (status, parsed body or the raw text as a JSON string)
+fn call(method: &str, url: &str, auth: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    let a = agent();
+    let resp = match (method, body) {
+        ("GET", _) => {
+            let mut r = a.get(url);
+            if let Some(h) = auth {
+                r = r.header("authorization", h);
+            }
+            r.call()
+        }
+        (m, b) => {
+            let mut r = match m {
+                "POST" => a.post(url),
+                "PUT" => a.put(url),
+                "PATCH" => a.patch(url),
+                _ => panic!("method"),
+            };
+            if let Some(h) = auth {
+                r = r.header("authorization", h);
+            }
+            r.header("content-type", "application/json").send(b.unwrap_or(""))
+        }
+    }
+    .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn mlflow(s: &Server, method: &str, path: &str, user: &str, body: Value) -> (u16, Value) {
+    let auth = basic(user, PW);
+    if method == "GET" {
+        let q: Vec<String> = body.as_object().unwrap().iter().map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_owned).unwrap_or(v.to_string()))).collect();
+        call("GET", &format!("{}/api/2.0/mlflow/{path}?{}", s.url, q.join("&")), Some(&auth), None)
+    } else {
+        call(method, &format!("{}/api/2.0/mlflow/{path}", s.url), Some(&auth), Some(&body.to_string()))
+    }
+}
+
+#[test]
+fn authentication_basic_bearer_and_refusals() {
+    let s = start();
+    let url = format!("{}/api/2.0/mlflow/experiments/get?experiment_id=0", s.url);
+    let (st, body) = call("GET", &url, None, None);
+    assert_eq!((st, body["error_code"].as_str()), (401, Some("UNAUTHENTICATED")));
+    let (st, _) = call("GET", &url, Some(&basic("ds", "wrong password!")), None);
+    assert_eq!(st, 401);
+    let (st, _) = call("GET", &url, Some("Bearer vgt_0000"), None);
+    assert_eq!(st, 401);
+    let (st, _) = call("GET", &url, Some("Digest abc"), None);
+    assert_eq!(st, 401);
+    let (st, body) = call("GET", &url, Some(&basic("ds", PW)), None);
+    assert_eq!((st, body["experiment"]["name"].as_str()), (200, Some("Default")));
+
+    // Login gives a session token that works on MLflow routes; logout revokes it.
+    let (st, login) = call("POST", &format!("{}/api/v1/auth/login", s.url), None, Some(&json!({"user": "ds", "password": PW}).to_string()));
+    assert_eq!(st, 200, "{login}");
+    let bearer = format!("Bearer {}", login["token"].as_str().unwrap());
+    assert_eq!(call("GET", &url, Some(&bearer), None).0, 200);
+    let (st, me) = call("GET", &format!("{}/api/v1/me", s.url), Some(&bearer), None);
+    assert_eq!((st, me["role"].as_str()), (200, Some("data_scientist")));
+    // API tokens.
+    let (st, tok) = call("POST", &format!("{}/api/v1/tokens", s.url), Some(&bearer), Some(&json!({"name": "ci", "expires_in_days": 30}).to_string()));
+    assert_eq!(st, 200, "{tok}");
+    let api = format!("Bearer {}", tok["token"].as_str().unwrap());
+    assert_eq!(call("GET", &url, Some(&api), None).0, 200);
+    let (_, list) = call("GET", &format!("{}/api/v1/tokens", s.url), Some(&api), None);
+    assert!(list["tokens"].as_array().unwrap().iter().all(|t| t.get("token").is_none()), "secrets are shown once");
+    assert_eq!(call("POST", &format!("{}/api/v1/auth/logout", s.url), Some(&bearer), Some("{}")).0, 200);
+    assert_eq!(call("GET", &url, Some(&bearer), None).0, 401);
+    assert_eq!(call("GET", &url, Some(&api), None).0, 200, "other tokens survive a logout");
+    let (st, body) = call("POST", &format!("{}/api/v1/auth/login", s.url), None, Some(&json!({"user": "ds", "password": "nope nope nope"}).to_string()));
+    assert_eq!((st, body["error"]["code"].as_str()), (401, Some("authentication_failed")));
+}
+
+#[test]
+fn role_by_route_matrix_with_denials_audited() {
+    let s = start();
+    let (_, exp) = mlflow(&s, "POST", "experiments/create", "ds", json!({"name": "matrix"}));
+    let exp_id = exp["experiment_id"].as_str().unwrap().to_owned();
+    let (_, run) = mlflow(&s, "POST", "runs/create", "ds", json!({"experiment_id": exp_id, "start_time": 1}));
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+    type Case = (&'static str, &'static str, fn(&str, &str) -> Value, [bool; 5]);
+    // Roles in order: data_scientist, ml_lead, clinical_reviewer, compliance_officer, admin.
+    let cases: Vec<Case> = vec![
+        ("POST", "experiments/create", |_, _| json!({"name": format!("x{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())}), [true, true, false, false, false]),
+        ("POST", "runs/create", |e, _| json!({"experiment_id": e}), [true, true, false, false, false]),
+        ("POST", "runs/log-metric", |_, r| json!({"run_id": r, "key": "m", "value": 1.0, "timestamp": 1}), [true, true, false, false, false]),
+        ("POST", "runs/set-tag", |_, r| json!({"run_id": r, "key": "t", "value": "v"}), [true, true, false, false, false]),
+        ("GET", "runs/get", |_, r| json!({"run_id": r}), [true, true, true, true, true]),
+        ("POST", "runs/search", |e, _| json!({"experiment_ids": [e]}), [true, true, true, true, true]),
+        ("GET", "experiments/get", |e, _| json!({"experiment_id": e}), [true, true, true, true, true]),
+        ("GET", "metrics/get-history", |_, r| json!({"run_id": r, "metric_key": "m"}), [true, true, true, true, true]),
+    ];
+    for (method, path, body, allowed) in &cases {
+        for (i, user) in ["ds", "lead", "clin", "comp", "admin"].iter().enumerate() {
+            let (st, resp) = mlflow(&s, method, path, user, body(&exp_id, &run_id));
+            if allowed[i] {
+                assert_eq!(st, 200, "{user} {path}: {resp}");
+            } else {
+                assert_eq!((st, resp["error_code"].as_str()), (403, Some("PERMISSION_DENIED")), "{user} {path}: {resp}");
+            }
+        }
+    }
+    let denied = s.registry.audit_log(&AuditQuery { outcome: Some("denied".into()), ..Default::default() }).unwrap();
+    assert_eq!(denied.len(), 4 * 3, "every refusal audited");
+    // Native: audit verification is open to every role that reads audit.
+    for user in ["ds", "comp", "admin"] {
+        let (st, v) = call("GET", &format!("{}/api/v1/audit/verify", s.url), Some(&basic(user, PW)), None);
+        assert_eq!(st, 200, "{user}: {v}");
+    }
+    assert!(s.registry.verify_audit().unwrap().ok());
+}
+
+#[test]
+fn client_mistakes_are_4xx_in_the_routes_format() {
+    let s = start();
+    let auth = basic("ds", PW);
+    let post = |path: &str, body: &str| call("POST", &format!("{}/api/2.0/mlflow/{path}", s.url), Some(&auth), Some(body));
+    for (path, body, code) in [
+        ("experiments/create", "{not json", "INVALID_PARAMETER_VALUE"),
+        ("experiments/create", "[1, 2]", "INVALID_PARAMETER_VALUE"),
+        ("experiments/create", r#"{"name": 5}"#, "INVALID_PARAMETER_VALUE"),
+        ("experiments/create", "{}", "INVALID_PARAMETER_VALUE"),
+        ("runs/log-metric", r#"{"run_id": "0123456789abcdef0123456789abcdef", "key": "a", "value": "abc", "timestamp": 1}"#, "INVALID_PARAMETER_VALUE"),
+        ("runs/get", "{}", "ENDPOINT_NOT_FOUND"),
+        ("runs/nonexistent", "{}", "ENDPOINT_NOT_FOUND"),
+        ("runs/search", r#"{"experiment_ids": ["0"], "filter": "metrics.a > 1 OR metrics.b < 2"}"#, "INVALID_PARAMETER_VALUE"),
+        ("runs/search", r#"{"experiment_ids": ["0"], "max_results": 50001}"#, "INVALID_PARAMETER_VALUE"),
+        ("runs/update", r#"{"run_id": "0123456789abcdef0123456789abcdef", "status": "FINISHED"}"#, "RESOURCE_DOES_NOT_EXIST"),
+    ] {
+        let (st, b) = post(path, body);
+        assert!((400..500).contains(&st), "{path} {body}: {st} {b}");
+        assert_eq!(b["error_code"].as_str(), Some(code), "{path} {body}: {b}");
+    }
+    // Duplicate experiment names: 400 RESOURCE_ALREADY_EXISTS, as MLflow.
+    assert_eq!(post("experiments/create", r#"{"name": "dup"}"#).0, 200);
+    let (st, b) = post("experiments/create", r#"{"name": "dup"}"#);
+    assert_eq!((st, b["error_code"].as_str()), (400, Some("RESOURCE_ALREADY_EXISTS")));
+    // A batch over the limit is refused whole.
+    let (_, run) = post("runs/create", r#"{"experiment_id": "0"}"#);
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+    let metrics: Vec<Value> = (0..1001).map(|i| json!({"key": format!("k{i}"), "value": 1.0, "timestamp": 1, "step": 0})).collect();
+    let (st, b) = post("runs/log-batch", &json!({"run_id": run_id, "metrics": metrics}).to_string());
+    assert_eq!((st, b["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")));
+    assert!(s.registry.get_run(&run_id).unwrap().metrics.is_empty());
+    // Oversized bodies: 413, not a crash.
+    let huge = format!(r#"{{"name": "{}"}}"#, "x".repeat(17 * 1024 * 1024));
+    assert_eq!(post("experiments/create", &huge).0, 413);
+    // Submitted values never come back in errors.
+    let (_, b) = post("runs/search", r#"{"experiment_ids": ["0"], "filter": "tags.mrn = 'MRN-12345' OR tags.x = 'y'"}"#);
+    assert!(!b.to_string().contains("MRN-12345"), "{b}");
+    // Native routes use the native format; unknown routes are 404 there too.
+    let (st, b) = call("GET", &format!("{}/api/v1/nope", s.url), Some(&auth), None);
+    assert_eq!((st, b["error"]["code"].as_str()), (404, Some("route_not_found")));
+}
+
+#[test]
+fn artifacts_round_trip_and_refuse_escapes() {
+    let s = start();
+    let auth = basic("ds", PW);
+    let base = format!("{}/api/2.0/mlflow-artifacts/artifacts", s.url);
+    let a = agent();
+    let put = |path: &str, bytes: &[u8], who: &str| {
+        let r = a.put(&format!("{base}/{path}")).header("authorization", &basic(who, PW)).send(bytes).unwrap();
+        r.status().as_u16()
+    };
+    let bytes: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(put("1/abc/artifacts/model/weights.bin", &bytes, "ds"), 200);
+    let r = a.get(&format!("{base}/1/abc/artifacts/model/weights.bin")).header("authorization", &auth).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.into_body().read_to_vec().unwrap(), bytes);
+    let (st, listing) = call("GET", &format!("{base}?path=1/abc/artifacts/model"), Some(&auth), None);
+    assert_eq!((st, listing["files"][0]["file_size"].as_u64()), (200, Some(70_000)));
+    let (_, empty) = call("GET", &format!("{base}?path=1/none"), Some(&auth), None);
+    assert_eq!(empty, json!({}));
+    // Escapes: encoded dot segments reach the handler decoded and are refused.
+    for bad in ["1/%2e%2e/%2e%2e/etc/passwd", "%2e%2e/x", "1/a%5cb"] {
+        assert_eq!(put(bad, b"x", "ds"), 400, "{bad}");
+    }
+    assert!(!s._dir.path().join("etc").exists());
+    // Reviewers cannot write artifacts; the refusal is audited and nothing is stored.
+    assert_eq!(put("1/abc/artifacts/evil.txt", b"x", "clin"), 403);
+    assert_eq!(a.get(&format!("{base}/1/abc/artifacts/evil.txt")).header("authorization", &auth).call().unwrap().status().as_u16(), 404);
+    // Writes are audited with their digest.
+    let events = s.registry.audit_log(&AuditQuery { action: Some("artifact.write".into()), ..Default::default() }).unwrap();
+    let ok: Vec<_> = events.iter().filter(|e| e.outcome.as_str() == "ok").collect();
+    assert_eq!(ok.len(), 1);
+    use sha2::Digest;
+    let details: Value = serde_json::from_str(&ok[0].details).unwrap();
+    assert_eq!(details["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&bytes)));
+}
+
+#[test]
+fn health_readiness_and_metrics() {
+    let s = start();
+    assert_eq!(call("GET", &format!("{}/healthz", s.url), None, None).0, 200);
+    assert_eq!(call("GET", &format!("{}/readyz", s.url), None, None).0, 200);
+    mlflow(&s, "GET", "experiments/get", "ds", json!({"experiment_id": "0"}));
+    mlflow(&s, "GET", "experiments/get", "ds", json!({"experiment_id": "999"}));
+    let (st, Value::String(text)) = call("GET", &format!("{}/metrics", s.url), None, None) else { panic!("metrics are text") };
+    assert_eq!(st, 200);
+    assert!(text.contains("vigil_http_requests_total{route=\"/api/2.0/mlflow/experiments/get\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("vigil_http_requests_total{route=\"/api/2.0/mlflow/experiments/get\",status=\"404\"} 1"), "{text}");
+    assert!(text.contains("vigil_audit_chain_length "), "{text}");
+    assert!(text.contains("vigil_drift_alerts_open 0"), "{text}");
+}
