@@ -33,7 +33,8 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
 
-DEFAULT_BIN = "/work/main/target/debug/vigil"
+# The debug binary of this checkout (tests/mlflow/ -> repository root).
+DEFAULT_BIN = str(Path(__file__).resolve().parents[2] / "target" / "debug" / "vigil")
 STARTUP_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10
 HTTP_TIMEOUT_S = 20
@@ -99,7 +100,7 @@ def _vigil_bin() -> str:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         pytest.fail(
             f"Vigil binary not found or not executable: {path!r}. Build it first "
-            f"(`cargo build -p vigil-cli` in /work/main) or point VIGIL_BIN at it.",
+            f"(`cargo build -p vigil-cli` at the repository root) or point VIGIL_BIN at it.",
             pytrace=False,
         )
     return path
@@ -139,10 +140,8 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-@pytest.fixture(scope="session")
-def vigil() -> Iterator[Vigil]:
-    binary = _vigil_bin()
-    root = Path(tempfile.mkdtemp(prefix="vigil-mlflow-tests-"))
+def _start_server(binary: str, root: Path) -> Vigil:
+    """Create the store and users in root/data, start `vigil serve`, wait for its URL."""
     data_dir = root / "data"
     data_dir.mkdir()
     log_path = root / "serve.log"
@@ -164,16 +163,16 @@ def vigil() -> Iterator[Vigil]:
             _cli_env(password=PASSWORDS["admin"]),
         )
 
-    log_file = open(log_path, "w")
-    proc = subprocess.Popen(
-        [binary, "--data-dir", str(data_dir), "serve", "--addr", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=log_file,
-        stdin=subprocess.DEVNULL,
-        env=_cli_env(),
-        text=True,
-        bufsize=1,
-    )
+    with open(log_path, "w") as log_file:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [binary, "--data-dir", str(data_dir), "serve", "--addr", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            stdin=subprocess.DEVNULL,
+            env=_cli_env(),
+            text=True,
+            bufsize=1,
+        )
 
     # Read stdout on a thread (and keep draining it, so the server never blocks on a full pipe).
     lines: queue.Queue = queue.Queue()
@@ -206,33 +205,45 @@ def vigil() -> Iterator[Vigil]:
 
     if url is None:
         _stop(proc)
-        log_file.close()
         pytest.fail(
             f"vigil serve did not print 'listening on http://127.0.0.1:PORT' within "
             f"{STARTUP_TIMEOUT_S} s (exit code {proc.poll()})\n--- stdout ---\n{''.join(seen)}"
             f"\n--- stderr ---\n{log_path.read_text(errors='replace')[-4000:]}",
             pytrace=False,
         )
+    return Vigil(url=url, root=root, data_dir=data_dir, log_path=log_path, proc=proc)
+
+
+def _remove(root: Path) -> None:
+    if os.environ.get("VIGIL_TEST_KEEP"):
+        print(f"\nkept Vigil test store in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def vigil() -> Iterator[Vigil]:
+    binary = _vigil_bin()
+    root = Path(tempfile.mkdtemp(prefix="vigil-mlflow-tests-"))
+    try:
+        server = _start_server(binary, root)
+    except BaseException:  # includes pytest.fail(): do not leave temp dirs behind
+        _remove(root)
+        raise
 
     saved_env = dict(os.environ)
     for key in _CLIENT_ENV_TO_CLEAR:
         os.environ.pop(key, None)
-    os.environ["MLFLOW_TRACKING_URI"] = url
+    os.environ["MLFLOW_TRACKING_URI"] = server.url
     os.environ["MLFLOW_TRACKING_USERNAME"] = "dana"
     os.environ["MLFLOW_TRACKING_PASSWORD"] = PASSWORDS["dana"]
-
-    server = Vigil(url=url, root=root, data_dir=data_dir, log_path=log_path, proc=proc)
     try:
         yield server
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
-        _stop(proc)
-        log_file.close()
-        if os.environ.get("VIGIL_TEST_KEEP"):
-            print(f"\nkept Vigil test store in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        _stop(server.proc)
+        _remove(root)
 
 
 @pytest.fixture(autouse=True)

@@ -153,6 +153,11 @@ impl Registry {
         self.read(|tx| Ok(tx.audit_head()?.map_or(0, |(seq, _)| seq)))
     }
 
+    /// Refreshes the store's query statistics (run periodically by the server).
+    pub fn optimize_store(&self) -> Result<()> {
+        self.store.optimize()
+    }
+
     /// The store backend name.
     pub fn backend(&self) -> &'static str {
         self.store.backend()

@@ -37,6 +37,11 @@ pub trait Store: Send + Sync {
     fn begin(&self, mode: TxMode) -> Result<Box<dyn Tx + '_>>;
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// Refreshes the query planner's statistics (SQLite's `ANALYZE`; PostgreSQL's
+    /// autovacuum does this itself). Servers call it periodically.
+    fn optimize(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Filter for listing promotion requests.

@@ -34,6 +34,9 @@ pub struct AppState {
     pub basic_cache: http::BasicCache,
     /// Request counters and latencies.
     pub metrics: metrics::Metrics,
+    /// Which requests get a log line: `all` (default), `errors` (status ≥ 400) or `off`
+    /// (from `VIGIL_LOG`).
+    pub log: LogLevel,
     next_request: AtomicU64,
     instance: String,
 }
@@ -51,9 +54,32 @@ impl AppState {
             artifacts,
             basic_cache: http::BasicCache::default(),
             metrics: metrics::Metrics::default(),
+            log: LogLevel::from_env(),
             next_request: AtomicU64::new(1),
             instance: hex::encode(b),
         })
+    }
+}
+
+/// Request logging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Every request.
+    All,
+    /// Requests answered with status 400 or above.
+    Errors,
+    /// None.
+    Off,
+}
+
+impl LogLevel {
+    /// From `VIGIL_LOG` (`all`, `errors`, `off`; default `all`).
+    pub fn from_env() -> Self {
+        match std::env::var("VIGIL_LOG").as_deref() {
+            Ok("off") => LogLevel::Off,
+            Ok("errors") => LogLevel::Errors,
+            _ => LogLevel::All,
+        }
     }
 }
 
@@ -111,6 +137,9 @@ async fn observe(State(st): State<Arc<AppState>>, mut req: Request, next: Next) 
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    if st.log == LogLevel::Off || (st.log == LogLevel::Errors && status < 400) {
+        return resp;
+    }
     let code = resp.extensions().get::<http::ErrorTag>().map(|t| t.0);
     let line = serde_json::json!({
         "ts": chrono_like_now(), "level": if status >= 500 { "error" } else { "info" }, "request_id": id,
@@ -150,10 +179,23 @@ pub fn route_label(path: &str) -> String {
 /// Serves until `shutdown` completes, then finishes the requests in flight.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
+    // Planner statistics: at start and every ten minutes, so that searches over a growing
+    // store keep using the selective index.
+    let reg = state.registry.clone();
+    let maintenance = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            let r = reg.clone();
+            let _ = http::blocking(move || r.optimize_store()).await;
+        }
+    });
     let app = router(state);
     let listener = listener.tap_io(|tcp| {
         // Small JSON responses must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    maintenance.abort();
+    served
 }

@@ -63,6 +63,12 @@ fn route_label(p: &'static str) -> &'static str {
 
 /// Handles every `/api/2.0/mlflow/…` request.
 pub async fn dispatch(State(st): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    if method == Method::GET && uri.path().ends_with("/mlflow/metrics/get-history") {
+        return match history_fast(&st, &headers, q.as_deref()).await {
+            Ok(text) => ([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response(),
+            Err(e) => ApiError::mlflow(e).into_response(),
+        };
+    }
     match dispatch_inner(&st, &method, &uri, &headers, q.as_deref(), &body).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => ApiError::mlflow(e).into_response(),
@@ -76,6 +82,11 @@ async fn dispatch_inner(st: &Arc<AppState>, method: &Method, uri: &Uri, headers:
         return Err(Error::new(ErrorCode::RouteNotFound, "this MLflow endpoint is not served by vigil"));
     };
     let principal = authenticate(st, headers).await?;
+    if rest == "runs/log-batch" {
+        let (run_id, batch) = parse_batch(body)?;
+        let reg = st.registry.clone();
+        return blocking(move || reg.log_batch(&principal, &run_id, &batch)).await.map(|()| json!({}));
+    }
     // GET carries fields in the query string; POST, PATCH and DELETE in a JSON body.
     let fields = if *method == Method::GET { Fields::from_query(q) } else { Fields(json_body(body)?) };
     let reg = st.registry.clone();
@@ -255,14 +266,95 @@ fn runs_log_metric(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     Ok(json!({}))
 }
 
+/// `runs/log-batch` bodies, parsed straight into typed values (a 1,000-metric batch is the
+/// hot path of tracking; a generic JSON tree costs several times more).
+#[derive(serde::Deserialize)]
+struct BatchBody {
+    #[serde(default)]
+    run_id: Option<String>,
+    #[serde(default)]
+    run_uuid: Option<String>,
+    #[serde(default)]
+    metrics: Vec<MetricBody>,
+    #[serde(default)]
+    params: Vec<PairBody>,
+    #[serde(default)]
+    tags: Vec<PairBody>,
+}
+
+#[derive(serde::Deserialize)]
+struct MetricBody {
+    key: String,
+    value: NumOrText,
+    timestamp: NumOrText,
+    #[serde(default)]
+    step: Option<NumOrText>,
+}
+
+#[derive(serde::Deserialize)]
+struct PairBody {
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// proto3 JSON: int64 may be a string; doubles may be "NaN" / "Infinity".
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum NumOrText {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl NumOrText {
+    fn f64(&self) -> Option<f64> {
+        match self {
+            NumOrText::Int(i) => Some(*i as f64),
+            NumOrText::Float(f) => Some(*f),
+            NumOrText::Text(t) => as_f64(&Value::String(t.clone())),
+        }
+    }
+
+    fn i64(&self) -> Option<i64> {
+        match self {
+            NumOrText::Int(i) => Some(*i),
+            NumOrText::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(*f as i64),
+            NumOrText::Float(_) => None,
+            NumOrText::Text(t) => t.trim().parse().ok(),
+        }
+    }
+}
+
+/// Parses a log-batch body; shape errors are 400s naming the field, never the values.
+pub fn parse_batch(body: &[u8]) -> Result<(String, LogBatch)> {
+    let b: BatchBody = serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            bad_request(format!("the request body is not valid JSON (line {}, column {})", e.line(), e.column()))
+        } else {
+            bad_request("a log-batch body has run_id, metrics [{key, value, timestamp, step}], params and tags [{key, value}] of those types")
+        }
+    })?;
+    let run_id = b.run_id.filter(|s| !s.is_empty()).or(b.run_uuid).ok_or_else(|| Error::new(ErrorCode::InvalidRequest, "missing value for required parameter 'run_id'"))?;
+    let metrics = b
+        .metrics
+        .into_iter()
+        .map(|m| {
+            let value = m.value.f64().ok_or_else(|| bad_request("each metric needs a numeric 'value'"))?;
+            let timestamp = m.timestamp.i64().ok_or_else(|| bad_request("each metric needs an integer 'timestamp'"))?;
+            let step = m.step.map(|s| s.i64().ok_or_else(|| bad_request("a metric's 'step' must be an integer"))).transpose()?.unwrap_or(0);
+            Ok(Metric { key: m.key, point: MetricPoint { value, timestamp, step } })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pairs = |v: Vec<PairBody>| v.into_iter().map(|p| (p.key, p.value.unwrap_or_default())).collect();
+    Ok((run_id, LogBatch { metrics, params: pairs(b.params), tags: pairs(b.tags) }))
+}
+
 fn runs_log_batch(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
-    let metrics = match f.0.get("metrics") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().map(metric_from).collect::<Result<_>>()?,
-        Some(_) => return Err(bad_request("'metrics' must be a list")),
-    };
-    let batch = LogBatch { metrics, params: f.pairs("params")?, tags: f.pairs("tags")? };
-    r.log_batch(p, &run_id(f)?, &batch)?;
+    // Reached only through the generic path (tests); the router sends log-batch to the
+    // typed fast path below.
+    let (run_id, batch) = parse_batch(f.0.to_string().as_bytes())?;
+    r.log_batch(p, &run_id, &batch)?;
     Ok(json!({}))
 }
 
@@ -317,6 +409,44 @@ fn metrics_get_history(r: &Registry, _: &Principal, f: &Fields) -> Result<Value>
     if more {
         out["next_page_token"] = json!(page_token(offset + u64::from(limit)));
     }
+    Ok(out)
+}
+
+/// `metrics/get-history` written straight into a string: a page holds up to 25,000 points
+/// and a JSON tree per point would dominate the request.
+async fn history_fast(st: &Arc<AppState>, headers: &HeaderMap, q: Option<&str>) -> Result<String> {
+    let _principal = authenticate(st, headers).await?;
+    let f = Fields::from_query(q);
+    let key = f.str("metric_key")?;
+    let run = run_id(&f)?;
+    let limit = f.opt_i64("max_results")?.unwrap_or(25_000).clamp(1, 1_000_000) as u32;
+    let offset = parse_page_token(f.opt_str("page_token")?)?;
+    let reg = st.registry.clone();
+    let key2 = key.clone();
+    let points = match blocking(move || reg.metric_history(&run, &key2, limit + 1, offset)).await {
+        Ok(p) => p,
+        // MLflow answers an unknown run with an empty body.
+        Err(e) if e.code() == ErrorCode::RunNotFound => return Ok("{}".into()),
+        Err(e) => return Err(e),
+    };
+    if points.is_empty() {
+        return Ok("{}".into());
+    }
+    use std::fmt::Write;
+    let key_json = serde_json::to_string(&key).map_err(|_| Error::storage("encoding a metric key"))?;
+    let mut out = String::with_capacity(points.len() * (key_json.len() + 64) + 64);
+    out.push_str("{\"metrics\":[");
+    for (i, p) in points.iter().take(limit as usize).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{{\"key\":{key_json},\"value\":{},\"timestamp\":{},\"step\":{}}}", f64_json(p.value), p.timestamp, p.step);
+    }
+    out.push(']');
+    if points.len() > limit as usize {
+        let _ = write!(out, ",\"next_page_token\":\"{}\"", page_token(offset + u64::from(limit)));
+    }
+    out.push('}');
     Ok(out)
 }
 

@@ -58,12 +58,14 @@ CREATE TABLE params (
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
+CREATE INDEX params_by_value ON params (key, value);
 CREATE TABLE tags (
     run_id TEXT NOT NULL REFERENCES runs(id),
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
+CREATE INDEX tags_by_value ON tags (key, value);
 CREATE TABLE metrics (
     run_id TEXT NOT NULL REFERENCES runs(id),
     key TEXT NOT NULL,
@@ -74,7 +76,7 @@ CREATE TABLE metrics (
     timestamp_ms BIGINT NOT NULL,
     step BIGINT NOT NULL,
     PRIMARY KEY (run_id, key, seq)
-);
+){WITHOUT_ROWID};
 CREATE TABLE latest_metrics (
     run_id TEXT NOT NULL REFERENCES runs(id),
     key TEXT NOT NULL,
@@ -84,8 +86,8 @@ CREATE TABLE latest_metrics (
     timestamp_ms BIGINT NOT NULL,
     step BIGINT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
-CREATE INDEX latest_metrics_by_value ON latest_metrics (key, value_key);
+){WITHOUT_ROWID};
+CREATE INDEX latest_metrics_by_value ON latest_metrics (key, value_key, is_nan);
 "#;
 
 const V3: &str = r#"
@@ -313,5 +315,7 @@ pub(crate) fn render(sql: &str, postgres: bool) -> String {
     } else {
         ("INTEGER PRIMARY KEY", SQLITE_APPEND_ONLY, "BLOB")
     };
-    sql.replace("{SEQ_PK}", seq_pk).replace("{APPEND_ONLY}", append_only).replace("{BLOB}", blob)
+    // SQLite: tables clustered on their primary key (one b-tree per insert instead of two).
+    let without_rowid = if postgres { "" } else { " WITHOUT ROWID" };
+    sql.replace("{SEQ_PK}", seq_pk).replace("{APPEND_ONLY}", append_only).replace("{BLOB}", blob).replace("{WITHOUT_ROWID}", without_rowid)
 }

@@ -68,7 +68,7 @@ impl SqliteConn {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
         // journal_mode reads the header: a file that is not SQLite fails here, clearly.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 4294967296;").map_err(map_err)?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 4294967296; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;").map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteConn { conn })
     }

@@ -238,20 +238,23 @@ pub(crate) fn get_param(c: &mut dyn Conn, run_id: &str, key: &str) -> Result<Opt
 
 /// Runs `INSERT … VALUES (…), (…)` in chunks of rows of `width` parameters.
 fn insert_rows(c: &mut dyn Conn, head: &str, tail: &str, width: usize, rows: Vec<Vec<Param>>) -> Result<()> {
+    use std::fmt::Write;
     const CHUNK: usize = 200;
-    for chunk in rows.chunks(CHUNK) {
-        let mut sql = String::from(head);
-        let mut p: Vec<Param> = Vec::with_capacity(chunk.len() * width);
-        for (i, row) in chunk.iter().enumerate() {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut sql = String::with_capacity(head.len() + tail.len() + CHUNK * width * 6);
+        sql.push_str(head);
+        let mut p: Vec<Param> = Vec::with_capacity(CHUNK * width);
+        for (i, row) in rows.by_ref().take(CHUNK).enumerate() {
             sql.push_str(if i == 0 { " VALUES (" } else { ", (" });
             for j in 0..width {
                 if j > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("${}", i * width + j + 1));
+                let _ = write!(sql, "${}", i * width + j + 1);
             }
             sql.push(')');
-            p.extend(row.iter().cloned());
+            p.extend(row);
         }
         sql.push_str(tail);
         c.exec(&sql, &p).map_err(db)?;
@@ -474,7 +477,9 @@ fn clause_sql(s: &mut Sql, c: &Clause) -> String {
         (Field::Metric(k), op, Operand::Number(x)) => {
             let kb = s.bind(k.as_str().into());
             let vb = s.bind(order_key(*x).into());
-            format!("EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_id = r.id AND m.key = {kb} AND m.is_nan = 0 AND m.value_key {} {vb})", sql_op(op))
+            // An IN over the (key, value_key) index lets the planner start from the few
+            // matching metrics instead of probing every run.
+            format!("r.id IN (SELECT m.run_id FROM latest_metrics m WHERE m.key = {kb} AND m.is_nan = 0 AND m.value_key {} {vb})", sql_op(op))
         }
         (Field::Param(k) | Field::Tag(k), op, operand) => {
             let table = if matches!(c.field, Field::Param(_)) { "params" } else { "tags" };
@@ -484,7 +489,7 @@ fn clause_sql(s: &mut Sql, c: &Clause) -> String {
                 Op::IsNotNull => format!("EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.id AND x.key = {kb})"),
                 _ => {
                     let cond = text_cond(s, "x.value", op, operand);
-                    format!("EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.id AND x.key = {kb} AND {cond})")
+                    format!("r.id IN (SELECT x.run_id FROM {table} x WHERE x.key = {kb} AND {cond})")
                 }
             }
         }
