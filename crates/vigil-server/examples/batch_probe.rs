@@ -1,4 +1,5 @@
 //! Splits the cost of a 1,000-metric log-batch: the use case alone on SQLite, without HTTP.
+#![allow(missing_docs, clippy::unwrap_used)]
 use std::sync::Arc;
 use std::time::Instant;
 use vigil_core::approval::ServerKey;
