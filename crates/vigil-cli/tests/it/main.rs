@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 mod concurrency;
 mod drift;
 mod errors;
+mod server;
 mod workflow;
 
 pub const PW: &str = "s3cret-passw0rd";
