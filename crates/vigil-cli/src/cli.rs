@@ -13,7 +13,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Data directory of the embedded store (default: $XDG_DATA_HOME/vigil or ~/.local/share/vigil).
     #[arg(long, global = true, env = "VIGIL_DATA_DIR")]
@@ -58,6 +58,11 @@ pub enum Command {
         /// Artifact directory (default: DATA_DIR/artifacts; required with --database-url).
         #[arg(long, env = "VIGIL_ARTIFACTS")]
         artifacts: Option<PathBuf>,
+        /// On a new store, first load the demo data set (the `vigil demo` team, a model in
+        /// Production with its two e-signatures, the audit trail). Without --data-dir the
+        /// store is ./vigil-demo.
+        #[arg(long)]
+        demo: bool,
     },
     /// Manage users.
     #[command(subcommand)]

@@ -173,7 +173,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
         Command::Demo => crate::demo::run(g),
-        Command::Serve { addr, artifacts } => serve(g, &addr, artifacts).map(|()| ExitCode::SUCCESS),
+        Command::Serve { addr, artifacts, demo } => {
+            if demo {
+                let g = Global { data_dir: g.data_dir.clone().or_else(|| (g.database_url.is_none()).then(|| PathBuf::from("vigil-demo"))), ..g.clone() };
+                let fresh = match target(&g)?.data_dir {
+                    Some(dir) => !dir.join(vigil_store::DB_FILE).exists(),
+                    None => !open(&g, true)?.is_initialized()?,
+                };
+                if fresh {
+                    crate::demo::run(&g)?;
+                    println!();
+                }
+                return serve(&g, &addr, artifacts.clone()).map(|()| ExitCode::SUCCESS);
+            }
+            serve(g, &addr, artifacts).map(|()| ExitCode::SUCCESS)
+        }
         Command::Init { admin, name, new_password: np } => {
             let reg = open(g, true)?;
             let id = UserId::parse(&admin)?;

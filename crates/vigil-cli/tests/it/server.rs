@@ -135,3 +135,39 @@ fn kill_9_during_writes_loses_no_acknowledged_write_postgres() {
         kill_9_loses_no_acknowledged_write(v);
     }
 }
+
+#[test]
+fn serve_demo_loads_the_demo_data_set_once_then_serves_it() {
+    let v = Vigil::empty();
+    let start = || {
+        let mut cmd = v.cmd();
+        cmd.args(["serve", "--demo", "--addr", "127.0.0.1:0"]).env("VIGIL_LOG", "off").stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut seen = Vec::new();
+        let url = loop {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).expect("read") > 0, "server exited; output: {seen:?}");
+            if let Some(u) = line.trim().strip_prefix("listening on ") {
+                break u.to_owned();
+            }
+            seen.push(line);
+        };
+        (Served { child, url }, seen)
+    };
+    let (s, output) = start();
+    assert!(output.iter().any(|l| l.contains("cleo signed")), "the demo ran: {output:?}");
+    use base64::Engine;
+    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("dana:demo-dana-password"));
+    let mut r = agent().get(&format!("{}/api/v1/models", s.url)).header("authorization", &auth).call().unwrap();
+    let models: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let versions = &models["models"][0]["versions"];
+    assert_eq!(versions[0]["stage"], json!("production"), "{models}");
+    drop(s);
+    // A second start serves the existing store without adding a version.
+    let (s, output) = start();
+    assert!(output.is_empty(), "{output:?}");
+    let mut r = agent().get(&format!("{}/api/v1/models", s.url)).header("authorization", &auth).call().unwrap();
+    let models: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(models["models"][0]["versions"].as_array().map(Vec::len), Some(1));
+}
