@@ -140,6 +140,8 @@ codes! {
     /// The route does not exist.
     RouteNotFound = "route_not_found" => NotFound,
 
+    /// An artifact with different content exists at that path; artifacts are never replaced.
+    ArtifactExists = "artifact_exists" => Conflict,
     /// An experiment with this name exists.
     ExperimentExists = "experiment_exists" => Conflict,
     /// A model with this name already exists with different attributes.

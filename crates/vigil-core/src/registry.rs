@@ -330,6 +330,11 @@ impl Registry {
     pub fn authenticate(&self, id: &UserId, password: &Password) -> Result<Principal> {
         let user = self.read(|tx| tx.get_user(id, false))?;
         let Some(user) = user else {
+            // Spend what a real check costs, so response times do not reveal which users exist.
+            static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+            if let Some(h) = DUMMY.get_or_init(|| auth::hash_password(&Password::new("vigil-timing-equaliser")).ok()) {
+                let _ = auth::verify_password(password, h);
+            }
             let e = Error::new(ErrorCode::AuthenticationFailed, "unknown user or wrong password");
             self.audit_denial(&Attempt { actor: id.as_str(), action: "auth.login", entity_type: "user", entity_id: id.as_str(), model: None, version: None }, &e)?;
             return Err(e);
@@ -381,6 +386,18 @@ impl Registry {
         } else {
             Err(Error::new(ErrorCode::AuthenticationFailed, "unknown user or wrong password"))
         }
+    }
+
+    /// A digest of what a password check depends on (password hash, status, lock, role), or
+    /// `None` for an unknown user. A server that remembers a successful check for a while
+    /// compares this on every use, so a changed password, a lock, a disablement or a new role
+    /// takes effect at once.
+    pub fn credential_fingerprint(&self, id: &UserId) -> Result<Option<String>> {
+        let u = self.read(|tx| tx.get_user(id, false))?;
+        Ok(u.map(|u| {
+            let text = format!("{}\u{0}{}\u{0}{}\u{0}{}", u.password_hash, u.status.as_str(), u.locked, u.role.as_str());
+            Sha256Digest::of(text.as_bytes()).to_hex()
+        }))
     }
 
     /// Creates a user (administrators only).

@@ -204,6 +204,9 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>> {
                     }
                 }
                 let text = String::from_utf8(text).map_err(|_| invalid("filter is not valid UTF-8"))?;
+                if text.contains('\0') {
+                    return Err(invalid(format!("NUL character in the quoted text at position {start}")));
+                }
                 out.push((start, if q == b'`' { Tok::Backticked(text) } else { Tok::Quoted(text) }));
             }
             b'=' => {

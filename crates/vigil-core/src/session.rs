@@ -17,6 +17,8 @@ use serde_json::json;
 pub const SESSION_HOURS: u32 = 12;
 /// The longest expiry an API token may be given (one year).
 pub const MAX_TOKEN_DAYS: u32 = 366;
+/// The expiry of an API token created without one.
+pub const DEFAULT_TOKEN_DAYS: u32 = 90;
 
 /// Session (from a login) or API token (created explicitly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,35 +124,64 @@ impl Registry {
         Ok((p, t, s))
     }
 
-    /// Creates an API token for the actor, optionally expiring after `days`.
+    /// Creates an API token for the actor, expiring after `days` (default
+    /// [`DEFAULT_TOKEN_DAYS`], at most [`MAX_TOKEN_DAYS`]: every token expires). Refusals are
+    /// audited.
     pub fn create_token(&self, actor: &Principal, name: &str, days: Option<u32>) -> Result<(ApiToken, String)> {
-        let name = crate::ids::required_text("token name", name, 200)?;
-        let expires = match days {
-            None => None,
-            Some(d) if d == 0 || d > MAX_TOKEN_DAYS => {
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: "token.create", entity_type: "token", entity_id: "", model: None, version: None };
+        let prepared = crate::ids::required_text("token name", name, 200).and_then(|name| {
+            let d = days.unwrap_or(DEFAULT_TOKEN_DAYS);
+            if d == 0 || d > MAX_TOKEN_DAYS {
                 return Err(Error::new(ErrorCode::InvalidText, format!("token expiry must be 1 to {MAX_TOKEN_DAYS} days")));
             }
-            Some(d) => Some(self.clock.now().plus_hours(d * 24).ok_or_else(|| Error::new(ErrorCode::InvalidText, "expiry out of range"))?),
+            let expires = self.clock.now().plus_hours(d * 24).ok_or_else(|| Error::new(ErrorCode::InvalidText, "expiry out of range"))?;
+            Ok((name, expires))
+        });
+        let (name, expires) = match prepared {
+            Ok(v) => v,
+            Err(e) => {
+                self.audit_denial(&attempt, &e)?;
+                return Err(e);
+            }
         };
-        // The account must still be usable (not disabled or locked since it logged in).
-        self.read(|tx| {
+        let secret = new_secret()?;
+        let token = ApiToken {
+            id: self.ids.new_id("tok"),
+            user_id: actor.user_id().clone(),
+            name,
+            kind: TokenKind::Api,
+            created_at: self.clock.now(),
+            expires_at: Some(expires),
+            revoked_at: None,
+        };
+        let hash = token_hash(&secret);
+        self.governed(attempt, |tx| {
+            // The account must still be usable (not disabled or locked since it logged in).
             let u = tx.get_user(actor.user_id(), false)?.ok_or_else(|| Error::new(ErrorCode::AuthenticationFailed, "unknown user"))?;
-            u.check_usable()
+            u.check_usable()?;
+            tx.insert_token(&token, &hash)?;
+            tx.append_audit(self.event(
+                actor.user_id().as_str(),
+                "token.create",
+                "token",
+                &token.id,
+                json!({"new": {"user": token.user_id.as_str(), "name": token.name, "kind": "api", "expires_at": token.expires_at.map(|t| t.to_rfc3339())}}),
+            ))
         })?;
-        self.issue(actor.user_id(), &name, TokenKind::Api, expires, actor.user_id().as_str())
+        Ok((token, secret))
     }
 
     /// Authenticates a bearer token. Unknown, expired and revoked tokens, and tokens of
     /// disabled or locked users, are refused and audited (the token itself is not recorded).
     pub fn authenticate_token(&self, secret: &str) -> Result<Principal> {
-        let refuse = |why: &str| -> Result<Principal> {
+        // The audit names the token by id when it exists; no part of a secret is recorded.
+        let refuse = |why: &str, token_id: &str| -> Result<Principal> {
             let e = Error::new(ErrorCode::AuthenticationFailed, "invalid, expired or revoked token");
-            let prefix = if looks_like_token(secret) { &secret[..12] } else { "malformed" };
-            self.audit_denial(&Attempt { actor: "unknown", action: "auth.token", entity_type: "token", entity_id: prefix, model: None, version: None }, &Error::new(ErrorCode::AuthenticationFailed, why))?;
+            self.audit_denial(&Attempt { actor: "unknown", action: "auth.token", entity_type: "token", entity_id: token_id, model: None, version: None }, &Error::new(ErrorCode::AuthenticationFailed, why))?;
             Err(e)
         };
         if !looks_like_token(secret) {
-            return refuse("malformed token");
+            return refuse("malformed token", "malformed");
         }
         let now = self.clock.now();
         let found = self.read(|tx| {
@@ -159,11 +190,11 @@ impl Registry {
             Ok(Some((t, u)))
         })?;
         match found {
-            None => refuse("unknown token"),
-            Some((t, _)) if !t.is_live(now) => refuse("expired or revoked token"),
-            Some((_, None)) => refuse("token of an unknown user"),
-            Some((_, Some(u))) => match u.check_usable() {
-                Err(_) => refuse("token of a disabled or locked user"),
+            None => refuse("unknown token", "unknown"),
+            Some((t, _)) if !t.is_live(now) => refuse("expired or revoked token", &t.id),
+            Some((t, None)) => refuse("token of an unknown user", &t.id),
+            Some((t, Some(u))) => match u.check_usable() {
+                Err(_) => refuse("token of a disabled or locked user", &t.id),
                 Ok(()) => Ok(Principal::authenticated(u.id, u.role, u.printed_name)),
             },
         }

@@ -33,6 +33,16 @@ pub const MAX_BATCH_TOTAL: usize = 1000;
 pub const DEFAULT_EXPERIMENT_ID: i64 = 0;
 /// Most runs one search page returns (MLflow: 50,000).
 pub const MAX_SEARCH_RESULTS: u32 = 50_000;
+/// Most conditions in one filter.
+pub const MAX_SEARCH_CLAUSES: usize = 100;
+/// Most values (IN-list items included) in one filter.
+pub const MAX_SEARCH_VALUES: usize = 1000;
+/// Most `order_by` keys.
+pub const MAX_ORDER_BY: usize = 20;
+/// Most experiments searched at once.
+pub const MAX_SEARCH_EXPERIMENTS: usize = 100;
+/// Largest offset a page token may carry.
+pub const MAX_SEARCH_OFFSET: u64 = 1 << 40;
 
 /// Active or deleted (soft delete, restorable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,14 +265,27 @@ fn check_value(what: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         return Err(Error::new(ErrorCode::InvalidText, format!("{what} values are at most {max} bytes")));
     }
+    // Newlines and tabs are fine (notes are markdown); NUL is not text, and PostgreSQL refuses it.
+    if value.contains('\0') {
+        return Err(Error::new(ErrorCode::InvalidText, format!("{what} values may not contain NUL characters")));
+    }
     Ok(())
 }
+
+/// Tags the server sets: the run's user is whoever authenticated.
+const RESERVED_TAGS: &[&str] = &["mlflow.user"];
 
 fn check_name(what: &str, name: &str) -> Result<()> {
     if name.trim().is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(Error::new(ErrorCode::InvalidText, format!("{what} names are 1 to {MAX_NAME_LEN} bytes without control characters")));
     }
     Ok(())
+}
+
+/// A run id as it may enter the audit trail: well-formed ids as they are, anything else
+/// (client text of any length or content) as `invalid`.
+fn audit_run_id(run_id: &str) -> &str {
+    if check_run_id(run_id).is_ok() { run_id } else { "invalid" }
 }
 
 /// Parses an experiment id as MLflow sends it (a decimal string).
@@ -301,6 +324,12 @@ impl LogBatch {
         for (k, v) in &self.tags {
             check_key("tag", k)?;
             check_value("tag", v, MAX_TAG_VALUE_LEN)?;
+            if RESERVED_TAGS.contains(&k.as_str()) {
+                return Err(Error::new(ErrorCode::InvalidKey, "mlflow.user is set by the server from the authenticated user"));
+            }
+            if k == "mlflow.runName" {
+                check_name("run", v)?;
+            }
         }
         // The same param key twice with different values in one batch is a conflict too.
         for (i, (k, v)) in self.params.iter().enumerate() {
@@ -462,8 +491,9 @@ impl Registry {
             let name = run_name
                 .filter(|n| !n.is_empty())
                 .map(str::to_owned)
-                .or_else(|| tags.iter().find(|(k, _)| k == "mlflow.runName").map(|(_, v)| v.clone()))
+                .or_else(|| tags.iter().find(|(k, v)| k == "mlflow.runName" && !v.is_empty()).map(|(_, v)| v.clone()))
                 .unwrap_or_else(|| format!("run-{}", &run_id[run_id.len() - 8..]));
+            check_name("run", &name)?;
             let info = RunInfo {
                 run_id: run_id.clone(),
                 experiment_id,
@@ -497,7 +527,7 @@ impl Registry {
 
     /// Changes a run's status, end time or name.
     pub fn update_run(&self, actor: &Principal, run_id: &str, status: Option<RunStatus>, end_time: Option<i64>, run_name: Option<&str>) -> Result<RunInfo> {
-        let attempt = Self::track_attempt(actor, "run.update", "run", run_id);
+        let attempt = Self::track_attempt(actor, "run.update", "run", audit_run_id(run_id));
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::Track)?;
             let mut run = Self::active_run(tx, run_id, true)?;
@@ -523,7 +553,7 @@ impl Registry {
     /// Soft-deletes or restores a run.
     pub fn set_run_lifecycle(&self, actor: &Principal, run_id: &str, lifecycle: Lifecycle) -> Result<()> {
         let action = if lifecycle == Lifecycle::Deleted { "run.delete" } else { "run.restore" };
-        let attempt = Self::track_attempt(actor, action, "run", run_id);
+        let attempt = Self::track_attempt(actor, action, "run", audit_run_id(run_id));
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::Track)?;
             check_run_id(run_id)?;
@@ -539,7 +569,7 @@ impl Registry {
     /// event). Params are immutable: the same value again is accepted, a different value is
     /// refused with `param_immutable` and nothing of the batch is written.
     pub fn log_batch(&self, actor: &Principal, run_id: &str, batch: &LogBatch) -> Result<()> {
-        let attempt = Self::track_attempt(actor, "run.log", "run", run_id);
+        let attempt = Self::track_attempt(actor, "run.log", "run", audit_run_id(run_id));
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::Track)?;
             batch.validate()?;
@@ -558,6 +588,12 @@ impl Registry {
             }
             if !batch.tags.is_empty() {
                 tx.upsert_tags(run_id, &batch.tags)?;
+                // The name tag and the run's name are one fact.
+                if let Some((_, name)) = batch.tags.iter().rev().find(|(k, _)| k == "mlflow.runName") {
+                    let mut renamed = run.clone();
+                    renamed.run_name = name.clone();
+                    tx.update_run(&renamed)?;
+                }
             }
             if !batch.metrics.is_empty() {
                 tx.insert_metrics(run_id, &batch.metrics)?;
@@ -585,7 +621,7 @@ impl Registry {
 
     /// Deletes one tag of an active run.
     pub fn delete_run_tag(&self, actor: &Principal, run_id: &str, key: &str) -> Result<()> {
-        let attempt = Self::track_attempt(actor, "run.delete_tag", "run", run_id);
+        let attempt = Self::track_attempt(actor, "run.delete_tag", "run", audit_run_id(run_id));
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::Track)?;
             let run = Self::active_run(tx, run_id, true)?;
@@ -599,6 +635,9 @@ impl Registry {
     /// A metric's history in logging order, a page at a time.
     pub fn metric_history(&self, run_id: &str, key: &str, limit: u32, offset: u64) -> Result<Vec<MetricPoint>> {
         check_run_id(run_id)?;
+        if offset > MAX_SEARCH_OFFSET {
+            return Err(Error::new(ErrorCode::InvalidFilter, "invalid page token"));
+        }
         self.read(|tx| {
             tx.get_run(run_id, false)?.ok_or_else(|| Error::new(ErrorCode::RunNotFound, "no run with that id"))?;
             tx.metric_history(run_id, key, limit, offset)
@@ -609,6 +648,18 @@ impl Registry {
     pub fn search_runs(&self, q: &RunQuery) -> Result<(Vec<Run>, bool)> {
         if q.limit == 0 || q.limit > MAX_SEARCH_RESULTS {
             return Err(Error::new(ErrorCode::InvalidFilter, format!("max_results must be between 1 and {MAX_SEARCH_RESULTS}")));
+        }
+        // Bounds that keep every query within both databases' limits (joins, expression
+        // depth, bound parameters), so a large request is a 400, not a database error.
+        let in_items: usize = q.filter.iter().map(|c| if let crate::search::Operand::List(l) = &c.operand { l.len() } else { 1 }).sum();
+        if q.filter.len() > MAX_SEARCH_CLAUSES || in_items > MAX_SEARCH_VALUES || q.order_by.len() > MAX_ORDER_BY || q.experiment_ids.len() > MAX_SEARCH_EXPERIMENTS {
+            return Err(Error::new(
+                ErrorCode::InvalidFilter,
+                format!("a search takes at most {MAX_SEARCH_CLAUSES} conditions, {MAX_SEARCH_VALUES} values, {MAX_ORDER_BY} order_by keys and {MAX_SEARCH_EXPERIMENTS} experiments"),
+            ));
+        }
+        if q.offset > MAX_SEARCH_OFFSET {
+            return Err(Error::new(ErrorCode::InvalidFilter, "invalid page token"));
         }
         self.read(|tx| {
             let mut page = q.clone();
@@ -631,21 +682,30 @@ impl Registry {
         })
     }
 
-    /// Checks that the actor may write tracking data (used by the artifact routes, whose
-    /// bytes live outside the database) and audits the write.
-    pub fn record_artifact_write(&self, actor: &Principal, run_or_model: &str, path: &str, size: u64, sha256: &str) -> Result<()> {
-        let attempt = Self::track_attempt(actor, "artifact.write", "artifact", run_or_model);
+    /// Checks, before any bytes are accepted, that the actor may write an artifact of this
+    /// run: the Track role, and a run that exists in that experiment and is active. Refusals
+    /// are audited (with the run id only when it is well-formed).
+    pub fn authorize_artifact_write(&self, actor: &Principal, experiment_id: &str, run_id: &str) -> Result<()> {
+        let attempt = Self::track_attempt(actor, "artifact.write", "run", audit_run_id(run_id));
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::Track)?;
-            tx.append_audit(self.event(actor.user_id().as_str(), "artifact.write", "artifact", run_or_model, json!({"path": path, "size": size, "sha256": sha256})))
+            let run = Self::active_run(tx, run_id, false)?;
+            if parse_experiment_id(experiment_id).ok() != Some(run.experiment_id) {
+                return Err(Error::new(ErrorCode::InvalidPath, "the artifact path's experiment is not the run's"));
+            }
+            Ok(())
         })
     }
 
-    /// Checks, before any bytes are written, that the actor may write artifacts. A refusal is
-    /// audited.
-    pub fn authorize_artifact_write(&self, actor: &Principal, target: &str) -> Result<()> {
-        let attempt = Self::track_attempt(actor, "artifact.write", "artifact", target);
-        self.governed(attempt, |tx| Self::acting_user(tx, actor, Action::Track).map(|_| ()))
+    /// Records an artifact written for a run (path, size, SHA-256) in the audit trail, after
+    /// the same checks as [`Registry::authorize_artifact_write`].
+    pub fn record_artifact_write(&self, actor: &Principal, run_id: &str, path: &str, size: u64, sha256: &str) -> Result<()> {
+        let attempt = Self::track_attempt(actor, "artifact.write", "run", audit_run_id(run_id));
+        self.governed(attempt, |tx| {
+            Self::acting_user(tx, actor, Action::Track)?;
+            let run = Self::active_run(tx, run_id, false)?;
+            tx.append_audit(self.run_event(actor, "artifact.write", &run, json!({"path": path, "size": size, "sha256": sha256})))
+        })
     }
 }
 

@@ -1,9 +1,13 @@
 //! MLflow's artifact proxy (`/api/2.0/mlflow-artifacts/artifacts…`) over a local directory.
 //!
-//! Uploads stream to a temporary file while their SHA-256 is computed, then move into place
-//! atomically; the write is authorised before any byte is accepted and audited with its size
-//! and digest. Paths are relative, with no `.`/`..` segments, backslashes or NULs, so nothing
-//! can escape the artifact root.
+//! Uploads go to `<experiment>/<run>/artifacts/<path>` of an active run the caller may write
+//! to (checked before any byte is accepted). They stream to a randomly named staging file
+//! while their SHA-256 is computed, then are linked into place without replacing anything:
+//! artifacts are evidence, so a path holds one content forever (the same bytes again are
+//! accepted; different bytes are `409 artifact_exists`). The link and its audit event run in
+//! a task the client cannot cancel by disconnecting. Paths are relative, with no `.`/`..`
+//! segments, backslashes, control characters or staging names, so nothing can escape the
+//! root or read an upload in flight.
 
 use crate::AppState;
 use crate::http::{ApiError, authenticate, blocking, query_pairs};
@@ -19,6 +23,9 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use vigil_core::{Error, ErrorCode};
 
+/// The staging directory's name (never a valid path segment).
+const STAGING: &str = ".vigil-tmp";
+
 /// Largest single artifact upload (5 GiB).
 pub const MAX_ARTIFACT_BYTES: u64 = 5 << 30;
 
@@ -29,7 +36,7 @@ pub fn check_path(p: &str) -> Result<Vec<&str>, Error> {
         return Err(bad());
     }
     let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
-    if segs.is_empty() || segs.iter().any(|s| *s == "." || *s == ".." || s.len() > 255) {
+    if segs.is_empty() || segs.iter().any(|s| *s == "." || *s == ".." || s.len() > 255 || s.starts_with(STAGING)) {
         return Err(bad());
     }
     Ok(segs)
@@ -54,20 +61,25 @@ pub async fn upload(State(st): State<Arc<AppState>>, UrlPath(path): UrlPath<Stri
 async fn upload_inner(st: &Arc<AppState>, path: &str, headers: &HeaderMap, body: Body) -> Result<(), Error> {
     let principal = authenticate(st, headers).await?;
     let segs = check_path(path)?;
-    // The owner (`<experiment>/<run>` or `<experiment>/models/<id>`) names the audit entity.
-    let owner = segs.iter().take(if segs.get(1) == Some(&"models") { 3 } else { 2 }).copied().collect::<Vec<_>>().join("/");
+    // `<experiment>/<run>/artifacts/<file…>`: the only place runs' artifacts live.
+    let (exp, run) = match segs.as_slice() {
+        [exp, run, "artifacts", _, ..] => (exp.to_string(), run.to_string()),
+        _ => return Err(Error::new(ErrorCode::InvalidPath, "artifact uploads go to <experiment>/<run>/artifacts/<path>")),
+    };
     let reg = st.registry.clone();
-    let (p2, o2) = (principal.clone(), owner.clone());
-    blocking(move || reg.authorize_artifact_write(&p2, &o2)).await?;
-    if segs.iter().any(|s| s.starts_with(".vigil-tmp")) {
-        return Err(Error::new(ErrorCode::InvalidPath, "artifact names may not start with .vigil-tmp"));
-    }
+    let (p2, e2, r2) = (principal.clone(), exp.clone(), run.clone());
+    blocking(move || reg.authorize_artifact_write(&p2, &e2, &r2)).await?;
     let final_path = resolve(&st.artifacts, &segs);
-    let tmp_dir = st.artifacts.join(".vigil-tmp");
+    let tmp_dir = st.artifacts.join(STAGING);
     tokio::fs::create_dir_all(&tmp_dir).await.map_err(|_| Error::storage("cannot create the artifact staging directory"))?;
-    let tmp = tmp_dir.join(format!("{}-{}", std::process::id(), next_tmp()));
+    let tmp = tmp_dir.join(random_name()?);
     let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(|_| Error::storage("cannot create a staging file for the artifact"))?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await
+            .map_err(|_| Error::storage("cannot create a staging file for the artifact"))?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut stream = body.into_data_stream();
@@ -91,28 +103,54 @@ async fn upload_inner(st: &Arc<AppState>, path: &str, headers: &HeaderMap, body:
             return Err(e);
         }
     };
-    if let Some(parent) = final_path.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(|_| Error::new(ErrorCode::InvalidPath, "an artifact path segment is an existing file"))?;
-    }
-    if tokio::fs::metadata(&final_path).await.is_ok_and(|m| m.is_dir()) {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(Error::new(ErrorCode::InvalidPath, "the artifact path is an existing directory"));
-    }
-    tokio::fs::rename(&tmp, &final_path).await.map_err(|_| Error::storage("moving the artifact into place failed"))?;
+    // Linking and auditing run to completion even if the client goes away now.
     let reg = st.registry.clone();
     let rel = segs.join("/");
-    if let Err(e) = blocking(move || reg.record_artifact_write(&principal, &owner, &rel, size, &digest)).await {
-        // Not audited, not kept.
-        let _ = tokio::fs::remove_file(&final_path).await;
+    tokio::task::spawn_blocking(move || finalize(&reg, &principal, &run, &rel, &tmp, &final_path, size, &digest))
+        .await
+        .unwrap_or_else(|_| Err(Error::storage("storing the artifact failed")))
+}
+
+/// Links the staged file into place (never replacing one) and audits the write; undoes the
+/// link if the audit cannot be written.
+#[allow(clippy::too_many_arguments)]
+fn finalize(reg: &vigil_core::registry::Registry, who: &vigil_core::auth::Principal, run: &str, rel: &str, tmp: &Path, dest: &Path, size: u64, digest: &str) -> Result<(), Error> {
+    let cleanup = |e: Error| {
+        let _ = std::fs::remove_file(tmp);
+        Err(e)
+    };
+    if let Some(parent) = dest.parent()
+        && std::fs::create_dir_all(parent).is_err()
+    {
+        return cleanup(Error::new(ErrorCode::InvalidPath, "an artifact path segment is an existing file"));
+    }
+    match std::fs::hard_link(tmp, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let same = std::fs::read(dest).map(|b| hex::encode(Sha256::digest(&b)) == digest).unwrap_or(false);
+            let _ = std::fs::remove_file(tmp);
+            return if same {
+                // The same bytes again: idempotent, and recorded.
+                reg.record_artifact_write(who, run, rel, size, digest)
+            } else {
+                Err(Error::new(ErrorCode::ArtifactExists, "an artifact with different content exists at that path; artifacts are never replaced, use a new path"))
+            };
+        }
+        Err(_) => return cleanup(Error::storage("moving the artifact into place failed")),
+    }
+    let _ = std::fs::remove_file(tmp);
+    if let Err(e) = reg.record_artifact_write(who, run, rel, size, digest) {
+        // Not audited, not kept (the file is new: nothing else is lost).
+        let _ = std::fs::remove_file(dest);
         return Err(e);
     }
     Ok(())
 }
 
-fn next_tmp() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+fn random_name() -> Result<String, Error> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).map_err(|_| Error::storage("no system randomness for a staging name"))?;
+    Ok(hex::encode(b))
 }
 
 /// `GET …/artifacts/{path}`: the file's bytes.
@@ -142,7 +180,7 @@ pub async fn list(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, header
         if let Ok(mut rd) = tokio::fs::read_dir(&dir).await {
             while let Ok(Some(entry)) = rd.next_entry().await {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".vigil-tmp") {
+                if name.starts_with(STAGING) {
                     continue;
                 }
                 match entry.metadata().await {
@@ -170,7 +208,7 @@ mod tests {
     #[test]
     fn paths_cannot_escape_the_root() {
         assert_eq!(check_path("1/abc/artifacts/model/MLmodel").map(|s| s.len()).ok(), Some(5));
-        for bad in ["", "/etc/passwd", "../x", "a/../../b", "a/./b", "a\\b", "a\u{0}b", "..", "."] {
+        for bad in ["", "/etc/passwd", "../x", "a/../../b", "a/./b", "a\\b", "a\u{0}b", "..", ".", ".vigil-tmp/abc", "1/.vigil-tmp"] {
             assert_eq!(check_path(bad).map(|_| ()).unwrap_err().code(), ErrorCode::InvalidPath, "{bad:?}");
         }
     }

@@ -99,11 +99,12 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> vigil_core::Result<
 
 /// Successful password checks, remembered briefly so that a client sending HTTP Basic on
 /// every request (the MLflow client does) does not pay Argon2id each time. Keyed by a hash
-/// of user and password; a failed check never enters it. Writes still re-read the user in
-/// their transaction, so a disabled or locked account cannot write from the cache.
+/// of user and password; a failed check never enters it. Each use re-reads the user's
+/// credential fingerprint (one indexed read), so a password change, lock, disablement or
+/// role change takes effect immediately, on every replica.
 #[derive(Default)]
 pub struct BasicCache {
-    entries: std::sync::Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    entries: std::sync::Mutex<HashMap<[u8; 32], (Principal, String, Instant)>>,
 }
 
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -118,17 +119,17 @@ impl BasicCache {
         h.finalize().into()
     }
 
-    fn get(&self, k: &[u8; 32]) -> Option<Principal> {
+    fn get(&self, k: &[u8; 32]) -> Option<(Principal, String)> {
         let map = self.entries.lock().ok()?;
-        map.get(k).filter(|(_, at)| at.elapsed() < BASIC_CACHE_TTL).map(|(p, _)| p.clone())
+        map.get(k).filter(|(_, _, at)| at.elapsed() < BASIC_CACHE_TTL).map(|(p, f, _)| (p.clone(), f.clone()))
     }
 
-    fn put(&self, k: [u8; 32], p: Principal) {
+    fn put(&self, k: [u8; 32], p: Principal, fingerprint: String) {
         if let Ok(mut map) = self.entries.lock() {
             if map.len() > 10_000 {
-                map.retain(|_, (_, at)| at.elapsed() < BASIC_CACHE_TTL);
+                map.retain(|_, (_, _, at)| at.elapsed() < BASIC_CACHE_TTL);
             }
-            map.insert(k, (p, Instant::now()));
+            map.insert(k, (p, fingerprint, Instant::now()));
         }
     }
 }
@@ -170,13 +171,23 @@ pub async fn authenticate(state: &Arc<AppState>, headers: &HeaderMap) -> Result<
         }
         Some(Credentials::Basic(u, p)) => {
             let key = BasicCache::key(&u, &p);
-            if let Some(principal) = state.basic_cache.get(&key) {
-                return Ok(principal);
-            }
             let id = UserId::parse(&u).map_err(|_| Error::new(ErrorCode::AuthenticationFailed, "unknown user or wrong password"))?;
             let reg = state.registry.clone();
-            let principal = blocking(move || reg.authenticate(&id, &Password::new(p))).await?;
-            state.basic_cache.put(key, principal.clone());
+            if let Some((principal, fingerprint)) = state.basic_cache.get(&key) {
+                let id2 = id.clone();
+                let now = blocking(move || reg.credential_fingerprint(&id2)).await?;
+                if now.as_deref() == Some(fingerprint.as_str()) {
+                    return Ok(principal);
+                }
+            }
+            let reg = state.registry.clone();
+            let (principal, fingerprint) = blocking(move || {
+                let p = reg.authenticate(&id, &Password::new(p))?;
+                let f = reg.credential_fingerprint(&id)?.unwrap_or_default();
+                Ok((p, f))
+            })
+            .await?;
+            state.basic_cache.put(key, principal.clone(), fingerprint);
             Ok(principal)
         }
     }
@@ -225,6 +236,7 @@ impl Fields {
     pub fn opt_str(&self, key: &str) -> Result<Option<String>, Error> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.contains('\0') => Err(bad_request(format!("field '{}' may not contain NUL characters", field_name(key)))),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Array(a)) if a.len() == 1 => Fields(json!({key: a[0].clone()})).opt_str(key),
             Some(_) => Err(bad_request(format!("field '{}' must be a string", field_name(key)))),
@@ -292,6 +304,7 @@ pub fn pair(e: &Value, what: &str) -> Result<(String, String), Error> {
         _ => None,
     };
     match (k, v) {
+        (Some(k), Some(v)) if k.contains('\0') || v.contains('\0') => Err(bad_request(format!("entries of '{}' may not contain NUL characters", field_name(what)))),
         (Some(k), Some(v)) => Ok((k.to_owned(), v)),
         _ => Err(bad_request(format!("each entry of '{}' needs a string key and a string value", field_name(what)))),
     }

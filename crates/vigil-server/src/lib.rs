@@ -45,9 +45,10 @@ impl AppState {
     /// State over a registry and an artifact directory (created if missing).
     pub fn new(registry: Arc<Registry>, artifacts: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&artifacts)?;
+        // Random per process, so request ids from replicas (often all PID 1) never collide.
         let mut b = [0u8; 4];
-        for (i, x) in std::process::id().to_le_bytes().iter().enumerate() {
-            b[i] = *x;
+        if getrandom::getrandom(&mut b).is_err() {
+            b = std::process::id().to_le_bytes();
         }
         Ok(AppState {
             registry,

@@ -146,7 +146,8 @@ fn parse_page_token(t: Option<String>) -> Result<u64> {
         .decode(t.as_bytes())
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse().ok()))
+        .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse::<u64>().ok()))
+        .filter(|n| *n <= vigil_core::tracking::MAX_SEARCH_OFFSET)
         .ok_or_else(|| Error::new(ErrorCode::InvalidFilter, "invalid page token"))
 }
 

@@ -217,9 +217,34 @@ fn client_mistakes_are_4xx_in_the_routes_format() {
     let (st, b) = post("runs/log-batch", &json!({"run_id": run_id, "metrics": metrics}).to_string());
     assert_eq!((st, b["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")));
     assert!(s.registry.get_run(&run_id).unwrap().metrics.is_empty());
-    // Oversized bodies: 413, not a crash.
+    // Oversized bodies: 413 (the server may answer before the client has sent it all, so
+    // the client can also see its connection closed), and the server carries on.
     let huge = format!(r#"{{"name": "{}"}}"#, "x".repeat(17 * 1024 * 1024));
-    assert_eq!(post("experiments/create", &huge).0, 413);
+    let sent = agent().post(&format!("{}/api/2.0/mlflow/experiments/create", s.url)).header("authorization", &auth).header("content-type", "application/json").send(huge.as_str());
+    match sent {
+        Ok(r) => assert_eq!(r.status().as_u16(), 413),
+        Err(ureq::Error::Io(e)) => assert!(matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset), "{e}"),
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(post("experiments/create", r#"{"name": "after-huge"}"#).0, 200);
+    // Run ids that are not ids never reach the audit trail as given; NUL is refused.
+    let long_id = "z".repeat(100_000);
+    let (st, _) = post("runs/log-batch", &json!({"run_id": long_id, "params": [{"key": "a", "value": "b"}]}).to_string());
+    assert_eq!(st, 404);
+    let (st, b) = post("runs/set-tag", &json!({"run_id": run_id, "key": "a", "value": "x\u{0}y"}).to_string());
+    assert_eq!((st, b["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")), "{b}");
+    let (st, _) = post("runs/set-tag", &json!({"run_id": run_id, "key": "mlflow.user", "value": "mallory"}).to_string());
+    assert_eq!(st, 400, "the run's user is not the client's to set");
+    let worst = s.registry.audit_log(&AuditQuery::default()).unwrap().iter().map(|e| e.entity_id.len()).max().unwrap();
+    assert!(worst <= 64, "entity ids stay short: {worst}");
+    // Searches too large for the databases are 400s; so are forged page tokens.
+    let many: Vec<String> = (0..150).map(|i| format!("metrics.m{i} > 0")).collect();
+    assert_eq!(post("runs/search", &json!({"experiment_ids": ["0"], "filter": many.join(" AND ")}).to_string()).0, 400);
+    let orders: Vec<String> = (0..64).map(|i| format!("metrics.m{i}")).collect();
+    assert_eq!(post("runs/search", &json!({"experiment_ids": ["0"], "order_by": orders}).to_string()).0, 400);
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("offset:18446744073709551615");
+    assert_eq!(post("runs/search", &json!({"experiment_ids": ["0"], "page_token": forged}).to_string()).0, 400);
     // Submitted values never come back in errors.
     let (_, b) = post("runs/search", r#"{"experiment_ids": ["0"], "filter": "tags.mrn = 'MRN-12345' OR tags.x = 'y'"}"#);
     assert!(!b.to_string().contains("MRN-12345"), "{b}");
@@ -229,39 +254,57 @@ fn client_mistakes_are_4xx_in_the_routes_format() {
 }
 
 #[test]
-fn artifacts_round_trip_and_refuse_escapes() {
+fn artifacts_round_trip_are_never_replaced_and_refuse_escapes() {
     let s = start();
     let auth = basic("ds", PW);
+    let (_, exp) = mlflow(&s, "POST", "experiments/create", "ds", json!({"name": "art"}));
+    let exp = exp["experiment_id"].as_str().unwrap().to_owned();
+    let (_, run) = mlflow(&s, "POST", "runs/create", "ds", json!({"experiment_id": exp}));
+    let run = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
     let base = format!("{}/api/2.0/mlflow-artifacts/artifacts", s.url);
     let a = agent();
     let put = |path: &str, bytes: &[u8], who: &str| {
         let r = a.put(&format!("{base}/{path}")).header("authorization", &basic(who, PW)).send(bytes).unwrap();
         r.status().as_u16()
     };
+    let root = format!("{exp}/{run}/artifacts");
     let bytes: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
-    assert_eq!(put("1/abc/artifacts/model/weights.bin", &bytes, "ds"), 200);
-    let r = a.get(&format!("{base}/1/abc/artifacts/model/weights.bin")).header("authorization", &auth).call().unwrap();
+    assert_eq!(put(&format!("{root}/model/weights.bin"), &bytes, "ds"), 200);
+    let r = a.get(&format!("{base}/{root}/model/weights.bin")).header("authorization", &auth).call().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.into_body().read_to_vec().unwrap(), bytes);
-    let (st, listing) = call("GET", &format!("{base}?path=1/abc/artifacts/model"), Some(&auth), None);
+    let (st, listing) = call("GET", &format!("{base}?path={root}/model"), Some(&auth), None);
     assert_eq!((st, listing["files"][0]["file_size"].as_u64()), (200, Some(70_000)));
-    let (_, empty) = call("GET", &format!("{base}?path=1/none"), Some(&auth), None);
+    let (_, empty) = call("GET", &format!("{base}?path={exp}/none"), Some(&auth), None);
     assert_eq!(empty, json!({}));
-    // Escapes: encoded dot segments reach the handler decoded and are refused.
-    for bad in ["1/%2e%2e/%2e%2e/etc/passwd", "%2e%2e/x", "1/a%5cb"] {
+    // The same bytes again are fine; different bytes never replace evidence.
+    assert_eq!(put(&format!("{root}/model/weights.bin"), &bytes, "ds"), 200);
+    assert_eq!(put(&format!("{root}/model/weights.bin"), b"tampered", "ds"), 409);
+    let r = a.get(&format!("{base}/{root}/model/weights.bin")).header("authorization", &auth).call().unwrap();
+    assert_eq!(r.into_body().read_to_vec().unwrap(), bytes);
+    // Only under an existing, active run of that experiment.
+    assert_eq!(put("1/0123456789abcdef0123456789abcdef/artifacts/x.txt", b"x", "ds"), 404);
+    assert_eq!(put(&format!("999/{run}/artifacts/x.txt"), b"x", "ds"), 400);
+    assert_eq!(put(&format!("{exp}/{run}/x.txt"), b"x", "ds"), 400);
+    assert_eq!(put("loose.txt", b"x", "ds"), 400);
+    // Escapes: encoded dot segments reach the handler decoded and are refused; so are
+    // staging names.
+    for bad in ["1/%2e%2e/%2e%2e/etc/passwd", "%2e%2e/x", "1/a%5cb", ".vigil-tmp/x"] {
         assert_eq!(put(bad, b"x", "ds"), 400, "{bad}");
     }
+    assert_eq!(call("GET", &format!("{base}?path=.vigil-tmp"), Some(&auth), None).0, 400);
     assert!(!s._dir.path().join("etc").exists());
     // Reviewers cannot write artifacts; the refusal is audited and nothing is stored.
-    assert_eq!(put("1/abc/artifacts/evil.txt", b"x", "clin"), 403);
-    assert_eq!(a.get(&format!("{base}/1/abc/artifacts/evil.txt")).header("authorization", &auth).call().unwrap().status().as_u16(), 404);
+    assert_eq!(put(&format!("{root}/evil.txt"), b"x", "clin"), 403);
+    assert_eq!(a.get(&format!("{base}/{root}/evil.txt")).header("authorization", &auth).call().unwrap().status().as_u16(), 404);
     // Writes are audited with their digest.
     let events = s.registry.audit_log(&AuditQuery { action: Some("artifact.write".into()), ..Default::default() }).unwrap();
     let ok: Vec<_> = events.iter().filter(|e| e.outcome.as_str() == "ok").collect();
-    assert_eq!(ok.len(), 1);
+    assert_eq!(ok.len(), 2, "the first write and its identical repeat");
     use sha2::Digest;
     let details: Value = serde_json::from_str(&ok[0].details).unwrap();
     assert_eq!(details["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&bytes)));
+    assert!(events.iter().any(|e| e.outcome.as_str() == "denied" && e.actor == "clin"));
 }
 
 #[test]

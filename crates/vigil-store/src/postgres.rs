@@ -13,6 +13,9 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement, error::SqlState};
 use std::collections::HashMap;
 
+/// Prepared statements kept per connection.
+const MAX_CACHED_STATEMENTS: usize = 256;
+
 /// A PostgreSQL connection with a per-connection prepared-statement cache.
 pub struct PgConn {
     client: Client,
@@ -56,6 +59,11 @@ impl PgConn {
             return Ok(s.clone());
         }
         let s = self.client.prepare(sql).map_err(map_err)?;
+        // Search queries vary in shape; keep the cache (and the server's prepared statements)
+        // bounded. Dropping a `Statement` deallocates it on the server.
+        if self.statements.len() >= MAX_CACHED_STATEMENTS {
+            self.statements.clear();
+        }
         self.statements.insert(sql.to_owned(), s.clone());
         Ok(s)
     }

@@ -58,14 +58,14 @@ CREATE TABLE params (
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
-CREATE INDEX params_by_value ON params (key, value);
+CREATE INDEX params_by_value ON params (key, substr(value, 1, 200));
 CREATE TABLE tags (
     run_id TEXT NOT NULL REFERENCES runs(id),
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
-CREATE INDEX tags_by_value ON tags (key, value);
+CREATE INDEX tags_by_value ON tags (key, substr(value, 1, 200));
 CREATE TABLE metrics (
     run_id TEXT NOT NULL REFERENCES runs(id),
     key TEXT NOT NULL,

@@ -175,8 +175,9 @@ fn view_cond(view: ViewType, col: &str) -> String {
 }
 
 pub(crate) fn list_experiments(c: &mut dyn Conn, view: ViewType, limit: u32, offset: u64) -> Result<Vec<Experiment>> {
-    let sql = format!("SELECT {EXP_COLS} FROM experiments WHERE 1 = 1{} ORDER BY id LIMIT {limit} OFFSET {offset}", view_cond(view, "lifecycle_stage"));
-    let exps: Vec<Experiment> = c.query(&sql, &[]).map_err(db)?.iter().map(exp_from).collect::<Result<_>>()?;
+    let sql = format!("SELECT {EXP_COLS} FROM experiments WHERE 1 = 1{} ORDER BY id LIMIT $1 OFFSET $2", view_cond(view, "lifecycle_stage"));
+    let exps: Vec<Experiment> =
+        c.query(&sql, &[i64::from(limit).into(), (offset.min(i64::MAX as u64) as i64).into()]).map_err(db)?.iter().map(exp_from).collect::<Result<_>>()?;
     exps.into_iter().map(|e| with_tags(c, e)).collect()
 }
 
@@ -374,8 +375,8 @@ pub(crate) fn runs_data(c: &mut dyn Conn, ids: &[String]) -> Result<RunsData> {
 
 pub(crate) fn metric_history(c: &mut dyn Conn, run_id: &str, key: &str, limit: u32, offset: u64) -> Result<Vec<MetricPoint>> {
     Ok(c.query(
-        &format!("SELECT value_bits, timestamp_ms, step FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY seq LIMIT {limit} OFFSET {offset}"),
-        &[run_id.into(), key.into()],
+        "SELECT value_bits, timestamp_ms, step FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY seq LIMIT $3 OFFSET $4",
+        &[run_id.into(), key.into(), i64::from(limit).into(), (offset.min(i64::MAX as u64) as i64).into()],
     )
     .map_err(db)?
     .iter()
@@ -401,12 +402,16 @@ impl Sql {
     /// case, so there the pattern becomes a GLOB).
     fn like(&mut self, column: &str, pattern: &str, insensitive: bool) -> String {
         if insensitive {
-            let b = self.bind(pattern.to_lowercase().into());
-            return format!("LOWER({column}) LIKE {b}");
+            // Fold the pattern as the backend's LOWER folds the column (SQLite: ASCII only).
+            let folded = if self.postgres { pattern.to_lowercase() } else { pattern.to_ascii_lowercase() };
+            let b = self.bind(folded.into());
+            let esc = if self.postgres { " ESCAPE ''" } else { "" };
+            return format!("LOWER({column}) LIKE {b}{esc}");
         }
         if self.postgres {
+            // No escape character, as in the SQLite translation: `\` is literal on both.
             let b = self.bind(pattern.into());
-            return format!("{column} LIKE {b}");
+            return format!("{column} LIKE {b} ESCAPE ''");
         }
         let mut glob = String::with_capacity(pattern.len());
         for ch in pattern.chars() {
@@ -448,6 +453,12 @@ fn text_cond(s: &mut Sql, column: &str, op: Op, operand: &Operand) -> String {
             }
             let list: Vec<String> = items.iter().map(|i| s.bind(i.as_str().into())).collect();
             format!("{column} {}IN ({})", if op == Op::NotIn { "NOT " } else { "" }, list.join(", "))
+        }
+        (Op::Eq, Operand::Text(t)) if column == "x.value" => {
+            // Values are indexed by their first 200 characters (a B-tree entry has a size
+            // limit on PostgreSQL); the prefix condition lets the index find the candidates.
+            let b = s.bind(t.as_str().into());
+            format!("substr(x.value, 1, 200) = substr({b}, 1, 200) AND x.value = {b}")
         }
         (_, Operand::Text(t)) => {
             let b = s.bind(t.as_str().into());
@@ -551,7 +562,8 @@ pub(crate) fn search_runs(c: &mut dyn Conn, q: &RunQuery) -> Result<Vec<RunInfo>
     }
     order.push("r.start_time DESC".into());
     order.push("r.id ASC".into());
-    s.text.push_str(&format!(" ORDER BY {} LIMIT {} OFFSET {}", order.join(", "), q.limit, q.offset));
+    let (lb, ob) = (s.bind(i64::from(q.limit).into()), s.bind((q.offset.min(i64::MAX as u64) as i64).into()));
+    s.text.push_str(&format!(" ORDER BY {} LIMIT {lb} OFFSET {ob}", order.join(", ")));
     c.query(&s.text, &s.params).map_err(db)?.iter().map(run_from).collect()
 }
 

@@ -132,7 +132,17 @@ impl SqlStore {
 
 impl Store for SqlStore {
     fn begin(&self, mode: TxMode) -> Result<Box<dyn Tx + '_>> {
-        let gate = (mode == TxMode::Write && self.backend == "sqlite").then(|| self.write_gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let gate = if mode == TxMode::Write && self.backend == "sqlite" {
+            // A second write transaction on a thread that holds one would wait for itself.
+            if IN_WRITE.with(std::cell::Cell::get) {
+                return Err(Error::storage("nested write transaction on one thread"));
+            }
+            let g = self.write_gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            IN_WRITE.with(|w| w.set(true));
+            Some(WriteGate(g))
+        } else {
+            None
+        };
         let mut c = self.checkout()?;
         let begin = match (c.is_postgres(), mode) {
             (true, TxMode::Write) => "BEGIN ISOLATION LEVEL READ COMMITTED",
@@ -153,6 +163,9 @@ impl Store for SqlStore {
             return Ok(());
         }
         // Sampled statistics (at most 1,000 rows per index): milliseconds even on large stores.
+        if IN_WRITE.with(std::cell::Cell::get) {
+            return Err(Error::storage("optimize called inside a write transaction"));
+        }
         let _gate = self.write_gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut c = self.checkout()?;
         let r = c.batch("PRAGMA analysis_limit = 1000; ANALYZE;").map_err(db);
@@ -167,7 +180,20 @@ struct SqlTx<'a> {
     audit: Vec<AuditEvent>,
     mode: TxMode,
     /// Held until commit or rollback (declared last: released after the connection is back).
-    _gate: Option<std::sync::MutexGuard<'a, ()>>,
+    _gate: Option<WriteGate<'a>>,
+}
+
+thread_local! {
+    static IN_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The SQLite write gate, held by one transaction; marks its thread while held.
+struct WriteGate<'a>(#[allow(dead_code)] std::sync::MutexGuard<'a, ()>);
+
+impl Drop for WriteGate<'_> {
+    fn drop(&mut self) {
+        IN_WRITE.with(|w| w.set(false));
+    }
 }
 
 impl Drop for SqlTx<'_> {
