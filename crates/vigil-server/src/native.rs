@@ -1,9 +1,11 @@
 //! Vigil's native REST API under `/api/v1`. Errors use the one catalogue of stable codes
 //! (`{"error": {"code", "message", "status"}}`).
 //!
-//! Served so far: login and logout (session tokens), API tokens, the caller's identity,
-//! models and versions (read), and audit verification. The rest of the registry, approval,
-//! lineage and drift operations are listed as open work in the server issue.
+//! Served: login and logout (session tokens), API tokens, the caller's identity; models and
+//! versions (list, show, register from a manifest); promotion requests (open, list, show,
+//! withdraw) and their Part 11 signatures (approve / reject, with the signer's password in
+//! the request body whatever token authenticated it); lineage; the audit log and its
+//! verification. Drift operations are open work in the server issue.
 
 use crate::AppState;
 use crate::http::{ApiError, Fields, authenticate, blocking, credentials, json_body};
@@ -28,7 +30,16 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/me", get(me))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", delete(revoke_token))
-        .route("/models", get(list_models))
+        .route("/models", get(list_models).post(register_model))
+        .route("/models/{name}", get(show_model))
+        .route("/models/{name}/versions/{version}", get(show_version))
+        .route("/models/{name}/versions/{version}/lineage", get(lineage))
+        .route("/promotions", get(list_promotions).post(request_promotion))
+        .route("/promotions/{id}", get(show_promotion))
+        .route("/promotions/{id}/approve", post(approve))
+        .route("/promotions/{id}/reject", post(reject))
+        .route("/promotions/{id}/withdraw", post(withdraw))
+        .route("/audit", get(audit_log))
         .route("/audit/verify", get(verify_audit))
 }
 
@@ -36,8 +47,17 @@ pub fn routes() -> Router<Arc<AppState>> {
 pub fn known_route(path: &str) -> Option<String> {
     let rest = path.strip_prefix("/api/v1")?;
     Some(match rest {
-        "/auth/login" | "/auth/logout" | "/me" | "/tokens" | "/models" | "/audit/verify" => format!("/api/v1{rest}"),
+        "/auth/login" | "/auth/logout" | "/me" | "/tokens" | "/models" | "/promotions" | "/audit" | "/audit/verify" => format!("/api/v1{rest}"),
         r if r.starts_with("/tokens/") => "/api/v1/tokens/{id}".into(),
+        r if r.starts_with("/promotions/") => match r.rsplit('/').next() {
+            Some(a @ ("approve" | "reject" | "withdraw")) => format!("/api/v1/promotions/{{id}}/{a}"),
+            _ => "/api/v1/promotions/{id}".into(),
+        },
+        r if r.starts_with("/models/") => match r.matches('/').count() {
+            2 => "/api/v1/models/{name}".into(),
+            4 => "/api/v1/models/{name}/versions/{version}".into(),
+            _ => "/api/v1/models/{name}/versions/{version}/lineage".into(),
+        },
         _ => "/api/v1/{unknown}".into(),
     })
 }
@@ -155,6 +175,185 @@ async fn verify_audit(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Re
         let reg = st.registry.clone();
         let (chain, sigs, records) = blocking(move || Ok((reg.verify_audit()?, reg.verify_signatures()?, reg.verify_records()?))).await?;
         Ok(vigil_api::chain_report(&chain, &sigs, &records))
+    }
+    .await;
+    reply(r)
+}
+
+fn model_ref(name: &str, version: &str) -> Result<(vigil_core::ids::ModelName, vigil_core::semver::Version), Error> {
+    Ok((vigil_core::ids::ModelName::parse(name)?, vigil_core::semver::Version::parse(version)?))
+}
+
+async fn register_model(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let manifest = vigil_api::manifest::Manifest::from_json(&json_body(&body)?)?;
+        let new = manifest.into_new_version()?;
+        let reg = st.registry.clone();
+        let v = blocking(move || reg.register_model(&p, new)).await?;
+        Ok(vigil_api::version(&v))
+    }
+    .await;
+    reply(r)
+}
+
+async fn show_model(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    let r = async {
+        authenticate(&st, &headers).await?;
+        let name = vigil_core::ids::ModelName::parse(&name)?;
+        let reg = st.registry.clone();
+        let (m, vs) = blocking(move || {
+            let models = reg.list_models()?;
+            models.into_iter().find(|(m, _)| m.name == name).ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "no model with that name"))
+        })
+        .await?;
+        let mut v = vigil_api::model(&m);
+        v["versions"] = Value::Array(vs.iter().map(vigil_api::version).collect());
+        Ok(v)
+    }
+    .await;
+    reply(r)
+}
+
+async fn show_version(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((name, version)): Path<(String, String)>) -> Response {
+    let r = async {
+        authenticate(&st, &headers).await?;
+        let (n, v) = model_ref(&name, &version)?;
+        let reg = st.registry.clone();
+        let mv = blocking(move || reg.get_version(&n, &v)).await?;
+        Ok(vigil_api::version(&mv))
+    }
+    .await;
+    reply(r)
+}
+
+async fn lineage(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((name, version)): Path<(String, String)>) -> Response {
+    let r = async {
+        authenticate(&st, &headers).await?;
+        let (n, v) = model_ref(&name, &version)?;
+        let reg = st.registry.clone();
+        let l = blocking(move || reg.lineage(&n, &v)).await?;
+        Ok(vigil_api::lineage(&l))
+    }
+    .await;
+    reply(r)
+}
+
+async fn request_promotion(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let f = Fields(json_body(&body)?);
+        let (n, v) = model_ref(&f.str("model")?, &f.str("version")?)?;
+        let to = vigil_core::model::Stage::parse(&f.str("to_stage")?)?;
+        let justification = f.str("justification")?;
+        let reg = st.registry.clone();
+        let req = blocking(move || {
+            let mv = reg.get_version(&n, &v)?;
+            reg.request_promotion(&p, &mv.id, to, &justification)
+        })
+        .await?;
+        Ok(vigil_api::request(&req))
+    }
+    .await;
+    reply(r)
+}
+
+async fn list_promotions(State(st): State<Arc<AppState>>, headers: HeaderMap, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+    let r = async {
+        authenticate(&st, &headers).await?;
+        let f = Fields::from_query(q.as_deref());
+        let filter = vigil_core::store::RequestFilter {
+            status: f.opt_str("status")?.as_deref().map(vigil_core::approval::RequestStatus::parse).transpose()?,
+            model: f.opt_str("model")?.as_deref().map(vigil_core::ids::ModelName::parse).transpose()?,
+            limit: f.opt_i64("limit")?.map(|l| l.clamp(1, 10_000) as u32),
+        };
+        let reg = st.registry.clone();
+        let rs = blocking(move || reg.list_requests(&filter)).await?;
+        Ok(json!({"promotions": rs.iter().map(vigil_api::request).collect::<Vec<_>>()}))
+    }
+    .await;
+    reply(r)
+}
+
+async fn show_promotion(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let r = async {
+        authenticate(&st, &headers).await?;
+        let reg = st.registry.clone();
+        let d = blocking(move || reg.get_request(&id)).await?;
+        Ok(vigil_api::request_detail(&d))
+    }
+    .await;
+    reply(r)
+}
+
+/// Approve or reject: the signer is the authenticated user, and the password in the body is
+/// checked again for this signature (21 CFR 11.200), whatever authenticated the request.
+async fn sign(st: Arc<AppState>, headers: HeaderMap, id: String, body: Bytes, approve: bool) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let f = Fields(json_body(&body)?);
+        let password = Password::new(f.str("password")?);
+        let meaning = vigil_core::approval::Meaning::parse(&f.str("meaning")?)?;
+        let comment = f.opt_str("comment")?.unwrap_or_default();
+        let reg = st.registry.clone();
+        let signer = p.user_id().clone();
+        let out = blocking(move || {
+            if approve {
+                reg.approve_promotion(&signer, &password, &id, meaning, &comment)
+            } else {
+                reg.reject_promotion(&signer, &password, &id, meaning, &comment)
+            }
+        })
+        .await?;
+        let mut j = vigil_api::request(&out.request);
+        j["signature"] = vigil_api::signature(&out.signature);
+        j["tally"] = vigil_api::tally(&out.tally);
+        Ok(j)
+    }
+    .await;
+    reply(r)
+}
+
+async fn approve(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    sign(st, headers, id, body, true).await
+}
+
+async fn reject(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    sign(st, headers, id, body, false).await
+}
+
+async fn withdraw(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let f = Fields(json_body(&body)?);
+        let reason = f.str("reason")?;
+        let reg = st.registry.clone();
+        let req = blocking(move || reg.withdraw_promotion(&p, &id, &reason)).await?;
+        Ok(vigil_api::request(&req))
+    }
+    .await;
+    reply(r)
+}
+
+async fn audit_log(State(st): State<Arc<AppState>>, headers: HeaderMap, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        vigil_core::auth::authorize(p.role(), vigil_core::auth::Action::ReadAudit)?;
+        let f = Fields::from_query(q.as_deref());
+        let query = vigil_core::store::AuditQuery {
+            model: f.opt_str("model")?,
+            version: f.opt_str("version")?,
+            actor: f.opt_str("actor")?,
+            action: f.opt_str("action")?,
+            outcome: f.opt_str("outcome")?,
+            since: f.opt_str("since")?.as_deref().map(vigil_core::ids::Timestamp::parse).transpose()?,
+            until: f.opt_str("until")?.as_deref().map(vigil_core::ids::Timestamp::parse).transpose()?,
+            limit: Some(f.opt_i64("limit")?.unwrap_or(1000).clamp(1, 10_000) as u32),
+            after_seq: f.opt_i64("after_seq")?,
+        };
+        let reg = st.registry.clone();
+        let events = blocking(move || reg.audit_log(&query)).await?;
+        Ok(json!({"events": events.iter().map(vigil_api::audit_event).collect::<Vec<_>>()}))
     }
     .await;
     reply(r)

@@ -321,3 +321,55 @@ fn health_readiness_and_metrics() {
     assert!(text.contains("vigil_audit_chain_length "), "{text}");
     assert!(text.contains("vigil_drift_alerts_open 0"), "{text}");
 }
+
+#[test]
+fn governed_release_over_the_native_api_with_signatures_re_authenticated() {
+    let s = start();
+    let api = |method: &str, path: &str, user: &str, body: Option<Value>| {
+        call(method, &format!("{}/api/v1/{path}", s.url), Some(&basic(user, PW)), body.map(|b| b.to_string()).as_deref())
+    };
+    let manifest = json!({
+        "name": "sepsis-early-warning", "version": "2.1.0", "model_type": "classification",
+        "artifact_uri": "s3://models/sepsis/2.1.0", "artifact_sha256": "ab".repeat(32),
+        "metrics": {"auc_roc": 0.88}, "lineage": {"training_data_hash": "sha256:abc"},
+    });
+    let (st, v) = api("POST", "models", "ds", Some(manifest.clone()));
+    assert_eq!(st, 200, "{v}");
+    let (st, _) = api("POST", "models", "clin", Some(manifest));
+    assert_eq!(st, 403, "reviewers do not register");
+    let (st, req) = api("POST", "promotions", "ds", Some(json!({"model": "sepsis-early-warning", "version": "2.1.0", "to_stage": "production", "justification": "validated"})));
+    assert_eq!(st, 200, "{req}");
+    let id = req["request_id"].as_str().unwrap().to_owned();
+    // Data scientists do not sign; a session token alone is not a signature.
+    let (st, b) = api("POST", &format!("promotions/{id}/approve"), "ds", Some(json!({"password": PW, "meaning": "approval"})));
+    assert_eq!((st, b["error"]["code"].as_str()), (403, Some("role_not_permitted")), "{b}");
+    let (_, login) = call("POST", &format!("{}/api/v1/auth/login", s.url), None, Some(&json!({"user": "lead", "password": PW}).to_string()));
+    let bearer = format!("Bearer {}", login["token"].as_str().unwrap());
+    let url = format!("{}/api/v1/promotions/{id}/approve", s.url);
+    let (st, b) = call("POST", &url, Some(&bearer), Some(&json!({"meaning": "approval"}).to_string()));
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("invalid_request")), "password required: {b}");
+    let (st, b) = call("POST", &url, Some(&bearer), Some(&json!({"password": "not the password", "meaning": "approval"}).to_string()));
+    assert_eq!(st, 401, "{b}");
+    let (st, b) = call("POST", &url, Some(&bearer), Some(&json!({"password": PW, "meaning": "approval", "comment": "reviewed"}).to_string()));
+    assert_eq!((st, b["status"].as_str()), (200, Some("pending")), "{b}");
+    assert_eq!(b["signature"]["printed_name"], json!("User lead"));
+    let (st, b) = api("POST", &format!("promotions/{id}/approve"), "clin", Some(json!({"password": PW, "meaning": "approval"})));
+    assert_eq!((st, b["status"].as_str()), (200, Some("approved")), "{b}");
+    let (_, m) = api("GET", "models/sepsis-early-warning", "comp", None);
+    assert_eq!(m["versions"][0]["stage"], json!("production"), "{m}");
+    let (st, l) = api("GET", "models/sepsis-early-warning/versions/2.1.0/lineage", "comp", None);
+    assert_eq!(st, 200, "{l}");
+    let (_, list) = api("GET", "promotions?status=approved", "comp", None);
+    assert_eq!(list["promotions"].as_array().map(Vec::len), Some(1));
+    let (_, detail) = api("GET", &format!("promotions/{id}"), "comp", None);
+    assert_eq!(detail["signatures"].as_array().map(Vec::len), Some(2), "{detail}");
+    let (_, audit) = api("GET", "audit?outcome=denied", "comp", None);
+    let denied = audit["events"].as_array().unwrap();
+    assert!(denied.iter().any(|e| e["actor"] == json!("ds") && e["action"] == json!("promotion.approve")), "{audit}");
+    assert!(denied.iter().any(|e| e["actor"] == json!("lead")), "the wrong signing password is on record: {audit}");
+    let (st, _) = api("GET", "models/no-such-model/versions/1.0.0", "comp", None);
+    assert_eq!(st, 404);
+    let (st, b) = api("GET", "models/Bad%20Name", "comp", None);
+    assert_eq!(st, 400, "{b}");
+    assert!(s.registry.verify_audit().unwrap().ok());
+}
