@@ -49,7 +49,8 @@ CREATE TABLE runs (
     end_time BIGINT,
     artifact_uri TEXT NOT NULL,
     lifecycle_stage TEXT NOT NULL,
-    metric_seq BIGINT NOT NULL
+    metric_seq BIGINT NOT NULL,
+    rk BIGINT NOT NULL UNIQUE
 );
 CREATE INDEX runs_by_experiment ON runs (experiment_id, start_time);
 CREATE TABLE params (
@@ -67,7 +68,7 @@ CREATE TABLE tags (
 );
 CREATE INDEX tags_by_value ON tags (key, substr(value, 1, 200));
 CREATE TABLE metrics (
-    run_id TEXT NOT NULL REFERENCES runs(id),
+    rk BIGINT NOT NULL REFERENCES runs(rk),
     key TEXT NOT NULL,
     seq BIGINT NOT NULL,
     value_bits BIGINT NOT NULL,
@@ -75,17 +76,17 @@ CREATE TABLE metrics (
     is_nan BIGINT NOT NULL,
     timestamp_ms BIGINT NOT NULL,
     step BIGINT NOT NULL,
-    PRIMARY KEY (run_id, key, seq)
+    PRIMARY KEY (rk, key, seq)
 ){WITHOUT_ROWID};
 CREATE TABLE latest_metrics (
-    run_id TEXT NOT NULL REFERENCES runs(id),
+    rk BIGINT NOT NULL REFERENCES runs(rk),
     key TEXT NOT NULL,
     value_bits BIGINT NOT NULL,
     value_key BIGINT NOT NULL,
     is_nan BIGINT NOT NULL,
     timestamp_ms BIGINT NOT NULL,
     step BIGINT NOT NULL,
-    PRIMARY KEY (run_id, key)
+    PRIMARY KEY (rk, key)
 ){WITHOUT_ROWID};
 CREATE INDEX latest_metrics_by_value ON latest_metrics (key, value_key, is_nan);
 "#;

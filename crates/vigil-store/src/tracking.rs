@@ -201,8 +201,8 @@ fn run_from(r: &Row) -> Result<RunInfo> {
 
 pub(crate) fn insert_run(c: &mut dyn Conn, r: &RunInfo) -> Result<()> {
     c.exec(
-        "INSERT INTO runs (id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage, metric_seq) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+        "INSERT INTO runs (id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage, metric_seq, rk) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, (SELECT COALESCE(MAX(rk), 0) + 1 FROM runs))",
         &[
             r.run_id.as_str().into(),
             r.experiment_id.into(),
@@ -290,7 +290,7 @@ fn point_from(r: &Row, at: usize) -> MetricPoint {
 }
 
 pub(crate) fn run_latest_metrics(c: &mut dyn Conn, run_id: &str) -> Result<Vec<Metric>> {
-    Ok(c.query("SELECT key, value_bits, timestamp_ms, step FROM latest_metrics WHERE run_id = $1 ORDER BY key", &[run_id.into()])
+    Ok(c.query("SELECT m.key, m.value_bits, m.timestamp_ms, m.step FROM latest_metrics m JOIN runs r ON r.rk = m.rk WHERE r.id = $1 ORDER BY m.key", &[run_id.into()])
         .map_err(db)?
         .iter()
         .map(|r| Metric { key: r.text(0), point: point_from(r, 1) })
@@ -299,7 +299,8 @@ pub(crate) fn run_latest_metrics(c: &mut dyn Conn, run_id: &str) -> Result<Vec<M
 
 pub(crate) fn insert_metrics(c: &mut dyn Conn, run_id: &str, metrics: &[Metric]) -> Result<()> {
     // Logging order: a per-run counter on the (locked) run row.
-    let base = c.query("SELECT metric_seq FROM runs WHERE id = $1", &[run_id.into()]).map_err(db)?.first().map_or(0, |r| r.int(0));
+    // Metrics are keyed by the run's integer key (small B-tree keys, no string per row).
+    let (base, rk) = c.query("SELECT metric_seq, rk FROM runs WHERE id = $1", &[run_id.into()]).map_err(db)?.first().map_or((0, 0), |r| (r.int(0), r.int(1)));
     c.exec("UPDATE runs SET metric_seq = metric_seq + $2 WHERE id = $1", &[run_id.into(), (metrics.len() as i64).into()]).map_err(db)?;
     let rows = metrics
         .iter()
@@ -307,7 +308,7 @@ pub(crate) fn insert_metrics(c: &mut dyn Conn, run_id: &str, metrics: &[Metric])
         .map(|(i, m)| {
             let v = m.point.value;
             vec![
-                run_id.into(),
+                rk.into(),
                 m.key.as_str().into(),
                 (base + i as i64 + 1).into(),
                 bits(v).into(),
@@ -318,7 +319,7 @@ pub(crate) fn insert_metrics(c: &mut dyn Conn, run_id: &str, metrics: &[Metric])
             ]
         })
         .collect();
-    insert_rows(c, "INSERT INTO metrics (run_id, key, seq, value_bits, value_key, is_nan, timestamp_ms, step)", "", 8, rows)?;
+    insert_rows(c, "INSERT INTO metrics (rk, key, seq, value_bits, value_key, is_nan, timestamp_ms, step)", "", 8, rows)?;
     // The latest value per key: compare the batch's newest with what is stored.
     let mut newest: HashMap<&str, MetricPoint> = HashMap::new();
     for m in metrics {
@@ -334,13 +335,13 @@ pub(crate) fn insert_metrics(c: &mut dyn Conn, run_id: &str, metrics: &[Metric])
         .into_iter()
         .filter(|(k, p)| stored.get(*k).is_none_or(|s| p.newer_than(s)))
         .map(|(k, p)| {
-            vec![run_id.into(), k.into(), bits(p.value).into(), order_key(p.value).into(), i64::from(p.value.is_nan()).into(), p.timestamp.into(), p.step.into()]
+            vec![rk.into(), k.into(), bits(p.value).into(), order_key(p.value).into(), i64::from(p.value.is_nan()).into(), p.timestamp.into(), p.step.into()]
         })
         .collect();
     insert_rows(
         c,
-        "INSERT INTO latest_metrics (run_id, key, value_bits, value_key, is_nan, timestamp_ms, step)",
-        " ON CONFLICT (run_id, key) DO UPDATE SET value_bits = excluded.value_bits, value_key = excluded.value_key, is_nan = excluded.is_nan, \
+        "INSERT INTO latest_metrics (rk, key, value_bits, value_key, is_nan, timestamp_ms, step)",
+        " ON CONFLICT (rk, key) DO UPDATE SET value_bits = excluded.value_bits, value_key = excluded.value_key, is_nan = excluded.is_nan, \
          timestamp_ms = excluded.timestamp_ms, step = excluded.step",
         7,
         rows,
@@ -366,7 +367,10 @@ pub(crate) fn runs_data(c: &mut dyn Conn, ids: &[String]) -> Result<RunsData> {
         for r in c.query(&format!("SELECT run_id, key, value FROM tags WHERE run_id IN ({list}) ORDER BY run_id, key"), &p).map_err(db)? {
             tags.entry(r.text(0)).or_default().push((r.text(1), r.text(2)));
         }
-        for r in c.query(&format!("SELECT run_id, key, value_bits, timestamp_ms, step FROM latest_metrics WHERE run_id IN ({list}) ORDER BY run_id, key"), &p).map_err(db)? {
+        for r in c
+            .query(&format!("SELECT r.id, m.key, m.value_bits, m.timestamp_ms, m.step FROM latest_metrics m JOIN runs r ON r.rk = m.rk WHERE r.id IN ({list}) ORDER BY r.id, m.key"), &p)
+            .map_err(db)?
+        {
             metrics.entry(r.text(0)).or_default().push(Metric { key: r.text(1), point: point_from(&r, 2) });
         }
     }
@@ -375,7 +379,7 @@ pub(crate) fn runs_data(c: &mut dyn Conn, ids: &[String]) -> Result<RunsData> {
 
 pub(crate) fn metric_history(c: &mut dyn Conn, run_id: &str, key: &str, limit: u32, offset: u64) -> Result<Vec<MetricPoint>> {
     Ok(c.query(
-        "SELECT value_bits, timestamp_ms, step FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY seq LIMIT $3 OFFSET $4",
+        "SELECT value_bits, timestamp_ms, step FROM metrics WHERE rk = (SELECT rk FROM runs WHERE id = $1) AND key = $2 ORDER BY seq LIMIT $3 OFFSET $4",
         &[run_id.into(), key.into(), i64::from(limit).into(), (offset.min(i64::MAX as u64) as i64).into()],
     )
     .map_err(db)?
@@ -490,7 +494,7 @@ fn clause_sql(s: &mut Sql, c: &Clause) -> String {
             let vb = s.bind(order_key(*x).into());
             // An IN over the (key, value_key) index lets the planner start from the few
             // matching metrics instead of probing every run.
-            format!("r.id IN (SELECT m.run_id FROM latest_metrics m WHERE m.key = {kb} AND m.is_nan = 0 AND m.value_key {} {vb})", sql_op(op))
+            format!("r.rk IN (SELECT m.rk FROM latest_metrics m WHERE m.key = {kb} AND m.is_nan = 0 AND m.value_key {} {vb})", sql_op(op))
         }
         (Field::Param(k) | Field::Tag(k), op, operand) => {
             let table = if matches!(c.field, Field::Param(_)) { "params" } else { "tags" };
@@ -534,7 +538,7 @@ pub(crate) fn search_runs(c: &mut dyn Conn, q: &RunQuery) -> Result<Vec<RunInfo>
         let expr = match field {
             Field::Metric(k) => {
                 let kb = s.bind(k.as_str().into());
-                s.text.push_str(&format!(" LEFT JOIN latest_metrics o{i} ON o{i}.run_id = r.id AND o{i}.key = {kb} AND o{i}.is_nan = 0"));
+                s.text.push_str(&format!(" LEFT JOIN latest_metrics o{i} ON o{i}.rk = r.rk AND o{i}.key = {kb} AND o{i}.is_nan = 0"));
                 format!("o{i}.value_key")
             }
             Field::Param(k) | Field::Tag(k) => {
