@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod mlflow;
 pub mod native;
+pub mod openapi;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};

@@ -21,10 +21,11 @@ use vigil_core::tracking::{
 };
 use vigil_core::{Error, ErrorCode, Result};
 
-type Op = fn(&Registry, &Principal, &Fields) -> Result<Value>;
+/// A tracking handler: the use case call behind one MLflow route.
+pub type Op = fn(&Registry, &Principal, &Fields) -> Result<Value>;
 
-/// The routes: (method, path under `/api/2.0/mlflow/`, handler).
-const ROUTES: &[(&str, &str, Op)] = &[
+/// The routes: (method, path under `/api/2.0/mlflow/`, handler). The OpenAPI document lists them too.
+pub const ROUTES: &[(&str, &str, Op)] = &[
     ("POST", "experiments/create", experiments_create),
     ("GET", "experiments/get", experiments_get),
     ("GET", "experiments/get-by-name", experiments_get_by_name),

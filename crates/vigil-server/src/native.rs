@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use vigil_core::auth::Password;
@@ -22,32 +22,73 @@ use vigil_core::ids::UserId;
 use vigil_core::session::ApiToken;
 use vigil_core::{Error, ErrorCode};
 
-/// The `/api/v1` routes.
+/// One operation of the native API. The router and the OpenAPI document are both built from
+/// [`OPERATIONS`], so what is served and what is documented cannot drift apart.
+pub struct Operation {
+    /// `get`, `post` or `delete`.
+    pub method: &'static str,
+    /// Path under `/api/v1`, with `{param}` segments.
+    pub path: &'static str,
+    /// One line for the docs.
+    pub summary: &'static str,
+    /// Who may call it (the rule itself lives in the core's permission table).
+    pub who: &'static str,
+    /// JSON body fields: (name, JSON type, required).
+    pub body: &'static [(&'static str, &'static str, bool)],
+    /// Query parameters: (name, JSON type).
+    pub query: &'static [(&'static str, &'static str)],
+    /// Whether credentials are required.
+    pub auth: bool,
+    handler: fn() -> MethodRouter<Arc<AppState>>,
+}
+
+const NONE: &[(&str, &str, bool)] = &[];
+const NOQ: &[(&str, &str)] = &[];
+
+/// Every native operation.
+pub const OPERATIONS: &[Operation] = &[
+    Operation { method: "post", path: "/auth/login", summary: "Check a password and open a 12-hour session; returns a bearer token", who: "anyone with an account", body: &[("user", "string", true), ("password", "string", true)], query: NOQ, auth: false, handler: || post(login) },
+    Operation { method: "post", path: "/auth/logout", summary: "Revoke the bearer token of this request", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || post(logout) },
+    Operation { method: "get", path: "/me", summary: "The authenticated user", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(me) },
+    Operation { method: "get", path: "/tokens", summary: "Your API tokens (administrators: everyone's); never their secrets", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(list_tokens) },
+    Operation { method: "post", path: "/tokens", summary: "Create an API token (secret shown once; expires after 1-366 days, default 90)", who: "any authenticated user", body: &[("name", "string", true), ("expires_in_days", "integer", false)], query: NOQ, auth: true, handler: || post(create_token) },
+    Operation { method: "delete", path: "/tokens/{id}", summary: "Revoke a token (your own; administrators: any)", who: "the owner or an administrator", body: NONE, query: NOQ, auth: true, handler: || delete(revoke_token) },
+    Operation { method: "get", path: "/models", summary: "Registered models with their versions", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(list_models) },
+    Operation { method: "post", path: "/models", summary: "Register a model version from a manifest (name, version, model_type, artifact_uri, artifact_sha256, metrics, lineage, card)", who: "data_scientist, ml_lead", body: &[("name", "string", true), ("version", "string", true), ("model_type", "string", true), ("artifact_uri", "string", true), ("artifact_sha256", "string", false), ("metrics", "object", false), ("lineage", "object", false), ("card", "object", false)], query: NOQ, auth: true, handler: || post(register_model) },
+    Operation { method: "get", path: "/models/{name}", summary: "One model with its versions", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_model) },
+    Operation { method: "get", path: "/models/{name}/versions/{version}", summary: "One version: stage, content, content hash", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_version) },
+    Operation { method: "get", path: "/models/{name}/versions/{version}/lineage", summary: "Lineage: data, run, code, parent, requests with their signatures, stage history", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(lineage) },
+    Operation { method: "get", path: "/promotions", summary: "Promotion requests, newest first", who: "any authenticated user", body: NONE, query: &[("status", "string"), ("model", "string"), ("limit", "integer")], auth: true, handler: || get(list_promotions) },
+    Operation { method: "post", path: "/promotions", summary: "Request a stage transition (staging, production, archived)", who: "data_scientist, ml_lead", body: &[("model", "string", true), ("version", "string", true), ("to_stage", "string", true), ("justification", "string", true)], query: NOQ, auth: true, handler: || post(request_promotion) },
+    Operation { method: "get", path: "/promotions/{id}", summary: "A request with its signatures and tally", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_promotion) },
+    Operation { method: "post", path: "/promotions/{id}/approve", summary: "Sign an approval (21 CFR 11.200: the signer's password in this request, whatever authenticated it)", who: "roles the stage's policy names; never the requester or the version's author", body: &[("password", "string", true), ("meaning", "string", true), ("comment", "string", false)], query: NOQ, auth: true, handler: || post(approve) },
+    Operation { method: "post", path: "/promotions/{id}/reject", summary: "Sign a rejection (password in this request); the request ends", who: "roles the stage's policy names", body: &[("password", "string", true), ("meaning", "string", true), ("comment", "string", false)], query: NOQ, auth: true, handler: || post(reject) },
+    Operation { method: "post", path: "/promotions/{id}/withdraw", summary: "Withdraw a pending request", who: "the requester", body: &[("reason", "string", true)], query: NOQ, auth: true, handler: || post(withdraw) },
+    Operation { method: "get", path: "/audit", summary: "Audit events, oldest first (page with after_seq)", who: "every role", body: NONE, query: &[("model", "string"), ("version", "string"), ("actor", "string"), ("action", "string"), ("outcome", "string"), ("since", "string"), ("until", "string"), ("limit", "integer"), ("after_seq", "integer")], auth: true, handler: || get(audit_log) },
+    Operation { method: "get", path: "/audit/verify", summary: "Verify the hash chain, every signature seal and every released record", who: "every role", body: NONE, query: NOQ, auth: true, handler: || get(verify_audit) },
+];
+
+/// The `/api/v1` routes, built from [`OPERATIONS`], plus the OpenAPI document and docs page.
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/me", get(me))
-        .route("/tokens", get(list_tokens).post(create_token))
-        .route("/tokens/{id}", delete(revoke_token))
-        .route("/models", get(list_models).post(register_model))
-        .route("/models/{name}", get(show_model))
-        .route("/models/{name}/versions/{version}", get(show_version))
-        .route("/models/{name}/versions/{version}/lineage", get(lineage))
-        .route("/promotions", get(list_promotions).post(request_promotion))
-        .route("/promotions/{id}", get(show_promotion))
-        .route("/promotions/{id}/approve", post(approve))
-        .route("/promotions/{id}/reject", post(reject))
-        .route("/promotions/{id}/withdraw", post(withdraw))
-        .route("/audit", get(audit_log))
-        .route("/audit/verify", get(verify_audit))
+    let mut by_path: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
+    for op in OPERATIONS {
+        match by_path.iter_mut().find(|(p, _)| *p == op.path) {
+            Some((_, mr)) => *mr = std::mem::take(mr).merge((op.handler)()),
+            None => by_path.push((op.path, (op.handler)())),
+        }
+    }
+    let mut router = Router::new().route("/openapi.json", get(crate::openapi::document)).route("/docs", get(crate::openapi::docs));
+    for (path, mr) in by_path {
+        router = router.route(path, mr);
+    }
+    router
 }
 
 /// The route pattern of a native path.
 pub fn known_route(path: &str) -> Option<String> {
     let rest = path.strip_prefix("/api/v1")?;
     Some(match rest {
-        "/auth/login" | "/auth/logout" | "/me" | "/tokens" | "/models" | "/promotions" | "/audit" | "/audit/verify" => format!("/api/v1{rest}"),
+        "/auth/login" | "/auth/logout" | "/me" | "/tokens" | "/models" | "/promotions" | "/audit" | "/audit/verify" | "/openapi.json" | "/docs" => format!("/api/v1{rest}"),
         r if r.starts_with("/tokens/") => "/api/v1/tokens/{id}".into(),
         r if r.starts_with("/promotions/") => match r.rsplit('/').next() {
             Some(a @ ("approve" | "reject" | "withdraw")) => format!("/api/v1/promotions/{{id}}/{a}"),

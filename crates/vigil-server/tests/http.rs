@@ -373,3 +373,38 @@ fn governed_release_over_the_native_api_with_signatures_re_authenticated() {
     assert_eq!(st, 400, "{b}");
     assert!(s.registry.verify_audit().unwrap().ok());
 }
+
+#[test]
+fn openapi_document_and_docs_match_what_is_served() {
+    let s = start();
+    let (st, doc) = call("GET", &format!("{}/api/v1/openapi.json", s.url), None, None);
+    assert_eq!(st, 200);
+    assert_eq!(doc["openapi"], json!("3.1.0"));
+    let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"].as_array().unwrap();
+    assert_eq!(codes.len(), vigil_core::ErrorCode::ALL.len());
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/api/2.0/mlflow/runs/log-batch"));
+    // Every documented native operation is routed: calling it never answers route_not_found.
+    let mut checked = 0;
+    for (path, methods) in paths.iter().filter(|(p, _)| p.starts_with("/api/v1")) {
+        let concrete = path.replace("{name}", "no-such-model").replace("{version}", "1.0.0").replace("{id}", "req_none");
+        for method in methods.as_object().unwrap().keys() {
+            let (st, body) = match method.as_str() {
+                "get" => call("GET", &format!("{}{concrete}", s.url), Some(&basic("comp", PW)), None),
+                "post" => call("POST", &format!("{}{concrete}", s.url), Some(&basic("comp", PW)), Some("{}")),
+                "delete" => {
+                    let r = agent().delete(&format!("{}{concrete}", s.url)).header("authorization", &basic("comp", PW)).call().unwrap();
+                    (r.status().as_u16(), serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap_or(Value::Null))
+                }
+                other => panic!("{other}"),
+            };
+            assert_ne!(body["error"]["code"].as_str(), Some("route_not_found"), "{method} {path} documented but not routed ({st})");
+            assert!(st < 500, "{method} {path}: {st} {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 19, "{checked}");
+    let (st, Value::String(html)) = call("GET", &format!("{}/api/v1/docs", s.url), None, None) else { panic!("docs are HTML") };
+    assert_eq!(st, 200);
+    assert!(html.contains("/api/v1/promotions/{id}/approve") && html.contains("self_approval") && !html.contains("<script"));
+}
