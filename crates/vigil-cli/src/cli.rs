@@ -55,7 +55,9 @@ pub enum Command {
         /// Address to listen on (port 0 picks a free port; the chosen one is printed).
         #[arg(long, default_value = "127.0.0.1:8080", env = "VIGIL_ADDR")]
         addr: String,
-        /// Artifact directory (default: DATA_DIR/artifacts; required with --database-url).
+        /// Artifact store: a directory (default DATA_DIR/artifacts; required with
+        /// --database-url) or s3://bucket/prefix, configured by the AWS_* environment
+        /// (AWS_ENDPOINT for S3-compatible stores, AWS_ALLOW_HTTP=true for plain HTTP).
         #[arg(long, env = "VIGIL_ARTIFACTS")]
         artifacts: Option<PathBuf>,
         /// On a new store, first load the demo data set (the `vigil demo` team, a model in

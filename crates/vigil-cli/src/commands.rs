@@ -80,12 +80,21 @@ pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
 /// SIGINT or SIGTERM, then finishes the requests in flight.
 fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>) -> Result<()> {
     let registry = Arc::new(open(g, false)?);
-    let artifacts = match (artifacts, target(g)?.data_dir) {
-        (Some(a), _) => a,
-        (None, Some(dir)) => dir.join("artifacts"),
-        (None, None) => return Err(usage("--artifacts DIR (or VIGIL_ARTIFACTS) is required with --database-url")),
+    let data_dir = target(g)?.data_dir;
+    let s3 = artifacts.as_ref().and_then(|a| a.to_str()).filter(|a| a.starts_with("s3://")).map(str::to_owned);
+    let local = match (&s3, artifacts, &data_dir) {
+        // With S3, uploads are staged locally before they are sent.
+        (Some(_), _, Some(dir)) => dir.join("artifact-staging"),
+        (Some(_), _, None) => std::env::temp_dir().join(format!("vigil-artifact-staging-{}", std::process::id())),
+        (None, Some(a), _) => a,
+        (None, None, Some(dir)) => dir.join("artifacts"),
+        (None, None, None) => return Err(usage("--artifacts DIR or s3://bucket/prefix (or VIGIL_ARTIFACTS) is required with --database-url")),
     };
-    let state = Arc::new(vigil_server::AppState::new(registry, artifacts).context("creating the artifact directory")?);
+    let mut state = vigil_server::AppState::new(registry, local).context("creating the artifact directory")?;
+    if let Some(url) = &s3 {
+        state = state.with_s3(url)?;
+    }
+    let state = Arc::new(state);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

@@ -1,5 +1,8 @@
 //! MLflow's artifact proxy (`/api/2.0/mlflow-artifacts/artifacts…`) over a local directory.
 //!
+//! Bytes live in a local directory or, with `--artifacts s3://bucket/prefix`, in any
+//! S3-compatible store (object_store; uploads staged locally, then sent as a multipart upload).
+//!
 //! Uploads go to `<experiment>/<run>/artifacts/<path>` of an active run the caller may write
 //! to (checked before any byte is accepted). They stream to a randomly named staging file
 //! while their SHA-256 is computed, then are linked into place without replacing anything:
@@ -22,6 +25,51 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use vigil_core::{Error, ErrorCode};
+
+/// An S3-compatible artifact store and the key prefix under which artifacts live.
+pub struct Remote {
+    store: Arc<dyn object_store::ObjectStore>,
+    prefix: String,
+}
+
+impl Remote {
+    /// From `s3://bucket[/prefix]` and the `AWS_*` environment.
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        Self::from_url_with(url, &[])
+    }
+
+    /// From `s3://bucket[/prefix]`, the `AWS_*` environment, then explicit options (object_store
+    /// configuration keys such as `aws_endpoint`, `aws_access_key_id`, `aws_allow_http`).
+    pub fn from_url_with(url: &str, options: &[(&str, &str)]) -> Result<Self, Error> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| Error::new(ErrorCode::InvalidText, "artifact store URLs are s3://bucket[/prefix]"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::new(ErrorCode::InvalidText, "the artifact store URL names no bucket"));
+        }
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for (k, v) in options {
+            let key: object_store::aws::AmazonS3ConfigKey = k.parse().map_err(|_| Error::new(ErrorCode::InvalidText, "unknown S3 option"))?;
+            builder = builder.with_config(key, *v);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| Error::storage(format!("cannot configure the S3 artifact store: {e}")))?;
+        Ok(Remote { store: Arc::new(store), prefix: prefix.trim_matches('/').to_owned() })
+    }
+
+    fn key(&self, segs: &[&str]) -> object_store::path::Path {
+        let mut parts: Vec<&str> = self.prefix.split('/').filter(|s| !s.is_empty()).collect();
+        parts.extend_from_slice(segs);
+        object_store::path::Path::from_iter(parts)
+    }
+}
+
+fn s3_err(e: object_store::Error) -> Error {
+    match e {
+        object_store::Error::NotFound { .. } => Error::new(ErrorCode::ArtifactNotFound, "no artifact at that path"),
+        _ => Error::storage("the S3 artifact store failed"),
+    }
+}
 
 /// The staging directory's name (never a valid path segment).
 const STAGING: &str = ".vigil-tmp";
@@ -106,9 +154,76 @@ async fn upload_inner(st: &Arc<AppState>, path: &str, headers: &HeaderMap, body:
     // Linking and auditing run to completion even if the client goes away now.
     let reg = st.registry.clone();
     let rel = segs.join("/");
+    if st.remote.is_some() {
+        let st2 = st.clone();
+        let key_segs: Vec<String> = segs.iter().map(|s| s.to_string()).collect();
+        return tokio::spawn(async move {
+            let remote = st2.remote.as_ref().ok_or_else(|| Error::storage("no artifact store"))?;
+            let segs: Vec<&str> = key_segs.iter().map(String::as_str).collect();
+            let r = finalize_remote(remote, &reg, &principal, &run, &rel, &tmp, &segs, size, &digest).await;
+            let _ = tokio::fs::remove_file(&tmp).await;
+            r
+        })
+        .await
+        .unwrap_or_else(|_| Err(Error::storage("storing the artifact failed")));
+    }
     tokio::task::spawn_blocking(move || finalize(&reg, &principal, &run, &rel, &tmp, &final_path, size, &digest))
         .await
         .unwrap_or_else(|_| Err(Error::storage("storing the artifact failed")))
+}
+
+/// S3: an existing object is compared by content (never replaced); a new one is sent as a
+/// multipart upload from the staged file, then audited (and deleted if the audit fails).
+#[allow(clippy::too_many_arguments)]
+async fn finalize_remote(
+    remote: &Remote,
+    reg: &Arc<vigil_core::registry::Registry>,
+    who: &vigil_core::auth::Principal,
+    run: &str,
+    rel: &str,
+    tmp: &Path,
+    segs: &[&str],
+    size: u64,
+    digest: &str,
+) -> Result<(), Error> {
+    use object_store::ObjectStoreExt;
+    use tokio::io::AsyncReadExt;
+    let key = remote.key(segs);
+    match remote.store.head(&key).await {
+        Ok(_) => {
+            let existing = remote.store.get(&key).await.map_err(s3_err)?;
+            let mut hasher = Sha256::new();
+            let mut stream = existing.into_stream();
+            while let Some(chunk) = stream.next().await {
+                hasher.update(&chunk.map_err(s3_err)?);
+            }
+            if hex::encode(hasher.finalize()) != digest {
+                return Err(Error::new(ErrorCode::ArtifactExists, "an artifact with different content exists at that path; artifacts are never replaced, use a new path"));
+            }
+        }
+        Err(object_store::Error::NotFound { .. }) => {
+            let upload = remote.store.put_multipart(&key).await.map_err(s3_err)?;
+            let mut writer = object_store::WriteMultipart::new(upload);
+            let mut file = tokio::fs::File::open(tmp).await.map_err(|_| Error::storage("reading the staged artifact failed"))?;
+            let mut buf = vec![0u8; 8 << 20];
+            loop {
+                let n = file.read(&mut buf).await.map_err(|_| Error::storage("reading the staged artifact failed"))?;
+                if n == 0 {
+                    break;
+                }
+                writer.wait_for_capacity(4).await.map_err(s3_err)?;
+                writer.write(&buf[..n]);
+            }
+            writer.finish().await.map_err(s3_err)?;
+        }
+        Err(e) => return Err(s3_err(e)),
+    }
+    let (reg2, who2, run2, rel2, digest2) = (reg.clone(), who.clone(), run.to_owned(), rel.to_owned(), digest.to_owned());
+    if let Err(e) = blocking(move || reg2.record_artifact_write(&who2, &run2, &rel2, size, &digest2)).await {
+        let _ = remote.store.delete(&key).await;
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Links the staged file into place (never replacing one) and audits the write; undoes the
@@ -158,6 +273,12 @@ pub async fn download(State(st): State<Arc<AppState>>, UrlPath(path): UrlPath<St
     let r = async {
         authenticate(&st, &headers).await?;
         let segs = check_path(&path)?;
+        if let Some(remote) = &st.remote {
+            use object_store::ObjectStoreExt;
+            let got = remote.store.get(&remote.key(&segs)).await.map_err(s3_err)?;
+            let stream = got.into_stream().map(|r| r.map_err(std::io::Error::other));
+            return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream)).into_response());
+        }
         let p = resolve(&st.artifacts, &segs);
         match tokio::fs::metadata(&p).await {
             Ok(m) if m.is_file() => {}
@@ -175,8 +296,25 @@ pub async fn list(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, header
     let r = async {
         authenticate(&st, &headers).await?;
         let path = query_pairs(q.as_deref()).into_iter().find(|(k, _)| k == "path").map(|(_, v)| v).unwrap_or_default();
-        let dir = if path.is_empty() || path == "/" { st.artifacts.clone() } else { resolve(&st.artifacts, &check_path(&path)?) };
+        let segs = if path.is_empty() || path == "/" { Vec::new() } else { check_path(&path)? };
         let mut files = Vec::new();
+        if let Some(remote) = &st.remote {
+            let prefix = remote.key(&segs);
+            let listed = remote.store.list_with_delimiter(Some(&prefix)).await.map_err(s3_err)?;
+            for d in &listed.common_prefixes {
+                if let Some(name) = d.filename() {
+                    files.push(json!({"path": name, "is_dir": true}));
+                }
+            }
+            for o in &listed.objects {
+                if let Some(name) = o.location.filename() {
+                    files.push(json!({"path": name, "is_dir": false, "file_size": o.size}));
+                }
+            }
+            files.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+            return Ok(if files.is_empty() { json!({}) } else { json!({"files": files}) });
+        }
+        let dir = resolve(&st.artifacts, &segs);
         if let Ok(mut rd) = tokio::fs::read_dir(&dir).await {
             while let Ok(Some(entry)) = rd.next_entry().await {
                 let name = entry.file_name().to_string_lossy().into_owned();

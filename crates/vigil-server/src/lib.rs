@@ -29,8 +29,10 @@ use vigil_core::registry::Registry;
 pub struct AppState {
     /// The use cases.
     pub registry: Arc<Registry>,
-    /// Root directory of the artifact store.
+    /// Root directory of the local artifact store (with S3: the staging area only).
     pub artifacts: PathBuf,
+    /// An S3-compatible artifact store, when configured (`s3://bucket/prefix`).
+    pub remote: Option<artifacts::Remote>,
     /// Recently verified HTTP Basic credentials.
     pub basic_cache: http::BasicCache,
     /// Request counters and latencies.
@@ -54,12 +56,28 @@ impl AppState {
         Ok(AppState {
             registry,
             artifacts,
+            remote: None,
             basic_cache: http::BasicCache::default(),
             metrics: metrics::Metrics::default(),
             log: LogLevel::from_env(),
             next_request: AtomicU64::new(1),
             instance: hex::encode(b),
         })
+    }
+}
+
+impl AppState {
+    /// Keeps artifacts in an S3-compatible store at `url` (`s3://bucket[/prefix]`), configured
+    /// from the standard `AWS_*` environment (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`).
+    pub fn with_s3(self, url: &str) -> Result<Self, vigil_core::Error> {
+        self.with_s3_options(url, &[])
+    }
+
+    /// As [`AppState::with_s3`], with explicit object_store options on top of the environment.
+    pub fn with_s3_options(mut self, url: &str, options: &[(&str, &str)]) -> Result<Self, vigil_core::Error> {
+        self.remote = Some(artifacts::Remote::from_url_with(url, options)?);
+        Ok(self)
     }
 }
 

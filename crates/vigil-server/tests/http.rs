@@ -35,6 +35,10 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(|s| s)
+}
+
+fn start_with(configure: impl FnOnce(vigil_server::AppState) -> vigil_server::AppState + Send + 'static) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = vigil_store::open_sqlite(dir.path()).unwrap();
     let registry = Arc::new(Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(ServerKey::from_seed([7; 32]))));
@@ -43,7 +47,7 @@ fn start() -> Server {
     for (id, role) in [("ds", Role::DataScientist), ("lead", Role::MlLead), ("clin", Role::ClinicalReviewer), ("comp", Role::ComplianceOfficer)] {
         registry.add_user(&admin, &UserId::parse(id).unwrap(), &format!("User {id}"), role, &Password::new(PW)).unwrap();
     }
-    let state = Arc::new(vigil_server::AppState::new(registry.clone(), dir.path().join("artifacts")).unwrap());
+    let state = Arc::new(configure(vigil_server::AppState::new(registry.clone(), dir.path().join("artifacts")).unwrap()));
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -407,4 +411,83 @@ fn openapi_document_and_docs_match_what_is_served() {
     let (st, Value::String(html)) = call("GET", &format!("{}/api/v1/docs", s.url), None, None) else { panic!("docs are HTML") };
     assert_eq!(st, 200);
     assert!(html.contains("/api/v1/promotions/{id}/approve") && html.contains("self_approval") && !html.contains("<script"));
+}
+
+/// A moto S3 server (PyPI `moto[server]`), killed on drop.
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto() -> Option<Moto> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spawned = std::process::Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let required = std::env::var_os("CI").is_some() || std::env::var_os("VIGIL_REQUIRE_POSTGRES").is_some();
+    let Ok(child) = spawned else {
+        assert!(!required, "python3 -m moto.server could not start; CI requires the S3 tests");
+        return None;
+    };
+    let m = Moto { child, url: format!("http://127.0.0.1:{port}") };
+    for _ in 0..150 {
+        if agent().get(&m.url).call().is_ok() {
+            return Some(m);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!required, "moto did not start (pip install 'moto[server]'); CI requires the S3 tests");
+    None
+}
+
+#[test]
+fn artifacts_in_an_s3_compatible_store() {
+    let Some(m) = moto() else { return };
+    // Create the bucket (moto does not check signatures).
+    assert_eq!(agent().put(&format!("{}/vigil-artifacts", m.url)).send("").unwrap().status().as_u16(), 200);
+    let endpoint = m.url.clone();
+    let s = start_with(move |st| {
+        st.with_s3_options(
+            "s3://vigil-artifacts/team-a",
+            &[("aws_endpoint", &endpoint), ("aws_access_key_id", "test"), ("aws_secret_access_key", "test"), ("aws_region", "us-east-1"), ("aws_allow_http", "true")],
+        )
+        .unwrap()
+    });
+    let auth = basic("ds", PW);
+    let (_, exp) = mlflow(&s, "POST", "experiments/create", "ds", json!({"name": "s3"}));
+    let exp = exp["experiment_id"].as_str().unwrap().to_owned();
+    let (_, run) = mlflow(&s, "POST", "runs/create", "ds", json!({"experiment_id": exp}));
+    let run = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+    let base = format!("{}/api/2.0/mlflow-artifacts/artifacts", s.url);
+    let a = agent();
+    let put = |path: &str, bytes: &[u8]| a.put(&format!("{base}/{path}")).header("authorization", &auth).send(bytes).unwrap().status().as_u16();
+    let root = format!("{exp}/{run}/artifacts");
+    // Larger than one multipart part (5 MiB) to exercise the multipart upload.
+    let big: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
+    assert_eq!(put(&format!("{root}/model/weights.bin"), &big), 200);
+    assert_eq!(put(&format!("{root}/notes.txt"), b"hello"), 200);
+    let r = a.get(&format!("{base}/{root}/model/weights.bin")).header("authorization", &auth).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.into_body().with_config().limit(10_000_000).read_to_vec().unwrap(), big);
+    let (_, listing) = call("GET", &format!("{base}?path={root}"), Some(&auth), None);
+    assert_eq!(listing, json!({"files": [{"path": "model", "is_dir": true}, {"path": "notes.txt", "is_dir": false, "file_size": 5}]}));
+    // Never replaced; the same bytes again are fine.
+    assert_eq!(put(&format!("{root}/notes.txt"), b"hello"), 200);
+    assert_eq!(put(&format!("{root}/notes.txt"), b"changed"), 409);
+    assert_eq!(a.get(&format!("{base}/{root}/missing")).header("authorization", &auth).call().unwrap().status().as_u16(), 404);
+    // The objects are in the bucket under the prefix, and nothing stayed in the staging area.
+    let r = agent().get(&format!("{}/vigil-artifacts?list-type=2&prefix=team-a/", m.url)).call().unwrap();
+    let xml = r.into_body().read_to_string().unwrap();
+    assert!(xml.contains(&format!("team-a/{root}/model/weights.bin")), "{xml}");
+    let staged = std::fs::read_dir(s._dir.path().join("artifacts/.vigil-tmp")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(staged, 0);
 }
