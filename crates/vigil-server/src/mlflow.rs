@@ -24,29 +24,41 @@ use vigil_core::{Error, ErrorCode, Result};
 /// A tracking handler: the use case call behind one MLflow route.
 pub type Op = fn(&Registry, &Principal, &Fields) -> Result<Value>;
 
+/// How a route is handled: most through request fields and a JSON reply; the two hot paths
+/// of tracking with their own typed parsing and encoding.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Fields from the query string (GET) or JSON body, a JSON tree back.
+    Fields(Op),
+    /// `runs/log-batch`: the body parsed straight into typed values.
+    LogBatch,
+    /// `metrics/get-history`: points written straight into the response text.
+    History,
+}
+
 /// The routes: (method, path under `/api/2.0/mlflow/`, handler). The OpenAPI document lists them too.
-pub const ROUTES: &[(&str, &str, Op)] = &[
-    ("POST", "experiments/create", experiments_create),
-    ("GET", "experiments/get", experiments_get),
-    ("GET", "experiments/get-by-name", experiments_get_by_name),
-    ("POST", "experiments/search", experiments_search),
-    ("GET", "experiments/search", experiments_search),
-    ("POST", "experiments/delete", experiments_delete),
-    ("POST", "experiments/restore", experiments_restore),
-    ("POST", "experiments/set-experiment-tag", experiments_set_tag),
-    ("POST", "runs/create", runs_create),
-    ("GET", "runs/get", runs_get),
-    ("POST", "runs/update", runs_update),
-    ("POST", "runs/delete", runs_delete),
-    ("POST", "runs/restore", runs_restore),
-    ("POST", "runs/log-parameter", runs_log_parameter),
-    ("POST", "runs/log-metric", runs_log_metric),
-    ("POST", "runs/log-batch", runs_log_batch),
-    ("POST", "runs/set-tag", runs_set_tag),
-    ("POST", "runs/delete-tag", runs_delete_tag),
-    ("POST", "runs/search", runs_search),
-    ("GET", "metrics/get-history", metrics_get_history),
-    ("POST", "logged-models/search", logged_models_search),
+pub const ROUTES: &[(&str, &str, Handler)] = &[
+    ("POST", "experiments/create", Handler::Fields(experiments_create)),
+    ("GET", "experiments/get", Handler::Fields(experiments_get)),
+    ("GET", "experiments/get-by-name", Handler::Fields(experiments_get_by_name)),
+    ("POST", "experiments/search", Handler::Fields(experiments_search)),
+    ("GET", "experiments/search", Handler::Fields(experiments_search)),
+    ("POST", "experiments/delete", Handler::Fields(experiments_delete)),
+    ("POST", "experiments/restore", Handler::Fields(experiments_restore)),
+    ("POST", "experiments/set-experiment-tag", Handler::Fields(experiments_set_tag)),
+    ("POST", "runs/create", Handler::Fields(runs_create)),
+    ("GET", "runs/get", Handler::Fields(runs_get)),
+    ("POST", "runs/update", Handler::Fields(runs_update)),
+    ("POST", "runs/delete", Handler::Fields(runs_delete)),
+    ("POST", "runs/restore", Handler::Fields(runs_restore)),
+    ("POST", "runs/log-parameter", Handler::Fields(runs_log_parameter)),
+    ("POST", "runs/log-metric", Handler::Fields(runs_log_metric)),
+    ("POST", "runs/log-batch", Handler::LogBatch),
+    ("POST", "runs/set-tag", Handler::Fields(runs_set_tag)),
+    ("POST", "runs/delete-tag", Handler::Fields(runs_delete_tag)),
+    ("POST", "runs/search", Handler::Fields(runs_search)),
+    ("GET", "metrics/get-history", Handler::History),
+    ("POST", "logged-models/search", Handler::Fields(logged_models_search)),
 ];
 
 /// The route pattern of a path, if it is one of ours.
@@ -64,35 +76,39 @@ fn route_label(p: &'static str) -> &'static str {
 
 /// Handles every `/api/2.0/mlflow/…` request.
 pub async fn dispatch(State(st): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    if method == Method::GET && uri.path().ends_with("/mlflow/metrics/get-history") {
-        return match history_fast(&st, &headers, q.as_deref()).await {
-            Ok(text) => ([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response(),
-            Err(e) => ApiError::mlflow(e).into_response(),
-        };
-    }
     match dispatch_inner(&st, &method, &uri, &headers, q.as_deref(), &body).await {
-        Ok(v) => axum::Json(v).into_response(),
+        Ok(Reply::Json(v)) => axum::Json(v).into_response(),
+        Ok(Reply::Text(text)) => ([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response(),
         Err(e) => ApiError::mlflow(e).into_response(),
     }
 }
 
-async fn dispatch_inner(st: &Arc<AppState>, method: &Method, uri: &Uri, headers: &HeaderMap, q: Option<&str>, body: &[u8]) -> Result<Value> {
+/// A JSON tree, or JSON already encoded.
+enum Reply {
+    Json(Value),
+    Text(String),
+}
+
+async fn dispatch_inner(st: &Arc<AppState>, method: &Method, uri: &Uri, headers: &HeaderMap, q: Option<&str>, body: &[u8]) -> Result<Reply> {
     let path = uri.path();
     let rest = path.strip_prefix("/api/2.0/mlflow/").or_else(|| path.strip_prefix("/ajax-api/2.0/mlflow/")).unwrap_or("");
-    let Some((_, _, op)) = ROUTES.iter().find(|(m, p, _)| *p == rest && *m == method.as_str()) else {
+    let Some((_, _, handler)) = ROUTES.iter().find(|(m, p, _)| *p == rest && *m == method.as_str()) else {
         return Err(Error::new(ErrorCode::RouteNotFound, "this MLflow endpoint is not served by vigil"));
     };
     let principal = authenticate(st, headers).await?;
-    if rest == "runs/log-batch" {
-        let (run_id, batch) = parse_batch(body)?;
-        let reg = st.registry.clone();
-        return blocking(move || reg.log_batch(&principal, &run_id, &batch)).await.map(|()| json!({}));
-    }
-    // GET carries fields in the query string; POST, PATCH and DELETE in a JSON body.
-    let fields = if *method == Method::GET { Fields::from_query(q) } else { Fields(json_body(body)?) };
     let reg = st.registry.clone();
-    let op = *op;
-    blocking(move || op(&reg, &principal, &fields)).await
+    match *handler {
+        Handler::LogBatch => {
+            let (run_id, batch) = parse_batch(body)?;
+            blocking(move || reg.log_batch(&principal, &run_id, &batch)).await.map(|()| Reply::Json(json!({})))
+        }
+        Handler::History => history(reg, Fields::from_query(q)).await.map(Reply::Text),
+        Handler::Fields(op) => {
+            // GET carries fields in the query string; POST, PATCH and DELETE in a JSON body.
+            let fields = if *method == Method::GET { Fields::from_query(q) } else { Fields(json_body(body)?) };
+            blocking(move || op(&reg, &principal, &fields)).await.map(Reply::Json)
+        }
+    }
 }
 
 // ----- rendering ---------------------------------------------------------------------------
@@ -352,14 +368,6 @@ pub fn parse_batch(body: &[u8]) -> Result<(String, LogBatch)> {
     Ok((run_id, LogBatch { metrics, params: pairs(b.params), tags: pairs(b.tags) }))
 }
 
-fn runs_log_batch(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
-    // Reached only through the generic path (tests); the router sends log-batch to the
-    // typed fast path below.
-    let (run_id, batch) = parse_batch(f.0.to_string().as_bytes())?;
-    r.log_batch(p, &run_id, &batch)?;
-    Ok(json!({}))
-}
-
 fn runs_set_tag(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let (k, v) = pair(&f.0, "tag")?;
     r.log_batch(p, &run_id(f)?, &LogBatch { tags: vec![(k, v)], ..Default::default() })?;
@@ -393,37 +401,13 @@ fn runs_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
     Ok(out)
 }
 
-fn metrics_get_history(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
-    let key = f.str("metric_key")?;
-    let limit = f.opt_i64("max_results")?.unwrap_or(25_000).clamp(1, 1_000_000) as u32;
-    let offset = parse_page_token(f.opt_str("page_token")?)?;
-    // MLflow answers an unknown run or key with an empty body.
-    let points = match r.metric_history(&run_id(f)?, &key, limit + 1, offset) {
-        Ok(p) => p,
-        Err(e) if e.code() == ErrorCode::RunNotFound => return Ok(json!({})),
-        Err(e) => return Err(e),
-    };
-    let more = points.len() > limit as usize;
-    let mut out = json!({"metrics": points.iter().take(limit as usize).map(|p| metric_json(&key, p)).collect::<Vec<_>>()});
-    if points.is_empty() {
-        return Ok(json!({}));
-    }
-    if more {
-        out["next_page_token"] = json!(page_token(offset + u64::from(limit)));
-    }
-    Ok(out)
-}
-
 /// `metrics/get-history` written straight into a string: a page holds up to 25,000 points
 /// and a JSON tree per point would dominate the request.
-async fn history_fast(st: &Arc<AppState>, headers: &HeaderMap, q: Option<&str>) -> Result<String> {
-    let _principal = authenticate(st, headers).await?;
-    let f = Fields::from_query(q);
+async fn history(reg: Arc<Registry>, f: Fields) -> Result<String> {
     let key = f.str("metric_key")?;
     let run = run_id(&f)?;
     let limit = f.opt_i64("max_results")?.unwrap_or(25_000).clamp(1, 1_000_000) as u32;
     let offset = parse_page_token(f.opt_str("page_token")?)?;
-    let reg = st.registry.clone();
     let key2 = key.clone();
     let points = match blocking(move || reg.metric_history(&run, &key2, limit + 1, offset)).await {
         Ok(p) => p,

@@ -13,19 +13,16 @@ use vigil_core::search::{Attr, Clause, Field, Op, Operand, OrderBy};
 use vigil_core::session::{ApiToken, TokenKind};
 use vigil_core::store::RunsData;
 use vigil_core::tracking::{Experiment, Lifecycle, Metric, MetricPoint, RunInfo, RunQuery, RunStatus, ViewType};
+use crate::tx::{corrupt, ts};
 use vigil_core::{Error, ErrorCode, Result};
 
+/// As the registry's mapping, except that a unique violation here is a concurrent insert of
+/// the same generated key (experiment id, run key), which the write loop retries.
 fn db(e: DbError) -> Error {
     match e {
         DbError::Unique => Error::new(ErrorCode::ConcurrentModification, "a concurrent writer inserted the same record; retry"),
-        DbError::Retry => Error::new(ErrorCode::ConcurrentModification, "a concurrent transaction changed the same records; retry"),
-        DbError::Corrupt(m) => Error::new(ErrorCode::DatabaseCorrupt, format!("the database is corrupt, truncated or not a vigil database ({m})")),
-        DbError::Other(m) => Error::storage(format!("database error: {m}")),
+        other => crate::tx::db(other),
     }
-}
-
-fn corrupt(what: &str) -> Error {
-    Error::new(ErrorCode::IntegrityViolation, format!("stored {what} is not valid"))
 }
 
 /// Order-preserving signed key of an f64 (−0.0 counts as 0.0).
@@ -44,9 +41,6 @@ fn from_bits(i: i64) -> f64 {
     f64::from_bits(i as u64)
 }
 
-fn ts(s: &str) -> Result<Timestamp> {
-    Timestamp::parse(s).map_err(|_| corrupt("timestamp"))
-}
 
 // ----- tokens ------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ pub struct SqlStore {
     write_gate: Mutex<()>,
 }
 
-fn db(e: DbError) -> Error {
+pub(crate) fn db(e: DbError) -> Error {
     match e {
         DbError::Unique => Error::new(ErrorCode::StorageFailure, "unexpected unique constraint violation"),
         DbError::Retry => Error::new(ErrorCode::ConcurrentModification, "a concurrent transaction changed the same records; retry"),
@@ -53,7 +53,7 @@ fn on_unique(code: ErrorCode, msg: &str) -> impl Fn(DbError) -> Error + '_ {
     }
 }
 
-fn corrupt(what: &str) -> Error {
+pub(crate) fn corrupt(what: &str) -> Error {
     Error::new(ErrorCode::IntegrityViolation, format!("stored {what} is not valid"))
 }
 
@@ -218,7 +218,7 @@ const SIGNATURE_COLS: &str = "id, request_id, model_version_id, signer_id, print
 const ALERT_COLS: &str = "id, model_version_id, check_key, state, opened_at, updated_at, report_id, detail, acknowledged_by, acknowledged_at, resolved_at";
 const AUDIT_COLS: &str = "seq, at, actor, action, outcome, entity_type, entity_id, model, version, details, prev_hash, hash";
 
-fn ts(s: &str) -> Result<Timestamp> {
+pub(crate) fn ts(s: &str) -> Result<Timestamp> {
     Timestamp::parse(s).map_err(|_| corrupt("timestamp"))
 }
 
