@@ -1,7 +1,7 @@
 """Session fixtures for the MLflow compatibility suite.
 
-One Vigil server per test session, on a fresh embedded store in a temp dir, with three users:
-admin (store admin), dana (data_scientist) and cleo (clinical_reviewer). The stock
+One Vigil server per test session, on a fresh embedded store in a temp dir, with four users:
+admin (store admin), dana (data_scientist), cleo (clinical_reviewer) and lee (ml_lead). The stock
 ``mlflow`` client talks to it through MLFLOW_TRACKING_URI and HTTP Basic credentials (dana by
 default; tests that need another identity override the environment with ``monkeypatch``).
 """
@@ -43,6 +43,7 @@ PASSWORDS = {
     "admin": "admin-pass-123",
     "dana": "dana-pass-123",
     "cleo": "cleo-pass-123",
+    "lee": "lee-pass-123",
 }
 
 # Inherited variables that would change which server/identity/experiment the client uses.
@@ -155,6 +156,7 @@ def _start_server(binary: str, root: Path) -> Vigil:
     for user, role, name in (
         ("dana", "data_scientist", "Dana Scientist"),
         ("cleo", "clinical_reviewer", "Cleo Reviewer"),
+        ("lee", "ml_lead", "Lee Lead"),
     ):
         _run_cli(
             binary,

@@ -92,6 +92,7 @@ pub fn version(v: &ModelVersion) -> Value {
         "registered_model_id": v.model_id,
         "name": v.model_name.as_str(),
         "version": v.version.to_string(),
+        "number": v.number,
         "model_type": v.model_type.as_str(),
         "stage": v.stage.as_str(),
         "artifact_uri": v.content.artifact_uri,

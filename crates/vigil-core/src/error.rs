@@ -94,6 +94,12 @@ codes! {
     InvalidPath = "invalid_path" => InvalidInput,
     /// The request body is not valid JSON or has fields of the wrong type.
     InvalidRequest = "invalid_request" => InvalidInput,
+    /// An alias name is empty, too long, or reserved (`latest`, `v<digits>`).
+    InvalidAlias = "invalid_alias" => InvalidInput,
+    /// The model has no alias of that name (MLflow answers this with a 400, not a 404).
+    AliasNotFound = "alias_not_found" => InvalidInput,
+    /// A model version's source is not a location Vigil can vouch for.
+    InvalidSource = "invalid_source" => InvalidInput,
 
     /// Wrong user id or password.
     AuthenticationFailed = "authentication_failed" => Unauthenticated,
@@ -114,6 +120,17 @@ codes! {
     ContentChanged = "content_changed" => Denied,
     /// The version's content cannot change in its current stage.
     VersionImmutable = "version_immutable" => Denied,
+    /// A stage change asked for outside the promotion workflow: stages move only when a
+    /// promotion request is approved.
+    PromotionRequired = "promotion_required" => Denied,
+    /// A guarded alias (`production`, `champion`) may only name the version approved into
+    /// Production.
+    GuardedAlias = "guarded_alias" => Denied,
+    /// The logged model is finalised; its artifacts can no longer change.
+    LoggedModelFinalized = "logged_model_finalized" => Denied,
+    /// Governed records (models, versions, their history) are retained, never deleted;
+    /// retire a version by promoting it to Archived.
+    RecordRetained = "record_retained" => Denied,
 
     /// The model does not exist.
     ModelNotFound = "model_not_found" => NotFound,
@@ -137,6 +154,8 @@ codes! {
     TokenNotFound = "token_not_found" => NotFound,
     /// No artifact at that path.
     ArtifactNotFound = "artifact_not_found" => NotFound,
+    /// The logged model does not exist.
+    LoggedModelNotFound = "logged_model_not_found" => NotFound,
     /// The route does not exist.
     RouteNotFound = "route_not_found" => NotFound,
 

@@ -11,6 +11,7 @@ pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod canonical;
+pub mod catalog;
 pub mod drift;
 pub mod card;
 pub mod error;

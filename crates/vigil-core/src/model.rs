@@ -346,6 +346,9 @@ pub struct ModelVersion {
     pub model_type: ModelType,
     /// The semantic version.
     pub version: Version,
+    /// The version's number within its model: 1, 2, … in registration order. MLflow's
+    /// integer version; shown beside the semantic version everywhere.
+    pub number: i64,
     /// Current stage.
     pub stage: Stage,
     /// What reviewers sign.

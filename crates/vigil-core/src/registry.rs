@@ -125,7 +125,7 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn not_found(code: ErrorCode, what: &str) -> Error {
+pub(crate) fn not_found(code: ErrorCode, what: &str) -> Error {
     Error::new(code, format!("{what} not found"))
 }
 
@@ -504,86 +504,109 @@ impl Registry {
             version: Some(version_text.clone()),
         };
         self.governed(attempt, |tx| {
-            let user = Self::acting_user(tx, actor, Action::RegisterModel)?;
-            let artifact_uri = required_text("artifact uri", &new.content.artifact_uri, 2048)?;
-            new.content.validate()?;
-            if Version::parse(&new.version.to_string()).as_ref() != Ok(&new.version) {
-                return Err(Error::new(ErrorCode::InvalidVersion, "version is not valid SemVer 2.0.0"));
-            }
-            let model = match tx.get_model_by_name(&new.name, false)? {
-                Some(m) => {
-                    if m.model_type != new.model_type {
-                        return Err(Error::new(
-                            ErrorCode::ModelExists,
-                            format!("model '{}' exists with type {}, not {}", m.name, m.model_type, new.model_type),
-                        ));
-                    }
-                    m
-                }
-                None => {
-                    let m = RegisteredModel {
-                        id: self.ids.new_id("mdl"),
-                        name: new.name.clone(),
-                        owner: new.owner.clone().unwrap_or_else(|| user.id.to_string()),
-                        description: new.description.clone().unwrap_or_default(),
-                        tags: new.tags.clone(),
-                        model_type: new.model_type,
-                        created_by: user.id.clone(),
-                        created_at: self.clock.now(),
-                    };
-                    tx.insert_model(&m)?;
-                    let mut e = self.event(user.id.as_str(), "model.create", "model", &m.id, json!({"new": {"owner": m.owner, "model_type": m.model_type.as_str(), "tags": m.tags}}));
-                    e.model = Some(m.name.to_string());
-                    tx.append_audit(e)?;
-                    m
-                }
+            let meta = crate::catalog::VersionMeta {
+                source: new.content.artifact_uri.clone(),
+                run_id: new.content.lineage.training_run_id.clone(),
+                updated_ms: self.clock.now().micros() / 1000,
+                ..Default::default()
             };
-            if tx.find_version(&model.id, &new.version.precedence_key())?.is_some() {
-                return Err(Error::new(
-                    ErrorCode::DuplicateVersion,
-                    format!("{}@{} already exists (versions differing only in build metadata are duplicates)", model.name, new.version.precedence_key()),
-                ));
-            }
-            let mut content = new.content.clone();
-            content.artifact_uri = artifact_uri;
-            let hash = content.content_hash(&model.name, &new.version, model.model_type);
-            let v = ModelVersion {
-                id: self.ids.new_id("mv"),
-                model_id: model.id.clone(),
-                model_name: model.name.clone(),
-                model_type: model.model_type,
-                version: new.version.clone(),
-                stage: Stage::Development,
-                content,
-                content_hash: hash,
-                created_by: user.id.clone(),
-                created_at: self.clock.now(),
-            };
-            tx.insert_version(&v)?;
-            tx.insert_transition(&StageTransition {
-                id: self.ids.new_id("st"),
-                model_version_id: v.id.clone(),
-                from_stage: None,
-                to_stage: Stage::Development,
-                request_id: None,
-                reason: "registered".into(),
-                actor: user.id.clone(),
-                at: v.created_at,
-            })?;
-            tx.append_audit(self.version_event(
-                user.id.as_str(),
-                "model_version.register",
-                &v,
-                json!({"new": {
-                    "stage": "development",
-                    "content_hash": hash.to_hex(),
-                    "artifact_uri": v.content.artifact_uri,
-                    "artifact_sha256": v.content.artifact_sha256.map(|d| d.to_hex()),
-                    "training_data_hash": v.content.lineage.training_data_hash,
-                }}),
-            ))?;
-            Ok(v)
+            self.register_version_tx(tx, actor, &new, &meta)
         })
+    }
+
+    /// The registration itself, shared by the native API and the catalogue (MLflow): the
+    /// model is created on first use (or locked, so that version numbers are handed out one
+    /// at a time), the version gets the next number, its content hash, a transition record,
+    /// its catalogue metadata and one audit event.
+    pub(crate) fn register_version_tx(&self, tx: &mut dyn Tx, actor: &Principal, new: &NewModelVersion, meta: &crate::catalog::VersionMeta) -> Result<ModelVersion> {
+        let user = Self::acting_user(tx, actor, Action::RegisterModel)?;
+        let artifact_uri = required_text("artifact uri", &new.content.artifact_uri, 2048)?;
+        new.content.validate()?;
+        if Version::parse(&new.version.to_string()).as_ref() != Ok(&new.version) {
+            return Err(Error::new(ErrorCode::InvalidVersion, "version is not valid SemVer 2.0.0"));
+        }
+        let model = match tx.get_model_by_name(&new.name, true)? {
+            Some(m) => {
+                if m.model_type != new.model_type {
+                    return Err(Error::new(
+                        ErrorCode::ModelExists,
+                        format!("model '{}' exists with type {}, not {}", m.name, m.model_type, new.model_type),
+                    ));
+                }
+                m
+            }
+            None => {
+                let m = RegisteredModel {
+                    id: self.ids.new_id("mdl"),
+                    name: new.name.clone(),
+                    owner: new.owner.clone().unwrap_or_else(|| user.id.to_string()),
+                    description: new.description.clone().unwrap_or_default(),
+                    tags: new.tags.clone(),
+                    model_type: new.model_type,
+                    created_by: user.id.clone(),
+                    created_at: self.clock.now(),
+                };
+                tx.insert_model(&m)?;
+                let mut e = self.event(user.id.as_str(), "model.create", "model", &m.id, json!({"new": {"owner": m.owner, "model_type": m.model_type.as_str(), "tags": m.tags}}));
+                e.model = Some(m.name.to_string());
+                tx.append_audit(e)?;
+                m
+            }
+        };
+        if tx.find_version(&model.id, &new.version.precedence_key())?.is_some() {
+            return Err(Error::new(
+                ErrorCode::DuplicateVersion,
+                format!("{}@{} already exists (versions differing only in build metadata are duplicates)", model.name, new.version.precedence_key()),
+            ));
+        }
+        let mut content = new.content.clone();
+        content.artifact_uri = artifact_uri;
+        let hash = content.content_hash(&model.name, &new.version, model.model_type);
+        let v = ModelVersion {
+            id: self.ids.new_id("mv"),
+            model_id: model.id.clone(),
+            model_name: model.name.clone(),
+            model_type: model.model_type,
+            version: new.version.clone(),
+            number: tx.max_version_number(&model.id)? + 1,
+            stage: Stage::Development,
+            content,
+            content_hash: hash,
+            created_by: user.id.clone(),
+            created_at: self.clock.now(),
+        };
+        tx.insert_version(&v)?;
+        let meta = crate::catalog::VersionMeta { updated_ms: v.created_at.micros() / 1000, ..meta.clone() };
+        tx.insert_version_meta(&v.id, &meta)?;
+        for (k, val) in &meta.tags {
+            tx.set_version_tag(&v.id, k, val)?;
+        }
+        tx.insert_transition(&StageTransition {
+            id: self.ids.new_id("st"),
+            model_version_id: v.id.clone(),
+            from_stage: None,
+            to_stage: Stage::Development,
+            request_id: None,
+            reason: "registered".into(),
+            actor: user.id.clone(),
+            at: v.created_at,
+        })?;
+        tx.append_audit(self.version_event(
+            user.id.as_str(),
+            "model_version.register",
+            &v,
+            json!({"new": {
+                "stage": "development",
+                "number": v.number,
+                "content_hash": hash.to_hex(),
+                "artifact_uri": v.content.artifact_uri,
+                "artifact_sha256": v.content.artifact_sha256.map(|d| d.to_hex()),
+                "training_data_hash": v.content.lineage.training_data_hash,
+                "run_id": meta.run_id,
+                "logged_model_id": meta.logged_model_id,
+            }}),
+        ))?;
+        Ok(v)
     }
 
     /// Replaces the signed content (metrics, lineage, card, artifact) of a Development or

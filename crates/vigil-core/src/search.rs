@@ -18,6 +18,7 @@
 //! Error messages name the offending token's position, never echo the user's text back
 //! (filters may contain patient identifiers typed into tags).
 
+use crate::catalog::{CatalogClause, CatalogField, CatalogOrder};
 use crate::error::{Error, ErrorCode, Result};
 
 /// A run attribute usable in filters and ordering.
@@ -304,6 +305,22 @@ impl Parser {
         };
         self.next();
         let kat = self.at();
+        let key = self.key()?;
+        Ok(match prefix {
+            "metric" => Field::Metric(key),
+            "param" => Field::Param(key),
+            "tag" => Field::Tag(key),
+            "dataset" => match key.as_str() {
+                "name" | "digest" | "context" => Field::Dataset(key),
+                _ => return Err(invalid(format!("datasets support name, digest and context (position {kat})"))),
+            },
+            _ => attr_field(&key, kat)?,
+        })
+    }
+
+    /// The key after `prefix.`: quoted, or a dotted identifier (`mlflow.runName`).
+    fn key(&mut self) -> Result<String> {
+        let kat = self.at();
         let key = match self.next() {
             Some(Tok::Backticked(s) | Tok::Quoted(s)) => s,
             Some(Tok::Ident(mut s)) => {
@@ -323,16 +340,33 @@ impl Parser {
         if key.is_empty() {
             return Err(invalid(format!("empty key at position {kat}")));
         }
-        Ok(match prefix {
-            "metric" => Field::Metric(key),
-            "param" => Field::Param(key),
-            "tag" => Field::Tag(key),
-            "dataset" => match key.as_str() {
-                "name" | "digest" | "context" => Field::Dataset(key),
-                _ => return Err(invalid(format!("datasets support name, digest and context (position {kat})"))),
-            },
-            _ => attr_field(&key, kat)?,
-        })
+        Ok(key)
+    }
+
+    /// A field of the registry grammars: `name`, `tags.<key>`, and for versions `run_id`,
+    /// `source_path`, `version_number`.
+    fn catalog_field(&mut self, kind: CatalogKind) -> Result<CatalogField> {
+        let at = self.at();
+        let first = match self.next() {
+            Some(Tok::Ident(s) | Tok::Backticked(s)) => s,
+            _ => return Err(invalid(format!("expected a field name at position {at}"))),
+        };
+        let lower = first.to_ascii_lowercase();
+        if self.peek() == Some(&Tok::Dot) {
+            return match lower.as_str() {
+                "tags" | "tag" => {
+                    self.next();
+                    Ok(CatalogField::Tag(self.key()?))
+                }
+                "attributes" | "attribute" | "attr" => {
+                    self.next();
+                    let k = self.key()?;
+                    catalog_attr(&k, kind, at)
+                }
+                _ => Err(invalid(format!("unknown entity type at position {at}: use tags. or an attribute"))),
+            };
+        }
+        catalog_attr(&first, kind, at)
     }
 
     fn op(&mut self) -> Result<Op> {
@@ -403,6 +437,96 @@ impl Parser {
             },
         }
     }
+}
+
+/// Which registry search a filter is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogKind {
+    /// `search_registered_models`.
+    Models,
+    /// `search_model_versions`.
+    Versions,
+}
+
+fn catalog_attr(key: &str, kind: CatalogKind, at: usize) -> Result<CatalogField> {
+    Ok(match (key, kind) {
+        ("name", _) => CatalogField::Name,
+        ("run_id", CatalogKind::Versions) => CatalogField::RunId,
+        ("source_path", CatalogKind::Versions) => CatalogField::Source,
+        ("version_number", CatalogKind::Versions) => CatalogField::VersionNumber,
+        (_, CatalogKind::Models) => return Err(invalid(format!("unknown attribute at position {at}; registered models are searched by name and tags"))),
+        _ => return Err(invalid(format!("unknown attribute at position {at}; known: name, run_id, source_path, version_number, tags"))),
+    })
+}
+
+/// Parses a `search_registered_models` or `search_model_versions` filter (AND-joined;
+/// `name` and `run_id` also take `IN (…)`, versions' `version_number` compares numbers).
+pub fn parse_catalog_filter(filter: &str, kind: CatalogKind) -> Result<Vec<CatalogClause>> {
+    let mut p = Parser::new(filter)?;
+    let mut out = Vec::new();
+    if p.peek().is_none() {
+        return Ok(out);
+    }
+    loop {
+        let at = p.at();
+        if matches!(p.peek(), Some(Tok::LParen)) {
+            return Err(invalid(format!("parentheses are not supported (position {at})")));
+        }
+        let field = p.catalog_field(kind)?;
+        let op = p.op()?;
+        let operand = p.operand(op)?;
+        let ok = match (&field, op) {
+            (CatalogField::VersionNumber, Op::Eq | Op::Ne | Op::Gt | Op::Ge | Op::Lt | Op::Le) => matches!(operand, Operand::Number(_)),
+            (CatalogField::VersionNumber, Op::In | Op::NotIn) => true,
+            (CatalogField::Name | CatalogField::RunId, Op::In | Op::NotIn) => true,
+            (CatalogField::VersionNumber, _) => false,
+            (_, Op::Eq | Op::Ne | Op::Like | Op::ILike) => matches!(operand, Operand::Text(_)),
+            _ => false,
+        };
+        if !ok {
+            return Err(invalid(format!("clause at position {at}: this field compares with = != LIKE ILIKE against a quoted string (version_number: with numbers)")));
+        }
+        out.push(CatalogClause { field, op, operand });
+        if out.len() > crate::tracking::MAX_SEARCH_CLAUSES {
+            return Err(invalid("a search takes at most 100 conditions"));
+        }
+        match p.peek() {
+            None => return Ok(out),
+            Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("and") => {
+                p.next();
+            }
+            Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("or") => return Err(invalid(format!("OR is not supported (position {})", p.at()))),
+            _ => return Err(invalid(format!("expected AND at position {}", p.at()))),
+        }
+    }
+}
+
+/// Parses a registry `order_by` entry: `name`, `version_number` (versions),
+/// `creation_timestamp` or `last_updated_timestamp`, then ASC (default) or DESC.
+pub fn parse_catalog_order(s: &str, kind: CatalogKind) -> Result<(CatalogOrder, bool)> {
+    let mut p = Parser::new(s)?;
+    let at = p.at();
+    let key = match p.next() {
+        Some(Tok::Ident(k) | Tok::Backticked(k)) => k,
+        _ => return Err(invalid("order_by entries are `<field> [ASC|DESC]`")),
+    };
+    let key = match (key.as_str(), kind) {
+        ("name", _) => CatalogOrder::Name,
+        ("version_number", CatalogKind::Versions) => CatalogOrder::VersionNumber,
+        ("creation_timestamp", _) => CatalogOrder::Created,
+        ("last_updated_timestamp", _) => CatalogOrder::Updated,
+        _ => return Err(invalid(format!("cannot order by the field at position {at}"))),
+    };
+    let ascending = match p.next() {
+        None => true,
+        Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("asc") => true,
+        Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("desc") => false,
+        _ => return Err(invalid("order_by entries are `<field> [ASC|DESC]`")),
+    };
+    if p.peek().is_some() {
+        return Err(invalid("order_by entries are `<field> [ASC|DESC]`"));
+    }
+    Ok((key, ascending))
 }
 
 fn attr_field(key: &str, at: usize) -> Result<Field> {
@@ -526,6 +650,25 @@ mod tests {
             assert_eq!(e.code(), ErrorCode::InvalidFilter, "{bad}");
             assert!(!e.message().contains("SECRET"), "{bad}: {}", e.message());
         }
+    }
+
+    #[test]
+    fn registry_filters_parse_and_refuse() {
+        let c = parse_catalog_filter("name LIKE 'diab%' AND tag.`mlflow.prompt.is_prompt` != 'true'", CatalogKind::Models).unwrap();
+        assert_eq!(c[0], CatalogClause { field: CatalogField::Name, op: Op::Like, operand: Operand::Text("diab%".into()) });
+        assert_eq!(c[1].field, CatalogField::Tag("mlflow.prompt.is_prompt".into()));
+        let c = parse_catalog_filter("name IN ('a', 'b') and run_id = 'r' AND version_number >= 2 AND tags.team = 'x'", CatalogKind::Versions).unwrap();
+        assert_eq!(c.len(), 4);
+        assert_eq!(c[2].operand, Operand::Number(2.0));
+        for bad in ["run_id = 'SECRET'", "name = 'a' OR name = 'SECRET'", "version_number = 'SECRET'", "SECRET.x = 'y'", "name > 'SECRET'"] {
+            let e = parse_catalog_filter(bad, CatalogKind::Models).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidFilter, "{bad}");
+            assert!(!e.message().contains("SECRET"), "{bad}");
+        }
+        assert!(parse_catalog_filter("version_number = 'x'", CatalogKind::Versions).is_err());
+        assert_eq!(parse_catalog_order("last_updated_timestamp DESC", CatalogKind::Models).unwrap(), (CatalogOrder::Updated, false));
+        assert_eq!(parse_catalog_order("version_number", CatalogKind::Versions).unwrap(), (CatalogOrder::VersionNumber, true));
+        assert!(parse_catalog_order("version_number", CatalogKind::Models).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use crate::approval::{PromotionRequest, RequestStatus, Signature};
 use crate::audit::{AuditEvent, AuditRow, StoredEvent};
 use crate::auth::User;
+use crate::catalog::{DatasetInput, LoggedModel, LoggedModelStatus, VersionMeta};
 use crate::error::Result;
 use crate::ids::{ModelName, Sha256Digest, Timestamp, UserId};
 use crate::model::{ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent};
@@ -284,7 +285,6 @@ pub trait Tx {
     /// Records a delivery attempt.
     fn record_delivery(&mut self, id: &str, delivered_at: Option<Timestamp>) -> Result<()>;
 
-    /// Buffers an audit event; it is chained and inserted at commit, as the transaction's
     // ----- tokens -----
     /// Inserts a token with the SHA-256 of its secret.
     fn insert_token(&mut self, t: &ApiToken, hash: &str) -> Result<()>;
@@ -341,6 +341,47 @@ pub trait Tx {
     /// Runs matching a query (filter, view, order, page).
     fn search_runs(&mut self, q: &RunQuery) -> Result<Vec<RunInfo>>;
 
+    // ----- registry catalogue (MLflow's model registry) -----
+    /// The highest version number of a model (0 if none).
+    fn max_version_number(&mut self, model_id: &str) -> Result<i64>;
+    /// A version by model id and number.
+    fn find_version_by_number(&mut self, model_id: &str, number: i64) -> Result<Option<ModelVersion>>;
+    /// Inserts a version's catalogue metadata (its tags go in with [`Tx::set_version_tag`]).
+    fn insert_version_meta(&mut self, version_id: &str, meta: &VersionMeta) -> Result<()>;
+    /// Catalogue metadata with tags of some versions, by version id (versions without a row are absent).
+    fn version_meta(&mut self, version_ids: &[String]) -> Result<HashMap<String, VersionMeta>>;
+    /// Sets the last-change time, and the description when given.
+    fn touch_version_meta(&mut self, version_id: &str, description: Option<&str>, updated_ms: i64) -> Result<()>;
+    /// Sets (inserts or replaces) a version tag.
+    fn set_version_tag(&mut self, version_id: &str, key: &str, value: &str) -> Result<()>;
+    /// Deletes a version tag; whether it existed.
+    fn delete_version_tag(&mut self, version_id: &str, key: &str) -> Result<bool>;
+    /// Stored aliases of a model: (alias, version id), by alias.
+    fn model_aliases(&mut self, model_id: &str) -> Result<Vec<(String, String)>>;
+    /// Points an alias at a version (insert or move).
+    fn set_alias(&mut self, model_id: &str, alias: &str, version_id: &str, by: &str, at_ms: i64) -> Result<()>;
+    /// Removes an alias; whether it existed.
+    fn delete_alias(&mut self, model_id: &str, alias: &str) -> Result<bool>;
+    /// Inserts a logged model with its tags and params.
+    fn insert_logged_model(&mut self, m: &LoggedModel) -> Result<()>;
+    /// A logged model with its tags and params.
+    fn get_logged_model(&mut self, id: &str) -> Result<Option<LoggedModel>>;
+    /// Sets a logged model's status.
+    fn update_logged_model_status(&mut self, id: &str, status: LoggedModelStatus, at_ms: i64) -> Result<()>;
+    /// Sets (inserts or replaces) logged-model tags.
+    fn set_logged_model_tags(&mut self, id: &str, tags: &[(String, String)], at_ms: i64) -> Result<()>;
+    /// Logged models of some experiments (optionally of one name), newest first.
+    fn list_logged_models(&mut self, experiment_ids: &[i64], name: Option<&str>, limit: usize, offset: usize) -> Result<Vec<LoggedModel>>;
+    /// Links logged models to a run (an existing link keeps its step).
+    fn insert_run_outputs(&mut self, run_id: &str, models: &[(String, i64)]) -> Result<()>;
+    /// A run's outputs: (logged model id, step).
+    fn run_outputs(&mut self, run_id: &str) -> Result<Vec<(String, i64)>>;
+    /// Records a dataset (once per experiment, name and digest) and the run's use of it.
+    fn insert_run_input(&mut self, experiment_id: i64, run_id: &str, input: &DatasetInput) -> Result<()>;
+    /// A run's dataset inputs.
+    fn run_inputs(&mut self, run_id: &str) -> Result<Vec<DatasetInput>>;
+
+    /// Buffers an audit event; it is chained and inserted at commit, as the transaction's
     /// last writes, so the chain head is locked only for the instant before commit.
     fn append_audit(&mut self, event: AuditEvent) -> Result<()>;
     /// The chain head: last sequence number and hash.

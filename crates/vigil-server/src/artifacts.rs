@@ -98,6 +98,108 @@ fn resolve(root: &Path, segs: &[&str]) -> PathBuf {
     p
 }
 
+/// Whose artifact a path is: a run's or a logged model's (experiment id first).
+#[derive(Clone)]
+enum Owner {
+    Run(String, String),
+    LoggedModel(String, String),
+}
+
+impl Owner {
+    /// Audits the write (after re-checking that it is still allowed).
+    fn record(&self, reg: &vigil_core::registry::Registry, who: &vigil_core::auth::Principal, rel: &str, size: u64, digest: &str) -> Result<(), Error> {
+        match self {
+            Owner::Run(_, run) => reg.record_artifact_write(who, run, rel, size, digest),
+            Owner::LoggedModel(exp, id) => reg.record_logged_model_write(who, exp, id, rel, size, digest),
+        }
+    }
+}
+
+/// The digest a model version binds: SHA-256 over the sorted lines `<sha256> <size> <path>`
+/// of every file under an `mlflow-artifacts:/` location (or of the one file it names).
+/// `None` for locations outside Vigil's artifact store; an error when the location is Vigil's
+/// but holds nothing (a version must point at bytes that exist).
+pub async fn tree_digest(st: &Arc<AppState>, uri: &str) -> Result<Option<vigil_core::ids::Sha256Digest>, Error> {
+    let Some(rel) = uri.strip_prefix("mlflow-artifacts:/") else { return Ok(None) };
+    let segs: Vec<String> = check_path(rel.trim_matches('/'))?.into_iter().map(str::to_owned).collect();
+    let mut files: Vec<(String, u64, String)> = Vec::new();
+    if let Some(remote) = &st.remote {
+        use object_store::ObjectStoreExt;
+        let segs_ref: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let base = remote.key(&segs_ref);
+        let mut listed = remote.store.list(Some(&base));
+        let mut objects = Vec::new();
+        while let Some(o) = listed.next().await {
+            objects.push(o.map_err(s3_err)?);
+        }
+        if objects.is_empty() {
+            // Perhaps a single object.
+            if let Ok(meta) = remote.store.head(&base).await {
+                objects.push(meta);
+            }
+        }
+        let base_text = base.to_string();
+        for o in objects {
+            let name = o.location.to_string();
+            let relname = name.strip_prefix(&base_text).unwrap_or(&name).trim_start_matches('/').to_owned();
+            let got = remote.store.get(&o.location).await.map_err(s3_err)?;
+            let mut hasher = Sha256::new();
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                hasher.update(&chunk.map_err(s3_err)?);
+            }
+            files.push((relname, o.size, hex::encode(hasher.finalize())));
+        }
+    } else {
+        let root = resolve(&st.artifacts, &segs.iter().map(String::as_str).collect::<Vec<_>>());
+        files = tokio::task::spawn_blocking(move || hash_tree(&root)).await.map_err(|_| Error::storage("hashing the artifacts failed"))??;
+    }
+    if files.is_empty() {
+        return Err(Error::new(ErrorCode::InvalidSource, "the source location holds no artifacts; upload the model before registering it"));
+    }
+    files.sort();
+    let mut manifest = String::new();
+    for (path, size, sha) in &files {
+        manifest.push_str(&format!("{sha} {size} {path}\n"));
+    }
+    Ok(Some(vigil_core::ids::Sha256Digest::of(manifest.as_bytes())))
+}
+
+fn hash_tree(root: &Path) -> Result<Vec<(String, u64, String)>, Error> {
+    let mut out = Vec::new();
+    let meta = match std::fs::metadata(root) {
+        Ok(m) => m,
+        Err(_) => return Ok(out),
+    };
+    if meta.is_file() {
+        let bytes = std::fs::read(root).map_err(|_| Error::storage("reading an artifact failed"))?;
+        out.push((String::new(), bytes.len() as u64, hex::encode(Sha256::digest(&bytes))));
+        return Ok(out);
+    }
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|_| Error::storage("listing artifacts failed"))?;
+        for entry in rd {
+            let entry = entry.map_err(|_| Error::storage("listing artifacts failed"))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(STAGING) {
+                continue;
+            }
+            let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            let ft = entry.file_type().map_err(|_| Error::storage("listing artifacts failed"))?;
+            if ft.is_dir() {
+                stack.push((entry.path(), rel));
+            } else if ft.is_file() {
+                let mut f = std::fs::File::open(entry.path()).map_err(|_| Error::storage("reading an artifact failed"))?;
+                let mut hasher = Sha256::new();
+                let size = std::io::copy(&mut f, &mut hasher).map_err(|_| Error::storage("reading an artifact failed"))?;
+                out.push((rel, size, hex::encode(hasher.finalize())));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `PUT …/artifacts/{path}`: stores the request body.
 pub async fn upload(State(st): State<Arc<AppState>>, UrlPath(path): UrlPath<String>, headers: HeaderMap, body: Body) -> Response {
     match upload_inner(&st, &path, &headers, body).await {
@@ -109,14 +211,21 @@ pub async fn upload(State(st): State<Arc<AppState>>, UrlPath(path): UrlPath<Stri
 async fn upload_inner(st: &Arc<AppState>, path: &str, headers: &HeaderMap, body: Body) -> Result<(), Error> {
     let principal = authenticate(st, headers).await?;
     let segs = check_path(path)?;
-    // `<experiment>/<run>/artifacts/<file…>`: the only place runs' artifacts live.
-    let (exp, run) = match segs.as_slice() {
-        [exp, run, "artifacts", _, ..] => (exp.to_string(), run.to_string()),
-        _ => return Err(Error::new(ErrorCode::InvalidPath, "artifact uploads go to <experiment>/<run>/artifacts/<path>")),
+    // `<experiment>/<run>/artifacts/<file…>` for runs, `<experiment>/models/<id>/artifacts/<file…>`
+    // for logged models: the only places artifacts are written.
+    let owner = match segs.as_slice() {
+        [exp, "models", id, "artifacts", _, ..] => Owner::LoggedModel(exp.to_string(), id.to_string()),
+        [exp, run, "artifacts", _, ..] => Owner::Run(exp.to_string(), run.to_string()),
+        _ => return Err(Error::new(ErrorCode::InvalidPath, "artifact uploads go to <experiment>/<run>/artifacts/<path> or <experiment>/models/<model id>/artifacts/<path>")),
     };
     let reg = st.registry.clone();
-    let (p2, e2, r2) = (principal.clone(), exp.clone(), run.clone());
-    blocking(move || reg.authorize_artifact_write(&p2, &e2, &r2)).await?;
+    let o2 = owner.clone();
+    let p2 = principal.clone();
+    blocking(move || match &o2 {
+        Owner::Run(e, r) => reg.authorize_artifact_write(&p2, e, r),
+        Owner::LoggedModel(e, m) => reg.authorize_logged_model_write(&p2, e, m),
+    })
+    .await?;
     let final_path = resolve(&st.artifacts, &segs);
     let tmp_dir = st.artifacts.join(STAGING);
     tokio::fs::create_dir_all(&tmp_dir).await.map_err(|_| Error::storage("cannot create the artifact staging directory"))?;
@@ -160,14 +269,14 @@ async fn upload_inner(st: &Arc<AppState>, path: &str, headers: &HeaderMap, body:
         return tokio::spawn(async move {
             let remote = st2.remote.as_ref().ok_or_else(|| Error::storage("no artifact store"))?;
             let segs: Vec<&str> = key_segs.iter().map(String::as_str).collect();
-            let r = finalize_remote(remote, &reg, &principal, &run, &rel, &tmp, &segs, size, &digest).await;
+            let r = finalize_remote(remote, &reg, &principal, &owner, &rel, &tmp, &segs, size, &digest).await;
             let _ = tokio::fs::remove_file(&tmp).await;
             r
         })
         .await
         .unwrap_or_else(|_| Err(Error::storage("storing the artifact failed")));
     }
-    tokio::task::spawn_blocking(move || finalize(&reg, &principal, &run, &rel, &tmp, &final_path, size, &digest))
+    tokio::task::spawn_blocking(move || finalize(&reg, &principal, &owner, &rel, &tmp, &final_path, size, &digest))
         .await
         .unwrap_or_else(|_| Err(Error::storage("storing the artifact failed")))
 }
@@ -179,7 +288,7 @@ async fn finalize_remote(
     remote: &Remote,
     reg: &Arc<vigil_core::registry::Registry>,
     who: &vigil_core::auth::Principal,
-    run: &str,
+    owner: &Owner,
     rel: &str,
     tmp: &Path,
     segs: &[&str],
@@ -218,8 +327,8 @@ async fn finalize_remote(
         }
         Err(e) => return Err(s3_err(e)),
     }
-    let (reg2, who2, run2, rel2, digest2) = (reg.clone(), who.clone(), run.to_owned(), rel.to_owned(), digest.to_owned());
-    if let Err(e) = blocking(move || reg2.record_artifact_write(&who2, &run2, &rel2, size, &digest2)).await {
+    let (reg2, who2, owner2, rel2, digest2) = (reg.clone(), who.clone(), owner.clone(), rel.to_owned(), digest.to_owned());
+    if let Err(e) = blocking(move || owner2.record(&reg2, &who2, &rel2, size, &digest2)).await {
         let _ = remote.store.delete(&key).await;
         return Err(e);
     }
@@ -229,7 +338,7 @@ async fn finalize_remote(
 /// Links the staged file into place (never replacing one) and audits the write; undoes the
 /// link if the audit cannot be written.
 #[allow(clippy::too_many_arguments)]
-fn finalize(reg: &vigil_core::registry::Registry, who: &vigil_core::auth::Principal, run: &str, rel: &str, tmp: &Path, dest: &Path, size: u64, digest: &str) -> Result<(), Error> {
+fn finalize(reg: &vigil_core::registry::Registry, who: &vigil_core::auth::Principal, owner: &Owner, rel: &str, tmp: &Path, dest: &Path, size: u64, digest: &str) -> Result<(), Error> {
     let cleanup = |e: Error| {
         let _ = std::fs::remove_file(tmp);
         Err(e)
@@ -246,7 +355,7 @@ fn finalize(reg: &vigil_core::registry::Registry, who: &vigil_core::auth::Princi
             let _ = std::fs::remove_file(tmp);
             return if same {
                 // The same bytes again: idempotent, and recorded.
-                reg.record_artifact_write(who, run, rel, size, digest)
+                owner.record(reg, who, rel, size, digest)
             } else {
                 Err(Error::new(ErrorCode::ArtifactExists, "an artifact with different content exists at that path; artifacts are never replaced, use a new path"))
             };
@@ -254,7 +363,7 @@ fn finalize(reg: &vigil_core::registry::Registry, who: &vigil_core::auth::Princi
         Err(_) => return cleanup(Error::storage("moving the artifact into place failed")),
     }
     let _ = std::fs::remove_file(tmp);
-    if let Err(e) = reg.record_artifact_write(who, run, rel, size, digest) {
+    if let Err(e) = owner.record(reg, who, rel, size, digest) {
         // Not audited, not kept (the file is new: nothing else is lost).
         let _ = std::fs::remove_file(dest);
         return Err(e);

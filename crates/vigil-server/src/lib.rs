@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod http;
 pub mod metrics;
 pub mod mlflow;
+pub mod mlflow_registry;
 pub mod native;
 pub mod openapi;
 
@@ -119,6 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/api/2.0/mlflow/{*rest}", any(mlflow::dispatch))
         .route("/ajax-api/2.0/mlflow/{*rest}", any(mlflow::dispatch))
+        .route("/api/3.0/mlflow/server-info", get(|| async { axum::Json(mlflow_registry::server_info()) }))
         .route("/api/2.0/mlflow-artifacts/artifacts", get(artifacts::list))
         .route("/api/2.0/mlflow-artifacts/artifacts/{*path}", get(artifacts::download).put(artifacts::upload).layer(DefaultBodyLimit::disable()))
         .nest("/api/v1", native::routes())
@@ -191,7 +193,7 @@ pub fn route_label(path: &str) -> String {
         return p;
     }
     match path {
-        "/healthz" | "/readyz" | "/metrics" => path.to_owned(),
+        "/healthz" | "/readyz" | "/metrics" | "/api/3.0/mlflow/server-info" => path.to_owned(),
         _ => "{unknown}".into(),
     }
 }

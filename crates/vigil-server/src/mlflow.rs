@@ -20,6 +20,7 @@ use vigil_core::tracking::{
     DEFAULT_EXPERIMENT_ID, Experiment, Lifecycle, LogBatch, Metric, MetricPoint, Run, RunInfo, RunQuery, RunStatus, ViewType, parse_experiment_id,
 };
 use vigil_core::{Error, ErrorCode, Result};
+use crate::mlflow_registry as reg;
 
 /// A tracking handler: the use case call behind one MLflow route.
 pub type Op = fn(&Registry, &Principal, &Fields) -> Result<Value>;
@@ -34,6 +35,8 @@ pub enum Handler {
     LogBatch,
     /// `metrics/get-history`: points written straight into the response text.
     History,
+    /// `model-versions/create`: hashes the artifacts in the artifact store before registering.
+    CreateVersion,
 }
 
 /// The routes: (method, path under `/api/2.0/mlflow/`, handler). The OpenAPI document lists them too.
@@ -58,13 +61,54 @@ pub const ROUTES: &[(&str, &str, Handler)] = &[
     ("POST", "runs/delete-tag", Handler::Fields(runs_delete_tag)),
     ("POST", "runs/search", Handler::Fields(runs_search)),
     ("GET", "metrics/get-history", Handler::History),
-    ("POST", "logged-models/search", Handler::Fields(logged_models_search)),
+    ("POST", "runs/outputs", Handler::Fields(reg::runs_outputs)),
+    ("POST", "runs/log-inputs", Handler::Fields(reg::runs_log_inputs)),
+    ("POST", "logged-models", Handler::Fields(reg::logged_models_create)),
+    ("POST", "logged-models/search", Handler::Fields(reg::logged_models_search)),
+    ("GET", "logged-models/{model_id}", Handler::Fields(reg::logged_models_get)),
+    ("PATCH", "logged-models/{model_id}", Handler::Fields(reg::logged_models_finalize)),
+    ("PATCH", "logged-models/{model_id}/tags", Handler::Fields(reg::logged_models_set_tags)),
+    ("POST", "registered-models/create", Handler::Fields(reg::registered_models_create)),
+    ("GET", "registered-models/get", Handler::Fields(reg::registered_models_get)),
+    ("GET", "registered-models/search", Handler::Fields(reg::registered_models_search)),
+    ("DELETE", "registered-models/delete", Handler::Fields(reg::registered_models_delete)),
+    ("POST", "registered-models/alias", Handler::Fields(reg::alias_set)),
+    ("GET", "registered-models/alias", Handler::Fields(reg::alias_get)),
+    ("DELETE", "registered-models/alias", Handler::Fields(reg::alias_delete)),
+    ("POST", "registered-models/get-latest-versions", Handler::Fields(reg::latest_versions)),
+    ("GET", "registered-models/get-latest-versions", Handler::Fields(reg::latest_versions)),
+    ("POST", "model-versions/create", Handler::CreateVersion),
+    ("GET", "model-versions/get", Handler::Fields(reg::versions_get)),
+    ("GET", "model-versions/search", Handler::Fields(reg::versions_search)),
+    ("POST", "model-versions/transition-stage", Handler::Fields(reg::versions_transition)),
+    ("GET", "model-versions/get-download-uri", Handler::Fields(reg::versions_download_uri)),
+    ("POST", "model-versions/set-tag", Handler::Fields(reg::versions_set_tag)),
+    ("DELETE", "model-versions/delete-tag", Handler::Fields(reg::versions_delete_tag)),
+    ("PATCH", "model-versions/update", Handler::Fields(reg::versions_update)),
+    ("DELETE", "model-versions/delete", Handler::Fields(reg::registered_models_delete)),
 ];
+
+/// Matches a route pattern against a path; a `{param}` segment matches one path segment,
+/// which is returned.
+fn route_match(pattern: &str, path: &str) -> Option<Option<(&'static str, String)>> {
+    let (mut ps, mut xs) = (pattern.split('/'), path.split('/'));
+    let mut param = None;
+    loop {
+        match (ps.next(), xs.next()) {
+            (None, None) => return Some(param),
+            (Some(p), Some(x)) if p.starts_with('{') && !x.is_empty() => {
+                param = Some((if p == "{model_id}" { "model_id" } else { "id" }, x.to_owned()));
+            }
+            (Some(p), Some(x)) if p == x => {}
+            _ => return None,
+        }
+    }
+}
 
 /// The route pattern of a path, if it is one of ours.
 pub fn known_route(path: &str) -> Option<&'static str> {
     let rest = path.strip_prefix("/api/2.0/mlflow/").or_else(|| path.strip_prefix("/ajax-api/2.0/mlflow/"))?;
-    ROUTES.iter().find(|(_, p, _)| *p == rest).map(|(_, p, _)| route_label(p))
+    ROUTES.iter().find(|(_, p, _)| route_match(p, rest).is_some()).map(|(_, p, _)| route_label(p))
 }
 
 fn route_label(p: &'static str) -> &'static str {
@@ -92,7 +136,7 @@ enum Reply {
 async fn dispatch_inner(st: &Arc<AppState>, method: &Method, uri: &Uri, headers: &HeaderMap, q: Option<&str>, body: &[u8]) -> Result<Reply> {
     let path = uri.path();
     let rest = path.strip_prefix("/api/2.0/mlflow/").or_else(|| path.strip_prefix("/ajax-api/2.0/mlflow/")).unwrap_or("");
-    let Some((_, _, handler)) = ROUTES.iter().find(|(m, p, _)| *p == rest && *m == method.as_str()) else {
+    let Some((handler, param)) = ROUTES.iter().filter(|(m, _, _)| *m == method.as_str()).find_map(|(_, p, h)| route_match(p, rest).map(|param| (h, param))) else {
         return Err(Error::new(ErrorCode::RouteNotFound, "this MLflow endpoint is not served by vigil"));
     };
     let principal = authenticate(st, headers).await?;
@@ -103,9 +147,14 @@ async fn dispatch_inner(st: &Arc<AppState>, method: &Method, uri: &Uri, headers:
             blocking(move || reg.log_batch(&principal, &run_id, &batch)).await.map(|()| Reply::Json(json!({})))
         }
         Handler::History => history(reg, Fields::from_query(q)).await.map(Reply::Text),
+        Handler::CreateVersion => crate::mlflow_registry::versions_create(st, principal, Fields(json_body(body)?)).await.map(Reply::Json),
         Handler::Fields(op) => {
-            // GET carries fields in the query string; POST, PATCH and DELETE in a JSON body.
-            let fields = if *method == Method::GET { Fields::from_query(q) } else { Fields(json_body(body)?) };
+            // GET carries fields in the query string; POST, PATCH and DELETE in a JSON body
+            // (a DELETE without a body may use the query string).
+            let mut fields = if *method == Method::GET || (*method == Method::DELETE && body.is_empty()) { Fields::from_query(q) } else { Fields(json_body(body)?) };
+            if let (Some((k, v)), Value::Object(map)) = (param, &mut fields.0) {
+                map.insert(k.to_owned(), Value::String(v));
+            }
             blocking(move || op(&reg, &principal, &fields)).await.map(Reply::Json)
         }
     }
@@ -113,7 +162,7 @@ async fn dispatch_inner(st: &Arc<AppState>, method: &Method, uri: &Uri, headers:
 
 // ----- rendering ---------------------------------------------------------------------------
 
-fn tags_json(tags: &[(String, String)]) -> Value {
+pub(crate) fn tags_json(tags: &[(String, String)]) -> Value {
     Value::Array(tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect())
 }
 
@@ -153,11 +202,11 @@ fn run_json(r: &Run) -> Value {
     })
 }
 
-fn page_token(offset: u64) -> String {
+pub(crate) fn page_token(offset: u64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
 }
 
-fn parse_page_token(t: Option<String>) -> Result<u64> {
+pub(crate) fn parse_page_token(t: Option<String>) -> Result<u64> {
     let Some(t) = t.filter(|t| !t.is_empty()) else { return Ok(0) };
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(t.as_bytes())
@@ -242,7 +291,13 @@ fn runs_create(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
 }
 
 fn runs_get(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
-    Ok(json!({"run": run_json(&r.get_run(&run_id(f)?)?)}))
+    let id = run_id(f)?;
+    let mut run = run_json(&r.get_run(&id)?);
+    let (inputs, outputs) = r.run_io(&id)?;
+    let (i, o) = reg::run_io_json(&inputs, &outputs);
+    run["inputs"] = i;
+    run["outputs"] = o;
+    Ok(json!({"run": run}))
 }
 
 fn runs_update(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
@@ -434,10 +489,4 @@ async fn history(reg: Arc<Registry>, f: Fields) -> Result<String> {
     }
     out.push('}');
     Ok(out)
-}
-
-fn logged_models_search(_: &Registry, _: &Principal, _: &Fields) -> Result<Value> {
-    // Logged models (MLflow 3's `log_model` entity) are not stored yet, so no artifact path
-    // is one; the client asks this before every `download_artifacts`.
-    Ok(json!({"models": []}))
 }

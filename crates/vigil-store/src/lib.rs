@@ -4,6 +4,7 @@
 //! Both backends run the same SQL text and the same transaction code ([`tx`]); they differ only
 //! in the connection ([`sqlite`], [`postgres`]). This crate knows nothing about HTTP or the CLI.
 
+pub(crate) mod catalog;
 pub mod keyfile;
 pub mod postgres;
 pub mod schema;

@@ -9,7 +9,93 @@
 pub const MIGRATION_COUNT: usize = MIGRATIONS.len();
 
 /// `(version, description, sql)`.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry, approvals, audit", V1), (2, "drift monitoring", V2), (3, "drift alerts", V3), (4, "api tokens, experiment tracking", V4)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "registry, approvals, audit", V1), (2, "drift monitoring", V2), (3, "drift alerts", V3), (4, "api tokens, experiment tracking", V4),
+    (5, "model registry catalogue: version numbers, aliases, logged models, dataset inputs", V5),
+];
+
+const V5: &str = r#"
+ALTER TABLE model_versions ADD COLUMN number BIGINT;
+UPDATE model_versions SET number = (
+    SELECT COUNT(*) FROM model_versions w
+    WHERE w.model_id = model_versions.model_id
+      AND (w.created_at < model_versions.created_at OR (w.created_at = model_versions.created_at AND w.id <= model_versions.id))
+);
+CREATE UNIQUE INDEX model_versions_by_number ON model_versions (model_id, number);
+CREATE TABLE model_version_meta (
+    model_version_id TEXT PRIMARY KEY REFERENCES model_versions(id),
+    description TEXT NOT NULL,
+    source TEXT NOT NULL,
+    run_id TEXT,
+    logged_model_id TEXT,
+    updated_ms BIGINT NOT NULL
+);
+CREATE INDEX model_version_meta_by_run ON model_version_meta (run_id);
+CREATE TABLE model_version_tags (
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_version_id, key)
+);
+CREATE TABLE model_aliases (
+    model_id TEXT NOT NULL REFERENCES models(id),
+    alias TEXT NOT NULL,
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    set_by TEXT NOT NULL,
+    set_ms BIGINT NOT NULL,
+    PRIMARY KEY (model_id, alias)
+);
+CREATE TABLE logged_models (
+    id TEXT PRIMARY KEY,
+    experiment_id BIGINT NOT NULL REFERENCES experiments(id),
+    name TEXT NOT NULL,
+    artifact_uri TEXT NOT NULL,
+    status TEXT NOT NULL,
+    source_run_id TEXT REFERENCES runs(id),
+    model_type TEXT,
+    created_by TEXT NOT NULL,
+    creation_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+CREATE INDEX logged_models_by_name ON logged_models (experiment_id, name);
+CREATE TABLE logged_model_tags (
+    model_id TEXT NOT NULL REFERENCES logged_models(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+);
+CREATE TABLE logged_model_params (
+    model_id TEXT NOT NULL REFERENCES logged_models(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+);
+CREATE TABLE run_outputs (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    model_id TEXT NOT NULL REFERENCES logged_models(id),
+    step BIGINT NOT NULL,
+    PRIMARY KEY (run_id, model_id)
+);
+CREATE TABLE datasets (
+    experiment_id BIGINT NOT NULL REFERENCES experiments(id),
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    source_type TEXT NOT NULL,
+    source TEXT NOT NULL,
+    schema_json TEXT,
+    profile TEXT,
+    PRIMARY KEY (experiment_id, name, digest)
+);
+CREATE TABLE run_inputs (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    context TEXT,
+    tags TEXT NOT NULL,
+    PRIMARY KEY (run_id, name, digest)
+);
+CREATE INDEX run_inputs_by_dataset ON run_inputs (name, digest);
+"#;
 
 const V4: &str = r#"
 CREATE TABLE api_tokens (

@@ -5,7 +5,8 @@ use crate::params;
 use crate::schema;
 use crate::sql::{Conn, DbError, Param, Row};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use vigil_core::catalog::{DatasetInput, LoggedModel, LoggedModelStatus, VersionMeta};
 use std::sync::Mutex;
 use vigil_core::approval::{ApprovalPolicy, Decision, Meaning, PromotionRequest, RequestStatus, Signature};
 use vigil_core::audit::{AuditEvent, AuditRow, StoredEvent};
@@ -210,7 +211,7 @@ impl Drop for SqlTx<'_> {
 const USER_COLS: &str = "id, printed_name, role, password_hash, status, failed_attempts, locked, created_at";
 const MODEL_COLS: &str = "id, name, owner, description, tags, model_type, created_by, created_at";
 const VERSION_SELECT: &str = "SELECT v.id, v.model_id, m.name, m.model_type, v.version, v.stage, v.artifact_uri, v.artifact_sha256, \
-     v.metrics, v.lineage, v.card, v.content_hash, v.created_by, v.created_at FROM model_versions v JOIN models m ON m.id = v.model_id";
+     v.metrics, v.lineage, v.card, v.content_hash, v.created_by, v.created_at, v.number FROM model_versions v JOIN models m ON m.id = v.model_id";
 const REQUEST_COLS: &str = "id, model_version_id, model_ref, from_stage, to_stage, requester, justification, status, content_hash, \
      policy, created_at, expires_at, decided_at, status_reason";
 const SIGNATURE_COLS: &str = "id, request_id, model_version_id, signer_id, printed_name, role, meaning, decision, comment, \
@@ -268,6 +269,7 @@ fn version_from(r: &Row) -> Result<ModelVersion> {
         model_name: ModelName::parse(&r.text(2)).map_err(|_| corrupt("model name"))?,
         model_type: ModelType::parse(&r.text(3)).map_err(|_| corrupt("model type"))?,
         version: Version::parse(&r.text(4)).map_err(|_| corrupt("version"))?,
+        number: r.int(14),
         stage: Stage::parse(&r.text(5)).map_err(|_| corrupt("stage"))?,
         content: VersionContent {
             artifact_uri: r.text(6),
@@ -515,13 +517,13 @@ impl Tx for SqlTx<'_> {
         self.c()
             .exec(
                 "INSERT INTO model_versions (id, model_id, version, version_key, stage, artifact_uri, artifact_sha256, metrics, lineage, card, \
-                 training_data_hash, content_hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 training_data_hash, content_hash, created_by, created_at, number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 &params![
                     v.id.as_str(), v.model_id.as_str(), v.version.to_string(), v.version.precedence_key(), v.stage.as_str(),
                     c.artifact_uri.as_str(), c.artifact_sha256.map(|d| d.to_hex()),
                     vigil_core::canonical::encode(&c.metrics.to_json()), vigil_core::canonical::encode(&c.lineage.to_json()),
                     vigil_core::canonical::encode(&c.card.to_json()), c.lineage.training_data_hash.clone(),
-                    v.content_hash.to_hex(), v.created_by.as_str(), v.created_at.to_rfc3339()
+                    v.content_hash.to_hex(), v.created_by.as_str(), v.created_at.to_rfc3339(), v.number
                 ],
             )
             .map(|_| ())
@@ -540,14 +542,14 @@ impl Tx for SqlTx<'_> {
     }
 
     fn list_versions(&mut self, model_id: &str) -> Result<Vec<ModelVersion>> {
-        self.rows(&format!("{VERSION_SELECT} WHERE v.model_id = $1 ORDER BY v.created_at, v.id"), &params![model_id])?
+        self.rows(&format!("{VERSION_SELECT} WHERE v.model_id = $1 ORDER BY v.number"), &params![model_id])?
             .iter()
             .map(version_from)
             .collect()
     }
 
     fn versions_in_stage(&mut self, model_id: &str, stage: Stage) -> Result<Vec<ModelVersion>> {
-        self.rows(&format!("{VERSION_SELECT} WHERE v.model_id = $1 AND v.stage = $2 ORDER BY v.created_at"), &params![model_id, stage.as_str()])?
+        self.rows(&format!("{VERSION_SELECT} WHERE v.model_id = $1 AND v.stage = $2 ORDER BY v.number"), &params![model_id, stage.as_str()])?
             .iter()
             .map(version_from)
             .collect()
@@ -1150,5 +1152,92 @@ impl Tx for SqlTx<'_> {
 
     fn search_runs(&mut self, q: &RunQuery) -> Result<Vec<RunInfo>> {
         crate::tracking::search_runs(self.c(), q)
+    }
+
+    fn max_version_number(&mut self, model_id: &str) -> Result<i64> {
+        crate::catalog::max_version_number(self.c(), model_id)
+    }
+
+    fn find_version_by_number(&mut self, model_id: &str, number: i64) -> Result<Option<ModelVersion>> {
+        self.rows(&format!("{VERSION_SELECT} WHERE v.model_id = $1 AND v.number = $2"), &params![model_id, number])?.first().map(version_from).transpose()
+    }
+
+    fn insert_version_meta(&mut self, version_id: &str, meta: &VersionMeta) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::insert_version_meta(self.c(), version_id, meta)
+    }
+
+    fn version_meta(&mut self, version_ids: &[String]) -> Result<HashMap<String, VersionMeta>> {
+        crate::catalog::version_meta(self.c(), version_ids)
+    }
+
+    fn touch_version_meta(&mut self, version_id: &str, description: Option<&str>, updated_ms: i64) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::touch_version_meta(self.c(), version_id, description, updated_ms)
+    }
+
+    fn set_version_tag(&mut self, version_id: &str, key: &str, value: &str) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::set_version_tag(self.c(), version_id, key, value)
+    }
+
+    fn delete_version_tag(&mut self, version_id: &str, key: &str) -> Result<bool> {
+        self.write_check()?;
+        crate::catalog::delete_version_tag(self.c(), version_id, key)
+    }
+
+    fn model_aliases(&mut self, model_id: &str) -> Result<Vec<(String, String)>> {
+        crate::catalog::model_aliases(self.c(), model_id)
+    }
+
+    fn set_alias(&mut self, model_id: &str, alias: &str, version_id: &str, by: &str, at_ms: i64) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::set_alias(self.c(), model_id, alias, version_id, by, at_ms)
+    }
+
+    fn delete_alias(&mut self, model_id: &str, alias: &str) -> Result<bool> {
+        self.write_check()?;
+        crate::catalog::delete_alias(self.c(), model_id, alias)
+    }
+
+    fn insert_logged_model(&mut self, m: &LoggedModel) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::insert_logged_model(self.c(), m)
+    }
+
+    fn get_logged_model(&mut self, id: &str) -> Result<Option<LoggedModel>> {
+        crate::catalog::get_logged_model(self.c(), id)
+    }
+
+    fn update_logged_model_status(&mut self, id: &str, status: LoggedModelStatus, at_ms: i64) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::update_logged_model_status(self.c(), id, status, at_ms)
+    }
+
+    fn set_logged_model_tags(&mut self, id: &str, tags: &[(String, String)], at_ms: i64) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::set_logged_model_tags(self.c(), id, tags, at_ms)
+    }
+
+    fn list_logged_models(&mut self, experiment_ids: &[i64], name: Option<&str>, limit: usize, offset: usize) -> Result<Vec<LoggedModel>> {
+        crate::catalog::list_logged_models(self.c(), experiment_ids, name, limit, offset)
+    }
+
+    fn insert_run_outputs(&mut self, run_id: &str, models: &[(String, i64)]) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::insert_run_outputs(self.c(), run_id, models)
+    }
+
+    fn run_outputs(&mut self, run_id: &str) -> Result<Vec<(String, i64)>> {
+        crate::catalog::run_outputs(self.c(), run_id)
+    }
+
+    fn insert_run_input(&mut self, experiment_id: i64, run_id: &str, input: &DatasetInput) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::insert_run_input(self.c(), experiment_id, run_id, input)
+    }
+
+    fn run_inputs(&mut self, run_id: &str) -> Result<Vec<DatasetInput>> {
+        crate::catalog::run_inputs(self.c(), run_id)
     }
 }

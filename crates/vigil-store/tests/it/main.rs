@@ -11,3 +11,4 @@ mod integrity;
 mod monitoring;
 mod storage;
 mod tracking;
+mod catalog;
