@@ -956,6 +956,20 @@ impl Registry {
         Ok(())
     }
 
+    /// Deleting governed records is refused (they are retained), and the refusal is audited
+    /// like any other.
+    pub fn refuse_deletion(&self, actor: &Principal, entity_type: &str, name: Option<&str>) -> Result<()> {
+        let model = name.and_then(|n| ModelName::parse(n).ok()).map(|n| n.to_string());
+        let action = format!("{entity_type}.delete");
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: &action, entity_type, entity_id: "", model, version: None };
+        let e = Error::new(
+            ErrorCode::RecordRetained,
+            "registered models and their versions are governed records and are retained; archive a version with a promotion request (POST /api/v1/promotions)",
+        );
+        self.audit_denial(&attempt, &e)?;
+        Err(e)
+    }
+
     // ----- logged models -------------------------------------------------------------------
 
     /// Creates a pending logged model in an active experiment (MLflow's `create_logged_model`).

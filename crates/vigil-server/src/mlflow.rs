@@ -85,7 +85,7 @@ pub const ROUTES: &[(&str, &str, Handler)] = &[
     ("POST", "model-versions/set-tag", Handler::Fields(reg::versions_set_tag)),
     ("DELETE", "model-versions/delete-tag", Handler::Fields(reg::versions_delete_tag)),
     ("PATCH", "model-versions/update", Handler::Fields(reg::versions_update)),
-    ("DELETE", "model-versions/delete", Handler::Fields(reg::registered_models_delete)),
+    ("DELETE", "model-versions/delete", Handler::Fields(reg::versions_delete)),
 ];
 
 /// Matches a route pattern against a path; a `{param}` segment matches one path segment,

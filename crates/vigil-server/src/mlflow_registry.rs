@@ -152,8 +152,12 @@ pub(crate) fn registered_models_search(r: &Registry, _: &Principal, f: &Fields) 
     Ok(with_token(json!({"registered_models": models.iter().map(model_json).collect::<Vec<_>>()}), more, offset, limit))
 }
 
-pub(crate) fn registered_models_delete(_: &Registry, _: &Principal, _: &Fields) -> Result<Value> {
-    Err(Error::new(ErrorCode::RecordRetained, "registered models and their versions are governed records and are retained; archive a version with a promotion request (POST /api/v1/promotions)"))
+pub(crate) fn registered_models_delete(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    r.refuse_deletion(p, "model", f.opt_str("name")?.as_deref()).map(|()| json!({}))
+}
+
+pub(crate) fn versions_delete(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    r.refuse_deletion(p, "model_version", f.opt_str("name")?.as_deref()).map(|()| json!({}))
 }
 
 pub(crate) fn alias_set(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {

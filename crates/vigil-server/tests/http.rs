@@ -90,6 +90,7 @@ fn call(method: &str, url: &str, auth: Option<&str>, body: Option<&str>) -> (u16
                 "POST" => a.post(url),
                 "PUT" => a.put(url),
                 "PATCH" => a.patch(url),
+                "DELETE" => a.delete(url).force_send_body(),
                 _ => panic!("method"),
             };
             if let Some(h) = auth {
@@ -107,7 +108,8 @@ fn call(method: &str, url: &str, auth: Option<&str>, body: Option<&str>) -> (u16
 fn mlflow(s: &Server, method: &str, path: &str, user: &str, body: Value) -> (u16, Value) {
     let auth = basic(user, PW);
     if method == "GET" {
-        let q: Vec<String> = body.as_object().unwrap().iter().map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_owned).unwrap_or(v.to_string()))).collect();
+        let enc = |t: &str| t.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+        let q: Vec<String> = body.as_object().unwrap().iter().map(|(k, v)| format!("{k}={}", enc(&v.as_str().map(str::to_owned).unwrap_or(v.to_string())))).collect();
         call("GET", &format!("{}/api/2.0/mlflow/{path}?{}", s.url, q.join("&")), Some(&auth), None)
     } else {
         call(method, &format!("{}/api/2.0/mlflow/{path}", s.url), Some(&auth), Some(&body.to_string()))
@@ -150,37 +152,112 @@ fn authentication_basic_bearer_and_refusals() {
     assert_eq!((st, body["error"]["code"].as_str()), (401, Some("authentication_failed")));
 }
 
+/// What the matrix's request bodies refer to.
+struct Ctx {
+    exp: String,
+    exp2: String,
+    run: String,
+    model: String,
+    logged: String,
+    nonce: std::cell::Cell<u32>,
+}
+
+impl Ctx {
+    fn unique(&self, prefix: &str) -> String {
+        self.nonce.set(self.nonce.get() + 1);
+        format!("{prefix}{}", self.nonce.get())
+    }
+}
+
 #[test]
 fn role_by_route_matrix_with_denials_audited() {
     let s = start();
     let (_, exp) = mlflow(&s, "POST", "experiments/create", "ds", json!({"name": "matrix"}));
     let exp_id = exp["experiment_id"].as_str().unwrap().to_owned();
+    let (_, exp2) = mlflow(&s, "POST", "experiments/create", "ds", json!({"name": "matrix-lifecycle"}));
     let (_, run) = mlflow(&s, "POST", "runs/create", "ds", json!({"experiment_id": exp_id, "start_time": 1}));
     let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
-    type Case = (&'static str, &'static str, fn(&str, &str) -> Value, [bool; 5]);
+    let (st, m) = mlflow(&s, "POST", "registered-models/create", "ds", json!({"name": "matrix-model"}));
+    assert_eq!(st, 200, "{m}");
+    let (st, v) = mlflow(&s, "POST", "model-versions/create", "ds", json!({"name": "matrix-model", "source": "s3://bucket/model", "run_id": run_id}));
+    assert_eq!((st, v["model_version"]["version"].as_str()), (200, Some("1")), "{v}");
+    let (_, lm) = mlflow(&s, "POST", "logged-models", "ds", json!({"experiment_id": exp_id, "name": "m", "source_run_id": run_id}));
+    let logged = lm["model"]["info"]["model_id"].as_str().unwrap().to_owned();
+    let ctx = Ctx { exp: exp_id, exp2: exp2["experiment_id"].as_str().unwrap().to_owned(), run: run_id, model: "matrix-model".into(), logged, nonce: Default::default() };
+
+    type Case = (&'static str, &'static str, fn(&Ctx) -> Value, [u16; 5]);
+    const W: [u16; 5] = [200, 200, 403, 403, 403];
+    const R: [u16; 5] = [200; 5];
+    const NONE: [u16; 5] = [403; 5];
     // Roles in order: data_scientist, ml_lead, clinical_reviewer, compliance_officer, admin.
+    // Every MLflow route appears (checked below); the order matters where state changes.
     let cases: Vec<Case> = vec![
-        ("POST", "experiments/create", |_, _| json!({"name": format!("x{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())}), [true, true, false, false, false]),
-        ("POST", "runs/create", |e, _| json!({"experiment_id": e}), [true, true, false, false, false]),
-        ("POST", "runs/log-metric", |_, r| json!({"run_id": r, "key": "m", "value": 1.0, "timestamp": 1}), [true, true, false, false, false]),
-        ("POST", "runs/set-tag", |_, r| json!({"run_id": r, "key": "t", "value": "v"}), [true, true, false, false, false]),
-        ("GET", "runs/get", |_, r| json!({"run_id": r}), [true, true, true, true, true]),
-        ("POST", "runs/search", |e, _| json!({"experiment_ids": [e]}), [true, true, true, true, true]),
-        ("GET", "experiments/get", |e, _| json!({"experiment_id": e}), [true, true, true, true, true]),
-        ("GET", "metrics/get-history", |_, r| json!({"run_id": r, "metric_key": "m"}), [true, true, true, true, true]),
+        ("POST", "experiments/create", |c| json!({"name": c.unique("exp")}), W),
+        ("GET", "experiments/get", |c| json!({"experiment_id": c.exp}), R),
+        ("GET", "experiments/get-by-name", |_| json!({"experiment_name": "matrix"}), R),
+        ("POST", "experiments/search", |_| json!({}), R),
+        ("GET", "experiments/search", |_| json!({}), R),
+        ("POST", "experiments/set-experiment-tag", |c| json!({"experiment_id": c.exp, "key": "k", "value": "v"}), W),
+        ("POST", "experiments/delete", |c| json!({"experiment_id": c.exp2}), W),
+        ("POST", "experiments/restore", |c| json!({"experiment_id": c.exp2}), W),
+        ("POST", "runs/create", |c| json!({"experiment_id": c.exp}), W),
+        ("GET", "runs/get", |c| json!({"run_id": c.run}), R),
+        ("POST", "runs/delete", |c| json!({"run_id": c.run}), W),
+        ("POST", "runs/restore", |c| json!({"run_id": c.run}), W),
+        ("POST", "runs/update", |c| json!({"run_id": c.run, "status": "RUNNING"}), W),
+        ("POST", "runs/log-parameter", |c| json!({"run_id": c.run, "key": "p", "value": "1"}), W),
+        ("POST", "runs/log-metric", |c| json!({"run_id": c.run, "key": "m", "value": 1.0, "timestamp": 1}), W),
+        ("POST", "runs/log-batch", |c| json!({"run_id": c.run, "metrics": [{"key": "m", "value": 2.0, "timestamp": 2, "step": 1}]}), W),
+        ("POST", "runs/set-tag", |c| json!({"run_id": c.run, "key": "t", "value": "v"}), W),
+        ("POST", "runs/delete-tag", |c| json!({"run_id": c.run, "key": "t"}), [200, 404, 403, 403, 403]),
+        ("POST", "runs/search", |c| json!({"experiment_ids": [c.exp]}), R),
+        ("GET", "metrics/get-history", |c| json!({"run_id": c.run, "metric_key": "m"}), R),
+        ("POST", "runs/log-inputs", |c| json!({"run_id": c.run, "datasets": [{"tags": [{"key": "mlflow.data.context", "value": "training"}], "dataset": {"name": "train", "digest": "abc", "source_type": "local", "source": "{}"}}]}), W),
+        ("POST", "runs/outputs", |c| json!({"run_id": c.run, "models": [{"model_id": c.logged, "step": 0}]}), W),
+        ("POST", "logged-models", |c| json!({"experiment_id": c.exp, "name": "m2"}), W),
+        ("GET", "logged-models/{model_id}", |_| json!({}), R),
+        ("PATCH", "logged-models/{model_id}/tags", |_| json!({"tags": [{"key": "k", "value": "v"}]}), W),
+        ("PATCH", "logged-models/{model_id}", |_| json!({"status": "LOGGED_MODEL_READY"}), W),
+        ("POST", "logged-models/search", |c| json!({"experiment_ids": [c.exp], "filter": "name = 'm'"}), R),
+        ("POST", "registered-models/create", |c| json!({"name": c.unique("model-")}), W),
+        ("GET", "registered-models/get", |c| json!({"name": c.model}), R),
+        ("GET", "registered-models/search", |_| json!({"filter": "name LIKE 'matrix%'"}), R),
+        ("DELETE", "registered-models/delete", |c| json!({"name": c.model}), NONE),
+        ("POST", "model-versions/create", |c| json!({"name": c.model, "source": "s3://bucket/other"}), W),
+        ("GET", "model-versions/get", |c| json!({"name": c.model, "version": "1"}), R),
+        ("GET", "model-versions/search", |c| json!({"filter": format!("name = '{}'", c.model)}), R),
+        ("GET", "model-versions/get-download-uri", |c| json!({"name": c.model, "version": "1"}), R),
+        ("POST", "model-versions/set-tag", |c| json!({"name": c.model, "version": "1", "key": "k", "value": "v"}), W),
+        ("DELETE", "model-versions/delete-tag", |c| json!({"name": c.model, "version": "1", "key": "k"}), [200, 404, 403, 403, 403]),
+        ("PATCH", "model-versions/update", |c| json!({"name": c.model, "version": "1", "description": "d"}), W),
+        ("POST", "model-versions/transition-stage", |c| json!({"name": c.model, "version": "1", "stage": "Staging", "archive_existing_versions": false}), NONE),
+        ("DELETE", "model-versions/delete", |c| json!({"name": c.model, "version": "1"}), NONE),
+        ("POST", "registered-models/alias", |c| json!({"name": c.model, "alias": "challenger", "version": "1"}), W),
+        ("GET", "registered-models/alias", |c| json!({"name": c.model, "alias": "challenger"}), R),
+        ("POST", "registered-models/get-latest-versions", |c| json!({"name": c.model}), R),
+        ("GET", "registered-models/get-latest-versions", |c| json!({"name": c.model}), R),
+        ("DELETE", "registered-models/alias", |c| json!({"name": c.model, "alias": "challenger"}), [200, 400, 403, 403, 403]),
     ];
-    for (method, path, body, allowed) in &cases {
+    for (method, path, _) in vigil_server::mlflow::ROUTES {
+        assert!(cases.iter().any(|(m, p, _, _)| m == method && p == path), "the matrix lacks {method} {path}");
+    }
+    let mut expected_denials = 0;
+    for (method, path, body, expect) in &cases {
         for (i, user) in ["ds", "lead", "clin", "comp", "admin"].iter().enumerate() {
-            let (st, resp) = mlflow(&s, method, path, user, body(&exp_id, &run_id));
-            if allowed[i] {
-                assert_eq!(st, 200, "{user} {path}: {resp}");
-            } else {
-                assert_eq!((st, resp["error_code"].as_str()), (403, Some("PERMISSION_DENIED")), "{user} {path}: {resp}");
+            let concrete = path.replace("{model_id}", &ctx.logged);
+            let (st, resp) = mlflow(&s, method, &concrete, user, body(&ctx));
+            assert_eq!(st, expect[i], "{user} {method} {path}: {resp}");
+            if st == 403 {
+                assert_eq!(resp["error_code"].as_str(), Some("PERMISSION_DENIED"), "{user} {path}: {resp}");
+            }
+            // Every refused write is audited, whatever the reason (role, governance, a missing tag).
+            if st >= 400 {
+                expected_denials += 1;
             }
         }
     }
     let denied = s.registry.audit_log(&AuditQuery { outcome: Some("denied".into()), ..Default::default() }).unwrap();
-    assert_eq!(denied.len(), 4 * 3, "every refusal audited");
+    assert_eq!(denied.len(), expected_denials, "every refusal audited");
     // Native: audit verification is open to every role that reads audit.
     for user in ["ds", "comp", "admin"] {
         let (st, v) = call("GET", &format!("{}/api/v1/audit/verify", s.url), Some(&basic(user, PW)), None);

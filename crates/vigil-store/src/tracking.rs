@@ -504,9 +504,16 @@ fn clause_sql(s: &mut Sql, c: &Clause) -> String {
         }
         (Field::Attr(a), op, Operand::Number(x)) if a.is_numeric() => int_cond(s, attr_column(*a), op, *x),
         (Field::Attr(a), op, operand) => text_cond(s, attr_column(*a), op, operand),
-        // Dataset inputs are not recorded yet: no run has any, so positive conditions match
-        // nothing and negative ones match everything.
-        (Field::Dataset(_), Op::Ne | Op::NotIn, _) => "1 = 1".into(),
+        // A run matches when one of its dataset inputs does.
+        (Field::Dataset(k), op, operand) => {
+            let column = match k.as_str() {
+                "name" => "x.name",
+                "digest" => "x.digest",
+                _ => "x.context",
+            };
+            let cond = text_cond(s, column, op, operand);
+            format!("r.id IN (SELECT x.run_id FROM run_inputs x WHERE {cond})")
+        }
         _ => "1 = 0".into(),
     }
 }

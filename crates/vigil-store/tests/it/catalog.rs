@@ -40,6 +40,23 @@ conformance!(versions_from_logged_models_and_runs_carry_numbers_and_evidence, |e
     };
     reg.log_run_inputs(&ds, &run.run_id, &[train.clone(), train.clone()]).unwrap();
     assert_eq!(reg.run_io(&run.run_id).unwrap().0, vec![train]);
+    let other = reg.create_run(&ds, exp.id, Some("other"), None, &[]).unwrap();
+    let found = |filter: &str| {
+        let q = vigil_core::tracking::RunQuery {
+            experiment_ids: vec![exp.id],
+            filter: vigil_core::search::parse_filter(filter).unwrap(),
+            view: vigil_core::tracking::ViewType::ActiveOnly,
+            order_by: vec![],
+            limit: 100,
+            offset: 0,
+        };
+        reg.search_runs(&q).unwrap().0.into_iter().map(|r| r.info.run_id).collect::<Vec<_>>()
+    };
+    assert_eq!(found("datasets.name = 'train' AND datasets.context = 'training'"), vec![run.run_id.clone()]);
+    assert_eq!(found("datasets.digest IN ('d41d8cd9', 'x')"), vec![run.run_id.clone()]);
+    assert!(found("datasets.name = 'test'").is_empty());
+    assert_eq!(found("datasets.name LIKE 'tr%'").len(), 1);
+    assert_eq!(found("attributes.run_name = 'other'"), vec![other.run_id.clone()]);
 
     // A logged model: pending while its files are uploaded, then frozen.
     let lm = reg.create_logged_model(&ds, exp.id, Some("model"), Some(&run.run_id), None, &[], &[kv("C", "1")]).unwrap();
