@@ -65,6 +65,12 @@ pub enum Command {
         /// store is ./vigil-demo.
         #[arg(long)]
         demo: bool,
+        /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+        #[arg(long, env = "VIGIL_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, env = "VIGIL_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Manage users.
     #[command(subcommand)]

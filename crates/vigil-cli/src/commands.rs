@@ -78,7 +78,7 @@ pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
 
 /// `vigil serve`: binds, prints `listening on http://ADDR` once ready, and serves until
 /// SIGINT or SIGTERM, then finishes the requests in flight.
-fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>) -> Result<()> {
+fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_server::tls::TlsConfig>) -> Result<()> {
     let registry = Arc::new(open(g, false)?);
     let data_dir = target(g)?.data_dir;
     let s3 = artifacts.as_ref().and_then(|a| a.to_str()).filter(|a| a.starts_with("s3://")).map(str::to_owned);
@@ -99,7 +99,7 @@ fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>) -> Result<()> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr().context("reading the bound address")?;
-        println!("listening on http://{local}");
+        println!("listening on {}://{local}", if tls.is_some() { "https" } else { "http" });
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let shutdown = async {
@@ -109,7 +109,7 @@ fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>) -> Result<()> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
         };
-        vigil_server::serve(listener, state, shutdown).await.context("serving")?;
+        vigil_server::serve_maybe_tls(listener, tls, state, shutdown).await.context("serving")?;
         Ok(())
     })
 }
@@ -182,7 +182,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
         Command::Demo => crate::demo::run(g),
-        Command::Serve { addr, artifacts, demo } => {
+        Command::Serve { addr, artifacts, demo, tls_cert, tls_key } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some(vigil_server::tls::TlsConfig::from_pem_files(&c, &k)?),
+                _ => None,
+            };
             if demo {
                 let g = Global { data_dir: g.data_dir.clone().or_else(|| (g.database_url.is_none()).then(|| PathBuf::from("vigil-demo"))), ..g.clone() };
                 let fresh = match target(&g)?.data_dir {
@@ -193,9 +197,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     crate::demo::run(&g)?;
                     println!();
                 }
-                return serve(&g, &addr, artifacts.clone()).map(|()| ExitCode::SUCCESS);
+                return serve(&g, &addr, artifacts.clone(), tls).map(|()| ExitCode::SUCCESS);
             }
-            serve(g, &addr, artifacts).map(|()| ExitCode::SUCCESS)
+            serve(g, &addr, artifacts, tls).map(|()| ExitCode::SUCCESS)
         }
         Command::Init { admin, name, new_password: np } => {
             let reg = open(g, true)?;

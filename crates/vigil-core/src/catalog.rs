@@ -371,9 +371,6 @@ fn text_matches(op: Op, operand: &Operand, value: Option<&str>) -> bool {
     match (op, operand, value) {
         (Op::IsNull, _, v) => v.is_none(),
         (Op::IsNotNull, _, v) => v.is_some(),
-        // As MLflow's registry: a record without the tag is "not equal" (this is what makes the
-        // client's `tag.`mlflow.prompt.is_prompt` != 'true'` keep ordinary models).
-        (Op::Ne | Op::NotIn, _, None) => true,
         (_, _, None) => false,
         (Op::Eq, Operand::Text(t), Some(v)) => v == t,
         (Op::Ne, Operand::Text(t), Some(v)) => v != t,
@@ -383,6 +380,15 @@ fn text_matches(op: Op, operand: &Operand, value: Option<&str>) -> bool {
         (Op::NotIn, Operand::List(l), Some(v)) => !l.iter().any(|x| x == v),
         _ => false,
     }
+}
+
+/// MLflow marks prompts (which share the registry) with this tag; the client adds
+/// `tag.`mlflow.prompt.is_prompt` != 'true'` to every search. As in MLflow, a model without
+/// the tag counts as `false` for it (any other missing tag matches no condition).
+const IS_PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+
+fn tag_value<'a>(key: &str, value: Option<&'a str>) -> Option<&'a str> {
+    if key == IS_PROMPT_TAG { value.or(Some("false")) } else { value }
 }
 
 fn num_matches(op: Op, operand: &Operand, value: i64) -> bool {
@@ -413,7 +419,7 @@ impl CatalogVersion {
             CatalogField::RunId => text_matches(c.op, &c.operand, self.meta.run_id.as_deref()),
             CatalogField::Source => text_matches(c.op, &c.operand, Some(&self.meta.source)),
             CatalogField::VersionNumber => num_matches(c.op, &c.operand, self.version.number),
-            CatalogField::Tag(k) => text_matches(c.op, &c.operand, tag(k).as_deref()),
+            CatalogField::Tag(k) => text_matches(c.op, &c.operand, tag_value(k, tag(k).as_deref())),
         }
     }
 }
@@ -552,7 +558,7 @@ impl Registry {
                         CatalogField::Name => text_matches(c.op, &c.operand, Some(m.name.as_str())),
                         CatalogField::Tag(k) => {
                             let v = if k == "vigil.model_type" { Some(m.model_type.as_str()) } else { m.tags.get(k).map(String::as_str) };
-                            text_matches(c.op, &c.operand, v)
+                            text_matches(c.op, &c.operand, tag_value(k, v))
                         }
                         _ => false,
                     })

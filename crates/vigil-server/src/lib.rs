@@ -13,6 +13,7 @@ pub mod mlflow;
 pub mod mlflow_registry;
 pub mod native;
 pub mod openapi;
+pub mod tls;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -200,6 +201,16 @@ pub fn route_label(path: &str) -> String {
 
 /// Serves until `shutdown` completes, then finishes the requests in flight.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    serve_maybe_tls(listener, None, state, shutdown).await
+}
+
+/// Serves HTTP, or HTTPS when a TLS configuration is given, until `shutdown` completes.
+pub async fn serve_maybe_tls(
+    listener: tokio::net::TcpListener,
+    tls: Option<tls::TlsConfig>,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     // Planner statistics: at start and every ten minutes, so that searches over a growing
     // store keep using the selective index.
@@ -213,11 +224,16 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>, shut
         }
     });
     let app = router(state);
-    let listener = listener.tap_io(|tcp| {
-        // Small JSON responses must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = match tls {
+        Some(config) => axum::serve(tls::TlsListener::new(listener, config)?, app).with_graceful_shutdown(shutdown).await,
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                // Small JSON responses must not wait for Nagle's algorithm.
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+    };
     maintenance.abort();
     served
 }

@@ -171,3 +171,58 @@ fn serve_demo_loads_the_demo_data_set_once_then_serves_it() {
     let models: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(models["models"][0]["versions"].as_array().map(Vec::len), Some(1));
 }
+
+/// A throwaway CA and a leaf certificate for 127.0.0.1, made with the `openssl` command.
+fn test_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl command is needed for the TLS test");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(dir.join("leaf.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=vigil test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]].concat());
+    run(&[&["req"][..], &ec, &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]].concat());
+    run(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext"]);
+}
+
+#[test]
+fn serve_tls_answers_https_only_with_the_configured_certificate() {
+    let v = Vigil::with_team();
+    let certs = tempfile::tempdir().unwrap();
+    test_certificates(certs.path());
+    let mut cmd = v.cmd();
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--tls-cert"]).arg(certs.path().join("leaf.pem")).arg("--tls-key").arg(certs.path().join("leaf.key"));
+    cmd.env("VIGIL_LOG", "off").stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+    let s = Served { child, url: url.clone() };
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let ca = ureq::tls::Certificate::from_pem(&std::fs::read(certs.path().join("ca.pem")).unwrap()).unwrap().to_owned();
+    let trusting = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![ca]))).build())
+        .build()
+        .new_agent();
+    let mut r = trusting.get(&format!("{url}/api/2.0/mlflow/experiments/get?experiment_id=0")).header("authorization", &basic()).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.body_mut().read_to_string().unwrap().contains("Default"));
+    // A client that does not trust the CA refuses the connection; plain HTTP gets no answer.
+    assert!(agent().get(&format!("{url}/healthz")).call().is_err(), "untrusted certificate accepted");
+    let plain = url.replace("https://", "http://");
+    assert!(agent().get(&format!("{plain}/healthz")).call().map(|r| r.status().as_u16() == 200).unwrap_or(false) == false, "plain HTTP answered on the TLS port");
+    // The server still answers after both failed handshakes.
+    assert_eq!(trusting.get(&format!("{url}/healthz")).call().unwrap().status().as_u16(), 200);
+    drop(s);
+
+    // A key that does not match the certificate is a clear start-up error.
+    let out = v.cmd().args(["serve", "--addr", "127.0.0.1:0", "--tls-cert"]).arg(certs.path().join("leaf.pem")).arg("--tls-key").arg(certs.path().join("ca.key")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TLS key does not match"), "{err}");
+    let out = v.cmd().args(["serve", "--tls-cert"]).arg(certs.path().join("leaf.pem")).output().unwrap();
+    assert!(!out.status.success(), "--tls-cert without --tls-key is refused");
+}

@@ -208,6 +208,9 @@ conformance!(registry_searches_filter_order_and_page, |env| {
     assert_eq!(names(m), vec!["alpha", "beta", "gamma"]);
     let (m, _) = reg.search_registered_models(&f("tags.team = 'icu'", CatalogKind::Models), &[], 100, 0).unwrap();
     assert_eq!(names(m), vec!["empty"]);
+    // As in MLflow, a missing tag matches no condition on it, `!=` included.
+    let (m, _) = reg.search_registered_models(&f("tags.team != 'er'", CatalogKind::Models), &[], 100, 0).unwrap();
+    assert_eq!(names(m), vec!["empty"]);
     let (m, _) = reg.search_registered_models(&f("name ILIKE 'ALP%'", CatalogKind::Models), &[], 100, 0).unwrap();
     assert_eq!(names(m), vec!["alpha"]);
     let (m, _) = reg.search_registered_models(&[], &[o("last_updated_timestamp DESC", CatalogKind::Models)], 100, 0).unwrap();
