@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use vigil_core::auth::Password;
@@ -25,7 +25,7 @@ use vigil_core::{Error, ErrorCode};
 /// One operation of the native API. The router and the OpenAPI document are both built from
 /// [`OPERATIONS`], so what is served and what is documented cannot drift apart.
 pub struct Operation {
-    /// `get`, `post` or `delete`.
+    /// `get`, `post`, `put` or `delete`.
     pub method: &'static str,
     /// Path under `/api/v1`, with `{param}` segments.
     pub path: &'static str,
@@ -64,6 +64,14 @@ pub const OPERATIONS: &[Operation] = &[
     Operation { method: "post", path: "/promotions/{id}/approve", summary: "Sign an approval (21 CFR 11.200: the signer's password in this request, whatever authenticated it)", who: "roles the stage's policy names; never the requester or the version's author", body: &[("password", "string", true), ("meaning", "string", true), ("comment", "string", false)], query: NOQ, auth: true, handler: || post(approve) },
     Operation { method: "post", path: "/promotions/{id}/reject", summary: "Sign a rejection (password in this request); the request ends", who: "roles the stage's policy names", body: &[("password", "string", true), ("meaning", "string", true), ("comment", "string", false)], query: NOQ, auth: true, handler: || post(reject) },
     Operation { method: "post", path: "/promotions/{id}/withdraw", summary: "Withdraw a pending request", who: "the requester", body: &[("reason", "string", true)], query: NOQ, auth: true, handler: || post(withdraw) },
+    Operation { method: "get", path: "/models/{name}/versions/{version}/drift/config", summary: "The version's drift configuration (the seed's DriftDetectorConfig fields)", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(crate::drift_api::get_config) },
+    Operation { method: "put", path: "/models/{name}/versions/{version}/drift/config", summary: "Set the drift configuration (JSON)", who: "data_scientist, ml_lead", body: &[("psi_threshold", "number", false), ("ks_test_threshold", "number", false), ("performance_drop_threshold", "number", false), ("clinical_significance_threshold", "number", false), ("alert_on_drift", "boolean", false), ("alert_cooldown_hours", "number", false), ("correction", "string", false), ("binning", "string", false), ("min_window", "integer", false), ("features", "object", false), ("alert_confirm_windows", "integer", false), ("alert_window_count", "integer", false), ("alert_exit_fraction", "number", false), ("retrain_after_windows", "integer", false), ("retrain_accuracy_floor", "number", false), ("retrain_command", "string", false), ("webhooks", "array", false)], query: NOQ, auth: true, handler: || put(crate::drift_api::put_config) },
+    Operation { method: "post", path: "/models/{name}/versions/{version}/drift/baseline", summary: "Profile training data (CSV or Parquet body) as a new baseline", who: "data_scientist, ml_lead", body: NONE, query: &[("prediction_col", "string"), ("id_col", "string"), ("label_col", "string"), ("ignore", "string")], auth: true, handler: || post(crate::drift_api::baseline).layer(axum::extract::DefaultBodyLimit::disable()) },
+    Operation { method: "post", path: "/models/{name}/versions/{version}/drift/samples", summary: "Append production samples (CSV or Parquet body)", who: "data_scientist, ml_lead", body: NONE, query: &[("prediction_col", "string"), ("id_col", "string"), ("label_col", "string"), ("ignore", "string")], auth: true, handler: || post(crate::drift_api::samples).layer(axum::extract::DefaultBodyLimit::disable()) },
+    Operation { method: "post", path: "/models/{name}/versions/{version}/drift/labels", summary: "Record labels that arrived after the predictions (CSV or Parquet body)", who: "data_scientist, ml_lead", body: NONE, query: &[("id_col", "string"), ("label_col", "string")], auth: true, handler: || post(crate::drift_api::labels).layer(axum::extract::DefaultBodyLimit::disable()) },
+    Operation { method: "post", path: "/models/{name}/versions/{version}/drift/check", summary: "Check stored samples (or the data in the body) for drift; stores the report, updates alerts", who: "data_scientist, ml_lead, clinical_reviewer, compliance_officer", body: NONE, query: &[("window_rows", "integer"), ("since", "string"), ("prediction_col", "string")], auth: true, handler: || post(crate::drift_api::check).layer(axum::extract::DefaultBodyLimit::disable()) },
+    Operation { method: "get", path: "/drift/alerts", summary: "Drift alerts (active ones unless all=true)", who: "any authenticated user", body: NONE, query: &[("model", "string"), ("version", "string"), ("all", "boolean")], auth: true, handler: || get(crate::drift_api::alerts) },
+    Operation { method: "post", path: "/drift/alerts/{id}/ack", summary: "Acknowledge an open alert", who: "data_scientist, ml_lead", body: &[("comment", "string", true)], query: NOQ, auth: true, handler: || post(crate::drift_api::ack) },
     Operation { method: "get", path: "/audit", summary: "Audit events, oldest first (page with after_seq)", who: "every role", body: NONE, query: &[("model", "string"), ("version", "string"), ("actor", "string"), ("action", "string"), ("outcome", "string"), ("since", "string"), ("until", "string"), ("limit", "integer"), ("after_seq", "integer")], auth: true, handler: || get(audit_log) },
     Operation { method: "get", path: "/audit/verify", summary: "Verify the hash chain, every signature seal and every released record", who: "every role", body: NONE, query: NOQ, auth: true, handler: || get(verify_audit) },
 ];
@@ -94,9 +102,12 @@ pub fn known_route(path: &str) -> Option<String> {
             Some(a @ ("approve" | "reject" | "withdraw")) => format!("/api/v1/promotions/{{id}}/{a}"),
             _ => "/api/v1/promotions/{id}".into(),
         },
-        r if r.starts_with("/models/") => match r.matches('/').count() {
-            2 => "/api/v1/models/{name}".into(),
-            4 => "/api/v1/models/{name}/versions/{version}".into(),
+        "/drift/alerts" => "/api/v1/drift/alerts".into(),
+        r if r.starts_with("/drift/alerts/") => "/api/v1/drift/alerts/{id}/ack".into(),
+        r if r.starts_with("/models/") => match (r.matches('/').count(), r.rsplit('/').next()) {
+            (2, _) => "/api/v1/models/{name}".into(),
+            (4, _) => "/api/v1/models/{name}/versions/{version}".into(),
+            (6, Some(op @ ("config" | "baseline" | "samples" | "labels" | "check"))) => format!("/api/v1/models/{{name}}/versions/{{version}}/drift/{op}"),
             _ => "/api/v1/models/{name}/versions/{version}/lineage".into(),
         },
         _ => "/api/v1/{unknown}".into(),

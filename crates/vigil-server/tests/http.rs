@@ -568,3 +568,78 @@ fn artifacts_in_an_s3_compatible_store() {
     let staged = std::fs::read_dir(s._dir.path().join("artifacts/.vigil-tmp")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(staged, 0);
 }
+
+/// Sends raw bytes (CSV, Parquet) with a content type.
+fn send_raw(method: &str, url: &str, auth: &str, ctype: &str, body: Vec<u8>) -> (u16, Value) {
+    let a = agent();
+    let r = match method {
+        "PUT" => a.put(url),
+        _ => a.post(url),
+    };
+    let resp = r.header("authorization", auth).header("content-type", ctype).send(&body[..]).unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[test]
+fn drift_monitoring_over_the_native_api() {
+    let s = start();
+    let base = format!("{}/api/v1/models/icu-risk/versions/1.0.0/drift", s.url);
+    let ds = basic("ds", PW);
+    let manifest = json!({"name": "icu-risk", "version": "1.0.0", "model_type": "classification", "artifact_uri": "s3://m/icu/1"});
+    assert_eq!(call("POST", &format!("{}/api/v1/models", s.url), Some(&ds), Some(&manifest.to_string())).0, 200);
+
+    // Training data: age ~ 40..80, unit in {a, b}; production: shifted ages, a new unit.
+    let csv = |shift: f64, n: usize, unit: &str| {
+        let mut t = String::from("age,unit,score\n");
+        for i in 0..n {
+            t.push_str(&format!("{},{},{}\n", 40.0 + (i % 40) as f64 + shift, if i % 2 == 0 { "a" } else { unit }, (i % 10) as f64 / 10.0));
+        }
+        t.into_bytes()
+    };
+    let (st, b) = send_raw("POST", &format!("{base}/baseline?prediction_col=score"), &ds, "text/csv", csv(0.0, 2000, "b"));
+    assert_eq!((st, b["features"].as_u64()), (200, Some(2)), "{b}");
+    let (st, b) = send_raw("POST", &format!("{base}/baseline"), &basic("clin", PW), "text/csv", csv(0.0, 100, "b"));
+    assert_eq!((st, b["error"]["code"].as_str()), (403, Some("role_not_permitted")), "{b}");
+    // Client mistakes: empty body, a file that is not a table, a missing role column.
+    let (st, b) = send_raw("POST", &format!("{base}/samples"), &ds, "text/csv", Vec::new());
+    assert_eq!(st, 400, "{b}");
+    let (st, b) = send_raw("POST", &format!("{base}/samples?prediction_col=nope"), &ds, "text/csv", csv(0.0, 10, "b"));
+    assert_eq!(st, 400, "{b}");
+    let msg = b["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("the uploaded data") && !msg.contains(".vigil-tmp"), "no server paths in errors: {msg}");
+    let (st, b) = send_raw("POST", &format!("{base}/samples"), &ds, "application/vnd.apache.parquet", b"PAR1 not really".to_vec());
+    assert_eq!(st, 400, "{b}");
+
+    let (st, cfg) = call("GET", &format!("{base}/config"), Some(&ds), None);
+    assert_eq!((st, cfg["alert_on_drift"].as_bool()), (200, Some(true)), "{cfg}");
+    let mut new_cfg = cfg.clone();
+    new_cfg["min_window"] = json!(50);
+    let (st, b) = call("PUT", &format!("{base}/config"), Some(&ds), Some(&new_cfg.to_string()));
+    assert_eq!((st, b["min_window"].as_u64()), (200, Some(50)), "{b}");
+
+    let (st, b) = send_raw("POST", &format!("{base}/samples?prediction_col=score"), &ds, "text/csv", csv(25.0, 1000, "c"));
+    assert_eq!((st, b["rows"].as_u64()), (200, Some(1000)), "{b}");
+    let (st, report) = call("POST", &format!("{base}/check"), Some(&basic("clin", PW)), Some(""));
+    assert_eq!((st, report["status"].as_str()), (200, Some("drift")), "{report}");
+    assert_eq!(report["window_rows"].as_u64(), Some(1000));
+    let (st, alerts) = call("GET", &format!("{}/api/v1/drift/alerts?model=icu-risk&version=1.0.0", s.url), Some(&ds), None);
+    assert_eq!(st, 200, "{alerts}");
+    let list = alerts["alerts"].as_array().unwrap();
+    assert!(!list.is_empty(), "a drift opens alerts: {alerts}");
+    let id = list[0]["alert_id"].as_str().unwrap();
+    let (st, b) = call("POST", &format!("{}/api/v1/drift/alerts/{id}/ack", s.url), Some(&ds), Some(&json!({"comment": "looking into the new unit"}).to_string()));
+    assert_eq!((st, b["state"].as_str()), (200, Some("acknowledged")), "{b}");
+    // Inline data is checked without being stored.
+    let (st, r2) = send_raw("POST", &format!("{base}/check?prediction_col=score"), &ds, "text/csv", csv(0.0, 500, "b"));
+    assert_eq!((st, r2["status"].as_str(), r2["window_rows"].as_u64()), (200, Some("no_drift"), Some(500)), "{r2}");
+    // Labels.
+    let mut labels = String::from("id,label\n");
+    for i in 0..10 {
+        labels.push_str(&format!("p{i},{}\n", i % 2));
+    }
+    let (st, b) = send_raw("POST", &format!("{base}/labels?id_col=id&label_col=label"), &ds, "text/csv", labels.into_bytes());
+    assert_eq!((st, b["labels"].as_u64()), (200, Some(10)), "{b}");
+    assert!(s.registry.verify_audit().unwrap().ok());
+}
