@@ -18,6 +18,7 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod monitor;
+pub mod phi;
 pub mod registry;
 pub mod search;
 pub mod semver;

@@ -377,11 +377,18 @@ fn random_name() -> Result<String, Error> {
     Ok(hex::encode(b))
 }
 
+/// Audits a read under a PHI-marked run, logged model or experiment.
+async fn audit_read(st: &Arc<AppState>, who: vigil_core::auth::Principal, path: String, route: &'static str) -> Result<(), Error> {
+    let reg = st.registry.clone();
+    blocking(move || reg.audit_read(&who, vigil_core::phi::Read::Artifact(&path), route)).await
+}
+
 /// `GET …/artifacts/{path}`: the file's bytes.
 pub async fn download(State(st): State<Arc<AppState>>, UrlPath(path): UrlPath<String>, headers: HeaderMap) -> Response {
     let r = async {
-        authenticate(&st, &headers).await?;
+        let who = authenticate(&st, &headers).await?;
         let segs = check_path(&path)?;
+        audit_read(&st, who, segs.join("/"), "GET mlflow-artifacts/artifacts/{path}").await?;
         if let Some(remote) = &st.remote {
             use object_store::ObjectStoreExt;
             let got = remote.store.get(&remote.key(&segs)).await.map_err(s3_err)?;
@@ -403,9 +410,10 @@ pub async fn download(State(st): State<Arc<AppState>>, UrlPath(path): UrlPath<St
 /// `GET …/artifacts?path=dir`: the entries of a directory (`{}` when empty or absent).
 pub async fn list(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
     let r = async {
-        authenticate(&st, &headers).await?;
+        let who = authenticate(&st, &headers).await?;
         let path = query_pairs(q.as_deref()).into_iter().find(|(k, _)| k == "path").map(|(_, v)| v).unwrap_or_default();
         let segs = if path.is_empty() || path == "/" { Vec::new() } else { check_path(&path)? };
+        audit_read(&st, who, segs.join("/"), "GET mlflow-artifacts/artifacts").await?;
         let mut files = Vec::new();
         if let Some(remote) = &st.remote {
             let prefix = remote.key(&segs);

@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use vigil_core::ids::{ModelName, Timestamp};
 use vigil_core::model::ModelVersion;
 use vigil_core::monitor::{Batch, Window, config_from_json, config_to_json, report_json};
+use vigil_core::phi::Read;
 use vigil_core::registry::Registry;
 use vigil_core::semver::Version;
 use vigil_core::store::AlertRecord;
@@ -137,10 +138,11 @@ fn alert_json(a: &AlertRecord) -> Value {
 /// `GET …/drift/config`.
 pub async fn get_config(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((name, ver)): Path<(String, String)>) -> Response {
     let r = async {
-        authenticate(&st, &headers).await?;
+        let p = authenticate(&st, &headers).await?;
         let reg = st.registry.clone();
         blocking(move || {
             let v = version(&reg, &name, &ver)?;
+            reg.audit_read(&p, Read::Model(&name), "GET /api/v1/models/{name}/versions/{version}/drift/config")?;
             Ok(config_to_json(&reg.drift_config(&v.id)?))
         })
         .await
@@ -266,6 +268,7 @@ pub async fn check(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((na
                 }
                 None => reg.detect_drift(&p, &v.id, window)?,
             };
+            reg.audit_read(&p, Read::Model(&name), "POST /api/v1/models/{name}/versions/{version}/drift/check")?;
             Ok(report_json(&check))
         })
         .await
@@ -277,13 +280,16 @@ pub async fn check(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((na
 /// `GET /drift/alerts?model=…&version=…&all=true`.
 pub async fn alerts(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let r = async {
-        authenticate(&st, &headers).await?;
+        let p = authenticate(&st, &headers).await?;
         let f = Fields::from_query(q.as_deref());
         let (model, ver, all) = (f.opt_str("model")?, f.opt_str("version")?, f.opt_bool("all")?.unwrap_or(false));
         let reg = st.registry.clone();
         blocking(move || {
             let v = match (model, ver) {
-                (Some(m), Some(v)) => Some(version(&reg, &m, &v)?),
+                (Some(m), Some(v)) => {
+                    reg.audit_read(&p, Read::Model(&m), "GET /api/v1/drift/alerts")?;
+                    Some(version(&reg, &m, &v)?)
+                }
                 (None, None) => None,
                 _ => return Err(Error::new(ErrorCode::InvalidRequest, "give both model and version, or neither")),
             };

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use vigil_core::auth::Principal;
 use vigil_core::registry::Registry;
+use vigil_core::phi::Read;
 use vigil_core::search::{parse_filter, parse_order_by};
 use vigil_core::tracking::{
     DEFAULT_EXPERIMENT_ID, Experiment, Lifecycle, LogBatch, Metric, MetricPoint, Run, RunInfo, RunQuery, RunStatus, ViewType, parse_experiment_id,
@@ -146,7 +147,7 @@ async fn dispatch_inner(st: &Arc<AppState>, method: &Method, uri: &Uri, headers:
             let (run_id, batch) = parse_batch(body)?;
             blocking(move || reg.log_batch(&principal, &run_id, &batch)).await.map(|()| Reply::Json(json!({})))
         }
-        Handler::History => history(reg, Fields::from_query(q)).await.map(Reply::Text),
+        Handler::History => history(reg, principal, Fields::from_query(q)).await.map(Reply::Text),
         Handler::CreateVersion => crate::mlflow_registry::versions_create(st, principal, Fields(json_body(body)?)).await.map(Reply::Json),
         Handler::Fields(op) => {
             // GET carries fields in the query string; POST, PATCH and DELETE in a JSON body
@@ -233,13 +234,15 @@ fn experiments_create(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> 
     Ok(json!({"experiment_id": e.id.to_string()}))
 }
 
-fn experiments_get(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+fn experiments_get(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let e = r.get_experiment(parse_experiment_id(&f.str("experiment_id")?)?)?;
+    r.audit_read(p, Read::Experiment(e.id), "GET experiments/get")?;
     Ok(json!({"experiment": experiment_json(&e)}))
 }
 
-fn experiments_get_by_name(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+fn experiments_get_by_name(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let e = r.get_experiment_by_name(&f.str("experiment_name")?)?;
+    r.audit_read(p, Read::Experiment(e.id), "GET experiments/get-by-name")?;
     Ok(json!({"experiment": experiment_json(&e)}))
 }
 
@@ -290,9 +293,10 @@ fn runs_create(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     Ok(json!({"run": run_json(&run)}))
 }
 
-fn runs_get(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+fn runs_get(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let id = run_id(f)?;
     let mut run = run_json(&r.get_run(&id)?);
+    r.audit_read(p, Read::Run(&id), "GET runs/get")?;
     let (inputs, outputs) = r.run_io(&id)?;
     let (i, o) = reg::run_io_json(&inputs, &outputs);
     run["inputs"] = i;
@@ -434,7 +438,7 @@ fn runs_delete_tag(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     Ok(json!({}))
 }
 
-fn runs_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+fn runs_search(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let experiment_ids = f.str_list("experiment_ids")?.iter().map(|s| parse_experiment_id(s)).collect::<Result<Vec<_>>>()?;
     if experiment_ids.is_empty() {
         return Err(Error::new(ErrorCode::InvalidFilter, "experiment_ids must name at least one experiment"));
@@ -449,6 +453,7 @@ fn runs_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
     let view = ViewType::parse(&f.opt_str("run_view_type")?.unwrap_or_default())?;
     let q = RunQuery { experiment_ids, filter, view, order_by, limit: limit as u32, offset };
     let (runs, more) = r.search_runs(&q)?;
+    r.audit_read(p, Read::Runs(&runs), "POST runs/search")?;
     let mut out = json!({"runs": runs.iter().map(run_json).collect::<Vec<_>>()});
     if more {
         out["next_page_token"] = json!(page_token(offset + limit as u64));
@@ -458,13 +463,19 @@ fn runs_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
 
 /// `metrics/get-history` written straight into a string: a page holds up to 25,000 points
 /// and a JSON tree per point would dominate the request.
-async fn history(reg: Arc<Registry>, f: Fields) -> Result<String> {
+async fn history(reg: Arc<Registry>, principal: Principal, f: Fields) -> Result<String> {
     let key = f.str("metric_key")?;
     let run = run_id(&f)?;
     let limit = f.opt_i64("max_results")?.unwrap_or(25_000).clamp(1, 1_000_000) as u32;
     let offset = parse_page_token(f.opt_str("page_token")?)?;
     let key2 = key.clone();
-    let points = match blocking(move || reg.metric_history(&run, &key2, limit + 1, offset)).await {
+    let points = match blocking(move || {
+        let points = reg.metric_history(&run, &key2, limit + 1, offset)?;
+        reg.audit_read(&principal, Read::Run(&run), "GET metrics/get-history")?;
+        Ok(points)
+    })
+    .await
+    {
         Ok(p) => p,
         // MLflow answers an unknown run with an empty body.
         Err(e) if e.code() == ErrorCode::RunNotFound => return Ok("{}".into()),

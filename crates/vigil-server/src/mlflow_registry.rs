@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use vigil_core::auth::Principal;
 use vigil_core::catalog::{CatalogModel, CatalogVersion, DatasetInput, LoggedModel, LoggedModelStatus, NewCatalogVersion, mlflow_stage, parse_mlflow_stage};
+use vigil_core::phi::Read;
 use vigil_core::registry::Registry;
 use vigil_core::search::{CatalogKind, parse_catalog_filter, parse_catalog_order};
 use vigil_core::tracking::parse_experiment_id;
@@ -140,15 +141,20 @@ pub(crate) fn registered_models_create(r: &Registry, p: &Principal, f: &Fields) 
     Ok(json!({"registered_model": model_json(&cm)}))
 }
 
-pub(crate) fn registered_models_get(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
-    Ok(json!({"registered_model": model_json(&r.registered_model(&f.str("name")?)?)}))
+pub(crate) fn registered_models_get(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let name = f.str("name")?;
+    let cm = r.registered_model(&name)?;
+    r.audit_read(p, Read::Model(&name), "GET registered-models/get")?;
+    Ok(json!({"registered_model": model_json(&cm)}))
 }
 
-pub(crate) fn registered_models_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+pub(crate) fn registered_models_search(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let filter = parse_catalog_filter(&f.opt_str("filter")?.unwrap_or_default(), CatalogKind::Models)?;
     let order = f.str_list("order_by")?.iter().map(|s| parse_catalog_order(s, CatalogKind::Models)).collect::<Result<Vec<_>>>()?;
     let (limit, offset) = page(f, 100, 1000)?;
     let (models, more) = r.search_registered_models(&filter, &order, limit, offset)?;
+    let names: Vec<String> = models.iter().map(|m| m.model.name.to_string()).collect();
+    r.audit_read(p, Read::Models(&names), "GET registered-models/search")?;
     Ok(with_token(json!({"registered_models": models.iter().map(model_json).collect::<Vec<_>>()}), more, offset, limit))
 }
 
@@ -165,8 +171,11 @@ pub(crate) fn alias_set(r: &Registry, p: &Principal, f: &Fields) -> Result<Value
     Ok(json!({}))
 }
 
-pub(crate) fn alias_get(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
-    Ok(json!({"model_version": version_json(&r.version_by_alias(&f.str("name")?, &f.str("alias")?)?)}))
+pub(crate) fn alias_get(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let name = f.str("name")?;
+    let cv = r.version_by_alias(&name, &f.str("alias")?)?;
+    r.audit_read(p, Read::Model(&name), "GET registered-models/alias")?;
+    Ok(json!({"model_version": version_json(&cv)}))
 }
 
 pub(crate) fn alias_delete(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
@@ -174,9 +183,11 @@ pub(crate) fn alias_delete(r: &Registry, p: &Principal, f: &Fields) -> Result<Va
     Ok(json!({}))
 }
 
-pub(crate) fn latest_versions(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+pub(crate) fn latest_versions(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let stages = f.str_list("stages")?.iter().map(|s| parse_mlflow_stage(s)).collect::<Result<Vec<_>>>()?;
-    let vs = r.latest_versions(&f.str("name")?, &stages)?;
+    let name = f.str("name")?;
+    let vs = r.latest_versions(&name, &stages)?;
+    r.audit_read(p, Read::Model(&name), "registered-models/get-latest-versions")?;
     Ok(json!({"model_versions": vs.iter().map(version_json).collect::<Vec<_>>()}))
 }
 
@@ -206,15 +217,21 @@ pub(crate) async fn versions_create(st: &Arc<AppState>, p: Principal, f: Fields)
     Ok(json!({"model_version": version_json(&cv)}))
 }
 
-pub(crate) fn versions_get(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
-    Ok(json!({"model_version": version_json(&r.catalog_version(&f.str("name")?, number(f)?)?)}))
+pub(crate) fn versions_get(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let name = f.str("name")?;
+    let cv = r.catalog_version(&name, number(f)?)?;
+    r.audit_read(p, Read::Model(&name), "GET model-versions/get")?;
+    Ok(json!({"model_version": version_json(&cv)}))
 }
 
-pub(crate) fn versions_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+pub(crate) fn versions_search(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let filter = parse_catalog_filter(&f.opt_str("filter")?.unwrap_or_default(), CatalogKind::Versions)?;
     let order = f.str_list("order_by")?.iter().map(|s| parse_catalog_order(s, CatalogKind::Versions)).collect::<Result<Vec<_>>>()?;
     let (limit, offset) = page(f, 10_000, 200_000)?;
     let (vs, more) = r.search_catalog_versions(&filter, &order, limit, offset)?;
+    let mut names: Vec<String> = vs.iter().map(|v| v.version.model_name.to_string()).collect();
+    names.dedup();
+    r.audit_read(p, Read::Models(&names), "GET model-versions/search")?;
     Ok(with_token(json!({"model_versions": vs.iter().map(version_json).collect::<Vec<_>>()}), more, offset, limit))
 }
 
@@ -225,8 +242,10 @@ pub(crate) fn versions_transition(r: &Registry, p: &Principal, f: &Fields) -> Re
     Ok(json!({"model_version": version_json(&cv)}))
 }
 
-pub(crate) fn versions_download_uri(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
-    let cv = r.catalog_version(&f.str("name")?, number(f)?)?;
+pub(crate) fn versions_download_uri(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let name = f.str("name")?;
+    let cv = r.catalog_version(&name, number(f)?)?;
+    r.audit_read(p, Read::Model(&name), "GET model-versions/get-download-uri")?;
     Ok(json!({"artifact_uri": cv.version.content.artifact_uri}))
 }
 
@@ -261,8 +280,11 @@ pub(crate) fn logged_models_create(r: &Registry, p: &Principal, f: &Fields) -> R
     Ok(json!({"model": logged_model_json(&lm)}))
 }
 
-pub(crate) fn logged_models_get(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
-    Ok(json!({"model": logged_model_json(&r.get_logged_model(&f.str("model_id")?)?)}))
+pub(crate) fn logged_models_get(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
+    let id = f.str("model_id")?;
+    let lm = r.get_logged_model(&id)?;
+    r.audit_read(p, Read::LoggedModel(&id), "GET logged-models/{id}")?;
+    Ok(json!({"model": logged_model_json(&lm)}))
 }
 
 pub(crate) fn logged_models_finalize(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
@@ -275,7 +297,7 @@ pub(crate) fn logged_models_set_tags(r: &Registry, p: &Principal, f: &Fields) ->
     Ok(json!({}))
 }
 
-pub(crate) fn logged_models_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+pub(crate) fn logged_models_search(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let exps = f.str_list("experiment_ids")?.iter().map(|s| parse_experiment_id(s)).collect::<Result<Vec<_>>>()?;
     // The client's own use is `name = '<x>'`; names and tags are supported, in MLflow's syntax.
     let filter = parse_catalog_filter(&f.opt_str("filter")?.unwrap_or_default(), CatalogKind::Models)?;
@@ -288,6 +310,9 @@ pub(crate) fn logged_models_search(r: &Registry, _: &Principal, f: &Fields) -> R
     }
     let (limit, offset) = page(f, 100, 1000)?;
     let (models, more) = r.search_logged_models(&exps, name.as_deref(), limit, offset)?;
+    for m in &models {
+        r.audit_read(p, Read::LoggedModel(&m.id), "POST logged-models/search")?;
+    }
     Ok(with_token(json!({"models": models.iter().map(logged_model_json).collect::<Vec<_>>()}), more, offset, limit))
 }
 

@@ -207,9 +207,15 @@ async fn revoke_token(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
 
 async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let r = async {
-        authenticate(&st, &headers).await?;
+        let p = authenticate(&st, &headers).await?;
         let reg = st.registry.clone();
-        let models = blocking(move || reg.list_models()).await?;
+        let models = blocking(move || {
+            let models = reg.list_models()?;
+            let names: Vec<String> = models.iter().map(|(m, _)| m.name.to_string()).collect();
+            reg.audit_read(&p, vigil_core::phi::Read::Models(&names), "GET /api/v1/models")?;
+            Ok(models)
+        })
+        .await?;
         Ok(json!({"models": models.iter().map(|(m, vs)| {
             let mut v = vigil_api::model(m);
             v["versions"] = Value::Array(vs.iter().map(vigil_api::version).collect());
@@ -251,12 +257,14 @@ async fn register_model(State(st): State<Arc<AppState>>, headers: HeaderMap, bod
 
 async fn show_model(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(name): Path<String>) -> Response {
     let r = async {
-        authenticate(&st, &headers).await?;
+        let p = authenticate(&st, &headers).await?;
         let name = vigil_core::ids::ModelName::parse(&name)?;
         let reg = st.registry.clone();
         let (m, vs) = blocking(move || {
             let models = reg.list_models()?;
-            models.into_iter().find(|(m, _)| m.name == name).ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "no model with that name"))
+            let found = models.into_iter().find(|(m, _)| m.name == name).ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "no model with that name"))?;
+            reg.audit_read(&p, vigil_core::phi::Read::Model(name.as_str()), "GET /api/v1/models/{name}")?;
+            Ok(found)
         })
         .await?;
         let mut v = vigil_api::model(&m);
@@ -269,10 +277,15 @@ async fn show_model(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(na
 
 async fn show_version(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((name, version)): Path<(String, String)>) -> Response {
     let r = async {
-        authenticate(&st, &headers).await?;
+        let p = authenticate(&st, &headers).await?;
         let (n, v) = model_ref(&name, &version)?;
         let reg = st.registry.clone();
-        let mv = blocking(move || reg.get_version(&n, &v)).await?;
+        let mv = blocking(move || {
+            let mv = reg.get_version(&n, &v)?;
+            reg.audit_read(&p, vigil_core::phi::Read::Model(n.as_str()), "GET /api/v1/models/{name}/versions/{version}")?;
+            Ok(mv)
+        })
+        .await?;
         Ok(vigil_api::version(&mv))
     }
     .await;
@@ -281,10 +294,15 @@ async fn show_version(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
 
 async fn lineage(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((name, version)): Path<(String, String)>) -> Response {
     let r = async {
-        authenticate(&st, &headers).await?;
+        let p = authenticate(&st, &headers).await?;
         let (n, v) = model_ref(&name, &version)?;
         let reg = st.registry.clone();
-        let l = blocking(move || reg.lineage(&n, &v)).await?;
+        let l = blocking(move || {
+            let l = reg.lineage(&n, &v)?;
+            reg.audit_read(&p, vigil_core::phi::Read::Model(n.as_str()), "GET /api/v1/models/{name}/versions/{version}/lineage")?;
+            Ok(l)
+        })
+        .await?;
         Ok(vigil_api::lineage(&l))
     }
     .await;

@@ -644,3 +644,63 @@ fn drift_monitoring_over_the_native_api() {
     assert_eq!((st, b["labels"].as_u64()), (200, Some(10)), "{b}");
     assert!(s.registry.verify_audit().unwrap().ok());
 }
+
+#[test]
+fn reads_of_phi_marked_records_are_audited() {
+    let s = start();
+    let phi_reads = || s.registry.audit_log(&AuditQuery { action: Some("phi.read".into()), ..Default::default() }).unwrap();
+    let setup = |name: &str, marked: bool| {
+        let tags = if marked { json!([{"key": "vigil.phi", "value": "true"}]) } else { json!([]) };
+        let (_, e) = mlflow(&s, "POST", "experiments/create", "ds", json!({"name": name, "tags": tags}));
+        let exp = e["experiment_id"].as_str().unwrap().to_owned();
+        let (_, r) = mlflow(&s, "POST", "runs/create", "ds", json!({"experiment_id": exp}));
+        let run = r["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+        mlflow(&s, "POST", "runs/log-metric", "ds", json!({"run_id": run, "key": "m", "value": 1.0, "timestamp": 1}));
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/notes.txt", s.url);
+        let resp = agent().put(&url).header("authorization", &basic("ds", PW)).send("cohort notes").unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let (_, lm) = mlflow(&s, "POST", "logged-models", "ds", json!({"experiment_id": exp, "name": "m", "source_run_id": run}));
+        let lm = lm["model"]["info"]["model_id"].as_str().unwrap().to_owned();
+        let model = format!("{name}-model");
+        mlflow(&s, "POST", "registered-models/create", "ds", json!({"name": model, "tags": tags}));
+        let (st, v) = mlflow(&s, "POST", "model-versions/create", "ds", json!({"name": model, "source": "s3://bucket/m", "run_id": run}));
+        assert_eq!(st, 200, "{v}");
+        mlflow(&s, "POST", "registered-models/alias", "ds", json!({"name": model, "alias": "candidate", "version": "1"}));
+        (exp, run, lm, model)
+    };
+    let marked = setup("phi", true);
+    let plain = setup("plain", false);
+    let reads: Vec<(&str, Box<dyn Fn(&(String, String, String, String)) -> (u16, Value)>)> = vec![
+        ("experiments/get", Box::new(|c| mlflow(&s, "GET", "experiments/get", "clin", json!({"experiment_id": c.0})))),
+        ("runs/get", Box::new(|c| mlflow(&s, "GET", "runs/get", "clin", json!({"run_id": c.1})))),
+        ("runs/search", Box::new(|c| mlflow(&s, "POST", "runs/search", "clin", json!({"experiment_ids": [c.0]})))),
+        ("metrics/get-history", Box::new(|c| mlflow(&s, "GET", "metrics/get-history", "clin", json!({"run_id": c.1, "metric_key": "m"})))),
+        ("artifact list", Box::new(|c| call("GET", &format!("{}/api/2.0/mlflow-artifacts/artifacts?path={}/{}/artifacts", s.url, c.0, c.1), Some(&basic("clin", PW)), None))),
+        ("artifact download", Box::new(|c| call("GET", &format!("{}/api/2.0/mlflow-artifacts/artifacts/{}/{}/artifacts/notes.txt", s.url, c.0, c.1), Some(&basic("clin", PW)), None))),
+        ("logged-models/{id}", Box::new(|c| mlflow(&s, "GET", &format!("logged-models/{}", c.2), "clin", json!({})))),
+        ("registered-models/get", Box::new(|c| mlflow(&s, "GET", "registered-models/get", "clin", json!({"name": c.3})))),
+        ("registered-models/search", Box::new(|c| mlflow(&s, "GET", "registered-models/search", "clin", json!({"filter": format!("name = '{}'", c.3)})))),
+        ("registered-models/alias", Box::new(|c| mlflow(&s, "GET", "registered-models/alias", "clin", json!({"name": c.3, "alias": "candidate"})))),
+        ("get-latest-versions", Box::new(|c| mlflow(&s, "POST", "registered-models/get-latest-versions", "clin", json!({"name": c.3})))),
+        ("model-versions/get", Box::new(|c| mlflow(&s, "GET", "model-versions/get", "clin", json!({"name": c.3, "version": "1"})))),
+        ("model-versions/search", Box::new(|c| mlflow(&s, "GET", "model-versions/search", "clin", json!({"filter": format!("name = '{}'", c.3)})))),
+        ("get-download-uri", Box::new(|c| mlflow(&s, "GET", "model-versions/get-download-uri", "clin", json!({"name": c.3, "version": "1"})))),
+        ("native version", Box::new(|c| call("GET", &format!("{}/api/v1/models/{}/versions/1.0.0", s.url, c.3), Some(&basic("clin", PW)), None))),
+        ("native lineage", Box::new(|c| call("GET", &format!("{}/api/v1/models/{}/versions/1.0.0/lineage", s.url, c.3), Some(&basic("clin", PW)), None))),
+        ("native model", Box::new(|c| call("GET", &format!("{}/api/v1/models/{}", s.url, c.3), Some(&basic("clin", PW)), None))),
+    ];
+    for (what, read) in &reads {
+        let before = phi_reads().len();
+        let (st, body) = read(&plain);
+        assert_eq!(st, 200, "{what}: {body}");
+        assert_eq!(phi_reads().len(), before, "{what}: an unmarked read is not a PHI access");
+        let (st, body) = read(&marked);
+        assert_eq!(st, 200, "{what}: {body}");
+        let events = phi_reads();
+        assert_eq!(events.len(), before + 1, "{what}: one PHI access event per read");
+        let e = events.last().unwrap();
+        assert_eq!(e.actor, "clin", "{what}");
+        assert!(!e.details.contains("cohort notes"), "no content in the audit trail");
+    }
+    assert!(s.registry.verify_audit().unwrap().ok());
+}
