@@ -221,8 +221,9 @@ pub fn audit_event(e: &StoredEvent) -> Value {
 }
 
 /// An audit verification result: the chain, every signature seal, and the records' backing.
-pub fn chain_report(r: &ChainReport, sigs: &SignatureReport, records: &[(String, String)]) -> Value {
+pub fn chain_report(r: &ChainReport, sigs: &SignatureReport, records: &[(String, String)], key_id: &str) -> Value {
     json!({
+        "key_id": key_id,
         "ok": r.ok() && sigs.failures.is_empty() && records.is_empty(),
         "record_failures": records.iter().map(|(v, why)| json!({"model_version": v, "problem": why})).collect::<Vec<_>>(),
         "events": r.events,

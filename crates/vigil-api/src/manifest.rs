@@ -60,6 +60,30 @@ fn within(section: &str) -> impl Fn(Error) -> Error + '_ {
 }
 
 impl Manifest {
+    /// The JSON form [`Manifest::from_json`] reads (absent fields omitted).
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), Value::String(v));
+            }
+        };
+        put("name", self.name.as_ref().map(|n| n.to_string()));
+        put("version", self.version.as_ref().map(|v| v.to_string()));
+        put("model_type", self.model_type.map(|t| t.as_str().to_owned()));
+        put("artifact_uri", self.artifact_uri.clone());
+        put("artifact_sha256", self.artifact_sha256.map(|d| d.to_hex()));
+        put("owner", self.owner.clone());
+        put("description", self.description.clone());
+        if !self.tags.is_empty() {
+            m.insert("tags".into(), serde_json::json!(self.tags));
+        }
+        m.insert("metrics".into(), self.metrics.to_json());
+        m.insert("lineage".into(), self.lineage.to_json());
+        m.insert("card".into(), self.card.to_json());
+        Value::Object(m)
+    }
+
     /// Parses TOML (if `is_toml`) or JSON text.
     pub fn parse(text: &str, is_toml: bool) -> Result<Self> {
         let value: Value = if is_toml {
@@ -171,6 +195,15 @@ intended_use = "Identify patients at risk for Type 2 diabetes"
         assert_eq!(t.version.to_string(), "1.0.0");
         assert_eq!(t.content.metrics.get("auc_roc"), Some(0.95));
         assert_eq!(t.content.lineage.features, ["age", "bmi", "glucose"]);
+    }
+
+    #[test]
+    fn the_json_form_reads_back_identically() {
+        let m = Manifest::parse(TOML, true).unwrap();
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(back.to_json(), m.to_json());
+        let (a, b) = (m.into_new_version().unwrap(), back.into_new_version().unwrap());
+        assert_eq!((a.content, a.version, a.model_type), (b.content, b.version, b.model_type));
     }
 
     #[test]

@@ -33,6 +33,15 @@ pub struct Global {
     /// Read the acting user's password from the first line of standard input.
     #[arg(long, global = true)]
     pub password_stdin: bool,
+    /// Run the command against a Vigil server (http[s]://HOST:PORT) instead of a local store.
+    #[arg(long, global = true, env = "VIGIL_URL")]
+    pub url: Option<String>,
+    /// API token for --url (instead of --user and a password).
+    #[arg(long, global = true, env = "VIGIL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM certificate(s) to trust for an https --url (a private CA).
+    #[arg(long, global = true, env = "VIGIL_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use vigil_api::manifest::Manifest;
 use vigil_core::approval::{ApprovalPolicy, Meaning, RequestStatus, ServerKey};
 use vigil_core::auth::{Password, Principal, Role};
-use vigil_core::card::FieldStatus;
 use vigil_core::ids::{ModelName, SystemClock, Timestamp, UserId, UuidV7Ids};
 use vigil_core::model::{Stage, parse_reference};
 use vigil_core::registry::Registry;
@@ -19,7 +18,7 @@ use vigil_core::store::{AuditQuery, RequestFilter};
 use vigil_core::{Error, ErrorCode};
 use vigil_store::{Location, keyfile};
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     // Usage problems are reported like invalid input: exit code 2.
     anyhow::Error::new(Error::new(ErrorCode::InvalidText, msg.into()))
 }
@@ -127,7 +126,7 @@ fn read_stdin_line() -> Result<String> {
 }
 
 /// The acting user's password: --password-stdin, VIGIL_PASSWORD, or a prompt on a terminal.
-fn password(g: &Global, who: &str) -> Result<Password> {
+pub fn password_for(g: &Global, who: &str) -> Result<Password> {
     if g.password_stdin {
         return Ok(Password::new(read_stdin_line()?));
     }
@@ -146,7 +145,7 @@ fn new_password(given: Option<String>, g: &Global, who: &str, allow_actor_source
         return Ok(Password::new(p));
     }
     if allow_actor_sources && (g.password_stdin || std::env::var_os("VIGIL_PASSWORD").is_some()) {
-        return password(g, who);
+        return password_for(g, who);
     }
     if std::io::stdin().is_terminal() {
         let a = rpassword::prompt_password(format!("new password for {who}: ")).context("reading password")?;
@@ -159,14 +158,14 @@ fn new_password(given: Option<String>, g: &Global, who: &str, allow_actor_source
     Err(usage("a new password is required: use --new-password, VIGIL_NEW_PASSWORD, or run on a terminal"))
 }
 
-fn user_id(g: &Global) -> Result<UserId> {
+pub fn user_id(g: &Global) -> Result<UserId> {
     let u = g.user.as_deref().ok_or_else(|| usage("who is acting? pass --user ID or set VIGIL_USER"))?;
     Ok(UserId::parse(u)?)
 }
 
 pub fn principal(reg: &Registry, g: &Global) -> Result<Principal> {
     let id = user_id(g)?;
-    let pw = password(g, id.as_str())?;
+    let pw = password_for(g, id.as_str())?;
     Ok(reg.authenticate(&id, &pw)?)
 }
 
@@ -180,6 +179,9 @@ pub fn emit(g: &Global, v: &Value, human: impl FnOnce()) {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
+    if let Some(url) = g.url.clone().filter(|u| !u.is_empty()) {
+        return crate::remote::run(g, &url, cli.command);
+    }
     match cli.command {
         Command::Demo => crate::demo::run(g),
         Command::Serve { addr, artifacts, demo, tls_cert, tls_key } => {
@@ -266,6 +268,17 @@ fn read_manifest(path: &std::path::Path) -> Result<Manifest> {
 }
 
 fn registration(a: &RegisterArgs) -> Result<vigil_core::registry::NewModelVersion> {
+    Ok(registration_struct(a)?.into_new_version()?)
+}
+
+/// The manifest a registration sends to a server (checked the same way first).
+pub fn registration_manifest(a: &RegisterArgs) -> Result<Value> {
+    let m = registration_struct(a)?;
+    m.clone().into_new_version()?;
+    Ok(m.to_json())
+}
+
+fn registration_struct(a: &RegisterArgs) -> Result<Manifest> {
     let mut m = match &a.manifest {
         Some(p) => read_manifest(p)?,
         None => Manifest::default(),
@@ -299,32 +312,7 @@ fn registration(a: &RegisterArgs) -> Result<vigil_core::registry::NewModelVersio
     if m.artifact_sha256.is_none() {
         return Err(Error::new(ErrorCode::InvalidDigest, "--artifact-sha256 (or manifest field artifact_sha256) is required").into());
     }
-    Ok(m.into_new_version()?)
-}
-
-fn version_human(v: &vigil_core::model::ModelVersion) {
-    table::kv(&[
-        ("model", v.model_name.to_string()),
-        ("version", v.version.to_string()),
-        ("model id", v.id.clone()),
-        ("type", v.model_type.to_string()),
-        ("stage", v.stage.to_string()),
-        ("artifact", v.content.artifact_uri.clone()),
-        ("artifact sha256", v.content.artifact_sha256.map(|d| d.to_hex()).unwrap_or_else(|| "(none)".into())),
-        ("content hash", v.content_hash.to_hex()),
-        ("registered", format!("{} by {}", v.created_at, v.created_by)),
-    ]);
-    let metrics: Vec<String> = v.content.metrics.iter().map(|(k, x)| format!("{k}={x}")).collect();
-    println!("metrics          {}", if metrics.is_empty() { "(none)".into() } else { metrics.join(", ") });
-    let card = &v.content.card;
-    let missing = card.missing_hti1();
-    println!("model card       {} fields set; HTI-1 attributes {}/31 present", card.entries().count(), 31 - missing.len());
-    for (f, s) in card.entries() {
-        match s {
-            FieldStatus::Value(x) => println!("  {:<40} {}", f.key(), x),
-            FieldStatus::NotAvailable { reason } => println!("  {:<40} not available: {}", f.key(), reason),
-        }
-    }
+    Ok(m)
 }
 
 fn model_cmd(g: &Global, c: ModelCmd) -> Result<ExitCode> {
@@ -335,7 +323,8 @@ fn model_cmd(g: &Global, c: ModelCmd) -> Result<ExitCode> {
             let new = registration(&a)?;
             let actor = principal(&reg, g)?;
             let v = reg.register_model(&actor, new)?;
-            emit(g, &vigil_api::version(&v), || println!("registered {} ({}) in development, content hash {}", v.reference(), v.id, v.content_hash));
+            let j = vigil_api::version(&v);
+            emit(g, &j, || crate::views::registered(&j));
         }
         ModelCmd::Update { reference, manifest, reason } => {
             let (name, version) = parse_reference(&reference)?;
@@ -355,79 +344,26 @@ fn model_cmd(g: &Global, c: ModelCmd) -> Result<ExitCode> {
                     j
                 })
                 .collect();
-            emit(g, &Value::Array(out), || {
-                let rows = models
-                    .iter()
-                    .map(|(m, vs)| {
-                        let prod = vs.iter().find(|v| v.stage == Stage::Production).map(|v| v.version.to_string()).unwrap_or_else(|| "-".into());
-                        let latest = vs.iter().map(|v| &v.version).max().map(ToString::to_string).unwrap_or_else(|| "-".into());
-                        vec![m.name.to_string(), m.model_type.to_string(), vs.len().to_string(), latest, prod, m.owner.clone()]
-                    })
-                    .collect::<Vec<_>>();
-                table::print(&["MODEL", "TYPE", "VERSIONS", "LATEST", "PRODUCTION", "OWNER"], &rows);
-            });
+            let out = Value::Array(out);
+            emit(g, &out, || crate::views::model_list(&out));
         }
         ModelCmd::Show { reference } => {
             if reference.contains('@') {
                 let (name, version) = parse_reference(&reference)?;
                 let v = reg.get_version(&name, &version)?;
-                emit(g, &vigil_api::version(&v), || version_human(&v));
+                let j = vigil_api::version(&v);
+                emit(g, &j, || crate::views::version(&j));
             } else {
                 let name = ModelName::parse(&reference)?;
                 let m = reg.get_model(&name)?;
                 let vs = reg.list_models()?.into_iter().find(|(x, _)| x.id == m.id).map(|(_, v)| v).unwrap_or_default();
                 let mut j = vigil_api::model(&m);
                 j["versions"] = Value::Array(vs.iter().map(vigil_api::version).collect());
-                emit(g, &j, || {
-                    table::kv(&[("model", m.name.to_string()), ("type", m.model_type.to_string()), ("owner", m.owner.clone()), ("description", m.description.clone())]);
-                    println!();
-                    let mut sorted: Vec<_> = vs.iter().collect();
-                    sorted.sort_by(|a, b| b.version.cmp(&a.version));
-                    let rows = sorted
-                        .iter()
-                        .map(|v| vec![v.version.to_string(), v.stage.to_string(), v.id.clone(), table::short(&v.content_hash.to_hex(), 16), v.created_at.to_string()])
-                        .collect::<Vec<_>>();
-                    table::print(&["VERSION", "STAGE", "MODEL ID", "CONTENT HASH", "REGISTERED"], &rows);
-                });
+                emit(g, &j, || crate::views::model(&j));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn request_human(d: &vigil_core::registry::RequestDetail) {
-    let r = &d.request;
-    table::kv(&[
-        ("request", r.id.clone()),
-        ("model", r.model_ref.clone()),
-        ("transition", format!("{} -> {}", r.from_stage, r.to_stage)),
-        ("status", r.status.to_string()),
-        ("requester", r.requester.to_string()),
-        ("justification", r.justification.clone()),
-        ("content hash", r.content_hash.to_hex()),
-        ("opened", r.created_at.to_string()),
-        ("expires", r.expires_at.map(|t| t.to_string()).unwrap_or_else(|| "never".into())),
-        ("tally", vigil_api::tally(&d.tally).to_string()),
-    ]);
-    println!();
-    let rows = d
-        .signatures
-        .iter()
-        .map(|(s, ok)| {
-            vec![
-                s.printed_name.clone(),
-                s.role.to_string(),
-                s.meaning.to_string(),
-                s.decision.to_string(),
-                s.signed_at.to_string(),
-                match ok {
-                    Ok(()) => "yes".into(),
-                    Err(why) => format!("no: {why}"),
-                },
-            ]
-        })
-        .collect::<Vec<_>>();
-    table::print(&["SIGNED BY (PRINTED NAME)", "ROLE", "MEANING", "DECISION", "SIGNED AT (UTC)", "COUNTS"], &rows);
 }
 
 fn promote_cmd(g: &Global, c: PromoteCmd) -> Result<ExitCode> {
@@ -439,11 +375,8 @@ fn promote_cmd(g: &Global, c: PromoteCmd) -> Result<ExitCode> {
             let actor = principal(&reg, g)?;
             let v = reg.get_version(&name, &version)?;
             let r = reg.request_promotion(&actor, &v.id, to, &justification)?;
-            emit(g, &vigil_api::request(&r), || {
-                println!("requested {} -> {} for {}: request {}", r.from_stage, r.to_stage, r.model_ref, r.id);
-                let roles: Vec<&str> = r.policy.required_roles.iter().map(|x| x.as_str()).collect();
-                println!("needs {} approval(s) including {}", r.policy.required_approvals, roles.join(" and "));
-            });
+            let j = vigil_api::request(&r);
+            emit(g, &j, || crate::views::request_opened(&j));
         }
         PromoteCmd::Approve { request_id, meaning, comment } => sign(g, &reg, &request_id, &meaning, &comment, true)?,
         PromoteCmd::Reject { request_id, meaning, comment } => sign(g, &reg, &request_id, &meaning, &comment, false)?,
@@ -459,17 +392,13 @@ fn promote_cmd(g: &Global, c: PromoteCmd) -> Result<ExitCode> {
                 limit,
             };
             let rs = reg.list_requests(&filter)?;
-            emit(g, &Value::Array(rs.iter().map(vigil_api::request).collect()), || {
-                let rows = rs
-                    .iter()
-                    .map(|r| vec![r.id.clone(), r.model_ref.clone(), format!("{}->{}", r.from_stage, r.to_stage), r.status.to_string(), r.requester.to_string(), r.created_at.to_string()])
-                    .collect::<Vec<_>>();
-                table::print(&["REQUEST", "MODEL", "TRANSITION", "STATUS", "REQUESTER", "OPENED"], &rows);
-            });
+            let j = Value::Array(rs.iter().map(vigil_api::request).collect());
+            emit(g, &j, || crate::views::request_list(&j));
         }
         PromoteCmd::Show { request_id } => {
             let d = reg.get_request(&request_id)?;
-            emit(g, &vigil_api::request_detail(&d), || request_human(&d));
+            let j = vigil_api::request_detail(&d);
+            emit(g, &j, || crate::views::request_detail(&j));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -479,7 +408,7 @@ fn sign(g: &Global, reg: &Registry, request_id: &str, meaning: &str, comment: &s
     let meaning = Meaning::parse(meaning)?;
     let id = user_id(g)?;
     // Part 11 re-authentication: the password is entered for this signature.
-    let pw = password(g, id.as_str())?;
+    let pw = password_for(g, id.as_str())?;
     let out = if approve {
         reg.approve_promotion(&id, &pw, request_id, meaning, comment)?
     } else {
@@ -488,27 +417,13 @@ fn sign(g: &Global, reg: &Registry, request_id: &str, meaning: &str, comment: &s
     let mut j = vigil_api::request(&out.request);
     j["signature"] = vigil_api::signature(&out.signature);
     j["tally"] = vigil_api::tally(&out.tally);
-    emit(g, &j, || {
-        let s = &out.signature;
-        println!("signed by {} ({}) at {} UTC, meaning: {}, decision: {}", s.printed_name, s.role, s.signed_at, s.meaning, s.decision);
-        println!("signed content hash {}", s.content_hash);
-        println!("request {} is now {} ({})", out.request.id, out.request.status, vigil_api::tally(&out.tally));
-    });
+    emit(g, &j, || crate::views::signed(&j));
     Ok(())
 }
 
 fn policy_cmd(g: &Global, c: PolicyCmd) -> Result<ExitCode> {
     let reg = open(g, false)?;
-    let show = |p: &vigil_core::approval::PolicySet| {
-        let rows = [("staging", &p.staging), ("production", &p.production), ("archived", &p.archived)]
-            .iter()
-            .map(|(s, x)| {
-                let roles = |v: &[Role]| v.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
-                vec![s.to_string(), x.required_approvals.to_string(), roles(&x.required_roles), roles(&x.eligible_roles), x.expires_after_hours.map(|h| format!("{h}h")).unwrap_or_else(|| "never".into())]
-            })
-            .collect::<Vec<_>>();
-        table::print(&["TARGET STAGE", "APPROVALS", "REQUIRED ROLES", "ELIGIBLE ROLES", "EXPIRES"], &rows);
-    };
+    let show = |p: &vigil_core::approval::PolicySet| crate::views::policies(&vigil_api::policies(p));
     match c {
         PolicyCmd::Show => {
             let p = reg.policies()?;
@@ -556,46 +471,14 @@ fn audit_cmd(g: &Global, c: AuditCmd) -> Result<ExitCode> {
             let sigs = reg.verify_signatures()?;
             let records = reg.verify_records()?;
             let ok = chain.ok() && sigs.failures.is_empty() && records.is_empty();
-            emit(g, &vigil_api::chain_report(&chain, &sigs, &records), || {
-                match &chain.first_bad {
-                    None => println!("audit chain intact: {} events, head {}", chain.events, chain.head_hash),
-                    Some((pos, problem)) => println!("audit chain BROKEN at position {pos}: {problem}"),
-                }
-                if sigs.failures.is_empty() {
-                    println!("signatures intact: {} verified with key {}", sigs.checked, reg.key_id());
-                } else {
-                    for (id, why) in &sigs.failures {
-                        println!("signature FAILED: {id}: {why}");
-                    }
-                }
-                if records.is_empty() {
-                    println!("records intact: every staging and production version is backed by a valid approval");
-                } else {
-                    for (v, why) in &records {
-                        println!("record FAILED: {v} {why}");
-                    }
-                }
-            });
+            let j = vigil_api::chain_report(&chain, &sigs, &records, reg.key_id());
+            emit(g, &j, || crate::views::chain_report(&j));
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         AuditCmd::Log(f) => {
             let events = reg.audit_log(&audit_query(&f)?)?;
-            emit(g, &Value::Array(events.iter().map(vigil_api::audit_event).collect()), || {
-                let rows = events
-                    .iter()
-                    .map(|e| {
-                        let d: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
-                        let note = d.get("code").or_else(|| d.get("reason")).and_then(Value::as_str).unwrap_or("").to_owned();
-                        let target = match (&e.model, &e.version) {
-                            (Some(m), Some(v)) => format!("{m}@{v}"),
-                            (Some(m), None) => m.clone(),
-                            _ => format!("{}:{}", e.entity_type, e.entity_id),
-                        };
-                        vec![e.seq.to_string(), e.at.clone(), e.actor.clone(), e.action.clone(), e.outcome.clone(), target, note]
-                    })
-                    .collect::<Vec<_>>();
-                table::print(&["SEQ", "AT (UTC)", "ACTOR", "ACTION", "OUTCOME", "TARGET", "CODE / REASON"], &rows);
-            });
+            let j = Value::Array(events.iter().map(vigil_api::audit_event).collect());
+            emit(g, &j, || crate::views::audit_events(&j));
             Ok(ExitCode::SUCCESS)
         }
         AuditCmd::Export { filter, output } => {
@@ -629,57 +512,7 @@ fn lineage_cmd(g: &Global, reference: Option<String>, data_hash: Option<String>)
     let reference = reference.ok_or_else(|| usage("give NAME@VERSION or --data-hash HASH"))?;
     let (name, version) = parse_reference(&reference)?;
     let l = reg.lineage(&name, &version)?;
-    emit(g, &vigil_api::lineage(&l), || {
-        let v = &l.version;
-        let li = &v.content.lineage;
-        let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "(not recorded)".into());
-        println!("{} [{}]  content hash {} ({})", v.reference(), v.stage, v.content_hash, if l.content_hash_ok { "verified" } else { "MISMATCH: altered outside vigil" });
-        println!();
-        println!("data");
-        table::kv(&[
-            ("  training data", show(&li.training_data_uri)),
-            ("  data version", show(&li.training_data_version)),
-            ("  data hash", show(&li.training_data_hash)),
-            ("  features", if li.features.is_empty() { "(not recorded)".into() } else { li.features.join(", ") }),
-        ]);
-        println!("run and code");
-        table::kv(&[
-            ("  training run", show(&li.training_run_id)),
-            ("  code commit", show(&li.code_commit)),
-            ("  environment", show(&li.environment_digest)),
-            ("  parent version", show(&li.parent_model_version)),
-            ("  artifact", format!("{} sha256 {}", v.content.artifact_uri, v.content.artifact_sha256.map(|d| d.to_hex()).unwrap_or_else(|| "(none)".into()))),
-        ]);
-        if !l.same_data.is_empty() {
-            println!("  also trained on this data: {}", l.same_data.join(", "));
-        }
-        println!("approvals");
-        if l.requests.is_empty() {
-            println!("  (no promotion requests)");
-        }
-        for d in &l.requests {
-            let r = &d.request;
-            println!("  {} {}->{} {} (requested by {} at {}: {})", r.id, r.from_stage, r.to_stage, r.status, r.requester, r.created_at, r.justification);
-            for (s, ok) in &d.signatures {
-                println!(
-                    "    {} {} — {} ({}), meaning {}, at {} UTC{}",
-                    s.decision,
-                    s.signer_id,
-                    s.printed_name,
-                    s.role,
-                    s.meaning,
-                    s.signed_at,
-                    match ok {
-                        Ok(()) => String::new(),
-                        Err(why) => format!(" [does not count: {why}]"),
-                    }
-                );
-            }
-        }
-        println!("stage history");
-        for t in &l.transitions {
-            println!("  {} {} -> {} by {} ({})", t.at, t.from_stage.map(|s| s.to_string()).unwrap_or_else(|| "-".into()), t.to_stage, t.actor, t.reason);
-        }
-    });
+    let j = vigil_api::lineage(&l);
+    emit(g, &j, || crate::views::lineage(&j));
     Ok(ExitCode::SUCCESS)
 }

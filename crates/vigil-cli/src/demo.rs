@@ -134,7 +134,7 @@ pub fn run(g: &Global) -> Result<ExitCode> {
     ));
     if g.json {
         let mut out = vigil_api::lineage(&l);
-        out["audit"] = vigil_api::chain_report(&chain, &sigs, &records);
+        out["audit"] = vigil_api::chain_report(&chain, &sigs, &records, reg.key_id());
         println!("{out}");
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }

@@ -9,7 +9,9 @@ mod cli;
 mod commands;
 mod demo;
 mod drift;
+mod remote;
 mod table;
+mod views;
 
 use clap::Parser;
 

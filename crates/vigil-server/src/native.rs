@@ -72,6 +72,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation { method: "post", path: "/models/{name}/versions/{version}/drift/check", summary: "Check stored samples (or the data in the body) for drift; stores the report, updates alerts", who: "data_scientist, ml_lead, clinical_reviewer, compliance_officer", body: NONE, query: &[("window_rows", "integer"), ("since", "string"), ("prediction_col", "string")], auth: true, handler: || post(crate::drift_api::check).layer(axum::extract::DefaultBodyLimit::disable()) },
     Operation { method: "get", path: "/drift/alerts", summary: "Drift alerts (active ones unless all=true)", who: "any authenticated user", body: NONE, query: &[("model", "string"), ("version", "string"), ("all", "boolean")], auth: true, handler: || get(crate::drift_api::alerts) },
     Operation { method: "post", path: "/drift/alerts/{id}/ack", summary: "Acknowledge an open alert", who: "data_scientist, ml_lead", body: &[("comment", "string", true)], query: NOQ, auth: true, handler: || post(crate::drift_api::ack) },
+    Operation { method: "get", path: "/policies", summary: "The approval policies per target stage", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_policies) },
     Operation { method: "get", path: "/audit", summary: "Audit events, oldest first (page with after_seq)", who: "every role", body: NONE, query: &[("model", "string"), ("version", "string"), ("actor", "string"), ("action", "string"), ("outcome", "string"), ("since", "string"), ("until", "string"), ("limit", "integer"), ("after_seq", "integer")], auth: true, handler: || get(audit_log) },
     Operation { method: "get", path: "/audit/verify", summary: "Verify the hash chain, every signature seal and every released record", who: "every role", body: NONE, query: NOQ, auth: true, handler: || get(verify_audit) },
 ];
@@ -96,7 +97,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 pub fn known_route(path: &str) -> Option<String> {
     let rest = path.strip_prefix("/api/v1")?;
     Some(match rest {
-        "/auth/login" | "/auth/logout" | "/me" | "/tokens" | "/models" | "/promotions" | "/audit" | "/audit/verify" | "/openapi.json" | "/docs" => format!("/api/v1{rest}"),
+        "/auth/login" | "/auth/logout" | "/me" | "/tokens" | "/models" | "/promotions" | "/policies" | "/audit" | "/audit/verify" | "/openapi.json" | "/docs" => format!("/api/v1{rest}"),
         r if r.starts_with("/tokens/") => "/api/v1/tokens/{id}".into(),
         r if r.starts_with("/promotions/") => match r.rsplit('/').next() {
             Some(a @ ("approve" | "reject" | "withdraw")) => format!("/api/v1/promotions/{{id}}/{a}"),
@@ -226,13 +227,24 @@ async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Res
     reply(r)
 }
 
+async fn show_policies(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let r = async {
+        authenticate(&st, &headers).await?;
+        let reg = st.registry.clone();
+        Ok(vigil_api::policies(&blocking(move || reg.policies()).await?))
+    }
+    .await;
+    reply(r)
+}
+
 async fn verify_audit(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let r = async {
         let p = authenticate(&st, &headers).await?;
         vigil_core::auth::authorize(p.role(), vigil_core::auth::Action::ReadAudit)?;
         let reg = st.registry.clone();
+        let key = reg.key_id().to_owned();
         let (chain, sigs, records) = blocking(move || Ok((reg.verify_audit()?, reg.verify_signatures()?, reg.verify_records()?))).await?;
-        Ok(vigil_api::chain_report(&chain, &sigs, &records))
+        Ok(vigil_api::chain_report(&chain, &sigs, &records, &key))
     }
     .await;
     reply(r)

@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 mod concurrency;
 mod drift;
 mod errors;
+mod remote;
 mod server;
 mod workflow;
 

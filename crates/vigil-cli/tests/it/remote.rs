@@ -1,0 +1,151 @@
+//! The CLI against a server (`--url`): the same commands give the same output and exit codes
+//! as against the store directly, the rules run in the server (refusals come back with their
+//! codes), signatures still take the password, and tokens work instead of passwords.
+
+use crate::{PW, Run, Vigil, bin};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(v: &Vigil) -> Served {
+    let mut cmd = v.cmd();
+    cmd.args(["serve", "--addr", "127.0.0.1:0"]).env("VIGIL_LOG", "off").stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn vigil serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address line");
+    let url = line.trim().strip_prefix("listening on ").expect("listening line").to_owned();
+    Served { child, url }
+}
+
+/// The binary with no local store at all: everything must go through the server.
+fn remote(url: &str, user: Option<&str>, args: &[&str]) -> Run {
+    let mut c = Command::new(bin());
+    c.env_remove("VIGIL_DATA_DIR").env_remove("VIGIL_DATABASE_URL").env_remove("VIGIL_TOKEN").env_remove("VIGIL_USER");
+    c.env("VIGIL_DATA_DIR", "/nonexistent/vigil-remote-test").env("VIGIL_URL", url).stdin(Stdio::null());
+    if let Some(u) = user {
+        c.args(["--user", u]).env("VIGIL_PASSWORD", PW);
+    }
+    c.args(args).output().expect("spawn").into()
+}
+
+#[test]
+fn the_cli_against_a_server_matches_the_cli_against_the_store() {
+    let v = Vigil::with_team();
+    v.register("ds", ("sepsis", "1.0.0")).ok();
+    let s = serve(&v);
+
+    // Writes through the server: register, request, sign (password re-entered), withdraw.
+    let reg = remote(&s.url, Some("ds"), &[
+        "--json", "model", "register", "sepsis", "--version", "1.1.0", "--type", "classification", "--artifact-uri", "s3://models/s/1.1.0",
+        "--artifact-sha256", &"cd".repeat(32), "--metric", "auc_roc=0.9",
+    ])
+    .ok();
+    assert_eq!(reg.json()["version"], "1.1.0");
+    let req = remote(&s.url, Some("ds"), &["--json", "promote", "request", "sepsis@1.0.0", "--to", "production", "--justification", "validated"]).ok();
+    let id = req.json()["request_id"].as_str().unwrap().to_owned();
+    // The server's rules: the requester cannot sign; a reviewer without the password cannot either.
+    let refused = remote(&s.url, Some("ds"), &["promote", "approve", &id]);
+    assert_eq!(refused.code, 1, "{} {}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("role_not_permitted") || refused.stderr.contains("self_approval"), "{}", refused.stderr);
+    let signed = remote(&s.url, Some("lead"), &["promote", "approve", &id, "--comment", "metrics reviewed"]).ok();
+    assert!(signed.stdout.contains("signed by Lee Lead (ml_lead)"), "{}", signed.stdout);
+    remote(&s.url, Some("clin"), &["promote", "approve", &id, "--comment", "clinically sound"]).ok();
+
+    // Reads: identical output, text and JSON, remote and local.
+    for args in [
+        vec!["model", "list"],
+        vec!["model", "show", "sepsis"],
+        vec!["model", "show", "sepsis@1.0.0"],
+        vec!["promote", "list"],
+        vec!["promote", "show", id.as_str()],
+        vec!["lineage", "sepsis@1.0.0"],
+        vec!["policy", "show"],
+        vec!["audit", "log", "--model", "sepsis"],
+        vec!["audit", "verify"],
+    ] {
+        for json in [false, true] {
+            let mut a: Vec<&str> = if json { vec!["--json"] } else { vec![] };
+            a.extend(&args);
+            let local = v.run(&a);
+            let far = remote(&s.url, Some("ds"), &a);
+            assert_eq!(far.code, local.code, "{args:?}: {}", far.stderr);
+            assert_eq!(far.stdout, local.stdout, "{args:?} json={json}");
+            assert!(!far.stdout.trim().is_empty(), "{args:?}");
+        }
+    }
+
+    // Errors keep their codes and exit status.
+    let local = v.run(&["--json", "model", "show", "nosuch"]);
+    let far = remote(&s.url, Some("ds"), &["--json", "model", "show", "nosuch"]);
+    assert_eq!((far.code, far.json()["error"]["code"].clone()), (local.code, local.json()["error"]["code"].clone()));
+    assert_eq!(remote(&s.url, Some("ds"), &["user", "list"]).code, 2, "host administration stays local");
+    assert_eq!(remote(&s.url, Some("ds"), &["model", "list"]).code, 0);
+    let wrong = {
+        let mut c = Command::new(bin());
+        c.env("VIGIL_URL", &s.url).env("VIGIL_PASSWORD", "wrong password!!").args(["--user", "ds", "model", "list"]).stdin(Stdio::null());
+        Run::from(c.output().unwrap())
+    };
+    assert_eq!(wrong.code, 1);
+    assert!(wrong.stderr.contains("authentication_failed"), "{}", wrong.stderr);
+
+    // A token instead of a password (signing still needs the password).
+    let a = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut resp = a
+        .post(&format!("{}/api/v1/auth/login", s.url))
+        .header("content-type", "application/json")
+        .send(serde_json::json!({"user": "ds", "password": PW}).to_string())
+        .unwrap();
+    let token: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let mut c = Command::new(bin());
+    c.env_remove("VIGIL_PASSWORD").env("VIGIL_URL", &s.url).env("VIGIL_TOKEN", token["token"].as_str().unwrap()).args(["--json", "model", "show", "sepsis@1.0.0"]).stdin(Stdio::null());
+    let with_token = Run::from(c.output().unwrap()).ok();
+    assert_eq!(with_token.json()["stage"], "production");
+}
+
+#[test]
+fn drift_commands_against_a_server() {
+    let v = Vigil::with_team();
+    v.register("ds", ("icu", "1.0.0")).ok();
+    let s = serve(&v);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, shift: f64, n: usize, unit: &str| {
+        let mut t = String::from("age,unit,score\n");
+        for i in 0..n {
+            t.push_str(&format!("{},{},{}\n", 40.0 + (i % 40) as f64 + shift, if i % 2 == 0 { "a" } else { unit }, (i % 10) as f64 / 10.0));
+        }
+        let p = dir.path().join(name);
+        std::fs::write(&p, t).unwrap();
+        p.display().to_string()
+    };
+    let train = write("train.csv", 0.0, 2000, "b");
+    let prod = write("prod.csv", 25.0, 1000, "c");
+    let out = remote(&s.url, Some("ds"), &["drift", "baseline", "icu@1.0.0", "--data", &train, "--prediction-col", "score"]).ok();
+    assert!(out.stdout.contains("baseline v1 for icu@1.0.0: 2000 rows, 2 features profiled"), "{}", out.stdout);
+    remote(&s.url, Some("ds"), &["drift", "add", "icu@1.0.0", "--data", &prod, "--prediction-col", "score"]).ok();
+    let check = remote(&s.url, Some("clin"), &["--json", "drift", "check", "icu@1.0.0"]).ok();
+    assert_eq!(check.json()["status"], "drift");
+    let table = remote(&s.url, Some("clin"), &["drift", "check", "icu@1.0.0"]).ok();
+    assert!(table.stdout.contains("status drift") && table.stdout.contains("FEATURE"), "{}", table.stdout);
+    let alerts = remote(&s.url, Some("ds"), &["--json", "drift", "alerts", "icu@1.0.0"]).ok();
+    let id = alerts.json()[0]["alert_id"].as_str().unwrap().to_owned();
+    // The same alerts, printed the same way, locally.
+    assert_eq!(remote(&s.url, Some("ds"), &["drift", "alerts"]).ok().stdout, v.run(&["drift", "alerts"]).ok().stdout);
+    remote(&s.url, Some("ds"), &["drift", "ack", &id, "--comment", "investigating"]).ok();
+    let cfg = remote(&s.url, Some("ds"), &["--json", "drift", "config", "icu@1.0.0"]).ok();
+    assert_eq!(cfg.json(), v.run(&["--json", "drift", "config", "icu@1.0.0"]).ok().json());
+    // Refused by the server's rules: reviewers do not add samples.
+    let refused = remote(&s.url, Some("clin"), &["drift", "add", "icu@1.0.0", "--data", &prod]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("role_not_permitted"), "{}", refused.stderr);
+}
