@@ -681,7 +681,9 @@ impl Registry {
         };
         let v = self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::RegisterModel)?;
-            let model = Self::model_named(tx, &new.name, false)?;
+            // Locked before the next semantic version is chosen, so that concurrent
+            // registrations (on any replica) choose one after the other.
+            let model = Self::model_named(tx, &new.name, true)?;
             let resolved = Self::resolve_source_tx(tx, &new.source, new.run_id.as_deref(), new.logged_model_id.as_deref())?;
             let version = match &chosen {
                 Some(v) => v.clone(),

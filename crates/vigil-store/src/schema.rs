@@ -95,6 +95,7 @@ CREATE TABLE run_inputs (
     PRIMARY KEY (run_id, name, digest)
 );
 CREATE INDEX run_inputs_by_dataset ON run_inputs (name, digest);
+{PG_SEQUENCES}
 "#;
 
 const V4: &str = r#"
@@ -395,6 +396,13 @@ CREATE TRIGGER signatures_append_only BEFORE UPDATE OR DELETE ON signatures FOR 
 CREATE TRIGGER signatures_no_truncate BEFORE TRUNCATE ON signatures FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
 "#;
 
+const PG_SEQUENCES: &str = r#"
+CREATE SEQUENCE experiments_id_seq;
+SELECT setval('experiments_id_seq', (SELECT COALESCE(MAX(id), 0) + 1 FROM experiments), false);
+CREATE SEQUENCE runs_rk_seq;
+SELECT setval('runs_rk_seq', (SELECT COALESCE(MAX(rk), 0) + 1 FROM runs), false);
+"#;
+
 /// The migration text for one backend.
 pub(crate) fn render(sql: &str, postgres: bool) -> String {
     let (seq_pk, append_only, blob) = if postgres {
@@ -404,5 +412,12 @@ pub(crate) fn render(sql: &str, postgres: bool) -> String {
     };
     // SQLite: tables clustered on their primary key (one b-tree per insert instead of two).
     let without_rowid = if postgres { "" } else { " WITHOUT ROWID" };
-    sql.replace("{SEQ_PK}", seq_pk).replace("{APPEND_ONLY}", append_only).replace("{BLOB}", blob).replace("{WITHOUT_ROWID}", without_rowid)
+    // PostgreSQL: experiment ids and run keys come from sequences, so that any number of
+    // replicas can create them at once (SQLite has one writer; MAX + 1 is exact there).
+    let sequences = if postgres { PG_SEQUENCES } else { "" };
+    sql.replace("{SEQ_PK}", seq_pk)
+        .replace("{APPEND_ONLY}", append_only)
+        .replace("{BLOB}", blob)
+        .replace("{WITHOUT_ROWID}", without_rowid)
+        .replace("{PG_SEQUENCES}", sequences)
 }

@@ -122,7 +122,8 @@ pub(crate) fn insert_experiment(c: &mut dyn Conn, e: &Experiment) -> Result<i64>
     if !c.query("SELECT id FROM experiments WHERE name = $1", &[e.name.as_str().into()]).map_err(db)?.is_empty() {
         return Err(Error::new(ErrorCode::ExperimentExists, "an experiment with that name exists (possibly deleted: restore or rename it)"));
     }
-    let id = c.query("SELECT COALESCE(MAX(id), 0) + 1 FROM experiments", &[]).map_err(db)?.first().map_or(1, |r| r.int(0));
+    let next = if c.is_postgres() { "SELECT nextval('experiments_id_seq')" } else { "SELECT COALESCE(MAX(id), 0) + 1 FROM experiments" };
+    let id = c.query(next, &[]).map_err(db)?.first().map_or(1, |r| r.int(0));
     // A concurrent insert of the same id or name fails the unique constraint, which the
     // registry's write loop retries; the retry then sees the name taken.
     c.exec(
@@ -194,9 +195,12 @@ fn run_from(r: &Row) -> Result<RunInfo> {
 }
 
 pub(crate) fn insert_run(c: &mut dyn Conn, r: &RunInfo) -> Result<()> {
+    let rk = if c.is_postgres() { "nextval('runs_rk_seq')" } else { "(SELECT COALESCE(MAX(rk), 0) + 1 FROM runs)" };
     c.exec(
-        "INSERT INTO runs (id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage, metric_seq, rk) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, (SELECT COALESCE(MAX(rk), 0) + 1 FROM runs))",
+        &format!(
+            "INSERT INTO runs (id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage, metric_seq, rk) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, {rk})"
+        ),
         &[
             r.run_id.as_str().into(),
             r.experiment_id.into(),
