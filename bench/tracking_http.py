@@ -9,6 +9,8 @@ Workloads (raw REST with keep-alive sessions, as the mlflow client sends them):
    clock starts): metric points per second.
 3. metrics/get-history of a 100,000-point metric, paged by 25,000 as the client does.
 4. runs/search with a filter and an order_by over N runs (default 10,000): p50 of 21 calls.
+5. registered-models/alias on a model with 50 versions and 5 aliases (what
+   `load_model("models:/name@alias")` asks first), 1 client, 1,000 calls: p50 / p99.
 
 mlflow server for comparison (stock 3.17.2, SQLite, one worker):
     mlflow server --backend-store-uri sqlite:///DIR/mlflow.db --artifacts-destination DIR/a --workers 1
@@ -127,3 +129,19 @@ for _ in range(21):
     assert post("runs/search", body)["runs"], "the filter matches some runs"
     times.append((time.perf_counter() - t) * 1e3)
 print(f"search_runs (filter + order_by, first 100) over {nruns} runs: p50 {statistics.median(times):.1f} ms")
+
+# 5
+model = f"bench-model-{tag}"
+post("registered-models/create", {"name": model})
+for i in range(50):
+    post("model-versions/create", {"name": model, "source": f"s3://models/bench/{i}"})
+for alias, v in [("challenger", 50), ("candidate", 49), ("shadow", 48), ("previous", 47), ("baseline", 1)]:
+    post("registered-models/alias", {"name": model, "alias": alias, "version": str(v)})
+lat = []
+for _ in range(1000):
+    t = time.perf_counter()
+    r = get("registered-models/alias", {"name": model, "alias": "challenger"})
+    lat.append((time.perf_counter() - t) * 1e3)
+    assert r["model_version"]["version"] == "50"
+lat.sort()
+print(f"alias lookup (50 versions, 5 aliases), 1 client, 1000 calls: p50 {statistics.median(lat):.2f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.2f} ms")

@@ -307,6 +307,10 @@ pub enum CatalogField {
     Source,
     /// `version_number` (versions).
     VersionNumber,
+    /// `creation_time` (experiments, ms).
+    CreationTime,
+    /// `last_update_time` (experiments, ms).
+    LastUpdateTime,
     /// `tags.<key>`.
     Tag(String),
 }
@@ -334,6 +338,8 @@ pub enum CatalogOrder {
     Created,
     /// By last change.
     Updated,
+    /// By id (experiments).
+    Id,
 }
 
 fn like(pattern: &str, text: &str, fold: bool) -> bool {
@@ -419,6 +425,7 @@ impl CatalogVersion {
             CatalogField::RunId => text_matches(c.op, &c.operand, self.meta.run_id.as_deref()),
             CatalogField::Source => text_matches(c.op, &c.operand, Some(&self.meta.source)),
             CatalogField::VersionNumber => num_matches(c.op, &c.operand, self.version.number),
+            CatalogField::CreationTime | CatalogField::LastUpdateTime => false,
             CatalogField::Tag(k) => text_matches(c.op, &c.operand, tag_value(k, tag(k).as_deref())),
         }
     }
@@ -588,6 +595,49 @@ impl Registry {
             }
             Ok((out, more))
         })
+    }
+
+    /// Experiments matching `name`, `creation_time`, `last_update_time` and `tags.<key>`
+    /// conditions (MLflow's `search_experiments`), ordered (default: last update, newest
+    /// first, then id), a page at a time.
+    pub fn search_experiments(
+        &self,
+        view: crate::tracking::ViewType,
+        filter: &[CatalogClause],
+        order: &[(CatalogOrder, bool)],
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<crate::tracking::Experiment>, bool)> {
+        // Experiments are few (hundreds, not millions): filter and order over the whole list.
+        let mut all = self.read(|tx| tx.list_experiments(view, 1_000_000, 0))?;
+        all.retain(|e| {
+            filter.iter().all(|c| match &c.field {
+                CatalogField::Name => text_matches(c.op, &c.operand, Some(&e.name)),
+                CatalogField::CreationTime => num_matches(c.op, &c.operand, e.creation_time),
+                CatalogField::LastUpdateTime => num_matches(c.op, &c.operand, e.last_update_time),
+                CatalogField::Tag(k) => text_matches(c.op, &c.operand, e.tags.iter().find(|(tk, _)| tk == k).map(|(_, v)| v.as_str())),
+                _ => false,
+            })
+        });
+        let default = [(CatalogOrder::Updated, false)];
+        let order = if order.is_empty() { &default[..] } else { order };
+        all.sort_by(|a, b| {
+            for (k, asc) in order {
+                let o = match k {
+                    CatalogOrder::Name | CatalogOrder::VersionNumber => a.name.cmp(&b.name),
+                    CatalogOrder::Created => a.creation_time.cmp(&b.creation_time),
+                    CatalogOrder::Updated => a.last_update_time.cmp(&b.last_update_time),
+                    CatalogOrder::Id => a.id.cmp(&b.id),
+                };
+                let o = if *asc { o } else { o.reverse() };
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            a.id.cmp(&b.id)
+        });
+        let more = all.len() > offset + limit;
+        Ok((all.into_iter().skip(offset).take(limit).collect(), more))
     }
 
     // ----- versions ------------------------------------------------------------------------
@@ -888,7 +938,7 @@ impl Registry {
                     let o = match k {
                         CatalogOrder::Name => a.version.model_name.as_str().cmp(b.version.model_name.as_str()),
                         CatalogOrder::VersionNumber => a.version.number.cmp(&b.version.number),
-                        CatalogOrder::Created => a.version.created_at.cmp(&b.version.created_at),
+                        CatalogOrder::Created | CatalogOrder::Id => a.version.created_at.cmp(&b.version.created_at),
                         CatalogOrder::Updated => a.meta.updated_ms.cmp(&b.meta.updated_ms),
                     };
                     let o = if *asc { o } else { o.reverse() };
@@ -1195,7 +1245,7 @@ fn sort_models(models: &mut [RegisteredModel], order: &[(CatalogOrder, bool)], u
     models.sort_by(|a, b| {
         for (k, asc) in order {
             let o = match k {
-                CatalogOrder::Name | CatalogOrder::VersionNumber => a.name.as_str().cmp(b.name.as_str()),
+                CatalogOrder::Name | CatalogOrder::VersionNumber | CatalogOrder::Id => a.name.as_str().cmp(b.name.as_str()),
                 CatalogOrder::Created => a.created_at.cmp(&b.created_at),
                 CatalogOrder::Updated => updated(a).cmp(&updated(b)),
             };

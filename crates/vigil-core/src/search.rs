@@ -446,6 +446,8 @@ pub enum CatalogKind {
     Models,
     /// `search_model_versions`.
     Versions,
+    /// `search_experiments`.
+    Experiments,
 }
 
 fn catalog_attr(key: &str, kind: CatalogKind, at: usize) -> Result<CatalogField> {
@@ -454,6 +456,9 @@ fn catalog_attr(key: &str, kind: CatalogKind, at: usize) -> Result<CatalogField>
         ("run_id", CatalogKind::Versions) => CatalogField::RunId,
         ("source_path", CatalogKind::Versions) => CatalogField::Source,
         ("version_number", CatalogKind::Versions) => CatalogField::VersionNumber,
+        ("creation_time", CatalogKind::Experiments) => CatalogField::CreationTime,
+        ("last_update_time", CatalogKind::Experiments) => CatalogField::LastUpdateTime,
+        (_, CatalogKind::Experiments) => return Err(invalid(format!("unknown attribute at position {at}; experiments are searched by name, creation_time, last_update_time and tags"))),
         (_, CatalogKind::Models) => return Err(invalid(format!("unknown attribute at position {at}; registered models are searched by name and tags"))),
         _ => return Err(invalid(format!("unknown attribute at position {at}; known: name, run_id, source_path, version_number, tags"))),
     })
@@ -476,7 +481,8 @@ pub fn parse_catalog_filter(filter: &str, kind: CatalogKind) -> Result<Vec<Catal
         let op = p.op()?;
         let operand = p.operand(op)?;
         let ok = match (&field, op) {
-            (CatalogField::VersionNumber, Op::Eq | Op::Ne | Op::Gt | Op::Ge | Op::Lt | Op::Le) => matches!(operand, Operand::Number(_)),
+            (CatalogField::VersionNumber | CatalogField::CreationTime | CatalogField::LastUpdateTime, Op::Eq | Op::Ne | Op::Gt | Op::Ge | Op::Lt | Op::Le) => matches!(operand, Operand::Number(_)),
+            (CatalogField::CreationTime | CatalogField::LastUpdateTime, _) => false,
             (CatalogField::VersionNumber, Op::In | Op::NotIn) => true,
             (CatalogField::Name | CatalogField::RunId, Op::In | Op::NotIn) => true,
             (CatalogField::VersionNumber, _) => false,
@@ -513,8 +519,9 @@ pub fn parse_catalog_order(s: &str, kind: CatalogKind) -> Result<(CatalogOrder, 
     let key = match (key.as_str(), kind) {
         ("name", _) => CatalogOrder::Name,
         ("version_number", CatalogKind::Versions) => CatalogOrder::VersionNumber,
-        ("creation_timestamp", _) => CatalogOrder::Created,
-        ("last_updated_timestamp", _) => CatalogOrder::Updated,
+        ("creation_timestamp", CatalogKind::Models | CatalogKind::Versions) | ("creation_time", CatalogKind::Experiments) => CatalogOrder::Created,
+        ("last_updated_timestamp", CatalogKind::Models | CatalogKind::Versions) | ("last_update_time", CatalogKind::Experiments) => CatalogOrder::Updated,
+        ("experiment_id", CatalogKind::Experiments) => CatalogOrder::Id,
         _ => return Err(invalid(format!("cannot order by the field at position {at}"))),
     };
     let ascending = match p.next() {

@@ -247,18 +247,16 @@ fn experiments_get_by_name(r: &Registry, p: &Principal, f: &Fields) -> Result<Va
 }
 
 fn experiments_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
-    if f.opt_str("filter")?.is_some_and(|s| !s.trim().is_empty()) {
-        return Err(Error::new(ErrorCode::InvalidFilter, "experiment search filters are not supported yet; list all and filter client-side"));
-    }
+    use vigil_core::search::{CatalogKind, parse_catalog_filter, parse_catalog_order};
     let view = ViewType::parse(&f.opt_str("view_type")?.unwrap_or_default())?;
+    let filter = parse_catalog_filter(&f.opt_str("filter")?.unwrap_or_default(), CatalogKind::Experiments)?;
+    let order = f.str_list("order_by")?.iter().map(|s| parse_catalog_order(s, CatalogKind::Experiments)).collect::<Result<Vec<_>>>()?;
     let limit = f.opt_i64("max_results")?.unwrap_or(1000);
     if !(1..=50_000).contains(&limit) {
         return Err(Error::new(ErrorCode::InvalidFilter, "max_results must be between 1 and 50000"));
     }
     let offset = parse_page_token(f.opt_str("page_token")?)?;
-    let mut exps = r.list_experiments(view, limit as u32 + 1, offset)?;
-    let more = exps.len() > limit as usize;
-    exps.truncate(limit as usize);
+    let (exps, more) = r.search_experiments(view, &filter, &order, limit as usize, offset as usize)?;
     let mut out = json!({"experiments": exps.iter().map(experiment_json).collect::<Vec<_>>()});
     if more {
         out["next_page_token"] = json!(page_token(offset + limit as u64));

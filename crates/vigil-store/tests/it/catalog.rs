@@ -224,3 +224,23 @@ conformance!(registry_searches_filter_order_and_page, |env| {
     let (vs, more) = reg.search_catalog_versions(&[], &[], 4, 0).unwrap();
     assert_eq!((vs.len(), more), (4, true));
 });
+
+conformance!(experiments_search_by_name_time_and_tags, |env| {
+    env.with_team();
+    let ds = env.login("ds");
+    let reg = &env.registry;
+    for (name, team) in [("icu-sepsis", "icu"), ("icu-aki", "icu"), ("ed-triage", "ed")] {
+        reg.create_experiment(&ds, name, None, &[kv("team", team)]).unwrap();
+    }
+    let f = |s: &str| parse_catalog_filter(s, CatalogKind::Experiments).unwrap();
+    let o = |s: &str| parse_catalog_order(s, CatalogKind::Experiments).unwrap();
+    let names = |r: (Vec<vigil_core::tracking::Experiment>, bool)| r.0.into_iter().map(|e| e.name).collect::<Vec<_>>();
+    let view = vigil_core::tracking::ViewType::ActiveOnly;
+    assert_eq!(names(reg.search_experiments(view, &f("name LIKE 'icu-%'"), &[o("name")], 100, 0).unwrap()), vec!["icu-aki", "icu-sepsis"]);
+    assert_eq!(names(reg.search_experiments(view, &f("tags.team = 'ed'"), &[], 100, 0).unwrap()), vec!["ed-triage"]);
+    assert_eq!(names(reg.search_experiments(view, &f("creation_time >= 0 AND name != 'Default'"), &[o("experiment_id DESC")], 2, 0).unwrap()), vec!["ed-triage", "icu-aki"]);
+    let (page, more) = reg.search_experiments(view, &[], &[o("name")], 2, 2).unwrap();
+    assert_eq!((page.len(), more), (2, false));
+    assert!(parse_catalog_filter("version_number = 1", CatalogKind::Experiments).is_err());
+    assert!(parse_catalog_filter("creation_time = 'x'", CatalogKind::Experiments).is_err());
+});
