@@ -115,8 +115,9 @@ impl Owner {
     }
 }
 
-/// The digest a model version binds: SHA-256 over the sorted lines `<sha256> <size> <path>`
-/// of every file under an `mlflow-artifacts:/` location (or of the one file it names).
+/// The digest a model version binds: SHA-256 over the lines `<sha256> <size> <path>\n` of
+/// every file under an `mlflow-artifacts:/` location, in path order (byte order of the
+/// relative paths; the path is empty when the location names one file).
 /// `None` for locations outside Vigil's artifact store; an error when the location is Vigil's
 /// but holds nothing (a version must point at bytes that exist).
 pub async fn tree_digest(st: &Arc<AppState>, uri: &str) -> Result<Option<vigil_core::ids::Sha256Digest>, Error> {
@@ -157,6 +158,7 @@ pub async fn tree_digest(st: &Arc<AppState>, uri: &str) -> Result<Option<vigil_c
     if files.is_empty() {
         return Err(Error::new(ErrorCode::InvalidSource, "the source location holds no artifacts; upload the model before registering it"));
     }
+    // Path order (the tuples sort by path first; paths are unique).
     files.sort();
     let mut manifest = String::new();
     for (path, size, sha) in &files {

@@ -386,6 +386,10 @@ fn artifacts_round_trip_are_never_replaced_and_refuse_escapes() {
     let details: Value = serde_json::from_str(&ok[0].details).unwrap();
     assert_eq!(details["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&bytes)));
     assert!(events.iter().any(|e| e.outcome.as_str() == "denied" && e.actor == "clin"));
+    // A version registered from the run's model directory binds the digest of its files,
+    // nested ones included.
+    assert_eq!(put(&format!("{root}/model/sub/config.json"), b"{\"C\": 1}", "ds"), 200);
+    assert_version_binds_digest(&s, &run, "model", &[("weights.bin", &bytes), ("sub/config.json", b"{\"C\": 1}")]);
 }
 
 #[test]
@@ -568,6 +572,31 @@ fn artifacts_in_an_s3_compatible_store() {
     assert!(xml.contains(&format!("team-a/{root}/model/weights.bin")), "{xml}");
     let staged = std::fs::read_dir(s._dir.path().join("artifacts/.vigil-tmp")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(staged, 0);
+    // A version registered from the run's model directory binds the digest of its files.
+    assert_version_binds_digest(&s, &run, "model", &[("weights.bin", &big)]);
+}
+
+/// The digest Vigil binds for a directory of artifacts: SHA-256 over the lines
+/// `<sha256 of file> <size> <relative path>\n` in path order (written out here, independently).
+fn tree_digest(files: &[(&str, &[u8])]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut files = files.to_vec();
+    files.sort_by_key(|(p, _)| *p);
+    let lines: Vec<String> = files.iter().map(|(p, b)| format!("{} {} {p}\n", hex::encode(Sha256::digest(b)), b.len())).collect();
+    hex::encode(Sha256::digest(lines.concat().as_bytes()))
+}
+
+fn assert_version_binds_digest(s: &Server, run: &str, dir: &str, files: &[(&str, &[u8])]) {
+    let model = format!("digest-{}", &run[..8]);
+    assert_eq!(mlflow(s, "POST", "registered-models/create", "ds", json!({"name": model})).0, 200);
+    let (st, v) = mlflow(s, "POST", "model-versions/create", "ds", json!({"name": model, "source": format!("runs:/{run}/{dir}"), "run_id": run}));
+    assert_eq!(st, 200, "{v}");
+    let (st, native) = call("GET", &format!("{}/api/v1/models/{model}/versions/1.0.0", s.url), Some(&basic("ds", PW)), None);
+    assert_eq!(st, 200, "{native}");
+    assert_eq!(native["artifact_sha256"].as_str(), Some(tree_digest(files).as_str()), "{native}");
+    // An empty location cannot be registered.
+    let (st, e) = mlflow(s, "POST", "model-versions/create", "ds", json!({"name": model, "source": format!("runs:/{run}/nothing-here")}));
+    assert_eq!((st, e["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")), "{e}");
 }
 
 /// Sends raw bytes (CSV, Parquet) with a content type.
@@ -702,5 +731,59 @@ fn reads_of_phi_marked_records_are_audited() {
         assert_eq!(e.actor, "clin", "{what}");
         assert!(!e.details.contains("cohort notes"), "no content in the audit trail");
     }
+    assert!(s.registry.verify_audit().unwrap().ok());
+}
+
+/// Every MLflow route, fed malformed input (not JSON, wrong shapes, wrong types, NUL, huge
+/// values, junk query strings): always a 4xx in MLflow's error format or a success, never a 5xx,
+/// and never the submitted value echoed back.
+#[test]
+fn every_mlflow_route_answers_malformed_input_with_4xx() {
+    let s = start();
+    let huge = "x".repeat(300_000);
+    let bodies: Vec<String> = vec![
+        "not json".into(),
+        "[]".into(),
+        "\"SECRET-1\"".into(),
+        "null".into(),
+        "{}".into(),
+        json!({"name": 5, "run_id": 7, "experiment_id": [1], "version": {}, "alias": null, "filter": 3, "max_results": "many",
+               "tags": "x", "metrics": 5, "models": "x", "datasets": 3, "stage": 1, "source": [], "status": 2, "experiment_ids": "SECRET-2"}).to_string(),
+        json!({"name": "a\u{0}SECRET-3", "run_id": "a\u{0}b", "experiment_id": "0", "alias": "x\u{0}", "version": "1", "source": "\u{0}", "key": "k\u{0}"}).to_string(),
+        json!({"name": huge, "run_id": huge, "experiment_id": huge, "alias": huge, "version": huge, "source": huge, "filter": huge, "key": huge, "value": huge}).to_string(),
+        json!({"name": "m", "version": "-1", "alias": "latest", "stage": "Deployed", "filter": "name = 'SECRET-4' OR x", "max_results": 1_000_000_000,
+               "page_token": "!!SECRET-5", "experiment_ids": ["-3"], "models": [{"model_id": "../../etc"}], "datasets": [{"dataset": {"name": 1}}]}).to_string(),
+    ];
+    let queries = ["", "name=%00", "max_results=-1", "version=abc", "filter=((SECRET-6", "page_token=%21%21", "run_id=../../x", "name=m&version=99999999999999999999"];
+    let auth = basic("ds", PW);
+    let mut checked = 0;
+    for (method, path, _) in vigil_server::mlflow::ROUTES {
+        for id in ["m-0123456789abcdef0123456789abcdef", "..%2F..%2Fetc", "SECRET-7"] {
+            let concrete = path.replace("{model_id}", id);
+            let url = format!("{}/api/2.0/mlflow/{concrete}", s.url);
+            let mut results = Vec::new();
+            if *method == "GET" {
+                for q in queries {
+                    results.push(call("GET", &format!("{url}?{q}"), Some(&auth), None));
+                }
+            } else {
+                for b in &bodies {
+                    results.push(call(method, &url, Some(&auth), Some(b)));
+                }
+            }
+            for (st, body) in results {
+                assert!(st < 500, "{method} {concrete}: {st} {body}");
+                if st >= 400 {
+                    assert!(body["error_code"].is_string(), "{method} {concrete}: {st} {body}");
+                    assert!(!body.to_string().contains("SECRET"), "{method} {concrete}: echoed {body}");
+                }
+                checked += 1;
+            }
+            if !path.contains("{model_id}") {
+                break;
+            }
+        }
+    }
+    assert!(checked > 300, "{checked}");
     assert!(s.registry.verify_audit().unwrap().ok());
 }
