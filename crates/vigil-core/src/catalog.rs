@@ -209,6 +209,9 @@ pub struct LoggedModel {
     pub params: Vec<(String, String)>,
 }
 
+/// A run's dataset inputs and its model outputs (logged model id, step).
+pub type RunIo = (Vec<DatasetInput>, Vec<(String, i64)>);
+
 /// Checks a logged model id's shape before it reaches the store.
 pub fn check_logged_model_id(id: &str) -> Result<()> {
     match id.strip_prefix("m-") {
@@ -1198,7 +1201,7 @@ impl Registry {
     }
 
     /// A run's dataset inputs and model outputs.
-    pub fn run_io(&self, run_id: &str) -> Result<(Vec<DatasetInput>, Vec<(String, i64)>)> {
+    pub fn run_io(&self, run_id: &str) -> Result<RunIo> {
         check_run_id(run_id)?;
         self.read(|tx| Ok((tx.run_inputs(run_id)?, tx.run_outputs(run_id)?)))
     }

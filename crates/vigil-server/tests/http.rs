@@ -699,7 +699,9 @@ fn reads_of_phi_marked_records_are_audited() {
     };
     let marked = setup("phi", true);
     let plain = setup("plain", false);
-    let reads: Vec<(&str, Box<dyn Fn(&(String, String, String, String)) -> (u16, Value)>)> = vec![
+    type Records = (String, String, String, String);
+    type ReadFn<'a> = Box<dyn Fn(&Records) -> (u16, Value) + 'a>;
+    let reads: Vec<(&str, ReadFn)> = vec![
         ("experiments/get", Box::new(|c| mlflow(&s, "GET", "experiments/get", "clin", json!({"experiment_id": c.0})))),
         ("runs/get", Box::new(|c| mlflow(&s, "GET", "runs/get", "clin", json!({"run_id": c.1})))),
         ("runs/search", Box::new(|c| mlflow(&s, "POST", "runs/search", "clin", json!({"experiment_ids": [c.0]})))),
