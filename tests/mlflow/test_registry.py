@@ -18,7 +18,6 @@ import json
 import re
 import tempfile
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +25,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import assert_error_response, raises_mlflow
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
-from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
 
 API = "/api/2.0/mlflow"
@@ -57,30 +56,6 @@ def uniq_model(prefix: str) -> str:
     name = uniq(prefix)
     assert name == name.lower() and len(name) <= 128
     return name
-
-
-@contextmanager
-def raises_mlflow(error_code: str, http_status: int):
-    """The client raises MlflowException with this error code (and the matching HTTP status)."""
-    with pytest.raises(MlflowException) as excinfo:
-        yield excinfo
-    err = excinfo.value
-    assert err.error_code == error_code, (
-        f"expected {error_code}, got {err.error_code}: {err.message}"
-    )
-    assert err.get_http_status_code() == http_status
-
-
-def assert_error_response(resp, status: int, error_code: str | None = None) -> None:
-    """A raw HTTP error: exact status; with error_code, a JSON body {error_code, message}."""
-    assert resp.status_code == status, (
-        f"{resp.request.method} {resp.url}: expected HTTP {status}, got {resp.status_code}: "
-        f"{resp.text[:500]!r}"
-    )
-    if error_code is not None:
-        body = resp.json()
-        assert body.get("error_code") == error_code, body
-        assert isinstance(body.get("message"), str) and body["message"], body
 
 
 def assert_ok(resp) -> dict:

@@ -14,14 +14,13 @@ import math
 import time
 import urllib.parse
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 import pytest
+from helpers import assert_error_response, raises_mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
-from mlflow.exceptions import MlflowException
 
 API = "/api/2.0/mlflow"
 ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
@@ -41,30 +40,6 @@ def uniq(prefix: str) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@contextmanager
-def raises_mlflow(error_code: str, http_status: int):
-    """The client raises MlflowException with this error code (and the matching HTTP status)."""
-    with pytest.raises(MlflowException) as excinfo:
-        yield excinfo
-    err = excinfo.value
-    assert err.error_code == error_code, (
-        f"expected {error_code}, got {err.error_code}: {err.message}"
-    )
-    assert err.get_http_status_code() == http_status
-
-
-def assert_error_response(resp, status: int, error_code: str | None = None) -> None:
-    """A raw HTTP error: exact status; with error_code, a JSON body {error_code, message}."""
-    assert resp.status_code == status, (
-        f"{resp.request.method} {resp.url}: expected HTTP {status}, got {resp.status_code}: "
-        f"{resp.text[:500]!r}"
-    )
-    if error_code is not None:
-        body = resp.json()
-        assert body.get("error_code") == error_code, body
-        assert isinstance(body.get("message"), str) and body["message"], body
 
 
 def raw_http(vigil, method: str, path: str, body: bytes | None = None, user: str = "dana"):

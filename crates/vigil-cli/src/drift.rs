@@ -98,20 +98,9 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
         }
         DriftCmd::Labels { reference, data, id_col, label_col } => {
             let v = version(&reg, &reference)?;
-            let table = read_table(&data)?;
-            let mut ids = None;
-            let mut labels = None;
-            for (name, col) in table.columns {
-                if name == id_col {
-                    ids = Some(col.strings());
-                } else if name == label_col {
-                    labels = Some(col.strings());
-                }
-            }
-            let (Some(ids), Some(labels)) = (ids, labels) else {
-                return Err(Error::new(ErrorCode::InvalidManifest, format!("{}: needs columns {} and {}", data.display(), vigil_core::ids::quote_key(&id_col), vigil_core::ids::quote_key(&label_col))).into());
-            };
-            let pairs: Vec<(String, String)> = ids.into_iter().zip(labels).filter_map(|(i, l)| Some((i?, l?))).collect();
+            let pairs = vigil_data::label_pairs(read_table(&data)?, &id_col, &label_col).ok_or_else(|| {
+                Error::new(ErrorCode::InvalidManifest, format!("{}: needs columns {} and {}", data.display(), vigil_core::ids::quote_key(&id_col), vigil_core::ids::quote_key(&label_col)))
+            })?;
             let actor = principal(&reg, g)?;
             let n = reg.add_labels(&actor, &v.id, &pairs)?;
             emit(g, &serde_json::json!({"labels": n}), || println!("recorded {n} labels for {}", v.reference()));

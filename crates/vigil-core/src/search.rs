@@ -467,16 +467,7 @@ fn catalog_attr(key: &str, kind: CatalogKind, at: usize) -> Result<CatalogField>
 /// Parses a `search_registered_models` or `search_model_versions` filter (AND-joined;
 /// `name` and `run_id` also take `IN (…)`, versions' `version_number` compares numbers).
 pub fn parse_catalog_filter(filter: &str, kind: CatalogKind) -> Result<Vec<CatalogClause>> {
-    let mut p = Parser::new(filter)?;
-    let mut out = Vec::new();
-    if p.peek().is_none() {
-        return Ok(out);
-    }
-    loop {
-        let at = p.at();
-        if matches!(p.peek(), Some(Tok::LParen)) {
-            return Err(invalid(format!("parentheses are not supported (position {at})")));
-        }
+    conjunction(filter, |p, at| {
         let field = p.catalog_field(kind)?;
         let op = p.op()?;
         let operand = p.operand(op)?;
@@ -492,19 +483,8 @@ pub fn parse_catalog_filter(filter: &str, kind: CatalogKind) -> Result<Vec<Catal
         if !ok {
             return Err(invalid(format!("clause at position {at}: this field compares with = != LIKE ILIKE against a quoted string (version_number: with numbers)")));
         }
-        out.push(CatalogClause { field, op, operand });
-        if out.len() > crate::tracking::MAX_SEARCH_CLAUSES {
-            return Err(invalid("a search takes at most 100 conditions"));
-        }
-        match p.peek() {
-            None => return Ok(out),
-            Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("and") => {
-                p.next();
-            }
-            Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("or") => return Err(invalid(format!("OR is not supported (position {})", p.at()))),
-            _ => return Err(invalid(format!("expected AND at position {}", p.at()))),
-        }
-    }
+        Ok(CatalogClause { field, op, operand })
+    })
 }
 
 /// Parses a registry `order_by` entry: `name`, `version_number` (versions),
@@ -569,6 +549,19 @@ fn check_clause(c: &Clause, at: usize) -> Result<()> {
 
 /// Parses a `search_runs` filter. An empty or blank filter is no condition.
 pub fn parse_filter(filter: &str) -> Result<Vec<Clause>> {
+    conjunction(filter, |p, at| {
+        let field = p.field()?;
+        let op = p.op()?;
+        let operand = p.operand(op)?;
+        let clause = Clause { field, op, operand };
+        check_clause(&clause, at)?;
+        Ok(clause)
+    })
+}
+
+/// `clause (AND clause)*`, the shape of every MLflow filter: no OR, no parentheses, at most
+/// [`crate::tracking::MAX_SEARCH_CLAUSES`] conditions. An empty or blank filter is none.
+fn conjunction<T>(filter: &str, mut clause: impl FnMut(&mut Parser, usize) -> Result<T>) -> Result<Vec<T>> {
     let mut p = Parser::new(filter)?;
     let mut out = Vec::new();
     if p.peek().is_none() {
@@ -579,12 +572,10 @@ pub fn parse_filter(filter: &str) -> Result<Vec<Clause>> {
         if matches!(p.peek(), Some(Tok::LParen)) {
             return Err(invalid(format!("parentheses are not supported (position {at})")));
         }
-        let field = p.field()?;
-        let op = p.op()?;
-        let operand = p.operand(op)?;
-        let clause = Clause { field, op, operand };
-        check_clause(&clause, at)?;
-        out.push(clause);
+        out.push(clause(&mut p, at)?);
+        if out.len() > crate::tracking::MAX_SEARCH_CLAUSES {
+            return Err(invalid("a search takes at most 100 conditions"));
+        }
         match p.peek() {
             None => return Ok(out),
             Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("and") => {

@@ -317,6 +317,20 @@ fn append(a: &dyn Array, col: &mut RawColumn) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// The (prediction id, label) pairs of a labels table, rows with either missing left out;
+/// `None` when the table lacks one of the two columns.
+pub fn label_pairs(table: Table, id_col: &str, label_col: &str) -> Option<Vec<(String, String)>> {
+    let (mut ids, mut labels) = (None, None);
+    for (name, col) in table.columns {
+        if name == id_col {
+            ids = Some(col.strings());
+        } else if name == label_col {
+            labels = Some(col.strings());
+        }
+    }
+    Some(ids?.into_iter().zip(labels?).filter_map(|(i, l)| Some((i?, l?))).collect())
+}
+
 /// Assigns roles and builds the batch. Errors name the file and column.
 pub fn to_batch(table: Table, roles: &Roles, file: &Path) -> Result<Batch> {
     let mut b = Batch::default();

@@ -219,19 +219,8 @@ pub async fn labels(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((n
         let reg = st.registry.clone();
         blocking(move || {
             let v = version(&reg, &name, &ver)?;
-            let table = staged.table()?;
-            let (mut ids, mut labels) = (None, None);
-            for (col, values) in table.columns {
-                if col == id_col {
-                    ids = Some(values.strings());
-                } else if col == label_col {
-                    labels = Some(values.strings());
-                }
-            }
-            let (Some(ids), Some(labels)) = (ids, labels) else {
-                return Err(Error::new(ErrorCode::InvalidManifest, "the uploaded data needs the id_col and label_col columns"));
-            };
-            let pairs: Vec<(String, String)> = ids.into_iter().zip(labels).filter_map(|(i, l)| Some((i?, l?))).collect();
+            let pairs = vigil_data::label_pairs(staged.table()?, &id_col, &label_col)
+                .ok_or_else(|| Error::new(ErrorCode::InvalidManifest, "the uploaded data needs the id_col and label_col columns"))?;
             let n = reg.add_labels(&p, &v.id, &pairs)?;
             Ok(json!({"labels": n}))
         })

@@ -15,6 +15,33 @@ mod workflow;
 
 pub const PW: &str = "s3cret-passw0rd";
 
+/// A running `vigil serve` on port 0, killed on drop.
+pub struct Served {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `vigil serve` on the store (artifacts in its data directory) and waits for its address.
+pub fn serve(v: &Vigil) -> Served {
+    use std::io::BufRead;
+    let mut cmd = v.cmd();
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--artifacts"]).arg(v.data_dir().join("artifacts"));
+    cmd.env("VIGIL_LOG", "errors").stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn vigil serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).expect("read the address line");
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line:?}")).to_owned();
+    Served { child, url }
+}
+
 /// A data directory (or PostgreSQL schema) with an initialised store and a team.
 pub struct Vigil {
     pub dir: tempfile::TempDir,

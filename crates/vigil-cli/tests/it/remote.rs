@@ -2,31 +2,8 @@
 //! as against the store directly, the rules run in the server (refusals come back with their
 //! codes), signatures still take the password, and tokens work instead of passwords.
 
-use crate::{PW, Run, Vigil, bin};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(v: &Vigil) -> Served {
-    let mut cmd = v.cmd();
-    cmd.args(["serve", "--addr", "127.0.0.1:0"]).env("VIGIL_LOG", "off").stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn vigil serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address line");
-    let url = line.trim().strip_prefix("listening on ").expect("listening line").to_owned();
-    Served { child, url }
-}
+use crate::{PW, Run, Vigil, bin, serve};
+use std::process::{Command, Stdio};
 
 /// The binary with no local store at all: everything must go through the server.
 fn remote(url: &str, user: Option<&str>, args: &[&str]) -> Run {

@@ -1,37 +1,13 @@
 //! `vigil serve` as a real process: it prints its address, answers the MLflow API, and a
 //! `kill -9` in the middle of a write load loses no acknowledged write (SQLite and PostgreSQL).
 
-use crate::{PW, Vigil};
+use crate::{PW, Served, Vigil, serve};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(v: &Vigil) -> Served {
-    let mut cmd = v.cmd();
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--artifacts"]).arg(v.data_dir().join("artifacts"));
-    cmd.env("VIGIL_LOG", "errors").stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn vigil serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read the address line");
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line:?}")).to_owned();
-    Served { child, url }
-}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into()
