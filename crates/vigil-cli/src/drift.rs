@@ -20,12 +20,7 @@ fn version(reg: &Registry, reference: &str) -> Result<ModelVersion> {
 }
 
 fn expected(reg: &Registry, v: &ModelVersion) -> Result<BTreeMap<String, Kind>> {
-    Ok(reg
-        .baseline_features(&v.id)?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, numeric)| (k, if numeric { Kind::Numeric } else { Kind::Categorical }))
-        .collect())
+    Ok(vigil_data::baseline_kinds(reg.baseline_features(&v.id)?))
 }
 
 fn load(path: &Path, args: Roles) -> Result<Batch> {

@@ -369,6 +369,20 @@ impl Parser {
         catalog_attr(&first, kind, at)
     }
 
+    /// The rest of an `order_by` entry: nothing or ASC (ascending), or DESC.
+    fn direction(&mut self) -> Result<bool> {
+        let ascending = match self.next() {
+            None => true,
+            Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("asc") => true,
+            Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("desc") => false,
+            _ => return Err(invalid("order_by entries are `<field> [ASC|DESC]`")),
+        };
+        if self.peek().is_some() {
+            return Err(invalid("order_by entries are `<field> [ASC|DESC]`"));
+        }
+        Ok(ascending)
+    }
+
     fn op(&mut self) -> Result<Op> {
         let at = self.at();
         match self.next() {
@@ -504,15 +518,7 @@ pub fn parse_catalog_order(s: &str, kind: CatalogKind) -> Result<(CatalogOrder, 
         ("experiment_id", CatalogKind::Experiments) => CatalogOrder::Id,
         _ => return Err(invalid(format!("cannot order by the field at position {at}"))),
     };
-    let ascending = match p.next() {
-        None => true,
-        Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("asc") => true,
-        Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("desc") => false,
-        _ => return Err(invalid("order_by entries are `<field> [ASC|DESC]`")),
-    };
-    if p.peek().is_some() {
-        return Err(invalid("order_by entries are `<field> [ASC|DESC]`"));
-    }
+    let ascending = p.direction()?;
     Ok((key, ascending))
 }
 
@@ -595,15 +601,7 @@ pub fn parse_order_by(s: &str) -> Result<OrderBy> {
     } else if matches!(field, Field::Dataset(_)) {
         return Err(invalid("runs cannot be ordered by dataset fields"));
     }
-    let ascending = match p.next() {
-        None => true,
-        Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("asc") => true,
-        Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("desc") => false,
-        _ => return Err(invalid("order_by entries are `<field> [ASC|DESC]`")),
-    };
-    if p.peek().is_some() {
-        return Err(invalid("order_by entries are `<field> [ASC|DESC]`"));
-    }
+    let ascending = p.direction()?;
     Ok(OrderBy { field, ascending })
 }
 

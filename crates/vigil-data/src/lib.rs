@@ -317,6 +317,12 @@ fn append(a: &dyn Array, col: &mut RawColumn) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// The column kinds a baseline was profiled with (`Registry::baseline_features`), which new
+/// data for the version is read with.
+pub fn baseline_kinds(features: Option<Vec<(String, bool)>>) -> BTreeMap<String, Kind> {
+    features.unwrap_or_default().into_iter().map(|(k, numeric)| (k, if numeric { Kind::Numeric } else { Kind::Categorical })).collect()
+}
+
 /// The (prediction id, label) pairs of a labels table, rows with either missing left out;
 /// `None` when the table lacks one of the two columns.
 pub fn label_pairs(table: Table, id_col: &str, label_col: &str) -> Option<Vec<(String, String)>> {

@@ -41,12 +41,7 @@ fn version(reg: &Registry, name: &str, version: &str) -> Result<ModelVersion, Er
 
 /// The baseline's column kinds: new data is read with the kinds it was profiled with.
 fn expected(reg: &Registry, v: &ModelVersion) -> Result<BTreeMap<String, Kind>, Error> {
-    Ok(reg
-        .baseline_features(&v.id)?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, numeric)| (k, if numeric { Kind::Numeric } else { Kind::Categorical }))
-        .collect())
+    Ok(vigil_data::baseline_kinds(reg.baseline_features(&v.id)?))
 }
 
 fn roles(f: &Fields) -> Result<Roles, Error> {
