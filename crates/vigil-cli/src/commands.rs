@@ -261,7 +261,7 @@ fn user_cmd(g: &Global, c: UserCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_manifest(path: &std::path::Path) -> Result<Manifest> {
+pub fn read_manifest(path: &std::path::Path) -> Result<Manifest> {
     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read manifest {}: {e}", path.display())))?;
     let is_toml = !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
     Ok(Manifest::parse(&text, is_toml)?)
@@ -332,7 +332,8 @@ fn model_cmd(g: &Global, c: ModelCmd) -> Result<ExitCode> {
             let actor = principal(&reg, g)?;
             let v = reg.get_version(&name, &version)?;
             let v = reg.update_version_content(&actor, &v.id, m.content()?, &reason)?;
-            emit(g, &vigil_api::version(&v), || println!("updated {}: content hash {}", v.reference(), v.content_hash));
+            let j = vigil_api::version(&v);
+            emit(g, &j, || crate::views::updated(&j));
         }
         ModelCmd::List => {
             let models = reg.list_models()?;
@@ -503,10 +504,8 @@ fn lineage_cmd(g: &Global, reference: Option<String>, data_hash: Option<String>)
     let reg = open(g, false)?;
     if let Some(h) = data_hash {
         let vs = reg.versions_by_data_hash(&h)?;
-        emit(g, &Value::Array(vs.iter().map(vigil_api::version).collect()), || {
-            let rows = vs.iter().map(|v| vec![v.reference(), v.stage.to_string(), v.id.clone()]).collect::<Vec<_>>();
-            table::print(&["MODEL VERSION", "STAGE", "MODEL ID"], &rows);
-        });
+        let j = Value::Array(vs.iter().map(vigil_api::version).collect());
+        emit(g, &j, || crate::views::versions_by_data(&j));
         return Ok(ExitCode::SUCCESS);
     }
     let reference = reference.ok_or_else(|| usage("give NAME@VERSION or --data-hash HASH"))?;

@@ -5,9 +5,9 @@
 //! printed from the same documents by the same functions as local output ([`crate::views`]),
 //! and server errors come back with their codes, so exit codes match too.
 //!
-//! Commands that administer the host (`init`, `serve`, `demo`, `user`, `policy set`,
-//! `model update`, `drift deliver`, `lineage --data-hash`, multi-file baselines) run where
-//! the store is; with `--url` they are refused with a usage error.
+//! Commands that administer the host (`init`, `serve`, `demo`, `user`, `drift deliver`,
+//! multi-file baselines) run where the store is; with `--url` they are refused with a usage
+//! error.
 
 use crate::cli::{AuditCmd, AuditFilter, Command, DriftCmd, Global, ModelCmd, PolicyCmd, PromoteCmd};
 use crate::commands::{emit, password_for, registration_manifest, usage, user_id};
@@ -135,10 +135,7 @@ pub fn run(g: &Global, url: &str, c: Command) -> Result<ExitCode> {
         Command::Serve { .. } => Err(local_only("serve")),
         Command::Demo => Err(local_only("demo")),
         Command::User(_) => Err(local_only("user")),
-        Command::Policy(PolicyCmd::Set { .. }) => Err(local_only("policy set")),
-        Command::Model(ModelCmd::Update { .. }) => Err(local_only("model update")),
         Command::Drift(DriftCmd::Deliver { .. }) => Err(local_only("drift deliver")),
-        Command::Lineage { data_hash: Some(_), .. } => Err(local_only("lineage --data-hash")),
         Command::Drift(DriftCmd::Baseline { ref more, .. }) if !more.is_empty() => Err(local_only("drift baseline --and-data")),
         c => {
             // Check arguments before asking for a password.
@@ -185,7 +182,18 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
                     emit(g, &j, || views::model(&j));
                 }
             }
-            ModelCmd::Update { .. } => return Err(local_only("model update")),
+            ModelCmd::Update { reference: rf, manifest, reason } => {
+                let (n, v) = reference(&rf)?;
+                let mut body = crate::commands::read_manifest(&manifest)?.to_json();
+                body["reason"] = json!(reason);
+                if let Value::Object(m) = &mut body {
+                    for k in ["name", "version", "model_type", "owner", "description", "tags"] {
+                        m.remove(k);
+                    }
+                }
+                let j = r.send("PUT", &format!("/models/{n}/versions/{v}"), &body)?;
+                emit(g, &j, || views::updated(&j));
+            }
         },
         Command::Promote(p) => match p {
             PromoteCmd::Request { reference: rf, to, justification } => {
@@ -213,6 +221,14 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
             let j = r.get("/policies")?;
             emit(g, &j, || views::policies(&j));
         }
+        Command::Policy(PolicyCmd::Set { stage, approvals, roles, eligible, expires_hours, reason }) => {
+            let clean = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>();
+            let required = clean(roles);
+            let eligible = if eligible.iter().all(String::is_empty) { required.clone() } else { clean(eligible) };
+            let body = json!({"required_approvals": approvals, "required_roles": required, "eligible_roles": eligible, "expires_after_hours": expires_hours, "reason": reason});
+            let j = r.send("PUT", &format!("/policies/{}", enc(&stage)), &body)?;
+            emit(g, &j, || views::policies(&j));
+        }
         Command::Audit(a) => match a {
             AuditCmd::Verify => {
                 let j = r.get("/audit/verify")?;
@@ -238,6 +254,10 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
                 }
             }
         },
+        Command::Lineage { data_hash: Some(h), .. } => {
+            let j = r.get(&format!("/lineage{}", query(&[("data_hash", Some(h))])))?["versions"].clone();
+            emit(g, &j, || views::versions_by_data(&j));
+        }
         Command::Lineage { reference: rf, .. } => {
             let rf = rf.ok_or_else(|| usage("give NAME@VERSION or --data-hash HASH"))?;
             let (n, v) = reference(&rf)?;
@@ -245,7 +265,7 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
             emit(g, &j, || views::lineage(&j));
         }
         Command::Drift(d) => drift(g, r, d)?,
-        Command::Init { .. } | Command::Serve { .. } | Command::Demo | Command::User(_) | Command::Policy(_) => return Err(usage("this command runs where the store is")),
+        Command::Init { .. } | Command::Serve { .. } | Command::Demo | Command::User(_) => return Err(usage("this command runs where the store is")),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -30,6 +30,20 @@ pub fn registered(v: &Value) {
     println!("registered {}@{} ({}) in development, content hash {}", s(&v["name"]), s(&v["version"]), s(&v["model_id"]), s(&v["content_hash"]));
 }
 
+/// `model update`.
+pub fn updated(v: &Value) {
+    println!("updated {}@{}: content hash {}", s(&v["name"]), s(&v["version"]), s(&v["content_hash"]));
+}
+
+/// `lineage --data-hash`: the versions trained on that data.
+pub fn versions_by_data(vs: &Value) {
+    let rows = vs
+        .as_array()
+        .map(|a| a.iter().map(|v| vec![format!("{}@{}", s(&v["name"]), s(&v["version"])), s(&v["stage"]), s(&v["model_id"])]).collect::<Vec<_>>())
+        .unwrap_or_default();
+    table::print(&["MODEL VERSION", "STAGE", "MODEL ID"], &rows);
+}
+
 /// `model show NAME@VERSION`.
 pub fn version(v: &Value) {
     table::kv(&[

@@ -158,6 +158,11 @@ impl Registry {
         self.store.optimize()
     }
 
+    /// Database connections held by this process: (idle, in use).
+    pub fn pool_stats(&self) -> (usize, usize) {
+        self.store.pool_stats()
+    }
+
     /// The store backend name.
     pub fn backend(&self) -> &'static str {
         self.store.backend()

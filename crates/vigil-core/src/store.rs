@@ -43,6 +43,10 @@ pub trait Store: Send + Sync {
     fn optimize(&self) -> Result<()> {
         Ok(())
     }
+    /// Database connections held by this process: (idle, in use).
+    fn pool_stats(&self) -> (usize, usize) {
+        (0, 0)
+    }
 }
 
 /// Filter for listing promotion requests.

@@ -55,6 +55,7 @@ fn label(s: &str) -> String {
 /// `GET /metrics` in the Prometheus text format.
 pub async fn render(State(st): State<Arc<AppState>>) -> Response {
     let reg = st.registry.clone();
+    let pool = st.registry.pool_stats();
     let store = blocking(move || Ok((reg.audit_length()?, reg.list_alerts(None, true)?.len(), reg.backend()))).await;
     let mut out = String::new();
     let snap = st.metrics.snapshot();
@@ -86,6 +87,11 @@ pub async fn render(State(st): State<Arc<AppState>>) -> Response {
             let _ = writeln!(out, "# HELP vigil_audit_chain_length Events in the hash-chained audit trail.\n# TYPE vigil_audit_chain_length gauge\nvigil_audit_chain_length {chain}");
             let _ = writeln!(out, "# HELP vigil_drift_alerts_open Drift alerts open or acknowledged.\n# TYPE vigil_drift_alerts_open gauge\nvigil_drift_alerts_open {alerts}");
             let _ = writeln!(out, "# HELP vigil_store_up Whether the store answered.\n# TYPE vigil_store_up gauge\nvigil_store_up{{backend=\"{backend}\"}} 1");
+            let (idle, in_use) = pool;
+            let _ = writeln!(
+                out,
+                "# HELP vigil_db_connections Database connections of this process by state.\n# TYPE vigil_db_connections gauge\nvigil_db_connections{{state=\"idle\"}} {idle}\nvigil_db_connections{{state=\"in_use\"}} {in_use}"
+            );
         }
         Err(_) => {
             out.push_str("# HELP vigil_store_up Whether the store answered.\n# TYPE vigil_store_up gauge\nvigil_store_up 0\n");

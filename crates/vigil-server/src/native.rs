@@ -57,6 +57,8 @@ pub const OPERATIONS: &[Operation] = &[
     Operation { method: "post", path: "/models", summary: "Register a model version from a manifest (name, version, model_type, artifact_uri, artifact_sha256, metrics, lineage, card)", who: "data_scientist, ml_lead", body: &[("name", "string", true), ("version", "string", true), ("model_type", "string", true), ("artifact_uri", "string", true), ("artifact_sha256", "string", false), ("metrics", "object", false), ("lineage", "object", false), ("card", "object", false)], query: NOQ, auth: true, handler: || post(register_model) },
     Operation { method: "get", path: "/models/{name}", summary: "One model with its versions", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_model) },
     Operation { method: "get", path: "/models/{name}/versions/{version}", summary: "One version: stage, content, content hash", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_version) },
+    Operation { method: "put", path: "/models/{name}/versions/{version}", summary: "Replace a Development version's signed content from a manifest (artifact, metrics, lineage, card) with a reason; pending requests are superseded", who: "data_scientist, ml_lead", body: &[("artifact_uri", "string", true), ("artifact_sha256", "string", false), ("metrics", "object", false), ("lineage", "object", false), ("card", "object", false), ("reason", "string", true)], query: NOQ, auth: true, handler: || put(update_version) },
+    Operation { method: "get", path: "/lineage", summary: "Versions trained on the data with this hash", who: "any authenticated user", body: NONE, query: &[("data_hash", "string")], auth: true, handler: || get(lineage_by_data) },
     Operation { method: "get", path: "/models/{name}/versions/{version}/lineage", summary: "Lineage: data, run, code, parent, requests with their signatures, stage history", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(lineage) },
     Operation { method: "get", path: "/promotions", summary: "Promotion requests, newest first", who: "any authenticated user", body: NONE, query: &[("status", "string"), ("model", "string"), ("limit", "integer")], auth: true, handler: || get(list_promotions) },
     Operation { method: "post", path: "/promotions", summary: "Request a stage transition (staging, production, archived)", who: "data_scientist, ml_lead", body: &[("model", "string", true), ("version", "string", true), ("to_stage", "string", true), ("justification", "string", true)], query: NOQ, auth: true, handler: || post(request_promotion) },
@@ -72,6 +74,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation { method: "post", path: "/models/{name}/versions/{version}/drift/check", summary: "Check stored samples (or the data in the body) for drift; stores the report, updates alerts", who: "data_scientist, ml_lead, clinical_reviewer, compliance_officer", body: NONE, query: &[("window_rows", "integer"), ("since", "string"), ("prediction_col", "string")], auth: true, handler: || post(crate::drift_api::check).layer(axum::extract::DefaultBodyLimit::disable()) },
     Operation { method: "get", path: "/drift/alerts", summary: "Drift alerts (active ones unless all=true)", who: "any authenticated user", body: NONE, query: &[("model", "string"), ("version", "string"), ("all", "boolean")], auth: true, handler: || get(crate::drift_api::alerts) },
     Operation { method: "post", path: "/drift/alerts/{id}/ack", summary: "Acknowledge an open alert", who: "data_scientist, ml_lead", body: &[("comment", "string", true)], query: NOQ, auth: true, handler: || post(crate::drift_api::ack) },
+    Operation { method: "put", path: "/policies/{stage}", summary: "Set the approval policy of a target stage (staging, production, archived) with a reason", who: "admin", body: &[("required_approvals", "integer", true), ("required_roles", "array", true), ("eligible_roles", "array", true), ("expires_after_hours", "integer", false), ("reason", "string", true)], query: NOQ, auth: true, handler: || put(set_policy) },
     Operation { method: "get", path: "/policies", summary: "The approval policies per target stage", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_policies) },
     Operation { method: "get", path: "/audit", summary: "Audit events, oldest first (page with after_seq)", who: "every role", body: NONE, query: &[("model", "string"), ("version", "string"), ("actor", "string"), ("action", "string"), ("outcome", "string"), ("since", "string"), ("until", "string"), ("limit", "integer"), ("after_seq", "integer")], auth: true, handler: || get(audit_log) },
     Operation { method: "get", path: "/audit/verify", summary: "Verify the hash chain, every signature seal and every released record", who: "every role", body: NONE, query: NOQ, auth: true, handler: || get(verify_audit) },
@@ -97,8 +100,9 @@ pub fn routes() -> Router<Arc<AppState>> {
 pub fn known_route(path: &str) -> Option<String> {
     let rest = path.strip_prefix("/api/v1")?;
     Some(match rest {
-        "/auth/login" | "/auth/logout" | "/me" | "/tokens" | "/models" | "/promotions" | "/policies" | "/audit" | "/audit/verify" | "/openapi.json" | "/docs" => format!("/api/v1{rest}"),
+        "/auth/login" | "/auth/logout" | "/me" | "/tokens" | "/models" | "/promotions" | "/policies" | "/lineage" | "/audit" | "/audit/verify" | "/openapi.json" | "/docs" => format!("/api/v1{rest}"),
         r if r.starts_with("/tokens/") => "/api/v1/tokens/{id}".into(),
+        r if r.starts_with("/policies/") => "/api/v1/policies/{stage}".into(),
         r if r.starts_with("/promotions/") => match r.rsplit('/').next() {
             Some(a @ ("approve" | "reject" | "withdraw")) => format!("/api/v1/promotions/{{id}}/{a}"),
             _ => "/api/v1/promotions/{id}".into(),
@@ -222,6 +226,61 @@ async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Res
             v["versions"] = Value::Array(vs.iter().map(vigil_api::version).collect());
             v
         }).collect::<Vec<_>>()}))
+    }
+    .await;
+    reply(r)
+}
+
+async fn set_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(stage): Path<String>, body: Bytes) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let v = json_body(&body)?;
+        let stage = vigil_core::model::Stage::parse(&stage)?;
+        let policy = vigil_core::approval::ApprovalPolicy::from_json(&v)?;
+        let reason = Fields(v).str("reason")?;
+        let reg = st.registry.clone();
+        Ok(vigil_api::policies(&blocking(move || reg.set_policy(&p, stage, policy, &reason)).await?))
+    }
+    .await;
+    reply(r)
+}
+
+async fn update_version(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((name, version)): Path<(String, String)>, body: Bytes) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let mut v = json_body(&body)?;
+        let reason = Fields(v.clone()).str("reason")?;
+        if let Value::Object(m) = &mut v {
+            m.remove("reason");
+        }
+        let content = vigil_api::manifest::Manifest::from_json(&v)?.content()?;
+        let (n, ver) = model_ref(&name, &version)?;
+        let reg = st.registry.clone();
+        let mv = blocking(move || {
+            let mv = reg.get_version(&n, &ver)?;
+            reg.update_version_content(&p, &mv.id, content, &reason)
+        })
+        .await?;
+        Ok(vigil_api::version(&mv))
+    }
+    .await;
+    reply(r)
+}
+
+async fn lineage_by_data(State(st): State<Arc<AppState>>, headers: HeaderMap, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let hash = Fields::from_query(q.as_deref()).str("data_hash")?;
+        let reg = st.registry.clone();
+        let vs = blocking(move || {
+            let vs = reg.versions_by_data_hash(&hash)?;
+            let mut names: Vec<String> = vs.iter().map(|v| v.model_name.to_string()).collect();
+            names.dedup();
+            reg.audit_read(&p, vigil_core::phi::Read::Models(&names), "GET /api/v1/lineage")?;
+            Ok(vs)
+        })
+        .await?;
+        Ok(json!({"versions": vs.iter().map(vigil_api::version).collect::<Vec<_>>()}))
     }
     .await;
     reply(r)

@@ -402,6 +402,7 @@ fn health_readiness_and_metrics() {
     let (st, Value::String(text)) = call("GET", &format!("{}/metrics", s.url), None, None) else { panic!("metrics are text") };
     assert_eq!(st, 200);
     assert!(text.contains("vigil_http_requests_total{route=\"/api/2.0/mlflow/experiments/get\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("vigil_db_connections{state=\"idle\"}") && text.contains("vigil_db_connections{state=\"in_use\"}"), "{text}");
     assert!(text.contains("vigil_http_requests_total{route=\"/api/2.0/mlflow/experiments/get\",status=\"404\"} 1"), "{text}");
     assert!(text.contains("vigil_audit_chain_length "), "{text}");
     assert!(text.contains("vigil_drift_alerts_open 0"), "{text}");

@@ -31,6 +31,8 @@ pub struct SqlStore {
     backend: &'static str,
     factory: Factory,
     idle: Mutex<Vec<Box<dyn Conn>>>,
+    /// Connections open now (idle or in use), for the server's metrics.
+    live: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// SQLite has one writer at a time. Writers of this process queue here instead of in
     /// SQLite's busy handler, which polls with sleeps of up to 100 ms under contention.
     /// (Other processes still meet SQLite's own lock; correctness never depends on this.)
@@ -61,7 +63,7 @@ pub(crate) fn corrupt(what: &str) -> Error {
 impl SqlStore {
     /// Builds a store from a connection factory, applying pending migrations.
     pub(crate) fn new(backend: &'static str, factory: Factory) -> Result<Self> {
-        let store = SqlStore { backend, factory, idle: Mutex::new(Vec::new()), write_gate: Mutex::new(()) };
+        let store = SqlStore { backend, factory, idle: Mutex::new(Vec::new()), live: Default::default(), write_gate: Mutex::new(()) };
         store.migrate()?;
         Ok(store)
     }
@@ -70,7 +72,9 @@ impl SqlStore {
         if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(c);
         }
-        (self.factory)().map_err(db)
+        let inner = (self.factory)().map_err(db)?;
+        self.live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Box::new(Counted { inner, live: self.live.clone() }))
     }
 
     fn checkin(&self, c: Box<dyn Conn>) {
@@ -131,7 +135,43 @@ impl SqlStore {
     }
 }
 
+/// A pooled connection that keeps the count of open connections right when it is dropped.
+struct Counted {
+    inner: Box<dyn Conn>,
+    live: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Conn for Counted {
+    fn exec(&mut self, sql: &str, params: &[Param]) -> std::result::Result<u64, DbError> {
+        self.inner.exec(sql, params)
+    }
+    fn query(&mut self, sql: &str, params: &[Param]) -> std::result::Result<Vec<Row>, DbError> {
+        self.inner.query(sql, params)
+    }
+    fn scan(&mut self, sql: &str, params: &[Param], f: &mut dyn FnMut(&dyn crate::sql::RowRef) -> bool) -> std::result::Result<(), DbError> {
+        self.inner.scan(sql, params, f)
+    }
+    fn batch(&mut self, sql: &str) -> std::result::Result<(), DbError> {
+        self.inner.batch(sql)
+    }
+    fn is_postgres(&self) -> bool {
+        self.inner.is_postgres()
+    }
+}
+
 impl Store for SqlStore {
+    fn pool_stats(&self) -> (usize, usize) {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let live = self.live.load(std::sync::atomic::Ordering::Relaxed);
+        (idle, live.saturating_sub(idle))
+    }
+
     fn begin(&self, mode: TxMode) -> Result<Box<dyn Tx + '_>> {
         let gate = if mode == TxMode::Write && self.backend == "sqlite" {
             // A second write transaction on a thread that holds one would wait for itself.

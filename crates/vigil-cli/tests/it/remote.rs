@@ -39,6 +39,15 @@ fn the_cli_against_a_server_matches_the_cli_against_the_store() {
     assert!(signed.stdout.contains("signed by Lee Lead (ml_lead)"), "{}", signed.stdout);
     remote(&s.url, Some("clin"), &["promote", "approve", &id, "--comment", "clinically sound"]).ok();
 
+    // Content updates, policies (administrators) and data-hash lineage through the server too.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.json");
+    std::fs::write(&manifest, serde_json::json!({"artifact_uri": "s3://models/s/1.1.0-fixed", "artifact_sha256": "ef".repeat(32), "lineage": {"training_data_hash": "sha256:cohort-2026"}}).to_string()).unwrap();
+    let upd = remote(&s.url, Some("ds"), &["model", "update", "sepsis@1.1.0", "--manifest", manifest.to_str().unwrap(), "--reason", "fixed artifact"]).ok();
+    assert!(upd.stdout.starts_with("updated sepsis@1.1.0: content hash "), "{}", upd.stdout);
+    assert_eq!(remote(&s.url, Some("ds"), &["policy", "set", "staging", "--approvals", "1", "--roles", "ml_lead", "--reason", "x"]).code, 1, "only administrators set policies");
+    remote(&s.url, Some("admin"), &["policy", "set", "archived", "--approvals", "2", "--roles", "ml_lead,clinical_reviewer", "--reason", "two-person retirement"]).ok();
+
     // Reads: identical output, text and JSON, remote and local.
     for args in [
         vec!["model", "list"],
@@ -50,6 +59,7 @@ fn the_cli_against_a_server_matches_the_cli_against_the_store() {
         vec!["policy", "show"],
         vec!["audit", "log", "--model", "sepsis"],
         vec!["audit", "verify"],
+        vec!["lineage", "--data-hash", "sha256:cohort-2026"],
     ] {
         for json in [false, true] {
             let mut a: Vec<&str> = if json { vec!["--json"] } else { vec![] };
@@ -61,6 +71,9 @@ fn the_cli_against_a_server_matches_the_cli_against_the_store() {
             assert!(!far.stdout.trim().is_empty(), "{args:?}");
         }
     }
+
+    assert!(remote(&s.url, Some("ds"), &["lineage", "--data-hash", "sha256:cohort-2026"]).ok().stdout.contains("sepsis@1.1.0"));
+    assert!(v.run(&["policy", "show"]).ok().stdout.contains("clinical_reviewer"), "the administrator's change reached the store");
 
     // Errors keep their codes and exit status.
     let local = v.run(&["--json", "model", "show", "nosuch"]);
