@@ -790,3 +790,128 @@ fn every_mlflow_route_answers_malformed_input_with_4xx() {
     assert!(checked > 300, "{checked}");
     assert!(s.registry.verify_audit().unwrap().ok());
 }
+
+/// What a native matrix case sends.
+enum NativeBody {
+    None,
+    Json(Value),
+    Csv(Vec<u8>),
+}
+
+/// Ids the native matrix's requests refer to, several per role where a call changes state.
+struct NativeCtx {
+    tokens: Vec<String>,
+    approve: Vec<String>,
+    reject: Vec<String>,
+    withdraw: Vec<String>,
+    alert: String,
+}
+
+/// Role × route for the native API: every authenticated operation of the OpenAPI table, called
+/// by each role, with the exact expected status; every 403 is audited as a denial.
+#[test]
+fn native_role_by_route_matrix_with_denials_audited() {
+    let s = start();
+    let admin = s.registry.authenticate(&UserId::parse("admin").unwrap(), &Password::new(PW)).unwrap();
+    s.registry.add_user(&admin, &UserId::parse("ds2").unwrap(), "Dev Scientist", Role::DataScientist, &Password::new(PW)).unwrap();
+    let users = ["ds", "lead", "clin", "comp", "admin"];
+    let api = |method: &str, path: &str, user: &str, body: NativeBody| -> (u16, Value) {
+        let url = format!("{}/api/v1{path}", s.url);
+        match body {
+            NativeBody::None if method == "GET" => call("GET", &url, Some(&basic(user, PW)), None),
+            NativeBody::None if method == "DELETE" => {
+                let r = agent().delete(&url).header("authorization", &basic(user, PW)).call().unwrap();
+                (r.status().as_u16(), serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap_or(Value::Null))
+            }
+            NativeBody::None => call(method, &url, Some(&basic(user, PW)), Some("")),
+            NativeBody::Json(v) => call(method, &url, Some(&basic(user, PW)), Some(&v.to_string())),
+            NativeBody::Csv(b) => send_raw(method, &url, &basic(user, PW), "text/csv", b),
+        }
+    };
+    let csv = |shift: f64| {
+        let mut t = String::from("age,score\n");
+        for i in 0..400 {
+            t.push_str(&format!("{},{}\n", 40.0 + (i % 40) as f64 + shift, (i % 10) as f64 / 10.0));
+        }
+        t.into_bytes()
+    };
+    let register = |v: &str| {
+        let m = json!({"name": "mx", "version": v, "model_type": "classification", "artifact_uri": format!("s3://m/{v}"), "lineage": {"training_data_hash": "sha256:mx"}});
+        assert_eq!(api("POST", "/models", "ds2", NativeBody::Json(m)).0, 200);
+    };
+    let request = |v: &str, by: &str| -> String {
+        let (st, r) = api("POST", "/promotions", by, NativeBody::Json(json!({"model": "mx", "version": v, "to_stage": "production", "justification": "j"})));
+        assert_eq!(st, 200, "{r}");
+        r["request_id"].as_str().unwrap().to_owned()
+    };
+    register("1.0.0");
+    let mut ctx = NativeCtx { tokens: vec![], approve: vec![], reject: vec![], withdraw: vec![], alert: String::new() };
+    for (i, u) in users.iter().enumerate() {
+        for (major, list) in [(2, None), (3, Some(&mut ctx.approve)), (4, Some(&mut ctx.reject)), (5, Some(&mut ctx.withdraw))] {
+            let v = format!("{major}.{i}.0");
+            register(&v);
+            if let Some(list) = list {
+                list.push(request(&v, if major == 5 { "ds" } else { "ds2" }));
+            }
+        }
+        let (_, t) = api("POST", "/tokens", u, NativeBody::Json(json!({"name": "matrix"})));
+        ctx.tokens.push(t["id"].as_str().unwrap().to_owned());
+    }
+    // A drift alert to acknowledge.
+    assert_eq!(api("POST", "/models/mx/versions/1.0.0/drift/baseline", "ds", NativeBody::Csv(csv(0.0))).0, 200);
+    assert_eq!(api("POST", "/models/mx/versions/1.0.0/drift/samples", "ds", NativeBody::Csv(csv(30.0))).0, 200);
+    let (_, report) = api("POST", "/models/mx/versions/1.0.0/drift/check", "ds", NativeBody::None);
+    ctx.alert = report["alerts"][0]["alert_id"].as_str().unwrap_or_else(|| panic!("{report}")).to_owned();
+
+    type Case = (&'static str, &'static str, fn(&NativeCtx, usize) -> (String, NativeBody), [u16; 5]);
+    const ALL: [u16; 5] = [200; 5];
+    const BUILD: [u16; 5] = [200, 200, 403, 403, 403];
+    let cases: Vec<Case> = vec![
+        ("post", "/auth/logout", |_, _| ("/auth/logout".into(), NativeBody::None), ALL),
+        ("get", "/me", |_, _| ("/me".into(), NativeBody::None), ALL),
+        ("get", "/tokens", |_, _| ("/tokens".into(), NativeBody::None), ALL),
+        ("post", "/tokens", |_, _| ("/tokens".into(), NativeBody::Json(json!({"name": "n"}))), ALL),
+        ("delete", "/tokens/{id}", |c, i| (format!("/tokens/{}", c.tokens[i]), NativeBody::None), ALL),
+        ("get", "/models", |_, _| ("/models".into(), NativeBody::None), ALL),
+        ("post", "/models", |_, i| ("/models".into(), NativeBody::Json(json!({"name": "mx", "version": format!("9.{i}.0"), "model_type": "classification", "artifact_uri": "s3://m/9"}))), BUILD),
+        ("get", "/models/{name}", |_, _| ("/models/mx".into(), NativeBody::None), ALL),
+        ("get", "/models/{name}/versions/{version}", |_, _| ("/models/mx/versions/1.0.0".into(), NativeBody::None), ALL),
+        ("put", "/models/{name}/versions/{version}", |_, i| ("/models/mx/versions/1.0.0".into(), NativeBody::Json(json!({"artifact_uri": format!("s3://m/1-{i}"), "lineage": {"training_data_hash": "sha256:mx"}, "reason": "fix"}))), BUILD),
+        ("get", "/lineage", |_, _| ("/lineage?data_hash=sha256:mx".into(), NativeBody::None), ALL),
+        ("get", "/models/{name}/versions/{version}/lineage", |_, _| ("/models/mx/versions/1.0.0/lineage".into(), NativeBody::None), ALL),
+        ("get", "/models/{name}/versions/{version}/drift/config", |_, _| ("/models/mx/versions/1.0.0/drift/config".into(), NativeBody::None), ALL),
+        ("put", "/models/{name}/versions/{version}/drift/config", |_, _| ("/models/mx/versions/1.0.0/drift/config".into(), NativeBody::Json(json!({"min_window": 30}))), BUILD),
+        ("post", "/models/{name}/versions/{version}/drift/baseline", |_, _| ("/models/mx/versions/1.0.0/drift/baseline".into(), NativeBody::Csv(b"age\n1\n2\n3\n".to_vec())), BUILD),
+        ("post", "/models/{name}/versions/{version}/drift/samples", |_, _| ("/models/mx/versions/1.0.0/drift/samples".into(), NativeBody::Csv(b"age\n1\n2\n3\n".to_vec())), BUILD),
+        ("post", "/models/{name}/versions/{version}/drift/labels", |_, _| ("/models/mx/versions/1.0.0/drift/labels?id_col=id&label_col=y".into(), NativeBody::Csv(b"id,y\na,1\n".to_vec())), BUILD),
+        ("post", "/models/{name}/versions/{version}/drift/check", |_, _| ("/models/mx/versions/1.0.0/drift/check".into(), NativeBody::None), [200, 200, 200, 200, 403]),
+        ("get", "/drift/alerts", |_, _| ("/drift/alerts?model=mx&version=1.0.0&all=true".into(), NativeBody::None), ALL),
+        ("post", "/drift/alerts/{id}/ack", |c, _| (format!("/drift/alerts/{}/ack", c.alert), NativeBody::Json(json!({"comment": "seen"}))), [200, 409, 409, 409, 403]),
+        ("get", "/promotions", |_, _| ("/promotions".into(), NativeBody::None), ALL),
+        ("post", "/promotions", |_, i| ("/promotions".into(), NativeBody::Json(json!({"model": "mx", "version": format!("2.{i}.0"), "to_stage": "staging", "justification": "j"}))), BUILD),
+        ("get", "/promotions/{id}", |c, _| (format!("/promotions/{}", c.approve[0]), NativeBody::None), ALL),
+        ("post", "/promotions/{id}/approve", |c, i| (format!("/promotions/{}/approve", c.approve[i]), NativeBody::Json(json!({"password": PW, "meaning": "approval"}))), [403, 200, 200, 403, 403]),
+        ("post", "/promotions/{id}/reject", |c, i| (format!("/promotions/{}/reject", c.reject[i]), NativeBody::Json(json!({"password": PW, "meaning": "review", "comment": "no"}))), [403, 200, 200, 403, 403]),
+        ("post", "/promotions/{id}/withdraw", |c, i| (format!("/promotions/{}/withdraw", c.withdraw[i]), NativeBody::Json(json!({"reason": "r"}))), [200, 403, 403, 403, 403]),
+        ("get", "/policies", |_, _| ("/policies".into(), NativeBody::None), ALL),
+        ("put", "/policies/{stage}", |_, _| ("/policies/archived".into(), NativeBody::Json(json!({"required_approvals": 1, "required_roles": ["ml_lead"], "eligible_roles": ["ml_lead"], "reason": "r"}))), [403, 403, 403, 403, 200]),
+        ("get", "/audit", |_, _| ("/audit?limit=5".into(), NativeBody::None), ALL),
+        ("get", "/audit/verify", |_, _| ("/audit/verify".into(), NativeBody::None), ALL),
+    ];
+    for op in vigil_server::native::OPERATIONS.iter().filter(|o| o.auth) {
+        assert!(cases.iter().any(|(m, p, _, _)| *m == op.method && *p == op.path), "the native matrix lacks {} {}", op.method, op.path);
+    }
+    let denied = || s.registry.audit_log(&AuditQuery { outcome: Some("denied".into()), ..Default::default() }).unwrap().len();
+    for (method, path, request, expect) in &cases {
+        for (i, user) in users.iter().enumerate() {
+            let (concrete, body) = request(&ctx, i);
+            let before = denied();
+            let (st, resp) = api(&method.to_ascii_uppercase(), &concrete, user, body);
+            assert_eq!(st, expect[i], "{user} {method} {path}: {resp}");
+            if st == 403 {
+                assert!(denied() > before, "{user} {method} {path}: the refusal is audited");
+            }
+        }
+    }
+    assert!(s.registry.verify_audit().unwrap().ok());
+}
