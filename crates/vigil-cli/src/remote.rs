@@ -52,6 +52,13 @@ impl Remote {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(usage("--url takes http://HOST:PORT or https://HOST:PORT"));
         }
+        if let Some(rest) = base.strip_prefix("http://") {
+            let host = rest.split(['/', ':']).next().unwrap_or("");
+            let host = if rest.starts_with('[') { rest.split(']').next().unwrap_or("").trim_start_matches('[') } else { host };
+            if !matches!(host, "127.0.0.1" | "localhost" | "::1") {
+                eprintln!("warning: {base} is plain HTTP: passwords and signatures cross the network unencrypted; use https");
+            }
+        }
         let auth = match &g.token {
             Some(t) => format!("Bearer {t}"),
             None => {
@@ -276,7 +283,7 @@ fn audit_events(r: &Remote, f: &AuditFilter) -> Result<Vec<Value>> {
     let mut after: Option<i64> = None;
     loop {
         let page = match f.limit {
-            Some(l) => (l as usize - out.len()).min(10_000),
+            Some(l) => (l as usize).saturating_sub(out.len()).min(10_000),
             None => 10_000,
         };
         if page == 0 {
@@ -295,11 +302,13 @@ fn audit_events(r: &Remote, f: &AuditFilter) -> Result<Vec<Value>> {
         ]);
         let events = r.get(&format!("/audit{q}"))?["events"].as_array().cloned().unwrap_or_default();
         let n = events.len();
-        after = events.last().and_then(|e| e["seq"].as_i64()).or(after);
+        let next = events.last().and_then(|e| e["seq"].as_i64());
         out.extend(events);
-        if n < page {
+        // A short page ends the listing; so does a server that does not advance.
+        if n < page || next.is_none() || next == after {
             break;
         }
+        after = next;
     }
     Ok(out)
 }

@@ -79,6 +79,27 @@ pub fn check_alias(alias: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `child` is `parent` or below it (compared on `/` boundaries).
+pub fn within(child: &str, parent: &str) -> bool {
+    let parent = parent.trim_end_matches('/');
+    child == parent || child.strip_prefix(parent).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The scheme of a URI (`s3`, `mlflow-artifacts`, …); `None` for local paths, `file:` and
+/// drive letters.
+fn remote_scheme(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(":/")?;
+    let ok = scheme.len() > 1 && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) && !scheme.eq_ignore_ascii_case("file");
+    ok.then_some(scheme)
+}
+
+/// The URIs a write to `mlflow-artifacts:/<path>` would fall under: the location itself and
+/// each of its parents (a version registered from any of them freezes the write).
+pub fn enclosing_locations(path: &str) -> Vec<String> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    (1..=segs.len()).map(|k| format!("mlflow-artifacts:/{}", segs[..k].join("/"))).collect()
+}
+
 fn check_tag(key: &str, value: &str) -> Result<()> {
     if key.is_empty() || key.len() > 250 || key.chars().any(char::is_control) {
         return Err(Error::new(ErrorCode::InvalidKey, "tag keys are 1 to 250 characters without control characters"));
@@ -294,9 +315,10 @@ pub struct NewCatalogVersion {
     pub description: String,
     /// Tags; `vigil.version` chooses the semantic version.
     pub tags: Vec<(String, String)>,
-    /// Digest of the artifacts when Vigil stores them (computed by the caller over the
-    /// resolved location; see [`Registry::resolve_source`]).
-    pub artifact_sha256: Option<Sha256Digest>,
+    /// The location the caller hashed and its digest, for artifacts Vigil stores (see
+    /// [`Registry::resolve_source`]); required for `mlflow-artifacts:` locations and checked
+    /// against the location resolved in the registration's transaction.
+    pub artifact_digest: Option<(String, Sha256Digest)>,
 }
 
 /// Fields of the registry search grammars.
@@ -521,6 +543,7 @@ impl Registry {
             let mut model_type = ModelType::Other;
             for (k, v) in tags {
                 check_tag(k, v)?;
+                crate::phi::check_mark(k, Some(v))?;
                 if k == "vigil.model_type" {
                     model_type = ModelType::parse(v)?;
                 } else {
@@ -645,6 +668,40 @@ impl Registry {
 
     // ----- versions ------------------------------------------------------------------------
 
+    /// Checks, before any expensive work (hashing artifacts), that the actor may register a
+    /// version of this model and that it exists; refusals are audited.
+    pub fn authorize_registration(&self, actor: &Principal, name: &str) -> Result<()> {
+        let attempt = Self::catalog_attempt(actor, "model_version.register", "model_version", ModelName::parse(name).ok().map(|n| n.to_string()));
+        self.governed(attempt, |tx| {
+            Self::acting_user(tx, actor, Action::RegisterModel)?;
+            Self::model_named(tx, name, false).map(|_| ())
+        })
+    }
+
+    /// Audits a refusal found outside a use case's transaction (e.g. while hashing a
+    /// version's artifacts) and hands the error back.
+    pub fn refused(&self, actor: &Principal, action: &str, entity_type: &str, model: Option<&str>, e: Error) -> Error {
+        let attempt = Attempt { actor: actor.user_id().as_str(), action, entity_type, entity_id: "", model: model.and_then(|m| ModelName::parse(m).ok()).map(|m| m.to_string()), version: None };
+        match self.audit_denial(&attempt, &e) {
+            Ok(()) => e,
+            Err(store) => store,
+        }
+    }
+
+    /// Checks that the actor may perform `action` on a version (before data is uploaded for
+    /// it); refusals are audited under `action_name`.
+    pub fn authorize_on_version(&self, actor: &Principal, version: &ModelVersion, action: Action, action_name: &str) -> Result<()> {
+        let attempt = Attempt {
+            actor: actor.user_id().as_str(),
+            action: action_name,
+            entity_type: "model_version",
+            entity_id: &version.id,
+            model: Some(version.model_name.to_string()),
+            version: Some(version.version.to_string()),
+        };
+        self.governed(attempt, |tx| Self::acting_user(tx, actor, action).map(|_| ()))
+    }
+
     /// Resolves a version source to the artifact location that will be signed, checking that
     /// it is backed by a run or a finalised logged model where it claims to be. Local paths
     /// are refused: a governed version must point at stored artifacts.
@@ -657,52 +714,72 @@ impl Registry {
         if source.is_empty() || source.len() > MAX_SOURCE_LEN || source.chars().any(char::is_control) {
             return Err(invalid("a version's source is a URI of 1 to 2048 characters"));
         }
-        let run_id = run_id.filter(|r| !r.is_empty());
-        if let Some(r) = run_id {
-            check_run_id(r)?;
-            tx.get_run(r, false)?.ok_or_else(|| Error::new(ErrorCode::RunNotFound, "no run with that id"))?;
+        if source.split('/').any(|seg| seg == ".." || seg == ".") {
+            return Err(invalid("the source may not contain '.' or '..' segments"));
         }
+        let run = match run_id.filter(|r| !r.is_empty()) {
+            Some(r) => {
+                check_run_id(r)?;
+                Some(tx.get_run(r, false)?.ok_or_else(|| Error::new(ErrorCode::RunNotFound, "no run with that id"))?)
+            }
+            None => None,
+        };
+        // A logged model: named by the source (`models:/m-…`), by model_id, or by the path of
+        // a Vigil location under `<exp>/models/<id>/artifacts`.
+        let path_model = source.strip_prefix("mlflow-artifacts:/").and_then(|p| {
+            let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+            match segs.as_slice() {
+                [_, "models", id, "artifacts", ..] => Some((*id).to_owned()),
+                _ => None,
+            }
+        });
         let lm_id = match source.strip_prefix("models:/") {
             Some(rest) if rest.starts_with("m-") => Some(rest.trim_end_matches('/').to_owned()),
             Some(_) => return Err(invalid("a version's source may name a logged model (models:/m-…), not another registered version")),
-            None => logged_model_id.filter(|s| !s.is_empty()).map(str::to_owned),
+            None => logged_model_id.filter(|s| !s.is_empty()).map(str::to_owned).or(path_model),
         };
-        if let Some(id) = lm_id {
+        let resolved = if let Some(id) = lm_id {
             check_logged_model_id(&id)?;
             let lm = tx.get_logged_model(&id)?.ok_or_else(|| not_found(ErrorCode::LoggedModelNotFound, "logged model"))?;
             if lm.status != LoggedModelStatus::Ready {
                 return Err(invalid("the logged model is not finalised (LOGGED_MODEL_READY); finish logging it first"));
             }
             let artifact_uri = if source.starts_with("models:/") { lm.artifact_uri.clone() } else { source.to_owned() };
-            if !source.starts_with("models:/") && !source.starts_with(lm.artifact_uri.trim_end_matches('/')) {
+            if !within(&artifact_uri, &lm.artifact_uri) {
                 return Err(invalid("the source is not inside the logged model's artifacts"));
             }
-            return Ok(ResolvedSource { artifact_uri, run_id: run_id.map(str::to_owned).or(lm.source_run_id), logged_model_id: Some(lm.id) });
-        }
-        if let Some(rest) = source.strip_prefix("runs:/") {
+            // The evidence bound to the version is the run that logged the model.
+            if let (Some(r), Some(src)) = (&run, &lm.source_run_id)
+                && &r.run_id != src
+            {
+                return Err(invalid("run_id is not the run the logged model was logged from"));
+            }
+            ResolvedSource { artifact_uri, run_id: lm.source_run_id.clone().or(run.map(|r| r.run_id)), logged_model_id: Some(lm.id) }
+        } else if let Some(rest) = source.strip_prefix("runs:/") {
             let (rid, path) = rest.split_once('/').unwrap_or((rest, ""));
             check_run_id(rid)?;
-            if run_id.is_some_and(|r| r != rid) {
+            if run.as_ref().is_some_and(|r| r.run_id != rid) {
                 return Err(invalid("the source names another run than run_id"));
             }
-            let run = tx.get_run(rid, false)?.ok_or_else(|| Error::new(ErrorCode::RunNotFound, "no run with that id"))?;
+            let r = tx.get_run(rid, false)?.ok_or_else(|| Error::new(ErrorCode::RunNotFound, "no run with that id"))?;
             let path = path.trim_matches('/');
-            if path.split('/').any(|s| s == ".." || s == ".") {
-                return Err(invalid("the source path may not contain '.' or '..' segments"));
+            let uri = if path.is_empty() { r.artifact_uri.clone() } else { format!("{}/{}", r.artifact_uri, path) };
+            ResolvedSource { artifact_uri: uri, run_id: Some(r.run_id), logged_model_id: None }
+        } else if source.starts_with("mlflow-artifacts:/") {
+            // Vigil's own storage: only inside the run that produced it, so that the evidence
+            // signed with the files is theirs.
+            match &run {
+                Some(r) if within(source, &r.artifact_uri) => ResolvedSource { artifact_uri: source.to_owned(), run_id: Some(r.run_id.clone()), logged_model_id: None },
+                _ => return Err(invalid("a location in vigil's artifact store must be inside the artifacts of run_id (or of a finalised logged model)")),
             }
-            let uri = if path.is_empty() { run.artifact_uri.clone() } else { format!("{}/{}", run.artifact_uri, path) };
-            return Ok(ResolvedSource { artifact_uri: uri, run_id: Some(run.run_id), logged_model_id: None });
+        } else {
+            // Storage elsewhere (s3://, gs://, https://…): recorded as given, with no digest.
+            ResolvedSource { artifact_uri: source.to_owned(), run_id: run.map(|r| r.run_id), logged_model_id: None }
+        };
+        if remote_scheme(&resolved.artifact_uri).is_none() {
+            return Err(invalid("local paths cannot be registered: log the model to a run (or as a logged model) and register that"));
         }
-        let scheme = source.split_once(":/").map(|(s, _)| s).filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')));
-        match scheme {
-            Some(s) if !s.eq_ignore_ascii_case("file") => {
-                if source.split('/').any(|s| s == "..") {
-                    return Err(invalid("the source may not contain '..' segments"));
-                }
-                Ok(ResolvedSource { artifact_uri: source.to_owned(), run_id: run_id.map(str::to_owned), logged_model_id: None })
-            }
-            _ => Err(invalid("local paths cannot be registered: log the model to a run (or as a logged model) and register that")),
-        }
+        Ok(resolved)
     }
 
     /// Registers a version of an existing registered model (MLflow's `create_model_version`),
@@ -741,15 +818,27 @@ impl Registry {
             let version = match &chosen {
                 Some(v) => v.clone(),
                 None => {
-                    let next_major = tx.list_versions(&model.id)?.iter().map(|v| v.version.major).max().map_or(1, |m| m + 1);
+                    let next_major = match tx.list_versions(&model.id)?.iter().map(|v| v.version.major).max() {
+                        None => 1,
+                        Some(m) => m.checked_add(1).ok_or_else(|| Error::new(ErrorCode::InvalidVersion, "the model's highest major version leaves no next one; give vigil.version"))?,
+                    };
                     Version::parse(&format!("{next_major}.0.0"))?
                 }
+            };
+            // Files in vigil's store are bound by their digest, taken over the same location.
+            let digest = match &new.artifact_digest {
+                Some((uri, d)) if *uri == resolved.artifact_uri => Some(*d),
+                Some(_) => return Err(Error::new(ErrorCode::InvalidSource, "the source resolved differently while it was being hashed; retry")),
+                None if resolved.artifact_uri.starts_with("mlflow-artifacts:/") => {
+                    return Err(Error::new(ErrorCode::InvalidSource, "the artifacts in vigil's store must be hashed to be registered; retry"));
+                }
+                None => None,
             };
             let (metrics, lineage) = match &resolved.run_id {
                 Some(r) => Self::run_evidence(tx, r)?,
                 None => (Metrics::new(), Lineage::default()),
             };
-            let content = VersionContent { artifact_uri: resolved.artifact_uri.clone(), artifact_sha256: new.artifact_sha256, metrics, lineage, card: crate::card::ModelCard::new() };
+            let content = VersionContent { artifact_uri: resolved.artifact_uri.clone(), artifact_sha256: digest, metrics, lineage, card: crate::card::ModelCard::new() };
             let meta = VersionMeta {
                 description: new.description.clone(),
                 source: new.source.clone(),
@@ -866,9 +955,8 @@ impl Registry {
             }
             let m = Self::model_named(tx, name, true)?;
             let old = tx.model_aliases(&m.id)?.into_iter().find(|(a, _)| a == alias).map(|(_, id)| id);
-            let Some(old) = old else {
-                return Err(Error::new(ErrorCode::AliasNotFound, "the model has no alias of that name"));
-            };
+            // As MLflow: deleting an alias that does not exist changes nothing and succeeds.
+            let Some(old) = old else { return Ok(()) };
             tx.delete_alias(&m.id, alias)?;
             let ov = Self::load_version(tx, &old)?;
             tx.append_audit(self.version_event(user.id.as_str(), "model.alias.delete", &ov, json!({"alias": alias, "old": {"version": ov.version.to_string(), "number": ov.number}})))
@@ -1118,7 +1206,9 @@ impl Registry {
             let old = lm.status;
             lm.status = status;
             lm.updated_ms = self.ms();
-            tx.update_logged_model_status(&lm.id, status, lm.updated_ms)?;
+            if !tx.update_logged_model_status(&lm.id, status, lm.updated_ms)? {
+                return Err(Error::new(ErrorCode::ConcurrentModification, "the logged model was finalised concurrently; retry"));
+            }
             tx.append_audit(self.event(user.id.as_str(), "logged_model.finalize", "logged_model", &lm.id, json!({"old": {"status": old.as_str()}, "new": {"status": status.as_str()}})))?;
             Ok(lm)
         })

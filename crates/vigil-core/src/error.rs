@@ -131,6 +131,8 @@ codes! {
     /// Governed records (models, versions, their history) are retained, never deleted;
     /// retire a version by promoting it to Archived.
     RecordRetained = "record_retained" => Denied,
+    /// A model version was registered from this artifact location; its files are frozen.
+    ArtifactsFrozen = "artifacts_frozen" => Denied,
 
     /// The model does not exist.
     ModelNotFound = "model_not_found" => NotFound,

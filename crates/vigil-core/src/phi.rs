@@ -19,6 +19,18 @@ use serde_json::json;
 /// The tag that marks a record as containing PHI.
 pub const PHI_TAG: &str = "vigil.phi";
 
+/// The mark is one-way: `vigil.phi` may be set to `true` (again), never to anything else, and
+/// never deleted, so that nobody can switch off the access audit of data already marked.
+pub fn check_mark(key: &str, value: Option<&str>) -> Result<()> {
+    if key == PHI_TAG && !value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Err(crate::error::Error::new(
+            crate::error::ErrorCode::InvalidKey,
+            "the PHI mark vigil.phi can only be set to true; once set it cannot be changed or removed",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether tags carry the PHI mark (`true`, any case).
 pub fn is_marked<'a>(tags: impl IntoIterator<Item = (&'a String, &'a String)>) -> bool {
     tags.into_iter().any(|(k, v)| k == PHI_TAG && v.trim().eq_ignore_ascii_case("true"))

@@ -360,6 +360,8 @@ pub trait Tx {
     fn set_version_tag(&mut self, version_id: &str, key: &str, value: &str) -> Result<()>;
     /// Deletes a version tag; whether it existed.
     fn delete_version_tag(&mut self, version_id: &str, key: &str) -> Result<bool>;
+    /// Whether a model version was registered from any of these artifact locations.
+    fn versions_registered_at(&mut self, artifact_uris: &[String]) -> Result<bool>;
     /// Stored aliases of a model: (alias, version id), by alias.
     fn model_aliases(&mut self, model_id: &str) -> Result<Vec<(String, String)>>;
     /// Points an alias at a version (insert or move).
@@ -370,8 +372,8 @@ pub trait Tx {
     fn insert_logged_model(&mut self, m: &LoggedModel) -> Result<()>;
     /// A logged model with its tags and params.
     fn get_logged_model(&mut self, id: &str) -> Result<Option<LoggedModel>>;
-    /// Sets a logged model's status.
-    fn update_logged_model_status(&mut self, id: &str, status: LoggedModelStatus, at_ms: i64) -> Result<()>;
+    /// Moves a pending logged model to a final status; false if it was no longer pending.
+    fn update_logged_model_status(&mut self, id: &str, status: LoggedModelStatus, at_ms: i64) -> Result<bool>;
     /// Sets (inserts or replaces) logged-model tags.
     fn set_logged_model_tags(&mut self, id: &str, tags: &[(String, String)], at_ms: i64) -> Result<()>;
     /// Logged models of some experiments (optionally of one name), newest first.

@@ -324,6 +324,7 @@ impl LogBatch {
         for (k, v) in &self.tags {
             check_key("tag", k)?;
             check_value("tag", v, MAX_TAG_VALUE_LEN)?;
+            crate::phi::check_mark(k, Some(v))?;
             if RESERVED_TAGS.contains(&k.as_str()) {
                 return Err(Error::new(ErrorCode::InvalidKey, "mlflow.user is set by the server from the authenticated user"));
             }
@@ -369,7 +370,7 @@ impl Registry {
     pub fn create_experiment(&self, actor: &Principal, name: &str, artifact_location: Option<&str>, tags: &[(String, String)]) -> Result<Experiment> {
         let attempt = Self::track_attempt(actor, "experiment.create", "experiment", "");
         let checked = check_name("experiment", name).and_then(|_| {
-            tags.iter().try_for_each(|(k, v)| check_key("tag", k).and_then(|_| check_value("tag", v, MAX_TAG_VALUE_LEN)))?;
+            tags.iter().try_for_each(|(k, v)| check_key("tag", k).and_then(|_| check_value("tag", v, MAX_TAG_VALUE_LEN)).and_then(|_| crate::phi::check_mark(k, Some(v))))?;
             if let Some(loc) = artifact_location {
                 check_value("artifact location", loc, 2000)?;
             }
@@ -433,6 +434,7 @@ impl Registry {
             Self::acting_user(tx, actor, Action::Track)?;
             check_key("tag", key)?;
             check_value("tag", value, MAX_TAG_VALUE_LEN)?;
+            crate::phi::check_mark(key, Some(value))?;
             tx.get_experiment(id)?.ok_or_else(|| Error::new(ErrorCode::ExperimentNotFound, "no experiment with that id"))?;
             tx.set_experiment_tag(id, key, value)?;
             tx.append_audit(self.event(actor.user_id().as_str(), "experiment.set_tag", "experiment", &id_text, json!({"key": key})))
@@ -482,6 +484,7 @@ impl Registry {
             for (k, v) in tags {
                 check_key("tag", k)?;
                 check_value("tag", v, MAX_TAG_VALUE_LEN)?;
+                crate::phi::check_mark(k, Some(v))?;
             }
             let exp = tx.get_experiment(experiment_id)?.ok_or_else(|| Error::new(ErrorCode::ExperimentNotFound, "no experiment with that id"))?;
             if exp.lifecycle != Lifecycle::Active {
@@ -625,6 +628,7 @@ impl Registry {
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::Track)?;
             let run = Self::active_run(tx, run_id, true)?;
+            crate::phi::check_mark(key, None)?;
             if !tx.delete_tag(run_id, key)? {
                 return Err(Error::new(ErrorCode::TagNotFound, "the run has no tag with that key"));
             }
@@ -685,7 +689,8 @@ impl Registry {
     /// Checks, before any bytes are accepted, that the actor may write an artifact of this
     /// run: the Track role, and a run that exists in that experiment and is active. Refusals
     /// are audited (with the run id only when it is well-formed).
-    pub fn authorize_artifact_write(&self, actor: &Principal, experiment_id: &str, run_id: &str) -> Result<()> {
+    /// Artifacts under a location a model version was registered from are frozen.
+    pub fn authorize_artifact_write(&self, actor: &Principal, experiment_id: &str, run_id: &str, path: &str) -> Result<()> {
         let attempt = Self::track_attempt(actor, "artifact.write", "run", audit_run_id(run_id));
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::Track)?;
@@ -693,8 +698,18 @@ impl Registry {
             if parse_experiment_id(experiment_id).ok() != Some(run.experiment_id) {
                 return Err(Error::new(ErrorCode::InvalidPath, "the artifact path's experiment is not the run's"));
             }
-            Ok(())
+            Self::not_frozen(tx, path)
         })
+    }
+
+    fn not_frozen(tx: &mut dyn Tx, path: &str) -> Result<()> {
+        if tx.versions_registered_at(&crate::catalog::enclosing_locations(path))? {
+            return Err(Error::new(
+                ErrorCode::ArtifactsFrozen,
+                "a model version was registered from this location; its files are frozen (log the changed model as a new artifact path)",
+            ));
+        }
+        Ok(())
     }
 
     /// Records an artifact written for a run (path, size, SHA-256) in the audit trail, after
@@ -704,6 +719,7 @@ impl Registry {
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::Track)?;
             let run = Self::active_run(tx, run_id, false)?;
+            Self::not_frozen(tx, path)?;
             tx.append_audit(self.run_event(actor, "artifact.write", &run, json!({"path": path, "size": size, "sha256": sha256})))
         })
     }

@@ -223,8 +223,9 @@ async fn upload_inner(st: &Arc<AppState>, path: &str, headers: &HeaderMap, body:
     let reg = st.registry.clone();
     let o2 = owner.clone();
     let p2 = principal.clone();
+    let rel2 = segs.join("/");
     blocking(move || match &o2 {
-        Owner::Run(e, r) => reg.authorize_artifact_write(&p2, e, r),
+        Owner::Run(e, r) => reg.authorize_artifact_write(&p2, e, r, &rel2),
         Owner::LoggedModel(e, m) => reg.authorize_logged_model_write(&p2, e, m),
     })
     .await?;

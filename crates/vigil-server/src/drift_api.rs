@@ -49,6 +49,17 @@ fn roles(f: &Fields) -> Result<Roles, Error> {
     Ok(Roles { prediction: f.opt_str("prediction_col")?, id: f.opt_str("id_col")?, label: f.opt_str("label_col")?, expected: BTreeMap::new(), ignore })
 }
 
+/// Before any upload is staged: the version exists and the actor may act on it (refusals
+/// audited), so that nobody without the right can make the server store and parse data.
+async fn authorize_upload(st: &Arc<AppState>, p: &vigil_core::auth::Principal, name: &str, ver: &str, action: vigil_core::auth::Action, action_name: &'static str) -> Result<(), Error> {
+    let (reg, p, name, ver) = (st.registry.clone(), p.clone(), name.to_owned(), ver.to_owned());
+    blocking(move || {
+        let v = version(&reg, &name, &ver)?;
+        reg.authorize_on_version(&p, &v, action, action_name)
+    })
+    .await
+}
+
 /// A request body staged as a file the data reader understands.
 struct Staged {
     path: std::path::PathBuf,
@@ -169,6 +180,7 @@ pub async fn baseline(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
         let p = authenticate(&st, &headers).await?;
         let f = Fields::from_query(q.as_deref());
         let roles = roles(&f)?;
+        authorize_upload(&st, &p, &name, &ver, vigil_core::auth::Action::Monitor, "drift.baseline").await?;
         let staged = stage(&st, &headers, body).await?;
         let reg = st.registry.clone();
         blocking(move || {
@@ -190,6 +202,7 @@ pub async fn samples(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((
         let p = authenticate(&st, &headers).await?;
         let f = Fields::from_query(q.as_deref());
         let mut roles = roles(&f)?;
+        authorize_upload(&st, &p, &name, &ver, vigil_core::auth::Action::Monitor, "drift.samples").await?;
         let staged = stage(&st, &headers, body).await?;
         let reg = st.registry.clone();
         blocking(move || {
@@ -210,6 +223,7 @@ pub async fn labels(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((n
         let p = authenticate(&st, &headers).await?;
         let f = Fields::from_query(q.as_deref());
         let (id_col, label_col) = (f.str("id_col")?, f.str("label_col")?);
+        authorize_upload(&st, &p, &name, &ver, vigil_core::auth::Action::Monitor, "drift.labels").await?;
         let staged = stage(&st, &headers, body).await?;
         let reg = st.registry.clone();
         blocking(move || {
@@ -241,7 +255,12 @@ pub async fn check(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((na
         let prediction = f.opt_str("prediction_col")?;
         let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let has_body = length.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING);
-        let staged = if has_body { Some(stage(&st, &headers, body).await?) } else { None };
+        let staged = if has_body {
+            authorize_upload(&st, &p, &name, &ver, vigil_core::auth::Action::CheckDrift, "drift.check").await?;
+            Some(stage(&st, &headers, body).await?)
+        } else {
+            None
+        };
         let reg = st.registry.clone();
         blocking(move || {
             let v = version(&reg, &name, &ver)?;
@@ -278,6 +297,12 @@ pub async fn alerts(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuer
                 _ => return Err(Error::new(ErrorCode::InvalidRequest, "give both model and version, or neither")),
             };
             let alerts = reg.list_alerts(v.as_ref().map(|v| v.id.as_str()), !all)?;
+            if v.is_none() {
+                let mut names: Vec<String> = alerts.iter().filter_map(|a| reg.get_version_by_id(&a.model_version_id).ok()).map(|v| v.model_name.to_string()).collect();
+                names.sort();
+                names.dedup();
+                reg.audit_read(&p, Read::Models(&names), "GET /api/v1/drift/alerts")?;
+            }
             Ok(json!({"alerts": alerts.iter().map(alert_json).collect::<Vec<_>>()}))
         })
         .await

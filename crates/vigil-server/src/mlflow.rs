@@ -246,7 +246,7 @@ fn experiments_get_by_name(r: &Registry, p: &Principal, f: &Fields) -> Result<Va
     Ok(json!({"experiment": experiment_json(&e)}))
 }
 
-fn experiments_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> {
+fn experiments_search(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     use vigil_core::search::{CatalogKind, parse_catalog_filter, parse_catalog_order};
     let view = ViewType::parse(&f.opt_str("view_type")?.unwrap_or_default())?;
     let filter = parse_catalog_filter(&f.opt_str("filter")?.unwrap_or_default(), CatalogKind::Experiments)?;
@@ -257,6 +257,9 @@ fn experiments_search(r: &Registry, _: &Principal, f: &Fields) -> Result<Value> 
     }
     let offset = parse_page_token(f.opt_str("page_token")?)?;
     let (exps, more) = r.search_experiments(view, &filter, &order, limit as usize, offset as usize)?;
+    for e in &exps {
+        r.audit_read(p, Read::Experiment(e.id), "experiments/search")?;
+    }
     let mut out = json!({"experiments": exps.iter().map(experiment_json).collect::<Vec<_>>()});
     if more {
         out["next_page_token"] = json!(page_token(offset + limit as u64));

@@ -203,17 +203,29 @@ pub(crate) async fn versions_create(st: &Arc<AppState>, p: Principal, f: Fields)
         logged_model_id: f.opt_str("model_id")?.filter(|s| !s.is_empty()),
         description: f.opt_str("description")?.unwrap_or_default(),
         tags: f.pairs("tags")?,
-        artifact_sha256: None,
+        artifact_digest: None,
     };
+    // Permission first (audited), so that nobody without it makes the server hash anything.
+    let reg = st.registry.clone();
+    let (p2, name) = (p.clone(), new.name.clone());
+    blocking(move || reg.authorize_registration(&p2, &name)).await?;
     let reg = st.registry.clone();
     let (source, run, lm) = (new.source.clone(), new.run_id.clone(), new.logged_model_id.clone());
-    // A refusal here is audited by the registration below, which re-resolves in its transaction.
-    let digest = match blocking(move || reg.resolve_source(&source, run.as_deref(), lm.as_deref())).await {
-        Ok(resolved) => crate::artifacts::tree_digest(st, &resolved.artifact_uri).await?,
-        Err(_) => None,
+    let hashed = async {
+        let resolved = blocking(move || reg.resolve_source(&source, run.as_deref(), lm.as_deref())).await?;
+        let digest = crate::artifacts::tree_digest(st, &resolved.artifact_uri).await?;
+        Ok::<_, Error>(digest.map(|d| (resolved.artifact_uri, d)))
+    }
+    .await;
+    let artifact_digest = match hashed {
+        Ok(d) => d,
+        Err(e) => {
+            let (reg, p2, name) = (st.registry.clone(), p.clone(), new.name.clone());
+            return Err(blocking(move || Ok(reg.refused(&p2, "model_version.register", "model_version", Some(&name), e))).await.unwrap_or_else(|e| e));
+        }
     };
     let reg = st.registry.clone();
-    let cv = blocking(move || reg.create_catalog_version(&p, &NewCatalogVersion { artifact_sha256: digest, ..new })).await?;
+    let cv = blocking(move || reg.create_catalog_version(&p, &NewCatalogVersion { artifact_digest, ..new })).await?;
     Ok(json!({"model_version": version_json(&cv)}))
 }
 
@@ -238,7 +250,9 @@ pub(crate) fn versions_search(r: &Registry, p: &Principal, f: &Fields) -> Result
 pub(crate) fn versions_transition(r: &Registry, p: &Principal, f: &Fields) -> Result<Value> {
     let stage = parse_mlflow_stage(&f.str("stage")?)?;
     f.opt_bool("archive_existing_versions")?;
-    let cv = r.request_stage_via_catalog(p, &f.str("name")?, number(f)?, stage)?;
+    let name = f.str("name")?;
+    let cv = r.request_stage_via_catalog(p, &name, number(f)?, stage)?;
+    r.audit_read(p, Read::Model(&name), "POST model-versions/transition-stage")?;
     Ok(json!({"model_version": version_json(&cv)}))
 }
 

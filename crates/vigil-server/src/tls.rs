@@ -46,6 +46,9 @@ impl TlsConfig {
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Handshakes in flight at once; further connections wait in the kernel's accept queue.
+const MAX_HANDSHAKES: usize = 512;
+
 /// A listener yielding TLS streams whose handshake has completed.
 pub struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -59,8 +62,10 @@ impl TlsListener {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(128);
         let acceptor = TlsAcceptor::from(config.0);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         let task = tokio::spawn(async move {
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
                 let (tcp, addr) = match listener.accept().await {
                     Ok(c) => c,
                     // Out of descriptors and the like: back off instead of spinning.
@@ -72,7 +77,9 @@ impl TlsListener {
                 let _ = tcp.set_nodelay(true);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                    drop(slot);
+                    if let Ok(Ok(tls)) = handshake {
                         let _ = tx.send((tls, addr)).await;
                     }
                 });

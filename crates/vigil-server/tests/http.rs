@@ -236,7 +236,7 @@ fn role_by_route_matrix_with_denials_audited() {
         ("GET", "registered-models/alias", |c| json!({"name": c.model, "alias": "challenger"}), R),
         ("POST", "registered-models/get-latest-versions", |c| json!({"name": c.model}), R),
         ("GET", "registered-models/get-latest-versions", |c| json!({"name": c.model}), R),
-        ("DELETE", "registered-models/alias", |c| json!({"name": c.model, "alias": "challenger"}), [200, 400, 403, 403, 403]),
+        ("DELETE", "registered-models/alias", |c| json!({"name": c.model, "alias": "challenger"}), W),
     ];
     for (method, path, _) in vigil_server::mlflow::ROUTES {
         assert!(cases.iter().any(|(m, p, _, _)| m == method && p == path), "the matrix lacks {method} {path}");
@@ -598,6 +598,12 @@ fn assert_version_binds_digest(s: &Server, run: &str, dir: &str, files: &[(&str,
     // An empty location cannot be registered.
     let (st, e) = mlflow(s, "POST", "model-versions/create", "ds", json!({"name": model, "source": format!("runs:/{run}/nothing-here")}));
     assert_eq!((st, e["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")), "{e}");
+    // What the version was registered from is frozen: no file can be added under it.
+    let (_, r) = mlflow(s, "GET", "runs/get", "ds", json!({"run_id": run}));
+    let root = r["run"]["info"]["artifact_uri"].as_str().unwrap().trim_start_matches("mlflow-artifacts:/").to_owned();
+    let put = |path: String| agent().put(&format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", s.url)).header("authorization", &basic("ds", PW)).send("x").unwrap().status().as_u16();
+    assert_eq!(put(format!("{root}/{dir}/requirements.txt")), 403, "files cannot be added next to a registered model");
+    assert_eq!(put(format!("{root}/elsewhere/notes.txt")), 200, "the rest of the run stays writable");
 }
 
 /// Sends raw bytes (CSV, Parquet) with a content type.
@@ -704,6 +710,7 @@ fn reads_of_phi_marked_records_are_audited() {
     type ReadFn<'a> = Box<dyn Fn(&Records) -> (u16, Value) + 'a>;
     let reads: Vec<(&str, ReadFn)> = vec![
         ("experiments/get", Box::new(|c| mlflow(&s, "GET", "experiments/get", "clin", json!({"experiment_id": c.0})))),
+        ("experiments/search", Box::new(|c| mlflow(&s, "POST", "experiments/search", "clin", json!({"filter": format!("name = '{}'", if c.3.starts_with("phi") { "phi" } else { "plain" })})))),
         ("runs/get", Box::new(|c| mlflow(&s, "GET", "runs/get", "clin", json!({"run_id": c.1})))),
         ("runs/search", Box::new(|c| mlflow(&s, "POST", "runs/search", "clin", json!({"experiment_ids": [c.0]})))),
         ("metrics/get-history", Box::new(|c| mlflow(&s, "GET", "metrics/get-history", "clin", json!({"run_id": c.1, "metric_key": "m"})))),
@@ -734,6 +741,15 @@ fn reads_of_phi_marked_records_are_audited() {
         assert_eq!(e.actor, "clin", "{what}");
         assert!(!e.details.contains("cohort notes"), "no content in the audit trail");
     }
+    // The mark is one-way: it cannot be switched off to read unaudited.
+    let (st, b) = mlflow(&s, "POST", "experiments/set-experiment-tag", "ds", json!({"experiment_id": marked.0, "key": "vigil.phi", "value": "false"}));
+    assert_eq!((st, b["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")), "{b}");
+    mlflow(&s, "POST", "runs/set-tag", "ds", json!({"run_id": plain.1, "key": "vigil.phi", "value": "true"}));
+    let (st, b) = mlflow(&s, "POST", "runs/delete-tag", "ds", json!({"run_id": plain.1, "key": "vigil.phi"}));
+    assert_eq!((st, b["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")), "{b}");
+    let before = phi_reads().len();
+    mlflow(&s, "GET", "runs/get", "clin", json!({"run_id": plain.1}));
+    assert_eq!(phi_reads().len(), before + 1, "a run marked later is audited from then on");
     assert!(s.registry.verify_audit().unwrap().ok());
 }
 

@@ -150,8 +150,24 @@ pub(crate) fn get_logged_model(c: &mut dyn Conn, id: &str) -> Result<Option<Logg
     Ok(with_children(c, found)?.pop())
 }
 
-pub(crate) fn update_logged_model_status(c: &mut dyn Conn, id: &str, status: LoggedModelStatus, at_ms: i64) -> Result<()> {
-    c.exec("UPDATE logged_models SET status = $2, updated_ms = $3 WHERE id = $1", &[id.into(), status.as_str().into(), at_ms.into()]).map(|_| ()).map_err(db)
+pub(crate) fn update_logged_model_status(c: &mut dyn Conn, id: &str, status: LoggedModelStatus, at_ms: i64) -> Result<bool> {
+    // Conditional, so that of two finalisations racing on replicas exactly one applies.
+    let n = c
+        .exec(
+            "UPDATE logged_models SET status = $2, updated_ms = $3 WHERE id = $1 AND status = $4",
+            &[id.into(), status.as_str().into(), at_ms.into(), LoggedModelStatus::Pending.as_str().into()],
+        )
+        .map_err(db)?;
+    Ok(n == 1)
+}
+
+pub(crate) fn versions_registered_at(c: &mut dyn Conn, uris: &[String]) -> Result<bool> {
+    if uris.is_empty() {
+        return Ok(false);
+    }
+    let p: Vec<Param> = uris.iter().map(|u| u.as_str().into()).collect();
+    let sql = format!("SELECT 1 FROM model_versions WHERE artifact_uri IN ({}) LIMIT 1", list(uris.len(), 1));
+    Ok(!c.query(&sql, &p).map_err(db)?.is_empty())
 }
 
 pub(crate) fn set_logged_model_tags(c: &mut dyn Conn, id: &str, tags: &[(String, String)], at_ms: i64) -> Result<()> {

@@ -31,6 +31,7 @@ CREATE TABLE model_version_meta (
     updated_ms BIGINT NOT NULL
 );
 CREATE INDEX model_version_meta_by_run ON model_version_meta (run_id);
+CREATE INDEX model_versions_by_artifact ON model_versions (artifact_uri);
 CREATE TABLE model_version_tags (
     model_version_id TEXT NOT NULL REFERENCES model_versions(id),
     key TEXT NOT NULL,

@@ -1226,6 +1226,10 @@ impl Tx for SqlTx<'_> {
         crate::catalog::delete_version_tag(self.c(), version_id, key)
     }
 
+    fn versions_registered_at(&mut self, artifact_uris: &[String]) -> Result<bool> {
+        crate::catalog::versions_registered_at(self.c(), artifact_uris)
+    }
+
     fn model_aliases(&mut self, model_id: &str) -> Result<Vec<(String, String)>> {
         crate::catalog::model_aliases(self.c(), model_id)
     }
@@ -1249,7 +1253,7 @@ impl Tx for SqlTx<'_> {
         crate::catalog::get_logged_model(self.c(), id)
     }
 
-    fn update_logged_model_status(&mut self, id: &str, status: LoggedModelStatus, at_ms: i64) -> Result<()> {
+    fn update_logged_model_status(&mut self, id: &str, status: LoggedModelStatus, at_ms: i64) -> Result<bool> {
         self.write_check()?;
         crate::catalog::update_logged_model_status(self.c(), id, status, at_ms)
     }
