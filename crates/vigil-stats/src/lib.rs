@@ -5,7 +5,9 @@
 
 pub mod kolmogorov;
 pub mod drift;
+pub mod fairness;
 pub mod ks;
 pub mod profile;
 pub mod sort;
 pub mod special;
+pub mod validation;

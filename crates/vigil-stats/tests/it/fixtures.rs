@@ -7,19 +7,10 @@ pub fn load(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-struct SplitMix64(u64);
+use vigil_stats::validation::SplitMix64;
 
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
-    }
+fn uniform(r: &mut SplitMix64) -> f64 {
+    (r.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
 }
 
 /// Must match `sample()` in make_fixtures.py.
@@ -34,12 +25,12 @@ pub fn sample(spec: &Value) -> Vec<f64> {
             "normal" => {
                 let mut s = 0.0;
                 for _ in 0..12 {
-                    s += rng.uniform();
+                    s += uniform(&mut rng);
                 }
                 (s - 6.0) * b + a
             }
-            "uniform" => rng.uniform() * b + a,
-            "ties" => (rng.uniform() * b).floor() + a,
+            "uniform" => uniform(&mut rng) * b + a,
+            "ties" => (uniform(&mut rng) * b).floor() + a,
             other => panic!("unknown sample kind {other}"),
         })
         .collect()

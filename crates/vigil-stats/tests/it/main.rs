@@ -5,3 +5,4 @@
 mod fixtures;
 mod drift;
 mod ks;
+mod validation;

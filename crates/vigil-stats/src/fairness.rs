@@ -1,0 +1,187 @@
+//! Subgroup fairness (`shared/reference/fairness-validation.md` §4–5): per-group rates and
+//! the disparities fairlearn names, in two modes.
+//!
+//! * **Strict** (Vigil's reports and gates): a rate with a zero denominator is undefined,
+//!   left out of every aggregate, and the groups left out are listed; a difference or ratio
+//!   needs two defined groups; a ratio whose maximum is 0 is undefined.
+//! * **Fairlearn** (to reconcile with fairlearn 0.15): an undefined TPR or FPR counts as 0.0,
+//!   as fairlearn's rates do silently; a ratio with maximum 0 is NaN (`None` here).
+//!
+//! Groups are the distinct values of one sensitive column, or of several joined with `|`
+//! (the observed cells of the intersection; fairlearn's unobserved cells are NaN rows that
+//! its aggregates skip, so the aggregates agree).
+
+use crate::validation::{Confusion, roc_auc};
+
+/// How undefined rates are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Undefined is undefined: excluded and listed.
+    Strict,
+    /// As fairlearn: undefined TPR/FPR become 0.0.
+    Fairlearn,
+}
+
+/// One group's counts and rates at the threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRates {
+    /// Group name (values joined with `|` for intersections).
+    pub group: String,
+    /// Rows.
+    pub n: u64,
+    /// Positive labels.
+    pub n_pos: u64,
+    /// Negative labels.
+    pub n_neg: u64,
+    /// P(ŷ = 1).
+    pub selection_rate: Option<f64>,
+    /// TPR (sensitivity).
+    pub tpr: Option<f64>,
+    /// FPR.
+    pub fpr: Option<f64>,
+    /// PPV.
+    pub ppv: Option<f64>,
+    /// NPV.
+    pub npv: Option<f64>,
+    /// ROC AUC within the group.
+    pub auc: Option<f64>,
+}
+
+fn rates(group: String, labels: &[bool], scores: &[f64], threshold: f64) -> GroupRates {
+    let c = Confusion::at(labels, scores, threshold);
+    GroupRates {
+        group,
+        n: c.n(),
+        n_pos: c.tp + c.fn_,
+        n_neg: c.fp + c.tn,
+        selection_rate: c.selection_rate(),
+        tpr: c.recall(),
+        fpr: c.fpr(),
+        ppv: c.precision(),
+        npv: c.npv(),
+        auc: roc_auc(labels, scores),
+    }
+}
+
+/// Rates of every group (in name order) and of all rows together.
+pub fn by_group(labels: &[bool], scores: &[f64], groups: &[String], threshold: f64) -> (Vec<GroupRates>, GroupRates) {
+    let mut names: Vec<&String> = groups.iter().collect();
+    names.sort();
+    names.dedup();
+    let per = names
+        .into_iter()
+        .map(|g| {
+            let (ys, ss): (Vec<bool>, Vec<f64>) = labels.iter().zip(scores).zip(groups).filter(|(_, gg)| *gg == g).map(|((y, s), _)| (*y, *s)).unzip();
+            rates(g.clone(), &ys, &ss, threshold)
+        })
+        .collect();
+    (per, rates("overall".into(), labels, scores, threshold))
+}
+
+/// Joins several sensitive columns into intersection labels (`a|b`).
+pub fn intersect(columns: &[&[String]]) -> Vec<String> {
+    let n = columns.first().map_or(0, |c| c.len());
+    (0..n).map(|i| columns.iter().map(|c| c[i].as_str()).collect::<Vec<_>>().join("|")).collect()
+}
+
+/// A difference and a ratio across groups, with the groups left out as undefined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disparity {
+    /// max − min (`between_groups`) or max |group − overall| (`to_overall`).
+    pub difference: Option<f64>,
+    /// min / max, or the smallest group/overall ratio folded below 1.
+    pub ratio: Option<f64>,
+    /// Groups whose rate was undefined (strict mode).
+    pub excluded: Vec<String>,
+}
+
+fn values(groups: &[GroupRates], rate: fn(&GroupRates) -> Option<f64>, mode: Mode, zero_fill: bool) -> (Vec<f64>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut excluded = Vec::new();
+    for g in groups {
+        match (rate(g), mode) {
+            (Some(v), _) => out.push(v),
+            (None, Mode::Fairlearn) if zero_fill && g.n > 0 => out.push(0.0),
+            (None, _) => excluded.push(g.group.clone()),
+        }
+    }
+    (out, excluded)
+}
+
+/// Difference (max − min) and ratio (min / max) of a rate across groups.
+pub fn between_groups(groups: &[GroupRates], rate: fn(&GroupRates) -> Option<f64>, mode: Mode, zero_fill: bool) -> Disparity {
+    let (v, excluded) = values(groups, rate, mode, zero_fill);
+    if v.len() < 2 {
+        return Disparity { difference: None, ratio: None, excluded };
+    }
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    Disparity { difference: Some(max - min), ratio: (max > 0.0).then(|| min / max), excluded }
+}
+
+/// Difference (largest |group − overall|) and ratio (smallest group/overall, folded ≤ 1).
+pub fn to_overall(groups: &[GroupRates], overall: &GroupRates, rate: fn(&GroupRates) -> Option<f64>, mode: Mode, zero_fill: bool) -> Disparity {
+    let (v, excluded) = values(groups, rate, mode, zero_fill);
+    let o = match (rate(overall), mode) {
+        (Some(o), _) => o,
+        (None, Mode::Fairlearn) if zero_fill => 0.0,
+        (None, _) => return Disparity { difference: None, ratio: None, excluded },
+    };
+    if v.is_empty() {
+        return Disparity { difference: None, ratio: None, excluded };
+    }
+    let difference = v.iter().map(|x| (x - o).abs()).fold(0.0, f64::max);
+    let ratio = v
+        .iter()
+        .map(|x| if o == 0.0 && *x == 0.0 { f64::NAN } else if *x > o { o / x } else { x / o })
+        .filter(|r| !r.is_nan())
+        .fold(None, |acc: Option<f64>, r| Some(acc.map_or(r, |a| a.min(r))));
+    Disparity { difference: Some(difference), ratio, excluded }
+}
+
+/// fairlearn's fairness summaries (`between_groups`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Selection-rate disparity (demographic parity difference and ratio).
+    pub demographic_parity: Disparity,
+    /// TPR disparity (equal opportunity).
+    pub equal_opportunity: Disparity,
+    /// FPR disparity.
+    pub fpr: Disparity,
+    /// Equalized odds, worst case: max of the TPR and FPR differences, min of their ratios
+    /// (strict: an undefined part is ignored; both undefined, undefined).
+    pub equalized_odds_difference: Option<f64>,
+    /// See `equalized_odds_difference`.
+    pub equalized_odds_ratio: Option<f64>,
+    /// PPV disparity (predictive parity).
+    pub predictive_parity: Disparity,
+}
+
+fn worst(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(pick(x, y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// The summaries over groups.
+pub fn summary(groups: &[GroupRates], mode: Mode) -> Summary {
+    let dp = between_groups(groups, |g| g.selection_rate, mode, false);
+    let tpr = between_groups(groups, |g| g.tpr, mode, true);
+    let fpr = between_groups(groups, |g| g.fpr, mode, true);
+    let pp = between_groups(groups, |g| g.ppv, mode, true);
+    let (eod, eor) = match mode {
+        Mode::Strict => (worst(tpr.difference, fpr.difference, f64::max), worst(tpr.ratio, fpr.ratio, f64::min)),
+        // fairlearn combines with Python's max/min: a NaN part decides by position (TPR first).
+        Mode::Fairlearn => {
+            let positional = |a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64| match (a, b) {
+                (Some(x), Some(y)) => Some(pick(x, y)),
+                (Some(x), None) => Some(x),
+                (None, _) => None,
+            };
+            (positional(tpr.difference, fpr.difference, f64::max), positional(tpr.ratio, fpr.ratio, f64::min))
+        }
+    };
+    Summary { demographic_parity: dp, equal_opportunity: tpr, fpr, equalized_odds_difference: eod, equalized_odds_ratio: eor, predictive_parity: pp }
+}

@@ -1,0 +1,127 @@
+//! Validation and fairness metrics against scikit-learn 1.9, fairlearn 0.15 and a by-the-
+//! definition DeLong (`tests/fixtures/make_validation_fixtures.py` → `validation.json`).
+
+use crate::fixtures::load;
+use serde_json::Value;
+use vigil_stats::fairness::{Mode, by_group, intersect, summary, to_overall};
+use vigil_stats::validation::{Confusion, average_precision, bootstrap, brier, calibration, delong, log_loss, regression, roc_auc};
+
+#[track_caller]
+fn close(got: Option<f64>, want: &Value, tol: f64, what: &str) {
+    match (got, want.as_f64()) {
+        (None, None) => {}
+        (Some(g), Some(w)) => assert!((g - w).abs() <= tol * w.abs().max(1.0), "{what}: got {g}, want {w}"),
+        (g, _) => panic!("{what}: got {g:?}, want {want}"),
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn binary_metrics_match_scikit_learn() {
+    let doc = load("validation.json");
+    for c in doc["cases"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
+        let s: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let cm = Confusion::at(&y, &s, c["threshold"].as_f64().unwrap());
+        close(cm.accuracy(), &c["accuracy"], 1e-12, &format!("{name} accuracy"));
+        close(cm.precision(), &c["precision"], 1e-12, &format!("{name} precision"));
+        close(cm.recall(), &c["recall"], 1e-12, &format!("{name} recall"));
+        close(cm.f1(), &c["f1"], 1e-12, &format!("{name} f1"));
+        close(roc_auc(&y, &s), &c["roc_auc"], 1e-12, &format!("{name} roc_auc"));
+        close(average_precision(&y, &s), &c["average_precision"], 1e-12, &format!("{name} average_precision"));
+        close(brier(&y, &s), &c["brier"], 1e-12, &format!("{name} brier"));
+        close(log_loss(&y, &s), &c["log_loss"], 1e-12, &format!("{name} log_loss"));
+
+        let (table, ece, mce) = calibration(&y, &s, 10).unwrap();
+        let cal = &c["calibration"];
+        assert_eq!(table.iter().map(|b| b.count).collect::<Vec<_>>(), cal["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>(), "{name} bins");
+        for (b, (o, m)) in table.iter().zip(cal["observed"].as_array().unwrap().iter().zip(cal["mean_score"].as_array().unwrap())) {
+            close(Some(b.observed), o, 1e-12, &format!("{name} bin observed"));
+            close(Some(b.mean_score), m, 1e-12, &format!("{name} bin mean score"));
+        }
+        close(Some(ece), &cal["ece"], 1e-12, &format!("{name} ece"));
+        close(Some(mce), &cal["mce"], 1e-12, &format!("{name} mce"));
+    }
+}
+
+#[test]
+fn delong_and_bootstrap_match_the_reference() {
+    let doc = load("validation.json");
+    let mut checked = 0;
+    for c in doc["cases"].as_array().unwrap() {
+        let Some(d) = c.get("delong") else { continue };
+        let name = c["name"].as_str().unwrap();
+        let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
+        let a: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let b: Vec<f64> = c["scores_b"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let got = delong(&y, &a, &b).unwrap();
+        close(Some(got.auc_a), &d["auc_a"], 1e-12, &format!("{name} auc_a"));
+        close(Some(got.auc_b), &d["auc_b"], 1e-12, &format!("{name} auc_b"));
+        close(Some(got.var_a), &d["var_a"], 1e-9, &format!("{name} var_a"));
+        close(Some(got.var_b), &d["var_b"], 1e-9, &format!("{name} var_b"));
+        close(Some(got.cov), &d["cov"], 1e-9, &format!("{name} cov"));
+        close(got.z, &d["z"], 1e-9, &format!("{name} z"));
+        close(got.p, &d["p"], 1e-9, &format!("{name} p"));
+        // The bootstrap replays the fixture's SplitMix64 index stream exactly.
+        let bs = &c["bootstrap_auc"];
+        let ci = bootstrap(&y, &a, 200, 20261128, 0.95, roc_auc).unwrap();
+        assert_eq!((ci.used as u64, ci.skipped as u64), (bs["used"].as_u64().unwrap(), bs["skipped"].as_u64().unwrap()), "{name}");
+        close(Some(ci.low), &bs["low"], 1e-12, &format!("{name} bootstrap low"));
+        close(Some(ci.high), &bs["high"], 1e-12, &format!("{name} bootstrap high"));
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked}");
+}
+
+#[test]
+fn fairness_matches_fairlearn_in_its_mode() {
+    let doc = load("validation.json");
+    for c in doc["cases"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
+        let s: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let (ga, gb) = (strings(&c["group_a"]), strings(&c["group_b"]));
+        for (key, groups) in [("fairness_a", ga.clone()), ("fairness_ab", intersect(&[&ga, &gb]))] {
+            let want = &c[key];
+            let (per, overall) = by_group(&y, &s, &groups, 0.5);
+            let sm = summary(&per, Mode::Fairlearn);
+            close(sm.demographic_parity.difference, &want["demographic_parity_difference"], 1e-12, &format!("{name} {key} dp difference"));
+            close(sm.demographic_parity.ratio, &want["demographic_parity_ratio"], 1e-12, &format!("{name} {key} dp ratio"));
+            close(sm.equalized_odds_difference, &want["equalized_odds_difference"], 1e-12, &format!("{name} {key} eo difference"));
+            close(sm.equalized_odds_ratio, &want["equalized_odds_ratio"], 1e-12, &format!("{name} {key} eo ratio"));
+            close(to_overall(&per, &overall, |g| g.tpr, Mode::Fairlearn, true).difference, &want["tpr_to_overall_difference"], 1e-12, &format!("{name} {key} tpr to overall"));
+            close(to_overall(&per, &overall, |g| g.selection_rate, Mode::Fairlearn, false).ratio, &want["sr_to_overall_ratio"], 1e-12, &format!("{name} {key} sr ratio to overall"));
+        }
+    }
+}
+
+#[test]
+fn strict_mode_excludes_and_lists_undefined_groups() {
+    let doc = load("validation.json");
+    let c = doc["cases"].as_array().unwrap().iter().find(|c| c["name"] == "c3_undefined_rates").unwrap();
+    let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
+    let s: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let (per, _) = by_group(&y, &s, &strings(&c["group_a"]), 0.5);
+    let strict = summary(&per, Mode::Strict);
+    let lenient = summary(&per, Mode::Fairlearn);
+    assert_eq!(strict.equal_opportunity.excluded, vec!["D".to_string()], "D has no positives: its TPR is undefined");
+    assert_eq!(strict.fpr.excluded, vec!["C".to_string()], "C has no negatives");
+    // fairlearn's zeros make the disparity look larger; strict mode leaves them out.
+    assert!(strict.equalized_odds_difference.unwrap() < lenient.equalized_odds_difference.unwrap());
+}
+
+#[test]
+fn regression_metrics_match_scikit_learn() {
+    let r = &load("validation.json")["regression"];
+    let t: Vec<f64> = r["truth"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let p: Vec<f64> = r["pred"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let (mae, rmse, r2) = regression(&t, &p).unwrap();
+    close(Some(mae), &r["mae"], 1e-12, "mae");
+    close(Some(rmse), &r["rmse"], 1e-12, "rmse");
+    close(Some(r2), &r["r2"], 1e-12, "r2");
+    close(regression(&[1.0, 1.0, 1.0], &[1.0, 1.0, 2.0]).map(|x| x.2), &r["constant_truth_r2"], 0.0, "r2 with constant truth");
+}
