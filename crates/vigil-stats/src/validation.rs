@@ -341,6 +341,11 @@ impl SplitMix64 {
     pub fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
+
+    /// The generator after `k` more outputs (the state advances by a constant per output).
+    pub fn skipped(&self, k: u64) -> SplitMix64 {
+        SplitMix64(self.0.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+    }
 }
 
 /// Type-7 (linear interpolation) quantile of sorted values.
@@ -430,4 +435,200 @@ mod tests {
         assert_eq!((d.auc_a, d.z), (d.auc_b, None));
         assert!(delong(&[true, false, false], &[0.1, 0.2, 0.3], &[0.3, 0.2, 0.1]).is_none(), "one positive");
     }
+}
+
+/// The metrics [`evaluate`] reports, in order.
+pub const METRICS: &[&str] = &["accuracy", "precision", "recall", "specificity", "npv", "f1", "roc_auc", "average_precision", "brier", "log_loss", "ece"];
+
+/// A metric's estimate and its bootstrap interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    /// Metric name (one of [`METRICS`]).
+    pub metric: &'static str,
+    /// Value on all rows (`None`: undefined).
+    pub value: Option<f64>,
+    /// Percentile interval (`None` when undefined on every resample).
+    pub ci: Option<BootstrapCi>,
+}
+
+/// Rows laid out in descending score order with their losses and calibration bins, so that a
+/// resample is one sequential O(n) pass over multiplicities instead of a copy and a sort.
+struct Prepared {
+    /// Sorted position of each original row.
+    pos_of: Vec<u32>,
+    y: Vec<bool>,
+    score: Vec<f64>,
+    sq: Vec<f64>,
+    ll: Vec<f64>,
+    bin: Vec<u8>,
+    /// Start of each run of equal scores, plus `n` at the end.
+    runs: Vec<usize>,
+    /// Rows `..above` have score ≥ threshold.
+    above: usize,
+    bins: usize,
+}
+
+impl Prepared {
+    fn new(labels: &[bool], scores: &[f64], threshold: f64, bins: usize) -> Prepared {
+        debug_assert!(bins <= 32, "the per-resample bin arrays hold 32 bins");
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        let mut pos_of = vec![0u32; order.len()];
+        for (k, &i) in order.iter().enumerate() {
+            pos_of[i] = k as u32;
+        }
+        let score: Vec<f64> = order.iter().map(|&i| scores[i]).collect();
+        let y: Vec<bool> = order.iter().map(|&i| labels[i]).collect();
+        let mut runs = vec![0];
+        for k in 1..score.len() {
+            if score[k] != score[k - 1] {
+                runs.push(k);
+            }
+        }
+        runs.push(score.len());
+        let above = score.partition_point(|&x| x >= threshold);
+        let eps = f64::EPSILON;
+        let step = 1.0 / bins as f64;
+        let inner: Vec<f64> = (1..bins).map(|i| i as f64 * step).collect();
+        Prepared {
+            sq: y.iter().zip(&score).map(|(&y, &p)| (p - f64::from(u8::from(y))).powi(2)).collect(),
+            ll: y
+                .iter()
+                .zip(&score)
+                .map(|(&y, &p)| {
+                    let p = p.clamp(eps, 1.0 - eps);
+                    if y { -p.ln() } else { -(1.0 - p).ln() }
+                })
+                .collect(),
+            bin: score.iter().map(|&p| inner.partition_point(|&e| e < p) as u8).collect(),
+            pos_of,
+            y,
+            score,
+            runs,
+            above,
+            bins,
+        }
+    }
+
+    /// Every metric with multiplicities `w` in sorted order (all 1 for the full sample).
+    fn metrics(&self, w: &[u32], out: &mut [Option<f64>; 11]) {
+        let (mut tp, mut fp) = (0u64, 0u64);
+        let (mut auc_num, mut ap) = (0.0f64, 0.0f64);
+        let (mut sq, mut ll) = (0.0, 0.0);
+        let mut bc = [0u64; 32];
+        let mut bs = [0.0f64; 32];
+        let mut by = [0u64; 32];
+        let mut cm = None;
+        for r in 0..self.runs.len() - 1 {
+            let (lo, hi) = (self.runs[r], self.runs[r + 1]);
+            if cm.is_none() && lo >= self.above {
+                cm = Some((tp, fp));
+            }
+            let (mut pw, mut nw) = (0u64, 0u64);
+            // Branch-free: a third of the rows have multiplicity 0 and labels are mixed, so
+            // arithmetic beats mispredicted branches.
+            for k in lo..hi {
+                let wk = u64::from(w[k]);
+                let yk = u64::from(self.y[k]);
+                let wf = wk as f64;
+                pw += wk * yk;
+                nw += wk * (1 - yk);
+                sq += wf * self.sq[k];
+                ll += wf * self.ll[k];
+                let b = self.bin[k] as usize;
+                bc[b] += wk;
+                bs[b] += wf * self.score[k];
+                by[b] += wk * yk;
+            }
+            // This run's negatives rank below every positive above it and tie with its own.
+            auc_num += nw as f64 * (tp as f64 + 0.5 * pw as f64);
+            tp += pw;
+            fp += nw;
+            // Recall moves only where positives are: Σ ΔR·P over runs with positives.
+            if pw > 0 {
+                ap += pw as f64 * (tp as f64 / (tp + fp) as f64);
+            }
+        }
+        let (pos_total, neg_total) = (tp, fp);
+        let (tpa, fpa) = cm.unwrap_or((tp, fp));
+        let c = Confusion { tp: tpa, fp: fpa, fn_: pos_total - tpa, tn: neg_total - fpa };
+        let n = pos_total + neg_total;
+        let ece = (n > 0).then(|| (0..self.bins).filter(|&b| bc[b] > 0).map(|b| bc[b] as f64 / n as f64 * (by[b] as f64 / bc[b] as f64 - bs[b] / bc[b] as f64).abs()).sum::<f64>());
+        *out = [
+            c.accuracy(),
+            c.precision(),
+            c.recall(),
+            c.specificity(),
+            c.npv(),
+            c.f1(),
+            (pos_total > 0 && neg_total > 0).then(|| auc_num / (pos_total as f64 * neg_total as f64)),
+            (pos_total > 0).then(|| ap / pos_total as f64),
+            (n > 0).then(|| sq / n as f64),
+            (n > 0).then(|| ll / n as f64),
+            ece,
+        ];
+    }
+}
+
+/// Every metric of [`METRICS`] at the threshold with a percentile bootstrap interval from
+/// `resamples` resamples (SplitMix64 from `seed`, the same index stream as [`bootstrap`]).
+/// Each resample is one O(n) pass over row multiplicities over rows sorted once; the result
+/// equals recomputing each metric on the resampled rows.
+pub fn evaluate(labels: &[bool], scores: &[f64], threshold: f64, resamples: usize, seed: u64, level: f64) -> Vec<Estimate> {
+    let n = labels.len();
+    let prep = Prepared::new(labels, scores, threshold, 10);
+    let mut point = [None; 11];
+    prep.metrics(&vec![1; n], &mut point);
+    // Resamples are split between threads; each jumps ahead in the one SplitMix64 stream to
+    // where its first resample starts, so the draws are exactly the row bootstrap's.
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 8).min(resamples.max(1));
+    let per = resamples.div_ceil(threads);
+    let prep = &prep;
+    let parts: Vec<Vec<Vec<f64>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (from, to) = (t * per, ((t + 1) * per).min(resamples));
+                sc.spawn(move || {
+                    let mut rng = SplitMix64(seed).skipped((from as u64).wrapping_mul(n as u64));
+                    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(to.saturating_sub(from)); METRICS.len()];
+                    let mut w = vec![0u32; n];
+                    let mut vals = [None; 11];
+                    for _ in from..to {
+                        w.iter_mut().for_each(|x| *x = 0);
+                        // The row bootstrap's index stream, counted at each row's sorted position.
+                        for _ in 0..n {
+                            w[prep.pos_of[rng.below(n)] as usize] += 1;
+                        }
+                        prep.metrics(&w, &mut vals);
+                        for (k, v) in vals.iter().enumerate() {
+                            if let Some(v) = v.filter(|v| v.is_finite()) {
+                                samples[k].push(v);
+                            }
+                        }
+                    }
+                    samples
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); METRICS.len()];
+    for part in parts {
+        for (k, v) in part.into_iter().enumerate() {
+            samples[k].extend(v);
+        }
+    }
+    let alpha = (1.0 - level) / 2.0;
+    METRICS
+        .iter()
+        .zip(point)
+        .zip(samples)
+        .map(|((metric, value), mut s)| {
+            let ci = (!s.is_empty()).then(|| {
+                s.sort_by(f64::total_cmp);
+                BootstrapCi { low: quantile_sorted(&s, alpha), high: quantile_sorted(&s, 1.0 - alpha), used: s.len(), skipped: resamples - s.len() }
+            });
+            Estimate { metric, value, ci }
+        })
+        .collect()
 }

@@ -125,3 +125,37 @@ fn regression_metrics_match_scikit_learn() {
     close(Some(r2), &r["r2"], 1e-12, "r2");
     close(regression(&[1.0, 1.0, 1.0], &[1.0, 1.0, 2.0]).map(|x| x.2), &r["constant_truth_r2"], 0.0, "r2 with constant truth");
 }
+
+#[test]
+fn one_pass_evaluation_equals_the_metrics_and_the_row_bootstrap() {
+    use vigil_stats::validation::{evaluate, METRICS};
+    let doc = load("validation.json");
+    for c in doc["cases"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
+        let s: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let est = evaluate(&y, &s, 0.5, 200, 20261128, 0.95);
+        assert_eq!(est.iter().map(|e| e.metric).collect::<Vec<_>>(), METRICS);
+        let cm = Confusion::at(&y, &s, 0.5);
+        let direct = [cm.accuracy(), cm.precision(), cm.recall(), cm.specificity(), cm.npv(), cm.f1(), roc_auc(&y, &s), average_precision(&y, &s), brier(&y, &s), log_loss(&y, &s), calibration(&y, &s, 10).map(|c| c.1)];
+        for (e, d) in est.iter().zip(direct) {
+            match (e.value, d) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-12, "{name} {}: {a} vs {b}", e.metric),
+                (a, b) => assert_eq!(a, b, "{name} {}", e.metric),
+            }
+        }
+        // Each metric's interval equals the row-copying bootstrap on the same index stream.
+        let stats: [fn(&[bool], &[f64]) -> Option<f64>; 4] = [roc_auc, average_precision, brier, |y, s| Confusion::at(y, s, 0.5).recall()];
+        for (k, stat) in [6usize, 7, 8, 2].into_iter().zip(stats) {
+            let slow = bootstrap(&y, &s, 200, 20261128, 0.95, stat);
+            let fast = est[k].ci.clone();
+            match (slow, fast) {
+                (Some(a), Some(b)) => {
+                    assert_eq!((a.used, a.skipped), (b.used, b.skipped), "{name} {}", METRICS[k]);
+                    assert!((a.low - b.low).abs() < 1e-12 && (a.high - b.high).abs() < 1e-12, "{name} {}: {a:?} vs {b:?}", METRICS[k]);
+                }
+                (a, b) => assert_eq!(a.is_none(), b.is_none(), "{name} {}", METRICS[k]),
+            }
+        }
+    }
+}
