@@ -7,6 +7,8 @@
 //! Data: SplitMix64-generated labels (prevalence ~0.3), scores = clip(0.3·y + N(0.35, 0.2)),
 //! sex in {F, M}, race in {A, B, C, D}.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Instant;
 use vigil_stats::fairness::{Mode, by_group, intersect, summary};
 use vigil_stats::validation::{SplitMix64, evaluate};

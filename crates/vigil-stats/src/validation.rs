@@ -527,6 +527,7 @@ impl Prepared {
             let (mut pw, mut nw) = (0u64, 0u64);
             // Branch-free: a third of the rows have multiplicity 0 and labels are mixed, so
             // arithmetic beats mispredicted branches.
+            #[allow(clippy::needless_range_loop)] // six parallel arrays, one index
             for k in lo..hi {
                 let wk = u64::from(w[k]);
                 let yk = u64::from(self.y[k]);

@@ -145,7 +145,8 @@ fn one_pass_evaluation_equals_the_metrics_and_the_row_bootstrap() {
             }
         }
         // Each metric's interval equals the row-copying bootstrap on the same index stream.
-        let stats: [fn(&[bool], &[f64]) -> Option<f64>; 4] = [roc_auc, average_precision, brier, |y, s| Confusion::at(y, s, 0.5).recall()];
+        type Stat = fn(&[bool], &[f64]) -> Option<f64>;
+        let stats: [Stat; 4] = [roc_auc, average_precision, brier, |y, s| Confusion::at(y, s, 0.5).recall()];
         for (k, stat) in [6usize, 7, 8, 2].into_iter().zip(stats) {
             let slow = bootstrap(&y, &s, 200, 20261128, 0.95, stat);
             let fast = est[k].ci.clone();
