@@ -185,3 +185,125 @@ pub fn summary(groups: &[GroupRates], mode: Mode) -> Summary {
     };
     Summary { demographic_parity: dp, equal_opportunity: tpr, fpr, equalized_odds_difference: eod, equalized_odds_ratio: eor, predictive_parity: pp }
 }
+
+/// Evidence about one group for a report: its rates, or "insufficient evidence" when it is
+/// below the minimum size (or has too few positives or negatives for the rates that need them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupEvidence {
+    /// Enough rows: the rates.
+    Rates(GroupRates),
+    /// Suppressed: fewer rows (or positives, or negatives) than the policy's minimum. Never a pass.
+    Insufficient {
+        /// Group name.
+        group: String,
+        /// Rows.
+        n: u64,
+        /// Why (which minimum was not met).
+        reason: String,
+    },
+}
+
+/// Minimum evidence per group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Minimums {
+    /// Rows.
+    pub rows: u64,
+    /// Positive labels (for TPR and AUC).
+    pub positives: u64,
+    /// Negative labels (for FPR and AUC).
+    pub negatives: u64,
+}
+
+impl Default for Minimums {
+    /// 30 rows, 5 positives, 5 negatives.
+    fn default() -> Self {
+        Minimums { rows: 30, positives: 5, negatives: 5 }
+    }
+}
+
+/// Splits groups into those with enough evidence and those suppressed.
+pub fn screen(groups: Vec<GroupRates>, min: Minimums) -> Vec<GroupEvidence> {
+    groups
+        .into_iter()
+        .map(|g| {
+            let why = if g.n < min.rows {
+                Some(format!("{} rows, fewer than the minimum {}", g.n, min.rows))
+            } else if g.n_pos < min.positives {
+                Some(format!("{} positives, fewer than the minimum {}", g.n_pos, min.positives))
+            } else if g.n_neg < min.negatives {
+                Some(format!("{} negatives, fewer than the minimum {}", g.n_neg, min.negatives))
+            } else {
+                None
+            };
+            match why {
+                Some(reason) => GroupEvidence::Insufficient { group: g.group, n: g.n, reason },
+                None => GroupEvidence::Rates(g),
+            }
+        })
+        .collect()
+}
+
+/// The reference-group screen (Aequitas' convention): each group's rate divided by the
+/// reference group's; within [0.8, 1.25] (both inclusive) is within the band. The 80% rule is
+/// a screen, not a verdict: it flags favoured groups too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceRatio {
+    /// Group.
+    pub group: String,
+    /// rate(group) / rate(reference); `None` when either rate is undefined or the reference is 0.
+    pub ratio: Option<f64>,
+    /// Whether the ratio lies within [0.8, 1.25].
+    pub within_band: Option<bool>,
+}
+
+/// Ratios of a rate to a reference group's (by default the largest group).
+pub fn reference_ratios(groups: &[GroupRates], rate: fn(&GroupRates) -> Option<f64>, reference: Option<&str>) -> Option<(String, Vec<ReferenceRatio>)> {
+    let refg = match reference {
+        Some(name) => groups.iter().find(|g| g.group == name)?,
+        None => groups.iter().max_by(|a, b| a.n.cmp(&b.n).then_with(|| b.group.cmp(&a.group)))?,
+    };
+    let base = rate(refg);
+    let out = groups
+        .iter()
+        .filter(|g| g.group != refg.group)
+        .map(|g| {
+            let ratio = match (rate(g), base) {
+                (Some(x), Some(b)) if b > 0.0 => Some(x / b),
+                _ => None,
+            };
+            ReferenceRatio { group: g.group.clone(), ratio, within_band: ratio.map(|r| (0.8..=1.25).contains(&r)) }
+        })
+        .collect();
+    Some((refg.group.clone(), out))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn g(name: &str, n: u64, n_pos: u64, sr: f64) -> GroupRates {
+        GroupRates { group: name.into(), n, n_pos, n_neg: n - n_pos, selection_rate: Some(sr), tpr: None, fpr: None, ppv: None, npv: None, auc: None }
+    }
+
+    #[test]
+    fn small_groups_are_insufficient_evidence_not_a_pass() {
+        let out = screen(vec![g("big", 100, 40, 0.3), g("tiny", 3, 1, 1.0), g("no_pos", 50, 2, 0.1)], Minimums::default());
+        assert!(matches!(&out[0], GroupEvidence::Rates(r) if r.group == "big"));
+        assert!(matches!(&out[1], GroupEvidence::Insufficient { reason, .. } if reason.contains("3 rows")));
+        assert!(matches!(&out[2], GroupEvidence::Insufficient { reason, .. } if reason.contains("2 positives")));
+    }
+
+    #[test]
+    fn reference_ratios_use_the_largest_group_and_the_two_sided_band() {
+        let groups = [g("A", 500, 100, 0.40), g("B", 200, 50, 0.30), g("C", 100, 20, 0.52), g("D", 50, 10, 0.0)];
+        let (reference, r) = reference_ratios(&groups, |g| g.selection_rate, None).unwrap();
+        assert_eq!(reference, "A");
+        let by: Vec<(String, Option<bool>)> = r.iter().map(|x| (x.group.clone(), x.within_band)).collect();
+        // 0.30/0.40 = 0.75 (below), 0.52/0.40 = 1.3 (favoured: above 1.25), 0/0.40 = 0.
+        assert_eq!(by, vec![("B".into(), Some(false)), ("C".into(), Some(false)), ("D".into(), Some(false))]);
+        let (_, r) = reference_ratios(&groups, |g| g.selection_rate, Some("B")).unwrap();
+        assert!((r[0].ratio.unwrap() - 0.4 / 0.3).abs() < 1e-12);
+        assert!(reference_ratios(&groups, |g| g.selection_rate, Some("Z")).is_none());
+    }
+}
