@@ -96,6 +96,34 @@ pub enum Command {
     /// Verify, query and export the audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Validate NAME@VERSION on a holdout (metrics with bootstrap intervals, champion
+    /// comparison, subgroup fairness, card/lineage/digest completeness); stores the report
+    /// bound to the version's content hash. Exit code 1 when a gate fails.
+    Validate {
+        /// NAME@VERSION.
+        reference: String,
+        /// Holdout data (CSV or Parquet).
+        #[arg(long)]
+        data: PathBuf,
+        /// Label column (1/0, true/false, yes/no).
+        #[arg(long)]
+        label: String,
+        /// Score column (probabilities in [0, 1]).
+        #[arg(long)]
+        score: String,
+        /// The Production version's scores on the same rows.
+        #[arg(long)]
+        champion_score: Option<String>,
+        /// Sensitive attribute columns (comma-separated); their intersection is checked too.
+        #[arg(long, value_delimiter = ',')]
+        sensitive: Vec<String>,
+        /// Decision threshold (score >= threshold is positive).
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f64,
+        /// Bootstrap resamples.
+        #[arg(long, default_value_t = 2000)]
+        resamples: usize,
+    },
     /// Show a model version's provenance, or every version trained on a data hash.
     Lineage {
         /// NAME@VERSION.

@@ -11,6 +11,7 @@ mod demo;
 mod drift;
 mod remote;
 mod table;
+mod validate;
 mod views;
 
 use clap::Parser;

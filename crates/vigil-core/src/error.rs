@@ -100,6 +100,8 @@ codes! {
     AliasNotFound = "alias_not_found" => InvalidInput,
     /// A model version's source is not a location Vigil can vouch for.
     InvalidSource = "invalid_source" => InvalidInput,
+    /// A validation holdout is unusable (empty, one label class, scores outside [0, 1], …).
+    InvalidValidationData = "invalid_validation_data" => InvalidInput,
 
     /// Wrong user id or password.
     AuthenticationFailed = "authentication_failed" => Unauthenticated,

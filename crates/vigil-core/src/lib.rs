@@ -25,5 +25,6 @@ pub mod semver;
 pub mod session;
 pub mod store;
 pub mod tracking;
+pub mod validate;
 
 pub use error::{Error, ErrorCode, ErrorKind, Result};

@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::ids::{ModelName, Sha256Digest, Timestamp, UserId};
 use crate::model::{ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent};
 use crate::session::ApiToken;
+use crate::validate::ValidationRecord;
 use crate::tracking::{Experiment, Lifecycle, Metric, MetricPoint, RunInfo, RunQuery, ViewType};
 use std::collections::HashMap;
 
@@ -386,6 +387,12 @@ pub trait Tx {
     fn insert_run_input(&mut self, experiment_id: i64, run_id: &str, input: &DatasetInput) -> Result<()>;
     /// A run's dataset inputs.
     fn run_inputs(&mut self, run_id: &str) -> Result<Vec<DatasetInput>>;
+
+    // ----- validation -----
+    /// Stores a validation report.
+    fn insert_validation_report(&mut self, r: &ValidationRecord) -> Result<()>;
+    /// A version's validation reports, newest first.
+    fn validation_reports(&mut self, model_version_id: &str) -> Result<Vec<ValidationRecord>>;
 
     /// Buffers an audit event; it is chained and inserted at commit, as the transaction's
     /// last writes, so the chain head is locked only for the instant before commit.

@@ -87,6 +87,38 @@ pub(crate) fn delete_alias(c: &mut dyn Conn, model_id: &str, alias: &str) -> Res
     Ok(c.exec("DELETE FROM model_aliases WHERE model_id = $1 AND alias = $2", &[model_id.into(), alias.into()]).map_err(db)? > 0)
 }
 
+// ----- validation reports ------------------------------------------------------------------
+
+pub(crate) fn insert_validation_report(c: &mut dyn Conn, r: &vigil_core::validate::ValidationRecord) -> Result<()> {
+    c.exec(
+        "INSERT INTO validation_reports (id, model_version_id, content_hash, passed, report, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[r.id.as_str().into(), r.model_version_id.as_str().into(), r.content_hash.as_str().into(), i64::from(r.passed).into(), r.report.as_str().into(), r.created_by.as_str().into(), r.created_at.to_rfc3339().into()],
+    )
+    .map(|_| ())
+    .map_err(db)
+}
+
+pub(crate) fn validation_reports(c: &mut dyn Conn, version_id: &str) -> Result<Vec<vigil_core::validate::ValidationRecord>> {
+    c.query(
+        "SELECT id, model_version_id, content_hash, passed, report, created_by, created_at FROM validation_reports WHERE model_version_id = $1 ORDER BY created_at DESC, id DESC",
+        &[version_id.into()],
+    )
+    .map_err(db)?
+    .iter()
+    .map(|r| {
+        Ok(vigil_core::validate::ValidationRecord {
+            id: r.text(0),
+            model_version_id: r.text(1),
+            content_hash: r.text(2),
+            passed: r.int(3) != 0,
+            report: r.text(4),
+            created_by: r.text(5),
+            created_at: crate::tx::ts(&r.text(6))?,
+        })
+    })
+    .collect()
+}
+
 // ----- logged models -----------------------------------------------------------------------
 
 const LM_COLS: &str = "id, experiment_id, name, artifact_uri, status, source_run_id, model_type, created_by, creation_ms, updated_ms";

@@ -12,7 +12,21 @@ pub const MIGRATION_COUNT: usize = MIGRATIONS.len();
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry, approvals, audit", V1), (2, "drift monitoring", V2), (3, "drift alerts", V3), (4, "api tokens, experiment tracking", V4),
     (5, "model registry catalogue: version numbers, aliases, logged models, dataset inputs", V5),
+    (6, "validation reports", V6),
 ];
+
+const V6: &str = r#"
+CREATE TABLE validation_reports (
+    id TEXT PRIMARY KEY,
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    content_hash TEXT NOT NULL,
+    passed BIGINT NOT NULL,
+    report TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX validation_reports_by_version ON validation_reports (model_version_id, created_at);
+"#;
 
 const V5: &str = r#"
 ALTER TABLE model_versions ADD COLUMN number BIGINT;

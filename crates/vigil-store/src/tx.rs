@@ -1226,6 +1226,15 @@ impl Tx for SqlTx<'_> {
         crate::catalog::delete_version_tag(self.c(), version_id, key)
     }
 
+    fn insert_validation_report(&mut self, r: &vigil_core::validate::ValidationRecord) -> Result<()> {
+        self.write_check()?;
+        crate::catalog::insert_validation_report(self.c(), r)
+    }
+
+    fn validation_reports(&mut self, model_version_id: &str) -> Result<Vec<vigil_core::validate::ValidationRecord>> {
+        crate::catalog::validation_reports(self.c(), model_version_id)
+    }
+
     fn versions_registered_at(&mut self, artifact_uris: &[String]) -> Result<bool> {
         crate::catalog::versions_registered_at(self.c(), artifact_uris)
     }

@@ -11,6 +11,7 @@ mod drift;
 mod errors;
 mod remote;
 mod server;
+mod validate;
 mod workflow;
 
 pub const PW: &str = "s3cret-passw0rd";

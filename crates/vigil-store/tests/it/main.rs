@@ -12,3 +12,4 @@ mod monitoring;
 mod storage;
 mod tracking;
 mod catalog;
+mod validation;

@@ -1,0 +1,34 @@
+//! `vigil validate`: a holdout file in, gates out, the report stored and audited; exit code 1
+//! when a gate fails, 2 for an unusable holdout.
+
+use crate::Vigil;
+
+#[test]
+fn validate_reports_gates_and_exits_by_verdict() {
+    let v = Vigil::with_team();
+    v.register("ds", ("sepsis", "1.0.0")).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("y,score,sex\n");
+    for i in 0..400 {
+        let y = i % 5 < 2;
+        let s = if y { 0.55 + (i % 7) as f64 * 0.05 } else { 0.1 + (i % 9) as f64 * 0.05 };
+        csv.push_str(&format!("{},{s},{}\n", u8::from(y), if i % 2 == 0 { "F" } else { "M" }));
+    }
+    let file = dir.path().join("holdout.csv");
+    std::fs::write(&file, csv).unwrap();
+    let f = file.to_str().unwrap();
+    let out = v.as_user("ds", &["validate", "sepsis@1.0.0", "--data", f, "--label", "y", "--score", "score", "--sensitive", "sex", "--resamples", "200"]);
+    // The registered record has no model card: that gate fails, the rest pass.
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("FAILED") && out.stdout.contains("model_card") && out.stdout.contains("floor:roc_auc"), "{}", out.stdout);
+    let j = v.as_user("ds", &["--json", "validate", "sepsis@1.0.0", "--data", f, "--label", "y", "--score", "score", "--resamples", "200"]).json();
+    assert_eq!(j["passed"], false);
+    assert!(j["report_id"].as_str().unwrap().starts_with("val_"));
+    assert!(j["metrics"].as_array().unwrap().iter().any(|m| m["metric"] == "roc_auc" && m["value"].as_f64().unwrap() > 0.9));
+    let audit = v.as_user("ds", &["--json", "audit", "log", "--action", "validation.run"]).ok().json();
+    assert_eq!(audit.as_array().unwrap().len(), 2);
+    // Unusable input: a label column that is not binary.
+    let bad = v.as_user("ds", &["validate", "sepsis@1.0.0", "--data", f, "--label", "sex", "--score", "score"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("invalid_validation_data"), "{}", bad.stderr);
+}
