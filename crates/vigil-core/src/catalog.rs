@@ -563,10 +563,7 @@ impl Registry {
                 created_by: user.id.clone(),
                 created_at: self.clock.now(),
             };
-            tx.insert_model(&m)?;
-            let mut e = self.event(user.id.as_str(), "model.create", "model", &m.id, json!({"new": {"owner": m.owner, "model_type": m.model_type.as_str(), "tags": m.tags}}));
-            e.model = Some(m.name.to_string());
-            tx.append_audit(e)?;
+            self.insert_model_audited(tx, &m)?;
             Self::catalog_model(tx, m)
         })
     }

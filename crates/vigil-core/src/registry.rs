@@ -519,6 +519,14 @@ impl Registry {
         })
     }
 
+    /// Inserts a registered model with its `model.create` audit event.
+    pub(crate) fn insert_model_audited(&self, tx: &mut dyn Tx, m: &RegisteredModel) -> Result<()> {
+        tx.insert_model(m)?;
+        let mut e = self.event(m.created_by.as_str(), "model.create", "model", &m.id, json!({"new": {"owner": m.owner, "model_type": m.model_type.as_str(), "tags": m.tags}}));
+        e.model = Some(m.name.to_string());
+        tx.append_audit(e)
+    }
+
     /// The registration itself, shared by the native API and the catalogue (MLflow): the
     /// model is created on first use (or locked, so that version numbers are handed out one
     /// at a time), the version gets the next number, its content hash, a transition record,
@@ -551,10 +559,7 @@ impl Registry {
                     created_by: user.id.clone(),
                     created_at: self.clock.now(),
                 };
-                tx.insert_model(&m)?;
-                let mut e = self.event(user.id.as_str(), "model.create", "model", &m.id, json!({"new": {"owner": m.owner, "model_type": m.model_type.as_str(), "tags": m.tags}}));
-                e.model = Some(m.name.to_string());
-                tx.append_audit(e)?;
+                self.insert_model_audited(tx, &m)?;
                 m
             }
         };
