@@ -4,7 +4,7 @@
 use vigil_core::drift::Verdict;
 use vigil_core::monitor::{DriftCheck, Distribution, feature_json};
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 

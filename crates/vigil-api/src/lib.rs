@@ -7,6 +7,7 @@
 //! field, never serialised with a derive, so changing a core type cannot silently change what
 //! clients receive.
 
+pub mod card;
 pub mod html;
 pub mod manifest;
 

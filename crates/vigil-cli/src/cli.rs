@@ -124,6 +124,19 @@ pub enum Command {
         #[arg(long, default_value_t = 2000)]
         resamples: usize,
     },
+    /// The model card of NAME@VERSION, generated from the registry: the card's fields with
+    /// every HTI-1 attribute's status, and the numbers of the newest validation report bound
+    /// to the current content hash.
+    Card {
+        /// NAME@VERSION.
+        reference: String,
+        /// md, html, json (Vigil's schema) or mct (Model Card Toolkit).
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Show a model version's provenance, or every version trained on a data hash.
     Lineage {
         /// NAME@VERSION.

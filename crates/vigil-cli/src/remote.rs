@@ -144,6 +144,7 @@ pub fn run(g: &Global, url: &str, c: Command) -> Result<ExitCode> {
         Command::User(_) => Err(local_only("user")),
         Command::Drift(DriftCmd::Deliver { .. }) => Err(local_only("drift deliver")),
         Command::Validate { .. } => Err(local_only("validate")),
+        Command::Card { .. } => Err(local_only("card")),
         Command::Drift(DriftCmd::Baseline { ref more, .. }) if !more.is_empty() => Err(local_only("drift baseline --and-data")),
         c => {
             // Check arguments before asking for a password.
@@ -273,7 +274,7 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
             emit(g, &j, || views::lineage(&j));
         }
         Command::Drift(d) => drift(g, r, d)?,
-        Command::Init { .. } | Command::Serve { .. } | Command::Demo | Command::User(_) | Command::Validate { .. } => return Err(usage("this command runs where the store is")),
+        Command::Init { .. } | Command::Serve { .. } | Command::Demo | Command::User(_) | Command::Validate { .. } | Command::Card { .. } => return Err(usage("this command runs where the store is")),
     }
     Ok(ExitCode::SUCCESS)
 }

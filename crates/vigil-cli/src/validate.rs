@@ -81,3 +81,31 @@ pub fn run(g: &Global, reference: &str, data: &Path, label: &str, score: &str, c
     });
     Ok(if rec.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
+
+/// `vigil card`: the generated model card in one of four formats.
+pub fn card(g: &Global, reference: &str, format: &str, output: Option<&Path>) -> Result<ExitCode> {
+    if !matches!(format, "md" | "html" | "json" | "mct") {
+        return Err(Error::new(ErrorCode::InvalidText, "--format is md, html, json or mct").into());
+    }
+    let reg = open(g, false)?;
+    let (name, version) = parse_reference(reference)?;
+    let v = reg.get_version(&name, &version)?;
+    // Only evidence about exactly this content counts.
+    let hash = v.content_hash.to_hex();
+    let report = reg.validation_reports(&v.id)?.into_iter().find(|r| r.content_hash == hash);
+    let doc = vigil_api::card::document(&v, report.as_ref());
+    let text = match format {
+        "md" => vigil_api::card::markdown(&doc),
+        "html" => vigil_api::card::html(&doc),
+        "mct" => format!("{}\n", vigil_api::card::mct(&doc)),
+        _ => format!("{doc}\n"),
+    };
+    match output {
+        Some(p) => {
+            std::fs::write(p, &text).map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+            eprintln!("wrote the {format} model card of {} to {}", v.reference(), p.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -32,3 +32,31 @@ fn validate_reports_gates_and_exits_by_verdict() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("invalid_validation_data"), "{}", bad.stderr);
 }
+
+#[test]
+fn card_is_generated_from_the_registry_and_the_bound_report() {
+    let v = Vigil::with_team();
+    v.register("ds", ("sepsis", "1.0.0")).ok();
+    // Before validation: the card says so and lists the missing HTI-1 attributes.
+    let md = v.run(&["card", "sepsis@1.0.0"]).ok().stdout;
+    assert!(md.contains("# Model card: sepsis 1.0.0") && md.contains("31 missing") && md.contains("No validation report"), "{md}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("y,score,sex\n");
+    for i in 0..300 {
+        let y = i % 3 == 0;
+        csv.push_str(&format!("{},{},{}\n", u8::from(y), if y { 0.7 } else { 0.2 + (i % 5) as f64 * 0.05 }, if i % 2 == 0 { "F" } else { "M" }));
+    }
+    let file = dir.path().join("h.csv");
+    std::fs::write(&file, csv).unwrap();
+    v.as_user("ds", &["validate", "sepsis@1.0.0", "--data", file.to_str().unwrap(), "--label", "y", "--score", "score", "--sensitive", "sex", "--resamples", "100"]);
+    let md = v.run(&["card", "sepsis@1.0.0"]).ok().stdout;
+    assert!(md.contains("## Evaluation (300 rows") && md.contains("| roc_auc | 1.0000 |") && md.contains("### Fairness by sex"), "{md}");
+    let html = v.run(&["card", "sepsis@1.0.0", "--format", "html"]).ok().stdout;
+    assert!(html.starts_with("<!doctype html>") && !html.contains("<script") && html.contains("Fairness by sex"));
+    let j = v.run(&["card", "sepsis@1.0.0", "--format", "json"]).ok().json();
+    assert_eq!(j["record"], "vigil.model_card/1");
+    assert_eq!(j["card"]["hti1_missing"].as_array().unwrap().len(), 31);
+    let mct = v.run(&["card", "sepsis@1.0.0", "--format", "mct"]).ok().json();
+    assert!(mct["quantitative_analysis"]["performance_metrics"].as_array().unwrap().iter().any(|m| m["type"] == "roc_auc" && m["confidence_interval"]["lower_bound"].is_string()));
+    assert_eq!(v.run(&["card", "sepsis@1.0.0", "--format", "pdf"]).code, 2);
+}
