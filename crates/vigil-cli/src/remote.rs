@@ -143,8 +143,7 @@ pub fn run(g: &Global, url: &str, c: Command) -> Result<ExitCode> {
         Command::Demo => Err(local_only("demo")),
         Command::User(_) => Err(local_only("user")),
         Command::Drift(DriftCmd::Deliver { .. }) => Err(local_only("drift deliver")),
-        Command::Validate { .. } => Err(local_only("validate")),
-        Command::Card { .. } => Err(local_only("card")),
+
         Command::Drift(DriftCmd::Baseline { ref more, .. }) if !more.is_empty() => Err(local_only("drift baseline --and-data")),
         c => {
             // Check arguments before asking for a password.
@@ -274,7 +273,30 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
             emit(g, &j, || views::lineage(&j));
         }
         Command::Drift(d) => drift(g, r, d)?,
-        Command::Init { .. } | Command::Serve { .. } | Command::Demo | Command::User(_) | Command::Validate { .. } | Command::Card { .. } => return Err(usage("this command runs where the store is")),
+        Command::Validate { reference: rf, data, label, score, champion_score, sensitive, threshold, resamples } => {
+            let (n, v) = reference(&rf)?;
+            let sens = sensitive.iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(",");
+            let q = query(&[
+                ("label", Some(label)),
+                ("score", Some(score)),
+                ("champion_score", champion_score),
+                ("sensitive", (!sens.is_empty()).then_some(sens)),
+                ("threshold", Some(threshold.to_string())),
+                ("resamples", Some(resamples.to_string())),
+            ]);
+            let report = r.upload(&format!("/models/{n}/versions/{v}/validate{q}"), &data)?;
+            emit(g, &report, || crate::validate::print_report(&report));
+            return Ok(if report["passed"] == true { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        Command::Card { reference: rf, format, output } => {
+            if !matches!(format.as_str(), "md" | "html" | "json" | "mct") {
+                return Err(Error::new(ErrorCode::InvalidText, "--format is md, html, json or mct").into());
+            }
+            let (n, v) = reference(&rf)?;
+            let doc = r.get(&format!("/models/{n}/versions/{v}/card?format=json"))?;
+            crate::validate::write_card(&crate::validate::render_card(&doc, &format), &format, &rf, output.as_deref())?;
+        }
+        Command::Init { .. } | Command::Serve { .. } | Command::Demo | Command::User(_) => return Err(usage("this command runs where the store is")),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -317,6 +317,34 @@ fn append(a: &dyn Array, col: &mut RawColumn) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// A validation holdout from a table: a binary label column (1/0, true/false, yes/no), a score
+/// column, optionally the champion's scores, and sensitive attribute columns. Errors name the
+/// column, never a value.
+pub fn validation_data(table: &Table, label: &str, score: &str, champion: Option<&str>, sensitive: &[String], threshold: f64) -> Result<vigil_core::validate::ValidationData> {
+    let bad = |m: String| vigil_core::Error::new(vigil_core::ErrorCode::InvalidValidationData, m);
+    let column = |name: &str| table.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c).ok_or_else(|| bad(format!("the holdout has no column {}", vigil_core::ids::quote_key(name))));
+    let numbers = |name: &str| -> Result<Vec<f64>> {
+        column(name)?.numbers().map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()).ok_or_else(|| bad(format!("column {} must be numeric scores", vigil_core::ids::quote_key(name))))
+    };
+    let labels = column(label)?
+        .strings()
+        .into_iter()
+        .map(|s| match s.as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref() {
+            Some("1" | "1.0" | "true" | "yes") => Ok(true),
+            Some("0" | "0.0" | "false" | "no") => Ok(false),
+            _ => Err(bad(format!("label column {} must hold 1/0, true/false or yes/no in every row", vigil_core::ids::quote_key(label)))),
+        })
+        .collect::<Result<Vec<bool>>>()?;
+    let scores = numbers(score)?;
+    let champion_scores = champion.map(numbers).transpose()?;
+    let sensitive = sensitive
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| Ok((s.clone(), column(s)?.strings().into_iter().map(|x| x.unwrap_or_else(|| "(missing)".into())).collect())))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(vigil_core::validate::ValidationData { labels, scores, champion_scores, sensitive, threshold })
+}
+
 /// The column kinds a baseline was profiled with (`Registry::baseline_features`), which new
 /// data for the version is read with.
 pub fn baseline_kinds(features: Option<Vec<(String, bool)>>) -> BTreeMap<String, Kind> {

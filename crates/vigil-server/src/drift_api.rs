@@ -35,7 +35,7 @@ fn reply(r: Result<Value, Error>) -> Response {
     }
 }
 
-fn version(reg: &Registry, name: &str, version: &str) -> Result<ModelVersion, Error> {
+pub(crate) fn version(reg: &Registry, name: &str, version: &str) -> Result<ModelVersion, Error> {
     reg.get_version(&ModelName::parse(name)?, &Version::parse(version)?)
 }
 
@@ -51,7 +51,7 @@ fn roles(f: &Fields) -> Result<Roles, Error> {
 
 /// Before any upload is staged: the version exists and the actor may act on it (refusals
 /// audited), so that nobody without the right can make the server store and parse data.
-async fn authorize_upload(st: &Arc<AppState>, p: &vigil_core::auth::Principal, name: &str, ver: &str, action: vigil_core::auth::Action, action_name: &'static str) -> Result<(), Error> {
+pub(crate) async fn authorize_upload(st: &Arc<AppState>, p: &vigil_core::auth::Principal, name: &str, ver: &str, action: vigil_core::auth::Action, action_name: &'static str) -> Result<(), Error> {
     let (reg, p, name, ver) = (st.registry.clone(), p.clone(), name.to_owned(), ver.to_owned());
     blocking(move || {
         let v = version(&reg, &name, &ver)?;
@@ -61,7 +61,7 @@ async fn authorize_upload(st: &Arc<AppState>, p: &vigil_core::auth::Principal, n
 }
 
 /// A request body staged as a file the data reader understands.
-struct Staged {
+pub(crate) struct Staged {
     path: std::path::PathBuf,
 }
 
@@ -73,7 +73,7 @@ impl Drop for Staged {
 
 impl Staged {
     /// Reads the staged table; reader errors name "the uploaded data" instead of the path.
-    fn table(&self) -> Result<vigil_data::Table, Error> {
+    pub(crate) fn table(&self) -> Result<vigil_data::Table, Error> {
         vigil_data::read_table(&self.path).map_err(|e| self.scrub(e))
     }
 
@@ -89,7 +89,7 @@ impl Staged {
 
 /// Streams a CSV or Parquet body to a staging file. Parquet is recognised by its magic bytes
 /// or a Parquet content type; anything else is read as CSV.
-async fn stage(st: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<Staged, Error> {
+pub(crate) async fn stage(st: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<Staged, Error> {
     let dir = st.artifacts.join(".vigil-tmp");
     tokio::fs::create_dir_all(&dir).await.map_err(|_| Error::storage("cannot create the staging directory"))?;
     let mut name = [0u8; 16];

@@ -15,6 +15,7 @@ pub mod mlflow_registry;
 pub mod native;
 pub mod openapi;
 pub mod tls;
+pub mod validation_api;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};

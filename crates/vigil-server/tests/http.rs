@@ -902,6 +902,14 @@ fn native_role_by_route_matrix_with_denials_audited() {
         ("post", "/models/{name}/versions/{version}/drift/labels", |_, _| ("/models/mx/versions/1.0.0/drift/labels?id_col=id&label_col=y".into(), NativeBody::Csv(b"id,y\na,1\n".to_vec())), BUILD),
         ("post", "/models/{name}/versions/{version}/drift/check", |_, _| ("/models/mx/versions/1.0.0/drift/check".into(), NativeBody::None), [200, 200, 200, 200, 403]),
         ("get", "/drift/alerts", |_, _| ("/drift/alerts?model=mx&version=1.0.0&all=true".into(), NativeBody::None), ALL),
+        ("post", "/models/{name}/versions/{version}/validate", |_, _| {
+            let mut t = String::from("y,score,sex\n");
+            for i in 0..200 {
+                t.push_str(&format!("{},{},{}\n", u8::from(i % 3 == 0), if i % 3 == 0 { 0.8 } else { 0.1 + (i % 4) as f64 * 0.1 }, if i % 2 == 0 { "F" } else { "M" }));
+            }
+            ("/models/mx/versions/1.0.0/validate?label=y&score=score&sensitive=sex&resamples=100".into(), NativeBody::Csv(t.into_bytes()))
+        }, [200, 200, 200, 200, 403]),
+        ("get", "/models/{name}/versions/{version}/card", |_, _| ("/models/mx/versions/1.0.0/card?format=md".into(), NativeBody::None), ALL),
         ("post", "/drift/alerts/{id}/ack", |c, _| (format!("/drift/alerts/{}/ack", c.alert), NativeBody::Json(json!({"comment": "seen"}))), [200, 409, 409, 409, 403]),
         ("get", "/promotions", |_, _| ("/promotions".into(), NativeBody::None), ALL),
         ("post", "/promotions", |_, i| ("/promotions".into(), NativeBody::Json(json!({"model": "mx", "version": format!("2.{i}.0"), "to_stage": "staging", "justification": "j"}))), BUILD),

@@ -75,6 +75,21 @@ fn the_cli_against_a_server_matches_the_cli_against_the_store() {
     assert!(remote(&s.url, Some("ds"), &["lineage", "--data-hash", "sha256:cohort-2026"]).ok().stdout.contains("sepsis@1.1.0"));
     assert!(v.run(&["policy", "show"]).ok().stdout.contains("clinical_reviewer"), "the administrator's change reached the store");
 
+    // Validation through the server, and the card it feeds, printed as locally.
+    let holdout = dir.path().join("holdout.csv");
+    let mut t = String::from("y,score\n");
+    for i in 0..200 {
+        t.push_str(&format!("{},{}\n", u8::from(i % 3 == 0), if i % 3 == 0 { 0.8 } else { 0.1 + (i % 4) as f64 * 0.1 }));
+    }
+    std::fs::write(&holdout, t).unwrap();
+    let val = remote(&s.url, Some("clin"), &["validate", "sepsis@1.0.0", "--data", holdout.to_str().unwrap(), "--label", "y", "--score", "score", "--resamples", "100"]);
+    assert_eq!(val.code, 1, "the card gate fails: {}{}", val.stdout, val.stderr);
+    assert!(val.stdout.contains("sepsis@1.0.0 validation val_") && val.stdout.contains("floor:roc_auc"), "{}", val.stdout);
+    for format in ["md", "html", "json", "mct"] {
+        let far = remote(&s.url, Some("ds"), &["card", "sepsis@1.0.0", "--format", format]).ok();
+        assert_eq!(far.stdout, v.run(&["card", "sepsis@1.0.0", "--format", format]).ok().stdout, "{format}");
+    }
+
     // Errors keep their codes and exit status.
     let local = v.run(&["--json", "model", "show", "nosuch"]);
     let far = remote(&s.url, Some("ds"), &["--json", "model", "show", "nosuch"]);
