@@ -30,3 +30,20 @@ def assert_error_response(resp, status: int, error_code: str | None = None) -> N
         body = resp.json()
         assert body.get("error_code") == error_code, body
         assert isinstance(body.get("message"), str) and body["message"], body
+
+
+def collect_pages(fetch, label, max_pages: int) -> list:
+    """Pages through `fetch(page_token)` (pages of 2) until no token comes back: the first page
+    must be full and carry a token, no page holds more than 2, and paging ends within
+    `max_pages`. Returns `label(page)` of every page, concatenated."""
+    collected, token = [], None
+    for page_no in range(1, max_pages + 1):
+        page = fetch(token)
+        assert len(page) <= 2
+        if page_no == 1:
+            assert len(page) == 2 and page.token, "first page must be full and carry a token"
+        collected += label(page)
+        token = page.token
+        if not token:
+            return collected
+    pytest.fail(f"paging did not end after {max_pages} pages")

@@ -25,7 +25,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import assert_error_response, raises_mlflow
+from helpers import assert_error_response, collect_pages, raises_mlflow
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 from sklearn.linear_model import LogisticRegression
@@ -780,19 +780,9 @@ def test_search_registered_models_order_and_paging(client, registry_search):
     assert _short(client.search_registered_models(flt, order_by=["name ASC"]), s) \
         == ["alpha", "beta", "delta", "gamma"]
 
-    collected, token = [], None
-    for page_no in range(1, 6):
-        page = client.search_registered_models(flt, order_by=["name DESC"], max_results=2,
-                                               page_token=token)
-        assert len(page) <= 2
-        if page_no == 1:
-            assert len(page) == 2 and page.token, "first page must be full and carry a token"
-        collected += _short(page, s)
-        token = page.token
-        if not token:
-            break
-    else:
-        pytest.fail("paging did not end after 5 pages")
+    collected = collect_pages(
+        lambda token: client.search_registered_models(flt, order_by=["name DESC"], max_results=2, page_token=token),
+        lambda page: _short(page, s), 5)
     assert collected == ["gamma", "delta", "beta", "alpha"]
 
     # The fluent API pages through everything.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import assert_error_response, raises_mlflow
+from helpers import assert_error_response, collect_pages, raises_mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 
@@ -542,20 +542,10 @@ def test_search_runs_filter_and_order(client, search_exp):
 ], ids=["all", "filtered"])
 def test_search_runs_paging(client, search_exp, filter_string, order_by, expected):
     exp_id, ids = search_exp
-    collected, token, pages = [], None, 0
-    for _ in range(10):
-        page = client.search_runs([exp_id], filter_string=filter_string, order_by=order_by,
-                                  max_results=2, page_token=token)
-        pages += 1
-        assert len(page) <= 2
-        if pages == 1:
-            assert len(page) == 2 and page.token, "first page must be full and carry a token"
-        collected += _names(page, ids)
-        token = page.token
-        if not token:
-            break
-    else:
-        pytest.fail("paging did not end after 10 pages")
+    collected = collect_pages(
+        lambda token: client.search_runs([exp_id], filter_string=filter_string, order_by=order_by,
+                                         max_results=2, page_token=token),
+        lambda page: _names(page, ids), 10)
     assert collected == expected  # every run exactly once, in order
 
 

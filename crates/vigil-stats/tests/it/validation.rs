@@ -15,6 +15,14 @@ fn close(got: Option<f64>, want: &Value, tol: f64, what: &str) {
     }
 }
 
+fn bools(v: &Value) -> Vec<bool> {
+    v.as_array().unwrap().iter().map(|x| x.as_bool().unwrap()).collect()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect()
 }
@@ -24,8 +32,7 @@ fn binary_metrics_match_scikit_learn() {
     let doc = load("validation.json");
     for c in doc["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
-        let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
-        let s: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let (y, s) = (bools(&c["labels"]), floats(&c["scores"]));
         let cm = Confusion::at(&y, &s, c["threshold"].as_f64().unwrap());
         close(cm.accuracy(), &c["accuracy"], 1e-12, &format!("{name} accuracy"));
         close(cm.precision(), &c["precision"], 1e-12, &format!("{name} precision"));
@@ -55,9 +62,7 @@ fn delong_and_bootstrap_match_the_reference() {
     for c in doc["cases"].as_array().unwrap() {
         let Some(d) = c.get("delong") else { continue };
         let name = c["name"].as_str().unwrap();
-        let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
-        let a: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        let b: Vec<f64> = c["scores_b"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let (y, a, b) = (bools(&c["labels"]), floats(&c["scores"]), floats(&c["scores_b"]));
         let got = delong(&y, &a, &b).unwrap();
         close(Some(got.auc_a), &d["auc_a"], 1e-12, &format!("{name} auc_a"));
         close(Some(got.auc_b), &d["auc_b"], 1e-12, &format!("{name} auc_b"));
@@ -82,8 +87,7 @@ fn fairness_matches_fairlearn_in_its_mode() {
     let doc = load("validation.json");
     for c in doc["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
-        let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
-        let s: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let (y, s) = (bools(&c["labels"]), floats(&c["scores"]));
         let (ga, gb) = (strings(&c["group_a"]), strings(&c["group_b"]));
         for (key, groups) in [("fairness_a", ga.clone()), ("fairness_ab", intersect(&[&ga, &gb]))] {
             let want = &c[key];
@@ -103,8 +107,7 @@ fn fairness_matches_fairlearn_in_its_mode() {
 fn strict_mode_excludes_and_lists_undefined_groups() {
     let doc = load("validation.json");
     let c = doc["cases"].as_array().unwrap().iter().find(|c| c["name"] == "c3_undefined_rates").unwrap();
-    let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
-    let s: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let (y, s) = (bools(&c["labels"]), floats(&c["scores"]));
     let (per, _) = by_group(&y, &s, &strings(&c["group_a"]), 0.5);
     let strict = summary(&per, Mode::Strict);
     let lenient = summary(&per, Mode::Fairlearn);
@@ -117,8 +120,7 @@ fn strict_mode_excludes_and_lists_undefined_groups() {
 #[test]
 fn regression_metrics_match_scikit_learn() {
     let r = &load("validation.json")["regression"];
-    let t: Vec<f64> = r["truth"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let p: Vec<f64> = r["pred"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let (t, p) = (floats(&r["truth"]), floats(&r["pred"]));
     let (mae, rmse, r2) = regression(&t, &p).unwrap();
     close(Some(mae), &r["mae"], 1e-12, "mae");
     close(Some(rmse), &r["rmse"], 1e-12, "rmse");
@@ -132,8 +134,7 @@ fn one_pass_evaluation_equals_the_metrics_and_the_row_bootstrap() {
     let doc = load("validation.json");
     for c in doc["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
-        let y: Vec<bool> = c["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
-        let s: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let (y, s) = (bools(&c["labels"]), floats(&c["scores"]));
         let est = evaluate(&y, &s, 0.5, 200, 20261128, 0.95);
         assert_eq!(est.iter().map(|e| e.metric).collect::<Vec<_>>(), METRICS);
         let cm = Confusion::at(&y, &s, 0.5);
