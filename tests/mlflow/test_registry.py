@@ -552,8 +552,36 @@ def _governance_refusals(client, vigil, name: str, version: str) -> None:
     )
 
 
-def _approve_into_production(vigil, name: str, semver: str) -> dict:
+def _validate(vigil, name: str, semver: str, model) -> dict:
+    """Production needs a passing validation of the version's content: the logged model's own
+    probabilities on a fresh labelled holdout, uploaded as CSV. The MLflow-logged version has no
+    card and no dataset input, so an administrator waives those two gates for this model."""
+    assert_ok(vigil.api("PUT", f"{NATIVE}/validation-policies/model/{name}", user="admin", json={
+        "policy": {"require_card_complete": False, "require_data_hash": False},
+        "reason": "MLflow-logged test model: no card, no dataset input",
+    }))
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] + 0.5 * X[:, 1] - X[:, 2] + rng.normal(scale=0.3, size=400) > 0).astype(int)
+    holdout = pd.DataFrame({"y": y, "score": model.predict_proba(X)[:, 1],
+                            "sex": np.where(np.arange(400) % 2 == 0, "F", "M")})
+    resp = vigil.api("POST", f"{NATIVE}/models/{name}/versions/{semver}/validate",
+                     params={"label": "y", "score": "score", "sensitive": "sex"},
+                     data=holdout.to_csv(index=False).encode(), headers={"content-type": "text/csv"})
+    report = assert_ok(resp)
+    gates = {g["gate"]: g for g in report["gates"]}
+    assert report["passed"], gates
+    # The files behind the version were re-read from Vigil's artifact store and re-hashed.
+    assert "re-verified" in gates["artifact_digest"]["detail"], gates["artifact_digest"]
+    return report
+
+
+def _approve_into_production(vigil, name: str, semver: str, model) -> dict:
     """dana requests, lee (ml_lead) and cleo (clinical_reviewer) sign: the default policy."""
+    early = vigil.api("POST", f"{NATIVE}/promotions", user="dana", json={
+        "model": name, "version": semver, "to_stage": "production", "justification": "too early"})
+    assert early.status_code == 403 and early.json()["error"]["code"] == "validation_required", early.text
+    _validate(vigil, name, semver, model)
     req = assert_ok(vigil.api("POST", f"{NATIVE}/promotions", user="dana", json={
         "model": name, "version": semver, "to_stage": "production",
         "justification": "Validated on the 2026 retrospective cohort",
@@ -588,7 +616,7 @@ def test_governed_promotion(client, vigil, training_data):
 
     semver = mv1.tags.get(VIGIL_VERSION)
     assert semver == "1.0.0", mv1.tags
-    _approve_into_production(vigil, name, semver)
+    _approve_into_production(vigil, name, semver, model)
 
     assert client.get_model_version(name, "1").current_stage == "Production"
     assert client.get_model_version(name, "2").current_stage == "None"

@@ -18,6 +18,7 @@ pub fn document(v: &ModelVersion, evaluation: Option<&ValidationRecord>) -> Valu
             "report_id": r.id, "passed": r.passed, "validated_at": r.created_at.to_rfc3339(), "validated_by": r.created_by,
             "rows": report["rows"], "threshold": report["threshold"], "threshold_rule": report["threshold_rule"], "bootstrap": report["bootstrap"],
             "metrics": report["metrics"], "champion": report["champion"], "fairness": report["fairness"], "gates": report["gates"],
+            "curves": report["curves"], "policy": report["policy"],
         })
     });
     json!({
@@ -44,6 +45,90 @@ fn field_text(f: &Value) -> String {
 
 fn num(x: &Value) -> String {
     x.as_f64().map_or_else(|| "undefined".to_owned(), |v| format!("{v:.4}"))
+}
+
+/// "value [low, high]" of a group metric.
+fn with_ci(m: &Value) -> String {
+    if m["value"].is_null() {
+        return "undefined".to_owned();
+    }
+    match (m["ci"]["low"].as_f64(), m["ci"]["high"].as_f64()) {
+        (Some(lo), Some(hi)) => format!("{} [{lo:.3}, {hi:.3}]", num(&m["value"])),
+        _ => num(&m["value"]),
+    }
+}
+
+const GROUP_COLUMNS: [(&str, &str); 8] =
+    [("prevalence", "Prevalence"), ("selection_rate", "Selection rate"), ("tpr", "TPR"), ("fpr", "FPR"), ("ppv", "PPV"), ("npv", "NPV"), ("roc_auc", "AUC"), ("ece", "ECE")];
+
+/// A group's row: name, n, then each metric with its interval (or why it is suppressed).
+fn group_row(g: &Value) -> (String, Result<Vec<String>, String>) {
+    let name = g["group"].as_str().unwrap_or("").to_owned();
+    match g["suppressed"].as_str() {
+        Some(why) => (name, Err(why.to_owned())),
+        None => {
+            let mut cells = vec![g["n"].to_string()];
+            cells.extend(GROUP_COLUMNS.iter().map(|(k, _)| with_ci(&g["metrics"][*k])));
+            (name, Ok(cells))
+        }
+    }
+}
+
+fn fairness_summary(f: &Value) -> String {
+    format!(
+        "Gate criterion {} = {}; equalized-odds difference {}, demographic parity difference {}, equal opportunity difference {}, predictive parity difference {} (groups with sufficient evidence; undefined rates left out).",
+        f["criterion"].as_str().unwrap_or("equalized_odds").replace('_', " "),
+        num(&f["criterion_value"]),
+        num(&f["equalized_odds_difference"]),
+        num(&f["demographic_parity_difference"]),
+        num(&f["equal_opportunity_difference"]),
+        num(&f["predictive_parity_difference"])
+    )
+}
+
+/// Inline SVG plots (no scripts, no external resources): the ROC curve and the calibration
+/// (reliability) diagram of the evaluation.
+fn svg_plot(title: &str, x_label: &str, y_label: &str, line: &[(f64, f64)], dots: &[(f64, f64, f64)]) -> String {
+    let (w, h, m) = (300.0, 300.0, 40.0);
+    let (pw, ph) = (w - m - 10.0, h - m - 30.0);
+    let px = |x: f64| m + x.clamp(0.0, 1.0) * pw;
+    let py = |y: f64| 20.0 + (1.0 - y.clamp(0.0, 1.0)) * ph;
+    let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\">", esc(title));
+    out.push_str(&format!("<text x=\"{}\" y=\"14\" font-size=\"12\" text-anchor=\"middle\">{}</text>", w / 2.0, esc(title)));
+    out.push_str(&format!("<rect x=\"{m}\" y=\"20\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#999\"/>"));
+    out.push_str(&format!("<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>", px(0.0), py(0.0), px(1.0), py(1.0)));
+    for t in [0.0, 0.5, 1.0] {
+        out.push_str(&format!("<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{t}</text>", px(t), 20.0 + ph + 12.0));
+        out.push_str(&format!("<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">{t}</text>", m - 4.0, py(t) + 3.0));
+    }
+    out.push_str(&format!("<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>", m + pw / 2.0, h - 4.0, esc(x_label)));
+    out.push_str(&format!("<text x=\"12\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 12 {:.1})\">{}</text>", 20.0 + ph / 2.0, 20.0 + ph / 2.0, esc(y_label)));
+    if !line.is_empty() {
+        let pts: Vec<String> = line.iter().map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y))).collect();
+        out.push_str(&format!("<polyline fill=\"none\" stroke=\"#1f5fa8\" stroke-width=\"2\" points=\"{}\"/>", pts.join(" ")));
+    }
+    for (x, y, r) in dots {
+        out.push_str(&format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{r:.1}\" fill=\"#1f5fa8\" fill-opacity=\"0.6\"/>", px(*x), py(*y)));
+    }
+    out.push_str("</svg>");
+    out
+}
+
+fn curves_svg(e: &Value) -> String {
+    let roc: Vec<(f64, f64)> = e["curves"]["roc"].as_array().into_iter().flatten().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect();
+    let bins: Vec<(f64, f64, u64)> = e["curves"]["calibration"].as_array().into_iter().flatten().filter_map(|b| Some((b["mean_score"].as_f64()?, b["observed"].as_f64()?, b["count"].as_u64()?))).collect();
+    if roc.is_empty() && bins.is_empty() {
+        return String::new();
+    }
+    let auc = e["metrics"].as_array().into_iter().flatten().find(|m| m["metric"] == "roc_auc").map(|m| num(&m["value"])).unwrap_or_default();
+    let max = bins.iter().map(|b| b.2).max().unwrap_or(1).max(1) as f64;
+    let dots: Vec<(f64, f64, f64)> = bins.iter().map(|(x, y, c)| (*x, *y, 2.5 + 5.5 * (*c as f64 / max).sqrt())).collect();
+    let line: Vec<(f64, f64)> = bins.iter().map(|(x, y, _)| (*x, *y)).collect();
+    format!(
+        "<div class=\"plots\">{}{}</div>",
+        svg_plot(&format!("ROC curve (AUC {auc})"), "False positive rate", "True positive rate", &roc, &[]),
+        svg_plot("Calibration (10 bins; dot area ~ rows)", "Mean predicted risk", "Observed rate", &line, &dots)
+    )
 }
 
 fn md_cell(s: &str) -> String {
@@ -83,17 +168,15 @@ pub fn markdown(doc: &Value) -> String {
                 out.push_str(&format!("| {} | {} | [{}, {}] |\n", m["metric"].as_str().unwrap_or(""), num(&m["value"]), num(&m["ci"]["low"]), num(&m["ci"]["high"])));
             }
             for f in e["fairness"].as_array().into_iter().flatten() {
-                out.push_str(&format!(
-                    "\n### Fairness by {}\n\nEqualized-odds difference {}, demographic parity difference {}.\n\n| Group | n | Selection rate | TPR | FPR |\n|---|---|---|---|---|\n",
-                    md_cell(f["attribute"].as_str().unwrap_or("")),
-                    num(&f["equalized_odds_difference"]),
-                    num(&f["demographic_parity_difference"])
-                ));
+                out.push_str(&format!("\n### Fairness by {}\n\n{}\n\n| Group | n |", f["attribute"].as_str().unwrap_or("").replace('\n', " "), fairness_summary(f)));
+                for (_, label) in GROUP_COLUMNS {
+                    out.push_str(&format!(" {label} |"));
+                }
+                out.push_str(&format!("\n|---|---|{}\n", "---|".repeat(GROUP_COLUMNS.len())));
                 for g in f["groups"].as_array().into_iter().flatten() {
-                    if let Some(why) = g["insufficient_evidence"].as_str() {
-                        out.push_str(&format!("| {} | {} | insufficient evidence: {} | | |\n", md_cell(g["group"].as_str().unwrap_or("")), g["n"], md_cell(why)));
-                    } else {
-                        out.push_str(&format!("| {} | {} | {} | {} | {} |\n", md_cell(g["group"].as_str().unwrap_or("")), g["n"], num(&g["selection_rate"]), num(&g["tpr"]), num(&g["fpr"])));
+                    match group_row(g) {
+                        (name, Ok(cells)) => out.push_str(&format!("| {} | {} |\n", md_cell(&name), cells.join(" | "))),
+                        (name, Err(why)) => out.push_str(&format!("| {} | suppressed: {} |{}\n", md_cell(&name), md_cell(&why), " |".repeat(GROUP_COLUMNS.len()))),
                     }
                 }
             }
@@ -131,20 +214,35 @@ pub fn html(doc: &Value) -> String {
                 body.push_str(&format!("<tr><td>{}</td><td>{}</td><td>[{}, {}]</td></tr>", esc(m["metric"].as_str().unwrap_or("")), num(&m["value"]), num(&m["ci"]["low"]), num(&m["ci"]["high"])));
             }
             body.push_str("</table>");
+            body.push_str(&curves_svg(&serde_json::Value::Object(e.clone())));
             for f in e["fairness"].as_array().into_iter().flatten() {
-                body.push_str(&format!("<h3>Fairness by {}</h3><table><tr><th>Group</th><th>n</th><th>Selection rate</th><th>TPR</th><th>FPR</th></tr>", esc(f["attribute"].as_str().unwrap_or(""))));
+                body.push_str(&format!("<h3>Fairness by {}</h3><p>{}</p><table><tr><th>Group</th><th>n</th>", esc(f["attribute"].as_str().unwrap_or("")), esc(&fairness_summary(f))));
+                for (_, label) in GROUP_COLUMNS {
+                    body.push_str(&format!("<th>{label}</th>"));
+                }
+                body.push_str("</tr>");
                 for g in f["groups"].as_array().into_iter().flatten() {
-                    match g["insufficient_evidence"].as_str() {
-                        Some(why) => body.push_str(&format!("<tr><td>{}</td><td>{}</td><td colspan=\"3\">insufficient evidence: {}</td></tr>", esc(g["group"].as_str().unwrap_or("")), g["n"], esc(why))),
-                        None => body.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(g["group"].as_str().unwrap_or("")), g["n"], num(&g["selection_rate"]), num(&g["tpr"]), num(&g["fpr"]))),
+                    match group_row(g) {
+                        (name, Ok(cells)) => body.push_str(&format!("<tr><td>{}</td>{}</tr>", esc(&name), cells.iter().map(|c| format!("<td>{}</td>", esc(c))).collect::<String>())),
+                        (name, Err(why)) => body.push_str(&format!("<tr><td>{}</td><td colspan=\"{}\">suppressed: {}</td></tr>", esc(&name), GROUP_COLUMNS.len() + 1, esc(&why))),
                     }
                 }
                 body.push_str("</table>");
             }
+            body.push_str("<h3>Gates</h3><table><tr><th>Gate</th><th>Result</th><th>Detail</th></tr>");
+            for g in e["gates"].as_array().into_iter().flatten() {
+                let r = match g["passed"].as_bool() {
+                    Some(true) => "pass",
+                    Some(false) => "FAIL",
+                    None => "n/a",
+                };
+                body.push_str(&format!("<tr><td>{}</td><td>{r}</td><td>{}</td></tr>", esc(g["gate"].as_str().unwrap_or("")), esc(g["detail"].as_str().unwrap_or(""))));
+            }
+            body.push_str("</table>");
         }
     }
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}.missing td{{color:#a00}}</style></head><body>{body}</body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}.missing td{{color:#a00}}.plots svg{{margin:1em 1em 0 0}}</style></head><body>{body}</body></html>\n",
         esc(&title)
     )
 }

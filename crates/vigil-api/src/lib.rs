@@ -240,3 +240,9 @@ pub fn chain_report(r: &ChainReport, sigs: &SignatureReport, records: &[(String,
 pub fn policies(p: &PolicySet) -> Value {
     p.to_json()
 }
+
+/// A validation policy in force for a model or a model type, and where it comes from
+/// (`model`, `model_type` or `built_in`).
+pub fn validation_policy(scope: &str, target: &str, p: &vigil_core::validate::ResolvedPolicy) -> Value {
+    json!({"scope": scope, "target": target, "source": p.source, "policy": p.policy.to_json()})
+}

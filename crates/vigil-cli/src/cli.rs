@@ -120,9 +120,6 @@ pub enum Command {
         /// Decision threshold (score >= threshold is positive).
         #[arg(long, default_value_t = 0.5)]
         threshold: f64,
-        /// Bootstrap resamples.
-        #[arg(long, default_value_t = 2000)]
-        resamples: usize,
     },
     /// The model card of NAME@VERSION, generated from the registry: the card's fields with
     /// every HTI-1 attribute's status, and the numbers of the newest validation report bound
@@ -420,6 +417,9 @@ pub enum PromoteCmd {
 pub enum PolicyCmd {
     /// Show the approval policies.
     Show,
+    /// Validation policies: per model, or the default of a model type.
+    #[command(subcommand)]
+    Validation(ValidationPolicyCmd),
     /// Set the policy for a target stage (administrators only).
     Set {
         /// staging, production or archived.
@@ -436,6 +436,42 @@ pub enum PolicyCmd {
         /// Pending requests expire after this many hours.
         #[arg(long)]
         expires_hours: Option<u32>,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Which validation policy.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct PolicyTarget {
+    /// A model's own policy.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The default of a model type (classification, regression, survival, ranking, other).
+    #[arg(long)]
+    pub model_type: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ValidationPolicyCmd {
+    /// The policy in force and where it comes from (the model's own, its type's default, or
+    /// the built-in default).
+    Show {
+        #[command(flatten)]
+        target: PolicyTarget,
+    },
+    /// Set a policy from a JSON file (administrators only). Keys left out take the built-in
+    /// default's values: floors, ceilings, max_auc_regression, fairness_criterion,
+    /// fairness_tolerance, min_group, require_card_complete, require_data_hash,
+    /// require_artifact_digest, require_for_staging, resamples, seed.
+    Set {
+        #[command(flatten)]
+        target: PolicyTarget,
+        /// The policy (JSON).
+        #[arg(long)]
+        file: PathBuf,
         /// Why.
         #[arg(long)]
         reason: String,

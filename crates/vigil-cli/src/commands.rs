@@ -223,8 +223,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(c) => audit_cmd(g, c),
         Command::Lineage { reference, data_hash } => lineage_cmd(g, reference, data_hash),
         Command::Card { reference, format, output } => crate::validate::card(g, &reference, &format, output.as_deref()),
-        Command::Validate { reference, data, label, score, champion_score, sensitive, threshold, resamples } => {
-            crate::validate::run(g, &reference, &data, &label, &score, champion_score.as_deref(), &sensitive, threshold, resamples)
+        Command::Validate { reference, data, label, score, champion_score, sensitive, threshold } => {
+            crate::validate::run(g, &reference, &data, &label, &score, champion_score.as_deref(), &sensitive, threshold)
         }
         Command::Drift(c) => crate::drift::run(g, c),
     }
@@ -434,6 +434,7 @@ fn policy_cmd(g: &Global, c: PolicyCmd) -> Result<ExitCode> {
             let p = reg.policies()?;
             emit(g, &vigil_api::policies(&p), || show(&p));
         }
+        PolicyCmd::Validation(c) => return crate::validate::policy_cmd(g, &reg, c),
         PolicyCmd::Set { stage, approvals, roles, eligible, expires_hours, reason } => {
             let stage = Stage::parse(&stage)?;
             let parse = |v: &[String]| v.iter().filter(|s| !s.is_empty()).map(|s| Role::parse(s)).collect::<Result<Vec<_>, _>>();

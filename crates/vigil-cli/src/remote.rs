@@ -9,7 +9,7 @@
 //! multi-file baselines) run where the store is; with `--url` they are refused with a usage
 //! error.
 
-use crate::cli::{AuditCmd, AuditFilter, Command, DriftCmd, Global, ModelCmd, PolicyCmd, PromoteCmd};
+use crate::cli::{AuditCmd, AuditFilter, Command, DriftCmd, Global, ModelCmd, PolicyCmd, PromoteCmd, ValidationPolicyCmd};
 use crate::commands::{emit, password_for, registration_manifest, usage, user_id};
 use crate::views;
 use anyhow::{Context, Result};
@@ -229,6 +229,22 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
             let j = r.get("/policies")?;
             emit(g, &j, || views::policies(&j));
         }
+        Command::Policy(PolicyCmd::Validation(c)) => {
+            let (target, set) = match c {
+                ValidationPolicyCmd::Show { target } => (target, None),
+                ValidationPolicyCmd::Set { target, file, reason } => (target, Some((file, reason))),
+            };
+            let path = match (&target.model, &target.model_type) {
+                (Some(m), None) => format!("/validation-policies/model/{}", enc(m)),
+                (None, Some(t)) => format!("/validation-policies/model_type/{}", enc(t)),
+                _ => return Err(usage("give --model NAME or --model-type TYPE")),
+            };
+            let j = match set {
+                Some((file, reason)) => r.send("PUT", &path, &json!({"policy": crate::validate::read_policy_file(&file)?, "reason": reason}))?,
+                None => r.get(&path)?,
+            };
+            emit(g, &j, || views::validation_policy(&j));
+        }
         Command::Policy(PolicyCmd::Set { stage, approvals, roles, eligible, expires_hours, reason }) => {
             let clean = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>();
             let required = clean(roles);
@@ -273,7 +289,7 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
             emit(g, &j, || views::lineage(&j));
         }
         Command::Drift(d) => drift(g, r, d)?,
-        Command::Validate { reference: rf, data, label, score, champion_score, sensitive, threshold, resamples } => {
+        Command::Validate { reference: rf, data, label, score, champion_score, sensitive, threshold } => {
             let (n, v) = reference(&rf)?;
             let sens = sensitive.iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(",");
             let q = query(&[
@@ -282,7 +298,6 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
                 ("champion_score", champion_score),
                 ("sensitive", (!sens.is_empty()).then_some(sens)),
                 ("threshold", Some(threshold.to_string())),
-                ("resamples", Some(resamples.to_string())),
             ]);
             let report = r.upload(&format!("/models/{n}/versions/{v}/validate{q}"), &data)?;
             emit(g, &report, || crate::validate::print_report(&report));

@@ -6,20 +6,48 @@ use crate::table;
 use anyhow::Result;
 use std::path::Path;
 use std::process::ExitCode;
-use vigil_core::model::parse_reference;
-use vigil_core::validate::ValidationPolicy;
+use crate::cli::{PolicyTarget, ValidationPolicyCmd};
+use vigil_core::ids::{ModelName, Sha256Digest};
+use vigil_core::model::{ModelType, parse_reference};
+use vigil_core::registry::Registry;
+use vigil_core::validate::{ArtifactCheck, PolicyScope, ValidationPolicy};
 use vigil_core::{Error, ErrorCode};
 
+/// The artifact's bytes re-hashed where this process can read them: a local file
+/// (`file://` or a plain path). Other locations (object stores, registries) are not
+/// re-verified here; `vigil serve` re-verifies artifacts in its own store.
+pub fn local_artifact_check(uri: &str) -> Option<ArtifactCheck> {
+    let path = match uri.strip_prefix("file://") {
+        Some(p) => p,
+        None if !uri.contains("://") && !uri.contains(':') => uri,
+        None => return None,
+    };
+    let p = Path::new(path);
+    Some(match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => match std::fs::File::open(p).and_then(|mut f| {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            std::io::copy(&mut f, &mut h)?;
+            Ok(h.finalize())
+        }) {
+            Ok(d) => ArtifactCheck::Digest(Sha256Digest::from_bytes(d.into())),
+            Err(_) => ArtifactCheck::Unreadable("the artifact file could not be read".into()),
+        },
+        Ok(_) => ArtifactCheck::Unreadable("the artifact location is a directory, not the file the digest was made of".into()),
+        Err(_) => ArtifactCheck::Unreadable("the artifact file does not exist here".into()),
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
-pub fn run(g: &Global, reference: &str, data: &Path, label: &str, score: &str, champion: Option<&str>, sensitive: &[String], threshold: f64, resamples: usize) -> Result<ExitCode> {
+pub fn run(g: &Global, reference: &str, data: &Path, label: &str, score: &str, champion: Option<&str>, sensitive: &[String], threshold: f64) -> Result<ExitCode> {
     let reg = open(g, false)?;
     let (name, version) = parse_reference(reference)?;
     let v = reg.get_version(&name, &version)?;
     let t = vigil_data::read_table(data)?;
     let input = vigil_data::validation_data(&t, label, score, champion, sensitive, threshold)?;
     let actor = principal(&reg, g)?;
-    let policy = ValidationPolicy { resamples, ..Default::default() };
-    let rec = reg.validate(&actor, &v.id, &input, &policy)?;
+    let check = local_artifact_check(&v.content.artifact_uri);
+    let rec = reg.validate(&actor, &v.id, &input, check)?;
     let mut report: serde_json::Value = serde_json::from_str(&rec.report)?;
     report["report_id"] = serde_json::json!(rec.id);
     emit(g, &report, || print_report(&report));
@@ -93,10 +121,49 @@ pub fn card(g: &Global, reference: &str, format: &str, output: Option<&Path>) ->
     let reg = open(g, false)?;
     let (name, version) = parse_reference(reference)?;
     let v = reg.get_version(&name, &version)?;
-    // Only evidence about exactly this content counts.
-    let hash = v.content_hash.to_hex();
-    let report = reg.validation_reports(&v.id)?.into_iter().find(|r| r.content_hash == hash);
+    // Only evidence about exactly this content counts; a released card keeps its evidence.
+    let report = reg.card_evidence(&v.id)?;
     let doc = vigil_api::card::document(&v, report.as_ref());
     write_card(&render_card(&doc, format), format, &v.reference(), output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scope(t: &PolicyTarget) -> Result<(PolicyScope, &'static str, String)> {
+    match (&t.model, &t.model_type) {
+        (Some(m), None) => Ok((PolicyScope::Model(ModelName::parse(m)?), "model", m.clone())),
+        (None, Some(ty)) => {
+            let ty = ModelType::parse(ty)?;
+            Ok((PolicyScope::ModelType(ty), "model_type", ty.as_str().to_owned()))
+        }
+        _ => Err(crate::commands::usage("give --model NAME or --model-type TYPE")),
+    }
+}
+
+/// Reads a policy file (JSON).
+pub fn read_policy_file(file: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::new(ErrorCode::InvalidPolicy, format!("{}: {e}", file.display())))?;
+    Ok(serde_json::from_str(&text).map_err(|e| Error::new(ErrorCode::InvalidPolicy, format!("{}: not JSON (line {})", file.display(), e.line())))?)
+}
+
+/// `vigil policy validation show|set` on a local store.
+pub fn policy_cmd(g: &Global, reg: &Registry, c: ValidationPolicyCmd) -> Result<ExitCode> {
+    let (target, set) = match c {
+        ValidationPolicyCmd::Show { target } => (target, None),
+        ValidationPolicyCmd::Set { target, file, reason } => (target, Some((file, reason))),
+    };
+    let (scope, kind, name) = scope(&target)?;
+    let resolved = match set {
+        Some((file, reason)) => {
+            let policy = ValidationPolicy::from_json(&read_policy_file(&file)?)?;
+            let actor = principal(reg, g)?;
+            reg.set_validation_policy(&actor, &scope, &policy, &reason)?
+        }
+        None => match &scope {
+            PolicyScope::Model(n) => reg.validation_policy(n)?,
+            PolicyScope::ModelType(t) => reg.type_validation_policy(*t)?,
+        },
+    };
+    let doc = vigil_api::validation_policy(kind, &name, &resolved);
+    emit(g, &doc, || crate::views::validation_policy(&doc));
     Ok(ExitCode::SUCCESS)
 }

@@ -204,6 +204,24 @@ pub fn policies(p: &Value) {
     table::print(&["TARGET STAGE", "APPROVALS", "REQUIRED ROLES", "ELIGIBLE ROLES", "EXPIRES"], &rows);
 }
 
+/// `policy validation show|set`.
+pub fn validation_policy(p: &Value) {
+    let x = &p["policy"];
+    println!("validation policy for {} {} (source: {})", s(&p["scope"]).replace('_', " "), s(&p["target"]), s(&p["source"]));
+    let bounds = |k: &str, rel: &str| -> Vec<String> { x[k].as_object().map(|m| m.iter().map(|(n, v)| format!("{n} {rel} {v}")).collect()).unwrap_or_default() };
+    let mut rows = vec![
+        vec!["metric bounds".to_owned(), [bounds("floors", ">="), bounds("ceilings", "<=")].concat().join(", ")],
+        vec!["max AUC drop vs Production".to_owned(), s(&x["max_auc_regression"])],
+        vec!["fairness".to_owned(), format!("{} difference <= {}", s(&x["fairness_criterion"]), s(&x["fairness_tolerance"]))],
+        vec!["minimum group".to_owned(), format!("{} rows, {} positives, {} negatives", s(&x["min_group"]["rows"]), s(&x["min_group"]["positives"]), s(&x["min_group"]["negatives"]))],
+    ];
+    for k in ["require_card_complete", "require_data_hash", "require_artifact_digest", "require_for_staging"] {
+        rows.push(vec![k.replace('_', " "), s(&x[k])]);
+    }
+    rows.push(vec!["bootstrap".to_owned(), format!("{} resamples, seed {}", s(&x["resamples"]), s(&x["seed"]))]);
+    table::print(&["RULE", "VALUE"], &rows);
+}
+
 /// `audit verify`.
 pub fn chain_report(r: &Value) {
     match r["first_bad_position"].as_i64() {

@@ -135,6 +135,9 @@ codes! {
     RecordRetained = "record_retained" => Denied,
     /// A model version was registered from this artifact location; its files are frozen.
     ArtifactsFrozen = "artifacts_frozen" => Denied,
+    /// Promotion into this stage needs a passing validation report of the version's current
+    /// content (the message names the failed gates, if any).
+    ValidationRequired = "validation_required" => Denied,
 
     /// The model does not exist.
     ModelNotFound = "model_not_found" => NotFound,

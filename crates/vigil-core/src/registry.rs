@@ -717,6 +717,7 @@ impl Registry {
             if !v.stage.can_transition_to(to_stage) {
                 return Err(Error::new(ErrorCode::TransitionNotAllowed, format!("{} cannot move from {} to {}", v.reference(), v.stage, to_stage)));
             }
+            let validation = Self::validation_gate(tx, &v, to_stage)?;
             let policy = Self::load_policies(tx)?.for_stage(to_stage)?.clone();
             let now = self.clock.now();
             for mut old in tx.pending_requests_for_version(&v.id)? {
@@ -751,7 +752,7 @@ impl Registry {
                 user.id.as_str(),
                 "promotion.request",
                 &v,
-                json!({"new": {"request_id": r.id, "from": r.from_stage.as_str(), "to": r.to_stage.as_str(), "status": "pending", "content_hash": hash.to_hex(), "policy": r.policy.to_json()}, "reason": justification}),
+                json!({"new": {"request_id": r.id, "from": r.from_stage.as_str(), "to": r.to_stage.as_str(), "status": "pending", "content_hash": hash.to_hex(), "policy": r.policy.to_json(), "validation_report": validation}, "reason": justification}),
             );
             e.entity_type = "promotion_request".into();
             e.entity_id = r.id.clone();
@@ -930,6 +931,9 @@ impl Registry {
         if v.stage != r.from_stage {
             return Err(Error::new(ErrorCode::ConcurrentModification, format!("{} moved to {} while the request was open", v.reference(), v.stage)));
         }
+        // The evidence is checked again when the stage moves: a newer failing report, or a
+        // policy that now covers Staging, stops the move.
+        let validation = Self::validation_gate(tx, &v, r.to_stage)?;
         if r.to_stage == Stage::Production {
             for mut old in tx.versions_in_stage(&model.id, Stage::Production)? {
                 if old.id == v.id {
@@ -963,7 +967,7 @@ impl Registry {
             actor: UserId::parse(actor)?,
             at: self.clock.now(),
         })?;
-        tx.append_audit(self.version_event(actor, "model_version.stage", &v, json!({"old": {"stage": v.stage.as_str()}, "new": {"stage": r.to_stage.as_str()}, "request_id": r.id})))?;
+        tx.append_audit(self.version_event(actor, "model_version.stage", &v, json!({"old": {"stage": v.stage.as_str()}, "new": {"stage": r.to_stage.as_str()}, "request_id": r.id, "validation_report": validation})))?;
         self.close_request(tx, r, &v, RequestStatus::Approved, actor, "approval policy satisfied")
     }
 

@@ -9,30 +9,57 @@
 
 use crate::auth::{Action, Principal};
 use crate::error::{Error, ErrorCode, Result};
+use crate::ids::ModelName;
+use crate::model::{ModelType, ModelVersion, Stage, string_enum};
 use crate::registry::{Attempt, Registry};
-use serde_json::{Value, json};
+use crate::store::Tx;
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use vigil_stats::fairness::{GroupEvidence, Minimums, Mode, by_group, intersect, reference_ratios, screen, summary};
-use vigil_stats::validation::{Estimate, delong, evaluate};
+use vigil_stats::fairness::{GroupEvidence, GroupRates, Minimums, Mode, intersect, reference_ratios, screen, summary};
+use vigil_stats::validation::{Estimate, calibration, delong, evaluate_groups, roc_curve};
 
-/// What a validation checks and how strictly. Defaults for classification models.
+string_enum!(
+    /// The disparity a fairness gate holds to its tolerance (max − min across groups with
+    /// sufficient evidence; `shared/reference/fairness-validation.md` §4).
+    FairnessCriterion, InvalidPolicy, "fairness criterion" {
+        EqualizedOdds = "equalized_odds",
+        EqualOpportunity = "equal_opportunity",
+        DemographicParity = "demographic_parity",
+        PredictiveParity = "predictive_parity",
+    }
+);
+
+/// Metrics a floor (lower bound) applies to: higher is better.
+pub const FLOOR_METRICS: &[&str] = &["accuracy", "precision", "recall", "specificity", "npv", "f1", "roc_auc", "average_precision"];
+/// Metrics a ceiling (upper bound) applies to: lower is better.
+pub const CEILING_METRICS: &[&str] = &["brier", "log_loss", "ece"];
+
+/// What a validation checks and how strictly: one per model, or per model type, or the
+/// built-in default ([`ValidationPolicy::default`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidationPolicy {
-    /// Lower bounds on metric estimates (names of `vigil_stats::validation::METRICS`).
+    /// Lower bounds on metric estimates ([`FLOOR_METRICS`]).
     pub floors: BTreeMap<String, f64>,
+    /// Upper bounds on metric estimates ([`CEILING_METRICS`]).
+    pub ceilings: BTreeMap<String, f64>,
     /// Largest allowed drop in ROC AUC against the Production version: the lower end of the
     /// 95% DeLong interval of (new − champion) must be above −this.
     pub max_auc_regression: f64,
-    /// Largest allowed equalized-odds difference per sensitive attribute (strict mode).
-    pub max_equalized_odds_difference: f64,
-    /// Minimum evidence per group.
+    /// The disparity the fairness gate holds, per sensitive attribute and their intersection.
+    pub fairness_criterion: FairnessCriterion,
+    /// Largest allowed value of that disparity (strict mode: undefined rates left out).
+    pub fairness_tolerance: f64,
+    /// Minimum evidence per group; smaller groups are suppressed in the report.
     pub min_group: Minimums,
     /// The model card's 31 HTI-1 attributes must all be filled or marked not available.
     pub require_card_complete: bool,
     /// The training data hash must be recorded.
     pub require_data_hash: bool,
-    /// The artifact digest must be recorded.
+    /// The artifact digest must be recorded and, where Vigil can read the artifact,
+    /// re-verified.
     pub require_artifact_digest: bool,
+    /// Promotion to Staging needs a passing report too (Production always does).
+    pub require_for_staging: bool,
     /// Bootstrap resamples.
     pub resamples: usize,
     /// Bootstrap seed.
@@ -40,19 +67,173 @@ pub struct ValidationPolicy {
 }
 
 impl Default for ValidationPolicy {
+    /// AUC ≥ 0.7; at most 0.02 AUC below the Production version; equalized odds within 0.1;
+    /// groups of at least 30 rows with 5 of each class; card, lineage and digest required;
+    /// 2,000 resamples.
     fn default() -> Self {
         ValidationPolicy {
             floors: [("roc_auc".to_string(), 0.7)].into_iter().collect(),
+            ceilings: BTreeMap::new(),
             max_auc_regression: 0.02,
-            max_equalized_odds_difference: 0.1,
+            fairness_criterion: FairnessCriterion::EqualizedOdds,
+            fairness_tolerance: 0.1,
             min_group: Minimums::default(),
             require_card_complete: true,
             require_data_hash: true,
             require_artifact_digest: true,
+            require_for_staging: false,
             resamples: 2000,
             seed: 20261128,
         }
     }
+}
+
+/// Where a model's policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyScope {
+    /// One model's own policy.
+    Model(ModelName),
+    /// The default for every model of a type without its own.
+    ModelType(ModelType),
+}
+
+const POLICY_KEYS: &[&str] = &[
+    "floors", "ceilings", "max_auc_regression", "fairness_criterion", "fairness_tolerance", "min_group", "require_card_complete", "require_data_hash",
+    "require_artifact_digest", "require_for_staging", "resamples", "seed",
+];
+
+impl ValidationPolicy {
+    /// The built-in default for a model type. Every type is validated as a binary risk
+    /// score on a labelled holdout (survival at a horizon, ranking by its score).
+    pub fn default_for(_model_type: ModelType) -> ValidationPolicy {
+        ValidationPolicy::default()
+    }
+
+    /// Checks every bound.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::new(ErrorCode::InvalidPolicy, m));
+        for (m, v) in &self.floors {
+            if !FLOOR_METRICS.contains(&m.as_str()) {
+                return bad(format!("floors apply to {}; {} is not one", FLOOR_METRICS.join(", "), crate::ids::quote_key(m)));
+            }
+            if !(0.0..=1.0).contains(v) {
+                return bad(format!("the floor of {m} must be in [0, 1]"));
+            }
+        }
+        for (m, v) in &self.ceilings {
+            if !CEILING_METRICS.contains(&m.as_str()) {
+                return bad(format!("ceilings apply to {}; {} is not one", CEILING_METRICS.join(", "), crate::ids::quote_key(m)));
+            }
+            if !(v.is_finite() && *v >= 0.0) {
+                return bad(format!("the ceiling of {m} must be a non-negative number"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.max_auc_regression) {
+            return bad("max_auc_regression must be in [0, 1]".into());
+        }
+        if !(0.0..=1.0).contains(&self.fairness_tolerance) {
+            return bad("fairness_tolerance must be in [0, 1]".into());
+        }
+        if self.min_group.rows == 0 || self.min_group.rows > 1_000_000 || self.min_group.positives > self.min_group.rows || self.min_group.negatives > self.min_group.rows {
+            return bad("min_group needs 1 to 1,000,000 rows and at most that many positives and negatives".into());
+        }
+        if !(200..=100_000).contains(&self.resamples) {
+            return bad("resamples must be between 200 and 100,000".into());
+        }
+        Ok(())
+    }
+
+    /// JSON form (stored, and shown in every report).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "floors": self.floors,
+            "ceilings": self.ceilings,
+            "max_auc_regression": self.max_auc_regression,
+            "fairness_criterion": self.fairness_criterion.as_str(),
+            "fairness_tolerance": self.fairness_tolerance,
+            "min_group": {"rows": self.min_group.rows, "positives": self.min_group.positives, "negatives": self.min_group.negatives},
+            "require_card_complete": self.require_card_complete,
+            "require_data_hash": self.require_data_hash,
+            "require_artifact_digest": self.require_artifact_digest,
+            "require_for_staging": self.require_for_staging,
+            "resamples": self.resamples,
+            "seed": self.seed,
+        })
+    }
+
+    /// Parses the JSON form. Missing keys take the default's value, so a policy file names
+    /// only what it changes; unknown keys are refused.
+    pub fn from_json(v: &Value) -> Result<ValidationPolicy> {
+        let bad = |m: String| Error::new(ErrorCode::InvalidPolicy, m);
+        let obj = v.as_object().ok_or_else(|| bad("a validation policy is a JSON object".into()))?;
+        if let Some(k) = obj.keys().find(|k| !POLICY_KEYS.contains(&k.as_str())) {
+            return Err(bad(format!("unknown validation policy key {}; expected {}", crate::ids::quote_key(k), POLICY_KEYS.join(", "))));
+        }
+        let mut p = ValidationPolicy::default();
+        let num = |k: &str| -> Result<Option<f64>> {
+            match obj.get(k) {
+                None => Ok(None),
+                Some(x) => x.as_f64().map(Some).ok_or_else(|| bad(format!("{k} must be a number"))),
+            }
+        };
+        let flag = |k: &str, d: bool| -> Result<bool> {
+            match obj.get(k) {
+                None => Ok(d),
+                Some(x) => x.as_bool().ok_or_else(|| bad(format!("{k} must be true or false"))),
+            }
+        };
+        let bounds = |k: &str| -> Result<Option<BTreeMap<String, f64>>> {
+            match obj.get(k) {
+                None => Ok(None),
+                Some(Value::Object(m)) => m.iter().map(|(name, x)| x.as_f64().map(|f| (name.clone(), f)).ok_or_else(|| bad(format!("{k} maps metric names to numbers")))).collect::<Result<_>>().map(Some),
+                Some(_) => Err(bad(format!("{k} maps metric names to numbers"))),
+            }
+        };
+        if let Some(f) = bounds("floors")? {
+            p.floors = f;
+        }
+        if let Some(c) = bounds("ceilings")? {
+            p.ceilings = c;
+        }
+        if let Some(x) = num("max_auc_regression")? {
+            p.max_auc_regression = x;
+        }
+        if let Some(x) = obj.get("fairness_criterion") {
+            p.fairness_criterion = FairnessCriterion::parse(x.as_str().ok_or_else(|| bad("fairness_criterion must be a string".into()))?)?;
+        }
+        if let Some(x) = num("fairness_tolerance")? {
+            p.fairness_tolerance = x;
+        }
+        if let Some(m) = obj.get("min_group") {
+            let m = m.as_object().ok_or_else(|| bad("min_group has rows, positives and negatives".into()))?;
+            let count = |k: &str, d: u64| -> Result<u64> {
+                match m.get(k) {
+                    None => Ok(d),
+                    Some(x) => x.as_u64().ok_or_else(|| bad(format!("min_group.{k} must be a whole number"))),
+                }
+            };
+            if let Some(k) = m.keys().find(|k| !["rows", "positives", "negatives"].contains(&k.as_str())) {
+                return Err(bad(format!("unknown min_group key {}", crate::ids::quote_key(k))));
+            }
+            p.min_group = Minimums { rows: count("rows", p.min_group.rows)?, positives: count("positives", p.min_group.positives)?, negatives: count("negatives", p.min_group.negatives)? };
+        }
+        p.require_card_complete = flag("require_card_complete", p.require_card_complete)?;
+        p.require_data_hash = flag("require_data_hash", p.require_data_hash)?;
+        p.require_artifact_digest = flag("require_artifact_digest", p.require_artifact_digest)?;
+        p.require_for_staging = flag("require_for_staging", p.require_for_staging)?;
+        if let Some(x) = obj.get("resamples") {
+            p.resamples = x.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| bad("resamples must be a whole number".into()))?;
+        }
+        if let Some(x) = obj.get("seed") {
+            p.seed = x.as_u64().ok_or_else(|| bad("seed must be a whole number".into()))?;
+        }
+        p.check()?;
+        Ok(p)
+    }
+}
+
+fn policy_key(scope: &str, id: &str) -> String {
+    format!("validation_policy/{scope}/{id}")
 }
 
 /// A holdout to validate on.
@@ -121,8 +302,12 @@ pub struct ValidationRecord {
     pub created_at: crate::ids::Timestamp,
 }
 
+fn ci_json(e: &Estimate) -> Value {
+    e.ci.as_ref().map_or(Value::Null, |c| json!({"low": c.low, "high": c.high, "resamples_used": c.used, "resamples_skipped": c.skipped}))
+}
+
 fn estimate_json(e: &Estimate) -> Value {
-    json!({"metric": e.metric, "value": e.value, "ci": e.ci.as_ref().map(|c| json!({"low": c.low, "high": c.high, "resamples_used": c.used, "resamples_skipped": c.skipped}))})
+    json!({"metric": e.metric, "value": e.value, "ci": ci_json(e)})
 }
 
 fn gate(name: &str, passed: Option<bool>, detail: String) -> Value {
@@ -131,27 +316,115 @@ fn gate(name: &str, passed: Option<bool>, detail: String) -> Value {
 
 const DEMOGRAPHIC: &[&str] = &["race", "ethnicity", "sex", "gender", "age"];
 
+/// A model's validation policy and where it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedPolicy {
+    /// The policy.
+    pub policy: ValidationPolicy,
+    /// `model`, `model_type` or `built_in`.
+    pub source: &'static str,
+}
+
 impl Registry {
-    /// Validates a version on a holdout under its policy (the default one for now), stores the
-    /// report bound to the version's content hash, and audits it. Returns the stored record;
-    /// `passed` says whether every gate passed.
-    pub fn validate(&self, actor: &Principal, version_id: &str, data: &ValidationData, policy: &ValidationPolicy) -> Result<ValidationRecord> {
+    fn load_validation_policy(tx: &mut dyn Tx, model_id: &str, model_type: ModelType) -> Result<ResolvedPolicy> {
+        let parse = |s: String| -> Result<ValidationPolicy> {
+            let v: Value = serde_json::from_str(&s).map_err(|_| Error::new(ErrorCode::IntegrityViolation, "a stored validation policy is not valid JSON"))?;
+            ValidationPolicy::from_json(&v)
+        };
+        if let Some(s) = tx.get_setting(&policy_key("model", model_id))? {
+            return Ok(ResolvedPolicy { policy: parse(s)?, source: "model" });
+        }
+        if let Some(s) = tx.get_setting(&policy_key("model_type", model_type.as_str()))? {
+            return Ok(ResolvedPolicy { policy: parse(s)?, source: "model_type" });
+        }
+        Ok(ResolvedPolicy { policy: ValidationPolicy::default_for(model_type), source: "built_in" })
+    }
+
+    /// The validation policy in force for a model.
+    pub fn validation_policy(&self, name: &ModelName) -> Result<ResolvedPolicy> {
+        self.read(|tx| {
+            let m = tx.get_model_by_name(name, false)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+            Self::load_validation_policy(tx, &m.id, m.model_type)
+        })
+    }
+
+    /// The default validation policy of a model type (stored, or built in).
+    pub fn type_validation_policy(&self, model_type: ModelType) -> Result<ResolvedPolicy> {
+        self.read(|tx| match tx.get_setting(&policy_key("model_type", model_type.as_str()))? {
+            Some(s) => {
+                let v: Value = serde_json::from_str(&s).map_err(|_| Error::new(ErrorCode::IntegrityViolation, "a stored validation policy is not valid JSON"))?;
+                Ok(ResolvedPolicy { policy: ValidationPolicy::from_json(&v)?, source: "model_type" })
+            }
+            None => Ok(ResolvedPolicy { policy: ValidationPolicy::default_for(model_type), source: "built_in" }),
+        })
+    }
+
+    /// Sets a model's validation policy, or a model type's default (administrators only;
+    /// audited with the old and new policy and the reason). Reports already stored keep the
+    /// policy they ran under, which each report records.
+    pub fn set_validation_policy(&self, actor: &Principal, scope: &PolicyScope, policy: &ValidationPolicy, reason: &str) -> Result<ResolvedPolicy> {
+        let (entity_type, entity_id) = match scope {
+            PolicyScope::Model(n) => ("registered_model", n.to_string()),
+            PolicyScope::ModelType(t) => ("model_type", t.as_str().to_owned()),
+        };
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: "validation_policy.update", entity_type, entity_id: &entity_id, model: None, version: None };
+        self.governed(attempt, |tx| {
+            Self::acting_user(tx, actor, Action::ManagePolicy)?;
+            let reason = crate::ids::required_text("reason", reason, 2000)?;
+            policy.check()?;
+            let (key, old, source) = match scope {
+                PolicyScope::Model(n) => {
+                    let m = tx.get_model_by_name(n, true)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+                    (policy_key("model", &m.id), Self::load_validation_policy(tx, &m.id, m.model_type)?, "model")
+                }
+                PolicyScope::ModelType(t) => {
+                    let old = match tx.get_setting(&policy_key("model_type", t.as_str()))? {
+                        Some(s) => ResolvedPolicy { policy: ValidationPolicy::from_json(&serde_json::from_str(&s).unwrap_or(Value::Null)).unwrap_or_default(), source: "model_type" },
+                        None => ResolvedPolicy { policy: ValidationPolicy::default_for(*t), source: "built_in" },
+                    };
+                    (policy_key("model_type", t.as_str()), old, "model_type")
+                }
+            };
+            tx.put_setting(&key, &crate::canonical::encode(&policy.to_json()))?;
+            let mut e = self.event(
+                actor.user_id().as_str(),
+                "validation_policy.update",
+                entity_type,
+                &entity_id,
+                json!({"old": {"policy": old.policy.to_json(), "source": old.source}, "new": {"policy": policy.to_json(), "source": source}, "reason": reason}),
+            );
+            if let PolicyScope::Model(n) = scope {
+                e.model = Some(n.to_string());
+            }
+            tx.append_audit(e)?;
+            Ok(ResolvedPolicy { policy: policy.clone(), source })
+        })
+    }
+
+    /// Validates a version on a holdout under its model's policy, stores the report bound to
+    /// the version's content hash, and audits it. Returns the stored record; `passed` says
+    /// whether every gate passed. `artifact_check` is the digest the caller recomputed from
+    /// the artifact's bytes (`None` when it cannot read them).
+    pub fn validate(&self, actor: &Principal, version_id: &str, data: &ValidationData, artifact_check: Option<ArtifactCheck>) -> Result<ValidationRecord> {
         let attempt = Attempt { actor: actor.user_id().as_str(), action: "validation.run", entity_type: "model_version", entity_id: version_id, model: None, version: None };
         // The statistics run outside the transaction (seconds on large holdouts); the version
         // is re-read and its hash compared when the report is stored.
         let pre = self.read(|tx| {
+            let user = Self::acting_user(tx, actor, Action::CheckDrift)?;
             let v = Self::load_version(tx, version_id)?;
-            let champion = tx.versions_in_stage(&v.model_id, crate::model::Stage::Production)?.into_iter().find(|p| p.id != v.id);
-            Ok((v, champion))
+            let m = tx.get_model_by_name(&v.model_name, false)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+            let policy = Self::load_validation_policy(tx, &m.id, m.model_type)?;
+            let champion = tx.versions_in_stage(&v.model_id, Stage::Production)?.into_iter().find(|p| p.id != v.id);
+            Ok((user, v, policy, champion))
         });
-        let (version, champion) = match pre.and_then(|x| data.check().map(|()| x)) {
+        let (_, version, policy, champion) = match pre.and_then(|x| data.check().map(|()| x)) {
             Ok(x) => x,
             Err(e) => {
                 self.audit_denial(&attempt, &e)?;
                 return Err(e);
             }
         };
-        let report = self.run_validation(&version, champion.as_ref(), data, policy);
+        let report = self.run_validation(&version, champion.as_ref(), data, &policy, artifact_check.as_ref());
         let passed = report["passed"].as_bool().unwrap_or(false);
         let text = crate::canonical::encode(&report);
         self.governed(attempt, |tx| {
@@ -170,8 +443,13 @@ impl Registry {
                 created_at: self.clock.now(),
             };
             tx.insert_validation_report(&rec)?;
-            let failed: Vec<&str> = report["gates"].as_array().into_iter().flatten().filter(|g| g["passed"] != true).filter_map(|g| g["gate"].as_str()).collect();
-            tx.append_audit(self.version_event(user.id.as_str(), "validation.run", &version, json!({"report_id": rec.id, "passed": passed, "content_hash": rec.content_hash, "failed_gates": failed})))?;
+            let failed = failed_gates(&report);
+            tx.append_audit(self.version_event(
+                user.id.as_str(),
+                "validation.run",
+                &version,
+                json!({"report_id": rec.id, "passed": passed, "content_hash": rec.content_hash, "failed_gates": failed, "policy_source": policy.source}),
+            ))?;
             Ok(rec)
         })
     }
@@ -181,16 +459,71 @@ impl Registry {
         self.read(|tx| tx.validation_reports(version_id))
     }
 
-    fn run_validation(&self, v: &crate::model::ModelVersion, champion: Option<&crate::model::ModelVersion>, d: &ValidationData, p: &ValidationPolicy) -> Value {
-        let estimates = evaluate(&d.labels, &d.scores, d.threshold, p.resamples, p.seed, 0.95);
+    /// The validation report a version's model card shows, bound to its current content hash:
+    /// once the version has been promoted to Production, the newest report from before that
+    /// promotion (the evidence its approvers saw), so later validations never change a
+    /// released card; before that, the newest.
+    pub fn card_evidence(&self, version_id: &str) -> Result<Option<ValidationRecord>> {
+        self.read(|tx| {
+            let v = Self::load_version(tx, version_id)?;
+            let hash = v.content_hash.to_hex();
+            let released = tx.list_transitions(&v.id)?.into_iter().filter(|t| t.to_stage == Stage::Production).map(|t| t.at).min();
+            Ok(tx.validation_reports(&v.id)?.into_iter().filter(|r| r.content_hash == hash).find(|r| released.is_none_or(|at| r.created_at <= at)))
+        })
+    }
+
+    /// The promotion gate: a move into Production (and into Staging when the model's policy
+    /// says so) needs the newest validation report of the version's current content to have
+    /// passed. Returns that report's id, or `None` when the stage needs none.
+    pub(crate) fn validation_gate(tx: &mut dyn Tx, v: &ModelVersion, to: Stage) -> Result<Option<String>> {
+        let needed = match to {
+            Stage::Production => true,
+            Stage::Staging => {
+                let m = tx.get_model_by_name(&v.model_name, false)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+                Self::load_validation_policy(tx, &m.id, m.model_type)?.policy.require_for_staging
+            }
+            _ => false,
+        };
+        if !needed {
+            return Ok(None);
+        }
+        let hash = v.content_hash.to_hex();
+        let latest = tx.validation_reports(&v.id)?.into_iter().find(|r| r.content_hash == hash);
+        match latest {
+            None => Err(Error::new(
+                ErrorCode::ValidationRequired,
+                format!("{} has no validation report for its current content; promotion to {to} needs a passing one (vigil validate {})", v.reference(), v.reference()),
+            )),
+            Some(r) if !r.passed => {
+                let report: Value = serde_json::from_str(&r.report).unwrap_or(Value::Null);
+                Err(Error::new(
+                    ErrorCode::ValidationRequired,
+                    format!("the newest validation of {} ({}) failed gate(s): {}; promotion to {to} needs a passing one", v.reference(), r.id, failed_gates(&report).join(", ")),
+                ))
+            }
+            Some(r) => Ok(Some(r.id)),
+        }
+    }
+
+    fn run_validation(&self, v: &ModelVersion, champion: Option<&ModelVersion>, d: &ValidationData, rp: &ResolvedPolicy, artifact_check: Option<&ArtifactCheck>) -> Value {
+        let p = &rp.policy;
+        // The sensitive attributes and, with two or more, their intersection.
+        let mut attrs: Vec<(String, Vec<String>)> = d.sensitive.clone();
+        if d.sensitive.len() > 1 {
+            let cols: Vec<&[String]> = d.sensitive.iter().map(|(_, v)| v.as_slice()).collect();
+            attrs.push((d.sensitive.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("|"), intersect(&cols)));
+        }
+        let columns: Vec<&[String]> = attrs.iter().map(|(_, v)| v.as_slice()).collect();
+        let ev = evaluate_groups(&d.labels, &d.scores, d.threshold, &columns, p.resamples, p.seed, 0.95);
         let mut gates = Vec::new();
-        for (metric, floor) in &p.floors {
-            let e = estimates.iter().find(|e| e.metric == metric.as_str());
+        for (metric, bound, is_floor) in p.floors.iter().map(|(m, b)| (m, b, true)).chain(p.ceilings.iter().map(|(m, b)| (m, b, false))) {
+            let e = ev.overall.iter().find(|e| e.metric == metric.as_str());
+            let (kind, rel) = if is_floor { ("floor", "≥") } else { ("ceiling", "≤") };
             let (ok, detail) = match e.and_then(|e| e.value) {
-                Some(x) => (Some(x >= *floor), format!("{metric} = {x:.4} (floor {floor})")),
-                None => (Some(false), format!("{metric} is undefined or unknown on this holdout (floor {floor})")),
+                Some(x) => (Some(if is_floor { x >= *bound } else { x <= *bound }), format!("{metric} = {x:.4} (must be {rel} {bound})")),
+                None => (Some(false), format!("{metric} is undefined on this holdout (must be {rel} {bound})")),
             };
-            gates.push(gate(&format!("floor:{metric}"), ok, detail));
+            gates.push(gate(&format!("{kind}:{metric}"), ok, detail));
         }
         // Champion comparison.
         let champion_block = match (champion, &d.champion_scores) {
@@ -218,46 +551,57 @@ impl Registry {
                 }
             },
         };
-        // Fairness per attribute, and the intersection of all of them.
-        let mut attrs: Vec<(String, Vec<String>)> = d.sensitive.clone();
-        if d.sensitive.len() > 1 {
-            let cols: Vec<&[String]> = d.sensitive.iter().map(|(_, v)| v.as_slice()).collect();
-            attrs.push((d.sensitive.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("|"), intersect(&cols)));
-        }
+        // Fairness per attribute (and the intersection), groups with their intervals.
+        let criterion = p.fairness_criterion;
         let mut fairness = Vec::new();
-        for (name, values) in &attrs {
-            let (per, _) = by_group(&d.labels, &d.scores, values, d.threshold);
+        for ((name, _), groups) in attrs.iter().zip(&ev.attributes) {
+            let per: Vec<GroupRates> = groups.iter().map(GroupRates::from_estimate).collect();
             let evidence = screen(per, p.min_group);
-            let sufficient: Vec<_> = evidence.iter().filter_map(|e| if let GroupEvidence::Rates(r) = e { Some(r.clone()) } else { None }).collect();
+            let sufficient: Vec<GroupRates> = evidence.iter().filter_map(|e| if let GroupEvidence::Rates(r) = e { Some(r.clone()) } else { None }).collect();
             let sm = summary(&sufficient, Mode::Strict);
-            let eo = sm.equalized_odds_difference;
-            let ok = eo.map(|x| x <= p.max_equalized_odds_difference);
+            let value = match criterion {
+                FairnessCriterion::EqualizedOdds => sm.equalized_odds_difference,
+                FairnessCriterion::EqualOpportunity => sm.equal_opportunity.difference,
+                FairnessCriterion::DemographicParity => sm.demographic_parity.difference,
+                FairnessCriterion::PredictiveParity => sm.predictive_parity.difference,
+            };
             gates.push(gate(
                 &format!("fairness:{name}"),
-                Some(ok.unwrap_or(false)),
-                match eo {
-                    Some(x) => format!("equalized odds difference {x:.4} (tolerance {})", p.max_equalized_odds_difference),
-                    None => "equalized odds undefined: fewer than two groups with sufficient evidence".into(),
+                Some(value.is_some_and(|x| x <= p.fairness_tolerance)),
+                match value {
+                    Some(x) => format!("{} difference {x:.4} (tolerance {})", criterion.as_str().replace('_', " "), p.fairness_tolerance),
+                    None => format!("{} undefined: fewer than two groups with sufficient evidence", criterion.as_str().replace('_', " ")),
                 },
             ));
-            let groups: Vec<Value> = evidence
+            let group_docs: Vec<Value> = evidence
                 .iter()
-                .map(|e| match e {
-                    GroupEvidence::Rates(r) => json!({"group": r.group, "n": r.n, "positives": r.n_pos, "negatives": r.n_neg, "selection_rate": r.selection_rate, "tpr": r.tpr, "fpr": r.fpr, "ppv": r.ppv, "npv": r.npv, "auc": r.auc}),
-                    GroupEvidence::Insufficient { group, n, reason } => json!({"group": group, "n": n, "insufficient_evidence": reason}),
+                .zip(groups)
+                .map(|(e, g)| match e {
+                    GroupEvidence::Rates(_) => {
+                        let mut metrics = Map::new();
+                        for est in &g.estimates {
+                            metrics.insert(est.metric.to_owned(), json!({"value": est.value, "ci": ci_json(est)}));
+                        }
+                        json!({"group": g.group, "n": g.n, "positives": g.positives, "negatives": g.negatives, "metrics": metrics})
+                    }
+                    // Small cells are suppressed: neither their rates nor their exact counts.
+                    GroupEvidence::Insufficient { .. } => json!({"group": g.group, "suppressed": format!("below the minimum evidence ({} rows with {} positives and {} negatives)", p.min_group.rows, p.min_group.positives, p.min_group.negatives)}),
                 })
                 .collect();
             let reference = reference_ratios(&sufficient, |g| g.selection_rate, None)
                 .map(|(r, ratios)| json!({"reference": r, "selection_rate_ratios": ratios.iter().map(|x| json!({"group": x.group, "ratio": x.ratio, "within_0_8_1_25": x.within_band})).collect::<Vec<_>>()}));
             fairness.push(json!({
                 "attribute": name,
-                "groups": groups,
+                "groups": group_docs,
+                "criterion": criterion.as_str(),
+                "criterion_value": value,
                 "demographic_parity_difference": sm.demographic_parity.difference,
                 "demographic_parity_ratio": sm.demographic_parity.ratio,
                 "equal_opportunity_difference": sm.equal_opportunity.difference,
-                "equalized_odds_difference": eo,
+                "equalized_odds_difference": sm.equalized_odds_difference,
                 "equalized_odds_ratio": sm.equalized_odds_ratio,
-                "excluded_as_undefined": {"tpr": sm.equal_opportunity.excluded, "fpr": sm.fpr.excluded},
+                "predictive_parity_difference": sm.predictive_parity.difference,
+                "excluded_as_undefined": {"tpr": sm.equal_opportunity.excluded, "fpr": sm.fpr.excluded, "ppv": sm.predictive_parity.excluded},
                 "reference_group": reference,
             }));
         }
@@ -271,7 +615,14 @@ impl Registry {
             gates.push(gate("lineage:training_data_hash", Some(c.lineage.training_data_hash.is_some()), "the training data hash must be recorded".into()));
         }
         if p.require_artifact_digest {
-            gates.push(gate("artifact_digest", Some(c.artifact_sha256.is_some()), "the artifact's SHA-256 must be recorded".into()));
+            let (ok, detail) = match (&c.artifact_sha256, artifact_check) {
+                (None, _) => (false, "the artifact's SHA-256 must be recorded".to_owned()),
+                (Some(want), Some(ArtifactCheck::Digest(got))) if got == want => (true, "the artifact's bytes match the recorded SHA-256 (re-verified)".to_owned()),
+                (Some(_), Some(ArtifactCheck::Digest(_))) => (false, "the artifact's bytes no longer match the recorded SHA-256".to_owned()),
+                (Some(_), Some(ArtifactCheck::Unreadable(why))) => (false, format!("the artifact could not be read to re-verify its SHA-256: {why}")),
+                (Some(_), None) => (true, "the artifact's SHA-256 is recorded (its bytes are not readable from here; not re-verified)".to_owned()),
+            };
+            gates.push(gate("artifact_digest", Some(ok), detail));
         }
         let demographic: Vec<&String> = c.lineage.features.iter().filter(|f| DEMOGRAPHIC.iter().any(|d| f.to_ascii_lowercase().contains(d))).collect();
         if !demographic.is_empty() {
@@ -279,6 +630,10 @@ impl Registry {
             gates.push(gate("demographic_inputs", Some(noted), format!("{} demographic input feature(s); the card must record their use and mitigation (development.demographic_inputs)", demographic.len())));
         }
         let passed = gates.iter().all(|g| g["passed"] == true);
+        let roc: Vec<[f64; 2]> = roc_curve(&d.labels, &d.scores, 101).unwrap_or_default().into_iter().map(|(x, y)| [x, y]).collect();
+        let calib: Vec<Value> = calibration(&d.labels, &d.scores, 10)
+            .map(|(t, _, _)| t.iter().map(|b| json!({"bin": b.bin, "count": b.count, "mean_score": b.mean_score, "observed": b.observed})).collect())
+            .unwrap_or_default();
         json!({
             "record": "vigil.validation_report/1",
             "model": v.model_name.as_str(),
@@ -287,12 +642,55 @@ impl Registry {
             "rows": d.labels.len(),
             "threshold": d.threshold,
             "threshold_rule": "score >= threshold is a positive prediction",
-            "bootstrap": {"resamples": p.resamples, "seed": p.seed, "generator": "SplitMix64", "interval": "percentile, type 7, 95%"},
-            "metrics": estimates.iter().map(estimate_json).collect::<Vec<_>>(),
+            "policy": p.to_json(),
+            "policy_source": rp.source,
+            "bootstrap": {"resamples": p.resamples, "seed": p.seed, "method": "Poisson bootstrap, SplitMix64 (vigil_stats::validation::poisson_pair)", "interval": "percentile, type 7, 95%"},
+            "metrics": ev.overall.iter().map(estimate_json).collect::<Vec<_>>(),
+            "curves": {"roc": roc, "calibration": calib},
             "champion": champion_block,
             "fairness": fairness,
             "gates": gates,
             "passed": passed,
         })
+    }
+}
+
+/// What the caller found when it re-read the artifact's bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArtifactCheck {
+    /// The SHA-256 recomputed the same way the recorded digest was made.
+    Digest(crate::ids::Sha256Digest),
+    /// The artifact could not be read (why, without paths that could hold patient data).
+    Unreadable(String),
+}
+
+fn failed_gates(report: &Value) -> Vec<String> {
+    report["gates"].as_array().into_iter().flatten().filter(|g| g["passed"] != true).filter_map(|g| g["gate"].as_str().map(str::to_owned)).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_json_round_trips_and_refuses_nonsense() {
+        let p = ValidationPolicy { require_for_staging: true, fairness_criterion: FairnessCriterion::EqualOpportunity, ..Default::default() };
+        assert_eq!(ValidationPolicy::from_json(&p.to_json()).unwrap(), p);
+        assert_eq!(ValidationPolicy::from_json(&json!({})).unwrap(), ValidationPolicy::default(), "missing keys take the defaults");
+        for bad in [
+            json!({"floors": {"brier": 0.1}}),
+            json!({"ceilings": {"roc_auc": 0.1}}),
+            json!({"floors": {"roc_auc": 1.5}}),
+            json!({"fairness_tolerance": -0.1}),
+            json!({"fairness_criterion": "vibes"}),
+            json!({"resamples": 10}),
+            json!({"min_group": {"rows": 0}}),
+            json!({"min_group": {"rows": 5, "positives": 6}}),
+            json!({"typo": 1}),
+            json!([1]),
+        ] {
+            assert_eq!(ValidationPolicy::from_json(&bad).unwrap_err().code(), ErrorCode::InvalidPolicy, "{bad}");
+        }
     }
 }

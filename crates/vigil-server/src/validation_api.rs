@@ -11,10 +11,12 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::sync::Arc;
-use vigil_core::validate::ValidationPolicy;
+use vigil_core::validate::{ArtifactCheck, PolicyScope, ValidationPolicy};
 use vigil_core::{Error, ErrorCode};
 
-/// `POST …/validate?label=…&score=…[&champion_score=…][&sensitive=a,b][&threshold=…][&resamples=…]`.
+/// `POST …/validate?label=…&score=…[&champion_score=…][&sensitive=a,b][&threshold=…]`. The
+/// model's validation policy decides the gates and the resamples. Artifacts in the server's
+/// own store are re-hashed and compared with the recorded digest.
 pub async fn validate(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((name, ver)): Path<(String, String)>, RawQuery(q): RawQuery, body: Body) -> Response {
     let r = async {
         let p = authenticate(&st, &headers).await?;
@@ -26,17 +28,22 @@ pub async fn validate(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
             Some(t) => t.trim().parse::<f64>().map_err(|_| Error::new(ErrorCode::InvalidValidationData, "threshold must be a number"))?,
             None => 0.5,
         };
-        let resamples = f.opt_i64("resamples")?.unwrap_or(2000);
-        if !(100..=10_000).contains(&resamples) {
-            return Err(Error::new(ErrorCode::InvalidValidationData, "resamples must be between 100 and 10000"));
-        }
         authorize_upload(&st, &p, &name, &ver, vigil_core::auth::Action::CheckDrift, "validation.run").await?;
         let staged = stage(&st, &headers, body).await?;
         let reg = st.registry.clone();
+        let uri = {
+            let (reg, name, ver) = (reg.clone(), name.clone(), ver.clone());
+            blocking(move || Ok(version(&reg, &name, &ver)?.content.artifact_uri)).await?
+        };
+        let check = match crate::artifacts::tree_digest(&st, &uri).await {
+            Ok(Some(d)) => Some(ArtifactCheck::Digest(d)),
+            Ok(None) => None,
+            Err(_) => Some(ArtifactCheck::Unreadable("the artifacts are missing from the server's store".into())),
+        };
         blocking(move || {
             let v = version(&reg, &name, &ver)?;
             let input = vigil_data::validation_data(&staged.table()?, &label, &score, champion.as_deref(), &sensitive, threshold)?;
-            let rec = reg.validate(&p, &v.id, &input, &ValidationPolicy { resamples: resamples as usize, ..Default::default() })?;
+            let rec = reg.validate(&p, &v.id, &input, check)?;
             let mut out: serde_json::Value = serde_json::from_str(&rec.report).map_err(|_| Error::storage("stored report is not JSON"))?;
             out["report_id"] = json!(rec.id);
             Ok(out)
@@ -62,8 +69,7 @@ pub async fn card(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((nam
         let doc = blocking(move || {
             let v = version(&reg, &name, &ver)?;
             reg.audit_read(&p, vigil_core::phi::Read::Model(v.model_name.as_str()), "GET /api/v1/models/{name}/versions/{version}/card")?;
-            let hash = v.content_hash.to_hex();
-            let report = reg.validation_reports(&v.id)?.into_iter().find(|r| r.content_hash == hash);
+            let report = reg.card_evidence(&v.id)?;
             Ok(vigil_api::card::document(&v, report.as_ref()))
         })
         .await?;
@@ -77,6 +83,56 @@ pub async fn card(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((nam
             "mct" => axum::Json(vigil_api::card::mct(&doc)).into_response(),
             _ => axum::Json(doc).into_response(),
         },
+        Err(e) => ApiError::native(e).into_response(),
+    }
+}
+
+fn policy_scope(scope: &str, target: &str) -> Result<(PolicyScope, String), Error> {
+    match scope {
+        "model" => Ok((PolicyScope::Model(vigil_core::ids::ModelName::parse(target)?), target.to_owned())),
+        "model_type" => {
+            let t = vigil_core::model::ModelType::parse(target)?;
+            Ok((PolicyScope::ModelType(t), t.as_str().to_owned()))
+        }
+        _ => Err(Error::new(ErrorCode::InvalidPolicy, "the scope is model or model_type")),
+    }
+}
+
+/// `GET /api/v1/validation-policies/{scope}/{target}`: the policy in force and its source.
+pub async fn show_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((scope, target)): Path<(String, String)>) -> Response {
+    let r = async {
+        authenticate(&st, &headers).await?;
+        let (sc, name) = policy_scope(&scope, &target)?;
+        let reg = st.registry.clone();
+        let resolved = blocking(move || match &sc {
+            PolicyScope::Model(n) => reg.validation_policy(n),
+            PolicyScope::ModelType(t) => reg.type_validation_policy(*t),
+        })
+        .await?;
+        Ok(vigil_api::validation_policy(&scope, &name, &resolved))
+    }
+    .await;
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => ApiError::native(e).into_response(),
+    }
+}
+
+/// `PUT /api/v1/validation-policies/{scope}/{target}` with `{"policy": {…}, "reason": …}`.
+pub async fn set_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((scope, target)): Path<(String, String)>, body: axum::body::Bytes) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let v = crate::http::json_body(&body)?;
+        let reason = Fields(v.clone()).str("reason")?;
+        let policy = ValidationPolicy::from_json(v.get("policy").ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "policy is required"))?)?;
+        let (sc, name) = policy_scope(&scope, &target)?;
+        let reg = st.registry.clone();
+        let resolved = blocking(move || reg.set_validation_policy(&p, &sc, &policy, &reason)).await?;
+        Ok(vigil_api::validation_policy(&scope, &name, &resolved))
+    }
+    .await;
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
         Err(e) => ApiError::native(e).into_response(),
     }
 }

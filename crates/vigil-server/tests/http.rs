@@ -423,7 +423,29 @@ fn governed_release_over_the_native_api_with_signatures_re_authenticated() {
     assert_eq!(st, 200, "{v}");
     let (st, _) = api("POST", "models", "clin", Some(manifest));
     assert_eq!(st, 403, "reviewers do not register");
-    let (st, req) = api("POST", "promotions", "ds", Some(json!({"model": "sepsis-early-warning", "version": "2.1.0", "to_stage": "production", "justification": "validated"})));
+    // Production needs a passing validation of this content.
+    let promote = json!({"model": "sepsis-early-warning", "version": "2.1.0", "to_stage": "production", "justification": "validated"});
+    let (st, b) = api("POST", "promotions", "ds", Some(promote.clone()));
+    assert_eq!((st, b["error"]["code"].as_str()), (403, Some("validation_required")), "{b}");
+    // The model's validation policy, set by an administrator (the manifest has no card).
+    let policy = json!({"policy": {"require_card_complete": false, "resamples": 300}, "reason": "card follows in the next version"});
+    let (st, b) = api("PUT", "validation-policies/model/sepsis-early-warning", "lead", Some(policy.clone()));
+    assert_eq!((st, b["error"]["code"].as_str()), (403, Some("role_not_permitted")), "{b}");
+    let (st, b) = api("PUT", "validation-policies/model/sepsis-early-warning", "admin", Some(json!({"policy": {"resamples": 1}, "reason": "r"})));
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("invalid_policy")), "{b}");
+    let (st, b) = api("PUT", "validation-policies/model/sepsis-early-warning", "admin", Some(policy));
+    assert_eq!((st, b["source"].as_str(), b["policy"]["resamples"].as_u64()), (200, Some("model"), Some(300)), "{b}");
+    let (st, b) = api("GET", "validation-policies/model_type/classification", "comp", None);
+    assert_eq!((st, b["source"].as_str()), (200, Some("built_in")), "{b}");
+    let (st, b) = api("GET", "validation-policies/nonsense/x", "comp", None);
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("invalid_policy")), "{b}");
+    let mut holdout = String::from("y,score,sex\n");
+    for i in 0..300 {
+        holdout.push_str(&format!("{},{},{}\n", u8::from(i % 3 == 0), if i % 3 == 0 { 0.8 } else { 0.1 + (i % 4) as f64 * 0.1 }, if i % 2 == 0 { "F" } else { "M" }));
+    }
+    let (st, rep) = send_raw("POST", &format!("{}/api/v1/models/sepsis-early-warning/versions/2.1.0/validate?label=y&score=score&sensitive=sex", s.url), &basic("ds", PW), "text/csv", holdout.into_bytes());
+    assert_eq!((st, rep["passed"].as_bool(), rep["policy"]["resamples"].as_u64()), (200, Some(true), Some(300)), "{rep}");
+    let (st, req) = api("POST", "promotions", "ds", Some(promote));
     assert_eq!(st, 200, "{req}");
     let id = req["request_id"].as_str().unwrap().to_owned();
     // Data scientists do not sign; a session token alone is not a signature.
@@ -604,6 +626,25 @@ fn assert_version_binds_digest(s: &Server, run: &str, dir: &str, files: &[(&str,
     let put = |path: String| agent().put(&format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", s.url)).header("authorization", &basic("ds", PW)).send("x").unwrap().status().as_u16();
     assert_eq!(put(format!("{root}/{dir}/requirements.txt")), 403, "files cannot be added next to a registered model");
     assert_eq!(put(format!("{root}/elsewhere/notes.txt")), 200, "the rest of the run stays writable");
+    // Validation re-reads the bytes in the server's store and compares them with the digest.
+    let mut holdout = String::from("y,score\n");
+    for i in 0..200 {
+        holdout.push_str(&format!("{},{}\n", u8::from(i % 3 == 0), if i % 3 == 0 { 0.8 } else { 0.2 }));
+    }
+    let validate = || send_raw("POST", &format!("{}/api/v1/models/{model}/versions/1.0.0/validate?label=y&score=score", s.url), &basic("ds", PW), "text/csv", holdout.clone().into_bytes());
+    let gate = |rep: &Value| rep["gates"].as_array().unwrap().iter().find(|g| g["gate"] == "artifact_digest").cloned().unwrap();
+    let (st, rep) = validate();
+    assert_eq!(st, 200, "{rep}");
+    assert_eq!(gate(&rep)["passed"], true, "{rep}");
+    assert!(gate(&rep)["detail"].as_str().unwrap().contains("re-verified"), "{rep}");
+    // On local storage, bytes changed behind the server's back fail the gate.
+    let on_disk = s._dir.path().join("artifacts").join(&root).join(dir).join(files[0].0);
+    if on_disk.exists() {
+        std::fs::write(&on_disk, b"tampered").unwrap();
+        let (st, rep) = validate();
+        assert_eq!((st, gate(&rep)["passed"].as_bool()), (200, Some(false)), "{rep}");
+        assert!(gate(&rep)["detail"].as_str().unwrap().contains("no longer match"), "{rep}");
+    }
 }
 
 /// Sends raw bytes (CSV, Parquet) with a content type.
@@ -855,7 +896,19 @@ fn native_role_by_route_matrix_with_denials_audited() {
         let m = json!({"name": "mx", "version": v, "model_type": "classification", "artifact_uri": format!("s3://m/{v}"), "lineage": {"training_data_hash": "sha256:mx"}});
         assert_eq!(api("POST", "/models", "ds2", NativeBody::Json(m)).0, 200);
     };
+    // Test versions carry no card and no digest: the classification default waives both here.
+    let lenient = vigil_core::validate::ValidationPolicy { require_card_complete: false, require_artifact_digest: false, resamples: 200, ..Default::default() };
+    s.registry.set_validation_policy(&admin, &vigil_core::validate::PolicyScope::ModelType(vigil_core::model::ModelType::Classification), &lenient, "matrix").unwrap();
+    let good = {
+        let mut t = String::from("y,score,sex\n");
+        for i in 0..200 {
+            t.push_str(&format!("{},{},{}\n", u8::from(i % 3 == 0), if i % 3 == 0 { 0.8 } else { 0.1 + (i % 4) as f64 * 0.1 }, if i % 2 == 0 { "F" } else { "M" }));
+        }
+        t.into_bytes()
+    };
     let request = |v: &str, by: &str| -> String {
+        let (st, r) = api("POST", &format!("/models/mx/versions/{v}/validate?label=y&score=score&sensitive=sex"), "ds2", NativeBody::Csv(good.clone()));
+        assert_eq!((st, r["passed"].as_bool()), (200, Some(true)), "{r}");
         let (st, r) = api("POST", "/promotions", by, NativeBody::Json(json!({"model": "mx", "version": v, "to_stage": "production", "justification": "j"})));
         assert_eq!(st, 200, "{r}");
         r["request_id"].as_str().unwrap().to_owned()
@@ -907,7 +960,7 @@ fn native_role_by_route_matrix_with_denials_audited() {
             for i in 0..200 {
                 t.push_str(&format!("{},{},{}\n", u8::from(i % 3 == 0), if i % 3 == 0 { 0.8 } else { 0.1 + (i % 4) as f64 * 0.1 }, if i % 2 == 0 { "F" } else { "M" }));
             }
-            ("/models/mx/versions/1.0.0/validate?label=y&score=score&sensitive=sex&resamples=100".into(), NativeBody::Csv(t.into_bytes()))
+            ("/models/mx/versions/1.0.0/validate?label=y&score=score&sensitive=sex".into(), NativeBody::Csv(t.into_bytes()))
         }, [200, 200, 200, 200, 403]),
         ("get", "/models/{name}/versions/{version}/card", |_, _| ("/models/mx/versions/1.0.0/card?format=md".into(), NativeBody::None), ALL),
         ("post", "/drift/alerts/{id}/ack", |c, _| (format!("/drift/alerts/{}/ack", c.alert), NativeBody::Json(json!({"comment": "seen"}))), [200, 409, 409, 409, 403]),
@@ -918,6 +971,8 @@ fn native_role_by_route_matrix_with_denials_audited() {
         ("post", "/promotions/{id}/reject", |c, i| (format!("/promotions/{}/reject", c.reject[i]), NativeBody::Json(json!({"password": PW, "meaning": "review", "comment": "no"}))), [403, 200, 200, 403, 403]),
         ("post", "/promotions/{id}/withdraw", |c, i| (format!("/promotions/{}/withdraw", c.withdraw[i]), NativeBody::Json(json!({"reason": "r"}))), [200, 403, 403, 403, 403]),
         ("get", "/policies", |_, _| ("/policies".into(), NativeBody::None), ALL),
+        ("get", "/validation-policies/{scope}/{target}", |_, _| ("/validation-policies/model/mx".into(), NativeBody::None), ALL),
+        ("put", "/validation-policies/{scope}/{target}", |_, _| ("/validation-policies/model_type/ranking".into(), NativeBody::Json(json!({"policy": {"fairness_tolerance": 0.05}, "reason": "r"}))), [403, 403, 403, 403, 200]),
         ("put", "/policies/{stage}", |_, _| ("/policies/archived".into(), NativeBody::Json(json!({"required_approvals": 1, "required_roles": ["ml_lead"], "eligible_roles": ["ml_lead"], "reason": "r"}))), [403, 403, 403, 403, 200]),
         ("get", "/audit", |_, _| ("/audit?limit=5".into(), NativeBody::None), ALL),
         ("get", "/audit/verify", |_, _| ("/audit/verify".into(), NativeBody::None), ALL),

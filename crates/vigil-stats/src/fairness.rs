@@ -63,6 +63,26 @@ fn rates(group: String, labels: &[bool], scores: &[f64], threshold: f64) -> Grou
     }
 }
 
+impl GroupRates {
+    /// The rates of a group from its point estimates (`validation::evaluate_groups`), which
+    /// compute the same values in the same pass as their intervals.
+    pub fn from_estimate(g: &crate::validation::GroupEstimate) -> GroupRates {
+        let get = |m: &str| g.estimates.iter().find(|e| e.metric == m).and_then(|e| e.value);
+        GroupRates {
+            group: g.group.clone(),
+            n: g.n,
+            n_pos: g.positives,
+            n_neg: g.negatives,
+            selection_rate: get("selection_rate"),
+            tpr: get("tpr"),
+            fpr: get("fpr"),
+            ppv: get("ppv"),
+            npv: get("npv"),
+            auc: get("roc_auc"),
+        }
+    }
+}
+
 /// Rates of every group (in name order) and of all rows together.
 pub fn by_group(labels: &[bool], scores: &[f64], groups: &[String], threshold: f64) -> (Vec<GroupRates>, GroupRates) {
     let mut names: Vec<&String> = groups.iter().collect();

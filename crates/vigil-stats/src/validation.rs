@@ -14,9 +14,12 @@
 //!   count, MCE is the largest gap, empty bins contribute nothing.
 //! * DeLong's test for two correlated AUCs (DeLong, DeLong & Clarke-Pearson 1988) with the
 //!   midrank placements of Sun & Xu (2014), as R's pROC computes it.
-//! * Bootstrap intervals resample rows with a SplitMix64 generator (exactly specified, so
-//!   reproducible on any platform), skip resamples with one class (and count them), and take
-//!   type-7 (linear) percentiles.
+//! * Bootstrap intervals use the Poisson bootstrap: in each resample every row appears
+//!   Poisson(1) times, drawn by inversion from half of one SplitMix64 output
+//!   ([`poisson_pair`]; exactly specified integer arithmetic, so reproducible on any platform; counter-based,
+//!   so the overall metrics and every subgroup's see the same resample). Resamples where a
+//!   metric is undefined (e.g. one class) are skipped and counted; intervals are type-7
+//!   (linear) percentiles.
 
 /// Counts at a threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -329,22 +332,8 @@ pub struct SplitMix64(pub u64);
 impl SplitMix64 {
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A row index in `0..n`: the high 64 bits of `next_u64() × n` (Lemire's multiply, no
-    /// rejection; the bias is below 2⁻³² for any holdout size).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-
-    /// The generator after `k` more outputs (the state advances by a constant per output).
-    pub fn skipped(&self, k: u64) -> SplitMix64 {
-        SplitMix64(self.0.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        self.0 = self.0.wrapping_add(GAMMA);
+        splitmix_output(self.0)
     }
 }
 
@@ -368,35 +357,86 @@ pub struct BootstrapCi {
     pub skipped: usize,
 }
 
-/// Percentile bootstrap of `stat` over `resamples` row resamples drawn with SplitMix64 from
-/// `seed`; `level` is the two-sided coverage (0.95). Resamples where `stat` is undefined
-/// are skipped and counted; `None` when none is defined.
+/// Poisson(1) CDF thresholds: `POISSON1[j] = ⌈P(X ≤ j)·2³²⌉` for X ~ Poisson(1), j = 0..11
+/// (computed to 80 digits by the fixture script, which checks this table). A uniform 32-bit
+/// `u` maps to the number of thresholds it reaches, so P(w > j) = P(u ≥ POISSON1[j]): the
+/// Poisson(1) law to within 2⁻³² per value (P(X > 11) ≈ 10⁻⁹ is the largest tail dropped).
+pub const POISSON1: [u32; 12] = [
+    0x5e2d_58d9, 0xbc5a_b1b2, 0xeb71_5e1e, 0xfb23_9798, 0xff10_25f6, 0xffd9_0f3c, 0xfffa_8b72, 0xffff_540d, 0xffff_ed20, 0xffff_fe22, 0xffff_ffd5, 0xffff_fffd,
+];
+
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline(always)]
+fn splitmix_output(state: u64) -> u64 {
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[inline(always)]
+fn poisson1(u: u32) -> u32 {
+    let mut w = u32::from(u >= POISSON1[0]) + u32::from(u >= POISSON1[1]) + u32::from(u >= POISSON1[2]) + u32::from(u >= POISSON1[3]);
+    if u >= POISSON1[3] {
+        w += POISSON1[4..].iter().map(|&t| u32::from(u >= t)).sum::<u32>();
+    }
+    w
+}
+
+/// The multiplicities of row `i` (0-based, in the caller's row order) of an `n`-row sample in
+/// resamples `2q` and `2q + 1`: SplitMix64's output number `q·n + i + 1` from `seed`, its
+/// high 32 bits for resample `2q` and its low 32 bits for `2q + 1`, each mapped through
+/// [`POISSON1`]. SplitMix64 is counter-based, so any row's draw is computed directly and
+/// every statistic of one resample sees the same multiplicities, whatever order it visits
+/// rows in.
+#[inline(always)]
+pub fn poisson_pair(seed: u64, q: u64, n: u64, i: u64) -> (u32, u32) {
+    let u = splitmix_output(seed.wrapping_add(q.wrapping_mul(n).wrapping_add(i).wrapping_add(1).wrapping_mul(GAMMA)));
+    (poisson1((u >> 32) as u32), poisson1(u as u32))
+}
+
+/// The multiplicity of row `i` in resample `r` (see [`poisson_pair`]).
+pub fn poisson_weight(seed: u64, r: u64, n: u64, i: u64) -> u32 {
+    let (a, b) = poisson_pair(seed, r / 2, n, i);
+    if r.is_multiple_of(2) { a } else { b }
+}
+
+/// Percentile bootstrap of `stat` over `resamples` Poisson resamples (row `i` appears
+/// [`poisson_weight`]`(seed, r, n, i)` times in resample `r`); `level` is the two-sided
+/// coverage (0.95). Resamples where `stat` is undefined are skipped and counted; `None` when
+/// none is defined. This is the reference for [`evaluate`], which computes the same
+/// intervals in one pass per resample.
 pub fn bootstrap(labels: &[bool], scores: &[f64], resamples: usize, seed: u64, level: f64, stat: impl Fn(&[bool], &[f64]) -> Option<f64>) -> Option<BootstrapCi> {
     let n = labels.len();
     if n == 0 {
         return None;
     }
-    let mut rng = SplitMix64(seed);
-    let (mut ys, mut ss) = (vec![false; n], vec![0.0; n]);
+    let (mut ys, mut ss) = (Vec::with_capacity(2 * n), Vec::with_capacity(2 * n));
     let mut values = Vec::with_capacity(resamples);
-    let mut skipped = 0;
-    for _ in 0..resamples {
-        for k in 0..n {
-            let i = rng.below(n);
-            ys[k] = labels[i];
-            ss[k] = scores[i];
+    for r in 0..resamples {
+        ys.clear();
+        ss.clear();
+        for i in 0..n {
+            for _ in 0..poisson_weight(seed, r as u64, n as u64, i as u64) {
+                ys.push(labels[i]);
+                ss.push(scores[i]);
+            }
         }
-        match stat(&ys, &ss) {
-            Some(v) if v.is_finite() => values.push(v),
-            _ => skipped += 1,
+        if let Some(v) = stat(&ys, &ss).filter(|v| v.is_finite()) {
+            values.push(v);
         }
     }
+    percentile_ci(values, resamples, level)
+}
+
+fn percentile_ci(mut values: Vec<f64>, resamples: usize, level: f64) -> Option<BootstrapCi> {
     if values.is_empty() {
         return None;
     }
     values.sort_by(f64::total_cmp);
     let alpha = (1.0 - level) / 2.0;
-    Some(BootstrapCi { low: quantile_sorted(&values, alpha), high: quantile_sorted(&values, 1.0 - alpha), used: values.len(), skipped })
+    Some(BootstrapCi { low: quantile_sorted(&values, alpha), high: quantile_sorted(&values, 1.0 - alpha), used: values.len(), skipped: resamples - values.len() })
 }
 
 #[cfg(test)]
@@ -440,10 +480,13 @@ mod tests {
 /// The metrics [`evaluate`] reports, in order.
 pub const METRICS: &[&str] = &["accuracy", "precision", "recall", "specificity", "npv", "f1", "roc_auc", "average_precision", "brier", "log_loss", "ece"];
 
+/// The metrics reported for each subgroup, in order.
+pub const GROUP_METRICS: &[&str] = &["prevalence", "selection_rate", "tpr", "fpr", "ppv", "npv", "roc_auc", "ece"];
+
 /// A metric's estimate and its bootstrap interval.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
-    /// Metric name (one of [`METRICS`]).
+    /// Metric name (one of [`METRICS`] or [`GROUP_METRICS`]).
     pub metric: &'static str,
     /// Value on all rows (`None`: undefined).
     pub value: Option<f64>,
@@ -451,47 +494,106 @@ pub struct Estimate {
     pub ci: Option<BootstrapCi>,
 }
 
-/// Rows laid out in descending score order with their losses and calibration bins, so that a
-/// resample is one sequential O(n) pass over multiplicities instead of a copy and a sort.
-struct Prepared {
-    /// Sorted position of each original row.
-    pos_of: Vec<u32>,
-    y: Vec<bool>,
-    score: Vec<f64>,
-    sq: Vec<f64>,
-    ll: Vec<f64>,
-    bin: Vec<u8>,
-    /// Start of each run of equal scores, plus `n` at the end.
-    runs: Vec<usize>,
-    /// Rows `..above` have score ≥ threshold.
-    above: usize,
-    bins: usize,
+/// One subgroup's metrics with intervals (from the same resamples as the overall metrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupEstimate {
+    /// Group value (values joined with `|` for an intersection).
+    pub group: String,
+    /// Rows.
+    pub n: u64,
+    /// Positive labels.
+    pub positives: u64,
+    /// Negative labels.
+    pub negatives: u64,
+    /// [`GROUP_METRICS`], in order.
+    pub estimates: Vec<Estimate>,
 }
 
-impl Prepared {
-    fn new(labels: &[bool], scores: &[f64], threshold: f64, bins: usize) -> Prepared {
-        debug_assert!(bins <= 32, "the per-resample bin arrays hold 32 bins");
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-        let mut pos_of = vec![0u32; order.len()];
-        for (k, &i) in order.iter().enumerate() {
-            pos_of[i] = k as u32;
+/// The overall metrics and each sensitive attribute's groups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// [`METRICS`], in order.
+    pub overall: Vec<Estimate>,
+    /// Per attribute (in the order given), its groups in name order.
+    pub attributes: Vec<Vec<GroupEstimate>>,
+}
+
+const BINS: usize = 10;
+
+/// Resamples computed together in one pass over the rows: the rows stream from memory once
+/// per block, and the lanes' dependency chains interleave.
+const LANES: usize = 8;
+
+const Y: u8 = 1;
+const NEW_RUN: u8 = 2;
+/// The row ends a run of equal scores that holds a positive (average precision steps there).
+const END_POS_RUN: u8 = 4;
+
+/// Rows in evaluation order: score descending; among equal scores negatives first, then the
+/// input order. Calibration bins and the threshold split this order into contiguous ranges,
+/// so a resample is one sequential pass with running totals.
+struct Layout {
+    /// Input index of each row.
+    orig: Vec<u32>,
+    /// `Y | NEW_RUN | END_POS_RUN` bits.
+    flags: Vec<u8>,
+    score: Vec<f64>,
+    /// Each row's log loss term.
+    ll: Vec<f64>,
+    /// Rows `..above` have score ≥ threshold.
+    above: usize,
+    /// End of each non-empty calibration bin's range, in order.
+    bin_ends: Vec<usize>,
+    /// Segment ends: every bin's end and the threshold split, ascending.
+    cuts: Vec<usize>,
+}
+
+impl Layout {
+    /// The layout of all rows, or (with `keep` and the overall layout) of a subset, in the
+    /// overall order.
+    fn new(labels: &[bool], scores: &[f64], threshold: f64, subset: Option<(&[bool], &Layout)>) -> Layout {
+        let orig: Vec<u32> = match subset {
+            Some((keep, all)) => all.orig.iter().copied().filter(|&i| keep[i as usize]).collect(),
+            None => {
+                let mut o: Vec<u32> = (0..labels.len() as u32).collect();
+                o.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(labels[a as usize].cmp(&labels[b as usize])));
+                o
+            }
+        };
+        let score: Vec<f64> = orig.iter().map(|&i| scores[i as usize]).collect();
+        let y: Vec<bool> = orig.iter().map(|&i| labels[i as usize]).collect();
+        let m = score.len();
+        let mut flags = vec![0u8; m];
+        let mut run_has_pos = false;
+        for k in 0..m {
+            let new_run = k == 0 || score[k] != score[k - 1];
+            if new_run {
+                run_has_pos = false;
+            }
+            run_has_pos |= y[k];
+            let end = k + 1 == m || score[k] != score[k + 1];
+            flags[k] = (u8::from(y[k]) * Y) | (u8::from(new_run) * NEW_RUN) | (u8::from(end && run_has_pos) * END_POS_RUN);
         }
-        let score: Vec<f64> = order.iter().map(|&i| scores[i]).collect();
-        let y: Vec<bool> = order.iter().map(|&i| labels[i]).collect();
-        let mut runs = vec![0];
-        for k in 1..score.len() {
-            if score[k] != score[k - 1] {
-                runs.push(k);
+        let step = 1.0 / BINS as f64;
+        let inner: Vec<f64> = (1..BINS).map(|i| i as f64 * step).collect();
+        let mut bin_ends: Vec<usize> = Vec::new();
+        let mut last_bin = usize::MAX;
+        for (k, &p) in score.iter().enumerate() {
+            let b = inner.partition_point(|&e| e < p);
+            if b != last_bin {
+                bin_ends.push(k + 1);
+                last_bin = b;
+            } else if let Some(e) = bin_ends.last_mut() {
+                *e = k + 1;
             }
         }
-        runs.push(score.len());
         let above = score.partition_point(|&x| x >= threshold);
+        let mut cuts = bin_ends.clone();
+        cuts.push(above);
+        cuts.sort_unstable();
+        cuts.dedup();
         let eps = f64::EPSILON;
-        let step = 1.0 / bins as f64;
-        let inner: Vec<f64> = (1..bins).map(|i| i as f64 * step).collect();
-        Prepared {
-            sq: y.iter().zip(&score).map(|(&y, &p)| (p - f64::from(u8::from(y))).powi(2)).collect(),
+        Layout {
             ll: y
                 .iter()
                 .zip(&score)
@@ -500,110 +602,291 @@ impl Prepared {
                     if y { -p.ln() } else { -(1.0 - p).ln() }
                 })
                 .collect(),
-            bin: score.iter().map(|&p| inner.partition_point(|&e| e < p) as u8).collect(),
-            pos_of,
-            y,
+            orig,
+            flags,
             score,
-            runs,
             above,
-            bins,
+            bin_ends,
+            cuts,
+        }
+    }
+}
+
+/// Multiplicities as floats (a load instead of an integer conversion in the passes).
+const WEIGHT_F64: [f64; 256] = {
+    let mut t = [0.0; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as f64;
+        i += 1;
+    }
+    t
+};
+
+/// Lane `j`'s multiplicity from a row's packed weights.
+#[inline(always)]
+fn lane(w: u64, j: usize) -> u64 {
+    (w >> (8 * j)) & 0xff
+}
+
+/// Per-lane running totals of one pass and the bin/threshold bookkeeping between segments.
+struct Lanes {
+    tp: [u64; LANES],
+    fp: [u64; LANES],
+    /// Twice the AUC numerator (ties count 1 here), exact in integers.
+    auc2: [u64; LANES],
+    fp_start: [u64; LANES],
+    /// Per-lane weighted score sum of the current bin's rows.
+    bin_sum: [f64; LANES],
+    /// (tp, fp) at the threshold.
+    at: [(u64, u64); LANES],
+    ece_sum: [f64; LANES],
+    bin: usize,
+    bin_start: [(u64, u64); LANES],
+}
+
+impl Lanes {
+    fn new() -> Lanes {
+        Lanes { tp: [0; LANES], fp: [0; LANES], auc2: [0; LANES], fp_start: [0; LANES], bin_sum: [0.0; LANES], at: [(0, 0); LANES], ece_sum: [0.0; LANES], bin: 0, bin_start: [(0, 0); LANES] }
+    }
+
+    /// One row's ranking terms. Negatives come first among ties: a negative counts the
+    /// positives strictly above it (twice, for half units), a positive the tied negatives
+    /// before it.
+    #[inline(always)]
+    fn row(&mut self, flags: u8, w: u64, score: f64) {
+        if flags & NEW_RUN != 0 {
+            self.fp_start = self.fp;
+        }
+        // Branch-free on the label (positives and negatives alternate unpredictably).
+        let pos = 0u64.wrapping_sub(u64::from(flags & Y));
+        for j in 0..LANES {
+            let wk = lane(w, j);
+            self.auc2[j] += wk * (((self.fp[j] - self.fp_start[j]) & pos) | ((2 * self.tp[j]) & !pos));
+            self.tp[j] += wk & pos;
+            self.fp[j] += wk & !pos;
+        }
+        for j in 0..LANES {
+            self.bin_sum[j] += WEIGHT_F64[lane(w, j) as usize] * score;
         }
     }
 
-    /// Every metric with multiplicities `w` in sorted order (all 1 for the full sample).
-    fn metrics(&self, w: &[u32], out: &mut [Option<f64>; 11]) {
-        let (mut tp, mut fp) = (0u64, 0u64);
-        let (mut auc_num, mut ap) = (0.0f64, 0.0f64);
-        let (mut sq, mut ll) = (0.0, 0.0);
-        let mut bc = [0u64; 32];
-        let mut bs = [0.0f64; 32];
-        let mut by = [0u64; 32];
-        let mut cm = None;
-        for r in 0..self.runs.len() - 1 {
-            let (lo, hi) = (self.runs[r], self.runs[r + 1]);
-            if cm.is_none() && lo >= self.above {
-                cm = Some((tp, fp));
-            }
-            let (mut pw, mut nw) = (0u64, 0u64);
-            // Branch-free: a third of the rows have multiplicity 0 and labels are mixed, so
-            // arithmetic beats mispredicted branches.
-            #[allow(clippy::needless_range_loop)] // six parallel arrays, one index
-            for k in lo..hi {
-                let wk = u64::from(w[k]);
-                let yk = u64::from(self.y[k]);
-                let wf = wk as f64;
-                pw += wk * yk;
-                nw += wk * (1 - yk);
-                sq += wf * self.sq[k];
-                ll += wf * self.ll[k];
-                let b = self.bin[k] as usize;
-                bc[b] += wk;
-                bs[b] += wf * self.score[k];
-                by[b] += wk * yk;
-            }
-            // This run's negatives rank below every positive above it and tie with its own.
-            auc_num += nw as f64 * (tp as f64 + 0.5 * pw as f64);
-            tp += pw;
-            fp += nw;
-            // Recall moves only where positives are: Σ ΔR·P over runs with positives.
-            if pw > 0 {
-                ap += pw as f64 * (tp as f64 / (tp + fp) as f64);
+    /// At a segment end: the threshold's counts, and a finished bin's calibration gap
+    /// (count/n × |observed − mean score| = |positives − Σ w·score| / n).
+    fn cut(&mut self, l: &Layout, end: usize) {
+        if end == l.above {
+            for j in 0..LANES {
+                self.at[j] = (self.tp[j], self.fp[j]);
             }
         }
-        let (pos_total, neg_total) = (tp, fp);
-        let (tpa, fpa) = cm.unwrap_or((tp, fp));
-        let c = Confusion { tp: tpa, fp: fpa, fn_: pos_total - tpa, tn: neg_total - fpa };
-        let n = pos_total + neg_total;
-        let ece = (n > 0).then(|| (0..self.bins).filter(|&b| bc[b] > 0).map(|b| bc[b] as f64 / n as f64 * (by[b] as f64 / bc[b] as f64 - bs[b] / bc[b] as f64).abs()).sum::<f64>());
-        *out = [
+        if self.bin < l.bin_ends.len() && end == l.bin_ends[self.bin] {
+            for j in 0..LANES {
+                let (n0, p0) = self.bin_start[j];
+                if self.tp[j] + self.fp[j] > n0 {
+                    self.ece_sum[j] += ((self.tp[j] - p0) as f64 - self.bin_sum[j]).abs();
+                }
+                self.bin_start[j] = (self.tp[j] + self.fp[j], self.tp[j]);
+                self.bin_sum[j] = 0.0;
+            }
+            self.bin += 1;
+        }
+    }
+
+    fn confusion(&self, j: usize) -> Confusion {
+        let (a, b) = self.at[j];
+        Confusion { tp: a, fp: b, fn_: self.tp[j] - a, tn: self.fp[j] - b }
+    }
+
+    fn auc(&self, j: usize) -> Option<f64> {
+        (self.tp[j] > 0 && self.fp[j] > 0).then(|| self.auc2[j] as f64 / (2.0 * self.tp[j] as f64 * self.fp[j] as f64))
+    }
+
+    fn ece(&self, j: usize) -> Option<f64> {
+        let n = self.tp[j] + self.fp[j];
+        (n > 0).then(|| self.ece_sum[j] / n as f64)
+    }
+}
+
+/// The overall metrics of [`METRICS`] for `LANES` resamples at once; `w[k]` packs the
+/// multiplicities of layout row `k`, one byte per lane.
+fn overall_pass(l: &Layout, w: &[u64]) -> [[Option<f64>; 11]; LANES] {
+    let mut s = Lanes::new();
+    let mut pw_run = [0u64; LANES];
+    let (mut ap, mut sq, mut ll) = ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES]);
+    let n = l.flags.len();
+    let (flags, w, score, lll) = (&l.flags[..n], &w[..n], &l.score[..n], &l.ll[..n]);
+    if l.above == 0 {
+        s.cut(l, 0);
+    }
+    let mut start = 0;
+    for &end in &l.cuts {
+        for k in start..end {
+            let (f, wk, p) = (flags[k], w[k], score[k]);
+            if f & NEW_RUN != 0 {
+                pw_run = [0; LANES];
+            }
+            s.row(f, wk, p);
+            let yk = f64::from(f & Y);
+            let sq_k = (p - yk) * (p - yk);
+            let ll_k = lll[k];
+            for j in 0..LANES {
+                let wf = WEIGHT_F64[lane(wk, j) as usize];
+                sq[j] += wf * sq_k;
+                ll[j] += wf * ll_k;
+            }
+            if f & Y != 0 {
+                for (j, pw) in pw_run.iter_mut().enumerate() {
+                    *pw += lane(wk, j);
+                }
+            }
+            // scikit-learn's step sum: recall steps at the end of each run holding positives.
+            if f & END_POS_RUN != 0 {
+                for j in 0..LANES {
+                    ap[j] += pw_run[j] as f64 * (s.tp[j] as f64 / (s.tp[j] + s.fp[j]).max(1) as f64);
+                }
+            }
+        }
+        start = end;
+        s.cut(l, end);
+    }
+    std::array::from_fn(|j| {
+        let c = s.confusion(j);
+        let n = s.tp[j] + s.fp[j];
+        [
             c.accuracy(),
             c.precision(),
             c.recall(),
             c.specificity(),
             c.npv(),
             c.f1(),
-            (pos_total > 0 && neg_total > 0).then(|| auc_num / (pos_total as f64 * neg_total as f64)),
-            (pos_total > 0).then(|| ap / pos_total as f64),
-            (n > 0).then(|| sq / n as f64),
-            (n > 0).then(|| ll / n as f64),
-            ece,
-        ];
+            s.auc(j),
+            (s.tp[j] > 0).then(|| ap[j] / s.tp[j] as f64),
+            (n > 0).then(|| sq[j] / n as f64),
+            (n > 0).then(|| ll[j] / n as f64),
+            s.ece(j),
+        ]
+    })
+}
+
+/// One subgroup's [`GROUP_METRICS`] for `LANES` resamples; `gpos[k]` is the group's row `k`
+/// in the overall layout, whose packed multiplicities `w` holds.
+fn group_pass(l: &Layout, gpos: &[u32], w: &[u64]) -> [[Option<f64>; 8]; LANES] {
+    let mut s = Lanes::new();
+    let n = l.flags.len();
+    let (flags, gpos, score) = (&l.flags[..n], &gpos[..n], &l.score[..n]);
+    if l.above == 0 {
+        s.cut(l, 0);
     }
+    let mut start = 0;
+    for &end in &l.cuts {
+        for k in start..end {
+            s.row(flags[k], w[gpos[k] as usize], score[k]);
+        }
+        start = end;
+        s.cut(l, end);
+    }
+    std::array::from_fn(|j| {
+        let c = s.confusion(j);
+        [c.prevalence(), c.selection_rate(), c.recall(), c.fpr(), c.precision(), c.npv(), s.auc(j), s.ece(j)]
+    })
+}
+
+struct Group {
+    name: String,
+    layout: Layout,
+    gpos: Vec<u32>,
+    positives: u64,
 }
 
 /// Every metric of [`METRICS`] at the threshold with a percentile bootstrap interval from
-/// `resamples` resamples (SplitMix64 from `seed`, the same index stream as [`bootstrap`]).
-/// Each resample is one O(n) pass over row multiplicities over rows sorted once; the result
-/// equals recomputing each metric on the resampled rows.
+/// `resamples` Poisson resamples (see [`bootstrap`], whose intervals these equal).
 pub fn evaluate(labels: &[bool], scores: &[f64], threshold: f64, resamples: usize, seed: u64, level: f64) -> Vec<Estimate> {
+    evaluate_groups(labels, scores, threshold, &[], resamples, seed, level).overall
+}
+
+/// [`evaluate`] plus, for each sensitive attribute (one value per row), every group's
+/// [`GROUP_METRICS`] with intervals from the same resamples. Rows are sorted once; then each
+/// block of eight resamples is one sequential pass over the rows plus one per attribute. The
+/// multiplicities come from the counter-based generator, so threads split the blocks freely
+/// and the result does not depend on the number of threads.
+pub fn evaluate_groups(labels: &[bool], scores: &[f64], threshold: f64, attributes: &[&[String]], resamples: usize, seed: u64, level: f64) -> Evaluation {
     let n = labels.len();
-    let prep = Prepared::new(labels, scores, threshold, 10);
-    let mut point = [None; 11];
-    prep.metrics(&vec![1; n], &mut point);
-    // Resamples are split between threads; each jumps ahead in the one SplitMix64 stream to
-    // where its first resample starts, so the draws are exactly the row bootstrap's.
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 8).min(resamples.max(1));
-    let per = resamples.div_ceil(threads);
-    let prep = &prep;
+    let all = Layout::new(labels, scores, threshold, None);
+    let mut pos_of = vec![0u32; n];
+    for (k, &i) in all.orig.iter().enumerate() {
+        pos_of[i as usize] = k as u32;
+    }
+    let groups: Vec<Vec<Group>> = attributes
+        .iter()
+        .map(|values| {
+            let mut names: Vec<&String> = values.iter().collect();
+            names.sort();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|g| {
+                    let keep: Vec<bool> = values.iter().map(|v| v == g).collect();
+                    let layout = Layout::new(labels, scores, threshold, Some((&keep, &all)));
+                    let gpos = layout.orig.iter().map(|&i| pos_of[i as usize]).collect();
+                    let positives = layout.flags.iter().filter(|f| *f & Y != 0).count() as u64;
+                    Group { name: g.clone(), layout, gpos, positives }
+                })
+                .collect()
+        })
+        .collect();
+    // Point estimates: every lane with multiplicity 1; lane 0 is read.
+    let ones = vec![0x0101_0101_0101_0101u64; n];
+    let point = overall_pass(&all, &ones)[0];
+    let group_points: Vec<Vec<[Option<f64>; 8]>> = groups.iter().map(|gs| gs.iter().map(|g| group_pass(&g.layout, &g.gpos, &ones)[0]).collect()).collect();
+
+    // Slots: the overall metrics, then every group's metrics, attribute by attribute.
+    let slots = METRICS.len() + groups.iter().map(|gs| gs.len() * GROUP_METRICS.len()).sum::<usize>();
+    let blocks = resamples.div_ceil(LANES);
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 8).min(blocks.max(1));
+    let per = blocks.div_ceil(threads);
+    let (all, groups_ref) = (&all, &groups);
     let parts: Vec<Vec<Vec<f64>>> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (from, to) = (t * per, ((t + 1) * per).min(resamples));
+                let (from, to) = (t * per, ((t + 1) * per).min(blocks));
                 sc.spawn(move || {
-                    let mut rng = SplitMix64(seed).skipped((from as u64).wrapping_mul(n as u64));
-                    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(to.saturating_sub(from)); METRICS.len()];
-                    let mut w = vec![0u32; n];
-                    let mut vals = [None; 11];
-                    for _ in from..to {
-                        w.iter_mut().for_each(|x| *x = 0);
-                        // The row bootstrap's index stream, counted at each row's sorted position.
-                        for _ in 0..n {
-                            w[prep.pos_of[rng.below(n)] as usize] += 1;
+                    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity((to.saturating_sub(from)) * LANES); slots];
+                    let mut w = vec![0u64; n];
+                    for b in from..to {
+                        let r0 = b * LANES;
+                        let live = LANES.min(resamples - r0);
+                        for (wk, &i) in w.iter_mut().zip(&all.orig) {
+                            let mut packed = 0u64;
+                            for p in 0..live.div_ceil(2) {
+                                // At most 12 (the table's length): fits a byte. A lane past the
+                                // last resample is computed and never read.
+                                let (a, b) = poisson_pair(seed, (r0 / 2 + p) as u64, n as u64, u64::from(i));
+                                packed |= (u64::from(a) | u64::from(b) << 8) << (16 * p);
+                            }
+                            *wk = packed;
                         }
-                        prep.metrics(&w, &mut vals);
-                        for (k, v) in vals.iter().enumerate() {
-                            if let Some(v) = v.filter(|v| v.is_finite()) {
-                                samples[k].push(v);
+                        let mut slot = 0;
+                        let mut push = |slot: usize, vals: &[Option<f64>], j: usize| {
+                            if j < live {
+                                for (k, v) in vals.iter().enumerate() {
+                                    if let Some(v) = v.filter(|v| v.is_finite()) {
+                                        samples[slot + k].push(v);
+                                    }
+                                }
+                            }
+                        };
+                        let o = overall_pass(all, &w);
+                        for (j, vals) in o.iter().enumerate() {
+                            push(slot, vals, j);
+                        }
+                        slot += METRICS.len();
+                        for gs in groups_ref {
+                            for g in gs {
+                                let gv = group_pass(&g.layout, &g.gpos, &w);
+                                for (j, vals) in gv.iter().enumerate() {
+                                    push(slot, vals, j);
+                                }
+                                slot += GROUP_METRICS.len();
                             }
                         }
                     }
@@ -613,23 +896,58 @@ pub fn evaluate(labels: &[bool], scores: &[f64], threshold: f64, resamples: usiz
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); METRICS.len()];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); slots];
     for part in parts {
         for (k, v) in part.into_iter().enumerate() {
             samples[k].extend(v);
         }
     }
-    let alpha = (1.0 - level) / 2.0;
-    METRICS
+    let mut samples = samples.into_iter();
+    let mut estimate = |metric: &'static str, value: Option<f64>| Estimate { metric, value, ci: percentile_ci(samples.next().unwrap_or_default(), resamples, level) };
+    let overall = METRICS.iter().zip(point).map(|(m, v)| estimate(m, v)).collect();
+    let attributes = groups
         .iter()
-        .zip(point)
-        .zip(samples)
-        .map(|((metric, value), mut s)| {
-            let ci = (!s.is_empty()).then(|| {
-                s.sort_by(f64::total_cmp);
-                BootstrapCi { low: quantile_sorted(&s, alpha), high: quantile_sorted(&s, 1.0 - alpha), used: s.len(), skipped: resamples - s.len() }
-            });
-            Estimate { metric, value, ci }
+        .zip(group_points)
+        .map(|(gs, points)| {
+            gs.iter()
+                .zip(points)
+                .map(|(g, pt)| {
+                    let total = g.layout.flags.len() as u64;
+                    GroupEstimate { group: g.name.clone(), n: total, positives: g.positives, negatives: total - g.positives, estimates: GROUP_METRICS.iter().zip(pt).map(|(m, v)| estimate(m, v)).collect() }
+                })
+                .collect()
         })
-        .collect()
+        .collect();
+    Evaluation { overall, attributes }
+}
+
+/// The ROC curve: (FPR, TPR) at every distinct score threshold, highest first, from (0, 0) to
+/// (1, 1); thinned to at most `max_points` (evenly by index, both ends kept) for plotting.
+/// `None` with one class.
+pub fn roc_curve(labels: &[bool], scores: &[f64], max_points: usize) -> Option<Vec<(f64, f64)>> {
+    let pos = labels.iter().filter(|y| **y).count();
+    let neg = labels.len() - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut pts = vec![(0.0, 0.0)];
+    let (mut tp, mut fp) = (0usize, 0usize);
+    for (k, &i) in idx.iter().enumerate() {
+        if labels[i] {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        if k + 1 == idx.len() || scores[idx[k + 1]] != scores[i] {
+            pts.push((fp as f64 / neg as f64, tp as f64 / pos as f64));
+        }
+    }
+    let max_points = max_points.max(2);
+    if pts.len() > max_points {
+        let last = pts.len() - 1;
+        pts = (0..max_points).map(|j| pts[j * last / (max_points - 1)]).collect();
+    }
+    Some(pts)
 }

@@ -121,7 +121,41 @@ impl Vigil {
         ] {
             v.as_user("admin", &["user", "add", id, "--role", role, "--name", name, "--new-password", PW]).ok();
         }
+        // Test versions have no card and no lineage: validation checks the statistics only.
+        let policy = v.data_dir().join("lenient-validation.json");
+        std::fs::write(&policy, r#"{"require_card_complete": false, "require_data_hash": false, "resamples": 200}"#).unwrap();
+        let p = policy.to_str().unwrap();
+        v.as_user("admin", &["policy", "validation", "set", "--model-type", "classification", "--file", p, "--reason", "test versions carry no card"]).ok();
         v
+    }
+
+    /// A holdout CSV (`y`, `s`, `champion`, `sex`) on which a version's scores pass the
+    /// default gates and beat the champion's.
+    pub fn holdout(&self) -> PathBuf {
+        let path = self.data_dir().join("holdout.csv");
+        if !path.exists() {
+            let mut csv = String::from("y,s,champion,sex\n");
+            for i in 0..400u32 {
+                // A deterministic mix: labels 40% positive, scores well separated.
+                let h = i.wrapping_mul(2_654_435_761) % 1000;
+                let y = h < 400;
+                let noise = f64::from((i.wrapping_mul(40_503) % 1000) as u16) / 1000.0;
+                // Every positive above the threshold, every negative below: no group differs.
+                let s = if y { 0.55 + 0.45 * noise } else { 0.49 * noise };
+                let c = if y { 0.3 + 0.7 * noise } else { 0.7 * noise };
+                csv.push_str(&format!("{},{s:.4},{c:.4},{}\n", u8::from(y), if i % 2 == 0 { "F" } else { "M" }));
+            }
+            std::fs::write(&path, csv).unwrap();
+        }
+        path
+    }
+
+    /// Stores a passing validation report of the version (Production needs one).
+    #[track_caller]
+    pub fn validate_ok(&self, user: &str, reference: &str) {
+        let data = self.holdout();
+        let d = data.to_str().unwrap();
+        self.as_user(user, &["--json", "validate", reference, "--data", d, "--label", "y", "--score", "s", "--champion-score", "champion", "--sensitive", "sex"]).ok();
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -161,7 +195,11 @@ impl Vigil {
         )
     }
 
+    /// Opens a promotion request (validating the version first for Production).
     pub fn request(&self, user: &str, reference: &str, to: &str) -> String {
+        if to == "production" {
+            self.validate_ok(user, reference);
+        }
         let r = self.as_user(user, &["--json", "promote", "request", reference, "--to", to, "--justification", "meets thresholds"]).ok();
         r.json()["request_id"].as_str().expect("request_id").to_owned()
     }

@@ -29,6 +29,11 @@ fn the_cli_against_a_server_matches_the_cli_against_the_store() {
     ])
     .ok();
     assert_eq!(reg.json()["version"], "1.1.0");
+    // Production needs a passing validation: refused through the server too, then validated.
+    let early = remote(&s.url, Some("ds"), &["promote", "request", "sepsis@1.0.0", "--to", "production", "--justification", "validated"]);
+    assert_eq!(early.code, 1, "{}", early.stderr);
+    assert!(early.stderr.contains("validation_required"), "{}", early.stderr);
+    v.validate_ok("ds", "sepsis@1.0.0");
     let req = remote(&s.url, Some("ds"), &["--json", "promote", "request", "sepsis@1.0.0", "--to", "production", "--justification", "validated"]).ok();
     let id = req.json()["request_id"].as_str().unwrap().to_owned();
     // The server's rules: the requester cannot sign; a reviewer without the password cannot either.
@@ -57,6 +62,8 @@ fn the_cli_against_a_server_matches_the_cli_against_the_store() {
         vec!["promote", "show", id.as_str()],
         vec!["lineage", "sepsis@1.0.0"],
         vec!["policy", "show"],
+        vec!["policy", "validation", "show", "--model", "sepsis"],
+        vec!["policy", "validation", "show", "--model-type", "regression"],
         vec!["audit", "log", "--model", "sepsis"],
         vec!["audit", "verify"],
         vec!["lineage", "--data-hash", "sha256:cohort-2026"],
@@ -82,9 +89,20 @@ fn the_cli_against_a_server_matches_the_cli_against_the_store() {
         t.push_str(&format!("{},{}\n", u8::from(i % 3 == 0), if i % 3 == 0 { 0.8 } else { 0.1 + (i % 4) as f64 * 0.1 }));
     }
     std::fs::write(&holdout, t).unwrap();
-    let val = remote(&s.url, Some("clin"), &["validate", "sepsis@1.0.0", "--data", holdout.to_str().unwrap(), "--label", "y", "--score", "score", "--resamples", "100"]);
-    assert_eq!(val.code, 1, "the card gate fails: {}{}", val.stdout, val.stderr);
-    assert!(val.stdout.contains("sepsis@1.0.0 validation val_") && val.stdout.contains("floor:roc_auc"), "{}", val.stdout);
+    let val = remote(&s.url, Some("clin"), &["validate", "sepsis@1.0.0", "--data", holdout.to_str().unwrap(), "--label", "y", "--score", "score"]);
+    assert_eq!(val.code, 0, "{}{}", val.stdout, val.stderr);
+    assert!(val.stdout.contains("sepsis@1.0.0 validation val_") && val.stdout.contains("PASSED") && val.stdout.contains("floor:roc_auc"), "{}", val.stdout);
+    // A model's policy set through the server, by an administrator only; the next validation
+    // runs under it (a card is now required: the gate fails, exit 1).
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"require_data_hash": false, "resamples": 250}"#).unwrap();
+    let pf = policy.to_str().unwrap();
+    assert_eq!(remote(&s.url, Some("lead"), &["policy", "validation", "set", "--model", "sepsis", "--file", pf, "--reason", "x"]).code, 1);
+    let set = remote(&s.url, Some("admin"), &["--json", "policy", "validation", "set", "--model", "sepsis", "--file", pf, "--reason", "cards for sepsis"]).ok().json();
+    assert_eq!((set["source"].as_str(), set["policy"]["resamples"].as_u64()), (Some("model"), Some(250)));
+    let val = remote(&s.url, Some("clin"), &["--json", "validate", "sepsis@1.0.0", "--data", holdout.to_str().unwrap(), "--label", "y", "--score", "score"]);
+    assert_eq!(val.code, 1, "{}", val.stderr);
+    assert_eq!((val.json()["policy_source"].as_str(), val.json()["policy"]["resamples"].as_u64()), (Some("model"), Some(250)));
     for format in ["md", "html", "json", "mct"] {
         let far = remote(&s.url, Some("ds"), &["card", "sepsis@1.0.0", "--format", format]).ok();
         assert_eq!(far.stdout, v.run(&["card", "sepsis@1.0.0", "--format", format]).ok().stdout, "{format}");

@@ -71,7 +71,7 @@ fn delong_and_bootstrap_match_the_reference() {
         close(Some(got.cov), &d["cov"], 1e-9, &format!("{name} cov"));
         close(got.z, &d["z"], 1e-9, &format!("{name} z"));
         close(got.p, &d["p"], 1e-9, &format!("{name} p"));
-        // The bootstrap replays the fixture's SplitMix64 index stream exactly.
+        // The bootstrap replays the fixture's Poisson multiplicities exactly.
         let bs = &c["bootstrap_auc"];
         let ci = bootstrap(&y, &a, 200, 20261128, 0.95, roc_auc).unwrap();
         assert_eq!((ci.used as u64, ci.skipped as u64), (bs["used"].as_u64().unwrap(), bs["skipped"].as_u64().unwrap()), "{name}");
@@ -145,7 +145,7 @@ fn one_pass_evaluation_equals_the_metrics_and_the_row_bootstrap() {
                 (a, b) => assert_eq!(a, b, "{name} {}", e.metric),
             }
         }
-        // Each metric's interval equals the row-copying bootstrap on the same index stream.
+        // Each metric's interval equals the row-copying bootstrap on the same multiplicities.
         type Stat = fn(&[bool], &[f64]) -> Option<f64>;
         let stats: [Stat; 4] = [roc_auc, average_precision, brier, |y, s| Confusion::at(y, s, 0.5).recall()];
         for (k, stat) in [6usize, 7, 8, 2].into_iter().zip(stats) {
@@ -160,4 +160,73 @@ fn one_pass_evaluation_equals_the_metrics_and_the_row_bootstrap() {
             }
         }
     }
+}
+
+#[test]
+fn poisson_table_matches_the_exact_thresholds() {
+    use vigil_stats::validation::POISSON1;
+    let want: Vec<u64> = load("validation.json")["poisson1_thresholds"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(POISSON1.iter().map(|&t| u64::from(t)).collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn poisson_multiplicities_have_the_poisson_moments() {
+    use vigil_stats::validation::poisson_weight;
+    // 200,000 draws: mean 1 and variance 1 within 4 standard errors; P(0) = e^-1.
+    let draws: Vec<f64> = (0..200_000u64).map(|i| f64::from(poisson_weight(7, i % 8, 25_000, i / 8))).collect();
+    let n = draws.len() as f64;
+    let mean = draws.iter().sum::<f64>() / n;
+    let var = draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let zero = draws.iter().filter(|x| **x == 0.0).count() as f64 / n;
+    assert!((mean - 1.0).abs() < 4.0 * (1.0 / n).sqrt(), "mean {mean}");
+    assert!((var - 1.0).abs() < 4.0 * (3.0 / n).sqrt(), "variance {var}");
+    assert!((zero - (-1.0f64).exp()).abs() < 4.0 * (0.25 / n).sqrt(), "P(0) {zero}");
+}
+
+#[test]
+fn group_estimates_equal_the_group_rates_and_scikit_learn_on_the_same_resamples() {
+    use vigil_stats::validation::{evaluate_groups, GROUP_METRICS};
+    let doc = load("validation.json");
+    let mut checked = 0;
+    for c in doc["cases"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let (y, s) = (bools(&c["labels"]), floats(&c["scores"]));
+        let (ga, gb) = (strings(&c["group_a"]), strings(&c["group_b"]));
+        let both = intersect(&[&ga, &gb]);
+        let ev = evaluate_groups(&y, &s, 0.5, &[&ga, &both], 200, 20261128, 0.95);
+        // The overall part is `evaluate`'s.
+        assert_eq!(ev.overall, vigil_stats::validation::evaluate(&y, &s, 0.5, 200, 20261128, 0.95), "{name}");
+        for (attr, groups) in ev.attributes.iter().zip([&ga, &both]) {
+            let (per, _) = by_group(&y, &s, groups, 0.5);
+            assert_eq!(per.iter().map(|g| &g.group).collect::<Vec<_>>(), attr.iter().map(|g| &g.group).collect::<Vec<_>>(), "{name}");
+            for (want, got) in per.iter().zip(attr) {
+                assert_eq!((want.n, want.n_pos, want.n_neg), (got.n, got.positives, got.negatives), "{name} {}", got.group);
+                let rows: Vec<usize> = (0..y.len()).filter(|&i| groups[i] == got.group).collect();
+                let (gy, gs): (Vec<bool>, Vec<f64>) = rows.iter().map(|&i| (y[i], s[i])).unzip();
+                let cm = Confusion::at(&gy, &gs, 0.5);
+                let direct = [cm.prevalence(), want.selection_rate, want.tpr, want.fpr, want.ppv, want.npv, want.auc, calibration(&gy, &gs, 10).map(|c| c.1)];
+                for ((e, d), m) in got.estimates.iter().zip(direct).zip(GROUP_METRICS) {
+                    assert_eq!(e.metric, *m);
+                    match (e.value, d) {
+                        (Some(a), Some(b)) => assert!((a - b).abs() < 1e-12, "{name} {} {m}: {a} vs {b}", got.group),
+                        (a, b) => assert_eq!(a, b, "{name} {} {m}", got.group),
+                    }
+                }
+            }
+        }
+        // Intervals: scikit-learn on each group's rows repeated by the same multiplicities.
+        if let Some(want) = c.get("group_bootstrap_a").and_then(Value::as_object) {
+            for g in &ev.attributes[0] {
+                for (metric, key) in [("tpr", "tpr"), ("fpr", "fpr"), ("selection_rate", "selection_rate"), ("roc_auc", "roc_auc"), ("ece", "ece")] {
+                    let got = g.estimates.iter().find(|e| e.metric == metric).unwrap().ci.clone().unwrap();
+                    let w = &want[&g.group][key];
+                    assert_eq!((got.used as u64, got.skipped as u64), (w["used"].as_u64().unwrap(), w["skipped"].as_u64().unwrap()), "{name} {} {metric}", g.group);
+                    close(Some(got.low), &w["low"], 1e-9, &format!("{name} {} {metric} low", g.group));
+                    close(Some(got.high), &w["high"], 1e-9, &format!("{name} {} {metric} high", g.group));
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "{checked}");
 }

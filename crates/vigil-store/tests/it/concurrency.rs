@@ -15,6 +15,7 @@ conformance!(two_final_approvals_at_once_promote_exactly_once, |env| {
     env.with_team();
     for round in 0..3 {
         let v = env.register("ds", "m", &format!("1.{round}.0"));
+        env.validate_ok(&v);
         let r = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "race").unwrap();
         env.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
         let barrier = Arc::new(Barrier::new(2));
@@ -55,6 +56,7 @@ conformance!(racing_production_promotions_leave_exactly_one_production_version, 
     let mut requests = Vec::new();
     for i in 0..n {
         let v = env.register("ds", "m", &format!("2.{i}.0"));
+        env.validate_ok(&v);
         let r = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "race").unwrap();
         env.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
         requests.push(r.id);

@@ -16,12 +16,20 @@ conformance!(seed_flow_register_request_two_approvals_production, |env| {
     assert_eq!(v.stage, Stage::Development);
     assert_eq!(v.recompute_content_hash(), v.content_hash);
 
+    // Production needs a passing validation report of exactly this content first.
+    let e = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "too early").unwrap_err();
+    assert_eq!(e.code(), vigil_core::ErrorCode::ValidationRequired, "{e}");
+    let report = env.validate_ok(&v);
+
     let r = env
         .registry
         .request_promotion(&env.login("ds"), &v.id, Stage::Production, "Model exceeds performance thresholds, validated by clinical team")
         .unwrap();
     assert_eq!(r.status, RequestStatus::Pending);
     assert_eq!(r.content_hash, v.content_hash);
+    let opened = env.registry.audit_log(&AuditQuery { action: Some("promotion.request".into()), ..Default::default() }).unwrap();
+    let details: serde_json::Value = serde_json::from_str(&opened.iter().rfind(|e| e.outcome == "ok").unwrap().details).unwrap();
+    assert_eq!(details["new"]["validation_report"], report.as_str(), "the request records its evidence");
 
     let first = env.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "Approved after clinical validation review").unwrap();
     assert!(matches!(first.tally, Tally::Pending { approvals: 1, required: 2, .. }));
@@ -57,7 +65,7 @@ conformance!(seed_flow_register_request_two_approvals_production, |env| {
         .collect();
     assert_eq!(
         actions,
-        ["model.create", "model_version.register", "promotion.request", "promotion.approve", "promotion.approve", "model_version.stage", "promotion.close"]
+        ["model.create", "model_version.register", "promotion.request", "validation.run", "promotion.request", "promotion.approve", "promotion.approve", "model_version.stage", "promotion.close"]
     );
 });
 

@@ -40,6 +40,8 @@ fn version_in(env: &Env, n: &mut u32, stage: Stage) -> ModelVersion {
     *n += 1;
     // A model per version so that Production versions never replace each other here.
     let v = env.register("ds", &format!("m{n}"), "1.0.0");
+    // Every version here has passing validation evidence: these tables test the other rules.
+    env.validate_ok(&v);
     match stage {
         Stage::Development => {}
         Stage::Staging | Stage::Archived => {
@@ -139,6 +141,7 @@ conformance!(the_author_of_a_version_cannot_sign_its_promotion, |env| {
 conformance!(self_approval_double_signing_and_rejection, |env| {
     env.with_team();
     let v = env.register("lead", "m", "1.0.0");
+    env.validate_ok(&v);
     let r = env.registry.request_promotion(&env.login("lead"), &v.id, Stage::Production, "mine").unwrap();
     let e = env.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "self").unwrap_err();
     assert_eq!(e.code(), ErrorCode::SelfApproval);
@@ -174,6 +177,7 @@ conformance!(self_approval_double_signing_and_rejection, |env| {
 conformance!(wrong_password_lockout_and_disabled_signer, |env| {
     let admin = env.with_team();
     let v = env.register("ds", "m", "1.0.0");
+    env.validate_ok(&v);
     let r = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "go").unwrap();
     for i in 1..=5 {
         let e = env.registry.approve_promotion(&uid("lead"), &Password::new("wrong password"), &r.id, Meaning::Approval, "x").unwrap_err();
@@ -202,6 +206,7 @@ conformance!(wrong_password_lockout_and_disabled_signer, |env| {
 conformance!(only_the_requester_withdraws_every_role_checked, |env| {
     env.with_team();
     let v = env.register("ds", "m", "1.0.0");
+    env.validate_ok(&v);
     let r = env.registry.request_promotion(&env.login("ds2"), &v.id, Stage::Production, "mine").unwrap();
     for (role, user) in ROLE_USERS.iter().copied().chain([(Role::MlLead, "lead2"), (Role::DataScientist, "ds")]) {
         let before = denied_count(&env);
@@ -219,6 +224,7 @@ conformance!(expired_and_withdrawn_requests_refuse_action, |env| {
     policy.expires_after_hours = Some(24);
     env.registry.set_policy(&admin, Stage::Production, policy, "reviews must finish within a day").unwrap();
     let v = env.register("ds", "m", "1.0.0");
+    env.validate_ok(&v);
     let r = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "go").unwrap();
     assert!(r.expires_at.is_some());
     env.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
@@ -230,6 +236,7 @@ conformance!(expired_and_withdrawn_requests_refuse_action, |env| {
     assert_eq!(env.registry.audit_log(&AuditQuery { action: Some("promotion.expire".into()), ..Default::default() }).unwrap().len(), 1);
 
     // A new request can be opened once the old one expired; the requester can withdraw it.
+    env.validate_ok(&v);
     let r2 = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "again").unwrap();
     let e = env.registry.withdraw_promotion(&env.login("ds2"), &r2.id, "not mine").unwrap_err();
     assert_eq!(e.code(), ErrorCode::RoleNotPermitted);
@@ -241,6 +248,7 @@ conformance!(expired_and_withdrawn_requests_refuse_action, |env| {
 conformance!(refused_requests_write_nothing_but_the_denial, |env| {
     let admin = env.with_team();
     let v = env.register("ds", "m", "1.0.0");
+    env.validate_ok(&v);
     let before = env.registry.audit_log(&AuditQuery::default()).unwrap().len();
     let e = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "   ").unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidText);
@@ -275,6 +283,7 @@ conformance!(policies_are_configurable_and_audited, |env| {
     assert_eq!(e.code(), ErrorCode::RoleNotPermitted);
 
     let v = env.register("ds", "m", "1.0.0");
+    env.validate_ok(&v);
     let r = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "go").unwrap();
     for s in ["lead", "clin"] {
         env.registry.approve_promotion(&uid(s), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();

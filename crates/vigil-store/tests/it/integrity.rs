@@ -12,6 +12,7 @@ use vigil_core::ErrorCode;
 conformance!(changing_signed_content_voids_earlier_approvals, |env| {
     env.with_team();
     let v = env.register("ds", "m", "1.0.0");
+    env.validate_ok(&v);
     let r = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "go").unwrap();
     env.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
 
@@ -28,6 +29,7 @@ conformance!(changing_signed_content_voids_earlier_approvals, |env| {
     assert_eq!(e.code(), ErrorCode::RequestNotPending);
 
     // A new request over the new content needs both signatures again.
+    env.validate_ok(&v);
     let r2 = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "again").unwrap();
     let out = env.registry.approve_promotion(&uid("clin"), &Password::new(PW), &r2.id, Meaning::Approval, "ok").unwrap();
     assert!(matches!(out.tally, Tally::Pending { approvals: 1, .. }));
@@ -41,6 +43,7 @@ conformance!(changing_signed_content_voids_earlier_approvals, |env| {
 conformance!(editing_signed_fields_in_the_database_blocks_completion, |env| {
     env.with_team();
     let v = env.register("ds", "m", "1.0.0");
+    env.validate_ok(&v);
     let r = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "go").unwrap();
     env.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
     let mut raw = env.raw();
@@ -62,7 +65,9 @@ conformance!(a_signature_copied_onto_another_request_fails_verification, |env| {
     env.with_team();
     let v1 = env.register("ds", "m", "1.0.0");
     let v2 = env.register("ds", "m", "1.1.0");
+    env.validate_ok(&v1);
     let r1 = env.registry.request_promotion(&env.login("ds"), &v1.id, Stage::Production, "one").unwrap();
+    env.validate_ok(&v2);
     let r2 = env.registry.request_promotion(&env.login("ds"), &v2.id, Stage::Production, "two").unwrap();
     let s = env.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r1.id, Meaning::Approval, "ok").unwrap().signature;
     assert_eq!(env.registry.verify_signatures().unwrap().failures.len(), 0);

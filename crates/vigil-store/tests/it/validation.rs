@@ -6,7 +6,10 @@ use crate::conformance;
 use vigil_core::ErrorCode;
 use vigil_core::model::Stage;
 use vigil_core::store::AuditQuery;
-use vigil_core::validate::{ValidationData, ValidationPolicy};
+use crate::support::{PW, uid};
+use vigil_core::ids::ModelName;
+use vigil_core::model::ModelType;
+use vigil_core::validate::{PolicyScope, ValidationData, ValidationPolicy};
 use vigil_stats::validation::SplitMix64;
 
 fn holdout(n: usize, signal: f64, seed: u64) -> ValidationData {
@@ -27,40 +30,67 @@ fn lenient() -> ValidationPolicy {
     ValidationPolicy { require_card_complete: false, require_data_hash: false, require_artifact_digest: false, resamples: 200, ..Default::default() }
 }
 
+fn set(env: &crate::support::Env, model: &str, p: &ValidationPolicy) {
+    env.registry.set_validation_policy(&env.login("admin"), &PolicyScope::Model(ModelName::parse(model).unwrap()), p, "test").unwrap();
+}
+
 conformance!(validation_reports_are_gated_bound_and_audited, |env| {
     env.with_team();
     let ds = env.login("ds");
     let reg = &env.registry;
     let v = env.register("ds", "sepsis", "1.0.0");
 
-    // The default policy: the bare record fails the card gate; the report is stored anyway.
-    let rec = reg.validate(&ds, &v.id, &holdout(600, 0.4, 1), &ValidationPolicy { resamples: 200, ..Default::default() }).unwrap();
+    // The built-in default (the model's own policy is set to it): the bare record fails the
+    // card gate; the report is stored anyway, with the policy it ran under.
+    set(&env, "sepsis", &ValidationPolicy { resamples: 200, ..Default::default() });
+    let rec = reg.validate(&ds, &v.id, &holdout(600, 0.4, 1), None).unwrap();
     assert!(!rec.passed);
     assert_eq!(rec.content_hash, v.content_hash.to_hex());
     let report: serde_json::Value = serde_json::from_str(&rec.report).unwrap();
-    let gate = |name: &str| report["gates"].as_array().unwrap().iter().find(|g| g["gate"] == name).cloned().unwrap_or_else(|| panic!("{name}: {report}"));
-    assert_eq!(gate("model_card")["passed"], false);
-    assert_eq!(gate("floor:roc_auc")["passed"], true);
-    assert_eq!(gate("champion")["passed"], true, "no Production version yet");
+    let gate = |r: &serde_json::Value, name: &str| r["gates"].as_array().unwrap().iter().find(|g| g["gate"] == name).cloned().unwrap_or_else(|| panic!("{name}: {r}"));
+    assert_eq!(gate(&report, "model_card")["passed"], false);
+    assert_eq!(gate(&report, "floor:roc_auc")["passed"], true);
+    assert_eq!(gate(&report, "champion")["passed"], true, "no Production version yet");
+    assert_eq!(gate(&report, "artifact_digest")["passed"], true, "recorded; not readable here");
+    assert_eq!(report["policy_source"], "model");
+    assert_eq!(report["policy"]["resamples"], 200);
     assert!(report["metrics"].as_array().unwrap().iter().any(|m| m["metric"] == "roc_auc" && m["ci"]["low"].is_f64()));
-    assert_eq!(report["fairness"][0]["attribute"], "sex");
+    // Groups carry every rate with an interval; the curves are in the report for the card.
+    let sex = &report["fairness"][0];
+    assert_eq!(sex["attribute"], "sex");
+    assert_eq!(sex["criterion"], "equalized_odds");
+    for g in sex["groups"].as_array().unwrap() {
+        for m in ["prevalence", "selection_rate", "tpr", "fpr", "ppv", "npv", "roc_auc", "ece"] {
+            assert!(g["metrics"][m]["ci"]["low"].as_f64().unwrap() <= g["metrics"][m]["ci"]["high"].as_f64().unwrap(), "{m}: {g}");
+        }
+    }
+    assert!(report["curves"]["roc"].as_array().unwrap().len() > 10);
+    assert_eq!(report["curves"]["calibration"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum::<u64>(), 600);
 
     // A lenient policy and a good model pass.
-    let ok = reg.validate(&ds, &v.id, &holdout(600, 0.4, 2), &lenient()).unwrap();
+    set(&env, "sepsis", &lenient());
+    let ok = reg.validate(&ds, &v.id, &holdout(600, 0.4, 2), None).unwrap();
     assert!(ok.passed, "{}", ok.report);
     // A weak model fails its AUC floor.
-    let weak = reg.validate(&ds, &v.id, &holdout(600, 0.0, 3), &lenient()).unwrap();
+    let weak = reg.validate(&ds, &v.id, &holdout(600, 0.0, 3), None).unwrap();
     assert!(!weak.passed);
     assert_eq!(reg.validation_reports(&v.id).unwrap().len(), 3);
 
-    // With a champion in Production, its scores are required, and compared with DeLong.
+    // The gate: the newest report of the current content decides, and the refusal names the
+    // failed gate. A passing one opens the way.
+    let e = reg.request_promotion(&ds, &v.id, Stage::Production, "go").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ValidationRequired);
+    assert!(e.message().contains("floor:roc_auc"), "{e}");
+    env.validate_ok(&v);
     env.promote(&v, Stage::Production);
+
+    // With a champion in Production, its scores are required, and compared with DeLong.
     let v2 = env.register("ds", "sepsis", "1.1.0");
     let mut no_champion = holdout(600, 0.4, 4);
     no_champion.champion_scores = None;
-    let r = reg.validate(&ds, &v2.id, &no_champion, &lenient()).unwrap();
+    let r = reg.validate(&ds, &v2.id, &no_champion, None).unwrap();
     assert!(!r.passed, "champion scores missing");
-    let r = reg.validate(&ds, &v2.id, &holdout(600, 0.4, 4), &lenient()).unwrap();
+    let r = reg.validate(&ds, &v2.id, &holdout(600, 0.4, 4), None).unwrap();
     let rep: serde_json::Value = serde_json::from_str(&r.report).unwrap();
     assert_eq!(rep["champion"]["method"], "DeLong");
     assert!(r.passed, "the challenger is better than the champion: {}", r.report);
@@ -69,18 +99,79 @@ conformance!(validation_reports_are_gated_bound_and_audited, |env| {
     let before = reg.validation_reports(&v2.id).unwrap().len();
     let mut bad = holdout(50, 0.4, 5);
     bad.scores[3] = 1.5;
+    let mut nan = holdout(50, 0.4, 5);
+    nan.scores[7] = f64::NAN;
     let mut one_class = holdout(50, 0.4, 6);
     one_class.labels.iter_mut().for_each(|y| *y = true);
     let mut one_group = holdout(50, 0.4, 7);
     one_group.sensitive[0].1.iter_mut().for_each(|g| *g = "F".into());
-    for d in [ValidationData::default(), bad, one_class, one_group] {
-        assert_eq!(reg.validate(&ds, &v2.id, &d, &lenient()).unwrap_err().code(), ErrorCode::InvalidValidationData);
+    for d in [ValidationData::default(), bad, nan, one_class, one_group] {
+        assert_eq!(reg.validate(&ds, &v2.id, &d, None).unwrap_err().code(), ErrorCode::InvalidValidationData);
     }
     assert_eq!(reg.validation_reports(&v2.id).unwrap().len(), before);
     let admin = env.login("admin");
-    assert_eq!(reg.validate(&admin, &v2.id, &holdout(100, 0.4, 8), &lenient()).unwrap_err().code(), ErrorCode::RoleNotPermitted);
+    assert_eq!(reg.validate(&admin, &v2.id, &holdout(100, 0.4, 8), None).unwrap_err().code(), ErrorCode::RoleNotPermitted);
     let events = reg.audit_log(&AuditQuery { action: Some("validation.run".into()), ..Default::default() }).unwrap();
-    assert_eq!(events.iter().filter(|e| e.outcome == "ok").count(), 5);
-    assert_eq!(events.iter().filter(|e| e.outcome == "denied").count(), 5);
+    assert_eq!(events.iter().filter(|e| e.outcome == "ok").count(), 7);
+    assert_eq!(events.iter().filter(|e| e.outcome == "denied").count(), 6);
+    assert!(env.verify().ok());
+});
+
+conformance!(validation_policies_resolve_per_model_then_type_and_are_governed, |env| {
+    env.with_team();
+    let reg = &env.registry;
+    let v = env.register("ds", "aki", "1.0.0");
+    let name = ModelName::parse("aki").unwrap();
+    // The team setup installed a classification default.
+    let p = reg.validation_policy(&name).unwrap();
+    assert_eq!(p.source, "model_type");
+    assert!(!p.policy.require_card_complete);
+    assert_eq!(reg.type_validation_policy(ModelType::Regression).unwrap().source, "built_in");
+
+    // Only administrators set policies; refusals are audited.
+    let strict = ValidationPolicy { floors: [("roc_auc".to_string(), 0.99)].into_iter().collect(), resamples: 200, require_card_complete: false, require_for_staging: true, ..Default::default() };
+    let scope = PolicyScope::Model(name.clone());
+    assert_eq!(reg.set_validation_policy(&env.login("lead"), &scope, &strict, "no").unwrap_err().code(), ErrorCode::RoleNotPermitted);
+    assert_eq!(reg.set_validation_policy(&env.login("admin"), &scope, &strict, " ").unwrap_err().code(), ErrorCode::InvalidText);
+    let bad = ValidationPolicy { resamples: 5, ..Default::default() };
+    assert_eq!(reg.set_validation_policy(&env.login("admin"), &scope, &bad, "x").unwrap_err().code(), ErrorCode::InvalidPolicy);
+    let resolved = reg.set_validation_policy(&env.login("admin"), &scope, &strict, "a tighter floor for AKI").unwrap();
+    assert_eq!(resolved.source, "model");
+    assert_eq!(reg.validation_policy(&name).unwrap().policy, strict);
+    let ev = reg.audit_log(&AuditQuery { action: Some("validation_policy.update".into()), ..Default::default() }).unwrap();
+    let ok: Vec<_> = ev.iter().filter(|e| e.outcome == "ok" && e.entity_id == "aki").collect();
+    assert_eq!(ok.len(), 1);
+    let details: serde_json::Value = serde_json::from_str(&ok[0].details).unwrap();
+    assert_eq!(details["old"]["source"], "model_type");
+    assert_eq!(details["new"]["policy"]["floors"]["roc_auc"], 0.99);
+    assert_eq!(ev.iter().filter(|e| e.outcome == "denied").count(), 3);
+
+    // Under the model's policy the strict floor fails, and Staging now needs a pass too.
+    let rec = reg.validate(&env.login("ds"), &v.id, &holdout(400, 0.4, 11), None).unwrap();
+    assert!(!rec.passed);
+    let e = reg.request_promotion(&env.login("ds"), &v.id, Stage::Staging, "try").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ValidationRequired);
+    // The other models keep the type default: Staging needs nothing there.
+    let other = env.register("ds", "sepsis", "1.0.0");
+    env.promote(&other, Stage::Staging);
+
+    // A passing report opens Staging; a newer failing one stops the move at the last signature.
+    set(&env, "aki", &ValidationPolicy { require_card_complete: false, resamples: 200, require_for_staging: true, ..Default::default() });
+    env.validate_ok(&v);
+    let r = reg.request_promotion(&env.login("ds"), &v.id, Stage::Staging, "now").unwrap();
+    let fail = reg.validate(&env.login("ds"), &v.id, &holdout(400, 0.0, 12), None).unwrap();
+    assert!(!fail.passed);
+    let e = reg.approve_promotion(&uid("lead"), &vigil_core::auth::Password::new(PW), &r.id, vigil_core::approval::Meaning::Approval, "ok").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ValidationRequired, "{e}");
+    assert_eq!(reg.get_version_by_id(&v.id).unwrap().stage, Stage::Development);
+
+    // A content change needs a new report: the old one is bound to the old hash.
+    env.validate_ok(&v);
+    let mut c = v.content.clone();
+    c.metrics.set("accuracy", 0.5).unwrap();
+    reg.update_version_content(&env.login("ds"), &v.id, c, "fixed a metric").unwrap();
+    let e = reg.request_promotion(&env.login("ds"), &v.id, Stage::Staging, "again").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ValidationRequired);
+    assert!(e.message().contains("no validation report for its current content"), "{e}");
     assert!(env.verify().ok());
 });
