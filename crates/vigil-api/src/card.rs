@@ -58,23 +58,32 @@ fn with_ci(m: &Value) -> String {
     }
 }
 
-const GROUP_COLUMNS: [(&str, &str); 8] =
-    [("prevalence", "Prevalence"), ("selection_rate", "Selection rate"), ("tpr", "TPR"), ("fpr", "FPR"), ("ppv", "PPV"), ("npv", "NPV"), ("roc_auc", "AUC"), ("ece", "ECE")];
+const GROUP_COLUMNS: &[(&str, &str)] =
+    &[("prevalence", "Prevalence"), ("selection_rate", "Selection rate"), ("tpr", "TPR"), ("fpr", "FPR"), ("ppv", "PPV"), ("npv", "NPV"), ("roc_auc", "AUC"), ("ece", "ECE")];
+const REGRESSION_GROUP_COLUMNS: &[(&str, &str)] = &[("mae", "MAE"), ("rmse", "RMSE"), ("mean_error", "Mean error (bias)")];
+
+/// The group table's metric columns of a fairness block.
+fn columns(f: &Value) -> &'static [(&'static str, &'static str)] {
+    if f["criterion"] == "relative_mae_gap" { REGRESSION_GROUP_COLUMNS } else { GROUP_COLUMNS }
+}
 
 /// A group's row: name, n, then each metric with its interval (or why it is suppressed).
-fn group_row(g: &Value) -> (String, Result<Vec<String>, String>) {
+fn group_row(g: &Value, cols: &[(&str, &str)]) -> (String, Result<Vec<String>, String>) {
     let name = g["group"].as_str().unwrap_or("").to_owned();
     match g["suppressed"].as_str() {
         Some(why) => (name, Err(why.to_owned())),
         None => {
             let mut cells = vec![g["n"].to_string()];
-            cells.extend(GROUP_COLUMNS.iter().map(|(k, _)| with_ci(&g["metrics"][*k])));
+            cells.extend(cols.iter().map(|(k, _)| with_ci(&g["metrics"][*k])));
             (name, Ok(cells))
         }
     }
 }
 
 fn fairness_summary(f: &Value) -> String {
+    if f["criterion"] == "relative_mae_gap" {
+        return format!("Gate criterion relative MAE gap (largest minus smallest group MAE, over the overall MAE) = {} (groups with sufficient evidence).", num(&f["criterion_value"]));
+    }
     format!(
         "Gate criterion {} = {}; equalized-odds difference {}, demographic parity difference {}, equal opportunity difference {}, predictive parity difference {} (groups with sufficient evidence; undefined rates left out).",
         f["criterion"].as_str().unwrap_or("equalized_odds").replace('_', " "),
@@ -168,15 +177,16 @@ pub fn markdown(doc: &Value) -> String {
                 out.push_str(&format!("| {} | {} | [{}, {}] |\n", m["metric"].as_str().unwrap_or(""), num(&m["value"]), num(&m["ci"]["low"]), num(&m["ci"]["high"])));
             }
             for f in e["fairness"].as_array().into_iter().flatten() {
+                let cols = columns(f);
                 out.push_str(&format!("\n### Fairness by {}\n\n{}\n\n| Group | n |", f["attribute"].as_str().unwrap_or("").replace('\n', " "), fairness_summary(f)));
-                for (_, label) in GROUP_COLUMNS {
+                for (_, label) in cols {
                     out.push_str(&format!(" {label} |"));
                 }
-                out.push_str(&format!("\n|---|---|{}\n", "---|".repeat(GROUP_COLUMNS.len())));
+                out.push_str(&format!("\n|---|---|{}\n", "---|".repeat(cols.len())));
                 for g in f["groups"].as_array().into_iter().flatten() {
-                    match group_row(g) {
+                    match group_row(g, cols) {
                         (name, Ok(cells)) => out.push_str(&format!("| {} | {} |\n", md_cell(&name), cells.join(" | "))),
-                        (name, Err(why)) => out.push_str(&format!("| {} | suppressed: {} |{}\n", md_cell(&name), md_cell(&why), " |".repeat(GROUP_COLUMNS.len()))),
+                        (name, Err(why)) => out.push_str(&format!("| {} | suppressed: {} |{}\n", md_cell(&name), md_cell(&why), " |".repeat(cols.len()))),
                     }
                 }
             }
@@ -216,15 +226,16 @@ pub fn html(doc: &Value) -> String {
             body.push_str("</table>");
             body.push_str(&curves_svg(&serde_json::Value::Object(e.clone())));
             for f in e["fairness"].as_array().into_iter().flatten() {
+                let cols = columns(f);
                 body.push_str(&format!("<h3>Fairness by {}</h3><p>{}</p><table><tr><th>Group</th><th>n</th>", esc(f["attribute"].as_str().unwrap_or("")), esc(&fairness_summary(f))));
-                for (_, label) in GROUP_COLUMNS {
+                for (_, label) in cols {
                     body.push_str(&format!("<th>{label}</th>"));
                 }
                 body.push_str("</tr>");
                 for g in f["groups"].as_array().into_iter().flatten() {
-                    match group_row(g) {
+                    match group_row(g, cols) {
                         (name, Ok(cells)) => body.push_str(&format!("<tr><td>{}</td>{}</tr>", esc(&name), cells.iter().map(|c| format!("<td>{}</td>", esc(c))).collect::<String>())),
-                        (name, Err(why)) => body.push_str(&format!("<tr><td>{}</td><td colspan=\"{}\">suppressed: {}</td></tr>", esc(&name), GROUP_COLUMNS.len() + 1, esc(&why))),
+                        (name, Err(why)) => body.push_str(&format!("<tr><td>{}</td><td colspan=\"{}\">suppressed: {}</td></tr>", esc(&name), cols.len() + 1, esc(&why))),
                     }
                 }
                 body.push_str("</table>");

@@ -189,5 +189,5 @@ fn demo_holdout() -> ValidationData {
         sex.push(if i % 2 == 0 { "female" } else { "male" }.to_owned());
         age.push(["18-44", "45-64", "65+"][(i / 2) % 3].to_owned());
     }
-    ValidationData { labels, scores, champion_scores: Some(champion), sensitive: vec![("sex".into(), sex), ("age_band".into(), age)], threshold: 0.5 }
+    ValidationData { labels, scores, champion_scores: Some(champion), sensitive: vec![("sex".into(), sex), ("age_band".into(), age)], threshold: 0.5, targets: None }
 }

@@ -10,7 +10,7 @@ use crate::cli::{PolicyTarget, ValidationPolicyCmd};
 use vigil_core::ids::{ModelName, Sha256Digest};
 use vigil_core::model::{ModelType, parse_reference};
 use vigil_core::registry::Registry;
-use vigil_core::validate::{ArtifactCheck, PolicyScope, ValidationPolicy};
+use vigil_core::validate::{ArtifactCheck, PolicyScope};
 use vigil_core::{Error, ErrorCode};
 
 /// The artifact's bytes re-hashed where this process can read them: a local file
@@ -44,7 +44,7 @@ pub fn run(g: &Global, reference: &str, data: &Path, label: &str, score: &str, c
     let (name, version) = parse_reference(reference)?;
     let v = reg.get_version(&name, &version)?;
     let t = vigil_data::read_table(data)?;
-    let input = vigil_data::validation_data(&t, label, score, champion, sensitive, threshold)?;
+    let input = vigil_data::holdout_for(v.model_type, &t, label, score, champion, sensitive, threshold)?;
     let actor = principal(&reg, g)?;
     let check = local_artifact_check(&v.content.artifact_uri);
     let rec = reg.validate(&actor, &v.id, &input, check)?;
@@ -154,9 +154,9 @@ pub fn policy_cmd(g: &Global, reg: &Registry, c: ValidationPolicyCmd) -> Result<
     let (scope, kind, name) = scope(&target)?;
     let resolved = match set {
         Some((file, reason)) => {
-            let policy = ValidationPolicy::from_json(&read_policy_file(&file)?)?;
+            let policy = read_policy_file(&file)?;
             let actor = principal(reg, g)?;
-            reg.set_validation_policy(&actor, &scope, &policy, &reason)?
+            reg.set_validation_policy_json(&actor, &scope, &policy, &reason)?
         }
         None => match &scope {
             PolicyScope::Model(n) => reg.validation_policy(n)?,

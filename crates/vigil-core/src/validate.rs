@@ -26,13 +26,25 @@ string_enum!(
         EqualOpportunity = "equal_opportunity",
         DemographicParity = "demographic_parity",
         PredictiveParity = "predictive_parity",
+        RelativeMaeGap = "relative_mae_gap",
     }
 );
 
-/// Metrics a floor (lower bound) applies to: higher is better.
+impl FairnessCriterion {
+    /// Whether the criterion applies to regressors (the others to binary risk scores).
+    pub fn is_regression(self) -> bool {
+        self == FairnessCriterion::RelativeMaeGap
+    }
+}
+
+/// Metrics a floor (lower bound) applies to for binary risk scores: higher is better.
 pub const FLOOR_METRICS: &[&str] = &["accuracy", "precision", "recall", "specificity", "npv", "f1", "roc_auc", "average_precision"];
-/// Metrics a ceiling (upper bound) applies to: lower is better.
+/// Metrics a ceiling (upper bound) applies to for binary risk scores: lower is better.
 pub const CEILING_METRICS: &[&str] = &["brier", "log_loss", "ece"];
+/// Floors for regressors.
+pub const REGRESSION_FLOOR_METRICS: &[&str] = &["r2"];
+/// Ceilings for regressors.
+pub const REGRESSION_CEILING_METRICS: &[&str] = &["mae", "rmse"];
 
 /// What a validation checks and how strictly: one per model, or per model type, or the
 /// built-in default ([`ValidationPolicy::default`]).
@@ -45,6 +57,10 @@ pub struct ValidationPolicy {
     /// Largest allowed drop in ROC AUC against the Production version: the lower end of the
     /// 95% DeLong interval of (new − champion) must be above −this.
     pub max_auc_regression: f64,
+    /// Regressors: largest allowed relative MAE increase against the Production version: the
+    /// upper end of the 95% bootstrap interval of (new MAE ÷ champion MAE − 1) must be at most
+    /// this.
+    pub max_relative_mae_increase: f64,
     /// The disparity the fairness gate holds, per sensitive attribute and their intersection.
     pub fairness_criterion: FairnessCriterion,
     /// Largest allowed value of that disparity (strict mode: undefined rates left out).
@@ -75,6 +91,7 @@ impl Default for ValidationPolicy {
             floors: [("roc_auc".to_string(), 0.7)].into_iter().collect(),
             ceilings: BTreeMap::new(),
             max_auc_regression: 0.02,
+            max_relative_mae_increase: 0.05,
             fairness_criterion: FairnessCriterion::EqualizedOdds,
             fairness_tolerance: 0.1,
             min_group: Minimums::default(),
@@ -98,31 +115,61 @@ pub enum PolicyScope {
 }
 
 const POLICY_KEYS: &[&str] = &[
-    "floors", "ceilings", "max_auc_regression", "fairness_criterion", "fairness_tolerance", "min_group", "require_card_complete", "require_data_hash",
+    "floors", "ceilings", "max_auc_regression", "max_relative_mae_increase", "fairness_criterion", "fairness_tolerance", "min_group", "require_card_complete", "require_data_hash",
     "require_artifact_digest", "require_for_staging", "resamples", "seed",
 ];
 
 impl ValidationPolicy {
-    /// The built-in default for a model type. Every type is validated as a binary risk
-    /// score on a labelled holdout (survival at a horizon, ranking by its score).
-    pub fn default_for(_model_type: ModelType) -> ValidationPolicy {
-        ValidationPolicy::default()
+    /// The built-in default for a model type. Regressors: R² ≥ 0 (better than the mean), MAE
+    /// at most 5% above the Production version's, group MAEs within 25% of the overall MAE of
+    /// each other. Every other type is validated as a binary risk score on a labelled holdout
+    /// (survival as the event by a horizon, ranking by its score): [`ValidationPolicy::default`].
+    pub fn default_for(model_type: ModelType) -> ValidationPolicy {
+        match model_type {
+            ModelType::Regression => ValidationPolicy {
+                floors: [("r2".to_string(), 0.0)].into_iter().collect(),
+                fairness_criterion: FairnessCriterion::RelativeMaeGap,
+                fairness_tolerance: 0.25,
+                min_group: Minimums { rows: 30, positives: 0, negatives: 0 },
+                ..ValidationPolicy::default()
+            },
+            _ => ValidationPolicy::default(),
+        }
+    }
+
+    /// [`ValidationPolicy::check`], and that the metrics and the fairness criterion are the
+    /// model type's.
+    pub fn check_for(&self, model_type: ModelType) -> Result<()> {
+        self.check()?;
+        let regression = model_type == ModelType::Regression;
+        let (floors, ceilings) = if regression { (REGRESSION_FLOOR_METRICS, REGRESSION_CEILING_METRICS) } else { (FLOOR_METRICS, CEILING_METRICS) };
+        let bad = |m: String| Err(Error::new(ErrorCode::InvalidPolicy, m));
+        if let Some(m) = self.floors.keys().find(|m| !floors.contains(&m.as_str())) {
+            return bad(format!("floors of a {model_type} model apply to {}; {} is not one", floors.join(", "), crate::ids::quote_key(m)));
+        }
+        if let Some(m) = self.ceilings.keys().find(|m| !ceilings.contains(&m.as_str())) {
+            return bad(format!("ceilings of a {model_type} model apply to {}; {} is not one", ceilings.join(", "), crate::ids::quote_key(m)));
+        }
+        if self.fairness_criterion.is_regression() != regression {
+            return bad(format!("the fairness criterion {} does not apply to a {model_type} model", self.fairness_criterion));
+        }
+        Ok(())
     }
 
     /// Checks every bound.
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::new(ErrorCode::InvalidPolicy, m));
         for (m, v) in &self.floors {
-            if !FLOOR_METRICS.contains(&m.as_str()) {
-                return bad(format!("floors apply to {}; {} is not one", FLOOR_METRICS.join(", "), crate::ids::quote_key(m)));
+            if !FLOOR_METRICS.contains(&m.as_str()) && !REGRESSION_FLOOR_METRICS.contains(&m.as_str()) {
+                return bad(format!("floors apply to {}; {} is not one", [FLOOR_METRICS, REGRESSION_FLOOR_METRICS].concat().join(", "), crate::ids::quote_key(m)));
             }
-            if !(0.0..=1.0).contains(v) {
-                return bad(format!("the floor of {m} must be in [0, 1]"));
+            if !(v.is_finite() && (m == "r2" || (0.0..=1.0).contains(v))) {
+                return bad(format!("the floor of {m} must be {}", if m == "r2" { "a number" } else { "in [0, 1]" }));
             }
         }
         for (m, v) in &self.ceilings {
-            if !CEILING_METRICS.contains(&m.as_str()) {
-                return bad(format!("ceilings apply to {}; {} is not one", CEILING_METRICS.join(", "), crate::ids::quote_key(m)));
+            if !CEILING_METRICS.contains(&m.as_str()) && !REGRESSION_CEILING_METRICS.contains(&m.as_str()) {
+                return bad(format!("ceilings apply to {}; {} is not one", [CEILING_METRICS, REGRESSION_CEILING_METRICS].concat().join(", "), crate::ids::quote_key(m)));
             }
             if !(v.is_finite() && *v >= 0.0) {
                 return bad(format!("the ceiling of {m} must be a non-negative number"));
@@ -130,6 +177,9 @@ impl ValidationPolicy {
         }
         if !(0.0..=1.0).contains(&self.max_auc_regression) {
             return bad("max_auc_regression must be in [0, 1]".into());
+        }
+        if !(0.0..=10.0).contains(&self.max_relative_mae_increase) {
+            return bad("max_relative_mae_increase must be in [0, 10]".into());
         }
         if !(0.0..=1.0).contains(&self.fairness_tolerance) {
             return bad("fairness_tolerance must be in [0, 1]".into());
@@ -149,6 +199,7 @@ impl ValidationPolicy {
             "floors": self.floors,
             "ceilings": self.ceilings,
             "max_auc_regression": self.max_auc_regression,
+            "max_relative_mae_increase": self.max_relative_mae_increase,
             "fairness_criterion": self.fairness_criterion.as_str(),
             "fairness_tolerance": self.fairness_tolerance,
             "min_group": {"rows": self.min_group.rows, "positives": self.min_group.positives, "negatives": self.min_group.negatives},
@@ -161,15 +212,21 @@ impl ValidationPolicy {
         })
     }
 
-    /// Parses the JSON form. Missing keys take the default's value, so a policy file names
-    /// only what it changes; unknown keys are refused.
+    /// Parses the JSON form over the built-in default of a binary model
+    /// ([`ValidationPolicy::from_json_over`]).
     pub fn from_json(v: &Value) -> Result<ValidationPolicy> {
+        Self::from_json_over(v, ValidationPolicy::default())
+    }
+
+    /// Parses the JSON form. Missing keys take `base`'s value (a model type's default), so a
+    /// policy file names only what it changes; unknown keys are refused.
+    pub fn from_json_over(v: &Value, base: ValidationPolicy) -> Result<ValidationPolicy> {
         let bad = |m: String| Error::new(ErrorCode::InvalidPolicy, m);
         let obj = v.as_object().ok_or_else(|| bad("a validation policy is a JSON object".into()))?;
         if let Some(k) = obj.keys().find(|k| !POLICY_KEYS.contains(&k.as_str())) {
             return Err(bad(format!("unknown validation policy key {}; expected {}", crate::ids::quote_key(k), POLICY_KEYS.join(", "))));
         }
-        let mut p = ValidationPolicy::default();
+        let mut p = base;
         let num = |k: &str| -> Result<Option<f64>> {
             match obj.get(k) {
                 None => Ok(None),
@@ -197,6 +254,9 @@ impl ValidationPolicy {
         }
         if let Some(x) = num("max_auc_regression")? {
             p.max_auc_regression = x;
+        }
+        if let Some(x) = num("max_relative_mae_increase")? {
+            p.max_relative_mae_increase = x;
         }
         if let Some(x) = obj.get("fairness_criterion") {
             p.fairness_criterion = FairnessCriterion::parse(x.as_str().ok_or_else(|| bad("fairness_criterion must be a string".into()))?)?;
@@ -249,27 +309,40 @@ pub struct ValidationData {
     pub sensitive: Vec<(String, Vec<String>)>,
     /// Decision threshold.
     pub threshold: f64,
+    /// Regressors: the true values (then `labels` and `threshold` are unused, and `scores`
+    /// and `champion_scores` are predictions on the target's scale).
+    pub targets: Option<Vec<f64>>,
 }
 
 impl ValidationData {
     fn check(&self) -> Result<()> {
         let bad = |m: &str| Error::new(ErrorCode::InvalidValidationData, m.to_owned());
-        let n = self.labels.len();
+        let n = self.targets.as_ref().map_or(self.labels.len(), Vec::len);
         if n == 0 {
             return Err(bad("the holdout is empty"));
         }
         if self.scores.len() != n || self.champion_scores.as_ref().is_some_and(|c| c.len() != n) || self.sensitive.iter().any(|(_, v)| v.len() != n) {
             return Err(bad("every column of the holdout must have one value per row"));
         }
-        let in_unit = |s: &[f64]| s.iter().all(|x| x.is_finite() && (0.0..=1.0).contains(x));
-        if !in_unit(&self.scores) || !self.champion_scores.as_deref().is_none_or(in_unit) {
-            return Err(bad("scores must be probabilities in [0, 1] (no NaN)"));
-        }
-        if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(bad("the threshold must be in [0, 1]"));
-        }
-        if self.labels.iter().all(|y| *y) || !self.labels.iter().any(|y| *y) {
-            return Err(bad("the holdout needs both label classes"));
+        if let Some(t) = &self.targets {
+            let finite = |s: &[f64]| s.iter().all(|x| x.is_finite());
+            if !finite(t) || !finite(&self.scores) || !self.champion_scores.as_deref().is_none_or(finite) {
+                return Err(bad("targets and predictions must be numbers in every row (no NaN or infinity)"));
+            }
+        } else {
+            if self.labels.len() != n {
+                return Err(bad("every column of the holdout must have one value per row"));
+            }
+            let in_unit = |s: &[f64]| s.iter().all(|x| x.is_finite() && (0.0..=1.0).contains(x));
+            if !in_unit(&self.scores) || !self.champion_scores.as_deref().is_none_or(in_unit) {
+                return Err(bad("scores must be probabilities in [0, 1] (no NaN)"));
+            }
+            if !(0.0..=1.0).contains(&self.threshold) {
+                return Err(bad("the threshold must be in [0, 1]"));
+            }
+            if self.labels.iter().all(|y| *y) || !self.labels.iter().any(|y| *y) {
+                return Err(bad("the holdout needs both label classes"));
+            }
         }
         for (name, values) in &self.sensitive {
             let mut distinct: Vec<&String> = values.iter().collect();
@@ -329,7 +402,7 @@ impl Registry {
     fn load_validation_policy(tx: &mut dyn Tx, model_id: &str, model_type: ModelType) -> Result<ResolvedPolicy> {
         let parse = |s: String| -> Result<ValidationPolicy> {
             let v: Value = serde_json::from_str(&s).map_err(|_| Error::new(ErrorCode::IntegrityViolation, "a stored validation policy is not valid JSON"))?;
-            ValidationPolicy::from_json(&v)
+            ValidationPolicy::from_json_over(&v, ValidationPolicy::default_for(model_type))
         };
         if let Some(s) = tx.get_setting(&policy_key("model", model_id))? {
             return Ok(ResolvedPolicy { policy: parse(s)?, source: "model" });
@@ -353,7 +426,7 @@ impl Registry {
         self.read(|tx| match tx.get_setting(&policy_key("model_type", model_type.as_str()))? {
             Some(s) => {
                 let v: Value = serde_json::from_str(&s).map_err(|_| Error::new(ErrorCode::IntegrityViolation, "a stored validation policy is not valid JSON"))?;
-                Ok(ResolvedPolicy { policy: ValidationPolicy::from_json(&v)?, source: "model_type" })
+                Ok(ResolvedPolicy { policy: ValidationPolicy::from_json_over(&v, ValidationPolicy::default_for(model_type))?, source: "model_type" })
             }
             None => Ok(ResolvedPolicy { policy: ValidationPolicy::default_for(model_type), source: "built_in" }),
         })
@@ -371,15 +444,19 @@ impl Registry {
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::ManagePolicy)?;
             let reason = crate::ids::required_text("reason", reason, 2000)?;
-            policy.check()?;
             let (key, old, source) = match scope {
                 PolicyScope::Model(n) => {
                     let m = tx.get_model_by_name(n, true)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+                    policy.check_for(m.model_type)?;
                     (policy_key("model", &m.id), Self::load_validation_policy(tx, &m.id, m.model_type)?, "model")
                 }
                 PolicyScope::ModelType(t) => {
+                    policy.check_for(*t)?;
                     let old = match tx.get_setting(&policy_key("model_type", t.as_str()))? {
-                        Some(s) => ResolvedPolicy { policy: ValidationPolicy::from_json(&serde_json::from_str(&s).unwrap_or(Value::Null)).unwrap_or_default(), source: "model_type" },
+                        Some(s) => ResolvedPolicy {
+                            policy: ValidationPolicy::from_json_over(&serde_json::from_str(&s).unwrap_or(Value::Null), ValidationPolicy::default_for(*t)).unwrap_or_else(|_| ValidationPolicy::default_for(*t)),
+                            source: "model_type",
+                        },
                         None => ResolvedPolicy { policy: ValidationPolicy::default_for(*t), source: "built_in" },
                     };
                     (policy_key("model_type", t.as_str()), old, "model_type")
@@ -401,6 +478,24 @@ impl Registry {
         })
     }
 
+    /// [`Registry::set_validation_policy`] from the JSON form: keys left out take the model
+    /// type's built-in default.
+    pub fn set_validation_policy_json(&self, actor: &Principal, scope: &PolicyScope, policy: &Value, reason: &str) -> Result<ResolvedPolicy> {
+        let model_type = match scope {
+            PolicyScope::ModelType(t) => *t,
+            PolicyScope::Model(n) => match self.read(|tx| tx.get_model_by_name(n, false)) {
+                Ok(Some(m)) => m.model_type,
+                // Let the governed call refuse (and audit) a missing model or a bad actor.
+                _ => ModelType::Classification,
+            },
+        };
+        let parsed = ValidationPolicy::from_json_over(policy, ValidationPolicy::default_for(model_type));
+        match parsed {
+            Ok(p) => self.set_validation_policy(actor, scope, &p, reason),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Validates a version on a holdout under its model's policy, stores the report bound to
     /// the version's content hash, and audits it. Returns the stored record; `passed` says
     /// whether every gate passed. `artifact_check` is the digest the caller recomputed from
@@ -417,7 +512,17 @@ impl Registry {
             let champion = tx.versions_in_stage(&v.model_id, Stage::Production)?.into_iter().find(|p| p.id != v.id);
             Ok((user, v, policy, champion))
         });
-        let (_, version, policy, champion) = match pre.and_then(|x| data.check().map(|()| x)) {
+        let kind = |x: (crate::auth::User, ModelVersion, ResolvedPolicy, Option<ModelVersion>)| -> Result<_> {
+            let regression = x.1.model_type == ModelType::Regression;
+            if regression && data.targets.is_none() {
+                return Err(Error::new(ErrorCode::InvalidValidationData, format!("{} is a regression model: give the numeric target and the predictions", x.1.reference())));
+            }
+            if !regression && data.targets.is_some() {
+                return Err(Error::new(ErrorCode::InvalidValidationData, format!("{} is a {} model: give binary labels and risk scores", x.1.reference(), x.1.model_type)));
+            }
+            Ok(x)
+        };
+        let (_, version, policy, champion) = match pre.and_then(kind).and_then(|x| data.check().map(|()| x)) {
             Ok(x) => x,
             Err(e) => {
                 self.audit_denial(&attempt, &e)?;
@@ -506,25 +611,15 @@ impl Registry {
     }
 
     fn run_validation(&self, v: &ModelVersion, champion: Option<&ModelVersion>, d: &ValidationData, rp: &ResolvedPolicy, artifact_check: Option<&ArtifactCheck>) -> Value {
-        let p = &rp.policy;
-        // The sensitive attributes and, with two or more, their intersection.
-        let mut attrs: Vec<(String, Vec<String>)> = d.sensitive.clone();
-        if d.sensitive.len() > 1 {
-            let cols: Vec<&[String]> = d.sensitive.iter().map(|(_, v)| v.as_slice()).collect();
-            attrs.push((d.sensitive.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("|"), intersect(&cols)));
+        if let Some(targets) = &d.targets {
+            return regression_report(v, champion, d, targets, rp, artifact_check);
         }
+        let p = &rp.policy;
+        let attrs = attributes(d);
         let columns: Vec<&[String]> = attrs.iter().map(|(_, v)| v.as_slice()).collect();
         let ev = evaluate_groups(&d.labels, &d.scores, d.threshold, &columns, p.resamples, p.seed, 0.95);
         let mut gates = Vec::new();
-        for (metric, bound, is_floor) in p.floors.iter().map(|(m, b)| (m, b, true)).chain(p.ceilings.iter().map(|(m, b)| (m, b, false))) {
-            let e = ev.overall.iter().find(|e| e.metric == metric.as_str());
-            let (kind, rel) = if is_floor { ("floor", "≥") } else { ("ceiling", "≤") };
-            let (ok, detail) = match e.and_then(|e| e.value) {
-                Some(x) => (Some(if is_floor { x >= *bound } else { x <= *bound }), format!("{metric} = {x:.4} (must be {rel} {bound})")),
-                None => (Some(false), format!("{metric} is undefined on this holdout (must be {rel} {bound})")),
-            };
-            gates.push(gate(&format!("{kind}:{metric}"), ok, detail));
-        }
+        bound_gates(p, &ev.overall, &mut gates);
         // Champion comparison.
         let champion_block = match (champion, &d.champion_scores) {
             (None, _) => {
@@ -564,6 +659,8 @@ impl Registry {
                 FairnessCriterion::EqualOpportunity => sm.equal_opportunity.difference,
                 FairnessCriterion::DemographicParity => sm.demographic_parity.difference,
                 FairnessCriterion::PredictiveParity => sm.predictive_parity.difference,
+                // Refused for binary models by `check_for`.
+                FairnessCriterion::RelativeMaeGap => None,
             };
             gates.push(gate(
                 &format!("fairness:{name}"),
@@ -573,21 +670,8 @@ impl Registry {
                     None => format!("{} undefined: fewer than two groups with sufficient evidence", criterion.as_str().replace('_', " ")),
                 },
             ));
-            let group_docs: Vec<Value> = evidence
-                .iter()
-                .zip(groups)
-                .map(|(e, g)| match e {
-                    GroupEvidence::Rates(_) => {
-                        let mut metrics = Map::new();
-                        for est in &g.estimates {
-                            metrics.insert(est.metric.to_owned(), json!({"value": est.value, "ci": ci_json(est)}));
-                        }
-                        json!({"group": g.group, "n": g.n, "positives": g.positives, "negatives": g.negatives, "metrics": metrics})
-                    }
-                    // Small cells are suppressed: neither their rates nor their exact counts.
-                    GroupEvidence::Insufficient { .. } => json!({"group": g.group, "suppressed": format!("below the minimum evidence ({} rows with {} positives and {} negatives)", p.min_group.rows, p.min_group.positives, p.min_group.negatives)}),
-                })
-                .collect();
+            let flags: Vec<bool> = evidence.iter().map(|e| matches!(e, GroupEvidence::Rates(_))).collect();
+            let group_docs = groups_json(&flags, groups, p, false);
             let reference = reference_ratios(&sufficient, |g| g.selection_rate, None)
                 .map(|(r, ratios)| json!({"reference": r, "selection_rate_ratios": ratios.iter().map(|x| json!({"group": x.group, "ratio": x.ratio, "within_0_8_1_25": x.within_band})).collect::<Vec<_>>()}));
             fairness.push(json!({
@@ -605,7 +689,156 @@ impl Registry {
                 "reference_group": reference,
             }));
         }
-        // Evidence about the record itself.
+        gates.extend(record_gates(v, p, artifact_check));
+        let roc: Vec<[f64; 2]> = roc_curve(&d.labels, &d.scores, 101).unwrap_or_default().into_iter().map(|(x, y)| [x, y]).collect();
+        let calib: Vec<Value> = calibration(&d.labels, &d.scores, 10)
+            .map(|(t, _, _)| t.iter().map(|b| json!({"bin": b.bin, "count": b.count, "mean_score": b.mean_score, "observed": b.observed})).collect())
+            .unwrap_or_default();
+        report_json(v, d, rp, ev.overall.iter().map(estimate_json).collect(), json!({"roc": roc, "calibration": calib}), champion_block, fairness, gates)
+    }
+}
+
+fn bound_gates(p: &ValidationPolicy, estimates: &[Estimate], gates: &mut Vec<Value>) {
+    for (metric, bound, is_floor) in p.floors.iter().map(|(m, b)| (m, b, true)).chain(p.ceilings.iter().map(|(m, b)| (m, b, false))) {
+        let e = estimates.iter().find(|e| e.metric == metric.as_str());
+        let (kind, rel) = if is_floor { ("floor", "≥") } else { ("ceiling", "≤") };
+        let (ok, detail) = match e.and_then(|e| e.value) {
+            Some(x) => (Some(if is_floor { x >= *bound } else { x <= *bound }), format!("{metric} = {x:.4} (must be {rel} {bound})")),
+            None => (Some(false), format!("{metric} is undefined on this holdout (must be {rel} {bound})")),
+        };
+        gates.push(gate(&format!("{kind}:{metric}"), ok, detail));
+    }
+}
+
+fn groups_json(evidence: &[bool], groups: &[vigil_stats::validation::GroupEstimate], p: &ValidationPolicy, regression: bool) -> Vec<Value> {
+    evidence
+        .iter()
+        .zip(groups)
+        .map(|(sufficient, g)| {
+            if *sufficient {
+                let mut metrics = Map::new();
+                for est in &g.estimates {
+                    metrics.insert(est.metric.to_owned(), json!({"value": est.value, "ci": ci_json(est)}));
+                }
+                let mut doc = json!({"group": g.group, "n": g.n, "metrics": metrics});
+                if !regression {
+                    doc["positives"] = json!(g.positives);
+                    doc["negatives"] = json!(g.negatives);
+                }
+                doc
+            } else {
+                // Small cells are suppressed: neither their rates nor their exact counts.
+                let why = if regression {
+                    format!("below the minimum evidence ({} rows)", p.min_group.rows)
+                } else {
+                    format!("below the minimum evidence ({} rows with {} positives and {} negatives)", p.min_group.rows, p.min_group.positives, p.min_group.negatives)
+                };
+                json!({"group": g.group, "suppressed": why})
+            }
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report_json(v: &ModelVersion, d: &ValidationData, rp: &ResolvedPolicy, metrics: Vec<Value>, curves: Value, champion: Value, fairness: Vec<Value>, gates: Vec<Value>) -> Value {
+    let p = &rp.policy;
+    let passed = gates.iter().all(|g| g["passed"] == true);
+    let regression = d.targets.is_some();
+    json!({
+        "record": "vigil.validation_report/1",
+        "model": v.model_name.as_str(),
+        "version": v.version.to_string(),
+        "model_type": v.model_type.as_str(),
+        "content_hash": v.content_hash.to_hex(),
+        "rows": d.scores.len(),
+        "threshold": if regression { Value::Null } else { json!(d.threshold) },
+        "threshold_rule": if regression { "regression: predictions on the target's scale" } else { "score >= threshold is a positive prediction" },
+        "policy": p.to_json(),
+        "policy_source": rp.source,
+        "bootstrap": {"resamples": p.resamples, "seed": p.seed, "method": "Poisson bootstrap, SplitMix64 (vigil_stats::validation::poisson_pair)", "interval": "percentile, type 7, 95%"},
+        "metrics": metrics,
+        "curves": curves,
+        "champion": champion,
+        "fairness": fairness,
+        "gates": gates,
+        "passed": passed,
+    })
+}
+
+/// A regressor's report: MAE, RMSE and R² with intervals, the champion's MAE compared by the
+/// relative increase's interval, each group's MAE, RMSE and bias, the fairness gate on the
+/// gap between group MAEs relative to the overall MAE, and the record's gates.
+fn regression_report(v: &ModelVersion, champion: Option<&ModelVersion>, d: &ValidationData, targets: &[f64], rp: &ResolvedPolicy, artifact_check: Option<&ArtifactCheck>) -> Value {
+    let p = &rp.policy;
+    let attrs = attributes(d);
+    let columns: Vec<&[String]> = attrs.iter().map(|(_, v)| v.as_slice()).collect();
+    let ev = vigil_stats::validation::evaluate_regression(targets, &d.scores, d.champion_scores.as_deref(), &columns, p.resamples, p.seed, 0.95);
+    let mut gates = Vec::new();
+    bound_gates(p, &ev.overall, &mut gates);
+    let champion_block = match (champion, &ev.champion) {
+        (None, _) => {
+            gates.push(gate("champion", Some(true), "no version is in Production; nothing to compare with".into()));
+            Value::Null
+        }
+        (Some(c), None) => {
+            gates.push(gate("champion", Some(false), format!("{} is in Production: give its predictions on this holdout", c.reference())));
+            json!({"champion": c.reference()})
+        }
+        (Some(c), Some((mae, increase))) => {
+            let high = increase.ci.as_ref().map(|ci| ci.high);
+            let ok = high.is_some_and(|h| h <= p.max_relative_mae_increase);
+            gates.push(gate(
+                "champion",
+                Some(ok),
+                match high {
+                    Some(h) => format!("MAE {:.4} vs {:.4} ({}); 95% CI upper end of the relative increase {:.4}, allowed {}", ev.overall[0].value.unwrap_or(f64::NAN), mae.value.unwrap_or(f64::NAN), c.reference(), h, p.max_relative_mae_increase),
+                    None => "the relative MAE increase is undefined (the champion's MAE is 0)".to_owned(),
+                },
+            ));
+            json!({"champion": c.reference(), "mae": ev.overall[0].value, "champion_mae": mae.value, "relative_mae_increase": estimate_json(increase), "method": "paired Poisson bootstrap"})
+        }
+    };
+    let overall_mae = ev.overall[0].value.unwrap_or(f64::NAN);
+    let mut fairness = Vec::new();
+    for ((name, _), groups) in attrs.iter().zip(&ev.attributes) {
+        let sufficient: Vec<bool> = groups.iter().map(|g| g.n >= p.min_group.rows).collect();
+        let maes: Vec<f64> = groups.iter().zip(&sufficient).filter(|(_, s)| **s).filter_map(|(g, _)| g.estimates[0].value).collect();
+        let gap = (maes.len() >= 2 && overall_mae > 0.0).then(|| {
+            let (lo, hi) = maes.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
+            (hi - lo) / overall_mae
+        });
+        gates.push(gate(
+            &format!("fairness:{name}"),
+            Some(gap.is_some_and(|x| x <= p.fairness_tolerance)),
+            match gap {
+                Some(x) => format!("relative MAE gap {x:.4} (tolerance {})", p.fairness_tolerance),
+                None => "relative MAE gap undefined: fewer than two groups with sufficient evidence".into(),
+            },
+        ));
+        fairness.push(json!({
+            "attribute": name,
+            "groups": groups_json(&sufficient, groups, p, true),
+            "criterion": FairnessCriterion::RelativeMaeGap.as_str(),
+            "criterion_value": gap,
+        }));
+    }
+    gates.extend(record_gates(v, p, artifact_check));
+    report_json(v, d, rp, ev.overall.iter().map(estimate_json).collect(), json!({}), champion_block, fairness, gates)
+}
+
+/// The sensitive attributes and, with two or more, their intersection.
+fn attributes(d: &ValidationData) -> Vec<(String, Vec<String>)> {
+    let mut attrs: Vec<(String, Vec<String>)> = d.sensitive.clone();
+    if d.sensitive.len() > 1 {
+        let cols: Vec<&[String]> = d.sensitive.iter().map(|(_, v)| v.as_slice()).collect();
+        attrs.push((d.sensitive.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("|"), intersect(&cols)));
+    }
+    attrs
+}
+
+/// The gates about the record itself: card, lineage, artifact digest, demographic inputs.
+fn record_gates(v: &ModelVersion, p: &ValidationPolicy, artifact_check: Option<&ArtifactCheck>) -> Vec<Value> {
+    let mut gates = Vec::new();
         let c = &v.content;
         if p.require_card_complete {
             let missing: Vec<&str> = c.card.missing_hti1().iter().map(|f| f.key()).collect();
@@ -629,30 +862,7 @@ impl Registry {
             let noted = c.card.get(crate::card::CardField::DemographicInputs).is_some();
             gates.push(gate("demographic_inputs", Some(noted), format!("{} demographic input feature(s); the card must record their use and mitigation (development.demographic_inputs)", demographic.len())));
         }
-        let passed = gates.iter().all(|g| g["passed"] == true);
-        let roc: Vec<[f64; 2]> = roc_curve(&d.labels, &d.scores, 101).unwrap_or_default().into_iter().map(|(x, y)| [x, y]).collect();
-        let calib: Vec<Value> = calibration(&d.labels, &d.scores, 10)
-            .map(|(t, _, _)| t.iter().map(|b| json!({"bin": b.bin, "count": b.count, "mean_score": b.mean_score, "observed": b.observed})).collect())
-            .unwrap_or_default();
-        json!({
-            "record": "vigil.validation_report/1",
-            "model": v.model_name.as_str(),
-            "version": v.version.to_string(),
-            "content_hash": v.content_hash.to_hex(),
-            "rows": d.labels.len(),
-            "threshold": d.threshold,
-            "threshold_rule": "score >= threshold is a positive prediction",
-            "policy": p.to_json(),
-            "policy_source": rp.source,
-            "bootstrap": {"resamples": p.resamples, "seed": p.seed, "method": "Poisson bootstrap, SplitMix64 (vigil_stats::validation::poisson_pair)", "interval": "percentile, type 7, 95%"},
-            "metrics": ev.overall.iter().map(estimate_json).collect::<Vec<_>>(),
-            "curves": {"roc": roc, "calibration": calib},
-            "champion": champion_block,
-            "fairness": fairness,
-            "gates": gates,
-            "passed": passed,
-        })
-    }
+    gates
 }
 
 /// What the caller found when it re-read the artifact's bytes.

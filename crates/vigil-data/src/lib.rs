@@ -342,7 +342,35 @@ pub fn validation_data(table: &Table, label: &str, score: &str, champion: Option
         .filter(|s| !s.is_empty())
         .map(|s| Ok((s.clone(), column(s)?.strings().into_iter().map(|x| x.unwrap_or_else(|| "(missing)".into())).collect())))
         .collect::<Result<Vec<_>>>()?;
-    Ok(vigil_core::validate::ValidationData { labels, scores, champion_scores, sensitive, threshold })
+    Ok(vigil_core::validate::ValidationData { labels, scores, champion_scores, sensitive, threshold, targets: None })
+}
+
+/// A regressor's holdout: the numeric target, the version's predictions, optionally the
+/// Production version's predictions, and sensitive attribute columns (missing → "(missing)").
+pub fn regression_data(table: &Table, target: &str, prediction: &str, champion: Option<&str>, sensitive: &[String]) -> Result<vigil_core::validate::ValidationData> {
+    let bad = |m: String| vigil_core::Error::new(vigil_core::ErrorCode::InvalidValidationData, m);
+    let column = |name: &str| table.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c).ok_or_else(|| bad(format!("the holdout has no column {}", vigil_core::ids::quote_key(name))));
+    let numbers = |name: &str| -> Result<Vec<f64>> {
+        column(name)?.numbers().map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()).ok_or_else(|| bad(format!("column {} must be numeric", vigil_core::ids::quote_key(name))))
+    };
+    let targets = numbers(target)?;
+    let scores = numbers(prediction)?;
+    let champion_scores = champion.map(numbers).transpose()?;
+    let sensitive = sensitive
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| Ok((s.clone(), column(s)?.strings().into_iter().map(|x| x.unwrap_or_else(|| "(missing)".into())).collect())))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(vigil_core::validate::ValidationData { labels: Vec::new(), scores, champion_scores, sensitive, threshold: 0.5, targets: Some(targets) })
+}
+
+/// The holdout for a version of a model type: [`regression_data`] for regressors (label =
+/// target, score = prediction), [`validation_data`] for the rest.
+pub fn holdout_for(model_type: vigil_core::model::ModelType, table: &Table, label: &str, score: &str, champion: Option<&str>, sensitive: &[String], threshold: f64) -> Result<vigil_core::validate::ValidationData> {
+    match model_type {
+        vigil_core::model::ModelType::Regression => regression_data(table, label, score, champion, sensitive),
+        _ => validation_data(table, label, score, champion, sensitive, threshold),
+    }
 }
 
 /// The column kinds a baseline was profiled with (`Registry::baseline_features`), which new

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::sync::Arc;
-use vigil_core::validate::{ArtifactCheck, PolicyScope, ValidationPolicy};
+use vigil_core::validate::{ArtifactCheck, PolicyScope};
 use vigil_core::{Error, ErrorCode};
 
 /// `POST …/validate?label=…&score=…[&champion_score=…][&sensitive=a,b][&threshold=…]`. The
@@ -42,7 +42,7 @@ pub async fn validate(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
         };
         blocking(move || {
             let v = version(&reg, &name, &ver)?;
-            let input = vigil_data::validation_data(&staged.table()?, &label, &score, champion.as_deref(), &sensitive, threshold)?;
+            let input = vigil_data::holdout_for(v.model_type, &staged.table()?, &label, &score, champion.as_deref(), &sensitive, threshold)?;
             let rec = reg.validate(&p, &v.id, &input, check)?;
             let mut out: serde_json::Value = serde_json::from_str(&rec.report).map_err(|_| Error::storage("stored report is not JSON"))?;
             out["report_id"] = json!(rec.id);
@@ -124,10 +124,10 @@ pub async fn set_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, Pat
         let p = authenticate(&st, &headers).await?;
         let v = crate::http::json_body(&body)?;
         let reason = Fields(v.clone()).str("reason")?;
-        let policy = ValidationPolicy::from_json(v.get("policy").ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "policy is required"))?)?;
+        let policy = v.get("policy").cloned().ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "policy is required"))?;
         let (sc, name) = policy_scope(&scope, &target)?;
         let reg = st.registry.clone();
-        let resolved = blocking(move || reg.set_validation_policy(&p, &sc, &policy, &reason)).await?;
+        let resolved = blocking(move || reg.set_validation_policy_json(&p, &sc, &policy, &reason)).await?;
         Ok(vigil_api::validation_policy(&scope, &name, &resolved))
     }
     .await;

@@ -951,3 +951,175 @@ pub fn roc_curve(labels: &[bool], scores: &[f64], max_points: usize) -> Option<V
     }
     Some(pts)
 }
+
+/// The metrics [`evaluate_regression`] reports, in order.
+pub const REGRESSION_METRICS: &[&str] = &["mae", "rmse", "r2"];
+
+/// The metrics reported for each subgroup of a regressor, in order (`mean_error` is the mean
+/// of prediction − truth: the group's bias).
+pub const REGRESSION_GROUP_METRICS: &[&str] = &["mae", "rmse", "mean_error"];
+
+/// A regressor's evaluation: the overall metrics, each attribute's groups, and the champion
+/// comparison, all with intervals from the same Poisson resamples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegressionEvaluation {
+    /// [`REGRESSION_METRICS`], in order.
+    pub overall: Vec<Estimate>,
+    /// Per attribute, its groups in name order ([`REGRESSION_GROUP_METRICS`];
+    /// `positives`/`negatives` are 0).
+    pub attributes: Vec<Vec<GroupEstimate>>,
+    /// The champion's MAE on the same rows, and (new MAE ÷ champion MAE − 1) with its interval
+    /// (`metric` is `relative_mae_increase`).
+    pub champion: Option<(Estimate, Estimate)>,
+}
+
+/// Weighted sums of one resample over a set of rows.
+#[derive(Default, Clone, Copy)]
+struct RegSums {
+    w: f64,
+    abs: f64,
+    sq: f64,
+    err: f64,
+    y: f64,
+    yy: f64,
+    champion_abs: f64,
+}
+
+impl RegSums {
+    fn add(&mut self, w: f64, y: f64, e: f64, ce: f64) {
+        self.w += w;
+        self.abs += w * e.abs();
+        self.sq += w * e * e;
+        self.err += w * e;
+        self.y += w * y;
+        self.yy += w * y * y;
+        self.champion_abs += w * ce.abs();
+    }
+
+    fn overall(&self) -> [Option<f64>; 3] {
+        if self.w <= 0.0 {
+            return [None; 3];
+        }
+        // `y` is centred on the full sample's mean, so Σy² − (Σy)²/Σw loses little.
+        let ss_tot = (self.yy - self.y * self.y / self.w).max(0.0);
+        let r2 = if ss_tot == 0.0 { if self.sq == 0.0 { 1.0 } else { 0.0 } } else { 1.0 - self.sq / ss_tot };
+        [Some(self.abs / self.w), Some((self.sq / self.w).sqrt()), Some(r2)]
+    }
+
+    fn group(&self) -> [Option<f64>; 3] {
+        if self.w <= 0.0 {
+            return [None; 3];
+        }
+        [Some(self.abs / self.w), Some((self.sq / self.w).sqrt()), Some(self.err / self.w)]
+    }
+
+    fn relative_increase(&self) -> Option<f64> {
+        (self.w > 0.0 && self.champion_abs > 0.0).then(|| self.abs / self.champion_abs - 1.0)
+    }
+}
+
+/// MAE, RMSE and R² of a regressor with percentile intervals from `resamples` Poisson
+/// resamples (the multiplicities of [`poisson_weight`]); each group's MAE, RMSE and mean error;
+/// and, with the champion's predictions on the same rows, the relative MAE increase. Point
+/// values are [`regression`]'s (scikit-learn's definitions, R² with `force_finite`).
+pub fn evaluate_regression(truth: &[f64], pred: &[f64], champion: Option<&[f64]>, attributes: &[&[String]], resamples: usize, seed: u64, level: f64) -> RegressionEvaluation {
+    let n = truth.len();
+    let mean = if n > 0 { truth.iter().sum::<f64>() / n as f64 } else { 0.0 };
+    let centred: Vec<f64> = truth.iter().map(|y| y - mean).collect();
+    let errors: Vec<f64> = pred.iter().zip(truth).map(|(p, y)| p - y).collect();
+    let champion_errors: Vec<f64> = match champion {
+        Some(c) => c.iter().zip(truth).map(|(p, y)| p - y).collect(),
+        None => vec![0.0; n],
+    };
+    // Group index of each row, per attribute.
+    let groups: Vec<(Vec<String>, Vec<u32>)> = attributes
+        .iter()
+        .map(|values| {
+            let mut names: Vec<String> = values.to_vec();
+            names.sort();
+            names.dedup();
+            let idx = values.iter().map(|v| names.binary_search(v).map_or(0, |i| i as u32)).collect();
+            (names, idx)
+        })
+        .collect();
+    let sums = |weight: &dyn Fn(usize) -> f64| -> (RegSums, Vec<Vec<RegSums>>) {
+        let mut all = RegSums::default();
+        let mut per: Vec<Vec<RegSums>> = groups.iter().map(|(names, _)| vec![RegSums::default(); names.len()]).collect();
+        for i in 0..n {
+            let w = weight(i);
+            if w == 0.0 {
+                continue;
+            }
+            all.add(w, centred[i], errors[i], champion_errors[i]);
+            for (a, (_, idx)) in groups.iter().enumerate() {
+                per[a][idx[i] as usize].add(w, centred[i], errors[i], champion_errors[i]);
+            }
+        }
+        (all, per)
+    };
+    let (point_all, point_groups) = sums(&|_| 1.0);
+    let point_overall = regression(truth, pred).map_or([None; 3], |(mae, rmse, r2)| [Some(mae), Some(rmse), Some(r2)]);
+    // Samples: overall metrics, the relative increase, then each group's metrics.
+    let slots = REGRESSION_METRICS.len() + 1 + groups.iter().map(|(names, _)| names.len() * REGRESSION_GROUP_METRICS.len()).sum::<usize>();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 8).min(resamples.max(1));
+    let per_thread = resamples.div_ceil(threads);
+    let sums = &sums;
+    let parts: Vec<Vec<Vec<f64>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                sc.spawn(move || {
+                    let mut samples = vec![Vec::new(); slots];
+                    for r in t * per_thread..((t + 1) * per_thread).min(resamples) {
+                        let (all, per) = sums(&|i| f64::from(poisson_weight(seed, r as u64, n as u64, i as u64)));
+                        let mut slot = 0;
+                        let mut push = |v: Option<f64>| {
+                            if let Some(v) = v.filter(|v| v.is_finite()) {
+                                samples[slot].push(v);
+                            }
+                            slot += 1;
+                        };
+                        all.overall().into_iter().for_each(&mut push);
+                        push(champion.and(all.relative_increase()));
+                        for gs in &per {
+                            for g in gs {
+                                g.group().into_iter().for_each(&mut push);
+                            }
+                        }
+                    }
+                    samples
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); slots];
+    for part in parts {
+        for (k, v) in part.into_iter().enumerate() {
+            samples[k].extend(v);
+        }
+    }
+    let mut samples = samples.into_iter();
+    let mut estimate = |metric: &'static str, value: Option<f64>| Estimate { metric, value, ci: percentile_ci(samples.next().unwrap_or_default(), resamples, level) };
+    let overall = REGRESSION_METRICS.iter().zip(point_overall).map(|(m, v)| estimate(m, v)).collect();
+    let increase = estimate("relative_mae_increase", champion.and(point_all.relative_increase()));
+    let attributes = groups
+        .iter()
+        .zip(point_groups)
+        .map(|((names, idx), pts)| {
+            names
+                .iter()
+                .enumerate()
+                .zip(pts)
+                .map(|((gi, name), pt)| {
+                    let size = idx.iter().filter(|&&x| x as usize == gi).count() as u64;
+                    GroupEstimate { group: name.clone(), n: size, positives: 0, negatives: 0, estimates: REGRESSION_GROUP_METRICS.iter().zip(pt.group()).map(|(m, v)| estimate(m, v)).collect() }
+                })
+                .collect()
+        })
+        .collect();
+    let champion = champion.map(|_| {
+        let mae = point_all.champion_abs / point_all.w.max(1.0);
+        (Estimate { metric: "champion_mae", value: Some(mae), ci: None }, increase)
+    });
+    RegressionEvaluation { overall, attributes, champion }
+}

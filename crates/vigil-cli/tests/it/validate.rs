@@ -83,3 +83,88 @@ fn card_is_generated_from_the_registry_and_the_bound_report() {
     assert!(mct["quantitative_analysis"]["performance_metrics"].as_array().unwrap().iter().any(|m| m["type"] == "roc_auc" && m["confidence_interval"]["lower_bound"].is_string()));
     assert_eq!(v.run(&["card", "sepsis@1.0.0", "--format", "pdf"]).code, 2);
 }
+
+/// The HTML card in a real browser: headless Chromium lays the page out, and a check script
+/// (added to a copy for the test only; the card itself carries no scripts) measures the inline
+/// SVG plots and reads the tables back.
+#[test]
+fn card_html_renders_in_headless_chromium() {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()));
+    let Some(chromium) = chromium else {
+        assert!(std::env::var_os("CI").is_none(), "CI must install Chromium (.ci/run)");
+        eprintln!("skipping: no Chromium on this machine");
+        return;
+    };
+    let v = Vigil::with_team();
+    v.register("ds", ("sepsis", "1.0.0")).ok();
+    v.validate_ok("ds", "sepsis@1.0.0");
+    let dir = tempfile::tempdir().unwrap();
+    let card = dir.path().join("card.html");
+    v.run(&["card", "sepsis@1.0.0", "--format", "html", "--output", card.to_str().unwrap()]).ok();
+    let html = std::fs::read_to_string(&card).unwrap();
+    assert!(!html.contains("<script"), "the card itself is static");
+    let check = r#"<script>
+const out = {};
+out.svgs = [...document.querySelectorAll('svg')].map(s => {
+  const r = s.getBoundingClientRect(), p = s.querySelector('polyline'), b = p ? p.getBBox() : null;
+  return {w: r.width, h: r.height, title: s.getAttribute('aria-label'), points: p ? p.points.numberOfItems : 0, line: b ? [b.width, b.height] : null, dots: s.querySelectorAll('circle').length};
+});
+out.headings = [...document.querySelectorAll('h2,h3')].map(h => h.textContent);
+out.groups = [...document.querySelectorAll('table')].filter(t => t.rows[0] && t.rows[0].cells.length === 10).map(t => t.rows.length - 1);
+out.overflow = document.documentElement.scrollWidth > 4000;
+const pre = document.createElement('pre'); pre.id = 'vigil-check'; pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+</script></body>"#;
+    let probe = dir.path().join("probe.html");
+    std::fs::write(&probe, html.replace("</body>", check)).unwrap();
+    let out = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000", "--window-size=1280,2000", "--dump-dom"])
+        .arg(format!("file://{}", probe.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let start = dom.find("<pre id=\"vigil-check\">").unwrap_or_else(|| panic!("the check did not run: {}", String::from_utf8_lossy(&out.stderr)));
+    let text = &dom[start + "<pre id=\"vigil-check\">".len()..];
+    let json = &text[..text.find("</pre>").unwrap()].replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">");
+    let got: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let svgs = got["svgs"].as_array().unwrap();
+    assert_eq!(svgs.len(), 2, "{got}");
+    for s in svgs {
+        assert_eq!((s["w"].as_f64(), s["h"].as_f64()), (Some(300.0), Some(300.0)), "{s}");
+        assert!(s["points"].as_u64().unwrap() >= 3, "the curve has points: {s}");
+        assert!(s["line"][0].as_f64().unwrap() > 50.0 && s["line"][1].as_f64().unwrap() > 50.0, "the curve spans the plot: {s}");
+    }
+    assert!(svgs[0]["title"].as_str().unwrap().starts_with("ROC curve (AUC "), "{got}");
+    assert!(svgs[1]["dots"].as_u64().unwrap() >= 2, "one dot per calibration bin: {got}");
+    assert!(got["headings"].as_array().unwrap().iter().any(|h| h == "Fairness by sex"), "{got}");
+    assert_eq!(got["groups"], serde_json::json!([2]), "F and M, each with every metric: {got}");
+    assert_eq!(got["overflow"], false);
+}
+
+#[test]
+fn a_regressor_is_validated_from_numeric_columns() {
+    let v = Vigil::with_team();
+    v.as_user("ds", &["model", "register", "los", "--version", "1.0.0", "--type", "regression", "--artifact-uri", "s3://m/los", "--artifact-sha256", &"ab".repeat(32)]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.json");
+    std::fs::write(&policy, r#"{"require_card_complete": false, "require_data_hash": false, "resamples": 300}"#).unwrap();
+    let set = v.as_user("admin", &["--json", "policy", "validation", "set", "--model", "los", "--file", policy.to_str().unwrap(), "--reason", "no card yet"]).ok().json();
+    assert_eq!((set["policy"]["fairness_criterion"].as_str(), set["policy"]["floors"]["r2"].as_f64()), (Some("relative_mae_gap"), Some(0.0)), "the regression default underneath: {set}");
+    let mut csv = String::from("days,predicted,sex\n");
+    for i in 0..300u32 {
+        let truth = 2.0 + f64::from(i % 17);
+        let err = (f64::from(i % 7) - 3.0) * 0.3;
+        csv.push_str(&format!("{truth},{},{}\n", truth + err, if i % 2 == 0 { "F" } else { "M" }));
+    }
+    let file = dir.path().join("h.csv");
+    std::fs::write(&file, csv).unwrap();
+    let f = file.to_str().unwrap();
+    let j = v.as_user("ds", &["--json", "validate", "los@1.0.0", "--data", f, "--label", "days", "--score", "predicted", "--sensitive", "sex"]).ok().json();
+    assert_eq!(j["passed"], true, "{j}");
+    assert_eq!(j["metrics"].as_array().unwrap().iter().map(|m| m["metric"].as_str().unwrap()).collect::<Vec<_>>(), ["mae", "rmse", "r2"]);
+    let md = v.run(&["card", "los@1.0.0"]).ok().stdout;
+    assert!(md.contains("| Group | n | MAE | RMSE | Mean error (bias) |") && md.contains("relative MAE gap"), "{md}");
+    // Text in the target column is refused, naming the column.
+    let bad = v.as_user("ds", &["validate", "los@1.0.0", "--data", f, "--label", "sex", "--score", "predicted"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("invalid_validation_data") && bad.stderr.contains("sex"), "{}", bad.stderr);
+}

@@ -230,3 +230,31 @@ fn group_estimates_equal_the_group_rates_and_scikit_learn_on_the_same_resamples(
     }
     assert!(checked >= 20, "{checked}");
 }
+
+#[test]
+fn regression_intervals_match_scikit_learn_on_the_same_resamples() {
+    use vigil_stats::validation::evaluate_regression;
+    let r = &load("validation.json")["regression"];
+    let (t, p, c, g) = (floats(&r["truth"]), floats(&r["pred"]), floats(&r["champion"]), strings(&r["group"]));
+    let ev = evaluate_regression(&t, &p, Some(&c), &[&g], 200, 20261128, 0.95);
+    let b = &r["bootstrap"];
+    let check = |e: &vigil_stats::validation::Estimate, key: &str| {
+        let ci = e.ci.clone().unwrap();
+        assert_eq!(ci.used as u64, b[key]["used"].as_u64().unwrap(), "{key}");
+        close(Some(ci.low), &b[key]["low"], 1e-9, &format!("{key} low"));
+        close(Some(ci.high), &b[key]["high"], 1e-9, &format!("{key} high"));
+    };
+    for (e, key) in ev.overall.iter().zip(["mae", "rmse", "r2"]) {
+        assert_eq!(e.metric, key);
+        close(e.value, &r[key], 1e-12, key);
+        check(e, key);
+    }
+    let (champion_mae, increase) = ev.champion.clone().unwrap();
+    assert!(champion_mae.value.unwrap() > ev.overall[0].value.unwrap(), "the champion is noisier");
+    check(&increase, "relative_mae_increase");
+    let groups = &ev.attributes[0];
+    assert_eq!(groups.iter().map(|x| (x.group.as_str(), x.n)).collect::<Vec<_>>(), [("A", 33), ("B", 17)]);
+    check(&groups[0].estimates[0], "A_mae");
+    check(&groups[1].estimates[0], "B_mae");
+    check(&groups[1].estimates[2], "B_mean_error");
+}

@@ -216,6 +216,17 @@ impl Env {
         rec.id
     }
 
+    /// Moves a version through a fully approved request, on the validation reports it has.
+    pub fn promote_validated(&self, v: &ModelVersion, to: vigil_core::model::Stage) -> String {
+        let r = self.registry.request_promotion(&self.login("ds"), &v.id, to, "meets thresholds").expect("request");
+        for signer in self.signers_for(to) {
+            self.registry
+                .approve_promotion(&uid(signer), &Password::new(PW), &r.id, vigil_core::approval::Meaning::Approval, "ok")
+                .expect("approve");
+        }
+        r.id
+    }
+
     /// Moves a version through a fully approved request (validating it first for Production).
     pub fn promote(&self, v: &ModelVersion, to: vigil_core::model::Stage) -> String {
         if to == vigil_core::model::Stage::Production {
@@ -250,7 +261,7 @@ pub fn good_holdout() -> vigil_core::validate::ValidationData {
         champ.push((0.3 * f64::from(u8::from(y)) + 0.7 * u()).clamp(0.0, 1.0));
         sex.push(if i % 2 == 0 { "F".to_string() } else { "M".to_string() });
     }
-    vigil_core::validate::ValidationData { labels, scores, champion_scores: Some(champ), sensitive: vec![("sex".into(), sex)], threshold: 0.5 }
+    vigil_core::validate::ValidationData { labels, scores, champion_scores: Some(champ), sensitive: vec![("sex".into(), sex)], threshold: 0.5, targets: None }
 }
 
 pub fn uid(s: &str) -> UserId {

@@ -6,7 +6,7 @@ use crate::conformance;
 use vigil_core::ErrorCode;
 use vigil_core::model::Stage;
 use vigil_core::store::AuditQuery;
-use crate::support::{PW, uid};
+use crate::support::{PW, new_version, uid};
 use vigil_core::ids::ModelName;
 use vigil_core::model::ModelType;
 use vigil_core::validate::{PolicyScope, ValidationData, ValidationPolicy};
@@ -23,7 +23,7 @@ fn holdout(n: usize, signal: f64, seed: u64) -> ValidationData {
         champ.push((0.2 * f64::from(u8::from(y)) + 0.7 * u()).clamp(0.0, 1.0));
         sex.push(if u() < 0.5 { "F".to_string() } else { "M".to_string() });
     }
-    ValidationData { labels, scores, champion_scores: Some(champ), sensitive: vec![("sex".into(), sex)], threshold: 0.5 }
+    ValidationData { labels, scores, champion_scores: Some(champ), sensitive: vec![("sex".into(), sex)], threshold: 0.5, targets: None }
 }
 
 fn lenient() -> ValidationPolicy {
@@ -173,5 +173,112 @@ conformance!(validation_policies_resolve_per_model_then_type_and_are_governed, |
     let e = reg.request_promotion(&env.login("ds"), &v.id, Stage::Staging, "again").unwrap_err();
     assert_eq!(e.code(), ErrorCode::ValidationRequired);
     assert!(e.message().contains("no validation report for its current content"), "{e}");
+    assert!(env.verify().ok());
+});
+
+conformance!(a_released_card_keeps_the_evidence_its_approvers_saw, |env| {
+    env.with_team();
+    let reg = &env.registry;
+    let ds = env.login("ds");
+    let v = env.register("ds", "aki", "1.0.0");
+    assert_eq!(reg.card_evidence(&v.id).unwrap(), None);
+    let first = reg.validate(&ds, &v.id, &holdout(400, 0.0, 21), None).unwrap();
+    assert_eq!(reg.card_evidence(&v.id).unwrap().map(|r| r.id), Some(first.id.clone()), "before release: the newest");
+    let approved = env.validate_ok(&v);
+    assert_eq!(reg.card_evidence(&v.id).unwrap().map(|r| r.id), Some(approved.clone()));
+    let r = reg.request_promotion(&ds, &v.id, Stage::Production, "approved evidence").unwrap();
+    for signer in ["lead", "clin"] {
+        reg.approve_promotion(&uid(signer), &vigil_core::auth::Password::new(PW), &r.id, vigil_core::approval::Meaning::Approval, "ok").unwrap();
+    }
+    assert_eq!(reg.get_version_by_id(&v.id).unwrap().stage, Stage::Production);
+    // Later validations (monitoring, a new holdout) are stored but do not change the card.
+    let later = reg.validate(&ds, &v.id, &holdout(400, 0.0, 22), None).unwrap();
+    assert!(!later.passed);
+    assert_eq!(reg.validation_reports(&v.id).unwrap()[0].id, later.id);
+    let promote_id = env.validate_ok(&v);
+    assert_ne!(promote_id, approved);
+    assert_eq!(reg.card_evidence(&v.id).unwrap().map(|r| r.id), Some(approved), "the released card keeps its evidence");
+    // A new version gets its own card: nothing carries over.
+    let v2 = env.register("ds", "aki", "1.1.0");
+    assert_eq!(reg.card_evidence(&v2.id).unwrap(), None);
+});
+
+/// A regressor's holdout: truth ~ N(50, 10); predictions with noise `noise`; the champion's
+/// with noise 6; a sex column, and `bias` added to one group's predictions.
+fn regression_holdout(n: usize, noise: f64, bias: f64, seed: u64) -> ValidationData {
+    let mut r = SplitMix64(seed);
+    let mut u = move || (r.next_u64() >> 11) as f64 / 9_007_199_254_740_992.0;
+    let mut normal = move || {
+        let (a, b) = (u().max(1e-300), u());
+        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+    };
+    let (mut t, mut p, mut c, mut sex) = (vec![], vec![], vec![], vec![]);
+    for i in 0..n {
+        let y = 50.0 + 10.0 * normal();
+        let f = i % 2 == 0;
+        t.push(y);
+        p.push(y + noise * normal() + if f { bias } else { 0.0 });
+        c.push(y + 6.0 * normal());
+        sex.push(if f { "F".to_string() } else { "M".to_string() });
+    }
+    ValidationData { labels: vec![], scores: p, champion_scores: Some(c), sensitive: vec![("sex".into(), sex)], threshold: 0.5, targets: Some(t) }
+}
+
+conformance!(regressors_are_validated_on_their_own_metrics_and_gates, |env| {
+    env.with_team();
+    let reg = &env.registry;
+    let ds = env.login("ds");
+    let admin = env.login("admin");
+    let mut nv = new_version("los-days", "1.0.0");
+    nv.model_type = ModelType::Regression;
+    let v = reg.register_model(&ds, nv).unwrap();
+    // The built-in regression default: R² floor, relative MAE gap, no binary metric.
+    let p = reg.validation_policy(&ModelName::parse("los-days").unwrap()).unwrap();
+    assert_eq!((p.source, p.policy.fairness_criterion), ("built_in", vigil_core::validate::FairnessCriterion::RelativeMaeGap));
+    let scope = PolicyScope::ModelType(ModelType::Regression);
+    let wrong = ValidationPolicy { floors: [("roc_auc".to_string(), 0.7)].into_iter().collect(), ..ValidationPolicy::default_for(ModelType::Regression) };
+    assert_eq!(reg.set_validation_policy(&admin, &scope, &wrong, "x").unwrap_err().code(), ErrorCode::InvalidPolicy);
+    let wrong = ValidationPolicy { require_card_complete: false, ..ValidationPolicy::default() };
+    assert_eq!(reg.set_validation_policy(&admin, &scope, &wrong, "x").unwrap_err().code(), ErrorCode::InvalidPolicy, "equalized odds is not a regression criterion");
+    let set = reg.set_validation_policy_json(&admin, &scope, &serde_json::json!({"require_card_complete": false, "resamples": 300, "ceilings": {"mae": 5.0}}), "partial test cards").unwrap();
+    assert_eq!((set.policy.fairness_criterion, set.policy.resamples), (vigil_core::validate::FairnessCriterion::RelativeMaeGap, 300), "missing keys take the regression default");
+
+    // Binary data for a regressor, and the other way round, are refused.
+    assert_eq!(reg.validate(&ds, &v.id, &holdout(100, 0.4, 1), None).unwrap_err().code(), ErrorCode::InvalidValidationData);
+    let mut nan = regression_holdout(100, 2.0, 0.0, 2);
+    nan.targets.as_mut().unwrap()[5] = f64::NAN;
+    assert_eq!(reg.validate(&ds, &v.id, &nan, None).unwrap_err().code(), ErrorCode::InvalidValidationData);
+    let clf = env.register("ds", "sepsis", "1.0.0");
+    assert_eq!(reg.validate(&ds, &clf.id, &regression_holdout(100, 2.0, 0.0, 3), None).unwrap_err().code(), ErrorCode::InvalidValidationData);
+
+    // A good regressor passes; its report carries MAE, RMSE, R² and group errors with intervals.
+    let good = reg.validate(&ds, &v.id, &regression_holdout(600, 2.0, 0.0, 4), None).unwrap();
+    assert!(good.passed, "{}", good.report);
+    let rep: serde_json::Value = serde_json::from_str(&good.report).unwrap();
+    assert_eq!(rep["metrics"].as_array().unwrap().iter().map(|m| m["metric"].as_str().unwrap()).collect::<Vec<_>>(), ["mae", "rmse", "r2"]);
+    assert!(rep["metrics"][0]["ci"]["low"].as_f64().unwrap() < rep["metrics"][0]["value"].as_f64().unwrap());
+    assert_eq!(rep["fairness"][0]["criterion"], "relative_mae_gap");
+    assert!(rep["fairness"][0]["groups"][0]["metrics"]["mean_error"]["ci"]["high"].is_f64());
+    // A biased group fails the fairness gate; a noisy model fails the MAE ceiling.
+    let biased = reg.validate(&ds, &v.id, &regression_holdout(600, 2.0, 4.0, 5), None).unwrap();
+    let rep: serde_json::Value = serde_json::from_str(&biased.report).unwrap();
+    let failed: Vec<&str> = rep["gates"].as_array().unwrap().iter().filter(|g| g["passed"] != true).map(|g| g["gate"].as_str().unwrap()).collect();
+    assert_eq!(failed, ["fairness:sex"], "{}", biased.report);
+    let noisy = reg.validate(&ds, &v.id, &regression_holdout(600, 8.0, 0.0, 6), None).unwrap();
+    assert!(noisy.report.contains("\"gate\":\"ceiling:mae\",\"passed\":false"), "{}", noisy.report);
+
+    // Into Production on a passing report; a challenger is compared with the champion's MAE.
+    reg.validate(&ds, &v.id, &regression_holdout(600, 2.0, 0.0, 7), None).unwrap();
+    env.promote_validated(&v, Stage::Production);
+    let mut nv = new_version("los-days", "1.1.0");
+    nv.model_type = ModelType::Regression;
+    let v2 = reg.register_model(&ds, nv).unwrap();
+    let better = reg.validate(&ds, &v2.id, &regression_holdout(600, 2.0, 0.0, 8), None).unwrap();
+    let rep: serde_json::Value = serde_json::from_str(&better.report).unwrap();
+    assert_eq!(rep["champion"]["method"], "paired Poisson bootstrap");
+    assert!(better.passed, "{}", better.report);
+    let worse = reg.validate(&ds, &v2.id, &regression_holdout(600, 8.0, 0.0, 9), None).unwrap();
+    assert!(worse.report.contains("\"gate\":\"champion\",\"passed\":false"), "{}", worse.report);
+    assert_eq!(reg.request_promotion(&ds, &v2.id, Stage::Production, "worse").unwrap_err().code(), ErrorCode::ValidationRequired);
     assert!(env.verify().ok());
 });
