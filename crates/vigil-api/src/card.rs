@@ -69,7 +69,10 @@ fn columns(f: &Value) -> &'static [(&'static str, &'static str)] {
 
 /// A group's row: name, n, then each metric with its interval (or why it is suppressed).
 fn group_row(g: &Value, cols: &[(&str, &str)]) -> (String, Result<Vec<String>, String>) {
-    let name = g["group"].as_str().unwrap_or("").to_owned();
+    let name = match g["suppressed_groups"].as_u64() {
+        Some(k) => format!("{k} group(s)"),
+        None => g["group"].as_str().unwrap_or("").to_owned(),
+    };
     match g["suppressed"].as_str() {
         Some(why) => (name, Err(why.to_owned())),
         None => {
@@ -140,8 +143,9 @@ fn curves_svg(e: &Value) -> String {
     )
 }
 
+/// Text for a Markdown table cell or heading: no table breaks, no raw HTML.
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('|', "\\|").replace('\n', " ")
 }
 
 /// Markdown.
@@ -178,7 +182,7 @@ pub fn markdown(doc: &Value) -> String {
             }
             for f in e["fairness"].as_array().into_iter().flatten() {
                 let cols = columns(f);
-                out.push_str(&format!("\n### Fairness by {}\n\n{}\n\n| Group | n |", f["attribute"].as_str().unwrap_or("").replace('\n', " "), fairness_summary(f)));
+                out.push_str(&format!("\n### Fairness by {}\n\n{}\n\n| Group | n |", md_cell(f["attribute"].as_str().unwrap_or("")).replace("\\|", "|"), fairness_summary(f)));
                 for (_, label) in cols {
                     out.push_str(&format!(" {label} |"));
                 }

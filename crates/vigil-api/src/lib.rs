@@ -137,6 +137,7 @@ pub fn request(r: &PromotionRequest) -> Value {
         "expires_at": r.expires_at.map(|t| t.to_rfc3339()),
         "decided_at": r.decided_at.map(|t| t.to_rfc3339()),
         "status_reason": r.status_reason,
+        "validation_report_id": r.validation_report_id,
     })
 }
 

@@ -13,10 +13,21 @@ use vigil_core::registry::Registry;
 use vigil_core::validate::{ArtifactCheck, PolicyScope};
 use vigil_core::{Error, ErrorCode};
 
-/// The artifact's bytes re-hashed where this process can read them: a local file
-/// (`file://` or a plain path). Other locations (object stores, registries) are not
-/// re-verified here; `vigil serve` re-verifies artifacts in its own store.
-pub fn local_artifact_check(uri: &str) -> Option<ArtifactCheck> {
+/// The artifact's bytes re-hashed where this process can read them: Vigil's own artifact
+/// directory (`mlflow-artifacts:/…` under DATA_DIR/artifacts, hashed as `vigil serve` does)
+/// or a local file (`file://` or a plain path). Object stores and other registries are not
+/// re-verified here (`vigil serve` re-verifies its S3 store).
+pub fn local_artifact_check(g: &Global, uri: &str) -> Option<ArtifactCheck> {
+    if uri.starts_with("mlflow-artifacts:") {
+        let Some(dir) = g.data_dir.clone() else {
+            return Some(ArtifactCheck::Unreadable("Vigil's artifact store is not local here; validate through the server (--url)".into()));
+        };
+        return Some(match vigil_server::artifacts::local_tree_digest(&dir.join("artifacts"), uri) {
+            Ok(Some(d)) => ArtifactCheck::Digest(d),
+            Ok(None) => return None,
+            Err(_) => ArtifactCheck::Unreadable("the files are not in DATA_DIR/artifacts (a server with another artifact store re-verifies them: validate with --url)".into()),
+        });
+    }
     let path = match uri.strip_prefix("file://") {
         Some(p) => p,
         None if !uri.contains("://") && !uri.contains(':') => uri,
@@ -46,7 +57,7 @@ pub fn run(g: &Global, reference: &str, data: &Path, label: &str, score: &str, c
     let t = vigil_data::read_table(data)?;
     let input = vigil_data::holdout_for(v.model_type, &t, label, score, champion, sensitive, threshold)?;
     let actor = principal(&reg, g)?;
-    let check = local_artifact_check(&v.content.artifact_uri);
+    let check = local_artifact_check(g, &v.content.artifact_uri);
     let rec = reg.validate(&actor, &v.id, &input, check)?;
     let mut report: serde_json::Value = serde_json::from_str(&rec.report)?;
     report["report_id"] = serde_json::json!(rec.id);

@@ -163,6 +163,7 @@ pub fn request_detail(d: &Value) {
         ("requester", s(&d["requester"])),
         ("justification", s(&d["justification"])),
         ("content hash", s(&d["content_hash"])),
+        ("validation", or(&d["validation_report_id"], "not required")),
         ("opened", s(&d["created_at"])),
         ("expires", or(&d["expires_at"], "never")),
         ("tally", tally(&d["tally"])),

@@ -220,6 +220,10 @@ pub struct PromotionRequest {
     pub decided_at: Option<Timestamp>,
     /// Why it left `pending` (rejection comment, withdrawal reason, superseding event).
     pub status_reason: Option<String>,
+    /// The passing validation report the request rests on (Production, and Staging when the
+    /// policy asks): approvers sign over it, and the move completes only while it is still
+    /// the version's newest report.
+    pub validation_report_id: Option<String>,
 }
 
 impl PromotionRequest {

@@ -269,7 +269,7 @@ impl Registry {
 
     /// Loads a version after locking its model's row, so that concurrent changes to the
     /// model's versions (promotions, content edits, requests) serialise on PostgreSQL.
-    fn lock_version(tx: &mut dyn Tx, id: &str) -> Result<ModelVersion> {
+    pub(crate) fn lock_version(tx: &mut dyn Tx, id: &str) -> Result<ModelVersion> {
         let v = Self::load_version(tx, id)?;
         tx.get_model_by_name(&v.model_name, true)?;
         Self::load_version(tx, id)
@@ -746,6 +746,7 @@ impl Registry {
                 created_at: now,
                 decided_at: None,
                 status_reason: None,
+                validation_report_id: validation.clone(),
             };
             tx.insert_request(&r)?;
             let mut e = self.version_event(
@@ -931,9 +932,16 @@ impl Registry {
         if v.stage != r.from_stage {
             return Err(Error::new(ErrorCode::ConcurrentModification, format!("{} moved to {} while the request was open", v.reference(), v.stage)));
         }
-        // The evidence is checked again when the stage moves: a newer failing report, or a
-        // policy that now covers Staging, stops the move.
+        // The evidence is checked again when the stage moves: a newer report (passing or
+        // not), a changed policy or champion, or a policy that now covers Staging, stops the
+        // move. The approvers signed over the request's report; only that one counts.
         let validation = Self::validation_gate(tx, &v, r.to_stage)?;
+        if validation.is_some() && validation != r.validation_report_id {
+            return Err(Error::new(
+                ErrorCode::ValidationRequired,
+                format!("the validation evidence of {} changed since request {} was opened (newest report {}); open a new request", v.reference(), r.id, validation.as_deref().unwrap_or("")),
+            ));
+        }
         if r.to_stage == Stage::Production {
             for mut old in tx.versions_in_stage(&model.id, Stage::Production)? {
                 if old.id == v.id {

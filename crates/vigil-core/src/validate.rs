@@ -67,6 +67,18 @@ pub struct ValidationPolicy {
     pub fairness_tolerance: f64,
     /// Minimum evidence per group; smaller groups are suppressed in the report.
     pub min_group: Minimums,
+    /// Minimum evidence of the whole holdout (rows, and for binary models positives and
+    /// negatives): a smaller holdout fails the `evidence:holdout` gate.
+    pub min_holdout: Minimums,
+    /// Sensitive attributes the holdout must carry (each missing one fails its fairness
+    /// gate). With none listed, at least one attribute must be given.
+    pub required_attributes: Vec<String>,
+    /// The deployed decision threshold of a binary model: a holdout validated at another
+    /// threshold is refused. `None`: the threshold is stated in each report.
+    pub decision_threshold: Option<f64>,
+    /// The artifact's bytes must have been re-read and re-hashed (artifacts Vigil cannot read
+    /// then fail the digest gate instead of passing as recorded).
+    pub require_reverified_digest: bool,
     /// The model card's 31 HTI-1 attributes must all be filled or marked not available.
     pub require_card_complete: bool,
     /// The training data hash must be recorded.
@@ -95,6 +107,10 @@ impl Default for ValidationPolicy {
             fairness_criterion: FairnessCriterion::EqualizedOdds,
             fairness_tolerance: 0.1,
             min_group: Minimums::default(),
+            min_holdout: Minimums { rows: 100, positives: 10, negatives: 10 },
+            required_attributes: Vec::new(),
+            decision_threshold: None,
+            require_reverified_digest: false,
             require_card_complete: true,
             require_data_hash: true,
             require_artifact_digest: true,
@@ -115,7 +131,7 @@ pub enum PolicyScope {
 }
 
 const POLICY_KEYS: &[&str] = &[
-    "floors", "ceilings", "max_auc_regression", "max_relative_mae_increase", "fairness_criterion", "fairness_tolerance", "min_group", "require_card_complete", "require_data_hash",
+    "floors", "ceilings", "max_auc_regression", "max_relative_mae_increase", "fairness_criterion", "fairness_tolerance", "min_group", "min_holdout", "required_attributes", "decision_threshold", "require_reverified_digest", "require_card_complete", "require_data_hash",
     "require_artifact_digest", "require_for_staging", "resamples", "seed",
 ];
 
@@ -131,6 +147,7 @@ impl ValidationPolicy {
                 fairness_criterion: FairnessCriterion::RelativeMaeGap,
                 fairness_tolerance: 0.25,
                 min_group: Minimums { rows: 30, positives: 0, negatives: 0 },
+                min_holdout: Minimums { rows: 100, positives: 0, negatives: 0 },
                 ..ValidationPolicy::default()
             },
             _ => ValidationPolicy::default(),
@@ -184,8 +201,16 @@ impl ValidationPolicy {
         if !(0.0..=1.0).contains(&self.fairness_tolerance) {
             return bad("fairness_tolerance must be in [0, 1]".into());
         }
-        if self.min_group.rows == 0 || self.min_group.rows > 1_000_000 || self.min_group.positives > self.min_group.rows || self.min_group.negatives > self.min_group.rows {
-            return bad("min_group needs 1 to 1,000,000 rows and at most that many positives and negatives".into());
+        for (name, m) in [("min_group", self.min_group), ("min_holdout", self.min_holdout)] {
+            if m.rows == 0 || m.rows > 1_000_000 || m.positives > m.rows || m.negatives > m.rows {
+                return bad(format!("{name} needs 1 to 1,000,000 rows and at most that many positives and negatives"));
+            }
+        }
+        if self.decision_threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            return bad("decision_threshold must be in [0, 1]".into());
+        }
+        if self.required_attributes.iter().any(|a| a.trim().is_empty() || a.len() > 200) || self.required_attributes.len() > 20 {
+            return bad("required_attributes lists up to 20 column names".into());
         }
         if !(200..=100_000).contains(&self.resamples) {
             return bad("resamples must be between 200 and 100,000".into());
@@ -203,6 +228,10 @@ impl ValidationPolicy {
             "fairness_criterion": self.fairness_criterion.as_str(),
             "fairness_tolerance": self.fairness_tolerance,
             "min_group": {"rows": self.min_group.rows, "positives": self.min_group.positives, "negatives": self.min_group.negatives},
+            "min_holdout": {"rows": self.min_holdout.rows, "positives": self.min_holdout.positives, "negatives": self.min_holdout.negatives},
+            "required_attributes": self.required_attributes,
+            "decision_threshold": self.decision_threshold,
+            "require_reverified_digest": self.require_reverified_digest,
             "require_card_complete": self.require_card_complete,
             "require_data_hash": self.require_data_hash,
             "require_artifact_digest": self.require_artifact_digest,
@@ -264,19 +293,34 @@ impl ValidationPolicy {
         if let Some(x) = num("fairness_tolerance")? {
             p.fairness_tolerance = x;
         }
-        if let Some(m) = obj.get("min_group") {
-            let m = m.as_object().ok_or_else(|| bad("min_group has rows, positives and negatives".into()))?;
+        let minimums = |key: &str, d: Minimums| -> Result<Minimums> {
+            let Some(m) = obj.get(key) else { return Ok(d) };
+            let m = m.as_object().ok_or_else(|| bad(format!("{key} has rows, positives and negatives")))?;
             let count = |k: &str, d: u64| -> Result<u64> {
                 match m.get(k) {
                     None => Ok(d),
-                    Some(x) => x.as_u64().ok_or_else(|| bad(format!("min_group.{k} must be a whole number"))),
+                    Some(x) => x.as_u64().ok_or_else(|| bad(format!("{key}.{k} must be a whole number"))),
                 }
             };
             if let Some(k) = m.keys().find(|k| !["rows", "positives", "negatives"].contains(&k.as_str())) {
-                return Err(bad(format!("unknown min_group key {}", crate::ids::quote_key(k))));
+                return Err(bad(format!("unknown {key} key {}", crate::ids::quote_key(k))));
             }
-            p.min_group = Minimums { rows: count("rows", p.min_group.rows)?, positives: count("positives", p.min_group.positives)?, negatives: count("negatives", p.min_group.negatives)? };
+            Ok(Minimums { rows: count("rows", d.rows)?, positives: count("positives", d.positives)?, negatives: count("negatives", d.negatives)? })
+        };
+        p.min_group = minimums("min_group", p.min_group)?;
+        p.min_holdout = minimums("min_holdout", p.min_holdout)?;
+        if let Some(x) = obj.get("required_attributes") {
+            p.required_attributes = x
+                .as_array()
+                .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| bad("required_attributes is a list of column names".into()))?;
         }
+        match obj.get("decision_threshold") {
+            None => {}
+            Some(Value::Null) => p.decision_threshold = None,
+            Some(x) => p.decision_threshold = Some(x.as_f64().ok_or_else(|| bad("decision_threshold must be a number or null".into()))?),
+        }
+        p.require_reverified_digest = flag("require_reverified_digest", p.require_reverified_digest)?;
         p.require_card_complete = flag("require_card_complete", p.require_card_complete)?;
         p.require_data_hash = flag("require_data_hash", p.require_data_hash)?;
         p.require_artifact_digest = flag("require_artifact_digest", p.require_artifact_digest)?;
@@ -295,6 +339,13 @@ impl ValidationPolicy {
 fn policy_key(scope: &str, id: &str) -> String {
     format!("validation_policy/{scope}/{id}")
 }
+
+/// Largest holdout (the interval arithmetic is exact up to far beyond this).
+pub const MAX_HOLDOUT_ROWS: usize = 50_000_000;
+/// Most distinct values of one sensitive attribute.
+pub const MAX_GROUPS: usize = 50;
+/// Most sensitive attributes at once (their intersection is evaluated too).
+pub const MAX_ATTRIBUTES: usize = 4;
 
 /// A holdout to validate on.
 #[derive(Debug, Clone, Default)]
@@ -344,6 +395,10 @@ impl ValidationData {
                 return Err(bad("the holdout needs both label classes"));
             }
         }
+        if n > MAX_HOLDOUT_ROWS {
+            return Err(bad(&format!("the holdout has more than {MAX_HOLDOUT_ROWS} rows; validate on a sample")));
+        }
+        let mut cells = 1usize;
         for (name, values) in &self.sensitive {
             let mut distinct: Vec<&String> = values.iter().collect();
             distinct.sort();
@@ -351,6 +406,17 @@ impl ValidationData {
             if distinct.len() < 2 {
                 return Err(bad(&format!("sensitive attribute {} has a single group; fairness cannot be assessed", crate::ids::quote_key(name))));
             }
+            // An identifier is not a sensitive attribute: its values would become group names.
+            if distinct.len() > MAX_GROUPS {
+                return Err(bad(&format!("sensitive attribute {} has more than {MAX_GROUPS} distinct values; is it an identifier?", crate::ids::quote_key(name))));
+            }
+            if distinct.iter().any(|v| v.contains('|')) {
+                return Err(bad(&format!("values of sensitive attribute {} must not contain '|' (it joins intersections)", crate::ids::quote_key(name))));
+            }
+            cells = cells.saturating_mul(distinct.len());
+        }
+        if self.sensitive.len() > MAX_ATTRIBUTES {
+            return Err(bad(&format!("at most {MAX_ATTRIBUTES} sensitive attributes")));
         }
         Ok(())
     }
@@ -375,8 +441,10 @@ pub struct ValidationRecord {
     pub created_at: crate::ids::Timestamp,
 }
 
+/// An interval; `reliable` is false when more than a tenth of the resamples left the metric
+/// undefined (the interval then describes the resamples where it was defined).
 fn ci_json(e: &Estimate) -> Value {
-    e.ci.as_ref().map_or(Value::Null, |c| json!({"low": c.low, "high": c.high, "resamples_used": c.used, "resamples_skipped": c.skipped}))
+    e.ci.as_ref().map_or(Value::Null, |c| json!({"low": c.low, "high": c.high, "resamples_used": c.used, "resamples_skipped": c.skipped, "reliable": c.skipped * 10 <= c.used + c.skipped}))
 }
 
 fn estimate_json(e: &Estimate) -> Value {
@@ -387,7 +455,13 @@ fn gate(name: &str, passed: Option<bool>, detail: String) -> Value {
     json!({"gate": name, "passed": passed, "detail": detail})
 }
 
-const DEMOGRAPHIC: &[&str] = &["race", "ethnicity", "sex", "gender", "age"];
+/// Words that mark a demographic input feature (matched as whole words of the feature name,
+/// split on anything not a letter or digit, so `age_years` matches and `dosage` does not).
+const DEMOGRAPHIC: &[&str] = &["race", "ethnicity", "ethnic", "ancestry", "sex", "gender", "age", "dob", "birth", "birthdate", "zip", "zipcode", "postcode"];
+
+fn is_demographic(feature: &str) -> bool {
+    feature.to_ascii_lowercase().split(|c: char| !c.is_ascii_alphanumeric()).any(|w| DEMOGRAPHIC.contains(&w))
+}
 
 /// A model's validation policy and where it comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -436,6 +510,17 @@ impl Registry {
     /// audited with the old and new policy and the reason). Reports already stored keep the
     /// policy they ran under, which each report records.
     pub fn set_validation_policy(&self, actor: &Principal, scope: &PolicyScope, policy: &ValidationPolicy, reason: &str) -> Result<ResolvedPolicy> {
+        self.set_policy_with(actor, scope, reason, |_| Ok(policy.clone()))
+    }
+
+    /// [`Registry::set_validation_policy`] from the JSON form: keys left out take the model
+    /// type's built-in default. The JSON is read after the caller is authorised, so every
+    /// refusal, a malformed policy included, is audited.
+    pub fn set_validation_policy_json(&self, actor: &Principal, scope: &PolicyScope, policy: &Value, reason: &str) -> Result<ResolvedPolicy> {
+        self.set_policy_with(actor, scope, reason, |t| ValidationPolicy::from_json_over(policy, ValidationPolicy::default_for(t)))
+    }
+
+    fn set_policy_with(&self, actor: &Principal, scope: &PolicyScope, reason: &str, make: impl Fn(ModelType) -> Result<ValidationPolicy>) -> Result<ResolvedPolicy> {
         let (entity_type, entity_id) = match scope {
             PolicyScope::Model(n) => ("registered_model", n.to_string()),
             PolicyScope::ModelType(t) => ("model_type", t.as_str().to_owned()),
@@ -444,13 +529,16 @@ impl Registry {
         self.governed(attempt, |tx| {
             Self::acting_user(tx, actor, Action::ManagePolicy)?;
             let reason = crate::ids::required_text("reason", reason, 2000)?;
+            let policy;
             let (key, old, source) = match scope {
                 PolicyScope::Model(n) => {
                     let m = tx.get_model_by_name(n, true)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+                    policy = make(m.model_type)?;
                     policy.check_for(m.model_type)?;
                     (policy_key("model", &m.id), Self::load_validation_policy(tx, &m.id, m.model_type)?, "model")
                 }
                 PolicyScope::ModelType(t) => {
+                    policy = make(*t)?;
                     policy.check_for(*t)?;
                     let old = match tx.get_setting(&policy_key("model_type", t.as_str()))? {
                         Some(s) => ResolvedPolicy {
@@ -478,24 +566,6 @@ impl Registry {
         })
     }
 
-    /// [`Registry::set_validation_policy`] from the JSON form: keys left out take the model
-    /// type's built-in default.
-    pub fn set_validation_policy_json(&self, actor: &Principal, scope: &PolicyScope, policy: &Value, reason: &str) -> Result<ResolvedPolicy> {
-        let model_type = match scope {
-            PolicyScope::ModelType(t) => *t,
-            PolicyScope::Model(n) => match self.read(|tx| tx.get_model_by_name(n, false)) {
-                Ok(Some(m)) => m.model_type,
-                // Let the governed call refuse (and audit) a missing model or a bad actor.
-                _ => ModelType::Classification,
-            },
-        };
-        let parsed = ValidationPolicy::from_json_over(policy, ValidationPolicy::default_for(model_type));
-        match parsed {
-            Ok(p) => self.set_validation_policy(actor, scope, &p, reason),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Validates a version on a holdout under its model's policy, stores the report bound to
     /// the version's content hash, and audits it. Returns the stored record; `passed` says
     /// whether every gate passed. `artifact_check` is the digest the caller recomputed from
@@ -520,6 +590,11 @@ impl Registry {
             if !regression && data.targets.is_some() {
                 return Err(Error::new(ErrorCode::InvalidValidationData, format!("{} is a {} model: give binary labels and risk scores", x.1.reference(), x.1.model_type)));
             }
+            if let Some(t) = x.2.policy.decision_threshold.filter(|_| !regression)
+                && t != data.threshold
+            {
+                return Err(Error::new(ErrorCode::InvalidValidationData, format!("the validation policy of {} fixes the decision threshold at {t}", x.1.model_name)));
+            }
             Ok(x)
         };
         let (_, version, policy, champion) = match pre.and_then(kind).and_then(|x| data.check().map(|()| x)) {
@@ -534,7 +609,9 @@ impl Registry {
         let text = crate::canonical::encode(&report);
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::CheckDrift)?;
-            let current = Self::load_version(tx, version_id)?;
+            // Locks the model row: reports of one version are numbered in order, and a
+            // promotion completing concurrently sees either all of this report or none.
+            let current = Self::lock_version(tx, version_id)?;
             if current.content_hash != version.content_hash {
                 return Err(Error::new(ErrorCode::ContentChanged, "the version's content changed during validation; run it again"));
             }
@@ -553,7 +630,7 @@ impl Registry {
                 user.id.as_str(),
                 "validation.run",
                 &version,
-                json!({"report_id": rec.id, "passed": passed, "content_hash": rec.content_hash, "failed_gates": failed, "policy_source": policy.source}),
+                json!({"report_id": rec.id, "report_sha256": crate::ids::Sha256Digest::of(text.as_bytes()).to_hex(), "passed": passed, "content_hash": rec.content_hash, "failed_gates": failed, "policy_source": policy.source}),
             ))?;
             Ok(rec)
         })
@@ -565,15 +642,27 @@ impl Registry {
     }
 
     /// The validation report a version's model card shows, bound to its current content hash:
-    /// once the version has been promoted to Production, the newest report from before that
-    /// promotion (the evidence its approvers saw), so later validations never change a
-    /// released card; before that, the newest.
+    /// once the version has been promoted to Production, the report its latest promotion
+    /// request rested on (the evidence those approvers signed over), so later validations
+    /// never change a released card; before that, the newest.
     pub fn card_evidence(&self, version_id: &str) -> Result<Option<ValidationRecord>> {
         self.read(|tx| {
             let v = Self::load_version(tx, version_id)?;
             let hash = v.content_hash.to_hex();
-            let released = tx.list_transitions(&v.id)?.into_iter().filter(|t| t.to_stage == Stage::Production).map(|t| t.at).min();
-            Ok(tx.validation_reports(&v.id)?.into_iter().filter(|r| r.content_hash == hash).find(|r| released.is_none_or(|at| r.created_at <= at)))
+            let reports: Vec<ValidationRecord> = tx.validation_reports(&v.id)?.into_iter().filter(|r| r.content_hash == hash).collect();
+            let mut released: Vec<crate::model::StageTransition> = tx.list_transitions(&v.id)?.into_iter().filter(|t| t.to_stage == Stage::Production).collect();
+            released.sort_by_key(|t| t.at);
+            let Some(last) = released.last() else { return Ok(reports.into_iter().next()) };
+            let rested_on = match &last.request_id {
+                Some(id) => tx.get_request(id, false)?.and_then(|r| r.validation_report_id),
+                None => None,
+            };
+            Ok(match rested_on {
+                Some(id) => reports.into_iter().find(|r| r.id == id),
+                // Released before requests recorded their evidence: the newest report from
+                // before the release.
+                None => reports.into_iter().find(|r| r.created_at <= last.at),
+            })
         })
     }
 
@@ -594,20 +683,38 @@ impl Registry {
         }
         let hash = v.content_hash.to_hex();
         let latest = tx.validation_reports(&v.id)?.into_iter().find(|r| r.content_hash == hash);
-        match latest {
-            None => Err(Error::new(
-                ErrorCode::ValidationRequired,
-                format!("{} has no validation report for its current content; promotion to {to} needs a passing one (vigil validate {})", v.reference(), v.reference()),
-            )),
-            Some(r) if !r.passed => {
-                let report: Value = serde_json::from_str(&r.report).unwrap_or(Value::Null);
-                Err(Error::new(
+        let r = match latest {
+            None => {
+                return Err(Error::new(
                     ErrorCode::ValidationRequired,
-                    format!("the newest validation of {} ({}) failed gate(s): {}; promotion to {to} needs a passing one", v.reference(), r.id, failed_gates(&report).join(", ")),
-                ))
+                    format!("{} has no validation report for its current content; promotion to {to} needs a passing one (vigil validate {})", v.reference(), v.reference()),
+                ));
             }
-            Some(r) => Ok(Some(r.id)),
+            Some(r) => r,
+        };
+        let report: Value = serde_json::from_str(&r.report).unwrap_or(Value::Null);
+        if !r.passed {
+            return Err(Error::new(
+                ErrorCode::ValidationRequired,
+                format!("the newest validation of {} ({}) failed gate(s): {}; promotion to {to} needs a passing one", v.reference(), r.id, failed_gates(&report).join(", ")),
+            ));
         }
+        // The evidence must be about today's rules and today's champion.
+        let m = tx.get_model_by_name(&v.model_name, false)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+        let policy = Self::load_validation_policy(tx, &m.id, m.model_type)?.policy;
+        // Compared in canonical form (a stored 0.0 reads back as the integer 0).
+        if crate::canonical::encode(&report["policy"]) != crate::canonical::encode(&policy.to_json()) {
+            return Err(Error::new(ErrorCode::ValidationRequired, format!("{} was validated ({}) under an earlier validation policy; validate it again", v.reference(), r.id)));
+        }
+        let champion = tx.versions_in_stage(&v.model_id, Stage::Production)?.into_iter().find(|p| p.id != v.id).map(|c| c.reference());
+        let compared = report["champion"]["champion"].as_str().map(str::to_owned);
+        if champion != compared {
+            return Err(Error::new(
+                ErrorCode::ValidationRequired,
+                format!("{} was validated ({}) against {}, but the Production version is now {}; validate it again with that version's scores", v.reference(), r.id, compared.as_deref().unwrap_or("no champion"), champion.as_deref().unwrap_or("none")),
+            ));
+        }
+        Ok(Some(r.id))
     }
 
     fn run_validation(&self, v: &ModelVersion, champion: Option<&ModelVersion>, d: &ValidationData, rp: &ResolvedPolicy, artifact_check: Option<&ArtifactCheck>) -> Value {
@@ -619,6 +726,7 @@ impl Registry {
         let columns: Vec<&[String]> = attrs.iter().map(|(_, v)| v.as_slice()).collect();
         let ev = evaluate_groups(&d.labels, &d.scores, d.threshold, &columns, p.resamples, p.seed, 0.95);
         let mut gates = Vec::new();
+        evidence_gates(d, p, &mut gates);
         bound_gates(p, &ev.overall, &mut gates);
         // Champion comparison.
         let champion_block = match (champion, &d.champion_scores) {
@@ -662,12 +770,14 @@ impl Registry {
                 // Refused for binary models by `check_for`.
                 FairnessCriterion::RelativeMaeGap => None,
             };
+            let left_out = evidence.iter().filter(|e| matches!(e, GroupEvidence::Insufficient { .. })).count();
+            let note = if left_out > 0 { format!("; {left_out} group(s) below the minimum evidence not assessed") } else { String::new() };
             gates.push(gate(
                 &format!("fairness:{name}"),
                 Some(value.is_some_and(|x| x <= p.fairness_tolerance)),
                 match value {
-                    Some(x) => format!("{} difference {x:.4} (tolerance {})", criterion.as_str().replace('_', " "), p.fairness_tolerance),
-                    None => format!("{} undefined: fewer than two groups with sufficient evidence", criterion.as_str().replace('_', " ")),
+                    Some(x) => format!("{} difference {x:.4} (tolerance {}){note}", criterion.as_str().replace('_', " "), p.fairness_tolerance),
+                    None => format!("{} undefined: fewer than two groups with sufficient evidence{note}", criterion.as_str().replace('_', " ")),
                 },
             ));
             let flags: Vec<bool> = evidence.iter().map(|e| matches!(e, GroupEvidence::Rates(_))).collect();
@@ -698,6 +808,28 @@ impl Registry {
     }
 }
 
+/// The holdout's size against the policy's minimum, and the sensitive attributes the
+/// policy requires (with none listed, at least one).
+fn evidence_gates(d: &ValidationData, p: &ValidationPolicy, gates: &mut Vec<Value>) {
+    let n = d.scores.len() as u64;
+    let m = p.min_holdout;
+    if d.targets.is_some() {
+        gates.push(gate("evidence:holdout", Some(n >= m.rows), format!("{n} rows (minimum {})", m.rows)));
+    } else {
+        let pos = d.labels.iter().filter(|y| **y).count() as u64;
+        let ok = n >= m.rows && pos >= m.positives && n - pos >= m.negatives;
+        gates.push(gate("evidence:holdout", Some(ok), format!("{n} rows, {pos} positives, {} negatives (minimum {}, {}, {})", n - pos, m.rows, m.positives, m.negatives)));
+    }
+    if d.sensitive.is_empty() && p.required_attributes.is_empty() {
+        gates.push(gate("fairness", Some(false), "no sensitive attribute was given; the fairness criterion needs at least one".into()));
+    }
+    for a in &p.required_attributes {
+        if !d.sensitive.iter().any(|(name, _)| name == a) {
+            gates.push(gate(&format!("fairness:{a}"), Some(false), "required by the validation policy but not in the holdout".into()));
+        }
+    }
+}
+
 fn bound_gates(p: &ValidationPolicy, estimates: &[Estimate], gates: &mut Vec<Value>) {
     for (metric, bound, is_floor) in p.floors.iter().map(|(m, b)| (m, b, true)).chain(p.ceilings.iter().map(|(m, b)| (m, b, false))) {
         let e = estimates.iter().find(|e| e.metric == metric.as_str());
@@ -710,33 +842,41 @@ fn bound_gates(p: &ValidationPolicy, estimates: &[Estimate], gates: &mut Vec<Val
     }
 }
 
+/// The report's groups. Groups below the minimum evidence are suppressed as one entry that
+/// names neither them nor their counts; when any is, the other groups' counts are rounded to
+/// tens, so that no suppressed count can be recovered by subtraction from the total.
 fn groups_json(evidence: &[bool], groups: &[vigil_stats::validation::GroupEstimate], p: &ValidationPolicy, regression: bool) -> Vec<Value> {
-    evidence
+    let suppressed = evidence.iter().filter(|s| !**s).count();
+    let count = |x: u64| if suppressed > 0 { json!((x + 5) / 10 * 10) } else { json!(x) };
+    let mut out: Vec<Value> = evidence
         .iter()
         .zip(groups)
-        .map(|(sufficient, g)| {
-            if *sufficient {
-                let mut metrics = Map::new();
-                for est in &g.estimates {
-                    metrics.insert(est.metric.to_owned(), json!({"value": est.value, "ci": ci_json(est)}));
-                }
-                let mut doc = json!({"group": g.group, "n": g.n, "metrics": metrics});
-                if !regression {
-                    doc["positives"] = json!(g.positives);
-                    doc["negatives"] = json!(g.negatives);
-                }
-                doc
-            } else {
-                // Small cells are suppressed: neither their rates nor their exact counts.
-                let why = if regression {
-                    format!("below the minimum evidence ({} rows)", p.min_group.rows)
-                } else {
-                    format!("below the minimum evidence ({} rows with {} positives and {} negatives)", p.min_group.rows, p.min_group.positives, p.min_group.negatives)
-                };
-                json!({"group": g.group, "suppressed": why})
+        .filter(|(sufficient, _)| **sufficient)
+        .map(|(_, g)| {
+            let mut metrics = Map::new();
+            for est in &g.estimates {
+                metrics.insert(est.metric.to_owned(), json!({"value": est.value, "ci": ci_json(est)}));
             }
+            let mut doc = json!({"group": g.group, "n": count(g.n), "metrics": metrics});
+            if !regression {
+                doc["positives"] = count(g.positives);
+                doc["negatives"] = count(g.negatives);
+            }
+            if suppressed > 0 {
+                doc["counts_rounded_to"] = json!(10);
+            }
+            doc
         })
-        .collect()
+        .collect();
+    if suppressed > 0 {
+        let why = if regression {
+            format!("below the minimum evidence ({} rows)", p.min_group.rows)
+        } else {
+            format!("below the minimum evidence ({} rows with {} positives and {} negatives)", p.min_group.rows, p.min_group.positives, p.min_group.negatives)
+        };
+        out.push(json!({"suppressed_groups": suppressed, "suppressed": why}));
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -774,6 +914,7 @@ fn regression_report(v: &ModelVersion, champion: Option<&ModelVersion>, d: &Vali
     let columns: Vec<&[String]> = attrs.iter().map(|(_, v)| v.as_slice()).collect();
     let ev = vigil_stats::validation::evaluate_regression(targets, &d.scores, d.champion_scores.as_deref(), &columns, p.resamples, p.seed, 0.95);
     let mut gates = Vec::new();
+    evidence_gates(d, p, &mut gates);
     bound_gates(p, &ev.overall, &mut gates);
     let champion_block = match (champion, &ev.champion) {
         (None, _) => {
@@ -853,11 +994,12 @@ fn record_gates(v: &ModelVersion, p: &ValidationPolicy, artifact_check: Option<&
                 (Some(want), Some(ArtifactCheck::Digest(got))) if got == want => (true, "the artifact's bytes match the recorded SHA-256 (re-verified)".to_owned()),
                 (Some(_), Some(ArtifactCheck::Digest(_))) => (false, "the artifact's bytes no longer match the recorded SHA-256".to_owned()),
                 (Some(_), Some(ArtifactCheck::Unreadable(why))) => (false, format!("the artifact could not be read to re-verify its SHA-256: {why}")),
+                (Some(_), None) if p.require_reverified_digest => (false, "the artifact's bytes are not readable from here, and the policy requires re-verifying them".to_owned()),
                 (Some(_), None) => (true, "the artifact's SHA-256 is recorded (its bytes are not readable from here; not re-verified)".to_owned()),
             };
             gates.push(gate("artifact_digest", Some(ok), detail));
         }
-        let demographic: Vec<&String> = c.lineage.features.iter().filter(|f| DEMOGRAPHIC.iter().any(|d| f.to_ascii_lowercase().contains(d))).collect();
+        let demographic: Vec<&String> = c.lineage.features.iter().filter(|f| is_demographic(f)).collect();
         if !demographic.is_empty() {
             let noted = c.card.get(crate::card::CardField::DemographicInputs).is_some();
             gates.push(gate("demographic_inputs", Some(noted), format!("{} demographic input feature(s); the card must record their use and mitigation (development.demographic_inputs)", demographic.len())));
@@ -882,6 +1024,16 @@ fn failed_gates(report: &Value) -> Vec<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demographic_features_are_whole_words() {
+        for f in ["age", "age_years", "Patient-Sex", "race/ethnicity", "birth_date", "zip_code"] {
+            assert!(is_demographic(f), "{f}");
+        }
+        for f in ["dosage", "stage", "average_hr", "language", "image_score", "message_count"] {
+            assert!(!is_demographic(f), "{f}");
+        }
+    }
 
     #[test]
     fn policy_json_round_trips_and_refuses_nonsense() {

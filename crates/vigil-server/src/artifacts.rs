@@ -155,6 +155,10 @@ pub async fn tree_digest(st: &Arc<AppState>, uri: &str) -> Result<Option<vigil_c
         let root = resolve(&st.artifacts, &segs.iter().map(String::as_str).collect::<Vec<_>>());
         files = tokio::task::spawn_blocking(move || hash_tree(&root)).await.map_err(|_| Error::storage("hashing the artifacts failed"))??;
     }
+    manifest_digest(files).map(Some)
+}
+
+fn manifest_digest(mut files: Vec<(String, u64, String)>) -> Result<vigil_core::ids::Sha256Digest, Error> {
     if files.is_empty() {
         return Err(Error::new(ErrorCode::InvalidSource, "the source location holds no artifacts; upload the model before registering it"));
     }
@@ -164,7 +168,15 @@ pub async fn tree_digest(st: &Arc<AppState>, uri: &str) -> Result<Option<vigil_c
     for (path, size, sha) in &files {
         manifest.push_str(&format!("{sha} {size} {path}\n"));
     }
-    Ok(Some(vigil_core::ids::Sha256Digest::of(manifest.as_bytes())))
+    Ok(vigil_core::ids::Sha256Digest::of(manifest.as_bytes()))
+}
+
+/// [`tree_digest`] of an `mlflow-artifacts:/` location in a local artifact directory, for
+/// the CLI working on a data directory (`None` for other locations).
+pub fn local_tree_digest(root: &Path, uri: &str) -> Result<Option<vigil_core::ids::Sha256Digest>, Error> {
+    let Some(rel) = uri.strip_prefix("mlflow-artifacts:/") else { return Ok(None) };
+    let segs = check_path(rel.trim_matches('/'))?;
+    manifest_digest(hash_tree(&resolve(root, &segs))?).map(Some)
 }
 
 fn hash_tree(root: &Path) -> Result<Vec<(String, u64, String)>, Error> {

@@ -38,7 +38,7 @@ pub async fn validate(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
         let check = match crate::artifacts::tree_digest(&st, &uri).await {
             Ok(Some(d)) => Some(ArtifactCheck::Digest(d)),
             Ok(None) => None,
-            Err(_) => Some(ArtifactCheck::Unreadable("the artifacts are missing from the server's store".into())),
+            Err(e) => Some(ArtifactCheck::Unreadable(e.message().to_owned())),
         };
         blocking(move || {
             let v = version(&reg, &name, &ver)?;

@@ -811,6 +811,14 @@ pub fn evaluate(labels: &[bool], scores: &[f64], threshold: f64, resamples: usiz
 /// and the result does not depend on the number of threads.
 pub fn evaluate_groups(labels: &[bool], scores: &[f64], threshold: f64, attributes: &[&[String]], resamples: usize, seed: u64, level: f64) -> Evaluation {
     let n = labels.len();
+    if scores.len() != n || attributes.iter().any(|a| a.len() != n) || u32::try_from(n).is_err() {
+        // Callers check their input; mismatched columns evaluate to nothing rather than panic.
+        let none = |m: &'static str| Estimate { metric: m, value: None, ci: None };
+        return Evaluation { overall: METRICS.iter().map(|m| none(m)).collect(), attributes: Vec::new() };
+    }
+    // -0.0 and 0.0 are one score: normalise so that sorting and tie detection agree.
+    let normalised: Vec<f64> = scores.iter().map(|s| s + 0.0).collect();
+    let scores = &normalised[..];
     let all = Layout::new(labels, scores, threshold, None);
     let mut pos_of = vec![0u32; n];
     for (k, &i) in all.orig.iter().enumerate() {
@@ -894,7 +902,7 @@ pub fn evaluate_groups(labels: &[bool], scores: &[f64], threshold: f64, attribut
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); slots];
     for part in parts {
@@ -1090,7 +1098,7 @@ pub fn evaluate_regression(truth: &[f64], pred: &[f64], champion: Option<&[f64]>
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); slots];
     for part in parts {

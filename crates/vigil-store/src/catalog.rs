@@ -91,7 +91,8 @@ pub(crate) fn delete_alias(c: &mut dyn Conn, model_id: &str, alias: &str) -> Res
 
 pub(crate) fn insert_validation_report(c: &mut dyn Conn, r: &vigil_core::validate::ValidationRecord) -> Result<()> {
     c.exec(
-        "INSERT INTO validation_reports (id, model_version_id, content_hash, passed, report, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO validation_reports (id, model_version_id, content_hash, passed, report, created_by, created_at, seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM validation_reports WHERE model_version_id = $2))",
         &[r.id.as_str().into(), r.model_version_id.as_str().into(), r.content_hash.as_str().into(), i64::from(r.passed).into(), r.report.as_str().into(), r.created_by.as_str().into(), r.created_at.to_rfc3339().into()],
     )
     .map(|_| ())
@@ -100,7 +101,7 @@ pub(crate) fn insert_validation_report(c: &mut dyn Conn, r: &vigil_core::validat
 
 pub(crate) fn validation_reports(c: &mut dyn Conn, version_id: &str) -> Result<Vec<vigil_core::validate::ValidationRecord>> {
     c.query(
-        "SELECT id, model_version_id, content_hash, passed, report, created_by, created_at FROM validation_reports WHERE model_version_id = $1 ORDER BY created_at DESC, id DESC",
+        "SELECT id, model_version_id, content_hash, passed, report, created_by, created_at FROM validation_reports WHERE model_version_id = $1 ORDER BY seq DESC",
         &[version_id.into()],
     )
     .map_err(db)?

@@ -13,7 +13,30 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "registry, approvals, audit", V1), (2, "drift monitoring", V2), (3, "drift alerts", V3), (4, "api tokens, experiment tracking", V4),
     (5, "model registry catalogue: version numbers, aliases, logged models, dataset inputs", V5),
     (6, "validation reports", V6),
+    (7, "validation evidence: report order, append-only reports, the report a promotion request rests on", V7),
 ];
+
+const V7: &str = r#"
+ALTER TABLE validation_reports ADD COLUMN seq BIGINT;
+UPDATE validation_reports SET seq = (
+    SELECT COUNT(*) FROM validation_reports w
+    WHERE w.model_version_id = validation_reports.model_version_id
+      AND (w.created_at < validation_reports.created_at OR (w.created_at = validation_reports.created_at AND w.id <= validation_reports.id))
+);
+CREATE UNIQUE INDEX validation_reports_by_seq ON validation_reports (model_version_id, seq);
+ALTER TABLE promotion_requests ADD COLUMN validation_report_id TEXT;
+{REPORTS_APPEND_ONLY}
+"#;
+
+const SQLITE_REPORTS_APPEND_ONLY: &str = r#"
+CREATE TRIGGER validation_reports_no_update BEFORE UPDATE ON validation_reports BEGIN SELECT RAISE(ABORT, 'validation reports are append-only'); END;
+CREATE TRIGGER validation_reports_no_delete BEFORE DELETE ON validation_reports BEGIN SELECT RAISE(ABORT, 'validation reports are append-only'); END;
+"#;
+
+const PG_REPORTS_APPEND_ONLY: &str = r#"
+CREATE TRIGGER validation_reports_append_only BEFORE UPDATE OR DELETE ON validation_reports FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+CREATE TRIGGER validation_reports_no_truncate BEFORE TRUNCATE ON validation_reports FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+"#;
 
 const V6: &str = r#"
 CREATE TABLE validation_reports (
@@ -435,4 +458,5 @@ pub(crate) fn render(sql: &str, postgres: bool) -> String {
         .replace("{BLOB}", blob)
         .replace("{WITHOUT_ROWID}", without_rowid)
         .replace("{PG_SEQUENCES}", sequences)
+        .replace("{REPORTS_APPEND_ONLY}", if postgres { PG_REPORTS_APPEND_ONLY } else { SQLITE_REPORTS_APPEND_ONLY })
 }

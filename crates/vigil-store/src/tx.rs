@@ -253,7 +253,7 @@ const MODEL_COLS: &str = "id, name, owner, description, tags, model_type, create
 const VERSION_SELECT: &str = "SELECT v.id, v.model_id, m.name, m.model_type, v.version, v.stage, v.artifact_uri, v.artifact_sha256, \
      v.metrics, v.lineage, v.card, v.content_hash, v.created_by, v.created_at, v.number FROM model_versions v JOIN models m ON m.id = v.model_id";
 const REQUEST_COLS: &str = "id, model_version_id, model_ref, from_stage, to_stage, requester, justification, status, content_hash, \
-     policy, created_at, expires_at, decided_at, status_reason";
+     policy, created_at, expires_at, decided_at, status_reason, validation_report_id";
 const SIGNATURE_COLS: &str = "id, request_id, model_version_id, signer_id, printed_name, role, meaning, decision, comment, \
      content_hash, signed_at, key_id, server_signature";
 const ALERT_COLS: &str = "id, model_version_id, check_key, state, opened_at, updated_at, report_id, detail, acknowledged_by, acknowledged_at, resolved_at";
@@ -340,6 +340,7 @@ fn request_from(r: &Row) -> Result<PromotionRequest> {
         expires_at: opt_ts(r.opt_text(11))?,
         decided_at: opt_ts(r.opt_text(12))?,
         status_reason: r.opt_text(13),
+        validation_report_id: r.opt_text(14),
     })
 }
 
@@ -667,12 +668,12 @@ impl Tx for SqlTx<'_> {
             .ok_or_else(|| Error::new(ErrorCode::VersionNotFound, "model version not found"))?;
         self.c()
             .exec(
-                &format!("INSERT INTO promotion_requests ({REQUEST_COLS}, model_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"),
+                &format!("INSERT INTO promotion_requests ({REQUEST_COLS}, model_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"),
                 &params![
                     r.id.as_str(), r.model_version_id.as_str(), r.model_ref.as_str(), r.from_stage.as_str(), r.to_stage.as_str(),
                     r.requester.as_str(), r.justification.as_str(), r.status.as_str(), r.content_hash.to_hex(),
                     vigil_core::canonical::encode(&r.policy.to_json()), r.created_at.to_rfc3339(),
-                    r.expires_at.map(|t| t.to_rfc3339()), r.decided_at.map(|t| t.to_rfc3339()), r.status_reason.clone(), model_id
+                    r.expires_at.map(|t| t.to_rfc3339()), r.decided_at.map(|t| t.to_rfc3339()), r.status_reason.clone(), r.validation_report_id.clone(), model_id
                 ],
             )
             .map(|_| ())

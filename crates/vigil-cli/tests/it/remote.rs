@@ -84,12 +84,12 @@ fn the_cli_against_a_server_matches_the_cli_against_the_store() {
 
     // Validation through the server, and the card it feeds, printed as locally.
     let holdout = dir.path().join("holdout.csv");
-    let mut t = String::from("y,score\n");
+    let mut t = String::from("y,score,sex\n");
     for i in 0..200 {
-        t.push_str(&format!("{},{}\n", u8::from(i % 3 == 0), if i % 3 == 0 { 0.8 } else { 0.1 + (i % 4) as f64 * 0.1 }));
+        t.push_str(&format!("{},{},{}\n", u8::from(i % 3 == 0), if i % 3 == 0 { 0.8 } else { 0.1 + (i % 4) as f64 * 0.1 }, if i % 2 == 0 { "F" } else { "M" }));
     }
     std::fs::write(&holdout, t).unwrap();
-    let val = remote(&s.url, Some("clin"), &["validate", "sepsis@1.0.0", "--data", holdout.to_str().unwrap(), "--label", "y", "--score", "score"]);
+    let val = remote(&s.url, Some("clin"), &["validate", "sepsis@1.0.0", "--data", holdout.to_str().unwrap(), "--label", "y", "--score", "score", "--sensitive", "sex"]);
     assert_eq!(val.code, 0, "{}{}", val.stdout, val.stderr);
     assert!(val.stdout.contains("sepsis@1.0.0 validation val_") && val.stdout.contains("PASSED") && val.stdout.contains("floor:roc_auc"), "{}", val.stdout);
     // A model's policy set through the server, by an administrator only; the next validation
@@ -100,7 +100,7 @@ fn the_cli_against_a_server_matches_the_cli_against_the_store() {
     assert_eq!(remote(&s.url, Some("lead"), &["policy", "validation", "set", "--model", "sepsis", "--file", pf, "--reason", "x"]).code, 1);
     let set = remote(&s.url, Some("admin"), &["--json", "policy", "validation", "set", "--model", "sepsis", "--file", pf, "--reason", "cards for sepsis"]).ok().json();
     assert_eq!((set["source"].as_str(), set["policy"]["resamples"].as_u64()), (Some("model"), Some(250)));
-    let val = remote(&s.url, Some("clin"), &["--json", "validate", "sepsis@1.0.0", "--data", holdout.to_str().unwrap(), "--label", "y", "--score", "score"]);
+    let val = remote(&s.url, Some("clin"), &["--json", "validate", "sepsis@1.0.0", "--data", holdout.to_str().unwrap(), "--label", "y", "--score", "score", "--sensitive", "sex"]);
     assert_eq!(val.code, 1, "{}", val.stderr);
     assert_eq!((val.json()["policy_source"].as_str(), val.json()["policy"]["resamples"].as_u64()), (Some("model"), Some(250)));
     for format in ["md", "html", "json", "mct"] {

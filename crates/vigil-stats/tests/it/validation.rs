@@ -258,3 +258,12 @@ fn regression_intervals_match_scikit_learn_on_the_same_resamples() {
     check(&groups[1].estimates[0], "B_mae");
     check(&groups[1].estimates[2], "B_mean_error");
 }
+
+#[test]
+fn negative_zero_ties_with_zero() {
+    use vigil_stats::validation::evaluate;
+    let est = evaluate(&[true, false, true, false], &[0.0, -0.0, 0.9, 0.1], 0.5, 200, 1, 0.95);
+    let auc = est.iter().find(|e| e.metric == "roc_auc").unwrap().value;
+    assert_eq!(auc, roc_auc(&[true, false, true, false], &[0.0, -0.0, 0.9, 0.1]));
+    assert_eq!(auc, Some(0.625), "(0.9 beats both, 0.0 ties -0.0: 2.5 of 4 pairs");
+}

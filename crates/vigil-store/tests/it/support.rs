@@ -38,6 +38,14 @@ impl Raw {
         }
     }
 
+    /// Runs a statement that should fail; returns whether it did.
+    pub fn refused(&mut self, sql: &str) -> bool {
+        match self {
+            Raw::Sqlite(c) => c.execute_batch(sql).is_err(),
+            Raw::Postgres(c) => c.batch_execute(sql).is_err(),
+        }
+    }
+
     pub fn scalar(&mut self, sql: &str) -> String {
         match self {
             Raw::Sqlite(c) => c

@@ -282,3 +282,81 @@ conformance!(regressors_are_validated_on_their_own_metrics_and_gates, |env| {
     assert_eq!(reg.request_promotion(&ds, &v2.id, Stage::Production, "worse").unwrap_err().code(), ErrorCode::ValidationRequired);
     assert!(env.verify().ok());
 });
+
+conformance!(the_evidence_is_enough_complete_fixed_current_and_sealed, |env| {
+    env.with_team();
+    let reg = &env.registry;
+    let ds = env.login("ds");
+    let admin = env.login("admin");
+    let v = env.register("ds", "aki", "1.0.0");
+    let gates = |rec: &vigil_core::validate::ValidationRecord| -> Vec<String> {
+        let rep: serde_json::Value = serde_json::from_str(&rec.report).unwrap();
+        rep["gates"].as_array().unwrap().iter().filter(|g| g["passed"] != true).map(|g| g["gate"].as_str().unwrap().to_owned()).collect()
+    };
+    // Too small a holdout: a perfect AUC on a handful of rows is no evidence.
+    let tiny = reg.validate(&ds, &v.id, &holdout(40, 0.6, 31), None).unwrap();
+    assert_eq!(gates(&tiny), ["evidence:holdout", "fairness:sex"], "the AUC floor passes; too few rows overall and per group");
+    // No sensitive attribute: the fairness gate cannot pass by being left out.
+    let mut blind = holdout(400, 0.4, 32);
+    blind.sensitive.clear();
+    assert_eq!(gates(&reg.validate(&ds, &v.id, &blind, None).unwrap()), ["fairness"]);
+    // An attribute the policy requires must be there; the threshold the policy fixes must be used.
+    let strict = ValidationPolicy { required_attributes: vec!["sex".into(), "race".into()], decision_threshold: Some(0.5), require_card_complete: false, resamples: 200, ..Default::default() };
+    set(&env, "aki", &strict);
+    assert_eq!(gates(&reg.validate(&ds, &v.id, &holdout(400, 0.4, 33), None).unwrap()), ["fairness:race"]);
+    let mut other = holdout(400, 0.4, 33);
+    other.threshold = 0.3;
+    let e = reg.validate(&ds, &v.id, &other, None).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidValidationData);
+    assert!(e.message().contains("fixes the decision threshold at 0.5"), "{e}");
+    // An identifier is not a sensitive attribute; '|' is reserved for intersections.
+    let mut ids = holdout(400, 0.4, 34);
+    ids.sensitive[0].1 = (0..400).map(|i| format!("patient-{i}")).collect();
+    assert!(reg.validate(&ds, &v.id, &ids, None).unwrap_err().message().contains("is it an identifier"));
+    let mut piped = holdout(400, 0.4, 34);
+    piped.sensitive[0].1[0] = "F|x".into();
+    assert_eq!(reg.validate(&ds, &v.id, &piped, None).unwrap_err().code(), ErrorCode::InvalidValidationData);
+
+    // Small cells: suppressed as one entry, no names, no counts; the others' counts rounded.
+    set(&env, "aki", &lenient());
+    let mut rare = holdout(400, 0.4, 35);
+    for (i, g) in rare.sensitive[0].1.iter_mut().enumerate().take(12) {
+        *g = if i < 7 { "X".into() } else { "Y".into() };
+    }
+    let rec = reg.validate(&ds, &v.id, &rare, None).unwrap();
+    let rep: serde_json::Value = serde_json::from_str(&rec.report).unwrap();
+    let groups = rep["fairness"][0]["groups"].as_array().unwrap();
+    assert!(!rec.report.contains("\"group\":\"X\"") && !rec.report.contains("\"group\":\"Y\""), "{}", rec.report);
+    assert_eq!(groups.last().unwrap()["suppressed_groups"], 2);
+    assert!(groups[..groups.len() - 1].iter().all(|g| g["n"].as_u64().unwrap() % 10 == 0 && g["counts_rounded_to"] == 10), "{groups:?}");
+
+    // The request rests on the newest passing report; a newer one (even passing) stops the move.
+    let first = env.validate_ok(&v);
+    let r = reg.request_promotion(&ds, &v.id, Stage::Production, "go").unwrap();
+    assert_eq!(r.validation_report_id.as_deref(), Some(first.as_str()));
+    reg.approve_promotion(&uid("lead"), &vigil_core::auth::Password::new(PW), &r.id, vigil_core::approval::Meaning::Approval, "ok").unwrap();
+    env.validate_ok(&v);
+    let e = reg.approve_promotion(&uid("clin"), &vigil_core::auth::Password::new(PW), &r.id, vigil_core::approval::Meaning::Approval, "ok").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ValidationRequired);
+    assert!(e.message().contains("changed since request"), "{e}");
+    reg.withdraw_promotion(&ds, &r.id, "new evidence").unwrap();
+    // A policy change after validating: validate again.
+    set(&env, "aki", &ValidationPolicy { resamples: 300, ..lenient() });
+    let e = reg.request_promotion(&ds, &v.id, Stage::Production, "go").unwrap_err();
+    assert!(e.message().contains("under an earlier validation policy"), "{e}");
+
+    // Reports are append-only, and each validation event seals its report's digest.
+    let mut raw = env.raw();
+    assert!(raw.refused("UPDATE validation_reports SET passed = 1"), "reports cannot be edited");
+    assert!(raw.refused("DELETE FROM validation_reports"), "reports cannot be deleted");
+    let events = reg.audit_log(&AuditQuery { action: Some("validation.run".into()), outcome: Some("ok".into()), ..Default::default() }).unwrap();
+    for rec in reg.validation_reports(&v.id).unwrap() {
+        let sealed = events.iter().any(|e| {
+            let d: serde_json::Value = serde_json::from_str(&e.details).unwrap();
+            d["report_id"] == rec.id.as_str() && d["report_sha256"] == vigil_core::ids::Sha256Digest::of(rec.report.as_bytes()).to_hex()
+        });
+        assert!(sealed, "{}", rec.id);
+    }
+    let _ = admin;
+    assert!(env.verify().ok());
+});
