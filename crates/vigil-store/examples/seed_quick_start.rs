@@ -3,7 +3,10 @@
 //!
 //! Differences from the Python original, all deliberate: actors are authenticated users, the
 //! approver re-enters a password and states the meaning of the signature (21 CFR Part 11), and
-//! the default Production policy needs a second, clinical approval.
+//! the default Production policy needs a second, clinical approval. Production also needs a
+//! passing validation of the version on a labelled holdout (the original promotes on the
+//! logged metrics alone); the seed's card lists only three fields, so an administrator
+//! waives card completeness for this model, on record.
 
 use std::sync::Arc;
 use vigil_core::approval::{Meaning, ServerKey};
@@ -13,6 +16,7 @@ use vigil_core::ids::{ModelName, Sha256Digest, SystemClock, UserId, UuidV7Ids};
 use vigil_core::model::{Lineage, Metrics, ModelType, Stage, VersionContent};
 use vigil_core::registry::{NewModelVersion, Registry};
 use vigil_core::semver::Version;
+use vigil_core::validate::{PolicyScope, ValidationData, ValidationPolicy};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("vigil-seed-example-{}", std::process::id()));
@@ -64,6 +68,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tags: Default::default(),
         },
     )?;
+
+    // Validate on a holdout (here synthetic: 1,000 patients, scores that separate the classes).
+    let policy = ValidationPolicy { require_card_complete: false, ..ValidationPolicy::default() };
+    registry.set_validation_policy(&admin, &PolicyScope::Model(ModelName::parse("diabetes-risk-classifier")?), &policy, "the seed's card lists three fields")?;
+    let mut rng = vigil_stats::validation::SplitMix64(7);
+    let mut u = move || (rng.next_u64() >> 11) as f64 / 9_007_199_254_740_992.0;
+    let (mut labels, mut scores, mut sex) = (vec![], vec![], vec![]);
+    for i in 0..1000 {
+        let y = u() < 0.3;
+        labels.push(y);
+        scores.push((0.35 * f64::from(u8::from(y)) + 0.1 + 0.55 * u()).min(1.0));
+        sex.push(if i % 2 == 0 { "female" } else { "male" }.to_owned());
+    }
+    let holdout = ValidationData { labels, scores, champion_scores: None, sensitive: vec![("sex".into(), sex)], threshold: 0.5, targets: None };
+    let report = registry.validate(&requester, &model.id, &holdout, None)?;
+    println!("validation {}: {}", report.id, if report.passed { "passed" } else { "FAILED" });
 
     // Request promotion with justification
     let request = registry.request_promotion(
