@@ -317,51 +317,56 @@ fn append(a: &dyn Array, col: &mut RawColumn) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// The columns of a holdout table, read with errors that name the column, never a value.
+struct HoldoutColumns<'a>(&'a Table);
+
+impl HoldoutColumns<'_> {
+    fn bad(m: String) -> vigil_core::Error {
+        vigil_core::Error::new(vigil_core::ErrorCode::InvalidValidationData, m)
+    }
+
+    fn column(&self, name: &str) -> Result<&RawColumn> {
+        self.0.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c).ok_or_else(|| Self::bad(format!("the holdout has no column {}", vigil_core::ids::quote_key(name))))
+    }
+
+    fn numbers(&self, name: &str) -> Result<Vec<f64>> {
+        self.column(name)?.numbers().map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()).ok_or_else(|| Self::bad(format!("column {} must be numeric", vigil_core::ids::quote_key(name))))
+    }
+
+    /// Sensitive attribute columns as text (a missing value is the group "(missing)").
+    fn sensitive(&self, names: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+        names.iter().filter(|s| !s.is_empty()).map(|s| Ok((s.clone(), self.column(s)?.strings().into_iter().map(|x| x.unwrap_or_else(|| "(missing)".into())).collect()))).collect()
+    }
+}
+
 /// A validation holdout from a table: a binary label column (1/0, true/false, yes/no), a score
 /// column, optionally the champion's scores, and sensitive attribute columns. Errors name the
 /// column, never a value.
 pub fn validation_data(table: &Table, label: &str, score: &str, champion: Option<&str>, sensitive: &[String], threshold: f64) -> Result<vigil_core::validate::ValidationData> {
-    let bad = |m: String| vigil_core::Error::new(vigil_core::ErrorCode::InvalidValidationData, m);
-    let column = |name: &str| table.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c).ok_or_else(|| bad(format!("the holdout has no column {}", vigil_core::ids::quote_key(name))));
-    let numbers = |name: &str| -> Result<Vec<f64>> {
-        column(name)?.numbers().map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()).ok_or_else(|| bad(format!("column {} must be numeric scores", vigil_core::ids::quote_key(name))))
-    };
-    let labels = column(label)?
+    let cols = HoldoutColumns(table);
+    let labels = cols
+        .column(label)?
         .strings()
         .into_iter()
         .map(|s| match s.as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref() {
             Some("1" | "1.0" | "true" | "yes") => Ok(true),
             Some("0" | "0.0" | "false" | "no") => Ok(false),
-            _ => Err(bad(format!("label column {} must hold 1/0, true/false or yes/no in every row", vigil_core::ids::quote_key(label)))),
+            _ => Err(HoldoutColumns::bad(format!("label column {} must hold 1/0, true/false or yes/no in every row", vigil_core::ids::quote_key(label)))),
         })
         .collect::<Result<Vec<bool>>>()?;
-    let scores = numbers(score)?;
-    let champion_scores = champion.map(numbers).transpose()?;
-    let sensitive = sensitive
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| Ok((s.clone(), column(s)?.strings().into_iter().map(|x| x.unwrap_or_else(|| "(missing)".into())).collect())))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(vigil_core::validate::ValidationData { labels, scores, champion_scores, sensitive, threshold, targets: None })
+    let scores = cols.numbers(score)?;
+    let champion_scores = champion.map(|c| cols.numbers(c)).transpose()?;
+    Ok(vigil_core::validate::ValidationData { labels, scores, champion_scores, sensitive: cols.sensitive(sensitive)?, threshold, targets: None })
 }
 
 /// A regressor's holdout: the numeric target, the version's predictions, optionally the
-/// Production version's predictions, and sensitive attribute columns (missing → "(missing)").
+/// Production version's predictions, and sensitive attribute columns.
 pub fn regression_data(table: &Table, target: &str, prediction: &str, champion: Option<&str>, sensitive: &[String]) -> Result<vigil_core::validate::ValidationData> {
-    let bad = |m: String| vigil_core::Error::new(vigil_core::ErrorCode::InvalidValidationData, m);
-    let column = |name: &str| table.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c).ok_or_else(|| bad(format!("the holdout has no column {}", vigil_core::ids::quote_key(name))));
-    let numbers = |name: &str| -> Result<Vec<f64>> {
-        column(name)?.numbers().map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()).ok_or_else(|| bad(format!("column {} must be numeric", vigil_core::ids::quote_key(name))))
-    };
-    let targets = numbers(target)?;
-    let scores = numbers(prediction)?;
-    let champion_scores = champion.map(numbers).transpose()?;
-    let sensitive = sensitive
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| Ok((s.clone(), column(s)?.strings().into_iter().map(|x| x.unwrap_or_else(|| "(missing)".into())).collect())))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(vigil_core::validate::ValidationData { labels: Vec::new(), scores, champion_scores, sensitive, threshold: 0.5, targets: Some(targets) })
+    let cols = HoldoutColumns(table);
+    let targets = cols.numbers(target)?;
+    let scores = cols.numbers(prediction)?;
+    let champion_scores = champion.map(|c| cols.numbers(c)).transpose()?;
+    Ok(vigil_core::validate::ValidationData { labels: Vec::new(), scores, champion_scores, sensitive: cols.sensitive(sensitive)?, threshold: 0.5, targets: Some(targets) })
 }
 
 /// The holdout for a version of a model type: [`regression_data`] for regressors (label =

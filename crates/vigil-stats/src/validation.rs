@@ -798,6 +798,25 @@ struct Group {
     positives: u64,
 }
 
+/// Splits `units` of work between threads (at most 8), runs `work` on each thread's range, and
+/// concatenates the per-slot samples in thread order. A panicking worker panics the caller.
+fn in_parallel(units: usize, slots: usize, work: impl Fn(std::ops::Range<usize>) -> Vec<Vec<f64>> + Sync) -> Vec<Vec<f64>> {
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 8).min(units.max(1));
+    let per = units.div_ceil(threads);
+    let work = &work;
+    let parts: Vec<Vec<Vec<f64>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads).map(|t| sc.spawn(move || work(t * per..((t + 1) * per).min(units)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); slots];
+    for part in parts {
+        for (k, v) in part.into_iter().enumerate() {
+            samples[k].extend(v);
+        }
+    }
+    samples
+}
+
 /// Every metric of [`METRICS`] at the threshold with a percentile bootstrap interval from
 /// `resamples` Poisson resamples (see [`bootstrap`], whose intervals these equal).
 pub fn evaluate(labels: &[bool], scores: &[f64], threshold: f64, resamples: usize, seed: u64, level: f64) -> Vec<Estimate> {
@@ -850,66 +869,50 @@ pub fn evaluate_groups(labels: &[bool], scores: &[f64], threshold: f64, attribut
     // Slots: the overall metrics, then every group's metrics, attribute by attribute.
     let slots = METRICS.len() + groups.iter().map(|gs| gs.len() * GROUP_METRICS.len()).sum::<usize>();
     let blocks = resamples.div_ceil(LANES);
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 8).min(blocks.max(1));
-    let per = blocks.div_ceil(threads);
     let (all, groups_ref) = (&all, &groups);
-    let parts: Vec<Vec<Vec<f64>>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (from, to) = (t * per, ((t + 1) * per).min(blocks));
-                sc.spawn(move || {
-                    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity((to.saturating_sub(from)) * LANES); slots];
-                    let mut w = vec![0u64; n];
-                    for b in from..to {
-                        let r0 = b * LANES;
-                        let live = LANES.min(resamples - r0);
-                        for (wk, &i) in w.iter_mut().zip(&all.orig) {
-                            let mut packed = 0u64;
-                            for p in 0..live.div_ceil(2) {
-                                // At most 12 (the table's length): fits a byte. A lane past the
-                                // last resample is computed and never read.
-                                let (a, b) = poisson_pair(seed, (r0 / 2 + p) as u64, n as u64, u64::from(i));
-                                packed |= (u64::from(a) | u64::from(b) << 8) << (16 * p);
-                            }
-                            *wk = packed;
-                        }
-                        let mut slot = 0;
-                        let mut push = |slot: usize, vals: &[Option<f64>], j: usize| {
-                            if j < live {
-                                for (k, v) in vals.iter().enumerate() {
-                                    if let Some(v) = v.filter(|v| v.is_finite()) {
-                                        samples[slot + k].push(v);
-                                    }
-                                }
-                            }
-                        };
-                        let o = overall_pass(all, &w);
-                        for (j, vals) in o.iter().enumerate() {
-                            push(slot, vals, j);
-                        }
-                        slot += METRICS.len();
-                        for gs in groups_ref {
-                            for g in gs {
-                                let gv = group_pass(&g.layout, &g.gpos, &w);
-                                for (j, vals) in gv.iter().enumerate() {
-                                    push(slot, vals, j);
-                                }
-                                slot += GROUP_METRICS.len();
-                            }
+    let samples = in_parallel(blocks, slots, |range| {
+        let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(range.len() * LANES); slots];
+        let mut w = vec![0u64; n];
+        for b in range {
+            let r0 = b * LANES;
+            let live = LANES.min(resamples - r0);
+            for (wk, &i) in w.iter_mut().zip(&all.orig) {
+                let mut packed = 0u64;
+                for p in 0..live.div_ceil(2) {
+                    // At most 12 (the table's length): fits a byte. A lane past the
+                    // last resample is computed and never read.
+                    let (a, b) = poisson_pair(seed, (r0 / 2 + p) as u64, n as u64, u64::from(i));
+                    packed |= (u64::from(a) | u64::from(b) << 8) << (16 * p);
+                }
+                *wk = packed;
+            }
+            let mut slot = 0;
+            let mut push = |slot: usize, vals: &[Option<f64>], j: usize| {
+                if j < live {
+                    for (k, v) in vals.iter().enumerate() {
+                        if let Some(v) = v.filter(|v| v.is_finite()) {
+                            samples[slot + k].push(v);
                         }
                     }
-                    samples
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    });
-    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); slots];
-    for part in parts {
-        for (k, v) in part.into_iter().enumerate() {
-            samples[k].extend(v);
+                }
+            };
+            let o = overall_pass(all, &w);
+            for (j, vals) in o.iter().enumerate() {
+                push(slot, vals, j);
+            }
+            slot += METRICS.len();
+            for gs in groups_ref {
+                for g in gs {
+                    let gv = group_pass(&g.layout, &g.gpos, &w);
+                    for (j, vals) in gv.iter().enumerate() {
+                        push(slot, vals, j);
+                    }
+                    slot += GROUP_METRICS.len();
+                }
+            }
         }
-    }
+        samples
+    });
     let mut samples = samples.into_iter();
     let mut estimate = |metric: &'static str, value: Option<f64>| Estimate { metric, value, ci: percentile_ci(samples.next().unwrap_or_default(), resamples, level) };
     let overall = METRICS.iter().zip(point).map(|(m, v)| estimate(m, v)).collect();
@@ -1069,43 +1072,28 @@ pub fn evaluate_regression(truth: &[f64], pred: &[f64], champion: Option<&[f64]>
     let point_overall = regression(truth, pred).map_or([None; 3], |(mae, rmse, r2)| [Some(mae), Some(rmse), Some(r2)]);
     // Samples: overall metrics, the relative increase, then each group's metrics.
     let slots = REGRESSION_METRICS.len() + 1 + groups.iter().map(|(names, _)| names.len() * REGRESSION_GROUP_METRICS.len()).sum::<usize>();
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 8).min(resamples.max(1));
-    let per_thread = resamples.div_ceil(threads);
     let sums = &sums;
-    let parts: Vec<Vec<Vec<f64>>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                sc.spawn(move || {
-                    let mut samples = vec![Vec::new(); slots];
-                    for r in t * per_thread..((t + 1) * per_thread).min(resamples) {
-                        let (all, per) = sums(&|i| f64::from(poisson_weight(seed, r as u64, n as u64, i as u64)));
-                        let mut slot = 0;
-                        let mut push = |v: Option<f64>| {
-                            if let Some(v) = v.filter(|v| v.is_finite()) {
-                                samples[slot].push(v);
-                            }
-                            slot += 1;
-                        };
-                        all.overall().into_iter().for_each(&mut push);
-                        push(champion.and(all.relative_increase()));
-                        for gs in &per {
-                            for g in gs {
-                                g.group().into_iter().for_each(&mut push);
-                            }
-                        }
-                    }
-                    samples
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    });
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); slots];
-    for part in parts {
-        for (k, v) in part.into_iter().enumerate() {
-            samples[k].extend(v);
+    let samples = in_parallel(resamples, slots, |range| {
+        let mut samples = vec![Vec::new(); slots];
+        for r in range {
+            let (all, per) = sums(&|i| f64::from(poisson_weight(seed, r as u64, n as u64, i as u64)));
+            let mut slot = 0;
+            let mut push = |v: Option<f64>| {
+                if let Some(v) = v.filter(|v| v.is_finite()) {
+                    samples[slot].push(v);
+                }
+                slot += 1;
+            };
+            all.overall().into_iter().for_each(&mut push);
+            push(champion.and(all.relative_increase()));
+            for gs in &per {
+                for g in gs {
+                    g.group().into_iter().for_each(&mut push);
+                }
+            }
         }
-    }
+        samples
+    });
     let mut samples = samples.into_iter();
     let mut estimate = |metric: &'static str, value: Option<f64>| Estimate { metric, value, ci: percentile_ci(samples.next().unwrap_or_default(), resamples, level) };
     let overall = REGRESSION_METRICS.iter().zip(point_overall).map(|(m, v)| estimate(m, v)).collect();
