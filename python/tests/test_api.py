@@ -104,3 +104,13 @@ def test_embedded_and_server_compute_the_same_numbers(store, server):
     assert reports[0].status == reports[1].status and reports[0].recommendations == reports[1].recommendations
     card = far.model_card(m.model_id)
     assert card["record"] == "vigil.model_card/1" and card == local.model_card(m.model_id)
+
+
+def test_the_stubs_cover_the_compiled_module():
+    from pathlib import Path
+
+    stub = (Path(vigil.__file__).parent / "_vigil.pyi").read_text()
+    for name in _vigil.names():
+        assert f"class {name}" in stub or f"def {name}(" in stub, name
+    for method in (m for m in dir(_vigil.Store) if not m.startswith("_")):
+        assert f"def {method}(" in stub, method
