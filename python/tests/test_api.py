@@ -38,6 +38,7 @@ def test_errors_carry_their_codes_in_both_modes(store, request, mode):
     assert e.value.code == "invalid_manifest" and "name" in e.value.message
     with pytest.raises(vigil.NotFoundError) as e:
         registry.get_model("nosuch@1.0.0")
+    assert isinstance(e.value, vigil.VigilError) and e.value.kind == "not_found"
     assert e.value.code in ("model_not_found", "version_not_found")
     m = register(registry)
     # Production without validation evidence, and the requester signing their own request.
@@ -47,7 +48,7 @@ def test_errors_carry_their_codes_in_both_modes(store, request, mode):
     r = registry.request_promotion(m.model_id, vigil.ModelStage.STAGING, justification="go")
     with pytest.raises(vigil.PermissionDeniedError) as e:
         registry.approve_promotion(r.request_id, "data_scientist_123", "mine")
-    assert e.value.code in ("role_not_permitted", "self_approval")
+    assert e.value.code == "role_not_permitted", "data scientists do not sign"
     with pytest.raises(vigil.AuthenticationError):
         vigil.ModelRegistry(None if mode == "embedded" else request.getfixturevalue("server"), user="ml_lead_456",
                             passwords=lambda u: "wrong password!").approve_promotion(r.request_id, "ml_lead_456")
@@ -114,3 +115,78 @@ def test_the_stubs_cover_the_compiled_module():
         assert f"class {name}" in stub or f"def {name}(" in stub, name
     for method in (m for m in dir(_vigil.Store) if not m.startswith("_")):
         assert f"def {method}(" in stub, method
+
+
+@pytest.mark.parametrize("mode", ["embedded", "remote"])
+def test_bad_holdouts_and_columns_are_refused_alike_without_echoing_values(store, request, mode):
+    registry = vigil.ModelRegistry() if mode == "embedded" else vigil.ModelRegistry(request.getfixturevalue("server"))
+    m = register(registry)
+    y, scores, _, sex = holdout(300, 4)
+    for bad in ([2] * 300, ["John Smith"] * 300, [None] * 300):
+        with pytest.raises(vigil.ValidationError) as e:
+            registry.validate(m.model_id, scores, bad, sensitive={"sex": sex})
+        assert e.value.code == "invalid_validation_data" and "John" not in str(e.value)
+    d = vigil.DriftDetector(registry=registry)
+    with pytest.raises((TypeError, vigil.ValidationError)) as e:
+        d.set_baseline(m.model_id, {"age": [1.0, 2.0, "John Smith"] * 50})
+    assert "John" not in str(e.value)
+    if mode == "remote":
+        with pytest.raises(vigil.ValidationError, match="values, not"):
+            d.set_baseline(m.model_id, {"age": list(range(100)), "bmi": list(range(99))})
+
+
+def test_a_detector_keeps_the_stored_configuration(store):
+    registry = vigil.ModelRegistry()
+    m = register(registry)
+    b = registry._b
+    cfg = b.drift_config(b.version(m.model_id))
+    cfg["min_window"] = 77
+    b.set_drift_config("data_scientist_123", b.version(m.model_id), cfg)
+    rng = np.random.default_rng(2)
+    vigil.DriftDetector(registry=registry).set_baseline(m.model_id, {"x": rng.normal(size=200)})
+    assert b.drift_config(b.version(m.model_id))["min_window"] == 77, "no config given: nothing written"
+    vigil.DriftDetector(vigil.DriftDetectorConfig(psi_threshold=0.3), registry=registry).set_baseline(m.model_id, {"x": rng.normal(size=200)})
+    after = b.drift_config(b.version(m.model_id))
+    assert (after["min_window"], after["psi_threshold"]) == (77, 0.3), "the seed's thresholds merged into the rest"
+
+
+def test_pandas_missing_values_and_arrow_columns(store):
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    registry = vigil.ModelRegistry()
+    m = register(registry)
+    d = vigil.DriftDetector(registry=registry)
+    rng = np.random.default_rng(3)
+    n = 300
+    frame = pd.DataFrame({
+        "age": pd.array([None] + list(rng.integers(20, 90, n - 1)), dtype="Int64"),
+        "unit": pd.Series(["icu", None, "ward"] * 100, dtype="category"),
+        "smoker": pd.Series(["yes", np.nan, "no"] * 100),
+    })
+    assert d.set_baseline(m.model_id, frame)["rows"] == n
+    table = pa.table({"age": pa.array(rng.integers(20, 90, n)), "unit": pa.array(["icu", "ward", "ward"] * 100).dictionary_encode(),
+                      "smoker": pa.chunked_array([["yes", None, "no"] * 50, ["no"] * 150])})
+    assert d.add_samples(m.model_id, table)["rows"] == n
+    report = d.detect_drift(m.model_id)
+    kinds = {f["feature"]: f["stats"]["kind"] for f in report.features}
+    assert kinds == {"age": "numeric", "unit": "categorical", "smoker": "categorical"}, kinds
+    with pytest.raises(TypeError, match='"when".*not supported'):
+        d.add_samples(m.model_id, pa.table({"when": pa.array([1, 2, 3], type=pa.timestamp("s"))}))
+
+
+def test_tokens_act_for_their_owner_only_and_plain_http_stays_local(store, server):
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(server + "/api/v1/auth/login", data=json.dumps({"user": "data_scientist_123", "password": "dana-password-1"}).encode(),
+                                 method="POST", headers={"content-type": "application/json"})
+    token = json.loads(urllib.request.urlopen(req).read())["token"]
+    registry = vigil.connect(server, token=token)
+    m = register(registry)
+    assert m.created_by == "data_scientist_123", "the token's owner acts"
+    r = registry.request_promotion(m.model_id, vigil.ModelStage.STAGING, justification="go")
+    assert r.requester == "data_scientist_123"
+    # Another user named as the actor signs in with their own password, never with the token.
+    assert registry.approve_promotion(r.request_id, "ml_lead_456", "ok").approved
+    with pytest.raises(vigil.ValidationError, match="https"):
+        vigil.connect("http://vigil.example.org:8080", token=token)

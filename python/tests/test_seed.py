@@ -89,7 +89,7 @@ def seed_drift(model, registry):
     detector = DriftDetector(config=DriftDetectorConfig(
         psi_threshold=0.2,
         ks_test_threshold=0.05,
-    ), registry=registry)
+    ))
 
     # Set baseline from training data
     detector.set_baseline(
@@ -143,8 +143,10 @@ def test_seed_quick_start_embedded(store, capsys):
     assert "Status: drift" in out and "Recommendations: [" in out
 
 
-def test_seed_quick_start_against_a_server(server, capsys):
-    registry = ModelRegistry(server, user="data_scientist_123")
+def test_seed_quick_start_against_a_server(server, capsys, monkeypatch):
+    # The same code; the environment points it at the server (VIGIL_USER is set already).
+    monkeypatch.setenv("VIGIL_URL", server)
+    registry = ModelRegistry()
     assert not registry.embedded
     _, remote_report = run_seed(registry)
     assert "Status: drift" in capsys.readouterr().out

@@ -20,7 +20,7 @@ import urllib.request
 from typing import Any, Callable, Mapping, Optional
 
 from . import _vigil
-from .errors import AuthenticationError, VigilError, from_code, kind_of_status
+from .errors import AuthenticationError, ValidationError, VigilError, from_code, kind_of_status
 
 PasswordSource = Callable[[str], Optional[str]]
 
@@ -35,7 +35,7 @@ def default_passwords(user: str) -> Optional[str]:
             creds = json.load(f)
         if user in creds:
             return str(creds[user])
-    if os.environ.get("VIGIL_PASSWORD") and os.environ.get("VIGIL_USER", user) == user:
+    if os.environ.get("VIGIL_PASSWORD") and os.environ.get("VIGIL_USER") == user:
         return os.environ["VIGIL_PASSWORD"]
     if sys.stdin is not None and sys.stdin.isatty():
         return getpass.getpass(f"Vigil password for {user}: ")
@@ -125,6 +125,9 @@ class Embedded:
     def card(self, version: dict) -> dict:
         return self._call(self.store.card, version["model_id"])
 
+    def drift_config(self, version: dict) -> dict:
+        return self._call(self.store.drift_config, version["model_id"])
+
     def set_drift_config(self, actor: str, version: dict, config: dict) -> None:
         self._call(self.store.set_drift_config, self.session(actor), version["model_id"], json.dumps(config))
 
@@ -138,18 +141,57 @@ class Embedded:
         return self._call(self.store.detect_drift, self.session(actor), version["model_id"], last_rows)
 
 
+def _values(v: Any) -> list:
+    if hasattr(v, "to_pylist"):  # Arrow
+        return v.to_pylist()
+    return list(v.tolist() if hasattr(v, "tolist") else v)
+
+
+def _cell(x: Any) -> Any:
+    """One CSV cell: missing is empty, booleans are true/false as the embedded mode reads them."""
+    if x is None or (isinstance(x, float) and x != x):
+        return ""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    return x
+
+
+def labels_01(values: Any) -> list:
+    """Binary labels as booleans: True/False or 1/0 only (the embedded rule); anything else,
+    including missing, is refused without echoing it."""
+    out = []
+    for x in _values(values):
+        if isinstance(x, bool):
+            out.append(x)
+        elif isinstance(x, (int, float)) and x in (0, 1):
+            out.append(bool(x))
+        else:
+            raise ValidationError("invalid_validation_data", "labels must be 1/0 or true/false in every row", "invalid_input")
+    return out
+
+
 def _csv(features: Mapping[str, Any], predictions: Any) -> bytes:
-    """Feature columns as CSV (the server reads CSV and Parquet bodies)."""
-    cols = {k: list(v.tolist() if hasattr(v, "tolist") else v) for k, v in features.items()}
+    """Feature columns as CSV (the server reads CSV and Parquet bodies); every column must have
+    the same length, and no feature may take the predictions' column name."""
+    cols = {k: _values(v) for k, v in features.items()}
     if predictions is not None:
-        cols["prediction"] = list(predictions.tolist() if hasattr(predictions, "tolist") else predictions)
+        if "prediction" in cols:
+            raise ValidationError("invalid_manifest", "a feature is named 'prediction', which holds the predictions", "invalid_input")
+        cols["prediction"] = _values(predictions)
     names = list(cols)
     n = len(next(iter(cols.values()), []))
+    for k in names:
+        kinds = {type(x) for x in cols[k] if x is not None}
+        if str in kinds and kinds & {int, float}:
+            # As the embedded mode: a column is numeric or categorical.
+            raise TypeError(f"column {k!r}: mixes numbers and text; a column is numeric or categorical")
+        if len(cols[k]) != n:
+            raise ValidationError("invalid_manifest", f"column {k!r} has {len(cols[k])} values, not {n} like the others", "invalid_input")
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(names)
     for i in range(n):
-        w.writerow(["" if cols[k][i] is None else cols[k][i] for k in names])
+        w.writerow([_cell(cols[k][i]) for k in names])
     return out.getvalue().encode()
 
 
@@ -157,7 +199,11 @@ class Remote:
     """The rules in ``vigil serve``: its native API over HTTP(S)."""
 
     def __init__(self, url: str, token: Optional[str] = None, passwords: PasswordSource = default_passwords,
-                 user: Optional[str] = None, timeout: float = 60.0):
+                 user: Optional[str] = None, timeout: float = 60.0, insecure: bool = False):
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if url.startswith("http://") and not insecure and host not in ("127.0.0.1", "localhost", "::1"):
+            # Passwords, tokens and patient data would cross the network in clear text.
+            raise ValidationError("invalid_text", "plain http:// is allowed only to this machine; use https:// (or insecure=True)", "invalid_input")
         self.url = url.rstrip("/")
         self.token = token
         self.passwords = passwords
@@ -165,8 +211,12 @@ class Remote:
         self.timeout = timeout
 
     def _auth(self, actor: Optional[str]) -> str:
-        if self.token and (actor is None or actor == self.user or self.user is None):
-            return f"Bearer {self.token}"
+        if self.token:
+            if self.user is None:
+                # Whose token it is decides who may act with it.
+                self.user = self._get_me()
+            if actor is None or actor == self.user:
+                return f"Bearer {self.token}"
         actor = actor or self.user
         if actor is None:
             raise AuthenticationError("authentication_failed", "give a token or a user", "unauthenticated")
@@ -174,6 +224,15 @@ class Remote:
         if pw is None:
             raise AuthenticationError("authentication_failed", f"no password for {actor}", "unauthenticated")
         return "Basic " + base64.b64encode(f"{actor}:{pw}".encode()).decode()
+
+    def _get_me(self) -> str:
+        req = urllib.request.Request(self.url + "/api/v1/me", method="GET")
+        req.add_header("authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read().decode())["id"]
+        except urllib.error.HTTPError as e:
+            raise from_code("authentication_failed", f"the token was refused (HTTP {e.code})", "unauthenticated") from None
 
     def _req(self, method: str, path: str, actor: Optional[str] = None, body: Any = None, ctype: str = "application/json") -> Any:
         data = None
@@ -193,6 +252,8 @@ class Remote:
             except (ValueError, KeyError, TypeError):
                 raise VigilError("storage_failure", f"HTTP {e.code} from the server", kind_of_status(e.code)) from None
             raise from_code(err.get("code", "storage_failure"), err.get("message", ""), kind_of_status(e.code)) from None
+        except (urllib.error.URLError, TimeoutError, OSError) as e:
+            raise VigilError("storage_failure", f"the server could not be reached: {type(e).__name__}", "internal") from None
         return json.loads(text) if text else None
 
     @staticmethod
@@ -240,7 +301,10 @@ class Remote:
         truth = "label" if h.get("labels") is not None else "target"
         cols[truth] = h.get("labels") if h.get("labels") is not None else h.get("targets")
         if truth == "label":
-            cols["label"] = [int(bool(x)) for x in (cols["label"].tolist() if hasattr(cols["label"], "tolist") else cols["label"])]
+            cols["label"] = labels_01(cols["label"])
+        collide = {"score", "label", "target", "champion_score"} & set(h.get("sensitive") or {})
+        if collide:
+            raise ValidationError("invalid_validation_data", f"a sensitive attribute may not be named {sorted(collide)[0]!r}", "invalid_input")
         q = {"label": truth, "score": "score", "threshold": str(h.get("threshold", 0.5))}
         if h.get("champion_scores") is not None:
             cols["champion_score"] = h["champion_scores"]
@@ -257,6 +321,9 @@ class Remote:
 
     def card(self, version: dict) -> dict:
         return self._req("GET", self._ref(version) + "/card?format=json")
+
+    def drift_config(self, version: dict) -> dict:
+        return self._req("GET", self._ref(version) + "/drift/config")
 
     def set_drift_config(self, actor: str, version: dict, config: dict) -> None:
         self._req("PUT", self._ref(version) + "/drift/config", actor, config)

@@ -2,7 +2,8 @@
 
 Baselines, samples and checks are stored with the model version and audited, in the embedded
 store or the server. Columns may be lists, numpy arrays (float64 and int64 read in place;
-strings and objects are categories), pandas Series or pyarrow arrays (through numpy).
+strings and objects are categories), pandas Series and DataFrames, or Arrow arrays, chunked
+arrays and tables (pyarrow, polars; through the Arrow PyCapsule interface).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from . import _vigil
-from .registry import ModelRegistry
+from .registry import ModelRegistry, default_registry
 
 
 @dataclass
@@ -26,6 +27,13 @@ class DriftDetectorConfig:
     alert_on_drift: bool = True
     alert_cooldown_hours: int = 4
     extra: dict = field(default_factory=dict)
+
+    def seed_fields(self) -> dict:
+        """The seed's six thresholds, and ``extra``."""
+        d = {k: getattr(self, k) for k in ("psi_threshold", "ks_test_threshold", "performance_drop_threshold",
+                                            "clinical_significance_threshold", "alert_on_drift", "alert_cooldown_hours")}
+        d.update(self.extra)
+        return d
 
     def to_dict(self) -> dict:
         """Vigil's drift configuration JSON (the built-in values for anything not given)."""
@@ -55,11 +63,16 @@ class DriftReport:
 
 def _column(v: Any) -> Any:
     """numpy arrays pass through; pandas and pyarrow convert to numpy; others stay sequences."""
-    module = type(v).__module__
-    if module.startswith("pyarrow"):
-        return v.to_numpy(zero_copy_only=False) if hasattr(v, "type") and not hasattr(v, "num_chunks") else v.to_numpy()
-    if module.startswith("pandas"):
-        return v.to_numpy()
+    if type(v).__module__.startswith("pandas"):
+        import numpy as np
+
+        # Numeric dtypes (nullable ones too) as float64 with NaN for missing; anything else as
+        # objects with None for missing (pd.NA, NaN, NaT).
+        if v.dtype.kind in "biuf" or str(v.dtype) in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64"):
+            return v.to_numpy(dtype="float64", na_value=np.nan)
+        return np.array([None if x is None or (x != x) or str(x) == "<NA>" else str(x) for x in v.astype(object)], dtype=object)
+    # numpy arrays, sequences and Arrow objects (the compiled module reads Arrow through the
+    # PyCapsule interface) pass as they are.
     return v
 
 
@@ -77,15 +90,21 @@ class DriftDetector:
     """The seed's ``DriftDetector``: ``set_baseline``, ``add_samples``, ``detect_drift``."""
 
     def __init__(self, config: Optional[DriftDetectorConfig] = None, registry: Optional[ModelRegistry] = None, user: Optional[str] = None):
-        self.config = config or DriftDetectorConfig()
-        self.registry = registry or ModelRegistry()
+        """``config``: when given, its thresholds are written into each version's stored drift
+        configuration (the rest of it is kept) the first time the version is used; when not,
+        the stored configuration is used as it is. ``registry``: default, the registry most
+        recently created in this process."""
+        self.config = config
+        self.registry = registry or default_registry()
         self.user = user
         self._configured: set = set()
 
     def _version(self, model_id: str) -> dict:
         v = self.registry._b.version(model_id)
-        if v["model_id"] not in self._configured:
-            self.registry._b.set_drift_config(self.registry._actor(self.user), v, self.config.to_dict())
+        if self.config is not None and v["model_id"] not in self._configured:
+            stored = self.registry._b.drift_config(v)
+            stored.update(self.config.seed_fields())
+            self.registry._b.set_drift_config(self.registry._actor(self.user), v, stored)
             self._configured.add(v["model_id"])
         return v
 

@@ -17,6 +17,9 @@ class VigilError(Exception):
         self.message = message
         self.kind = kind
 
+    def __reduce__(self):
+        return (type(self), (self.code, self.message, self.kind))
+
 
 class ValidationError(VigilError, ValueError):
     """The input is malformed (bad name, version, manifest, holdout, policy)."""
@@ -30,9 +33,10 @@ class PermissionDeniedError(VigilError, PermissionError):
     """The rules refuse the action (role, stage, frozen artifacts, a guarded alias)."""
 
 
-class ApprovalError(PermissionDeniedError):
-    """A promotion or signature was refused: separation of duties, a signer's role, a request
-    that is not pending or has expired, content that changed, missing validation evidence."""
+class ApprovalError(VigilError):
+    """A promotion or signature was refused: separation of duties, a request that is not
+    pending or has expired, content that changed, missing validation evidence. Each is also a
+    ``PermissionDeniedError`` or a ``ConflictError``, by its kind."""
 
 
 class NotFoundError(VigilError, LookupError):
@@ -64,9 +68,20 @@ _BY_KIND = {
 }
 
 
+class ApprovalDeniedError(ApprovalError, PermissionDeniedError):
+    """A refused promotion or signature (kind ``denied``)."""
+
+
+class ApprovalConflictError(ApprovalError, ConflictError):
+    """A promotion or signature in conflict with the request's state (kind ``conflict``)."""
+
+
 def from_code(code: str, message: str, kind: str) -> VigilError:
     """The exception for an error code and kind."""
-    cls = ApprovalError if code in APPROVAL_CODES else _BY_KIND.get(kind, VigilError)
+    if code in APPROVAL_CODES:
+        cls = ApprovalConflictError if kind == "conflict" else ApprovalDeniedError
+    else:
+        cls = _BY_KIND.get(kind, VigilError)
     return cls(code, message, kind)
 
 

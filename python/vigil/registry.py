@@ -177,7 +177,7 @@ class PromotionRequest:
 
 
 def connect(target: Optional[str] = None, *, token: Optional[str] = None, user: Optional[str] = None,
-            signing_key: Optional[str] = None, passwords=None) -> "ModelRegistry":
+            signing_key: Optional[str] = None, passwords=None, insecure: bool = False) -> "ModelRegistry":
     """A registry on a store or a server.
 
     ``target`` is ``http(s)://host:port`` (the rules run in ``vigil serve``; authenticate with
@@ -185,18 +185,20 @@ def connect(target: Optional[str] = None, *, token: Optional[str] = None, user: 
     ``sqlite:///path/to/data-dir`` or a directory path (embedded). Without one: ``VIGIL_URL``,
     then ``VIGIL_DATABASE_URL``, then ``VIGIL_DATA_DIR``, then ``~/.local/share/vigil``.
     """
-    return ModelRegistry(target, token=token, user=user, signing_key=signing_key, passwords=passwords)
+    return ModelRegistry(target, token=token, user=user, signing_key=signing_key, passwords=passwords, insecure=insecure)
 
 
-def _backend(target: Optional[str], token: Optional[str], user: Optional[str], signing_key: Optional[str], passwords):
+def _backend(target: Optional[str], token: Optional[str], user: Optional[str], signing_key: Optional[str], passwords, insecure: bool = False):
     from ._backend import default_passwords
 
     passwords = passwords or default_passwords
+    user = user or os.environ.get("VIGIL_USER")
+    target = os.fspath(target) if target is not None else None
     target = target or os.environ.get("VIGIL_URL") or os.environ.get("VIGIL_DATABASE_URL") or os.environ.get("VIGIL_DATA_DIR")
     if target is None:
         target = os.path.join(os.path.expanduser("~"), ".local", "share", "vigil")
     if target.startswith(("http://", "https://")):
-        return Remote(target, token=token or os.environ.get("VIGIL_TOKEN"), passwords=passwords, user=user)
+        return Remote(target, token=token or os.environ.get("VIGIL_TOKEN"), passwords=passwords, user=user, insecure=insecure)
     if target.startswith(("postgres://", "postgresql://")):
         return Embedded(None, target, signing_key or os.environ.get("VIGIL_SIGNING_KEY"), passwords=passwords)
     if target.startswith("sqlite://"):
@@ -204,14 +206,30 @@ def _backend(target: Optional[str], token: Optional[str], user: Optional[str], s
     return Embedded(target, None, signing_key, passwords=passwords)
 
 
+_LAST: Optional["ModelRegistry"] = None
+
+
+def default_registry() -> "ModelRegistry":
+    """The registry most recently created in this process (so that the seed's
+    ``DriftDetector(config=…)`` works on the same store or server), or a new default one."""
+    return _LAST if _LAST is not None else ModelRegistry()
+
+
 class ModelRegistry:
     """The seed's ``ModelRegistry``: register versions with lineage and a model card, request
-    and approve promotions, read lineage and verify the audit trail."""
+    and approve promotions, read lineage and verify the audit trail.
+
+    ``target`` is a server URL, a PostgreSQL URL, ``sqlite:///dir`` or a directory (see
+    :func:`connect`); ``token`` or ``user`` (default ``VIGIL_USER``) say who acts; ``passwords``
+    maps a user id to their password (default: ``VIGIL_CREDENTIALS``, ``VIGIL_PASSWORD`` for
+    ``VIGIL_USER``, or a prompt)."""
 
     def __init__(self, target: Optional[str] = None, *, token: Optional[str] = None, user: Optional[str] = None,
-                 signing_key: Optional[str] = None, passwords=None):
-        self._b = _backend(target, token, user, signing_key, passwords)
+                 signing_key: Optional[str] = None, passwords=None, insecure: bool = False):
+        self._b = _backend(target, token, user, signing_key, passwords, insecure)
         self.user = user or os.environ.get("VIGIL_USER")
+        global _LAST
+        _LAST = self
 
     @property
     def embedded(self) -> bool:

@@ -2,8 +2,9 @@
 //! the same use cases the CLI and the server call (`vigil-core`), returning the same JSON
 //! documents (`vigil-api`) as text, so the Python layer builds one set of objects for the
 //! embedded and the remote mode. Errors carry Vigil's stable code; the Python layer maps them
-//! to exception classes. Column data comes in as numpy arrays (read in place, no copy before
-//! the statistics' own) or Python sequences.
+//! to exception classes. Column data comes in as numpy arrays (read in place), Arrow arrays
+//! through the PyCapsule interface, or Python sequences; each is copied once, into the
+//! column the statistics sort and store.
 
 use numpy::{PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyException, PyTypeError};
@@ -203,6 +204,13 @@ impl Store {
         Ok(text(&vigil_api::chain_report(&chain, &sigs, &records, self.registry.key_id())))
     }
 
+    /// A version's stored drift configuration (the built-in one if none was set).
+    fn drift_config(&self, py: Python<'_>, version_id: &str) -> PyResult<String> {
+        let (r, id) = (self.registry.clone(), version_id.to_owned());
+        let c = run(py, move || r.drift_config(&id))?;
+        Ok(text(&vigil_core::monitor::config_to_json(&c)))
+    }
+
     /// Sets a version's drift configuration (the JSON of `vigil drift config`).
     fn set_drift_config(&self, py: Python<'_>, session: &Session, version_id: &str, config: &str) -> PyResult<()> {
         let cfg = vigil_core::monitor::config_from_json(&parse_json(config)?).map_err(err)?;
@@ -334,9 +342,55 @@ impl Store {
     }
 }
 
+/// One column from Arrow chunks (received through the Arrow PyCapsule interface): integers
+/// and floats as numbers, strings, dictionaries and booleans as categories, nulls as missing.
+fn arrow_column(name: &str, chunks: &[arrow::array::ArrayRef]) -> PyResult<Column> {
+    use arrow::array::{Array, Float64Array, StringArray};
+    use arrow::datatypes::DataType as T;
+    let bad = |t: &T| PyTypeError::new_err(format!("column {name:?}: Arrow type {t} is not supported; use numbers or strings"));
+    let Some(first) = chunks.first() else { return Ok(Column::Numeric(Vec::new())) };
+    let numeric = match first.data_type() {
+        T::Int8 | T::Int16 | T::Int32 | T::Int64 | T::UInt8 | T::UInt16 | T::UInt32 | T::UInt64 | T::Float16 | T::Float32 | T::Float64 => true,
+        T::Utf8 | T::LargeUtf8 | T::Utf8View | T::Boolean => false,
+        T::Dictionary(_, v) if matches!(**v, T::Utf8 | T::LargeUtf8) => false,
+        t => return Err(bad(t)),
+    };
+    let target = if numeric { T::Float64 } else { T::Utf8 };
+    let cast = |c: &arrow::array::ArrayRef| arrow::compute::cast(c, &target).map_err(|_| bad(c.data_type()));
+    if numeric {
+        let mut out = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
+        for c in chunks {
+            let c = cast(c)?;
+            let f = c.as_any().downcast_ref::<Float64Array>().ok_or_else(|| bad(c.data_type()))?;
+            if f.null_count() == 0 {
+                out.extend_from_slice(f.values());
+            } else {
+                out.extend(f.iter().map(|x| x.unwrap_or(f64::NAN)));
+            }
+        }
+        return Ok(Column::Numeric(out));
+    }
+    let mut vals: Vec<Option<String>> = Vec::new();
+    for c in chunks {
+        let c = cast(c)?;
+        let s = c.as_any().downcast_ref::<StringArray>().ok_or_else(|| bad(c.data_type()))?;
+        vals.extend(s.iter().map(|x| x.map(str::to_owned)));
+    }
+    Ok(Column::categorical(vals))
+}
+
 /// One column from numpy (float64 or any other numeric dtype is refused unless float64/int64;
 /// strings and objects are categories) or from a Python sequence.
 fn column(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Column> {
+    // Arrow objects (pyarrow, polars, arro3, …) through the PyCapsule interface.
+    if v.hasattr("__arrow_c_stream__")? && !v.hasattr("__array_interface__")? {
+        let chunked: pyo3_arrow::PyChunkedArray = v.extract()?;
+        return arrow_column(name, chunked.chunks());
+    }
+    if v.hasattr("__arrow_c_array__")? && !v.hasattr("__array_interface__")? {
+        let array: pyo3_arrow::PyArray = v.extract()?;
+        return arrow_column(name, std::slice::from_ref(array.array()));
+    }
     if let Ok(a) = v.cast::<numpy::PyArray1<f64>>() {
         let ro: PyReadonlyArray1<f64> = a.readonly();
         // A contiguous array is read in place; a strided one through its view.
