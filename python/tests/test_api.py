@@ -190,3 +190,20 @@ def test_tokens_act_for_their_owner_only_and_plain_http_stays_local(store, serve
     assert registry.approve_promotion(r.request_id, "ml_lead_456", "ok").approved
     with pytest.raises(vigil.ValidationError, match="https"):
         vigil.connect("http://vigil.example.org:8080", token=token)
+
+
+def test_embedded_validation_re_hashes_a_local_artifact(store, tmp_path):
+    import hashlib
+
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    registry = vigil.ModelRegistry()
+    m = registry.register_model("local", "1.0.0", vigil.ModelType.CLASSIFICATION, str(artifact),
+                                lineage=vigil.ModelLineage(training_data_hash="sha256:x"), artifact_sha256=hashlib.sha256(b"model bytes").hexdigest())
+    y, scores, _, sex = holdout(400, 8)
+    gate = lambda r: next(g for g in r["gates"] if g["gate"] == "artifact_digest")  # noqa: E731
+    ok = gate(registry.validate(m.model_id, scores, y, sensitive={"sex": sex}))
+    assert ok["passed"] and "re-verified" in ok["detail"], ok
+    artifact.write_bytes(b"tampered")
+    bad = gate(registry.validate(m.model_id, scores, y, sensitive={"sex": sex}))
+    assert bad["passed"] is False and "no longer match" in bad["detail"], bad

@@ -7,47 +7,11 @@ use anyhow::Result;
 use std::path::Path;
 use std::process::ExitCode;
 use crate::cli::{PolicyTarget, ValidationPolicyCmd};
-use vigil_core::ids::{ModelName, Sha256Digest};
+use vigil_core::ids::ModelName;
 use vigil_core::model::{ModelType, parse_reference};
 use vigil_core::registry::Registry;
-use vigil_core::validate::{ArtifactCheck, PolicyScope};
+use vigil_core::validate::PolicyScope;
 use vigil_core::{Error, ErrorCode};
-
-/// The artifact's bytes re-hashed where this process can read them: Vigil's own artifact
-/// directory (`mlflow-artifacts:/…` under DATA_DIR/artifacts, hashed as `vigil serve` does)
-/// or a local file (`file://` or a plain path). Object stores and other registries are not
-/// re-verified here (`vigil serve` re-verifies its S3 store).
-pub fn local_artifact_check(g: &Global, uri: &str) -> Option<ArtifactCheck> {
-    if uri.starts_with("mlflow-artifacts:") {
-        let Some(dir) = g.data_dir.clone() else {
-            return Some(ArtifactCheck::Unreadable("Vigil's artifact store is not local here; validate through the server (--url)".into()));
-        };
-        return Some(match vigil_server::artifacts::local_tree_digest(&dir.join("artifacts"), uri) {
-            Ok(Some(d)) => ArtifactCheck::Digest(d),
-            Ok(None) => return None,
-            Err(_) => ArtifactCheck::Unreadable("the files are not in DATA_DIR/artifacts (a server with another artifact store re-verifies them: validate with --url)".into()),
-        });
-    }
-    let path = match uri.strip_prefix("file://") {
-        Some(p) => p,
-        None if !uri.contains("://") && !uri.contains(':') => uri,
-        None => return None,
-    };
-    let p = Path::new(path);
-    Some(match std::fs::metadata(p) {
-        Ok(m) if m.is_file() => match std::fs::File::open(p).and_then(|mut f| {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            std::io::copy(&mut f, &mut h)?;
-            Ok(h.finalize())
-        }) {
-            Ok(d) => ArtifactCheck::Digest(Sha256Digest::from_bytes(d.into())),
-            Err(_) => ArtifactCheck::Unreadable("the artifact file could not be read".into()),
-        },
-        Ok(_) => ArtifactCheck::Unreadable("the artifact location is a directory, not the file the digest was made of".into()),
-        Err(_) => ArtifactCheck::Unreadable("the artifact file does not exist here".into()),
-    })
-}
 
 #[allow(clippy::too_many_arguments)]
 pub fn run(g: &Global, reference: &str, data: &Path, label: &str, score: &str, champion: Option<&str>, sensitive: &[String], threshold: f64) -> Result<ExitCode> {
@@ -57,7 +21,7 @@ pub fn run(g: &Global, reference: &str, data: &Path, label: &str, score: &str, c
     let t = vigil_data::read_table(data)?;
     let input = vigil_data::holdout_for(v.model_type, &t, label, score, champion, sensitive, threshold)?;
     let actor = principal(&reg, g)?;
-    let check = local_artifact_check(g, &v.content.artifact_uri);
+    let check = vigil_store::artifacts::local_artifact_check(g.data_dir.as_deref(), &v.content.artifact_uri);
     let rec = reg.validate(&actor, &v.id, &input, check)?;
     let mut report: serde_json::Value = serde_json::from_str(&rec.report)?;
     report["report_id"] = serde_json::json!(rec.id);

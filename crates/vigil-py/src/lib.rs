@@ -67,6 +67,8 @@ impl Session {
 #[pyclass(frozen, module = "vigil._vigil")]
 struct Store {
     registry: Arc<Registry>,
+    /// The data directory (artifacts in Vigil's own store are re-hashed from it).
+    data_dir: Option<PathBuf>,
 }
 
 fn user_id(s: &str) -> PyResult<UserId> {
@@ -85,6 +87,7 @@ impl Store {
     #[new]
     #[pyo3(signature = (data_dir=None, database_url=None, signing_key=None))]
     fn new(py: Python<'_>, data_dir: Option<PathBuf>, database_url: Option<String>, signing_key: Option<PathBuf>) -> PyResult<Store> {
+        let dir = data_dir.clone();
         let (location, key_path) = match (data_dir, database_url) {
             (_, Some(url)) => {
                 let key = signing_key.ok_or_else(|| invalid(ErrorCode::InvalidText, "a PostgreSQL store needs signing_key (the same key file on every replica)"))?;
@@ -101,7 +104,7 @@ impl Store {
             let store = vigil_store::open(&location)?;
             Ok(Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(key)))
         })?;
-        Ok(Store { registry: Arc::new(registry) })
+        Ok(Store { registry: Arc::new(registry), data_dir: dir })
     }
 
     /// Whether an administrator exists.
@@ -308,8 +311,13 @@ impl Store {
             threshold,
             targets: targets.map(|t| numbers("targets", t)).transpose()?,
         };
-        let (r, p, id) = (self.registry.clone(), session.principal.clone(), version_id.to_owned());
-        let rec = run(py, move || r.validate(&p, &id, &data, None))?;
+        let (r, p, id, dir) = (self.registry.clone(), session.principal.clone(), version_id.to_owned(), self.data_dir.clone());
+        let rec = run(py, move || {
+            // The artifact's bytes re-hashed where they are readable, as the CLI does.
+            let uri = r.get_version_by_id(&id)?.content.artifact_uri;
+            let check = vigil_store::artifacts::local_artifact_check(dir.as_deref(), &uri);
+            r.validate(&p, &id, &data, check)
+        })?;
         let mut report = parse_json(&rec.report)?;
         report["report_id"] = json!(rec.id);
         Ok(text(&report))

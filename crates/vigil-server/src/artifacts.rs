@@ -21,9 +21,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
+pub use vigil_store::artifacts::{STAGING, check_path, hash_tree, local_tree_digest, manifest_digest, resolve};
 use vigil_core::{Error, ErrorCode};
 
 /// An S3-compatible artifact store and the key prefix under which artifacts live.
@@ -71,32 +72,9 @@ fn s3_err(e: object_store::Error) -> Error {
     }
 }
 
-/// The staging directory's name (never a valid path segment).
-const STAGING: &str = ".vigil-tmp";
-
 /// Largest single artifact upload (5 GiB).
 pub const MAX_ARTIFACT_BYTES: u64 = 5 << 30;
 
-/// Checks a relative artifact path and returns its segments.
-pub fn check_path(p: &str) -> Result<Vec<&str>, Error> {
-    let bad = || Error::new(ErrorCode::InvalidPath, "artifact paths are relative, without '.' or '..' segments, backslashes or control characters");
-    if p.is_empty() || p.len() > 1024 || p.starts_with('/') || p.contains('\\') || p.chars().any(char::is_control) {
-        return Err(bad());
-    }
-    let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
-    if segs.is_empty() || segs.iter().any(|s| *s == "." || *s == ".." || s.len() > 255 || s.starts_with(STAGING)) {
-        return Err(bad());
-    }
-    Ok(segs)
-}
-
-fn resolve(root: &Path, segs: &[&str]) -> PathBuf {
-    let mut p = root.to_path_buf();
-    for s in segs {
-        p.push(s);
-    }
-    p
-}
 
 /// Whose artifact a path is: a run's or a logged model's (experiment id first).
 #[derive(Clone)]
@@ -156,62 +134,6 @@ pub async fn tree_digest(st: &Arc<AppState>, uri: &str) -> Result<Option<vigil_c
         files = tokio::task::spawn_blocking(move || hash_tree(&root)).await.map_err(|_| Error::storage("hashing the artifacts failed"))??;
     }
     manifest_digest(files).map(Some)
-}
-
-fn manifest_digest(mut files: Vec<(String, u64, String)>) -> Result<vigil_core::ids::Sha256Digest, Error> {
-    if files.is_empty() {
-        return Err(Error::new(ErrorCode::InvalidSource, "the source location holds no artifacts; upload the model before registering it"));
-    }
-    // Path order (the tuples sort by path first; paths are unique).
-    files.sort();
-    let mut manifest = String::new();
-    for (path, size, sha) in &files {
-        manifest.push_str(&format!("{sha} {size} {path}\n"));
-    }
-    Ok(vigil_core::ids::Sha256Digest::of(manifest.as_bytes()))
-}
-
-/// [`tree_digest`] of an `mlflow-artifacts:/` location in a local artifact directory, for
-/// the CLI working on a data directory (`None` for other locations).
-pub fn local_tree_digest(root: &Path, uri: &str) -> Result<Option<vigil_core::ids::Sha256Digest>, Error> {
-    let Some(rel) = uri.strip_prefix("mlflow-artifacts:/") else { return Ok(None) };
-    let segs = check_path(rel.trim_matches('/'))?;
-    manifest_digest(hash_tree(&resolve(root, &segs))?).map(Some)
-}
-
-fn hash_tree(root: &Path) -> Result<Vec<(String, u64, String)>, Error> {
-    let mut out = Vec::new();
-    let meta = match std::fs::metadata(root) {
-        Ok(m) => m,
-        Err(_) => return Ok(out),
-    };
-    if meta.is_file() {
-        let bytes = std::fs::read(root).map_err(|_| Error::storage("reading an artifact failed"))?;
-        out.push((String::new(), bytes.len() as u64, hex::encode(Sha256::digest(&bytes))));
-        return Ok(out);
-    }
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|_| Error::storage("listing artifacts failed"))?;
-        for entry in rd {
-            let entry = entry.map_err(|_| Error::storage("listing artifacts failed"))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(STAGING) {
-                continue;
-            }
-            let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
-            let ft = entry.file_type().map_err(|_| Error::storage("listing artifacts failed"))?;
-            if ft.is_dir() {
-                stack.push((entry.path(), rel));
-            } else if ft.is_file() {
-                let mut f = std::fs::File::open(entry.path()).map_err(|_| Error::storage("reading an artifact failed"))?;
-                let mut hasher = Sha256::new();
-                let size = std::io::copy(&mut f, &mut hasher).map_err(|_| Error::storage("reading an artifact failed"))?;
-                out.push((rel, size, hex::encode(hasher.finalize())));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// `PUT …/artifacts/{path}`: stores the request body.

@@ -5,6 +5,7 @@
 //! in the connection ([`sqlite`], [`postgres`]). This crate knows nothing about HTTP or the CLI.
 
 pub(crate) mod catalog;
+pub mod artifacts;
 pub mod keyfile;
 pub mod postgres;
 pub mod schema;
