@@ -670,15 +670,14 @@ impl Registry {
     /// says so) needs the newest validation report of the version's current content to have
     /// passed. Returns that report's id, or `None` when the stage needs none.
     pub(crate) fn validation_gate(tx: &mut dyn Tx, v: &ModelVersion, to: Stage) -> Result<Option<String>> {
-        let needed = match to {
-            Stage::Production => true,
-            Stage::Staging => {
-                let m = tx.get_model_by_name(&v.model_name, false)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
-                Self::load_validation_policy(tx, &m.id, m.model_type)?.policy.require_for_staging
-            }
-            _ => false,
-        };
-        if !needed {
+        if !matches!(to, Stage::Production | Stage::Staging) {
+            return Ok(None);
+        }
+        // The model's policy, read once: whether Staging needs evidence, and what the evidence
+        // must have run under.
+        let m = tx.get_model_by_name(&v.model_name, false)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+        let policy = Self::load_validation_policy(tx, &m.id, m.model_type)?.policy;
+        if to == Stage::Staging && !policy.require_for_staging {
             return Ok(None);
         }
         let hash = v.content_hash.to_hex();
@@ -700,8 +699,6 @@ impl Registry {
             ));
         }
         // The evidence must be about today's rules and today's champion.
-        let m = tx.get_model_by_name(&v.model_name, false)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
-        let policy = Self::load_validation_policy(tx, &m.id, m.model_type)?.policy;
         // Compared in canonical form (a stored 0.0 reads back as the integer 0).
         if crate::canonical::encode(&report["policy"]) != crate::canonical::encode(&policy.to_json()) {
             return Err(Error::new(ErrorCode::ValidationRequired, format!("{} was validated ({}) under an earlier validation policy; validate it again", v.reference(), r.id)));
