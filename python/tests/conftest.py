@@ -66,3 +66,40 @@ def server(store):
     yield line[len("listening on "):]
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def pg_store(tmp_path, monkeypatch):
+    """An embedded PostgreSQL store in a fresh schema of $VIGIL_TEST_DATABASE_URL, with the
+    same people; the package's environment points at it (VIGIL_DATABASE_URL,
+    VIGIL_SIGNING_KEY). Without a server the test is skipped on a developer's machine and fails
+    under CI or VIGIL_REQUIRE_POSTGRES (scripts/test sets it): it never silently skips there."""
+    import time
+
+    from vigil._backend import Embedded
+
+    url = os.environ.get("VIGIL_TEST_DATABASE_URL", "")
+    if not url:
+        if os.environ.get("CI") or os.environ.get("VIGIL_REQUIRE_POSTGRES"):
+            pytest.fail("VIGIL_TEST_DATABASE_URL is not set but the PostgreSQL runs are required")
+        pytest.skip("VIGIL_TEST_DATABASE_URL not set")
+    schema = f"py_{os.getpid()}_{time.time_ns()}"
+    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE SCHEMA {schema}"], check=True, capture_output=True)
+    sep = "&" if "?" in url else "?"
+    db = f"{url}{sep}options=-csearch_path%3D{schema}"
+    key = tmp_path / "signing.key"
+    creds = tmp_path / "credentials.json"
+    creds.write_text(json.dumps(PASSWORDS))
+    monkeypatch.setenv("VIGIL_CREDENTIALS", str(creds))
+    monkeypatch.setenv("VIGIL_DATABASE_URL", db)
+    monkeypatch.setenv("VIGIL_SIGNING_KEY", str(key))
+    monkeypatch.setenv("VIGIL_USER", "data_scientist_123")
+    for var in ("VIGIL_URL", "VIGIL_DATA_DIR", "VIGIL_PASSWORD", "VIGIL_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    b = Embedded(None, db, str(key))
+    b.init_admin("admin", "Ada Admin", PASSWORDS["admin"])
+    for user, name, role in PEOPLE:
+        b.add_user("admin", user, name, role, PASSWORDS[user])
+    del b
+    yield db
+    subprocess.run(["psql", url, "-q", "-c", f"DROP SCHEMA {schema} CASCADE"], capture_output=True)

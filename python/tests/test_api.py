@@ -139,14 +139,15 @@ def test_a_detector_keeps_the_stored_configuration(store):
     registry = vigil.ModelRegistry()
     m = register(registry)
     b = registry._b
-    cfg = b.drift_config(b.version(m.model_id))
+    me = "data_scientist_123"
+    cfg = b.drift_config(me, b.version(me, m.model_id))
     cfg["min_window"] = 77
-    b.set_drift_config("data_scientist_123", b.version(m.model_id), cfg)
+    b.set_drift_config(me, b.version(me, m.model_id), cfg)
     rng = np.random.default_rng(2)
     vigil.DriftDetector(registry=registry).set_baseline(m.model_id, {"x": rng.normal(size=200)})
-    assert b.drift_config(b.version(m.model_id))["min_window"] == 77, "no config given: nothing written"
+    assert b.drift_config(me, b.version(me, m.model_id))["min_window"] == 77, "no config given: nothing written"
     vigil.DriftDetector(vigil.DriftDetectorConfig(psi_threshold=0.3), registry=registry).set_baseline(m.model_id, {"x": rng.normal(size=200)})
-    after = b.drift_config(b.version(m.model_id))
+    after = b.drift_config(me, b.version(me, m.model_id))
     assert (after["min_window"], after["psi_threshold"]) == (77, 0.3), "the seed's thresholds merged into the rest"
 
 
@@ -207,3 +208,23 @@ def test_embedded_validation_re_hashes_a_local_artifact(store, tmp_path):
     artifact.write_bytes(b"tampered")
     bad = gate(registry.validate(m.model_id, scores, y, sensitive={"sex": sex}))
     assert bad["passed"] is False and "no longer match" in bad["detail"], bad
+
+
+def test_every_public_name_has_a_docstring():
+    import inspect
+
+    missing = []
+    for name in vigil.__all__:
+        obj = getattr(vigil, name)
+        if not (obj.__doc__ or "").strip():
+            missing.append(name)
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") or not (inspect.isfunction(member) or isinstance(member, (property, staticmethod, classmethod))):
+                    continue
+                fn = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+                if not (fn.__doc__ or "").strip():
+                    missing.append(f"{name}.{attr}")
+    assert missing == [], missing
+    for module in (vigil, vigil.registry, vigil.drift, vigil.errors):
+        assert (module.__doc__ or "").strip(), module.__name__

@@ -143,6 +143,14 @@ def test_seed_quick_start_embedded(store, capsys):
     assert "Status: drift" in out and "Recommendations: [" in out
 
 
+def test_seed_quick_start_embedded_on_postgresql(pg_store, capsys):
+    # The same code on an embedded PostgreSQL store (VIGIL_DATABASE_URL, VIGIL_SIGNING_KEY).
+    registry = ModelRegistry()
+    assert registry.embedded
+    run_seed(registry)
+    assert "Status: drift" in capsys.readouterr().out
+
+
 def test_seed_quick_start_against_a_server(server, capsys, monkeypatch):
     # The same code; the environment points it at the server (VIGIL_USER is set already).
     monkeypatch.setenv("VIGIL_URL", server)

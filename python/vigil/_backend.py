@@ -7,10 +7,7 @@ run in the server). Both return the same documents, so the public classes are bu
 
 from __future__ import annotations
 
-import base64
-import csv
 import getpass
-import io
 import json
 import os
 import sys
@@ -94,11 +91,11 @@ class Embedded:
     def register(self, actor: str, manifest: dict) -> dict:
         return self._call(self.store.register, self.session(actor), json.dumps(manifest))
 
-    def version(self, ref: str) -> dict:
-        return self._call(self.store.version, ref)
+    def version(self, actor: str, ref: str) -> dict:
+        return self._call(self.store.version, self.session(actor), ref)
 
-    def models(self) -> list:
-        return self._call(self.store.models)
+    def models(self, actor: str) -> list:
+        return self._call(self.store.models, self.session(actor))
 
     def request_promotion(self, actor: str, version: dict, to_stage: str, justification: str) -> dict:
         return self._call(self.store.request_promotion, self.session(actor), version["model_id"], to_stage, justification)
@@ -106,11 +103,14 @@ class Embedded:
     def sign(self, signer: str, request_id: str, approve: bool, meaning: str, comment: str) -> dict:
         return self._call(self.store.sign, signer, self.password(signer), request_id, approve, meaning, comment)
 
-    def request(self, request_id: str) -> dict:
-        return self._call(self.store.request, request_id)
+    def request(self, actor: str, request_id: str) -> dict:
+        return self._call(self.store.request, self.session(actor), request_id)
 
-    def lineage(self, ref: str) -> dict:
-        return self._call(self.store.lineage, ref)
+    def lineage(self, actor: str, ref: str) -> dict:
+        return self._call(self.store.lineage, self.session(actor), ref)
+
+    def audit_trail(self, actor: str, query: dict) -> list:
+        return self._call(self.store.audit_trail, self.session(actor), json.dumps(query))["events"]
 
     def verify_audit(self) -> dict:
         return self._call(self.store.verify_audit)
@@ -122,11 +122,11 @@ class Embedded:
     def set_validation_policy(self, actor: str, scope: str, target: str, policy: dict, reason: str) -> dict:
         return self._call(self.store.set_validation_policy, self.session(actor), scope, target, json.dumps(policy), reason)
 
-    def card(self, version: dict) -> dict:
-        return self._call(self.store.card, version["model_id"])
+    def card(self, actor: str, version: dict) -> dict:
+        return self._call(self.store.card, self.session(actor), version["model_id"])
 
-    def drift_config(self, version: dict) -> dict:
-        return self._call(self.store.drift_config, version["model_id"])
+    def drift_config(self, actor: str, version: dict) -> dict:
+        return self._call(self.store.drift_config, self.session(actor), version["model_id"])
 
     def set_drift_config(self, actor: str, version: dict, config: dict) -> None:
         self._call(self.store.set_drift_config, self.session(actor), version["model_id"], json.dumps(config))
@@ -147,13 +147,16 @@ def _values(v: Any) -> list:
     return list(v.tolist() if hasattr(v, "tolist") else v)
 
 
-def _cell(x: Any) -> Any:
-    """One CSV cell: missing is empty, booleans are true/false as the embedded mode reads them."""
-    if x is None or (isinstance(x, float) and x != x):
-        return ""
-    if isinstance(x, bool):
-        return "true" if x else "false"
-    return x
+def sensitive_values(values: Any) -> list:
+    """A sensitive attribute column as group names, one rule for both modes: each value as
+    ``str()`` gives it, missing (None, NaN, pandas NA) as None (the group "(missing)")."""
+    out: list = []
+    for x in _values(values):
+        if x is None or (isinstance(x, float) and x != x) or str(x) == "<NA>":
+            out.append(None)
+        else:
+            out.append(str(x))
+    return out
 
 
 def labels_01(values: Any) -> list:
@@ -170,33 +173,33 @@ def labels_01(values: Any) -> list:
     return out
 
 
-def _csv(features: Mapping[str, Any], predictions: Any) -> bytes:
-    """Feature columns as CSV (the server reads CSV and Parquet bodies); every column must have
-    the same length, and no feature may take the predictions' column name."""
-    cols = {k: _values(v) for k, v in features.items()}
+PARQUET = "application/vnd.apache.parquet"
+
+
+def _parquet(columns: Mapping[str, Any]) -> bytes:
+    """Columns as a Parquet file, read by the compiled module exactly as the embedded mode
+    reads them (same kinds, same missing values, same TypeErrors), so both modes compute on
+    the same data."""
+    try:
+        return _vigil.encode_columns(dict(columns))
+    except _vigil.VigilError as e:
+        _raise(e)
+        raise
+
+
+def _features(features: Mapping[str, Any], predictions: Any) -> bytes:
+    cols = dict(features)
     if predictions is not None:
         if "prediction" in cols:
             raise ValidationError("invalid_manifest", "a feature is named 'prediction', which holds the predictions", "invalid_input")
-        cols["prediction"] = _values(predictions)
-    names = list(cols)
-    n = len(next(iter(cols.values()), []))
-    for k in names:
-        kinds = {type(x) for x in cols[k] if x is not None}
-        if str in kinds and kinds & {int, float}:
-            # As the embedded mode: a column is numeric or categorical.
-            raise TypeError(f"column {k!r}: mixes numbers and text; a column is numeric or categorical")
-        if len(cols[k]) != n:
-            raise ValidationError("invalid_manifest", f"column {k!r} has {len(cols[k])} values, not {n} like the others", "invalid_input")
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(names)
-    for i in range(n):
-        w.writerow([_cell(cols[k][i]) for k in names])
-    return out.getvalue().encode()
+        cols["prediction"] = predictions
+    return _parquet(cols)
 
 
 class Remote:
-    """The rules in ``vigil serve``: its native API over HTTP(S)."""
+    """The rules in ``vigil serve``: its native API over HTTP(S). A user who signs in with a
+    password gets a server session (``POST /auth/login``) once, which later calls reuse;
+    :meth:`close` ends the sessions."""
 
     def __init__(self, url: str, token: Optional[str] = None, passwords: PasswordSource = default_passwords,
                  user: Optional[str] = None, timeout: float = 60.0, insecure: bool = False):
@@ -209,6 +212,13 @@ class Remote:
         self.passwords = passwords
         self.user = user
         self.timeout = timeout
+        self._sessions: dict[str, str] = {}
+
+    def _password(self, user: str) -> str:
+        pw = self.passwords(user)
+        if pw is None:
+            raise AuthenticationError("authentication_failed", f"no password for {user}", "unauthenticated")
+        return pw
 
     def _auth(self, actor: Optional[str]) -> str:
         if self.token:
@@ -220,10 +230,10 @@ class Remote:
         actor = actor or self.user
         if actor is None:
             raise AuthenticationError("authentication_failed", "give a token or a user", "unauthenticated")
-        pw = self.passwords(actor)
-        if pw is None:
-            raise AuthenticationError("authentication_failed", f"no password for {actor}", "unauthenticated")
-        return "Basic " + base64.b64encode(f"{actor}:{pw}".encode()).decode()
+        if actor not in self._sessions:
+            out = self._send("POST", "/auth/login", None, json.dumps({"user": actor, "password": self._password(actor)}).encode(), "application/json")
+            self._sessions[actor] = out["token"]
+        return f"Bearer {self._sessions[actor]}"
 
     def _get_me(self) -> str:
         req = urllib.request.Request(self.url + "/api/v1/me", method="GET")
@@ -234,12 +244,10 @@ class Remote:
         except urllib.error.HTTPError as e:
             raise from_code("authentication_failed", f"the token was refused (HTTP {e.code})", "unauthenticated") from None
 
-    def _req(self, method: str, path: str, actor: Optional[str] = None, body: Any = None, ctype: str = "application/json") -> Any:
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    def _send(self, method: str, path: str, authorization: Optional[str], data: Optional[bytes], ctype: str) -> Any:
         req = urllib.request.Request(self.url + "/api/v1" + path, data=data, method=method)
-        req.add_header("authorization", self._auth(actor))
+        if authorization:
+            req.add_header("authorization", authorization)
         if data is not None:
             req.add_header("content-type", ctype)
         try:
@@ -256,6 +264,31 @@ class Remote:
             raise VigilError("storage_failure", f"the server could not be reached: {type(e).__name__}", "internal") from None
         return json.loads(text) if text else None
 
+    def _req(self, method: str, path: str, actor: Optional[str] = None, body: Any = None, ctype: str = "application/json", retry: bool = True) -> Any:
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        who = actor or self.user
+        try:
+            return self._send(method, path, self._auth(actor), data, ctype)
+        except AuthenticationError:
+            # A session that expired or was ended elsewhere: sign in again, once.
+            # Not for signatures: their password failing is not the session's fault, and a
+            # second attempt would count twice towards the lockout.
+            if not retry or who is None or who not in self._sessions or (self.token and who == self.user):
+                raise
+            del self._sessions[who]
+            return self._send(method, path, self._auth(actor), data, ctype)
+
+    def close(self) -> None:
+        """Ends the sessions this client opened (tokens given to it are left alone)."""
+        for token in list(self._sessions.values()):
+            try:
+                self._send("POST", "/auth/logout", f"Bearer {token}", None, "application/json")
+            except VigilError:
+                pass
+        self._sessions.clear()
+
     @staticmethod
     def _ref(version: dict) -> str:
         return f"/models/{urllib.parse.quote(version['name'], safe='')}/versions/{urllib.parse.quote(version['version'], safe='')}"
@@ -263,45 +296,46 @@ class Remote:
     def register(self, actor: str, manifest: dict) -> dict:
         return self._req("POST", "/models", actor, manifest)
 
-    def version(self, ref: str) -> dict:
+    def version(self, actor: Optional[str], ref: str) -> dict:
         if "@" in ref:
             name, ver = ref.split("@", 1)
-            return self._req("GET", f"/models/{urllib.parse.quote(name, safe='')}/versions/{urllib.parse.quote(ver, safe='')}")
-        for m in self.models():
-            for v in m.get("versions", []):
-                if v.get("model_id") == ref:
-                    return v
-        raise from_code("version_not_found", "model version not found", "not_found")
+            return self._req("GET", f"/models/{urllib.parse.quote(name, safe='')}/versions/{urllib.parse.quote(ver, safe='')}", actor)
+        return self._req("GET", f"/versions/{urllib.parse.quote(ref, safe='')}", actor)
 
-    def models(self) -> list:
-        return self._req("GET", "/models")["models"]
+    def models(self, actor: Optional[str]) -> list:
+        return self._req("GET", "/models", actor)["models"]
 
     def request_promotion(self, actor: str, version: dict, to_stage: str, justification: str) -> dict:
         return self._req("POST", "/promotions", actor, {"model": version["name"], "version": version["version"], "to_stage": to_stage, "justification": justification})
 
     def sign(self, signer: str, request_id: str, approve: bool, meaning: str, comment: str) -> dict:
-        pw = self.passwords(signer)
-        if pw is None:
-            raise AuthenticationError("authentication_failed", f"no password for {signer}", "unauthenticated")
+        # A signature re-authenticates: the password goes with it even inside a session.
+        pw = self._password(signer)
         op = "approve" if approve else "reject"
-        return self._req("POST", f"/promotions/{urllib.parse.quote(request_id, safe='')}/{op}", signer, {"password": pw, "meaning": meaning, "comment": comment})
+        return self._req("POST", f"/promotions/{urllib.parse.quote(request_id, safe='')}/{op}", signer, {"password": pw, "meaning": meaning, "comment": comment},
+                         retry=False)
 
-    def request(self, request_id: str) -> dict:
-        return self._req("GET", f"/promotions/{urllib.parse.quote(request_id, safe='')}")
+    def request(self, actor: Optional[str], request_id: str) -> dict:
+        return self._req("GET", f"/promotions/{urllib.parse.quote(request_id, safe='')}", actor)
 
-    def lineage(self, ref: str) -> dict:
+    def lineage(self, actor: Optional[str], ref: str) -> dict:
         name, ver = ref.split("@", 1)
-        return self._req("GET", f"/models/{urllib.parse.quote(name, safe='')}/versions/{urllib.parse.quote(ver, safe='')}/lineage")
+        return self._req("GET", f"/models/{urllib.parse.quote(name, safe='')}/versions/{urllib.parse.quote(ver, safe='')}/lineage", actor)
 
     def verify_audit(self) -> dict:
         return self._req("GET", "/audit/verify")
 
+    def audit_trail(self, actor: Optional[str], query: dict) -> list:
+        q = {k: str(v) for k, v in query.items() if v is not None}
+        return self._req("GET", "/audit?" + urllib.parse.urlencode(q), actor)["events"]
+
     def validate(self, actor: str, version: dict, h: dict) -> dict:
         cols: dict = {"score": h["scores"]}
         truth = "label" if h.get("labels") is not None else "target"
-        cols[truth] = h.get("labels") if h.get("labels") is not None else h.get("targets")
         if truth == "label":
-            cols["label"] = labels_01(cols["label"])
+            cols["label"] = [1.0 if x else 0.0 for x in labels_01(h["labels"])]
+        else:
+            cols["target"] = h.get("targets")
         collide = {"score", "label", "target", "champion_score"} & set(h.get("sensitive") or {})
         if collide:
             raise ValidationError("invalid_validation_data", f"a sensitive attribute may not be named {sorted(collide)[0]!r}", "invalid_input")
@@ -314,27 +348,27 @@ class Remote:
             cols[k] = v
         if sensitive:
             q["sensitive"] = ",".join(sensitive)
-        return self._req("POST", self._ref(version) + "/validate?" + urllib.parse.urlencode(q), actor, _csv(cols, None), "text/csv")
+        return self._req("POST", self._ref(version) + "/validate?" + urllib.parse.urlencode(q), actor, _parquet(cols), PARQUET)
 
     def set_validation_policy(self, actor: str, scope: str, target: str, policy: dict, reason: str) -> dict:
         return self._req("PUT", f"/validation-policies/{scope}/{urllib.parse.quote(target, safe='')}", actor, {"policy": policy, "reason": reason})
 
-    def card(self, version: dict) -> dict:
-        return self._req("GET", self._ref(version) + "/card?format=json")
+    def card(self, actor: Optional[str], version: dict) -> dict:
+        return self._req("GET", self._ref(version) + "/card?format=json", actor)
 
-    def drift_config(self, version: dict) -> dict:
-        return self._req("GET", self._ref(version) + "/drift/config")
+    def drift_config(self, actor: Optional[str], version: dict) -> dict:
+        return self._req("GET", self._ref(version) + "/drift/config", actor)
 
     def set_drift_config(self, actor: str, version: dict, config: dict) -> None:
         self._req("PUT", self._ref(version) + "/drift/config", actor, config)
 
     def set_baseline(self, actor: str, version: dict, features: Mapping[str, Any], predictions: Any) -> dict:
         q = "?prediction_col=prediction" if predictions is not None else ""
-        return self._req("POST", self._ref(version) + "/drift/baseline" + q, actor, _csv(features, predictions), "text/csv")
+        return self._req("POST", self._ref(version) + "/drift/baseline" + q, actor, _features(features, predictions), PARQUET)
 
     def add_samples(self, actor: str, version: dict, features: Mapping[str, Any], predictions: Any) -> dict:
         q = "?prediction_col=prediction" if predictions is not None else ""
-        return self._req("POST", self._ref(version) + "/drift/samples" + q, actor, _csv(features, predictions), "text/csv")
+        return self._req("POST", self._ref(version) + "/drift/samples" + q, actor, _features(features, predictions), PARQUET)
 
     def detect_drift(self, actor: str, version: dict, last_rows: Optional[int]) -> dict:
         q = f"?window_rows={int(last_rows)}" if last_rows else ""

@@ -68,8 +68,12 @@ def _column(v: Any) -> Any:
 
         # Numeric dtypes (nullable ones too) as float64 with NaN for missing; anything else as
         # objects with None for missing (pd.NA, NaN, NaT).
-        if v.dtype.kind in "biuf" or str(v.dtype) in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64"):
+        if v.dtype.kind in "iuf" or str(v.dtype) in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64"):
             return v.to_numpy(dtype="float64", na_value=np.nan)
+        if v.dtype.kind == "b":
+            return v.to_numpy(dtype=bool)
+        if str(v.dtype) == "boolean":  # nullable booleans: categories true/false, NA missing
+            return np.array([None if x is None or str(x) == "<NA>" else bool(x) for x in v.astype(object)], dtype=object)
         return np.array([None if x is None or (x != x) or str(x) == "<NA>" else str(x) for x in v.astype(object)], dtype=object)
     # numpy arrays, sequences and Arrow objects (the compiled module reads Arrow through the
     # PyCapsule interface) pass as they are.
@@ -100,9 +104,10 @@ class DriftDetector:
         self._configured: set = set()
 
     def _version(self, model_id: str) -> dict:
-        v = self.registry._b.version(model_id)
+        reader = self.user or self.registry._reader()
+        v = self.registry._b.version(reader, model_id)
         if self.config is not None and v["model_id"] not in self._configured:
-            stored = self.registry._b.drift_config(v)
+            stored = self.registry._b.drift_config(reader, v)
             stored.update(self.config.seed_fields())
             self.registry._b.set_drift_config(self.registry._actor(self.user), v, stored)
             self._configured.add(v["model_id"])

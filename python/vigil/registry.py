@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ._backend import Embedded, Remote
+from ._backend import Embedded, Remote, sensitive_values
 from .errors import AuthenticationError
 
 
@@ -242,6 +242,22 @@ class ModelRegistry:
             raise AuthenticationError("authentication_failed", "no acting user: pass user=, set VIGIL_USER, or name the actor", "unauthenticated")
         return who
 
+    def _reader(self) -> Optional[str]:
+        # Reads are a signed-in user's too: embedded ones sign in as the acting user (and reads
+        # of models marked ``vigil.phi`` are audited); remote ones use the token or user.
+        return self._actor(None) if self.embedded else self.user
+
+    def close(self) -> None:
+        """Ends the server sessions this registry opened (remote mode; nothing to do embedded)."""
+        if isinstance(self._b, Remote):
+            self._b.close()
+
+    def __enter__(self) -> "ModelRegistry":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def register_model(self, name: str, version: str, model_type: ModelType, artifact_uri: str,
                        metrics: Optional[ModelMetrics] = None, lineage: Optional[ModelLineage] = None,
                        model_card: Optional[ModelCard] = None, *, artifact_sha256: Optional[str] = None,
@@ -258,15 +274,15 @@ class ModelRegistry:
 
     def get_model(self, model_id: str) -> ModelVersion:
         """A version by id (``mv_…``) or ``NAME@VERSION``."""
-        return ModelVersion.from_doc(self._b.version(model_id))
+        return ModelVersion.from_doc(self._b.version(self._reader(), model_id))
 
     def list_models(self) -> list:
         """Every registered model with its versions (Vigil's documents)."""
-        return self._b.models()
+        return self._b.models(self._reader())
 
     def get_production_model(self, name: str) -> Optional[ModelVersion]:
         """The version of ``name`` in Production, if any."""
-        for m in self._b.models():
+        for m in self._b.models(self._reader()):
             if m.get("name") == name:
                 for v in m.get("versions", []):
                     if v.get("stage") == ModelStage.PRODUCTION.value:
@@ -277,7 +293,7 @@ class ModelRegistry:
                           justification: str = "") -> PromotionRequest:
         """Opens a promotion request (refused with ``ApprovalError`` for Production without a
         passing validation of the current content)."""
-        version = self._b.version(model_id)
+        version = self._b.version(self._reader(), model_id)
         return PromotionRequest.from_doc(self._b.request_promotion(self._actor(requester_id), version, ModelStage(to_stage).value, justification))
 
     def approve_promotion(self, request_id: str, approver_id: str, comments: str = "", meaning: str = "approval") -> PromotionRequest:
@@ -291,12 +307,12 @@ class ModelRegistry:
 
     def get_request(self, request_id: str) -> PromotionRequest:
         """A request with its signatures."""
-        return PromotionRequest.from_doc(self._b.request(request_id))
+        return PromotionRequest.from_doc(self._b.request(self._reader(), request_id))
 
     def get_lineage(self, model_id: str) -> dict:
         """Data, run, code, signatures and stage history of a version."""
-        v = self._b.version(model_id)
-        return self._b.lineage(f"{v['name']}@{v['version']}")
+        v = self._b.version(self._reader(), model_id)
+        return self._b.lineage(self._reader(), f"{v['name']}@{v['version']}")
 
     def verify_audit_trail(self) -> dict:
         """Verifies the hash chain, every signature seal and every record; ``ok`` says whether
@@ -310,8 +326,9 @@ class ModelRegistry:
         Production version's ``champion_scores`` on the same rows, and ``sensitive``
         attribute columns by name. Stores and returns the report (``passed``, ``gates``,
         ``metrics`` with intervals, ``fairness``); Production needs a passing one."""
-        v = self._b.version(model_id)
-        holdout = {"scores": scores, "labels": labels, "targets": targets, "champion_scores": champion_scores, "sensitive": sensitive, "threshold": threshold}
+        v = self._b.version(self._reader(), model_id)
+        groups = {str(k): sensitive_values(c) for k, c in sensitive.items()} if sensitive else None
+        holdout = {"scores": scores, "labels": labels, "targets": targets, "champion_scores": champion_scores, "sensitive": groups, "threshold": threshold}
         return self._b.validate(self._actor(validated_by), v, holdout)
 
     def set_validation_policy(self, policy: dict, reason: str, *, model: Optional[str] = None, model_type: Optional[ModelType] = None,
@@ -325,4 +342,17 @@ class ModelRegistry:
 
     def model_card(self, model_id: str) -> dict:
         """The generated model card (Vigil's JSON: HTI-1 attribute status, the bound report)."""
-        return self._b.card(self._b.version(model_id))
+        return self._b.card(self._reader(), self._b.version(self._reader(), model_id))
+
+    def audit_trail(self, *, model: Optional[str] = None, version: Optional[str] = None, actor: Optional[str] = None,
+                    action: Optional[str] = None, outcome: Optional[str] = None, since: Optional[str] = None,
+                    until: Optional[str] = None, limit: int = 1000, after_seq: Optional[int] = None) -> list:
+        """Audit events, oldest first: by model (and version), actor, action (exact, or a prefix
+        ending in ``.`` such as ``"promotion."``), outcome (``ok`` or ``denied``), time
+        (RFC 3339 ``since``/``until``); at most ``limit`` (up to 10,000) per call, continuing
+        after the ``seq`` given as ``after_seq``. Each event is Vigil's document (``seq``,
+        ``time``, ``actor``, ``action``, ``outcome``, ``entity_type``, ``entity_id``,
+        ``details``, ``hash``)."""
+        query = {"model": model, "version": version, "actor": actor, "action": action, "outcome": outcome,
+                 "since": since, "until": until, "limit": int(limit), "after_seq": after_seq}
+        return self._b.audit_trail(self._reader(), {k: v for k, v in query.items() if v is not None})

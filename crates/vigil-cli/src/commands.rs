@@ -169,6 +169,21 @@ pub fn principal(reg: &Registry, g: &Global) -> Result<Principal> {
     Ok(reg.authenticate(&id, &pw)?)
 }
 
+/// A local read of records that may be marked `vigil.phi`: reading marked ones needs a
+/// signed-in user (`--user`, with the password from the usual sources) and is recorded in the
+/// audit trail, as through the server and the Python package. Unmarked records read freely.
+pub fn audit_local_read(reg: &Registry, g: &Global, what: vigil_core::phi::Read<'_>, route: &str) -> Result<()> {
+    if !reg.reads_phi(what)? {
+        return Ok(());
+    }
+    if g.user.is_none() {
+        return Err(usage("this reads records marked as containing PHI (vigil.phi): reads are audited, so sign in with --user ID or VIGIL_USER"));
+    }
+    let p = principal(reg, g)?;
+    reg.audit_read(&p, what, route)?;
+    Ok(())
+}
+
 pub fn emit(g: &Global, v: &Value, human: impl FnOnce()) {
     if g.json {
         println!("{v}");
@@ -341,6 +356,8 @@ fn model_cmd(g: &Global, c: ModelCmd) -> Result<ExitCode> {
         }
         ModelCmd::List => {
             let models = reg.list_models()?;
+            let names: Vec<String> = models.iter().map(|(m, _)| m.name.to_string()).collect();
+            audit_local_read(&reg, g, vigil_core::phi::Read::Models(&names), "vigil model list")?;
             let out: Vec<Value> = models
                 .iter()
                 .map(|(m, vs)| {
@@ -356,11 +373,13 @@ fn model_cmd(g: &Global, c: ModelCmd) -> Result<ExitCode> {
             if reference.contains('@') {
                 let (name, version) = parse_reference(&reference)?;
                 let v = reg.get_version(&name, &version)?;
+                audit_local_read(&reg, g, vigil_core::phi::Read::Model(name.as_str()), "vigil model show")?;
                 let j = vigil_api::version(&v);
                 emit(g, &j, || crate::views::version(&j));
             } else {
                 let name = ModelName::parse(&reference)?;
                 let m = reg.get_model(&name)?;
+                audit_local_read(&reg, g, vigil_core::phi::Read::Model(name.as_str()), "vigil model show")?;
                 let vs = reg.list_models()?.into_iter().find(|(x, _)| x.id == m.id).map(|(_, v)| v).unwrap_or_default();
                 let mut j = vigil_api::model(&m);
                 j["versions"] = Value::Array(vs.iter().map(vigil_api::version).collect());
@@ -509,6 +528,8 @@ fn lineage_cmd(g: &Global, reference: Option<String>, data_hash: Option<String>)
     let reg = open(g, false)?;
     if let Some(h) = data_hash {
         let vs = reg.versions_by_data_hash(&h)?;
+        let names: Vec<String> = vs.iter().map(|v| v.model_name.to_string()).collect();
+        audit_local_read(&reg, g, vigil_core::phi::Read::Models(&names), "vigil lineage --data-hash")?;
         let j = Value::Array(vs.iter().map(vigil_api::version).collect());
         emit(g, &j, || crate::views::versions_by_data(&j));
         return Ok(ExitCode::SUCCESS);
@@ -516,6 +537,7 @@ fn lineage_cmd(g: &Global, reference: Option<String>, data_hash: Option<String>)
     let reference = reference.ok_or_else(|| usage("give NAME@VERSION or --data-hash HASH"))?;
     let (name, version) = parse_reference(&reference)?;
     let l = reg.lineage(&name, &version)?;
+    audit_local_read(&reg, g, vigil_core::phi::Read::Model(name.as_str()), "vigil lineage")?;
     let j = vigil_api::lineage(&l);
     emit(g, &j, || crate::views::lineage(&j));
     Ok(ExitCode::SUCCESS)

@@ -186,6 +186,12 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
         DriftCmd::Alerts { reference, all } => {
             let v = reference.as_deref().map(|r| version(&reg, r)).transpose()?;
             let alerts = reg.list_alerts(v.as_ref().map(|v| v.id.as_str()), !all)?;
+            let mut names = std::collections::BTreeSet::new();
+            for id in alerts.iter().map(|a| a.model_version_id.as_str()).collect::<std::collections::BTreeSet<_>>() {
+                names.insert(reg.get_version_by_id(id)?.model_name.to_string());
+            }
+            let names: Vec<String> = names.into_iter().collect();
+            crate::commands::audit_local_read(&reg, g, vigil_core::phi::Read::Models(&names), "vigil drift alerts")?;
             let j: Vec<serde_json::Value> = alerts
                 .iter()
                 .map(|a| serde_json::json!({
@@ -222,6 +228,7 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
                 reg.set_drift_config(&actor, &v.id, &config)?;
             }
             let c = reg.drift_config(&v.id)?;
+            crate::commands::audit_local_read(&reg, g, vigil_core::phi::Read::Model(v.model_name.as_str()), "vigil drift config")?;
             let j = config_to_json(&c);
             emit(g, &j, || println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default()));
         }

@@ -96,6 +96,7 @@ pub fn card(g: &Global, reference: &str, format: &str, output: Option<&Path>) ->
     let reg = open(g, false)?;
     let (name, version) = parse_reference(reference)?;
     let v = reg.get_version(&name, &version)?;
+    crate::commands::audit_local_read(&reg, g, vigil_core::phi::Read::Model(name.as_str()), "vigil card")?;
     // Only evidence about exactly this content counts; a released card keeps its evidence.
     let report = reg.card_evidence(&v.id)?;
     let doc = vigil_api::card::document(&v, report.as_ref());

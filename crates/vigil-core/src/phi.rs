@@ -142,6 +142,12 @@ impl Registry {
         })
     }
 
+    /// Whether a read touches records marked as containing PHI (an entry point that does not
+    /// otherwise sign its caller in must do so before reading them).
+    pub fn reads_phi(&self, what: Read<'_>) -> Result<bool> {
+        Ok(self.marked(what)?.is_some())
+    }
+
     /// Records a read in the audit trail when the record read is marked as containing PHI.
     /// `route` names the operation (e.g. `GET /api/2.0/mlflow/runs/get`), never its arguments.
     pub fn audit_read(&self, actor: &Principal, what: Read<'_>, route: &str) -> Result<()> {

@@ -1180,6 +1180,12 @@ impl Registry {
         self.read(|tx| tx.query_audit(q))
     }
 
+    /// Audit events matching a query, read by a signed-in user (who must hold `read_audit`).
+    pub fn read_audit(&self, actor: &Principal, q: &AuditQuery) -> Result<Vec<StoredEvent>> {
+        crate::auth::authorize(actor.role(), crate::auth::Action::ReadAudit)?;
+        self.audit_log(q)
+    }
+
     /// Convenience for the seed's flat arguments: builds the content from parts.
     pub fn content(artifact_uri: &str, artifact_sha256: Option<Sha256Digest>, metrics: Metrics, lineage: Lineage, card: ModelCard) -> VersionContent {
         VersionContent { artifact_uri: artifact_uri.to_owned(), artifact_sha256, metrics, lineage, card }

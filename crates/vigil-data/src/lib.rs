@@ -447,10 +447,88 @@ pub fn to_batch(table: Table, roles: &Roles, file: &Path) -> Result<Batch> {
     Ok(b)
 }
 
+/// Writes named columns as a Parquet file in memory: numbers as `Float64` (NaN stays NaN, which
+/// Vigil reads as missing), categories as dictionary-encoded strings with nulls for missing.
+/// Reading it back with [`read_table`] gives the same columns and kinds, so a client can send
+/// exactly the batch it would have built in process (the Python package's remote mode).
+/// Columns of different lengths are refused, naming the column.
+pub fn write_parquet(columns: &[(String, Column)]) -> Result<Vec<u8>> {
+    use arrow::array::{ArrayRef, DictionaryArray, Float64Array, Int32Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+    let bad = |m: String| Error::new(ErrorCode::InvalidManifest, m);
+    let len = |c: &Column| match c {
+        Column::Numeric(v) => v.len(),
+        Column::Categorical { codes, .. } => codes.len(),
+    };
+    let Some((_, first)) = columns.first() else { return Err(bad("the data has no columns".into())) };
+    let rows = len(first);
+    let mut seen = std::collections::HashSet::new();
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for (name, col) in columns {
+        let q = vigil_core::ids::quote_key(name);
+        if name.is_empty() || !seen.insert(name.as_str()) {
+            return Err(bad("column names must be non-empty and unique".into()));
+        }
+        if len(col) != rows {
+            return Err(bad(format!("column {q} has {} values, not {rows} like the others", len(col))));
+        }
+        match col {
+            Column::Numeric(v) => {
+                fields.push(Field::new(name, DataType::Float64, false));
+                arrays.push(Arc::new(Float64Array::from(v.clone())));
+            }
+            Column::Categorical { dictionary, codes } => {
+                let n = i32::try_from(dictionary.len()).map_err(|_| bad(format!("column {q} has too many categories")))?;
+                let keys: Int32Array = codes.iter().map(|&c| i32::try_from(c).ok().filter(|c| *c < n)).collect();
+                let values = StringArray::from_iter_values(dictionary.iter());
+                let d = DictionaryArray::try_new(keys, Arc::new(values)).map_err(|_| bad(format!("column {q}: invalid categories")))?;
+                fields.push(Field::new(name, DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), true));
+                arrays.push(Arc::new(d));
+            }
+        }
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), arrays).map_err(|_| bad("the columns do not form a table".into()))?;
+    let props = parquet::file::properties::WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build();
+    let mut out = Vec::new();
+    let fail = |_| Error::new(ErrorCode::StorageFailure, "cannot encode the columns as Parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(props)).map_err(fail)?;
+    w.write(&batch).map_err(fail)?;
+    w.close().map_err(fail)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parquet_written_reads_back_as_the_same_columns() {
+        let cols = vec![
+            ("age".to_owned(), Column::Numeric(vec![50.0, f64::NAN, 61.5])),
+            ("unit".to_owned(), Column::categorical([Some("icu"), None, Some("NA")])),
+            ("code".to_owned(), Column::categorical([Some("1"), Some("2"), Some("1")])),
+        ];
+        let bytes = write_parquet(&cols).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.parquet");
+        std::fs::write(&p, bytes).unwrap();
+        let t = read_table(&p).unwrap();
+        let names: Vec<&str> = t.columns.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["age", "unit", "code"]);
+        assert_eq!(t.columns[0].1.numbers().unwrap(), vec![Some(50.0), None, Some(61.5)]);
+        // Text that looks like a number or like a missing marker stays a category.
+        assert_eq!(t.columns[1].1, RawColumn::Text(Column::categorical([Some("icu"), None, Some("NA")])));
+        assert_eq!(t.columns[2].1, RawColumn::Text(Column::categorical([Some("1"), Some("2"), Some("1")])));
+        let uneven = vec![("a".to_owned(), Column::Numeric(vec![1.0])), ("b".to_owned(), Column::Numeric(vec![1.0, 2.0]))];
+        let e = write_parquet(&uneven).unwrap_err();
+        assert!(e.message().contains("'b' has 2 values"), "{}", e.message());
+        assert!(write_parquet(&[]).is_err());
+        assert!(write_parquet(&[("a".to_owned(), Column::Numeric(vec![])), ("a".to_owned(), Column::Numeric(vec![]))]).is_err());
+    }
 
     #[test]
     fn csv_types_missing_and_errors() {

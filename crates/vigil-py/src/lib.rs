@@ -19,6 +19,7 @@ use vigil_core::auth::{Password, Principal, Role};
 use vigil_core::ids::{ModelName, SystemClock, UserId, UuidV7Ids};
 use vigil_core::model::{Stage, parse_reference};
 use vigil_core::monitor::{Batch, Column, Window};
+use vigil_core::phi::Read;
 use vigil_core::registry::Registry;
 use vigil_core::{Error, ErrorCode};
 
@@ -70,6 +71,9 @@ struct Store {
     /// The data directory (artifacts in Vigil's own store are re-hashed from it).
     data_dir: Option<PathBuf>,
 }
+
+/// The route named in `phi.read` events for embedded version reads.
+const ROUTE_VERSION: &str = "python: ModelRegistry.get_model";
 
 fn user_id(s: &str) -> PyResult<UserId> {
     UserId::parse(s).map_err(err)
@@ -142,24 +146,32 @@ impl Store {
         Ok(text(&vigil_api::version(&v)))
     }
 
-    /// A version by its id (`mv_…`) or by `NAME@VERSION`.
-    fn version(&self, py: Python<'_>, reference: &str) -> PyResult<String> {
-        let (r, reference) = (self.registry.clone(), reference.to_owned());
+    /// A version by its id (`mv_…`) or by `NAME@VERSION`, read by a signed-in user (reads of
+    /// models marked `vigil.phi` are audited, as the server's are).
+    fn version(&self, py: Python<'_>, session: &Session, reference: &str) -> PyResult<String> {
+        let (r, p, reference) = (self.registry.clone(), session.principal.clone(), reference.to_owned());
         let v = run(py, move || {
-            if reference.contains('@') {
+            let v = if reference.contains('@') {
                 let (n, v) = parse_reference(&reference)?;
-                r.get_version(&n, &v)
+                r.get_version(&n, &v)?
             } else {
-                r.get_version_by_id(&reference)
-            }
+                r.get_version_by_id(&reference)?
+            };
+            r.audit_read(&p, Read::Model(v.model_name.as_str()), ROUTE_VERSION)?;
+            Ok(v)
         })?;
         Ok(text(&vigil_api::version(&v)))
     }
 
-    /// Every model with its versions.
-    fn models(&self, py: Python<'_>) -> PyResult<String> {
-        let r = self.registry.clone();
-        let all = run(py, move || r.list_models())?;
+    /// Every model with its versions (reads of marked models are audited).
+    fn models(&self, py: Python<'_>, session: &Session) -> PyResult<String> {
+        let (r, p) = (self.registry.clone(), session.principal.clone());
+        let all = run(py, move || {
+            let all = r.list_models()?;
+            let names: Vec<String> = all.iter().map(|(m, _)| m.name.to_string()).collect();
+            r.audit_read(&p, Read::Models(&names), "python: ModelRegistry.list_models")?;
+            Ok(all)
+        })?;
         Ok(text(&json!(all.iter().map(|(m, vs)| {
             let mut j = vigil_api::model(m);
             j["versions"] = Value::Array(vs.iter().map(vigil_api::version).collect());
@@ -186,17 +198,23 @@ impl Store {
         Ok(text(&j))
     }
 
-    /// A request with its signatures and tally.
-    fn request(&self, py: Python<'_>, request_id: &str) -> PyResult<String> {
+    /// A request with its signatures and tally: for any signed-in user (the session is the
+    /// proof; requests hold no patient data, so the read is not PHI-audited, as on the server).
+    fn request(&self, py: Python<'_>, session: &Session, request_id: &str) -> PyResult<String> {
+        let _signed_in = &session.principal;
         let (r, id) = (self.registry.clone(), request_id.to_owned());
         let d = run(py, move || r.get_request(&id))?;
         Ok(text(&vigil_api::request_detail(&d)))
     }
 
-    /// Lineage of `NAME@VERSION`.
-    fn lineage(&self, py: Python<'_>, reference: &str) -> PyResult<String> {
-        let (r, (n, v)) = (self.registry.clone(), parse_reference(reference).map_err(err)?);
-        let l = run(py, move || r.lineage(&n, &v))?;
+    /// Lineage of `NAME@VERSION` (audited for marked models).
+    fn lineage(&self, py: Python<'_>, session: &Session, reference: &str) -> PyResult<String> {
+        let (r, p, (n, v)) = (self.registry.clone(), session.principal.clone(), parse_reference(reference).map_err(err)?);
+        let l = run(py, move || {
+            let l = r.lineage(&n, &v)?;
+            r.audit_read(&p, Read::Model(n.as_str()), "python: ModelRegistry.get_lineage")?;
+            Ok(l)
+        })?;
         Ok(text(&vigil_api::lineage(&l)))
     }
 
@@ -208,9 +226,13 @@ impl Store {
     }
 
     /// A version's stored drift configuration (the built-in one if none was set).
-    fn drift_config(&self, py: Python<'_>, version_id: &str) -> PyResult<String> {
-        let (r, id) = (self.registry.clone(), version_id.to_owned());
-        let c = run(py, move || r.drift_config(&id))?;
+    fn drift_config(&self, py: Python<'_>, session: &Session, version_id: &str) -> PyResult<String> {
+        let (r, p, id) = (self.registry.clone(), session.principal.clone(), version_id.to_owned());
+        let c = run(py, move || {
+            let c = r.drift_config(&id)?;
+            r.audit_read(&p, Read::Model(r.get_version_by_id(&id)?.model_name.as_str()), "python: drift configuration")?;
+            Ok(c)
+        })?;
         Ok(text(&vigil_core::monitor::config_to_json(&c)))
     }
 
@@ -247,7 +269,11 @@ impl Store {
             _ => Window::SinceBaseline,
         };
         let (r, p, id) = (self.registry.clone(), session.principal.clone(), version_id.to_owned());
-        let c = run(py, move || r.detect_drift(&p, &id, window))?;
+        let c = run(py, move || {
+            let c = r.detect_drift(&p, &id, window)?;
+            r.audit_read(&p, Read::Model(r.get_version_by_id(&id)?.model_name.as_str()), "python: DriftDetector.detect_drift")?;
+            Ok(c)
+        })?;
         Ok(text(&vigil_core::monitor::report_json(&c)))
     }
 
@@ -337,16 +363,50 @@ impl Store {
     }
 
     /// The model card of a version (Vigil's JSON; render with `vigil card` for other formats).
-    fn card(&self, py: Python<'_>, version_id: &str) -> PyResult<String> {
-        let (r, id) = (self.registry.clone(), version_id.to_owned());
-        let (v, rep) = run(py, move || Ok((r.get_version_by_id(&id)?, r.card_evidence(&id)?)))?;
+    fn card(&self, py: Python<'_>, session: &Session, version_id: &str) -> PyResult<String> {
+        let (r, p, id) = (self.registry.clone(), session.principal.clone(), version_id.to_owned());
+        let (v, rep) = run(py, move || {
+            let v = r.get_version_by_id(&id)?;
+            let rep = r.card_evidence(&id)?;
+            r.audit_read(&p, Read::Model(v.model_name.as_str()), "python: ModelRegistry.model_card")?;
+            Ok((v, rep))
+        })?;
         Ok(text(&vigil_api::card::document(&v, rep.as_ref())))
     }
 
-    /// The model name of a version id (for messages).
-    fn model_name(&self, py: Python<'_>, version_id: &str) -> PyResult<String> {
-        let (r, id) = (self.registry.clone(), version_id.to_owned());
-        Ok(run(py, move || r.get_version_by_id(&id))?.model_name.to_string())
+    /// Audit events, oldest first, matching a query (the server's `GET /api/v1/audit`
+    /// parameters as a JSON object: model, version, actor, action, outcome, since, until,
+    /// limit, after_seq).
+    fn audit_trail(&self, py: Python<'_>, session: &Session, query: &str) -> PyResult<String> {
+        let q = parse_json(query)?;
+        let s = |k: &str| -> PyResult<Option<String>> {
+            match q.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(v)) => Ok(Some(v.clone())),
+                Some(_) => Err(invalid(ErrorCode::InvalidText, format!("{k} must be text"))),
+            }
+        };
+        let n = |k: &str| -> PyResult<Option<i64>> {
+            match q.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v.as_i64().map(Some).ok_or_else(|| invalid(ErrorCode::InvalidText, format!("{k} must be an integer"))),
+            }
+        };
+        let time = |k: &str| -> PyResult<Option<vigil_core::ids::Timestamp>> { s(k)?.as_deref().map(vigil_core::ids::Timestamp::parse).transpose().map_err(err) };
+        let query = vigil_core::store::AuditQuery {
+            model: s("model")?,
+            version: s("version")?,
+            actor: s("actor")?,
+            action: s("action")?,
+            outcome: s("outcome")?,
+            since: time("since")?,
+            until: time("until")?,
+            limit: Some(n("limit")?.unwrap_or(1000).clamp(1, 10_000) as u32),
+            after_seq: n("after_seq")?,
+        };
+        let (r, p) = (self.registry.clone(), session.principal.clone());
+        let events = run(py, move || r.read_audit(&p, &query))?;
+        Ok(text(&json!({"events": events.iter().map(vigil_api::audit_event).collect::<Vec<_>>()})))
     }
 }
 
@@ -410,6 +470,11 @@ fn column(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Column> {
     if let Ok(a) = v.cast::<numpy::PyArray1<i64>>() {
         return Ok(Column::Numeric(a.readonly().as_array().iter().map(|x| *x as f64).collect()));
     }
+    if let Ok(a) = v.cast::<numpy::PyArray1<bool>>() {
+        // Booleans are categories, as Arrow and Parquet booleans are.
+        let codes = a.readonly().as_array().iter().map(|&b| u32::from(b)).collect();
+        return Ok(Column::Categorical { dictionary: vec!["false".into(), "true".into()], codes });
+    }
     if let Ok(a) = v.cast::<numpy::PyUntypedArray>() {
         let dtype = a.dtype().to_string();
         if a.ndim() != 1 {
@@ -426,8 +491,10 @@ fn column(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Column> {
 }
 
 fn categorical_or_numeric(name: &str, items: &[Bound<'_, PyAny>]) -> PyResult<Column> {
-    // Numbers (None is missing) make a numeric column; strings (None missing) a categorical one.
-    let numeric = items.iter().all(|x| x.is_none() || (x.extract::<f64>().is_ok() && !x.is_instance_of::<pyo3::types::PyString>()));
+    // Numbers (None is missing) make a numeric column; strings and booleans (None missing) a
+    // categorical one.
+    let is_bool = |x: &Bound<'_, PyAny>| x.is_instance_of::<pyo3::types::PyBool>() || x.get_type().name().is_ok_and(|n| n == "bool" || n == "bool_");
+    let numeric = items.iter().all(|x| x.is_none() || (x.extract::<f64>().is_ok() && !x.is_instance_of::<pyo3::types::PyString>() && !is_bool(x)));
     if numeric {
         let vals: Vec<Option<f64>> = items.iter().map(|x| if x.is_none() { None } else { x.extract::<f64>().ok() }).collect();
         return Ok(Column::numeric(vals));
@@ -438,6 +505,8 @@ fn categorical_or_numeric(name: &str, items: &[Bound<'_, PyAny>]) -> PyResult<Co
             vals.push(None);
         } else if let Ok(s) = x.extract::<String>() {
             vals.push(Some(s));
+        } else if is_bool(x) {
+            vals.push(Some(if x.is_truthy()? { "true" } else { "false" }.to_owned()));
         } else {
             return Err(PyTypeError::new_err(format!("column {name:?}: mixes numbers and text; a column is numeric or categorical")));
         }
@@ -463,6 +532,21 @@ fn batch(features: &Bound<'_, PyDict>, predictions: Option<&Bound<'_, PyAny>>) -
     Ok(Batch { features: cols, predictions, prediction_ids: None, labels: None })
 }
 
+/// Columns (a dict of name → column, read exactly as `set_baseline` reads them) encoded as
+/// a Parquet file: what the remote mode uploads, so that both modes see the same columns with
+/// the same kinds.
+#[pyfunction]
+fn encode_columns(py: Python<'_>, columns: &Bound<'_, PyDict>) -> PyResult<Py<pyo3::types::PyBytes>> {
+    let mut cols = Vec::with_capacity(columns.len());
+    for (k, v) in columns.iter() {
+        let name: String = k.extract().map_err(|_| PyTypeError::new_err("column names must be strings"))?;
+        let c = column(&name, &v)?;
+        cols.push((name, c));
+    }
+    let bytes = py.detach(|| vigil_data::write_parquet(&cols)).map_err(err)?;
+    Ok(pyo3::types::PyBytes::new(py, &bytes).unbind())
+}
+
 /// Every error code with its kind (for the Python exception map and its tests).
 #[pyfunction]
 fn error_codes() -> Vec<(String, String)> {
@@ -484,7 +568,7 @@ fn check_model_name(name: &str) -> PyResult<String> {
 /// Returns the list of Python-side names the module defines (for the stub test).
 #[pyfunction]
 fn names(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
-    PyList::new(py, ["Store", "Session", "VigilError", "error_codes", "default_drift_config", "check_model_name"])
+    PyList::new(py, ["Store", "Session", "VigilError", "error_codes", "default_drift_config", "check_model_name", "encode_columns"])
 }
 
 /// The compiled module.
@@ -497,5 +581,6 @@ fn _vigil(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_drift_config, m)?)?;
     m.add_function(wrap_pyfunction!(check_model_name, m)?)?;
     m.add_function(wrap_pyfunction!(names, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_columns, m)?)?;
     Ok(())
 }

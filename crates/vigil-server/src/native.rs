@@ -57,6 +57,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation { method: "post", path: "/models", summary: "Register a model version from a manifest (name, version, model_type, artifact_uri, artifact_sha256, metrics, lineage, card)", who: "data_scientist, ml_lead", body: &[("name", "string", true), ("version", "string", true), ("model_type", "string", true), ("artifact_uri", "string", true), ("artifact_sha256", "string", false), ("metrics", "object", false), ("lineage", "object", false), ("card", "object", false)], query: NOQ, auth: true, handler: || post(register_model) },
     Operation { method: "get", path: "/models/{name}", summary: "One model with its versions", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_model) },
     Operation { method: "get", path: "/models/{name}/versions/{version}", summary: "One version: stage, content, content hash", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_version) },
+    Operation { method: "get", path: "/versions/{id}", summary: "One version by its id (mv_…)", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_version_by_id) },
     Operation { method: "put", path: "/models/{name}/versions/{version}", summary: "Replace a Development version's signed content from a manifest (artifact, metrics, lineage, card) with a reason; pending requests are superseded", who: "data_scientist, ml_lead", body: &[("artifact_uri", "string", true), ("artifact_sha256", "string", false), ("metrics", "object", false), ("lineage", "object", false), ("card", "object", false), ("reason", "string", true)], query: NOQ, auth: true, handler: || put(update_version) },
     Operation { method: "get", path: "/lineage", summary: "Versions trained on the data with this hash", who: "any authenticated user", body: NONE, query: &[("data_hash", "string")], auth: true, handler: || get(lineage_by_data) },
     Operation { method: "get", path: "/models/{name}/versions/{version}/lineage", summary: "Lineage: data, run, code, parent, requests with their signatures, stage history", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(lineage) },
@@ -112,6 +113,7 @@ pub fn known_route(path: &str) -> Option<String> {
             Some(a @ ("approve" | "reject" | "withdraw")) => format!("/api/v1/promotions/{{id}}/{a}"),
             _ => "/api/v1/promotions/{id}".into(),
         },
+        r if r.starts_with("/versions/") => "/api/v1/versions/{id}".into(),
         "/drift/alerts" => "/api/v1/drift/alerts".into(),
         r if r.starts_with("/drift/alerts/") => "/api/v1/drift/alerts/{id}/ack".into(),
         r if r.starts_with("/models/") => match (r.matches('/').count(), r.rsplit('/').next()) {
@@ -369,6 +371,22 @@ async fn show_version(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(
     reply(r)
 }
 
+async fn show_version_by_id(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let reg = st.registry.clone();
+        let mv = blocking(move || {
+            let mv = reg.get_version_by_id(&id)?;
+            reg.audit_read(&p, vigil_core::phi::Read::Model(mv.model_name.as_str()), "GET /api/v1/versions/{id}")?;
+            Ok(mv)
+        })
+        .await?;
+        Ok(vigil_api::version(&mv))
+    }
+    .await;
+    reply(r)
+}
+
 async fn lineage(State(st): State<Arc<AppState>>, headers: HeaderMap, Path((name, version)): Path<(String, String)>) -> Response {
     let r = async {
         let p = authenticate(&st, &headers).await?;
@@ -485,7 +503,6 @@ async fn withdraw(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id):
 async fn audit_log(State(st): State<Arc<AppState>>, headers: HeaderMap, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
     let r = async {
         let p = authenticate(&st, &headers).await?;
-        vigil_core::auth::authorize(p.role(), vigil_core::auth::Action::ReadAudit)?;
         let f = Fields::from_query(q.as_deref());
         let query = vigil_core::store::AuditQuery {
             model: f.opt_str("model")?,
@@ -499,7 +516,7 @@ async fn audit_log(State(st): State<Arc<AppState>>, headers: HeaderMap, axum::ex
             after_seq: f.opt_i64("after_seq")?,
         };
         let reg = st.registry.clone();
-        let events = blocking(move || reg.audit_log(&query)).await?;
+        let events = blocking(move || reg.read_audit(&p, &query)).await?;
         Ok(json!({"events": events.iter().map(vigil_api::audit_event).collect::<Vec<_>>()}))
     }
     .await;

@@ -768,6 +768,10 @@ fn reads_of_phi_marked_records_are_audited() {
         ("native version", Box::new(|c| call("GET", &format!("{}/api/v1/models/{}/versions/1.0.0", s.url, c.3), Some(&basic("clin", PW)), None))),
         ("native lineage", Box::new(|c| call("GET", &format!("{}/api/v1/models/{}/versions/1.0.0/lineage", s.url, c.3), Some(&basic("clin", PW)), None))),
         ("native model", Box::new(|c| call("GET", &format!("{}/api/v1/models/{}", s.url, c.3), Some(&basic("clin", PW)), None))),
+        ("native version by id", Box::new(|c| {
+            let id = s.registry.get_version(&vigil_core::ids::ModelName::parse(&c.3).unwrap(), &vigil_core::semver::Version::parse("1.0.0").unwrap()).unwrap().id;
+            call("GET", &format!("{}/api/v1/versions/{id}", s.url), Some(&basic("clin", PW)), None)
+        })),
     ];
     for (what, read) in &reads {
         let before = phi_reads().len();
@@ -862,6 +866,7 @@ struct NativeCtx {
     reject: Vec<String>,
     withdraw: Vec<String>,
     alert: String,
+    version_id: String,
 }
 
 /// Role × route for the native API: every authenticated operation of the OpenAPI table, called
@@ -914,7 +919,8 @@ fn native_role_by_route_matrix_with_denials_audited() {
         r["request_id"].as_str().unwrap().to_owned()
     };
     register("1.0.0");
-    let mut ctx = NativeCtx { tokens: vec![], approve: vec![], reject: vec![], withdraw: vec![], alert: String::new() };
+    let version_id = s.registry.get_version(&vigil_core::ids::ModelName::parse("mx").unwrap(), &vigil_core::semver::Version::parse("1.0.0").unwrap()).unwrap().id;
+    let mut ctx = NativeCtx { tokens: vec![], approve: vec![], reject: vec![], withdraw: vec![], alert: String::new(), version_id };
     for (i, u) in users.iter().enumerate() {
         for (major, list) in [(2, None), (3, Some(&mut ctx.approve)), (4, Some(&mut ctx.reject)), (5, Some(&mut ctx.withdraw))] {
             let v = format!("{major}.{i}.0");
@@ -945,6 +951,7 @@ fn native_role_by_route_matrix_with_denials_audited() {
         ("post", "/models", |_, i| ("/models".into(), NativeBody::Json(json!({"name": "mx", "version": format!("9.{i}.0"), "model_type": "classification", "artifact_uri": "s3://m/9"}))), BUILD),
         ("get", "/models/{name}", |_, _| ("/models/mx".into(), NativeBody::None), ALL),
         ("get", "/models/{name}/versions/{version}", |_, _| ("/models/mx/versions/1.0.0".into(), NativeBody::None), ALL),
+        ("get", "/versions/{id}", |c, _| (format!("/versions/{}", c.version_id), NativeBody::None), ALL),
         ("put", "/models/{name}/versions/{version}", |_, i| ("/models/mx/versions/1.0.0".into(), NativeBody::Json(json!({"artifact_uri": format!("s3://m/1-{i}"), "lineage": {"training_data_hash": "sha256:mx"}, "reason": "fix"}))), BUILD),
         ("get", "/lineage", |_, _| ("/lineage?data_hash=sha256:mx".into(), NativeBody::None), ALL),
         ("get", "/models/{name}/versions/{version}/lineage", |_, _| ("/models/mx/versions/1.0.0/lineage".into(), NativeBody::None), ALL),

@@ -222,3 +222,33 @@ fn password_from_stdin_and_json_demo() {
     assert_eq!(j["model_version"]["stage"], "production");
     assert_eq!(j["audit"]["ok"], true);
 }
+
+#[test]
+fn local_reads_of_phi_marked_models_need_a_user_and_are_audited() {
+    let v = Vigil::with_team();
+    v.register("ds", ("plain", "1.0.0")).ok();
+    let manifest = v.data_dir().join("marked.json");
+    std::fs::write(&manifest, r#"{"name": "marked", "version": "1.0.0", "model_type": "classification", "artifact_uri": "s3://m", "artifact_sha256": "abababababababababababababababababababababababababababababababab", "tags": {"vigil.phi": "true"}, "lineage": {"training_data_hash": "sha256:phi"}}"#).unwrap();
+    v.as_user("ds", &["--json", "model", "register", "--manifest", manifest.to_str().unwrap()]).ok();
+    let phi_reads = || v.run(&["--json", "audit", "log", "--action", "phi.read"]).ok().json().as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(phi_reads(), 0);
+    // Unmarked records read as before, without signing in.
+    v.run(&["--json", "model", "show", "plain@1.0.0"]).ok();
+    v.run(&["--json", "lineage", "plain@1.0.0"]).ok();
+    assert_eq!(phi_reads(), 0);
+    // Marked ones need a user, and each read is recorded.
+    for args in [&["model", "show", "marked@1.0.0"][..], &["model", "show", "marked"], &["lineage", "marked@1.0.0"], &["lineage", "--data-hash", "sha256:phi"], &["card", "marked@1.0.0", "--format", "json"], &["model", "list"], &["drift", "config", "marked@1.0.0"]] {
+        let refused = v.run(args);
+        assert_eq!(refused.code, 2, "{args:?}: {}", refused.stderr);
+        assert!(refused.stderr.contains("PHI"), "{args:?}: {}", refused.stderr);
+        let before = phi_reads();
+        v.as_user("clin", args).ok();
+        assert_eq!(phi_reads(), before + 1, "{args:?}");
+    }
+    let last = v.run(&["--json", "audit", "log", "--action", "phi.read"]).ok().json();
+    let last = last.as_array().and_then(|a| a.last()).cloned().unwrap();
+    assert_eq!((last["actor"].as_str(), last["details"]["route"].as_str()), (Some("clin"), Some("vigil drift config")), "{last}");
+    let wrong = v.as_user_pw("clin", "not the password", &["model", "show", "marked@1.0.0"]);
+    assert_ne!(wrong.code, 0, "a wrong password reads nothing");
+    assert!(!wrong.stdout.contains("s3://m"), "{}", wrong.stdout);
+}
