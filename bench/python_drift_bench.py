@@ -93,6 +93,26 @@ def main():
     cli_check = min(timed("drift check again (CLI)", lambda: run("--json", "drift", "check", ref))[1] for _ in range(3))
     print(f"  check, best of 3: Python {py_check:.2f} s, CLI {cli_check:.2f} s ({py_check / cli_check:.2f}x)")
 
+    # The same package against `vigil serve` on this store: columns go up as Parquet written by
+    # the compiled module; the statistics run in the server.
+    server = subprocess.Popen([str(VIGIL), "--data-dir", str(store), "serve", "--addr", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env={k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")})
+    try:
+        url = server.stdout.readline().strip().removeprefix("listening on ")
+        remote = vigil.connect(url, user="dana")
+        rv = remote.register_model("drift-bench", "3.0.0", vigil.ModelType.CLASSIFICATION, "s3://m/3")
+        rd = vigil.DriftDetector(registry=remote)
+        print("vigil (Python, remote: vigil serve on this machine):")
+        _, a = timed("set_baseline", lambda: rd.set_baseline(rv.model_id, base))
+        _, b_ = timed("add_samples", lambda: rd.add_samples(rv.model_id, cur))
+        rrep, c = timed("detect_drift", lambda: rd.detect_drift(rv.model_id))
+        same = [f["statistic"] for f in rrep.features] == [f["statistic"] for f in rep.features]
+        print(f"  {'total':<28} {a + b_ + c:8.2f} s   identical statistics: {same}")
+        remote.close()
+    finally:
+        server.kill()
+        server.wait()
+
     from scipy.stats import ks_2samp
     print("scipy (ks_2samp + numpy PSI per column, nothing stored):")
 

@@ -152,3 +152,46 @@ def test_remote_signs_in_once_and_recovers_an_ended_session(store, server):
     stale.token, stale.user = token, "clinician_789"
     with pytest.raises(vigil.AuthenticationError):
         stale.models(None)
+
+
+def test_python_and_the_cli_compute_the_same_numbers(store, tmp_path):
+    """The package and the `vigil` binary (the Rust API behind both) on the same data: the
+    drift statistics and the validation report agree exactly."""
+    import json
+    import os
+    import subprocess
+
+    from conftest import PASSWORDS, vigil_binary
+
+    registry = vigil.ModelRegistry()
+    py = register(registry, name="frompython")
+    cli = register(registry, name="fromcli")
+    rng = np.random.default_rng(21)
+    base = {"age": rng.normal(55, 12, 3000), "unit": np.array(["icu", "ward", "er"] * 1000), "lactate": rng.gamma(2.0, 1.0, 3000)}
+    cur = {"age": rng.normal(58, 12, 2000), "unit": np.array(["icu", "ward", "ward", "er"] * 500), "lactate": rng.gamma(2.2, 1.0, 2000)}
+    d = vigil.DriftDetector(registry=registry)
+    d.set_baseline(py.model_id, base)
+    d.add_samples(py.model_id, cur)
+    from_python = d.detect_drift(py.model_id)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env["VIGIL_PASSWORD"] = PASSWORDS["data_scientist_123"]
+    def vigil_cli(*args):
+        out = subprocess.run([str(vigil_binary()), "--data-dir", str(store), "--user", "data_scientist_123", "--json", *args],
+                             env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert out.returncode in (0, 1), out.stderr
+        return json.loads(out.stdout)
+    for name, cols in (("base", base), ("cur", cur)):
+        (tmp_path / f"{name}.parquet").write_bytes(_vigil.encode_columns(cols))
+    vigil_cli("drift", "baseline", cli.reference, "--data", str(tmp_path / "base.parquet"))
+    vigil_cli("drift", "add", cli.reference, "--data", str(tmp_path / "cur.parquet"))
+    from_cli = vigil_cli("drift", "check", cli.reference)
+    assert from_cli["features"] == from_python.features
+    assert from_cli["status"] == from_python.status
+
+    y, scores, champion, sex = holdout(1500, 6)
+    report = registry.validate(py.model_id, scores, y, sensitive={"sex": sex})
+    (tmp_path / "holdout.parquet").write_bytes(_vigil.encode_columns({"y": y.astype(float), "score": scores, "sex": np.array(sex, dtype=object)}))
+    cli_report = vigil_cli("validate", cli.reference, "--data", str(tmp_path / "holdout.parquet"), "--label", "y", "--score", "score", "--sensitive", "sex")
+    for key in ("metrics", "fairness", "passed", "curves"):
+        assert cli_report[key] == report[key], key

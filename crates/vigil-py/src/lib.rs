@@ -23,6 +23,13 @@ use vigil_core::phi::Read;
 use vigil_core::registry::Registry;
 use vigil_core::{Error, ErrorCode};
 
+// As in the CLI (and as polars does in its Python module): the module's own allocations go
+// through mimalloc, which keeps freed memory for reuse. A drift check allocates and frees a
+// sorted copy of every column; with the system allocator each is returned to the kernel and
+// faulted in again. Python's allocations are untouched.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pyo3::create_exception!(_vigil, VigilError, PyException, "A Vigil error: args are (code, message, kind).");
 
 fn err(e: Error) -> PyErr {
