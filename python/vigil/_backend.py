@@ -11,13 +11,14 @@ import getpass
 import json
 import os
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any, Callable, Mapping, Optional
 
 from . import _vigil
-from .errors import AuthenticationError, ValidationError, VigilError, from_code, kind_of_status
+from .errors import AuthenticationError, StorageError, ValidationError, VigilError, from_code, kind_of_status
 
 PasswordSource = Callable[[str], Optional[str]]
 
@@ -91,8 +92,11 @@ class Embedded:
     def register(self, actor: str, manifest: dict) -> dict:
         return self._call(self.store.register, self.session(actor), json.dumps(manifest))
 
-    def version(self, actor: str, ref: str) -> dict:
-        return self._call(self.store.version, self.session(actor), ref)
+    def version(self, actor: str, ref: str, route: str = "ModelRegistry.get_model") -> dict:
+        return self._call(self.store.version, self.session(actor), ref, route)
+
+    def model(self, actor: str, name: str, route: str) -> dict:
+        return self._call(self.store.model, self.session(actor), name, route)
 
     def models(self, actor: str) -> list:
         return self._call(self.store.models, self.session(actor))
@@ -141,78 +145,70 @@ class Embedded:
         return self._call(self.store.detect_drift, self.session(actor), version["model_id"], last_rows)
 
 
-def _values(v: Any) -> list:
-    if hasattr(v, "to_pylist"):  # Arrow
-        return v.to_pylist()
-    return list(v.tolist() if hasattr(v, "tolist") else v)
-
-
-def sensitive_values(values: Any) -> list:
-    """A sensitive attribute column as group names, one rule for both modes: each value as
-    ``str()`` gives it, missing (None, NaN, pandas NA) as None (the group "(missing)")."""
-    out: list = []
-    for x in _values(values):
-        if x is None or (isinstance(x, float) and x != x) or str(x) == "<NA>":
-            out.append(None)
-        else:
-            out.append(str(x))
-    return out
-
-
-def labels_01(values: Any) -> list:
-    """Binary labels as booleans: True/False or 1/0 only (the embedded rule); anything else,
-    including missing, is refused without echoing it."""
-    out = []
-    for x in _values(values):
-        if isinstance(x, bool):
-            out.append(x)
-        elif isinstance(x, (int, float)) and x in (0, 1):
-            out.append(bool(x))
-        else:
-            raise ValidationError("invalid_validation_data", "labels must be 1/0 or true/false in every row", "invalid_input")
-    return out
-
-
 PARQUET = "application/vnd.apache.parquet"
+
+
+def _call_compiled(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except _vigil.VigilError as e:
+        _raise(e)
+        raise
 
 
 def _parquet(columns: Mapping[str, Any]) -> bytes:
     """Columns as a Parquet file, read by the compiled module exactly as the embedded mode
     reads them (same kinds, same missing values, same TypeErrors), so both modes compute on
     the same data."""
-    try:
-        return _vigil.encode_columns(dict(columns))
-    except _vigil.VigilError as e:
-        _raise(e)
-        raise
+    return _call_compiled(_vigil.encode_columns, dict(columns))
 
 
 def _features(features: Mapping[str, Any], predictions: Any) -> bytes:
     cols = dict(features)
     if predictions is not None:
-        if "prediction" in cols:
-            raise ValidationError("invalid_manifest", "a feature is named 'prediction', which holds the predictions", "invalid_input")
         cols["prediction"] = predictions
     return _parquet(cols)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuses redirects: a redirect would carry the Authorization header (a password or a
+    token) and the request body (patient data) to another address."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ARG002
+        raise StorageError("storage_failure", f"the server answered with a redirect (HTTP {code}); give the final https:// address", "internal")
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Remote:
     """The rules in ``vigil serve``: its native API over HTTP(S). A user who signs in with a
     password gets a server session (``POST /auth/login``) once, which later calls reuse;
-    :meth:`close` ends the sessions."""
+    :meth:`close` ends the sessions. A token acts for its owner only (checked with
+    ``GET /me``). Redirects are refused, and a loopback address is never reached through a
+    proxy."""
 
     def __init__(self, url: str, token: Optional[str] = None, passwords: PasswordSource = default_passwords,
                  user: Optional[str] = None, timeout: float = 60.0, insecure: bool = False):
-        host = urllib.parse.urlsplit(url).hostname or ""
-        if url.startswith("http://") and not insecure and host not in ("127.0.0.1", "localhost", "::1"):
+        parts = urllib.parse.urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname or ""
+        if scheme not in ("http", "https") or not host:
+            raise ValidationError("invalid_text", "the server address is http(s)://host[:port]", "invalid_input")
+        if scheme == "http" and not insecure and host not in _LOOPBACK:
             # Passwords, tokens and patient data would cross the network in clear text.
             raise ValidationError("invalid_text", "plain http:// is allowed only to this machine; use https:// (or insecure=True)", "invalid_input")
         self.url = url.rstrip("/")
+        handlers: list = [_NoRedirect()]
+        if host in _LOOPBACK:
+            handlers.append(urllib.request.ProxyHandler({}))
+        self._opener = urllib.request.build_opener(*handlers)
         self.token = token
         self.passwords = passwords
         self.user = user
         self.timeout = timeout
+        self._owner: Optional[str] = None
         self._sessions: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def _password(self, user: str) -> str:
         pw = self.passwords(user)
@@ -220,29 +216,31 @@ class Remote:
             raise AuthenticationError("authentication_failed", f"no password for {user}", "unauthenticated")
         return pw
 
+    def token_owner(self) -> Optional[str]:
+        """Whose token this client holds (``GET /me``, asked once), or None without a token.
+        A ``user`` given beside a token must be its owner."""
+        if not self.token:
+            return None
+        if self._owner is None:
+            me = self._send("GET", "/me", f"Bearer {self.token}", None, "application/json")
+            owner = str(me["id"])
+            if self.user is not None and self.user != owner:
+                raise AuthenticationError("authentication_failed", "the token belongs to another user than the one named", "unauthenticated")
+            self._owner = owner
+        return self._owner
+
     def _auth(self, actor: Optional[str]) -> str:
-        if self.token:
-            if self.user is None:
-                # Whose token it is decides who may act with it.
-                self.user = self._get_me()
-            if actor is None or actor == self.user:
-                return f"Bearer {self.token}"
+        owner = self.token_owner()
+        if owner is not None and actor in (None, owner):
+            return f"Bearer {self.token}"
         actor = actor or self.user
         if actor is None:
             raise AuthenticationError("authentication_failed", "give a token or a user", "unauthenticated")
-        if actor not in self._sessions:
-            out = self._send("POST", "/auth/login", None, json.dumps({"user": actor, "password": self._password(actor)}).encode(), "application/json")
-            self._sessions[actor] = out["token"]
-        return f"Bearer {self._sessions[actor]}"
-
-    def _get_me(self) -> str:
-        req = urllib.request.Request(self.url + "/api/v1/me", method="GET")
-        req.add_header("authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read().decode())["id"]
-        except urllib.error.HTTPError as e:
-            raise from_code("authentication_failed", f"the token was refused (HTTP {e.code})", "unauthenticated") from None
+        with self._lock:
+            if actor not in self._sessions:
+                out = self._send("POST", "/auth/login", None, json.dumps({"user": actor, "password": self._password(actor)}).encode(), "application/json")
+                self._sessions[actor] = out["token"]
+            return f"Bearer {self._sessions[actor]}"
 
     def _send(self, method: str, path: str, authorization: Optional[str], data: Optional[bytes], ctype: str) -> Any:
         req = urllib.request.Request(self.url + "/api/v1" + path, data=data, method=method)
@@ -251,17 +249,17 @@ class Remote:
         if data is not None:
             req.add_header("content-type", ctype)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with self._opener.open(req, timeout=self.timeout) as resp:
                 text = resp.read().decode()
         except urllib.error.HTTPError as e:
             text = e.read().decode()
             try:
                 err = json.loads(text)["error"]
             except (ValueError, KeyError, TypeError):
-                raise VigilError("storage_failure", f"HTTP {e.code} from the server", kind_of_status(e.code)) from None
+                raise StorageError("storage_failure", f"HTTP {e.code} from the server", kind_of_status(e.code)) from None
             raise from_code(err.get("code", "storage_failure"), err.get("message", ""), kind_of_status(e.code)) from None
         except (urllib.error.URLError, TimeoutError, OSError) as e:
-            raise VigilError("storage_failure", f"the server could not be reached: {type(e).__name__}", "internal") from None
+            raise StorageError("storage_failure", f"the server could not be reached: {type(e).__name__}", "internal") from None
         return json.loads(text) if text else None
 
     def _req(self, method: str, path: str, actor: Optional[str] = None, body: Any = None, ctype: str = "application/json", retry: bool = True) -> Any:
@@ -272,22 +270,26 @@ class Remote:
         try:
             return self._send(method, path, self._auth(actor), data, ctype)
         except AuthenticationError:
-            # A session that expired or was ended elsewhere: sign in again, once.
-            # Not for signatures: their password failing is not the session's fault, and a
-            # second attempt would count twice towards the lockout.
-            if not retry or who is None or who not in self._sessions or (self.token and who == self.user):
+            # A session that expired or was ended elsewhere: sign in again, once. Not for
+            # signatures: their password failing is not the session's fault, and a second
+            # attempt would count twice towards the lockout.
+            with self._lock:
+                stale = retry and who is not None and who in self._sessions and not (self.token and who == self._owner)
+                if stale:
+                    self._sessions.pop(who, None)
+            if not stale:
                 raise
-            del self._sessions[who]
             return self._send(method, path, self._auth(actor), data, ctype)
 
     def close(self) -> None:
         """Ends the sessions this client opened (tokens given to it are left alone)."""
-        for token in list(self._sessions.values()):
+        with self._lock:
+            tokens, self._sessions = list(self._sessions.values()), {}
+        for token in tokens:
             try:
                 self._send("POST", "/auth/logout", f"Bearer {token}", None, "application/json")
             except VigilError:
                 pass
-        self._sessions.clear()
 
     @staticmethod
     def _ref(version: dict) -> str:
@@ -296,7 +298,7 @@ class Remote:
     def register(self, actor: str, manifest: dict) -> dict:
         return self._req("POST", "/models", actor, manifest)
 
-    def version(self, actor: Optional[str], ref: str) -> dict:
+    def version(self, actor: Optional[str], ref: str, route: str = "") -> dict:  # noqa: ARG002 (the server names its route)
         if "@" in ref:
             name, ver = ref.split("@", 1)
             return self._req("GET", f"/models/{urllib.parse.quote(name, safe='')}/versions/{urllib.parse.quote(ver, safe='')}", actor)
@@ -304,6 +306,9 @@ class Remote:
 
     def models(self, actor: Optional[str]) -> list:
         return self._req("GET", "/models", actor)["models"]
+
+    def model(self, actor: Optional[str], name: str, route: str) -> dict:  # noqa: ARG002
+        return self._req("GET", f"/models/{urllib.parse.quote(name, safe='')}", actor)
 
     def request_promotion(self, actor: str, version: dict, to_stage: str, justification: str) -> dict:
         return self._req("POST", "/promotions", actor, {"model": version["name"], "version": version["version"], "to_stage": to_stage, "justification": justification})
@@ -333,12 +338,9 @@ class Remote:
         cols: dict = {"score": h["scores"]}
         truth = "label" if h.get("labels") is not None else "target"
         if truth == "label":
-            cols["label"] = [1.0 if x else 0.0 for x in labels_01(h["labels"])]
+            cols["label"] = [1.0 if x else 0.0 for x in _call_compiled(_vigil.binary_labels, h["labels"])]
         else:
             cols["target"] = h.get("targets")
-        collide = {"score", "label", "target", "champion_score"} & set(h.get("sensitive") or {})
-        if collide:
-            raise ValidationError("invalid_validation_data", f"a sensitive attribute may not be named {sorted(collide)[0]!r}", "invalid_input")
         q = {"label": truth, "score": "score", "threshold": str(h.get("threshold", 0.5))}
         if h.get("champion_scores") is not None:
             cols["champion_score"] = h["champion_scores"]

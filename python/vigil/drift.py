@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from . import _vigil
+from .errors import ValidationError
 from .registry import ModelRegistry, default_registry
 
 
@@ -61,19 +62,24 @@ class DriftReport:
         return self.status == "drift"
 
 
-def _column(v: Any) -> Any:
-    """numpy arrays pass through; pandas and pyarrow convert to numpy; others stay sequences."""
+def _column(name: str, v: Any) -> Any:
+    """numpy arrays pass through; pandas and pyarrow convert to numpy; others stay sequences.
+    Types that are neither numbers nor categories raise ``TypeError`` naming the column."""
     if type(v).__module__.startswith("pandas"):
         import numpy as np
 
-        # Numeric dtypes (nullable ones too) as float64 with NaN for missing; anything else as
-        # objects with None for missing (pd.NA, NaN, NaT).
-        if v.dtype.kind in "iuf" or str(v.dtype) in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64"):
+        dtype = str(v.dtype)
+        # Numeric dtypes (nullable ones too) as float64 with NaN for missing.
+        if v.dtype.kind in "iuf" or dtype in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64"):
             return v.to_numpy(dtype="float64", na_value=np.nan)
         if v.dtype.kind == "b":
             return v.to_numpy(dtype=bool)
-        if str(v.dtype) == "boolean":  # nullable booleans: categories true/false, NA missing
+        if dtype == "boolean":  # nullable booleans: categories true/false, NA missing
             return np.array([None if x is None or str(x) == "<NA>" else bool(x) for x in v.astype(object)], dtype=object)
+        if v.dtype.kind in "Mmc" or dtype.startswith(("period", "interval", "datetime", "timedelta")):
+            raise TypeError(f"column {name!r}: dtype {dtype} is not supported; use numbers or strings")
+        if dtype == "category" and v.cat.categories.dtype.kind not in "OU" and str(v.cat.categories.dtype) not in ("string", "str"):
+            raise TypeError(f"column {name!r}: categories of dtype {v.cat.categories.dtype} are not supported; use strings")
         return np.array([None if x is None or (x != x) or str(x) == "<NA>" else str(x) for x in v.astype(object)], dtype=object)
     # numpy arrays, sequences and Arrow objects (the compiled module reads Arrow through the
     # PyCapsule interface) pass as they are.
@@ -84,10 +90,14 @@ def _features(feature_data: Any) -> dict:
     if hasattr(feature_data, "columns") and hasattr(feature_data, "__getitem__") and not isinstance(feature_data, Mapping):
         # A pandas DataFrame or a pyarrow Table.
         names = list(feature_data.column_names if hasattr(feature_data, "column_names") else feature_data.columns)
-        return {str(n): _column(feature_data[n]) for n in names}
-    if not isinstance(feature_data, Mapping):
+        cols = {str(n): _column(str(n), feature_data[n]) for n in names}
+    elif isinstance(feature_data, Mapping):
+        cols = {str(k): _column(str(k), v) for k, v in feature_data.items()}
+    else:
         raise TypeError("feature_data must be a dict of columns, a pandas DataFrame or a pyarrow Table")
-    return {str(k): _column(v) for k, v in feature_data.items()}
+    if "prediction" in cols:
+        raise ValidationError("invalid_manifest", "a feature may not be named 'prediction' (pass the model's scores as predictions=)", "invalid_input")
+    return cols
 
 
 class DriftDetector:
@@ -103,9 +113,9 @@ class DriftDetector:
         self.user = user
         self._configured: set = set()
 
-    def _version(self, model_id: str) -> dict:
+    def _version(self, model_id: str, route: str) -> dict:
         reader = self.user or self.registry._reader()
-        v = self.registry._b.version(reader, model_id)
+        v = self.registry._b.version(reader, model_id, route)
         if self.config is not None and v["model_id"] not in self._configured:
             stored = self.registry._b.drift_config(reader, v)
             stored.update(self.config.seed_fields())
@@ -115,17 +125,22 @@ class DriftDetector:
 
     def set_baseline(self, model_id: str, feature_data: Any, predictions: Any = None) -> dict:
         """Sets the version's reference data (training or validation data)."""
-        v = self._version(model_id)
-        return self.registry._b.set_baseline(self.registry._actor(self.user), v, _features(feature_data), _column(predictions) if predictions is not None else None)
+        features = _features(feature_data)
+        v = self._version(model_id, "DriftDetector.set_baseline")
+        return self.registry._b.set_baseline(self.registry._actor(self.user), v, features, _column("predictions", predictions) if predictions is not None else None)
 
     def add_samples(self, model_id: str, feature_data: Any, predictions: Any = None) -> dict:
         """Adds production data."""
-        v = self._version(model_id)
-        return self.registry._b.add_samples(self.registry._actor(self.user), v, _features(feature_data), _column(predictions) if predictions is not None else None)
+        features = _features(feature_data)
+        v = self._version(model_id, "DriftDetector.add_samples")
+        return self.registry._b.add_samples(self.registry._actor(self.user), v, features, _column("predictions", predictions) if predictions is not None else None)
 
     def detect_drift(self, model_id: str, last_rows: Optional[int] = None) -> DriftReport:
-        """Checks the samples since the newest baseline (or the newest ``last_rows``) against it;
-        the report is stored and audited, and alerts follow the configuration."""
-        v = self._version(model_id)
-        d = self.registry._b.detect_drift(self.registry._actor(self.user), v, last_rows)
+        """Checks the samples since the newest baseline (or the newest ``last_rows``, a
+        positive number) against it; the report is stored and audited, and alerts follow the
+        configuration."""
+        if last_rows is not None and (isinstance(last_rows, bool) or int(last_rows) != last_rows or last_rows <= 0):
+            raise ValidationError("invalid_filter", "last_rows must be a positive whole number", "invalid_input")
+        v = self._version(model_id, "DriftDetector.detect_drift")
+        d = self.registry._b.detect_drift(self.registry._actor(self.user), v, None if last_rows is None else int(last_rows))
         return DriftReport(d.get("status", ""), list(d.get("recommendations", [])), list(d.get("features", [])), d.get("report_id"), d)

@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ._backend import Embedded, Remote, sensitive_values
+from ._backend import Embedded, Remote
+from .errors import ValidationError
 from .errors import AuthenticationError
 
 
@@ -197,12 +198,15 @@ def _backend(target: Optional[str], token: Optional[str], user: Optional[str], s
     target = target or os.environ.get("VIGIL_URL") or os.environ.get("VIGIL_DATABASE_URL") or os.environ.get("VIGIL_DATA_DIR")
     if target is None:
         target = os.path.join(os.path.expanduser("~"), ".local", "share", "vigil")
-    if target.startswith(("http://", "https://")):
+    scheme = target.split("://", 1)[0].lower() if "://" in target else ""
+    if scheme in ("http", "https"):
         return Remote(target, token=token or os.environ.get("VIGIL_TOKEN"), passwords=passwords, user=user, insecure=insecure)
-    if target.startswith(("postgres://", "postgresql://")):
+    if scheme in ("postgres", "postgresql"):
         return Embedded(None, target, signing_key or os.environ.get("VIGIL_SIGNING_KEY"), passwords=passwords)
-    if target.startswith("sqlite://"):
+    if scheme == "sqlite":
         target = target[len("sqlite://"):]
+    elif scheme:
+        raise ValidationError("invalid_text", "the target is http(s)://…, postgresql://…, sqlite:///dir or a directory", "invalid_input")
     return Embedded(target, None, signing_key, passwords=passwords)
 
 
@@ -238,6 +242,8 @@ class ModelRegistry:
 
     def _actor(self, who: Optional[str]) -> str:
         who = who or self.user
+        if who is None and isinstance(self._b, Remote):
+            who = self._b.token_owner()  # a token acts for its owner
         if who is None:
             raise AuthenticationError("authentication_failed", "no acting user: pass user=, set VIGIL_USER, or name the actor", "unauthenticated")
         return who
@@ -274,7 +280,7 @@ class ModelRegistry:
 
     def get_model(self, model_id: str) -> ModelVersion:
         """A version by id (``mv_…``) or ``NAME@VERSION``."""
-        return ModelVersion.from_doc(self._b.version(self._reader(), model_id))
+        return ModelVersion.from_doc(self._b.version(self._reader(), model_id, "ModelRegistry.get_model"))
 
     def list_models(self) -> list:
         """Every registered model with its versions (Vigil's documents)."""
@@ -282,18 +288,17 @@ class ModelRegistry:
 
     def get_production_model(self, name: str) -> Optional[ModelVersion]:
         """The version of ``name`` in Production, if any."""
-        for m in self._b.models(self._reader()):
-            if m.get("name") == name:
-                for v in m.get("versions", []):
-                    if v.get("stage") == ModelStage.PRODUCTION.value:
-                        return ModelVersion.from_doc(v)
+        m = self._b.model(self._reader(), name, "ModelRegistry.get_production_model")
+        for v in m.get("versions", []):
+            if v.get("stage") == ModelStage.PRODUCTION.value:
+                return ModelVersion.from_doc(v)
         return None
 
     def request_promotion(self, model_id: str, to_stage: ModelStage, requester_id: Optional[str] = None,
                           justification: str = "") -> PromotionRequest:
         """Opens a promotion request (refused with ``ApprovalError`` for Production without a
         passing validation of the current content)."""
-        version = self._b.version(self._reader(), model_id)
+        version = self._b.version(self._reader(), model_id, "ModelRegistry.request_promotion")
         return PromotionRequest.from_doc(self._b.request_promotion(self._actor(requester_id), version, ModelStage(to_stage).value, justification))
 
     def approve_promotion(self, request_id: str, approver_id: str, comments: str = "", meaning: str = "approval") -> PromotionRequest:
@@ -311,7 +316,7 @@ class ModelRegistry:
 
     def get_lineage(self, model_id: str) -> dict:
         """Data, run, code, signatures and stage history of a version."""
-        v = self._b.version(self._reader(), model_id)
+        v = self._b.version(self._reader(), model_id, "ModelRegistry.get_lineage")
         return self._b.lineage(self._reader(), f"{v['name']}@{v['version']}")
 
     def verify_audit_trail(self) -> dict:
@@ -326,9 +331,15 @@ class ModelRegistry:
         Production version's ``champion_scores`` on the same rows, and ``sensitive``
         attribute columns by name. Stores and returns the report (``passed``, ``gates``,
         ``metrics`` with intervals, ``fairness``); Production needs a passing one."""
-        v = self._b.version(self._reader(), model_id)
-        groups = {str(k): sensitive_values(c) for k, c in sensitive.items()} if sensitive else None
-        holdout = {"scores": scores, "labels": labels, "targets": targets, "champion_scores": champion_scores, "sensitive": groups, "threshold": threshold}
+        if (labels is None) == (targets is None):
+            raise ValidationError("invalid_validation_data", "give labels (classifiers) or targets (regressors), not both", "invalid_input")
+        sensitive = dict(sensitive or {})
+        clash = {"score", "label", "target", "champion_score"} & set(sensitive)
+        if clash:
+            raise ValidationError("invalid_validation_data", f"a sensitive attribute may not be named {sorted(clash)[0]!r}", "invalid_input")
+        v = self._b.version(self._reader(), model_id, "ModelRegistry.validate")
+        holdout = {"scores": scores, "labels": labels, "targets": targets, "champion_scores": champion_scores, "sensitive": sensitive or None,
+                   "threshold": float(threshold)}
         return self._b.validate(self._actor(validated_by), v, holdout)
 
     def set_validation_policy(self, policy: dict, reason: str, *, model: Optional[str] = None, model_type: Optional[ModelType] = None,
@@ -342,7 +353,7 @@ class ModelRegistry:
 
     def model_card(self, model_id: str) -> dict:
         """The generated model card (Vigil's JSON: HTI-1 attribute status, the bound report)."""
-        return self._b.card(self._reader(), self._b.version(self._reader(), model_id))
+        return self._b.card(self._reader(), self._b.version(self._reader(), model_id, "ModelRegistry.model_card"))
 
     def audit_trail(self, *, model: Optional[str] = None, version: Optional[str] = None, actor: Optional[str] = None,
                     action: Optional[str] = None, outcome: Optional[str] = None, since: Optional[str] = None,
@@ -353,6 +364,13 @@ class ModelRegistry:
         after the ``seq`` given as ``after_seq``. Each event is Vigil's document (``seq``,
         ``time``, ``actor``, ``action``, ``outcome``, ``entity_type``, ``entity_id``,
         ``details``, ``hash``)."""
+        def when(t: Any) -> Optional[str]:
+            # datetime objects as RFC 3339 (naive ones are taken as UTC); text as given.
+            if t is None or isinstance(t, str):
+                return t
+            if hasattr(t, "isoformat"):
+                return (t if t.tzinfo else t.replace(tzinfo=__import__("datetime").timezone.utc)).isoformat()
+            raise TypeError("since and until are RFC 3339 text or datetime objects")
         query = {"model": model, "version": version, "actor": actor, "action": action, "outcome": outcome,
-                 "since": since, "until": until, "limit": int(limit), "after_seq": after_seq}
+                 "since": when(since), "until": when(until), "limit": int(limit), "after_seq": None if after_seq is None else int(after_seq)}
         return self._b.audit_trail(self._reader(), {k: v for k, v in query.items() if v is not None})

@@ -36,7 +36,7 @@ fn roles(d: &DataArgs, baseline: BTreeMap<String, Kind>) -> Result<Roles> {
         None => (BTreeMap::new(), Vec::new()),
     };
     expected.extend(baseline);
-    Ok(Roles { prediction: d.prediction_col.clone(), id: d.id_col.clone(), label: d.label_col.clone(), expected, ignore })
+    Ok(Roles { prediction: d.prediction_col.clone(), id: d.id_col.clone(), label: d.label_col.clone(), expected, ignore, strict_kinds: false })
 }
 
 pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
@@ -120,6 +120,7 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
                 Some(b) => reg.detect_drift_on(&actor, &v.id, b)?,
                 None => reg.detect_drift(&actor, &v.id, window)?,
             };
+            reg.audit_read(&actor, vigil_core::phi::Read::Model(v.model_name.as_str()), "vigil drift check")?;
             let text = match format.as_str() {
                 "html" => vigil_api::html::drift_report_html(&v.reference(), &check),
                 "json" => format!("{}\n", report_json(&check)),

@@ -48,6 +48,15 @@ impl RawColumn {
     }
 }
 
+/// A column's values as text, as group names and labels are read from files: numbers
+/// without a trailing `.0` when whole, categories as they are, missing as `None`.
+pub fn column_strings(c: &Column) -> Vec<Option<String>> {
+    match c {
+        Column::Numeric(v) => v.iter().map(|x| (!x.is_nan()).then(|| number_text(*x))).collect(),
+        Column::Categorical { dictionary, codes } => codes.iter().map(|&k| dictionary.get(k as usize).cloned()).collect(),
+    }
+}
+
 fn number_text(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { x.to_string() }
 }
@@ -81,6 +90,11 @@ pub struct Roles {
     pub expected: BTreeMap<String, Kind>,
     /// Columns to leave out (identifiers, free text, timestamps).
     pub ignore: Vec<String>,
+    /// Keep every column's own kind: numbers where `expected` says categorical are left numeric
+    /// (and refused against a categorical baseline) instead of read as category names. For
+    /// typed data a client built (Parquet from the Python package), where that kind is the
+    /// client's own; CSV cells have no type, so CSV is read leniently.
+    pub strict_kinds: bool,
 }
 
 /// Reads a schema file: `{"numeric": [..], "categorical": [..], "ignore": [..]}`, every key
@@ -437,7 +451,7 @@ pub fn to_batch(table: Table, roles: &Roles, file: &Path) -> Result<Batch> {
     for (name, col) in by_name {
         let want = roles.expected.get(&name).copied();
         let column = match (col, want) {
-            (c @ RawColumn::Numbers(_), Some(Kind::Categorical)) => Column::categorical(c.strings()),
+            (c @ RawColumn::Numbers(_), Some(Kind::Categorical)) if !roles.strict_kinds => Column::categorical(c.strings()),
             (RawColumn::Numbers(v), _) => Column::Numeric(v),
             (RawColumn::Text(c), _) => c,
         };

@@ -9,7 +9,7 @@
 use numpy::{PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyDict;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,8 +79,11 @@ struct Store {
     data_dir: Option<PathBuf>,
 }
 
-/// The route named in `phi.read` events for embedded version reads.
-const ROUTE_VERSION: &str = "python: ModelRegistry.get_model";
+/// The route named in `phi.read` events for an embedded read: the Python call, prefixed.
+fn python_route(call: &str) -> String {
+    let call: String = call.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_')).take(80).collect();
+    format!("python: {call}")
+}
 
 fn user_id(s: &str) -> PyResult<UserId> {
     UserId::parse(s).map_err(err)
@@ -155,8 +158,9 @@ impl Store {
 
     /// A version by its id (`mv_…`) or by `NAME@VERSION`, read by a signed-in user (reads of
     /// models marked `vigil.phi` are audited, as the server's are).
-    fn version(&self, py: Python<'_>, session: &Session, reference: &str) -> PyResult<String> {
-        let (r, p, reference) = (self.registry.clone(), session.principal.clone(), reference.to_owned());
+    /// `route` names the Python call in `phi.read` events (prefixed `python: `).
+    fn version(&self, py: Python<'_>, session: &Session, reference: &str, route: &str) -> PyResult<String> {
+        let (r, p, reference, route) = (self.registry.clone(), session.principal.clone(), reference.to_owned(), python_route(route));
         let v = run(py, move || {
             let v = if reference.contains('@') {
                 let (n, v) = parse_reference(&reference)?;
@@ -164,7 +168,7 @@ impl Store {
             } else {
                 r.get_version_by_id(&reference)?
             };
-            r.audit_read(&p, Read::Model(v.model_name.as_str()), ROUTE_VERSION)?;
+            r.audit_read(&p, Read::Model(v.model_name.as_str()), &route)?;
             Ok(v)
         })?;
         Ok(text(&vigil_api::version(&v)))
@@ -184,6 +188,20 @@ impl Store {
             j["versions"] = Value::Array(vs.iter().map(vigil_api::version).collect());
             j
         }).collect::<Vec<_>>())))
+    }
+
+    /// One model with its versions, by name (the read is audited when the model is marked).
+    fn model(&self, py: Python<'_>, session: &Session, name: &str, route: &str) -> PyResult<String> {
+        let (r, p, name, route) = (self.registry.clone(), session.principal.clone(), ModelName::parse(name).map_err(err)?, python_route(route));
+        let (m, vs) = run(py, move || {
+            let m = r.get_model(&name)?;
+            let vs = r.list_models()?.into_iter().find(|(x, _)| x.id == m.id).map(|(_, v)| v).unwrap_or_default();
+            r.audit_read(&p, Read::Model(name.as_str()), &route)?;
+            Ok((m, vs))
+        })?;
+        let mut j = vigil_api::model(&m);
+        j["versions"] = Value::Array(vs.iter().map(vigil_api::version).collect());
+        Ok(text(&j))
     }
 
     /// Opens a promotion request for a version (by id).
@@ -307,24 +325,11 @@ impl Store {
                 Column::Categorical { .. } => Err(PyTypeError::new_err(format!("column {name:?} must be numeric"))),
             }
         };
+        // Labels and group names go through the same column reader as features (and as the
+        // remote mode's upload), so lists, numpy, pandas and Arrow mean the same everywhere.
         let labels = match labels {
             None => Vec::new(),
-            Some(l) => {
-                let items: Vec<Bound<'_, PyAny>> = l.try_iter()?.collect::<PyResult<_>>()?;
-                items
-                    .iter()
-                    .map(|x| {
-                        if let Ok(b) = x.extract::<bool>() {
-                            return Ok(b);
-                        }
-                        match x.extract::<f64>() {
-                            Ok(1.0) => Ok(true),
-                            Ok(0.0) => Ok(false),
-                            _ => Err(invalid(ErrorCode::InvalidValidationData, "labels must be 1/0 or true/false in every row")),
-                        }
-                    })
-                    .collect::<PyResult<Vec<bool>>>()?
-            }
+            Some(l) => binary_labels(l)?,
         };
         let data = vigil_core::validate::ValidationData {
             labels,
@@ -335,8 +340,8 @@ impl Store {
                 Some(d) => d
                     .iter()
                     .map(|(k, v)| {
-                        let name: String = k.extract()?;
-                        let vals: Vec<String> = v.try_iter()?.map(|x| x.and_then(|x| if x.is_none() { Ok("(missing)".to_owned()) } else { x.str().map(|s| s.to_string()) })).collect::<PyResult<_>>()?;
+                        let name: String = k.extract().map_err(|_| PyTypeError::new_err("sensitive attribute names must be strings"))?;
+                        let vals = vigil_data::column_strings(&column(&name, &v)?).into_iter().map(|x| x.unwrap_or_else(|| "(missing)".to_owned())).collect();
                         Ok((name, vals))
                     })
                     .collect::<PyResult<Vec<_>>>()?,
@@ -539,6 +544,24 @@ fn batch(features: &Bound<'_, PyDict>, predictions: Option<&Bound<'_, PyAny>>) -
     Ok(Batch { features: cols, predictions, prediction_ids: None, labels: None })
 }
 
+/// Binary labels from any column form: 1/0 or true/false in every row, else an error that
+/// shows no value. One rule for both modes (the remote mode uploads what this returns).
+#[pyfunction]
+fn binary_labels(values: &Bound<'_, PyAny>) -> PyResult<Vec<bool>> {
+    let bad = || invalid(ErrorCode::InvalidValidationData, "labels must be 1/0 or true/false in every row");
+    match column("labels", values)? {
+        Column::Numeric(v) => v.iter().map(|&x| if x == 1.0 { Ok(true) } else if x == 0.0 { Ok(false) } else { Err(bad()) }).collect(),
+        c @ Column::Categorical { .. } => vigil_data::column_strings(&c)
+            .into_iter()
+            .map(|x| match x.as_deref() {
+                Some("true") => Ok(true),
+                Some("false") => Ok(false),
+                _ => Err(bad()),
+            })
+            .collect(),
+    }
+}
+
 /// Columns (a dict of name → column, read exactly as `set_baseline` reads them) encoded as
 /// a Parquet file: what the remote mode uploads, so that both modes see the same columns with
 /// the same kinds.
@@ -572,12 +595,6 @@ fn check_model_name(name: &str) -> PyResult<String> {
     Ok(ModelName::parse(name).map_err(err)?.to_string())
 }
 
-/// Returns the list of Python-side names the module defines (for the stub test).
-#[pyfunction]
-fn names(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
-    PyList::new(py, ["Store", "Session", "VigilError", "error_codes", "default_drift_config", "check_model_name", "encode_columns"])
-}
-
 /// The compiled module.
 #[pymodule]
 fn _vigil(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -587,7 +604,7 @@ fn _vigil(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;
     m.add_function(wrap_pyfunction!(default_drift_config, m)?)?;
     m.add_function(wrap_pyfunction!(check_model_name, m)?)?;
-    m.add_function(wrap_pyfunction!(names, m)?)?;
     m.add_function(wrap_pyfunction!(encode_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(binary_labels, m)?)?;
     Ok(())
 }

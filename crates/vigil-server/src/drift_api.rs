@@ -46,7 +46,7 @@ fn expected(reg: &Registry, v: &ModelVersion) -> Result<BTreeMap<String, Kind>, 
 
 fn roles(f: &Fields) -> Result<Roles, Error> {
     let ignore = f.opt_str("ignore")?.map(|s| s.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect()).unwrap_or_default();
-    Ok(Roles { prediction: f.opt_str("prediction_col")?, id: f.opt_str("id_col")?, label: f.opt_str("label_col")?, expected: BTreeMap::new(), ignore })
+    Ok(Roles { prediction: f.opt_str("prediction_col")?, id: f.opt_str("id_col")?, label: f.opt_str("label_col")?, expected: BTreeMap::new(), ignore, strict_kinds: false })
 }
 
 /// Before any upload is staged: the version exists and the actor may act on it (refusals
@@ -77,9 +77,14 @@ impl Staged {
         vigil_data::read_table(&self.path).map_err(|e| self.scrub(e))
     }
 
+    /// The staged data as a batch. Parquet columns keep their own kinds (`strict_kinds`): a
+    /// client that typed its columns (the Python package) sees the same refusals as in
+    /// process; CSV is read leniently.
     fn batch(&self, roles: &Roles) -> Result<Batch, Error> {
         let t = self.table()?;
-        vigil_data::to_batch(t, roles, &self.path).map_err(|e| self.scrub(e))
+        let typed = self.path.extension().is_some_and(|e| e == "parquet");
+        let roles = Roles { strict_kinds: typed, ..roles.clone() };
+        vigil_data::to_batch(t, &roles, &self.path).map_err(|e| self.scrub(e))
     }
 
     fn scrub(&self, e: Error) -> Error {

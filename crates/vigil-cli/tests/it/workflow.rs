@@ -248,6 +248,14 @@ fn local_reads_of_phi_marked_models_need_a_user_and_are_audited() {
     let last = v.run(&["--json", "audit", "log", "--action", "phi.read"]).ok().json();
     let last = last.as_array().and_then(|a| a.last()).cloned().unwrap();
     assert_eq!((last["actor"].as_str(), last["details"]["route"].as_str()), (Some("clin"), Some("vigil drift config")), "{last}");
+    // A drift check reads the model's monitoring data: audited like the server's.
+    let data = v.data_dir().join("d.csv");
+    std::fs::write(&data, (0..200).fold(String::from("age\n"), |t, i| t + &format!("{}\n", 40 + i % 30))).unwrap();
+    v.as_user("ds", &["drift", "baseline", "marked@1.0.0", "--data", data.to_str().unwrap()]).ok();
+    v.as_user("ds", &["drift", "add", "marked@1.0.0", "--data", data.to_str().unwrap()]).ok();
+    let before = phi_reads();
+    v.as_user("clin", &["--json", "drift", "check", "marked@1.0.0"]).ok();
+    assert_eq!(phi_reads(), before + 1, "drift check");
     let wrong = v.as_user_pw("clin", "not the password", &["model", "show", "marked@1.0.0"]);
     assert_ne!(wrong.code, 0, "a wrong password reads nothing");
     assert!(!wrong.stdout.contains("s3://m"), "{}", wrong.stdout);

@@ -1,0 +1,1 @@
+//! Vigil's ONNX engine (work in progress).
