@@ -80,6 +80,27 @@ pub enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, env = "VIGIL_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Also run the inference gateway in this process, on this address (see `vigil gateway`).
+        #[arg(long, env = "VIGIL_GATEWAY_ADDR")]
+        gateway_addr: Option<String>,
+    },
+    /// Run the inference gateway alone: the Production version of every model, loaded from
+    /// its verified ONNX artifact, behind the Open Inference Protocol (/v2/…) and MLflow's
+    /// scoring protocol (/invocations). Several gateways can share one PostgreSQL database.
+    Gateway {
+        /// Address to listen on (port 0 picks a free port; the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:8081", env = "VIGIL_GATEWAY_ADDR")]
+        addr: String,
+        /// Artifact directory of the store (default DATA_DIR/artifacts; required with
+        /// --database-url).
+        #[arg(long, env = "VIGIL_ARTIFACTS")]
+        artifacts: Option<PathBuf>,
+        /// The model MLflow's /invocations scores (default: the only model served).
+        #[arg(long)]
+        default_model: Option<String>,
+        /// How often the gateway follows the registry (promotions, rollbacks), in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        refresh_ms: u64,
     },
     /// Manage users.
     #[command(subcommand)]

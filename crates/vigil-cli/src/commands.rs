@@ -77,7 +77,48 @@ pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
 
 /// `vigil serve`: binds, prints `listening on http://ADDR` once ready, and serves until
 /// SIGINT or SIGTERM, then finishes the requests in flight.
-fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_server::tls::TlsConfig>) -> Result<()> {
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+/// Starts the gateway on `addr` in the current runtime; prints its address.
+async fn start_gateway(registry: Arc<Registry>, artifacts: PathBuf, addr: &str, default_model: Option<String>, refresh: std::time::Duration) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let gw = Arc::new(vigil_gateway::Gateway::new(registry, artifacts, default_model));
+    // Load what is in Production before answering, so the first request finds it.
+    let first = gw.clone();
+    tokio::task::spawn_blocking(move || first.catalog.refresh()).await.context("loading the models")??;
+    tokio::spawn(vigil_gateway::follow_registry(gw.clone(), refresh));
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    println!("gateway listening on http://{local}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    Ok(tokio::spawn(vigil_gateway::serve(listener, gw, shutdown_signal())))
+}
+
+fn gateway(g: &Global, addr: &str, artifacts: Option<PathBuf>, default_model: Option<String>, refresh_ms: u64) -> Result<()> {
+    let registry = Arc::new(open(g, false)?);
+    let artifacts = match (artifacts, target(g)?.data_dir) {
+        (Some(a), _) => a,
+        (None, Some(dir)) => dir.join("artifacts"),
+        (None, None) => return Err(usage("--artifacts DIR (or VIGIL_ARTIFACTS) is required with --database-url")),
+    };
+    if artifacts.to_str().is_some_and(|a| a.starts_with("s3://")) {
+        return Err(usage("the gateway reads models from a local artifact directory; an S3 artifact store is not supported by the gateway yet"));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let task = start_gateway(registry, artifacts, addr, default_model, std::time::Duration::from_millis(refresh_ms.max(50))).await?;
+        task.await.context("the gateway stopped")?.context("serving")?;
+        Ok(())
+    })
+}
+
+fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_server::tls::TlsConfig>, gateway_addr: Option<String>) -> Result<()> {
     let registry = Arc::new(open(g, false)?);
     let data_dir = target(g)?.data_dir;
     let s3 = artifacts.as_ref().and_then(|a| a.to_str()).filter(|a| a.starts_with("s3://")).map(str::to_owned);
@@ -93,9 +134,14 @@ fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_s
     if let Some(url) = &s3 {
         state = state.with_s3(url)?;
     }
+    let gateway_artifacts = (s3.is_none()).then(|| state.artifacts.clone());
     let state = Arc::new(state);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
+        if let Some(gaddr) = &gateway_addr {
+            let dir = gateway_artifacts.ok_or_else(|| usage("the gateway reads models from a local artifact directory; an S3 artifact store is not supported by the gateway yet"))?;
+            start_gateway(state.registry.clone(), dir, gaddr, None, std::time::Duration::from_secs(1)).await?;
+        }
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr().context("reading the bound address")?;
         println!("listening on {}://{local}", if tls.is_some() { "https" } else { "http" });
@@ -199,7 +245,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
     match cli.command {
         Command::Demo => crate::demo::run(g),
-        Command::Serve { addr, artifacts, demo, tls_cert, tls_key } => {
+        Command::Gateway { addr, artifacts, default_model, refresh_ms } => gateway(g, &addr, artifacts, default_model, refresh_ms).map(|()| ExitCode::SUCCESS),
+        Command::Serve { addr, artifacts, demo, tls_cert, tls_key, gateway_addr } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(c), Some(k)) => Some(vigil_server::tls::TlsConfig::from_pem_files(&c, &k)?),
                 _ => None,
@@ -214,9 +261,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     crate::demo::run(&g)?;
                     println!();
                 }
-                return serve(&g, &addr, artifacts.clone(), tls).map(|()| ExitCode::SUCCESS);
+                return serve(&g, &addr, artifacts.clone(), tls, gateway_addr).map(|()| ExitCode::SUCCESS);
             }
-            serve(g, &addr, artifacts, tls).map(|()| ExitCode::SUCCESS)
+            serve(g, &addr, artifacts, tls, gateway_addr).map(|()| ExitCode::SUCCESS)
         }
         Command::Init { admin, name, new_password: np } => {
             let reg = open(g, true)?;

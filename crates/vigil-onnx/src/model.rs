@@ -47,6 +47,9 @@ pub struct Model {
     constants: HashMap<usize, Value>,
     steps: Vec<Step>,
     slots: usize,
+    /// Whether the graph replaces missing values (an `Imputer` of NaN): only such a model is
+    /// given NaN; for others a NaN would silently take one branch of a tree.
+    pub accepts_missing: bool,
     /// (domain, version) imported by the model; the default domain is "".
     pub opsets: Vec<(String, i64)>,
     /// The tool that wrote the model (e.g. `skl2onnx`).
@@ -169,7 +172,11 @@ impl Model {
             .iter()
             .map(|v| Ok((io(v, "output")?, *slot.get(&v.name).ok_or_else(|| Error::invalid(format!("nothing produces the output '{}'", v.name)))?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Model { inputs, outputs, constants, steps, slots: next, opsets: m.opset_import, producer: m.producer_name })
+        let accepts_missing = g.nodes.iter().any(|n| {
+            n.op_type == "Imputer"
+                && n.attributes.iter().any(|a| a.name == "replaced_value_float" && matches!(a.value, proto::AttrValue::Float(v) if v.is_nan()))
+        });
+        Ok(Model { inputs, outputs, constants, steps, slots: next, accepts_missing, opsets: m.opset_import, producer: m.producer_name })
     }
 
     /// The inputs a request must give.

@@ -18,8 +18,21 @@ const MAX_CACHED_STATEMENTS: usize = 256;
 
 /// A PostgreSQL connection with a per-connection prepared-statement cache.
 pub struct PgConn {
-    client: Client,
+    /// Always `Some` until the connection is dropped.
+    client: Option<Client>,
     statements: HashMap<String, Statement>,
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // `postgres::Client` closes itself by blocking on its own runtime, which panics when
+        // the last handle is dropped on an async runtime's thread (a server or gateway shutting
+        // down): close it on a plain thread instead.
+        self.statements.clear();
+        if let Some(c) = self.client.take() {
+            let _ = std::thread::Builder::new().name("vigil-pg-close".into()).spawn(move || drop(c));
+        }
+    }
 }
 
 pub(crate) fn map_err(e: postgres::Error) -> DbError {
@@ -38,7 +51,7 @@ impl PgConn {
     /// Connects and, if given, selects (creating it first) a schema.
     pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, DbError> {
         let client = Client::connect(url, NoTls).map_err(|e| DbError::Other(format!("cannot connect to postgresql: {e}")))?;
-        let mut c = PgConn { client, statements: HashMap::new() };
+        let mut c = PgConn { client: Some(client), statements: HashMap::new() };
         if let Some(s) = schema {
             if !s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') || s.is_empty() {
                 return Err(DbError::Other("schema names are letters, digits and '_'".into()));
@@ -54,11 +67,15 @@ impl PgConn {
         Ok(c)
     }
 
+    fn client(&mut self) -> Result<&mut Client, DbError> {
+        self.client.as_mut().ok_or_else(|| DbError::Other("the connection is closed".into()))
+    }
+
     fn statement(&mut self, sql: &str) -> Result<Statement, DbError> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(sql).map_err(map_err)?;
+        let s = self.client()?.prepare(sql).map_err(map_err)?;
         // Search queries vary in shape; keep the cache (and the server's prepared statements)
         // bounded. Dropping a `Statement` deallocates it on the server.
         if self.statements.len() >= MAX_CACHED_STATEMENTS {
@@ -111,12 +128,12 @@ impl RowRef for PgRow<'_> {
 impl Conn for PgConn {
     fn exec(&mut self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
         let st = self.statement(sql)?;
-        self.client.execute(&st, &refs(params)).map_err(map_err)
+        self.client()?.execute(&st, &refs(params)).map_err(map_err)
     }
 
     fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>, DbError> {
         let st = self.statement(sql)?;
-        let rows = self.client.query(&st, &refs(params)).map_err(map_err)?;
+        let rows = self.client()?.query(&st, &refs(params)).map_err(map_err)?;
         rows.iter()
             .map(|r| (0..r.len()).map(|i| cell(r, i)).collect::<Result<Vec<_>, _>>().map(Row))
             .collect()
@@ -124,7 +141,7 @@ impl Conn for PgConn {
 
     fn scan(&mut self, sql: &str, params: &[Param], f: &mut dyn FnMut(&dyn RowRef) -> bool) -> Result<(), DbError> {
         let st = self.statement(sql)?;
-        let mut it = self.client.query_raw(&st, refs(params)).map_err(map_err)?;
+        let mut it = self.client()?.query_raw(&st, refs(params)).map_err(map_err)?;
         while let Some(r) = it.next().map_err(map_err)? {
             if !f(&PgRow(&r)) {
                 break;
@@ -134,7 +151,7 @@ impl Conn for PgConn {
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        self.client.batch_execute(sql).map_err(map_err)
+        self.client()?.batch_execute(sql).map_err(map_err)
     }
 
     fn is_postgres(&self) -> bool {

@@ -1,0 +1,464 @@
+#![allow(missing_docs, clippy::unwrap_used)]
+//! The gateway over a real store (SQLite in a temporary data directory, or PostgreSQL when
+//! `VIGIL_TEST_DATABASE_URL` is set), real HTTP on port 0, models that went through the
+//! approval workflow, and the onnxruntime fixtures of vigil-onnx.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use vigil_core::approval::Meaning;
+use vigil_core::auth::{Password, Principal, Role};
+use vigil_core::ids::{ModelName, Sha256Digest, SystemClock, UserId, UuidV7Ids};
+use vigil_core::card::{CardField, ModelCard};
+use vigil_core::model::{Lineage, Metrics, ModelType, Stage, VersionContent};
+use vigil_core::registry::{NewModelVersion, Registry};
+use vigil_core::semver::Version;
+
+const PW: &str = "s3cret-passw0rd";
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vigil-onnx/tests/fixtures")
+}
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("{name}.json"))).unwrap()).unwrap()
+}
+
+struct Env {
+    registry: Arc<Registry>,
+    dir: tempfile::TempDir,
+    url: String,
+    rt: tokio::runtime::Runtime,
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+/// A fresh store on SQLite, then (when configured) on PostgreSQL: every test runs on both.
+/// Under CI or VIGIL_REQUIRE_POSTGRES a missing PostgreSQL fails instead of skipping.
+fn envs() -> Vec<Env> {
+    let mut out = vec![Env::new(None)];
+    match std::env::var("VIGIL_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => out.push(Env::new(Some(url))),
+        _ if std::env::var_os("CI").is_some() || std::env::var_os("VIGIL_REQUIRE_POSTGRES").is_some() => {
+            panic!("VIGIL_TEST_DATABASE_URL is not set but the PostgreSQL runs are required")
+        }
+        _ => {}
+    }
+    out
+}
+
+impl Env {
+    fn new(pg: Option<String>) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let key = vigil_store::keyfile::load_or_create(&dir.path().join("signing.key")).unwrap();
+        let store = match pg {
+            Some(url) => {
+                let schema = format!("gw_{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+                vigil_store::open(&vigil_store::Location::Postgres { url, schema: Some(schema) }).unwrap()
+            }
+            None => vigil_store::open(&vigil_store::Location::DataDir(dir.path().to_owned())).unwrap(),
+        };
+        let registry = Arc::new(Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(key)));
+        registry.init_admin(&uid("admin"), "Ada Admin", &Password::new(PW)).unwrap();
+        let admin = registry.authenticate(&uid("admin"), &Password::new(PW)).unwrap();
+        for (id, name, role) in [("ds", "Dana Scientist", Role::DataScientist), ("lead", "Lee Lead", Role::MlLead), ("clin", "Dr. Cleo Reviewer", Role::ClinicalReviewer)] {
+            registry.add_user(&admin, &uid(id), name, role, &Password::new(PW)).unwrap();
+        }
+        let lenient = vigil_core::validate::ValidationPolicy { require_card_complete: false, resamples: 200, ..Default::default() };
+        registry.set_validation_policy(&admin, &vigil_core::validate::PolicyScope::ModelType(ModelType::Classification), &lenient, "test versions carry a partial card").unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let gw = Arc::new(vigil_gateway::Gateway::new(registry.clone(), dir.path().join("artifacts"), None));
+        let url = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(vigil_gateway::follow_registry(gw.clone(), Duration::from_millis(30)));
+            tokio::spawn(vigil_gateway::serve(listener, gw, std::future::pending()));
+            format!("http://{addr}")
+        });
+        Env { registry, dir, url, rt }
+    }
+
+    fn login(&self, id: &str) -> Principal {
+        self.registry.authenticate(&uid(id), &Password::new(PW)).unwrap()
+    }
+
+    /// Registers `name@version` with a copy of a fixture model as its artifact (a local file
+    /// with its SHA-256), validates it and promotes it to Production with both signatures.
+    fn production(&self, name: &str, version: &str, fixture: &str) -> PathBuf {
+        let file = self.dir.path().join(format!("{name}-{version}.onnx"));
+        std::fs::copy(fixtures().join(format!("{fixture}.onnx")), &file).unwrap();
+        self.promote_file(name, version, &file);
+        file
+    }
+
+    fn promote_file(&self, name: &str, version: &str, file: &Path) {
+        let bytes = std::fs::read(file).unwrap();
+        let mut card = ModelCard::new();
+        card.set(CardField::IntendedUse, "gateway tests").unwrap();
+        let mut metrics = Metrics::new();
+        metrics.set("auc_roc", 0.9).unwrap();
+        let content = VersionContent {
+            artifact_uri: file.to_str().unwrap().to_owned(),
+            artifact_sha256: Some(Sha256Digest::from_bytes(Sha256::digest(&bytes).into())),
+            metrics,
+            lineage: Lineage { training_data_hash: Some("sha256:gw".into()), ..Default::default() },
+            card,
+        };
+        let new = NewModelVersion {
+            name: ModelName::parse(name).unwrap(),
+            version: Version::parse(version).unwrap(),
+            model_type: ModelType::Classification,
+            content,
+            owner: None,
+            description: None,
+            tags: Default::default(),
+        };
+        let v = self.registry.register_model(&self.login("ds"), new).unwrap();
+        let rec = self.registry.validate(&self.login("ds"), &v.id, &holdout(), None).unwrap();
+        assert!(rec.passed, "{}", rec.report);
+        let r = self.registry.request_promotion(&self.login("ds"), &v.id, Stage::Production, "gateway test").unwrap();
+        for signer in ["lead", "clin"] {
+            self.registry.approve_promotion(&uid(signer), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
+        }
+    }
+
+    /// Waits until the gateway serves `name` at `version` (or answers 503 for it).
+    fn wait_for(&self, name: &str, version: &str) -> (u16, Value) {
+        for _ in 0..200 {
+            let (st, body, _) = get(&format!("{}/v2/models/{name}", self.url));
+            if st == 503 || body["versions"][0] == version {
+                return (st, body);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the gateway never picked up {name}@{version}");
+    }
+}
+
+fn holdout() -> vigil_core::validate::ValidationData {
+    let (mut labels, mut scores, mut champ, mut sex) = (vec![], vec![], vec![], vec![]);
+    let mut s = 7u64;
+    let mut u = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for i in 0..400 {
+        let y = u() < 0.4;
+        labels.push(y);
+        scores.push((0.5 * f64::from(u8::from(y)) + 0.5 * u()).clamp(0.0, 1.0));
+        champ.push((0.45 * f64::from(u8::from(y)) + 0.55 * u()).clamp(0.0, 1.0));
+        sex.push(if i % 2 == 0 { "F".to_string() } else { "M".to_string() });
+    }
+    vigil_core::validate::ValidationData { labels, scores, champion_scores: Some(champ), sensitive: vec![("sex".into(), sex)], threshold: 0.5, targets: None }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn read(r: ureq::http::Response<ureq::Body>) -> (u16, Value, Option<String>) {
+    let st = r.status().as_u16();
+    let h = r.headers().get("x-vigil-model-version").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let text = r.into_body().read_to_string().unwrap_or_default();
+    (st, serde_json::from_str(&text).unwrap_or(Value::String(text)), h)
+}
+
+/// Status, body, and the `x-vigil-model-version` header.
+type Answer = (u16, Value, Option<String>);
+
+fn get(url: &str) -> (u16, Value, Option<String>) {
+    read(agent().get(url).call().unwrap())
+}
+
+fn post(url: &str, ctype: &str, body: &str) -> (u16, Value, Option<String>) {
+    read(agent().post(url).header("content-type", ctype).send(body).unwrap())
+}
+
+/// Sends only the head of a POST declaring `len` body bytes; returns the status and body.
+fn raw_post(url: &str, path: &str, len: usize) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// The fixture's rows as (features per row).
+fn rows(f: &Value) -> (String, Vec<Vec<f64>>) {
+    let (name, t) = f["inputs"].as_object().unwrap().iter().next().unwrap();
+    let shape: Vec<usize> = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let data: Vec<f64> = t["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    (name.clone(), data.chunks(shape[1]).map(<[f64]>::to_vec).collect())
+}
+
+fn assert_close(got: &Value, want: &Value, what: &str) {
+    let (g, w) = (got.as_array().unwrap(), want.as_array().unwrap());
+    assert_eq!(g.len(), w.len(), "{what}");
+    for (a, b) in g.iter().zip(w) {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-5, "{what}: {a} vs {b}");
+    }
+}
+
+#[test]
+fn both_protocols_answer_with_the_production_version_as_onnxruntime_does() {
+    for env in envs() {
+        env.production("sepsis", "1.0.0", "lr_binary");
+        let (st, meta) = env.wait_for("sepsis", "1.0.0");
+        assert_eq!(st, 200, "{meta}");
+        assert_eq!(meta["platform"], "onnx_onnxv1");
+        assert_eq!(meta["inputs"], json!([{"name": "X", "datatype": "FP32", "shape": [-1, 8]}]));
+        assert_eq!(meta["outputs"][1], json!({"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}));
+        assert_eq!(get(&format!("{}/v2/health/live", env.url)).0, 200);
+        assert_eq!(get(&format!("{}/v2/health/ready", env.url)).0, 200);
+        assert_eq!(get(&format!("{}/v2/models/sepsis/ready", env.url)).0, 200);
+        assert_eq!(get(&format!("{}/v2/models/sepsis/versions/1.0.0/ready", env.url)).0, 200);
+        assert_eq!(get(&format!("{}/v2", env.url)).1["name"], "vigil");
+
+        let f = fixture("lr_binary");
+        let want_p = &f["expected"]["probabilities"]["data"];
+        let want_l = &f["expected"]["label"]["data"];
+        let (input, xs) = rows(&f);
+        let n = xs.len();
+        // Open Inference Protocol, flat and nested data, with and without a version in the path.
+        let flat: Vec<f64> = xs.iter().flatten().copied().collect();
+        for (path, data) in [("/v2/models/sepsis/infer", json!(flat)), ("/v2/models/sepsis/versions/1.0.0/infer", json!(xs))] {
+            let body = json!({"id": "r-1", "inputs": [{"name": input, "shape": [n, 8], "datatype": "FP32", "data": data}]});
+            let (st, out, header) = post(&format!("{}{path}", env.url), "application/json", &body.to_string());
+            assert_eq!(st, 200, "{out}");
+            assert_eq!((out["model_name"].as_str(), out["model_version"].as_str(), out["id"].as_str()), (Some("sepsis"), Some("1.0.0"), Some("r-1")));
+            assert_eq!(header.as_deref(), Some("sepsis@1.0.0"));
+            assert_eq!(out["outputs"][0]["data"], *want_l);
+            assert_eq!(out["outputs"][1]["shape"], json!([n, 2]));
+            assert_close(&out["outputs"][1]["data"], want_p, path);
+        }
+        // FP64 values for an FP32 model are converted; `outputs` picks what comes back.
+        let body = json!({"inputs": [{"name": input, "shape": [n, 8], "datatype": "FP64", "data": flat}], "outputs": [{"name": "probabilities"}]});
+        let (st, out, _) = post(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &body.to_string());
+        assert_eq!((st, out["outputs"].as_array().map(Vec::len)), (200, Some(1)), "{out}");
+        assert!(out["id"].as_str().is_some_and(|i| !i.is_empty()), "an id is made up when none is given");
+
+        // MLflow: every JSON format and CSV give the same predictions.
+        let cols: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
+        let records: Vec<Value> = xs.iter().map(|r| Value::Object(cols.iter().cloned().zip(r.iter().map(|v| json!(v))).collect())).collect();
+        let mut csv = cols.join(",") + "\n";
+        for r in &xs {
+            csv += &(r.iter().map(f64::to_string).collect::<Vec<_>>().join(",") + "\n");
+        }
+        let bodies = [
+            ("application/json", json!({"dataframe_split": {"columns": cols, "data": xs}}).to_string()),
+            ("application/json", json!({"dataframe_records": records}).to_string()),
+            ("application/json", json!({"instances": xs}).to_string()),
+            ("application/json", json!({"inputs": xs, "params": {}}).to_string()),
+            ("application/json", json!({"inputs": {input.clone(): xs}}).to_string()),
+            ("text/csv", csv),
+            ("application/json; charset=utf-8", json!({"instances": xs}).to_string()),
+        ];
+        for (ctype, body) in &bodies {
+            for path in ["/invocations", "/models/sepsis/invocations"] {
+                let (st, out, header) = post(&format!("{}{path}", env.url), ctype, body);
+                assert_eq!(st, 200, "{ctype} {path}: {out}");
+                assert_eq!(header.as_deref(), Some("sepsis@1.0.0"));
+                let preds = out["predictions"].as_array().unwrap();
+                assert_eq!(preds.len(), n);
+                let probs: Vec<Value> = preds.iter().flat_map(|p| p["probabilities"].as_array().unwrap().clone()).collect();
+                assert_close(&Value::Array(probs), want_p, ctype);
+                assert_eq!(Value::Array(preds.iter().map(|p| p["label"].clone()).collect()), *want_l);
+            }
+        }
+        assert_eq!(get(&format!("{}/ping", env.url)).0, 200);
+        assert_eq!(get(&format!("{}/health", env.url)).0, 200);
+        assert!(get(&format!("{}/version", env.url)).1.as_str().unwrap().starts_with("vigil"));
+    }
+}
+
+#[test]
+fn a_column_per_input_model_takes_named_columns_with_unknown_categories_and_missing_values() {
+    for env in envs() {
+        env.production("readmit", "1.0.0", "columns_onehot_lr");
+        assert_eq!(env.wait_for("readmit", "1.0.0").0, 200);
+        let f = fixture("columns_onehot_lr");
+        let inputs = f["inputs"].as_object().unwrap();
+        let n = inputs["sex"]["data"].as_array().unwrap().len();
+        // Records with the columns in another order, and an extra column that is ignored.
+        let records: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut m = serde_json::Map::new();
+                m.insert("note".into(), json!("ignored"));
+                for name in ["sex", "unit", "lab4", "lab3", "lab2", "lab1", "lab0"] {
+                    m.insert(name.into(), inputs[name]["data"][i].clone());
+                }
+                Value::Object(m)
+            })
+            .collect();
+        let (st, out, _) = post(&format!("{}/invocations", env.url), "application/json", &json!({"dataframe_records": records}).to_string());
+        assert_eq!(st, 200, "{out}");
+        let probs: Vec<Value> = out["predictions"].as_array().unwrap().iter().flat_map(|p| p["probabilities"].as_array().unwrap().clone()).collect();
+        assert_close(&Value::Array(probs), &f["expected"]["probabilities"]["data"], "records");
+        // The same through OIP, one tensor per column.
+        let tensors: Vec<Value> = inputs
+            .iter()
+            .map(|(name, t)| json!({"name": name, "shape": [n, 1], "datatype": if t["dtype"] == "object" { "BYTES" } else { "FP32" }, "data": t["data"]}))
+            .collect();
+        let (st, out, _) = post(&format!("{}/v2/models/readmit/infer", env.url), "application/json", &json!({"inputs": tensors}).to_string());
+        assert_eq!(st, 200, "{out}");
+        assert_close(&out["outputs"][1]["data"], &f["expected"]["probabilities"]["data"], "oip");
+    }
+}
+
+#[test]
+fn client_mistakes_get_4xx_in_each_protocols_format_without_the_values() {
+    for env in envs() {
+        env.production("sepsis", "1.0.0", "lr_binary");
+        env.wait_for("sepsis", "1.0.0");
+        let secret = 987.654_321;
+        let row: Vec<f64> = vec![secret; 8];
+        let oip = |body: Value| post(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &body.to_string());
+        let cases: Vec<(&str, Answer)> = vec![
+            ("wrong feature count", oip(json!({"inputs": [{"name": "X", "shape": [1, 7], "datatype": "FP32", "data": vec![secret; 7]}]}))),
+            ("shape and data disagree", oip(json!({"inputs": [{"name": "X", "shape": [2, 8], "datatype": "FP32", "data": row}]}))),
+            ("unknown datatype", oip(json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FLOAT", "data": row}]}))),
+            ("text for numbers", oip(json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "BYTES", "data": vec!["PATIENT-XYZ"; 8]}]}))),
+            ("a string in FP32 data", oip(json!({"inputs": [{"name": "X", "shape": [1, 2], "datatype": "FP32", "data": [1.0, "PATIENT-XYZ"]}]}))),
+            ("missing input", oip(json!({"inputs": [{"name": "Y", "shape": [1, 8], "datatype": "FP32", "data": row}]}))),
+            ("no inputs", oip(json!({"id": "x"}))),
+            ("FP16", oip(json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP16", "data": row}]}))),
+            ("negative dimension", oip(json!({"inputs": [{"name": "X", "shape": [-1, 8], "datatype": "FP32", "data": row}]}))),
+            ("unknown output", oip(json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": row}], "outputs": [{"name": "nope"}]}))),
+            ("not JSON", post(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", "{\"inputs\": [PATIENT-XYZ")),
+        ];
+        for (what, (st, body, _)) in &cases {
+            assert_eq!(*st, 400, "{what}: {body}");
+            let msg = body["error"].as_str().unwrap_or_else(|| panic!("{what}: {body}"));
+            assert!(!msg.contains("987.654") && !msg.contains("PATIENT-XYZ"), "{what}: {msg}");
+        }
+        assert_eq!(get(&format!("{}/v2/models/nosuch", env.url)).0, 404);
+        assert_eq!(oip(json!({})).0, 400);
+        let (st, body, _) = post(&format!("{}/v2/models/sepsis/versions/9.9.9/infer", env.url), "application/json", &json!({"inputs": []}).to_string());
+        assert_eq!(st, 404, "{body}");
+        assert!(body["error"].is_string());
+        // A body over the limit.
+        // A body over the limit is refused from its declared length, before it is read.
+        let (status, text) = raw_post(&env.url, "/v2/models/sepsis/infer", 20 << 20);
+        assert_eq!(status, 413, "{text}");
+        assert!(text.contains("\"error\""), "{text}");
+
+        let ml = |ctype: &str, body: &str| post(&format!("{}/invocations", env.url), ctype, body);
+        let cases = vec![
+            ("two formats", ml("application/json", &json!({"instances": [row], "inputs": [row]}).to_string())),
+            ("no format", ml("application/json", &json!({"rows": [row]}).to_string())),
+            ("a top-level list", ml("application/json", &json!([row]).to_string())),
+            ("missing value, no imputer", ml("application/json", &json!({"dataframe_split": {"columns": (0..8).collect::<Vec<_>>(), "data": [[secret, secret, secret, secret, secret, secret, secret, null]]}}).to_string())),
+            ("NaN in CSV, no imputer", ml("text/csv", &format!("a,b,c,d,e,f,g,h\n{secret},{secret},{secret},{secret},{secret},{secret},{secret},NaN\n"))),
+            ("text in a numeric column", ml("text/csv", &format!("a,b,c,d,e,f,g,h\n{secret},{secret},{secret},{secret},{secret},{secret},{secret},PATIENT-XYZ\n"))),
+            ("wrong column count", ml("application/json", &json!({"instances": [[secret, secret]]}).to_string())),
+            ("ragged rows", ml("application/json", &json!({"instances": [row, [secret]]}).to_string())),
+            ("not JSON", ml("application/json", "{\"instances\": PATIENT-XYZ")),
+        ];
+        for (what, (st, body, _)) in &cases {
+            assert_eq!(*st, 400, "{what}: {body}");
+            assert_eq!(body["error_code"], "BAD_REQUEST", "{what}");
+            let msg = body["message"].as_str().unwrap();
+            assert!(!msg.contains("987.654") && !msg.contains("PATIENT-XYZ"), "{what}: {msg}");
+        }
+        assert_eq!(ml("application/xml", "<x/>").0, 415);
+        assert_eq!(ml("application/json; format=pandas-split", &json!({"instances": [row]}).to_string()).0, 415);
+        assert_eq!(post(&format!("{}/models/nosuch/invocations", env.url), "application/json", "{}").1["error_code"], "RESOURCE_DOES_NOT_EXIST");
+    }
+}
+
+#[test]
+fn promotion_swaps_the_served_version_without_dropping_a_request() {
+    for env in envs() {
+        env.production("sepsis", "1.0.0", "lr_binary");
+        env.wait_for("sepsis", "1.0.0");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let seen2 = Arc::new(AtomicBool::new(false));
+        let body = json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}]}).to_string();
+        let clients: Vec<_> = (0..3)
+            .map(|_| {
+                let (stop, ok, failed, seen2, url, body) = (stop.clone(), ok.clone(), failed.clone(), seen2.clone(), env.url.clone(), body.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let (st, out, _) = post(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body);
+                        if st == 200 {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            if out["model_version"] == "2.0.0" {
+                                seen2.store(true, Ordering::Relaxed);
+                            }
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        env.production("sepsis", "2.0.0", "rf_binary");
+        env.wait_for("sepsis", "2.0.0");
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during the swap");
+        assert!(ok.load(Ordering::Relaxed) > 20, "{}", ok.load(Ordering::Relaxed));
+        assert!(seen2.load(Ordering::Relaxed), "the new version answered");
+        // The old version is no longer served by name.
+        assert_eq!(get(&format!("{}/v2/models/sepsis/versions/1.0.0", env.url)).0, 404);
+        drop(env.rt);
+    }
+}
+
+#[test]
+fn an_unservable_production_version_answers_503_naming_the_operator() {
+    for env in envs() {
+        env.production("sepsis", "1.0.0", "lr_binary");
+        env.wait_for("sepsis", "1.0.0");
+        env.production("other", "1.0.0", "unsupported_svc");
+        let (st, body) = env.wait_for("other", "1.0.0");
+        assert_eq!(st, 503, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("SVMClassifier"), "{body}");
+        let (st, ready, _) = get(&format!("{}/v2/health/ready", env.url));
+        assert_eq!(st, 503, "{ready}");
+        let (st, out, _) = post(&format!("{}/models/other/invocations", env.url), "application/json", &json!({"instances": [vec![0.0; 8]]}).to_string());
+        assert_eq!((st, out["error_code"].as_str()), (503, Some("TEMPORARILY_UNAVAILABLE")), "{out}");
+        // The other model is unaffected, and /invocations has no single default any more.
+        assert_eq!(get(&format!("{}/v2/models/sepsis/ready", env.url)).0, 200);
+        assert_eq!(post(&format!("{}/invocations", env.url), "application/json", "{}").0, 404);
+    }
+}
+
+#[test]
+fn a_file_changed_before_loading_is_never_served() {
+    for env in envs() {
+        let file = env.dir.path().join("m.onnx");
+        std::fs::copy(fixtures().join("lr_binary.onnx"), &file).unwrap();
+        // Register, then change the bytes before the version reaches Production.
+        let tampered = env.dir.path().join("t.onnx");
+        std::fs::copy(&file, &tampered).unwrap();
+        env.promote_file("sepsis", "1.0.0", &tampered);
+        let before = std::fs::read(&tampered).unwrap();
+        std::fs::write(&tampered, [before.as_slice(), b"x"].concat()).unwrap();
+        // A fresh gateway loads it now.
+        let gw = vigil_gateway::Gateway::new(env.registry.clone(), env.dir.path().join("artifacts"), None);
+        gw.catalog.refresh().unwrap();
+        match gw.catalog.get("sepsis") {
+            Some(vigil_gateway::Entry::Failed(u)) => assert!(u.reason.contains("no longer match"), "{}", u.reason),
+            _ => panic!("a tampered artifact was loaded"),
+        }
+    }
+}
