@@ -1,0 +1,134 @@
+"""The inference gateway under load: the 20-feature logistic regression of the serving
+reference (shared/reference/serving.md), registered, validated and approved into Production
+through the `vigil` CLI, then served by `vigil gateway` and driven by wrk.
+
+    cargo build --release -p vigil-cli && apt-get install wrk
+    python3 bench/gateway_bench.py [SECONDS]
+
+Scenarios as in the reference's measurements of MLServer and `mlflow models serve`: single-row
+and 100-row requests at 16 connections, single-row at 1 connection, through the Open
+Inference Protocol and MLflow's /invocations. CPU per request is the gateway process's
+user+system time (from /proc) over the requests wrk completed; RSS is read at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VIGIL = ROOT / "target" / "release" / "vigil"
+FIXTURE = ROOT / "crates" / "vigil-onnx" / "tests" / "fixtures" / "lr20_binary.onnx"
+SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+PW = "bench-passw0rd"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def vigil(data: Path, *args: str, user: str | None = None) -> str:
+    env = {**os.environ, "VIGIL_PASSWORD": PW, "VIGIL_NEW_PASSWORD": PW}
+    cmd = [str(VIGIL), "--data-dir", str(data)] + (["--user", user] if user else []) + list(args)
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def setup(tmp: Path) -> Path:
+    data = tmp / "store"
+    vigil(data, "init", "--admin", "admin", "--name", "Ada Admin")
+    for uid, name, role in (("ds", "Dana Scientist", "data_scientist"), ("lead", "Lee Lead", "ml_lead"), ("clin", "Dr. Cleo Reviewer", "clinical_reviewer")):
+        vigil(data, "user", "add", uid, "--role", role, "--name", name, user="admin")
+    policy = tmp / "policy.json"
+    policy.write_text(json.dumps({"require_card_complete": False}))
+    vigil(data, "policy", "validation", "set", "--model-type", "classification", "--file", str(policy), "--reason", "bench model has a partial card", user="admin")
+    model = tmp / "lr20.onnx"
+    shutil.copy(FIXTURE, model)
+    manifest = tmp / "m.json"
+    manifest.write_text(json.dumps({"name": "lr20", "version": "1.0.0", "model_type": "classification", "artifact_uri": str(model),
+                                    "artifact_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+                                    "lineage": {"training_data_hash": "sha256:bench"}, "card": {"intended_use": "benchmark"}}))
+    vigil(data, "model", "register", "--manifest", str(manifest), user="ds")
+    holdout = tmp / "holdout.csv"
+    import random
+    rnd = random.Random(5)
+    lines = ["y,score,sex"]
+    for i in range(400):
+        y = rnd.random() < 0.4
+        lines.append(f"{int(y)},{min(1.0, 0.5 * y + 0.5 * rnd.random()):.4f},{'F' if i % 2 else 'M'}")
+    holdout.write_text("\n".join(lines) + "\n")
+    vigil(data, "validate", "lr20@1.0.0", "--data", str(holdout), "--label", "y", "--score", "score", "--sensitive", "sex", user="ds")
+    req = json.loads(vigil(data, "--json", "promote", "request", "lr20@1.0.0", "--to", "production", "--justification", "bench", user="ds"))["request_id"]
+    for signer in ("lead", "clin"):
+        vigil(data, "promote", "approve", req, "--comment", "ok", user=signer)
+    return data
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mb(pid: int) -> float:
+    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) / 1024 if m else float("nan")
+
+
+def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path) -> dict:
+    script = tmp / "post.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.headers["content-type"] = "{ctype}"\nwrk.body = {json.dumps(body)}\n')
+    out = subprocess.run(["wrk", "-t", "1" if conns == 1 else "2", "-c", str(conns), "-d", f"{SECONDS}s", "--latency", "-s", str(script), url + path],
+                         check=True, capture_output=True, text=True).stdout
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+    def lat(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        return float(m.group(1)) * unit[m.group(2)] if m else float("nan")
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests": reqs, "rps": reqs / SECONDS, "p50": lat("50"), "p99": lat("99"), "errors": int(errors.group(1)) if errors else 0}
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp())
+    data = setup(tmp)
+    proc = subprocess.Popen([str(VIGIL), "--data-dir", str(data), "gateway", "--addr", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")})
+    url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
+    time.sleep(0.5)
+    import random
+    rnd = random.Random(1)
+    row = [round(rnd.gauss(0, 1), 4) for _ in range(20)]
+    rows = [[round(rnd.gauss(0, 1), 4) for _ in range(20)] for _ in range(100)]
+    oip1 = json.dumps({"inputs": [{"name": "X", "shape": [1, 20], "datatype": "FP32", "data": row}]})
+    oip100 = json.dumps({"inputs": [{"name": "X", "shape": [100, 20], "datatype": "FP32", "data": [x for r in rows for x in r]}]})
+    ml1 = json.dumps({"dataframe_split": {"columns": [f"f{i}" for i in range(20)], "data": [row]}})
+    ml100 = json.dumps({"dataframe_split": {"columns": [f"f{i}" for i in range(20)], "data": rows}})
+    scenarios = [
+        ("OIP, 1 row, 16 connections", "/v2/models/lr20/infer", oip1, "application/json", 16),
+        ("OIP, 100 rows, 16 connections", "/v2/models/lr20/infer", oip100, "application/json", 16),
+        ("OIP, 1 row, 1 connection", "/v2/models/lr20/infer", oip1, "application/json", 1),
+        ("MLflow split, 1 row, 16 connections", "/invocations", ml1, "application/json", 16),
+        ("MLflow split, 100 rows, 16 connections", "/invocations", ml100, "application/json", 16),
+        ("MLflow split, 1 row, 1 connection", "/invocations", ml1, "application/json", 1),
+    ]
+    print(f"vigil gateway, lr20 (20-feature logistic regression), wrk {SECONDS} s per scenario")
+    print(f"{'scenario':<40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'errors':>7}")
+    try:
+        for name, path, body, ctype, conns in scenarios:
+            before = cpu_ticks(proc.pid)
+            r = wrk(url, path, body, ctype, conns, tmp)
+            cpu = (cpu_ticks(proc.pid) - before) / TICK * 1000 / max(r["requests"], 1)
+            print(f"{name:<40} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {cpu:>11.3f} {r['errors']:>7}")
+        print(f"resident memory after the runs: {rss_mb(proc.pid):.1f} MB")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
