@@ -117,6 +117,10 @@ pub enum Command {
     /// Verify, query and export the audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// What the gateway serves for a model: A/B arms, a canary, shadows, the unit key
+    /// (`vigil deploy NAME --canary 1.1.0=10 --unit-key header:x-patient-id --reason …`;
+    /// `vigil deploy show NAME`, `vigil deploy history NAME`). ML leads only; audited.
+    Deploy(DeployArgs),
     /// Validate NAME@VERSION on a holdout (metrics with bootstrap intervals, champion
     /// comparison, subgroup fairness, card/lineage/digest completeness); stores the report
     /// bound to the version's content hash. Exit code 1 when a gate fails.
@@ -432,6 +436,55 @@ pub enum PromoteCmd {
         /// Request id.
         request_id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploySub {
+    /// The deployment and what each arm runs now.
+    Show {
+        /// Model name.
+        model: String,
+    },
+    /// Every change: who, when, why, old and new arms.
+    History {
+        /// Model name.
+        model: String,
+    },
+}
+
+/// `vigil deploy`: change a deployment, or show it.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DeployArgs {
+    #[command(subcommand)]
+    pub sub: Option<DeploySub>,
+    /// Model name.
+    pub model: Option<String>,
+    /// Fixed A/B split: VERSION=PERCENT pairs (VERSION may be `production`), summing to 100.
+    #[arg(long, value_delimiter = ',', conflicts_with = "canary")]
+    pub ab: Vec<String>,
+    /// A canary beside the Production version: VERSION=PERCENT, or PERCENT to ramp the
+    /// current canary (raising it only moves units into it).
+    #[arg(long)]
+    pub canary: Option<String>,
+    /// Shadow arms: VERSION or VERSION=PERCENT (the share of requests copied; default 100).
+    #[arg(long, value_delimiter = ',')]
+    pub shadow: Vec<String>,
+    /// Remove the shadow arms.
+    #[arg(long, conflicts_with = "shadow")]
+    pub no_shadow: bool,
+    /// Back to the Production version alone.
+    #[arg(long, conflicts_with_all = ["ab", "canary", "shadow"])]
+    pub reset: bool,
+    /// Where the unit key comes from: header:NAME or field:NAME (`none` to assign at random).
+    #[arg(long)]
+    pub unit_key: Option<String>,
+    /// When the prediction spool is full: reject (503) or drop (answer, count the loss).
+    #[arg(long)]
+    pub full_spool: Option<String>,
+    /// Why (recorded in the audit trail).
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

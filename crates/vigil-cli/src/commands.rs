@@ -283,6 +283,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Promote(c) => promote_cmd(g, c),
         Command::Policy(c) => policy_cmd(g, c),
         Command::Audit(c) => audit_cmd(g, c),
+        Command::Deploy(a) => crate::deploy::run(g, a),
         Command::Lineage { reference, data_hash } => lineage_cmd(g, reference, data_hash),
         Command::Card { reference, format, output } => crate::validate::card(g, &reference, &format, output.as_deref()),
         Command::Validate { reference, data, label, score, champion_score, sensitive, threshold } => {

@@ -8,6 +8,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod deploy;
 mod drift;
 mod remote;
 mod table;

@@ -190,6 +190,8 @@ pub enum Action {
     CheckDrift,
     /// Create experiments and runs, log params, metrics, tags and artifacts.
     Track,
+    /// Change what the gateway serves for a model (deployments: A/B, canary, shadow).
+    Deploy,
 }
 
 impl Action {
@@ -205,6 +207,7 @@ impl Action {
             Action::Monitor => "monitor",
             Action::CheckDrift => "check_drift",
             Action::Track => "track",
+            Action::Deploy => "deploy",
         }
     }
 
@@ -221,6 +224,7 @@ impl Action {
             Action::Monitor => &[DataScientist, MlLead],
             Action::CheckDrift => &[DataScientist, MlLead, ClinicalReviewer, ComplianceOfficer],
             Action::Track => &[DataScientist, MlLead],
+            Action::Deploy => &[MlLead],
         }
     }
 }

@@ -138,6 +138,8 @@ codes! {
     /// Promotion into this stage needs a passing validation report of the version's current
     /// content (the message names the failed gates, if any).
     ValidationRequired = "validation_required" => Denied,
+    /// A deployment arm runs a version the deployment policy does not permit.
+    DeploymentNotPermitted = "deployment_not_permitted" => Denied,
 
     /// The model does not exist.
     ModelNotFound = "model_not_found" => NotFound,

@@ -14,6 +14,7 @@ pub mod canonical;
 pub mod catalog;
 pub mod drift;
 pub mod card;
+pub mod deploy;
 pub mod error;
 pub mod ids;
 pub mod model;

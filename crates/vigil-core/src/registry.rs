@@ -114,7 +114,7 @@ pub struct Registry {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ids: Arc<dyn IdGenerator>,
-    key: Arc<ServerKey>,
+    pub(crate) key: Arc<ServerKey>,
     parallel_verify_min: i64,
     verify_segments: Option<i64>,
 }

@@ -39,11 +39,64 @@ pub struct Unavailable {
     pub reason: String,
 }
 
+/// A live arm: answers the callers whose bucket is in `lo..hi`.
+pub struct LiveArm {
+    /// Arm name.
+    pub name: String,
+    /// Bucket range start (inclusive).
+    pub lo: u32,
+    /// Bucket range end (exclusive).
+    pub hi: u32,
+    /// Its version.
+    pub served: Arc<Served>,
+}
+
+/// A shadow arm: gets a copy of `share` buckets' worth of requests.
+pub struct ShadowArm {
+    /// Arm name.
+    pub name: String,
+    /// Share of requests copied to it, in buckets of 10,000.
+    pub share: u32,
+    /// Its version.
+    pub served: Arc<Served>,
+}
+
+/// A model's endpoint as the gateway serves it: its deployment resolved and loaded.
+pub struct Endpoint {
+    /// Model name.
+    pub name: String,
+    /// The deployment revision (0: the default, Production only).
+    pub revision: i64,
+    /// How units are recognised.
+    pub unit_key: Option<vigil_core::deploy::UnitKey>,
+    /// Live arms in bucket order; together they cover every bucket.
+    pub live: Vec<LiveArm>,
+    /// Shadow arms.
+    pub shadows: Vec<ShadowArm>,
+    /// Arms that could not be served (not permitted now, or not loadable): name and reason.
+    /// Their buckets are answered by the Production version.
+    pub degraded: Vec<(String, String)>,
+    /// What this endpoint was built from (to skip rebuilding an unchanged one).
+    signature: String,
+}
+
+impl Endpoint {
+    /// The live arm for a bucket.
+    pub fn arm_for(&self, bucket: u32) -> &LiveArm {
+        self.live.iter().find(|a| bucket >= a.lo && bucket < a.hi).unwrap_or(&self.live[0])
+    }
+
+    /// The live arm running `version` (for per-version routes).
+    pub fn live_version(&self, version: &str) -> Option<&LiveArm> {
+        self.live.iter().find(|a| a.served.version == version)
+    }
+}
+
 /// A model's serving state.
 #[derive(Clone)]
 pub enum Entry {
-    /// Serving this version.
-    Ready(Arc<Served>),
+    /// Serving.
+    Ready(Arc<Endpoint>),
     /// The Production version could not be loaded.
     Failed(Unavailable),
 }
@@ -53,6 +106,8 @@ pub struct Catalog {
     registry: Arc<Registry>,
     artifacts: PathBuf,
     entries: RwLock<HashMap<String, Entry>>,
+    /// Loaded versions by id, reused across refreshes.
+    loaded: std::sync::Mutex<HashMap<String, Arc<Served>>>,
 }
 
 /// Reads the ONNX bytes of a version and checks them against the recorded digest.
@@ -102,10 +157,22 @@ pub fn load_version(artifacts: &Path, v: &ModelVersion) -> Result<Served, String
     Ok(Served { name: v.model_name.to_string(), version: v.version.to_string(), version_id: v.id.clone(), digest: want, model })
 }
 
+/// What an endpoint is built from: the deployment revision, the Production version, and each
+/// arm's version and permission.
+fn signature(d: &vigil_core::deploy::Deployment, production: &ModelVersion, arms: &[vigil_core::deploy::ResolvedArm]) -> String {
+    let arms: Vec<String> = arms.iter().map(|a| format!("{}:{}:{}", a.arm.name, a.version.as_ref().map_or("", |v| v.id.as_str()), a.permitted.is_ok())).collect();
+    format!("{}|{}|{}", d.revision, production.id, arms.join(","))
+}
+
 impl Catalog {
     /// An empty catalog over a registry and the artifact root of its store.
     pub fn new(registry: Arc<Registry>, artifacts: PathBuf) -> Self {
-        Catalog { registry, artifacts, entries: RwLock::new(HashMap::new()) }
+        Catalog { registry, artifacts, entries: RwLock::new(HashMap::new()), loaded: std::sync::Mutex::new(HashMap::new()) }
+    }
+
+    /// The registry the catalog follows.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// A model's state.
@@ -120,34 +187,89 @@ impl Catalog {
         v
     }
 
-    /// Brings the catalog in line with the registry: loads Production versions not yet
-    /// loaded, drops models without one. Returns how many entries changed.
-    pub fn refresh(&self) -> Result<usize, vigil_core::Error> {
-        let listed = self.registry.list_models()?;
-        let mut want: HashMap<String, ModelVersion> = HashMap::new();
-        for (m, versions) in listed {
-            if let Some(v) = versions.into_iter().find(|v| v.stage == Stage::Production) {
-                want.insert(m.name.to_string(), v);
+    fn load(&self, v: &ModelVersion) -> Result<Arc<Served>, String> {
+        if let Some(s) = self.loaded.lock().ok().and_then(|m| m.get(&v.id).cloned()) {
+            return Ok(s);
+        }
+        let s = Arc::new(load_version(&self.artifacts, v)?);
+        if let Ok(mut m) = self.loaded.lock() {
+            m.insert(v.id.clone(), s.clone());
+        }
+        Ok(s)
+    }
+
+    /// Builds a model's endpoint from its resolved deployment. The Production version must
+    /// load; another arm that may not run now or cannot load is left out and its buckets go
+    /// to the Production version (the approved one), reported as degraded.
+    fn build(&self, name: &str, d: &vigil_core::deploy::Deployment, arms: &[vigil_core::deploy::ResolvedArm], production: &ModelVersion) -> Entry {
+        use vigil_core::deploy::{ArmVersion, BUCKETS, Role};
+        let prod = match self.load(production) {
+            Ok(s) => s,
+            Err(reason) => return Entry::Failed(Unavailable { version: production.version.to_string(), reason }),
+        };
+        let signature = signature(d, production, arms);
+        let (mut live, mut shadows, mut degraded) = (Vec::new(), Vec::new(), Vec::new());
+        let mut lo = 0u32;
+        for r in arms {
+            let loaded = match (&r.permitted, &r.version) {
+                (Err(why), _) => Err(why.clone()),
+                (Ok(()), None) => Err("no version to run".into()),
+                (Ok(()), Some(_)) if r.arm.version == ArmVersion::Production => Ok(prod.clone()),
+                (Ok(()), Some(v)) => self.load(v).and_then(|s| {
+                    // Every arm must take the requests the Production version takes: the
+                    // request is decoded once, against it.
+                    if s.model.inputs() == prod.model.inputs() { Ok(s) } else { Err(format!("{} takes other inputs than the Production version", s.version)) }
+                }),
+            };
+            match r.arm.role {
+                Role::Live => {
+                    let served = match loaded {
+                        Ok(s) => s,
+                        Err(why) => {
+                            degraded.push((r.arm.name.clone(), why));
+                            prod.clone()
+                        }
+                    };
+                    live.push(LiveArm { name: r.arm.name.clone(), lo, hi: lo + r.arm.weight, served });
+                    lo += r.arm.weight;
+                }
+                Role::Shadow => match loaded {
+                    Ok(served) => shadows.push(ShadowArm { name: r.arm.name.clone(), share: r.arm.weight, served }),
+                    Err(why) => degraded.push((r.arm.name.clone(), why)),
+                },
             }
         }
+        if live.is_empty() || lo != BUCKETS {
+            live = vec![LiveArm { name: "production".into(), lo: 0, hi: BUCKETS, served: prod }];
+        }
+        Entry::Ready(Arc::new(Endpoint { name: name.to_owned(), revision: d.revision, unit_key: d.spec.unit_key.clone(), live, shadows, degraded, signature }))
+    }
+
+    /// Brings the catalog in line with the registry: every model with a Production version is
+    /// served as its deployment says; models without one are dropped. Returns how many
+    /// entries changed.
+    pub fn refresh(&self) -> Result<usize, vigil_core::Error> {
+        let listed = self.registry.list_models()?;
         let current = self.entries.read().map(|m| m.clone()).unwrap_or_default();
         let mut changes = Vec::new();
-        for (name, v) in &want {
-            let same = match current.get(name) {
-                Some(Entry::Ready(s)) => s.version_id == v.id,
-                Some(Entry::Failed(u)) => u.version == v.version.to_string(),
+        let mut keep = std::collections::HashSet::new();
+        for (m, versions) in listed {
+            let Some(production) = versions.into_iter().find(|v| v.stage == Stage::Production) else { continue };
+            let name = m.name.to_string();
+            keep.insert(name.clone());
+            let (d, arms) = self.registry.resolved_deployment(&m.name)?;
+            let signature_now = signature(&d, &production, &arms);
+            let same = match current.get(&name) {
+                Some(Entry::Ready(e)) => e.signature == signature_now,
+                Some(Entry::Failed(u)) => u.version == production.version.to_string(),
                 None => false,
             };
             if !same {
                 // Loading happens outside the lock: requests keep being answered meanwhile.
-                let entry = match load_version(&self.artifacts, v) {
-                    Ok(s) => Entry::Ready(Arc::new(s)),
-                    Err(reason) => Entry::Failed(Unavailable { version: v.version.to_string(), reason }),
-                };
-                changes.push((name.clone(), Some(entry)));
+                changes.push((name, Some(self.build(m.name.as_str(), &d, &arms, &production))));
             }
         }
-        for name in current.keys().filter(|n| !want.contains_key(*n)) {
+        for name in current.keys().filter(|n| !keep.contains(*n)) {
             changes.push((name.clone(), None));
         }
         let n = changes.len();
@@ -160,6 +282,18 @@ impl Catalog {
                     None => m.remove(&name),
                 };
             }
+        }
+        // Versions no endpoint uses any more are unloaded.
+        if let (Ok(entries), Ok(mut loaded)) = (self.entries.read(), self.loaded.lock()) {
+            let used: std::collections::HashSet<String> = entries
+                .values()
+                .filter_map(|e| match e {
+                    Entry::Ready(ep) => Some(ep.live.iter().map(|a| a.served.version_id.clone()).chain(ep.shadows.iter().map(|a| a.served.version_id.clone())).collect::<Vec<_>>()),
+                    Entry::Failed(_) => None,
+                })
+                .flatten()
+                .collect();
+            loaded.retain(|id, _| used.contains(id));
         }
         Ok(n)
     }

@@ -8,14 +8,18 @@
 //! `x-vigil-model-version` header). Client mistakes get a 4xx in the protocol's error format
 //! whose message never contains submitted values.
 //!
-//! Not here yet (issue 6 continues): deployments with A/B, canary and shadow arms, the
-//! prediction log feeding drift monitoring, online features.
+//! A model's deployment decides which versions answer: live arms share the traffic by a keyed
+//! hash of the unit key (sticky A/B, canary), shadow arms get copies on a bounded queue and a
+//! thread of their own, so the caller's answer never waits for them or depends on them.
+//!
+//! Not here yet (issue 6 continues): the prediction log feeding drift monitoring, online
+//! features.
 
 mod catalog;
 mod decode;
 mod mlflow;
 
-pub use catalog::{Catalog, Entry, Served, load_version};
+pub use catalog::{Catalog, Endpoint, Entry, LiveArm, Served, ShadowArm, load_version};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -25,11 +29,40 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value as Js, json};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use vigil_core::ids::IdGenerator;
 
 /// Largest request body (bytes).
 pub const MAX_BODY: usize = 16 << 20;
+
+/// Counters, exposed at `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    /// Requests answered (2xx) by a live arm.
+    pub answered: AtomicU64,
+    /// Requests assigned by the unit key.
+    pub keyed: AtomicU64,
+    /// Requests assigned at random (no unit key given).
+    pub random: AtomicU64,
+    /// Copies queued for shadow arms.
+    pub shadow_queued: AtomicU64,
+    /// Copies dropped because the shadow queue was full.
+    pub shadow_dropped: AtomicU64,
+    /// Shadow runs that succeeded.
+    pub shadow_ok: AtomicU64,
+    /// Shadow runs that failed (never affecting the caller).
+    pub shadow_failed: AtomicU64,
+}
+
+/// A copy of a request for a shadow arm.
+struct ShadowJob {
+    served: Arc<Served>,
+    inputs: Vec<(String, vigil_onnx::Tensor)>,
+}
+
+/// How many shadow copies may wait; more are dropped and counted.
+pub const SHADOW_QUEUE: usize = 1024;
 
 /// The gateway: a catalog of served models and the model `/invocations` answers for.
 pub struct Gateway {
@@ -37,13 +70,75 @@ pub struct Gateway {
     pub catalog: Catalog,
     /// The model MLflow's `/invocations` scores (default: the only model served).
     pub default_model: Option<String>,
+    /// Counters.
+    pub counters: Arc<Counters>,
+    shadow: std::sync::mpsc::SyncSender<ShadowJob>,
     ids: vigil_core::ids::UuidV7Ids,
+    rng: AtomicU64,
 }
 
 impl Gateway {
-    /// A gateway over a registry whose artifacts are under `artifacts`.
+    /// A gateway over a registry whose artifacts are under `artifacts`. Starts the shadow
+    /// worker thread.
     pub fn new(registry: Arc<vigil_core::registry::Registry>, artifacts: std::path::PathBuf, default_model: Option<String>) -> Self {
-        Gateway { catalog: Catalog::new(registry, artifacts), default_model, ids: vigil_core::ids::UuidV7Ids }
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
+        let c = counters.clone();
+        // Shadow work runs on its own thread: the request path only tries to enqueue.
+        let _ = std::thread::Builder::new().name("vigil-shadow".into()).spawn(move || {
+            while let Ok(job) = rx.recv() {
+                match job.served.model.run(job.inputs) {
+                    Ok(_) => c.shadow_ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => c.shadow_failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        });
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+        Gateway { catalog: Catalog::new(registry, artifacts), default_model, counters, shadow: tx, ids: vigil_core::ids::UuidV7Ids, rng: AtomicU64::new(seed) }
+    }
+
+    /// A random bucket (SplitMix64 over an atomic counter).
+    fn random_bucket(&self) -> u32 {
+        let mut z = self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % u64::from(vigil_core::deploy::BUCKETS)) as u32
+    }
+
+    /// Picks the live arm for a request (by the unit key when one is configured and given)
+    /// and queues copies for the shadow arms whose share the bucket falls in.
+    fn route<'e>(&self, ep: &'e Endpoint, unit: Option<String>, inputs: &[(String, vigil_onnx::Tensor)]) -> (&'e LiveArm, &'static str) {
+        let (bucket, how) = match unit {
+            Some(u) => {
+                self.counters.keyed.fetch_add(1, Ordering::Relaxed);
+                (self.catalog.registry().unit_bucket(&ep.name, &u).1, "keyed")
+            }
+            None => {
+                self.counters.random.fetch_add(1, Ordering::Relaxed);
+                (self.random_bucket(), "random")
+            }
+        };
+        for sh in &ep.shadows {
+            if bucket < sh.share {
+                match self.shadow.try_send(ShadowJob { served: sh.served.clone(), inputs: inputs.to_vec() }) {
+                    Ok(()) => self.counters.shadow_queued.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => self.counters.shadow_dropped.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }
+        (ep.arm_for(bucket), how)
+    }
+}
+
+/// The unit key of a request, from the configured header or request parameter.
+fn unit_key(ep: &Endpoint, headers: &HeaderMap, params: Option<&Js>) -> Option<String> {
+    match ep.unit_key.as_ref()? {
+        vigil_core::deploy::UnitKey::Header(h) => headers.get(h.as_str()).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned),
+        vigil_core::deploy::UnitKey::Field(f) => match params?.get(f.as_str())? {
+            Js::String(s) if !s.is_empty() => Some(s.clone()),
+            Js::Number(n) => Some(n.to_string()),
+            _ => None,
+        },
     }
 }
 
@@ -73,6 +168,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/health", get(ping))
         .route("/version", get(|| async { ([(header::CONTENT_TYPE, "application/json")], format!("\"vigil {}\"", env!("CARGO_PKG_VERSION"))) }))
         .route("/invocations", post(invocations))
+        .route("/metrics", get(metrics))
         .route("/models/{m}/invocations", post(invocations_named))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such route"}))) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -104,14 +200,14 @@ fn mlflow_error(status: StatusCode, code: &str, m: impl Into<String>) -> Respons
     (status, Json(json!({"error_code": code, "message": m.into()}))).into_response()
 }
 
-/// The served version of `name` (and, when given, only if it is that version).
-fn served(gw: &Gateway, name: &str, version: Option<&str>) -> Result<Arc<Served>, (StatusCode, String)> {
+/// The endpoint of `name` (and, when a version is given, only if a live arm runs it).
+fn endpoint(gw: &Gateway, name: &str, version: Option<&str>) -> Result<Arc<Endpoint>, (StatusCode, String)> {
     match gw.catalog.get(name) {
         None => Err((StatusCode::NOT_FOUND, "no model of that name is served (it needs a version in Production)".into())),
         Some(Entry::Failed(u)) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("version {} is in Production but cannot be served: {}", u.version, u.reason))),
-        Some(Entry::Ready(s)) => match version {
-            Some(v) if v != s.version => Err((StatusCode::NOT_FOUND, "that version is not served (only the Production version answers)".into())),
-            _ => Ok(s),
+        Some(Entry::Ready(e)) => match version {
+            Some(v) if e.live_version(v).is_none() => Err((StatusCode::NOT_FOUND, "that version is not served (only the deployment's live versions answer)".into())),
+            _ => Ok(e),
         },
     }
 }
@@ -140,16 +236,30 @@ async fn server_ready(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 fn metadata(gw: &Gateway, m: &str, v: Option<&str>) -> Response {
-    match served(gw, m, v) {
-        Ok(s) => Json(json!({
+    match endpoint(gw, m, v) {
+        Ok(ep) => {
+            let s = match v {
+                Some(v) => ep.live_version(v).map_or(ep.live[0].served.clone(), |a| a.served.clone()),
+                None => ep.live[0].served.clone(),
+            };
+            let mut versions: Vec<&str> = ep.live.iter().map(|a| a.served.version.as_str()).collect();
+            versions.dedup();
+            Json(json!({
             "name": s.name,
-            "versions": [s.version],
+            "versions": versions,
             "platform": "onnx_onnxv1",
             "inputs": s.model.inputs().iter().map(|i| tensor_meta(i)).collect::<Vec<_>>(),
             "outputs": s.model.outputs().iter().map(|o| tensor_meta(o)).collect::<Vec<_>>(),
-            "parameters": {"version_id": s.version_id, "artifact_sha256": s.digest, "accepts_missing_values": s.model.accepts_missing},
+            "parameters": {
+                "version_id": s.version_id, "artifact_sha256": s.digest, "accepts_missing_values": s.model.accepts_missing,
+                "deployment_revision": ep.revision,
+                "arms": ep.live.iter().map(|a| json!({"name": a.name, "version": a.served.version, "percent": f64::from(a.hi - a.lo) / 100.0})).collect::<Vec<_>>(),
+                "shadows": ep.shadows.iter().map(|a| json!({"name": a.name, "version": a.served.version, "percent": f64::from(a.share) / 100.0})).collect::<Vec<_>>(),
+                "degraded": ep.degraded.iter().map(|(n, why)| json!({"arm": n, "reason": why})).collect::<Vec<_>>(),
+            },
         }))
-        .into_response(),
+        .into_response()
+        }
         Err((st, m)) => oip_error(st, m),
     }
 }
@@ -163,8 +273,8 @@ async fn model_metadata_v(State(gw): State<Arc<Gateway>>, Path((m, v)): Path<(St
 }
 
 fn ready(gw: &Gateway, m: &str, v: Option<&str>) -> Response {
-    match served(gw, m, v) {
-        Ok(s) => Json(json!({"name": s.name, "ready": true})).into_response(),
+    match endpoint(gw, m, v) {
+        Ok(ep) => Json(json!({"name": ep.name, "ready": true})).into_response(),
         Err((st, msg)) => oip_error(st, msg),
     }
 }
@@ -177,18 +287,22 @@ async fn model_ready_v(State(gw): State<Arc<Gateway>>, Path((m, v)): Path<(Strin
     ready(&gw, &m, Some(&v))
 }
 
-fn version_header(s: &Served) -> HeaderValue {
-    HeaderValue::from_str(&format!("{}@{}", s.name, s.version)).unwrap_or(HeaderValue::from_static("unknown"))
+/// The headers naming what answered: the version, the arm, how the arm was chosen.
+fn answer_headers(resp: &mut Response, arm: &LiveArm, how: &'static str) {
+    let h = resp.headers_mut();
+    h.insert("x-vigil-model-version", HeaderValue::from_str(&format!("{}@{}", arm.served.name, arm.served.version)).unwrap_or(HeaderValue::from_static("unknown")));
+    h.insert("x-vigil-arm", HeaderValue::from_str(&arm.name).unwrap_or(HeaderValue::from_static("unknown")));
+    h.insert("x-vigil-assignment", HeaderValue::from_static(how));
 }
 
-fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return oip_error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {} MiB", MAX_BODY >> 20)),
         Err(_) => return oip_error(StatusCode::BAD_REQUEST, "the body could not be read"),
     };
-    let s = match served(gw, m, v) {
-        Ok(s) => s,
+    let ep = match endpoint(gw, m, v) {
+        Ok(e) => e,
         Err((st, msg)) => return oip_error(st, msg),
     };
     let req: Js = match serde_json::from_slice(&body) {
@@ -196,10 +310,21 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, body: Result<Bytes, axum::ext
         _ => return oip_error(StatusCode::BAD_REQUEST, "the body must be a JSON object with 'inputs'"),
     };
     let Some(inputs) = req.get("inputs") else { return oip_error(StatusCode::BAD_REQUEST, "'inputs' is required") };
-    let tensors = match decode::oip_inputs(&s.model, inputs) {
+    // Every arm of an endpoint takes the Production version's inputs (the catalog leaves out
+    // an arm that does not), so the request is decoded once.
+    let probe = &ep.live[0].served;
+    let tensors = match decode::oip_inputs(&probe.model, inputs) {
         Ok(t) => t,
         Err(decode::Bad(m)) => return oip_error(StatusCode::BAD_REQUEST, m),
     };
+    let (arm, how) = match v {
+        Some(v) => match ep.live_version(v) {
+            Some(a) => (a, "pinned"),
+            None => return oip_error(StatusCode::NOT_FOUND, "that version is not served"),
+        },
+        None => gw.route(&ep, unit_key(&ep, headers, req.get("parameters")), &tensors),
+    };
+    let s = &arm.served;
     let outputs = match s.model.run(tensors) {
         Ok(o) => o,
         Err(e) => return oip_error(StatusCode::BAD_REQUEST, e.message()),
@@ -224,16 +349,34 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, body: Result<Bytes, axum::ext
     };
     let outs: Vec<Js> = outputs.iter().filter(|(n, _)| wanted.as_ref().is_none_or(|w| w.contains(n))).map(|(n, v)| decode::oip_output(n, v)).collect();
     let mut resp = Json(json!({"model_name": s.name, "model_version": s.version, "id": id, "outputs": outs})).into_response();
-    resp.headers_mut().insert("x-vigil-model-version", version_header(&s));
+    answer_headers(&mut resp, arm, how);
+    gw.counters.answered.fetch_add(1, Ordering::Relaxed);
     resp
 }
 
-async fn infer(State(gw): State<Arc<Gateway>>, Path(m): Path<String>, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
-    run_oip(&gw, &m, None, body)
+async fn infer(State(gw): State<Arc<Gateway>>, Path(m): Path<String>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    run_oip(&gw, &m, None, &headers, body)
 }
 
-async fn infer_v(State(gw): State<Arc<Gateway>>, Path((m, v)): Path<(String, String)>, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
-    run_oip(&gw, &m, Some(&v), body)
+async fn infer_v(State(gw): State<Arc<Gateway>>, Path((m, v)): Path<(String, String)>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    run_oip(&gw, &m, Some(&v), &headers, body)
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let c = &gw.counters;
+    let mut out = String::new();
+    for (name, help, v) in [
+        ("vigil_gateway_answered_total", "Requests answered by a live arm", &c.answered),
+        ("vigil_gateway_assigned_keyed_total", "Requests assigned by the unit key", &c.keyed),
+        ("vigil_gateway_assigned_random_total", "Requests assigned at random (no unit key)", &c.random),
+        ("vigil_gateway_shadow_queued_total", "Copies queued for shadow arms", &c.shadow_queued),
+        ("vigil_gateway_shadow_dropped_total", "Shadow copies dropped because the queue was full", &c.shadow_dropped),
+        ("vigil_gateway_shadow_ok_total", "Shadow runs that succeeded", &c.shadow_ok),
+        ("vigil_gateway_shadow_failed_total", "Shadow runs that failed", &c.shadow_failed),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Ordering::Relaxed)));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 fn default_model(gw: &Gateway) -> Option<String> {
@@ -247,7 +390,7 @@ fn default_model(gw: &Gateway) -> Option<String> {
 }
 
 async fn ping(State(gw): State<Arc<Gateway>>) -> Response {
-    match default_model(&gw).map(|m| served(&gw, &m, None)) {
+    match default_model(&gw).map(|m| endpoint(&gw, &m, None)) {
         Some(Ok(_)) => ([(header::CONTENT_TYPE, "application/json")], "\n").into_response(),
         Some(Err((st, _))) => (st, "\n").into_response(),
         None => (StatusCode::NOT_FOUND, "\n").into_response(),
@@ -263,10 +406,11 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     let Some(m) = m else {
         return mlflow_error(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", "several models are served: call /models/{name}/invocations, or start the gateway with a default model");
     };
-    let s = match served(gw, &m, None) {
-        Ok(s) => s,
+    let ep = match endpoint(gw, &m, None) {
+        Ok(e) => e,
         Err((st, msg)) => return mlflow_error(st, if st == StatusCode::NOT_FOUND { "RESOURCE_DOES_NOT_EXIST" } else { "TEMPORARILY_UNAVAILABLE" }, msg),
     };
+    let probe = &ep.live[0].served;
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let (mime, params) = ctype.split_once(';').map_or((ctype.as_str(), ""), |(a, b)| (a.trim(), b.trim()));
     if !params.is_empty() && !params.replace(' ', "").eq_ignore_ascii_case("charset=utf-8") {
@@ -274,21 +418,29 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     }
     let tensors = match mime {
         "application/json" => match mlflow::parse_json(&body) {
-            Ok(mlflow::Request::Frame(f)) => decode::frame_inputs(&s.model, &f),
-            Ok(mlflow::Request::Named(named)) => decode::named_inputs(&s.model, &named),
+            Ok(mlflow::Request::Frame(f)) => decode::frame_inputs(&probe.model, &f),
+            Ok(mlflow::Request::Named(named)) => decode::named_inputs(&probe.model, &named),
             Err(e) => Err(e),
         },
-        "text/csv" => mlflow::parse_csv(&body).and_then(|f| decode::frame_inputs(&s.model, &f)),
+        "text/csv" => mlflow::parse_csv(&body).and_then(|f| decode::frame_inputs(&probe.model, &f)),
         _ => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json or text/csv").into_response(),
     };
     let tensors = match tensors {
         Ok(t) => t,
         Err(decode::Bad(m)) => return mlflow_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", m),
     };
-    match s.model.run(tensors) {
+    // The unit key as a field comes from the JSON body's `params`.
+    let params = if mime == "application/json" && matches!(ep.unit_key, Some(vigil_core::deploy::UnitKey::Field(_))) {
+        serde_json::from_slice::<Js>(&body).ok().and_then(|v| v.get("params").cloned())
+    } else {
+        None
+    };
+    let (arm, how) = gw.route(&ep, unit_key(&ep, headers, params.as_ref()), &tensors);
+    match arm.served.model.run(tensors) {
         Ok(outputs) => {
             let mut resp = Json(json!({"predictions": decode::mlflow_predictions(&outputs)})).into_response();
-            resp.headers_mut().insert("x-vigil-model-version", version_header(&s));
+            answer_headers(&mut resp, arm, how);
+            gw.counters.answered.fetch_add(1, Ordering::Relaxed);
             resp
         }
         Err(e) => mlflow_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.message()),

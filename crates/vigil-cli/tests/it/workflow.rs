@@ -260,3 +260,47 @@ fn local_reads_of_phi_marked_models_need_a_user_and_are_audited() {
     assert_ne!(wrong.code, 0, "a wrong password reads nothing");
     assert!(!wrong.stdout.contains("s3://m"), "{}", wrong.stdout);
 }
+
+#[test]
+fn deploy_sets_a_canary_ramps_it_adds_a_shadow_and_keeps_the_history() {
+    let v = Vigil::with_team();
+    v.register("ds", ("sepsis", "1.0.0")).ok();
+    let rid = v.request("ds", "sepsis@1.0.0", "production");
+    v.as_user("lead", &["promote", "approve", &rid, "--comment", "ok"]).ok();
+    v.as_user("clin", &["promote", "approve", &rid, "--comment", "ok"]).ok();
+    v.register("ds", ("sepsis", "1.1.0")).ok();
+    let rid = v.request("ds", "sepsis@1.1.0", "staging");
+    v.as_user("lead", &["promote", "approve", &rid, "--comment", "ok"]).ok();
+
+    let refused = v.as_user("ds", &["deploy", "sepsis", "--canary", "1.1.0=10", "--reason", "try"]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("role"), "{}", refused.stderr);
+    let no_reason = v.as_user("lead", &["deploy", "sepsis", "--canary", "1.1.0=10"]);
+    assert_eq!(no_reason.code, 2, "{}", no_reason.stderr);
+
+    let d = v.as_user("lead", &["--json", "deploy", "sepsis", "--canary", "1.1.0=10", "--unit-key", "header:X-Patient-Id", "--reason", "10% canary"]).ok().json();
+    assert_eq!(d["revision"], 1);
+    assert_eq!(d["unit_key"], "header:x-patient-id");
+    assert_eq!((d["arms"][1]["name"].as_str(), d["arms"][1]["version"].as_str(), d["arms"][1]["percent"].as_f64()), (Some("canary"), Some("1.1.0"), Some(10.0)));
+    let d = v.as_user("lead", &["--json", "deploy", "sepsis", "--canary", "25", "--reason", "ramp"]).ok().json();
+    assert_eq!((d["arms"][0]["percent"].as_f64(), d["arms"][1]["percent"].as_f64()), (Some(75.0), Some(25.0)));
+    let d = v.as_user("lead", &["--json", "deploy", "sepsis", "--shadow", "1.1.0=50", "--reason", "shadow too"]).ok().json();
+    assert_eq!((d["arms"][2]["role"].as_str(), d["arms"][2]["percent"].as_f64()), (Some("shadow"), Some(50.0)));
+    assert_eq!(d["arms"][1]["percent"].as_f64(), Some(25.0), "the canary is kept");
+    // A Development version may not be deployed.
+    v.register("ds", ("sepsis", "2.0.0")).ok();
+    let e = v.as_user("lead", &["deploy", "sepsis", "--ab", "production=50,2.0.0=50", "--reason", "ab"]);
+    assert_ne!(e.code, 0);
+    assert!(e.stderr.contains("development"), "{}", e.stderr);
+
+    let shown = v.run(&["--json", "deploy", "show", "sepsis"]).ok().json();
+    assert_eq!(shown["revision"], 3);
+    let history = v.run(&["--json", "deploy", "history", "sepsis"]).ok().json();
+    let outcomes: Vec<&str> = history.as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "ok").count(), 3, "{history}");
+    assert!(outcomes.contains(&"denied"));
+    let human = v.run(&["deploy", "history", "sepsis"]).ok().stdout;
+    assert!(human.contains("ramp") && human.contains("lead"), "{human}");
+    let back = v.as_user("lead", &["--json", "deploy", "sepsis", "--reset", "--reason", "done"]).ok().json();
+    assert_eq!(back["arms"].as_array().map(Vec::len), Some(1));
+}

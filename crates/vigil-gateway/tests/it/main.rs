@@ -462,3 +462,120 @@ fn a_file_changed_before_loading_is_never_served() {
         }
     }
 }
+
+impl Env {
+    /// Registers `name@version` from a fixture and moves it to Staging (one ML lead signs).
+    fn staging(&self, name: &str, version: &str, fixture: &str) -> String {
+        let file = self.dir.path().join(format!("{name}-{version}.onnx"));
+        std::fs::copy(fixtures().join(format!("{fixture}.onnx")), &file).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        let mut card = ModelCard::new();
+        card.set(CardField::IntendedUse, "gateway tests").unwrap();
+        let content = VersionContent {
+            artifact_uri: file.to_str().unwrap().to_owned(),
+            artifact_sha256: Some(Sha256Digest::from_bytes(Sha256::digest(&bytes).into())),
+            metrics: Metrics::new(),
+            lineage: Lineage { training_data_hash: Some("sha256:gw".into()), ..Default::default() },
+            card,
+        };
+        let new = NewModelVersion { name: ModelName::parse(name).unwrap(), version: Version::parse(version).unwrap(), model_type: ModelType::Classification, content, owner: None, description: None, tags: Default::default() };
+        let v = self.registry.register_model(&self.login("ds"), new).unwrap();
+        let r = self.registry.request_promotion(&self.login("ds"), &v.id, Stage::Staging, "candidate").unwrap();
+        self.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
+        v.id
+    }
+
+    fn deploy(&self, name: &str, spec: serde_json::Value) {
+        let spec = vigil_core::deploy::DeploymentSpec::from_json(&spec).unwrap();
+        let d = self.registry.set_deployment(&self.login("lead"), &ModelName::parse(name).unwrap(), &spec, "test").unwrap();
+        for _ in 0..200 {
+            let (_, meta, _) = get(&format!("{}/v2/models/{name}", self.url));
+            if meta["parameters"]["deployment_revision"] == d.revision {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the gateway never picked up revision {}", d.revision);
+    }
+}
+
+fn infer_as(env: &Env, patient: Option<&str>, id: &str) -> (u16, String, String, Vec<u8>) {
+    let body = json!({"id": id, "inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, 0.8]}]}).to_string();
+    let mut req = agent().post(&format!("{}/v2/models/sepsis/infer", env.url)).header("content-type", "application/json");
+    if let Some(p) = patient {
+        req = req.header("x-patient-id", p);
+    }
+    let r = req.send(&body).unwrap();
+    let st = r.status().as_u16();
+    let arm = r.headers().get("x-vigil-arm").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let how = r.headers().get("x-vigil-assignment").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let bytes = r.into_body().read_to_vec().unwrap();
+    (st, arm, how, bytes)
+}
+
+fn counter(env: &Env, name: &str) -> u64 {
+    let text = agent().get(&format!("{}/metrics", env.url)).call().unwrap().into_body().read_to_string().unwrap();
+    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.split(' ').nth(1)).and_then(|v| v.parse().ok()).unwrap()
+}
+
+#[test]
+fn canary_assignment_is_sticky_by_patient_and_raising_it_only_moves_patients_in() {
+    for env in envs() {
+        env.production("sepsis", "1.0.0", "lr_binary");
+        env.wait_for("sepsis", "1.0.0");
+        let v2 = env.staging("sepsis", "1.1.0", "rf_binary");
+        env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 70}, {"name": "canary", "version": v2, "percent": 30}], "unit_key": "header:x-patient-id"}));
+        let patients: Vec<String> = (0..300).map(|i| format!("MRN-{i:05}")).collect();
+        let mut first = std::collections::HashMap::new();
+        for p in &patients {
+            let (st, arm, how, body) = infer_as(&env, Some(p), "r");
+            assert_eq!((st, how.as_str()), (200, "keyed"));
+            let version: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(version["model_version"], if arm == "canary" { "1.1.0" } else { "1.0.0" });
+            first.insert(p.clone(), arm);
+        }
+        let in_canary = first.values().filter(|a| *a == "canary").count();
+        assert!((60..=120).contains(&in_canary), "{in_canary} of 300 in a 30% canary");
+        for p in patients.iter().take(50) {
+            assert_eq!(infer_as(&env, Some(p), "r").1, first[p], "the same patient, the same arm");
+        }
+        let (st, _, how, _) = infer_as(&env, None, "r");
+        assert_eq!((st, how.as_str()), (200, "random"), "no unit key: assigned at random, and said so");
+        env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 40}, {"name": "canary", "version": v2, "percent": 60}], "unit_key": "header:x-patient-id"}));
+        let mut now_in = 0;
+        for p in &patients {
+            let arm = infer_as(&env, Some(p), "r").1;
+            if first[p] == "canary" {
+                assert_eq!(arm, "canary", "raising the canary moved {p} out of it");
+            }
+            now_in += usize::from(arm == "canary");
+        }
+        assert!(now_in > in_canary + 30, "{now_in} vs {in_canary}");
+    }
+}
+
+#[test]
+fn a_shadow_never_changes_the_answer_and_is_counted() {
+    for env in envs() {
+        env.production("sepsis", "1.0.0", "lr_binary");
+        env.wait_for("sepsis", "1.0.0");
+        let v2 = env.staging("sepsis", "1.1.0", "rf_binary");
+        let off: Vec<Vec<u8>> = (0..20).map(|i| infer_as(&env, Some(&format!("p{i}")), &format!("req-{i}")).3).collect();
+        env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 100}, {"name": "shadow", "version": v2, "role": "shadow", "percent": 100}], "unit_key": "header:x-patient-id"}));
+        let queued = counter(&env, "vigil_gateway_shadow_queued_total");
+        let on: Vec<Vec<u8>> = (0..20).map(|i| infer_as(&env, Some(&format!("p{i}")), &format!("req-{i}")).3).collect();
+        assert_eq!(on, off, "the caller's bytes are identical with the shadow on and off");
+        assert_eq!(counter(&env, "vigil_gateway_shadow_queued_total"), queued + 20);
+        for _ in 0..100 {
+            if counter(&env, "vigil_gateway_shadow_ok_total") >= queued + 20 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(counter(&env, "vigil_gateway_shadow_ok_total") >= 20, "the shadow ran the copies");
+        // A shadow arm whose version may not run is left out; the live answer is unchanged.
+        let (_, meta, _) = get(&format!("{}/v2/models/sepsis", env.url));
+        assert_eq!(meta["parameters"]["shadows"][0]["version"], "1.1.0");
+        assert_eq!(meta["parameters"]["degraded"], json!([]));
+    }
+}

@@ -198,46 +198,24 @@ impl Forest {
         Ok(())
     }
 
-    /// The leaf a row reaches from a root (f32 comparisons).
+    /// The leaf a row reaches from a root, comparing in the input's precision (`thr` picks
+    /// the node's threshold as f32 or f64).
     #[inline]
-    fn leaf32(&self, root: u32, x: &[f32]) -> &Node {
+    fn leaf<T: Copy + PartialOrd>(&self, root: u32, x: &[T], thr: impl Fn(&Node) -> T, is_nan: impl Fn(T) -> bool) -> &Node {
         let mut nd = &self.nodes[root as usize];
         while nd.mode != Mode::Leaf {
             let v = x[nd.feature as usize];
-            let go = if v.is_nan() && nd.missing_true {
+            let t = thr(nd);
+            let go = if is_nan(v) && nd.missing_true {
                 true
             } else {
                 match nd.mode {
-                    Mode::Leq => v <= nd.t32,
-                    Mode::Lt => v < nd.t32,
-                    Mode::Gte => v >= nd.t32,
-                    Mode::Gt => v > nd.t32,
-                    Mode::Eq => v == nd.t32,
-                    Mode::Neq => v != nd.t32,
-                    Mode::Leaf => true,
-                }
-            };
-            nd = &self.nodes[if go { nd.yes } else { nd.no } as usize];
-        }
-        nd
-    }
-
-    /// The leaf a row reaches from a root (f64 comparisons, for double input).
-    #[inline]
-    fn leaf64(&self, root: u32, x: &[f64]) -> &Node {
-        let mut nd = &self.nodes[root as usize];
-        while nd.mode != Mode::Leaf {
-            let v = x[nd.feature as usize];
-            let go = if v.is_nan() && nd.missing_true {
-                true
-            } else {
-                match nd.mode {
-                    Mode::Leq => v <= nd.t64,
-                    Mode::Lt => v < nd.t64,
-                    Mode::Gte => v >= nd.t64,
-                    Mode::Gt => v > nd.t64,
-                    Mode::Eq => v == nd.t64,
-                    Mode::Neq => v != nd.t64,
+                    Mode::Leq => v <= t,
+                    Mode::Lt => v < t,
+                    Mode::Gte => v >= t,
+                    Mode::Gt => v > t,
+                    Mode::Eq => v == t,
+                    Mode::Neq => v != t,
                     Mode::Leaf => true,
                 }
             };
@@ -260,7 +238,7 @@ impl Forest {
                     let row = &v[r * c..(r + 1) * c];
                     acc.iter_mut().for_each(|a| *a = 0.0);
                     for &root in &self.roots {
-                        let nd = self.leaf64(root, row);
+                        let nd = self.leaf(root, row, |n| n.t64, f64::is_nan);
                         for &(cid, _, w) in &self.votes[nd.votes.0 as usize..nd.votes.1 as usize] {
                             if let Some(a) = acc.get_mut(cid as usize) {
                                 *a += w;
@@ -277,7 +255,7 @@ impl Forest {
                     let row = &xs[r * c..(r + 1) * c];
                     acc32.iter_mut().for_each(|a| *a = 0.0);
                     for &root in &self.roots {
-                        let nd = self.leaf32(root, row);
+                        let nd = self.leaf(root, row, |n| n.t32, f32::is_nan);
                         for &(cid, w, _) in &self.votes[nd.votes.0 as usize..nd.votes.1 as usize] {
                             if let Some(a) = acc32.get_mut(cid as usize) {
                                 *a += w;

@@ -13,3 +13,4 @@ mod storage;
 mod tracking;
 mod catalog;
 mod validation;
+mod deployments;
