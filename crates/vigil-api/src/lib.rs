@@ -247,3 +247,40 @@ pub fn policies(p: &PolicySet) -> Value {
 pub fn validation_policy(scope: &str, target: &str, p: &vigil_core::validate::ResolvedPolicy) -> Value {
     json!({"scope": scope, "target": target, "source": p.source, "policy": p.policy.to_json()})
 }
+
+/// A deployment with each arm resolved: what it runs now and whether it may be served.
+pub fn deployment(d: &vigil_core::deploy::Deployment, arms: &[vigil_core::deploy::ResolvedArm]) -> Value {
+    json!({
+        "model": d.model,
+        "revision": d.revision,
+        "updated_by": d.updated_by,
+        "updated_at": d.updated_at.map(|t| t.to_rfc3339()),
+        "unit_key": d.spec.unit_key.as_ref().map(vigil_core::deploy::UnitKey::text),
+        "full_spool": d.spec.to_json()["full_spool"],
+        "arms": arms.iter().map(|r| json!({
+            "name": r.arm.name,
+            "runs": match &r.arm.version { vigil_core::deploy::ArmVersion::Production => "production".to_owned(), vigil_core::deploy::ArmVersion::Pinned(id) => id.clone() },
+            "role": r.arm.role.as_str(),
+            "percent": f64::from(r.arm.weight) / 100.0,
+            "version": r.version.as_ref().map(|v| v.version.to_string()),
+            "version_id": r.version.as_ref().map(|v| v.id.clone()),
+            "stage": r.version.as_ref().map(|v| v.stage.as_str()),
+            "permitted": r.permitted.is_ok(),
+            "reason": r.permitted.as_ref().err(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A deployment's changes (and refused attempts) from its audit events.
+pub fn deployment_history(events: &[StoredEvent]) -> Value {
+    Value::Array(
+        events
+            .iter()
+            .map(|e| {
+                let d: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+                json!({"seq": e.seq, "at": e.at, "actor": e.actor, "outcome": e.outcome, "revision": d["new"]["revision"], "arms": d["new"]["spec"]["arms"],
+                       "unit_key": d["new"]["spec"]["unit_key"], "reason": d["reason"], "refused": d.get("message")})
+            })
+            .collect(),
+    )
+}

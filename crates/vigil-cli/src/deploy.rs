@@ -5,7 +5,7 @@ use crate::cli::{DeployArgs, DeploySub, Global};
 use crate::commands::{emit, open, principal, usage};
 use crate::table;
 use anyhow::Result;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::process::ExitCode;
 use vigil_core::deploy::{Arm, ArmVersion, BUCKETS, DeploymentSpec, FullSpool, Role, UnitKey};
 use vigil_core::ids::ModelName;
@@ -38,14 +38,14 @@ fn arm_name(v: &str) -> String {
     if v == "production" { v.to_owned() } else { format!("v{v}") }
 }
 
-/// The new spec from the flags over the current one.
-fn spec_from(reg: &Registry, model: &ModelName, a: &DeployArgs, current: &DeploymentSpec) -> Result<DeploymentSpec> {
+/// The new spec from the flags over the current one; `pin` turns a VERSION into an arm version.
+fn spec_from(pin: &dyn Fn(&str) -> Result<ArmVersion>, a: &DeployArgs, current: &DeploymentSpec) -> Result<DeploymentSpec> {
     let mut spec = if a.reset { DeploymentSpec::production_only() } else { current.clone() };
     if !a.ab.is_empty() {
         let mut arms = Vec::new();
         for s in &a.ab {
             let (v, w) = share(s, None)?;
-            arms.push(Arm { name: arm_name(&v), version: arm_version(reg, model, &v)?, role: Role::Live, weight: w });
+            arms.push(Arm { name: arm_name(&v), version: pin(&v)?, role: Role::Live, weight: w });
         }
         spec.arms.retain(|x| x.role == Role::Shadow);
         arms.append(&mut spec.arms);
@@ -55,7 +55,7 @@ fn spec_from(reg: &Registry, model: &ModelName, a: &DeployArgs, current: &Deploy
         let shadows: Vec<Arm> = spec.arms.iter().filter(|x| x.role == Role::Shadow).cloned().collect();
         let (version, w) = if c.contains('=') {
             let (v, w) = share(c, None)?;
-            (arm_version(reg, model, &v)?, w)
+            (pin(&v)?, w)
         } else {
             let pct: f64 = c.trim().trim_end_matches('%').parse().map_err(|_| usage("--canary is VERSION=PERCENT, or PERCENT to ramp the current canary"))?;
             let existing = spec.arms.iter().find(|x| x.name == "canary").ok_or_else(|| usage("there is no canary to ramp: give --canary VERSION=PERCENT"))?;
@@ -79,7 +79,7 @@ fn spec_from(reg: &Registry, model: &ModelName, a: &DeployArgs, current: &Deploy
         spec.arms.retain(|x| x.role == Role::Live);
         for s in &a.shadow {
             let (v, w) = share(s, Some(100.0))?;
-            spec.arms.push(Arm { name: format!("shadow-{}", arm_name(&v)), version: arm_version(reg, model, &v)?, role: Role::Shadow, weight: w });
+            spec.arms.push(Arm { name: format!("shadow-{}", arm_name(&v)), version: pin(&v)?, role: Role::Shadow, weight: w });
         }
     }
     if let Some(k) = &a.unit_key {
@@ -98,24 +98,7 @@ fn spec_from(reg: &Registry, model: &ModelName, a: &DeployArgs, current: &Deploy
 
 fn show(reg: &Registry, g: &Global, model: &ModelName) -> Result<()> {
     let (d, arms) = reg.resolved_deployment(model)?;
-    let j = json!({
-        "model": d.model,
-        "revision": d.revision,
-        "updated_by": d.updated_by,
-        "updated_at": d.updated_at.map(|t| t.to_rfc3339()),
-        "unit_key": d.spec.unit_key.as_ref().map(UnitKey::text),
-        "full_spool": d.spec.to_json()["full_spool"],
-        "arms": arms.iter().map(|r| json!({
-            "name": r.arm.name,
-            "role": r.arm.role.as_str(),
-            "percent": f64::from(r.arm.weight) / 100.0,
-            "version": r.version.as_ref().map(|v| v.version.to_string()),
-            "version_id": r.version.as_ref().map(|v| v.id.clone()),
-            "stage": r.version.as_ref().map(|v| v.stage.as_str()),
-            "permitted": r.permitted.is_ok(),
-            "reason": r.permitted.as_ref().err(),
-        })).collect::<Vec<_>>(),
-    });
+    let j = vigil_api::deployment(&d, &arms);
     emit(g, &j, || {
         println!("{} deployment revision {}; unit key {}", d.model, d.revision, d.spec.unit_key.as_ref().map_or("none (random)".to_owned(), UnitKey::text));
         let rows: Vec<Vec<String>> = arms
@@ -146,13 +129,8 @@ pub fn run(g: &Global, a: DeployArgs) -> Result<ExitCode> {
         Some(DeploySub::History { model }) => {
             let name = ModelName::parse(model)?;
             let events = reg.audit_log(&AuditQuery { model: Some(name.to_string()), action: Some("deployment.update".into()), ..Default::default() })?;
-            let j: Vec<Value> = events
-                .iter()
-                .map(|e| {
-                    let d: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
-                    json!({"at": e.at, "actor": e.actor, "outcome": e.outcome, "revision": d["new"]["revision"], "arms": d["new"]["spec"]["arms"], "reason": d["reason"], "refused": d.get("message")})
-                })
-                .collect();
+            let history = vigil_api::deployment_history(&events);
+            let j: Vec<Value> = history.as_array().cloned().unwrap_or_default();
             emit(g, &Value::Array(j.clone()), || {
                 let rows: Vec<Vec<String>> = j
                     .iter()
@@ -170,9 +148,59 @@ pub fn run(g: &Global, a: DeployArgs) -> Result<ExitCode> {
             let reason = a.reason.clone().ok_or_else(|| usage("--reason is required: why the deployment changes (it is recorded)"))?;
             let actor = principal(&reg, g)?;
             let current = reg.deployment(&model)?.spec;
-            let spec = spec_from(&reg, &model, &a, &current)?;
+            let spec = spec_from(&|v| arm_version(&reg, &model, v), &a, &current)?;
             reg.set_deployment(&actor, &model, &spec, &reason)?;
             show(&reg, g, &model)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil deploy` against a server (`--url`): the same flags over the native API; versions go
+/// up as numbers and the server resolves them.
+pub fn run_remote(g: &Global, r: &crate::remote::Remote, a: DeployArgs) -> Result<ExitCode> {
+    let show_json = |j: &Value| {
+        emit(g, j, || {
+            println!("{} deployment revision {}; unit key {}", j["model"].as_str().unwrap_or(""), j["revision"], j["unit_key"].as_str().unwrap_or("none (random)"));
+            let rows: Vec<Vec<String>> = j["arms"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| {
+                            vec![
+                                x["name"].as_str().unwrap_or("").into(),
+                                x["role"].as_str().unwrap_or("").into(),
+                                format!("{}%", x["percent"]),
+                                format!("{} ({})", x["version"].as_str().unwrap_or("-"), x["stage"].as_str().unwrap_or("-")),
+                                if x["permitted"] == true { "serving".into() } else { format!("not served: {}", x["reason"].as_str().unwrap_or("")) },
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            table::print(&["ARM", "ROLE", "SHARE", "VERSION", "STATE"], &rows);
+        })
+    };
+    match &a.sub {
+        Some(DeploySub::Show { model }) => show_json(&r.get(&format!("/deployments/{}", ModelName::parse(model)?))?),
+        Some(DeploySub::History { model }) => {
+            let j = r.get(&format!("/deployments/{}/history", ModelName::parse(model)?))?;
+            emit(g, &j, || println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default()));
+        }
+        None => {
+            let model = ModelName::parse(a.model.as_deref().ok_or_else(|| usage("give a model name (or show/history)"))?)?;
+            let reason = a.reason.clone().ok_or_else(|| usage("--reason is required: why the deployment changes (it is recorded)"))?;
+            let cur = r.get(&format!("/deployments/{model}"))?;
+            let mut as_set = cur.clone();
+            if let Some(arms) = as_set["arms"].as_array_mut() {
+                for x in arms {
+                    x["version"] = x["runs"].clone();
+                }
+            }
+            let current = DeploymentSpec::from_json(&as_set)?;
+            let spec = spec_from(&|v| Ok(if v == "production" { ArmVersion::Production } else { ArmVersion::Pinned(v.to_owned()) }), &a, &current)?;
+            let j = r.send("PUT", &format!("/deployments/{model}"), &serde_json::json!({"deployment": spec.to_json(), "reason": reason}))?;
+            show_json(&j);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -141,7 +141,6 @@ pub fn run(g: &Global, url: &str, c: Command) -> Result<ExitCode> {
         Command::Init { .. } => Err(local_only("init")),
         Command::Serve { .. } => Err(local_only("serve")),
         Command::Gateway { .. } => Err(local_only("gateway")),
-        Command::Deploy(_) => Err(local_only("deploy")),
         Command::Demo => Err(local_only("demo")),
         Command::User(_) => Err(local_only("user")),
         Command::Drift(DriftCmd::Deliver { .. }) => Err(local_only("drift deliver")),
@@ -291,6 +290,7 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
             emit(g, &j, || views::lineage(&j));
         }
         Command::Drift(d) => drift(g, r, d)?,
+        Command::Deploy(a) => return crate::deploy::run_remote(g, r, a),
         Command::Validate { reference: rf, data, label, score, champion_score, sensitive, threshold } => {
             let (n, v) = reference(&rf)?;
             let sens = sensitive.iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(",");
@@ -313,7 +313,7 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
             let doc = r.get(&format!("/models/{n}/versions/{v}/card?format=json"))?;
             crate::validate::write_card(&crate::validate::render_card(&doc, &format), &format, &rf, output.as_deref())?;
         }
-        Command::Init { .. } | Command::Serve { .. } | Command::Gateway { .. } | Command::Deploy(_) | Command::Demo | Command::User(_) => return Err(usage("this command runs where the store is")),
+        Command::Init { .. } | Command::Serve { .. } | Command::Gateway { .. } | Command::Demo | Command::User(_) => return Err(usage("this command runs where the store is")),
     }
     Ok(ExitCode::SUCCESS)
 }

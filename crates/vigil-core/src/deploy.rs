@@ -416,7 +416,8 @@ impl Registry {
             let old = Self::load_deployment(tx, &m.id, model.as_str())?;
             let policy = Self::load_deployment_policy(tx)?;
             for r in Self::resolve_arms(tx, &m.id, spec, &policy)? {
-                if let Err(why) = r.permitted {
+                // The symbolic Production arm is always allowed (it runs whatever is approved).
+                if let (Err(why), ArmVersion::Pinned(_)) = (r.permitted, &r.arm.version) {
                     return Err(Error::new(ErrorCode::DeploymentNotPermitted, format!("arm {}: {why}", r.arm.name)));
                 }
             }
@@ -448,6 +449,20 @@ impl Registry {
             tx.append_audit(self.event(actor.user_id().as_str(), "deployment_policy.update", "policy", "deployment", json!({"old": old.to_json(), "new": policy.to_json(), "reason": reason})))?;
             Ok(policy.clone())
         })
+    }
+
+    /// A spec whose arms name versions as `production`, a version string (`1.1.0`) or an id,
+    /// with every version resolved to its id (the stored form).
+    pub fn pin_versions(&self, model: &ModelName, mut spec: DeploymentSpec) -> Result<DeploymentSpec> {
+        for a in &mut spec.arms {
+            if let ArmVersion::Pinned(text) = &a.version
+                && !text.starts_with("mv_")
+            {
+                let v = crate::semver::Version::parse(text).map_err(|_| Error::new(ErrorCode::InvalidPolicy, format!("arm {}: the version is production, a version number or an id", a.name)))?;
+                a.version = ArmVersion::Pinned(self.get_version(model, &v)?.id);
+            }
+        }
+        Ok(spec)
     }
 
     /// The keyed hash of a unit identifier and its bucket, under this server's key.

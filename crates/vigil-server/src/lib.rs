@@ -7,6 +7,7 @@
 //! (roles, separation of duties, immutability, audit) runs in the core, once.
 
 pub mod artifacts;
+pub mod deploy_api;
 pub mod drift_api;
 pub mod http;
 pub mod metrics;

@@ -80,6 +80,9 @@ pub const OPERATIONS: &[Operation] = &[
     Operation { method: "put", path: "/policies/{stage}", summary: "Set the approval policy of a target stage (staging, production, archived) with a reason", who: "admin", body: &[("required_approvals", "integer", true), ("required_roles", "array", true), ("eligible_roles", "array", true), ("expires_after_hours", "integer", false), ("reason", "string", true)], query: NOQ, auth: true, handler: || put(set_policy) },
     Operation { method: "get", path: "/validation-policies/{scope}/{target}", summary: "The validation policy in force for a model (scope model) or a model type's default (scope model_type), and its source", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(crate::validation_api::show_policy) },
     Operation { method: "put", path: "/validation-policies/{scope}/{target}", summary: "Set a model's validation policy or a model type's default with a reason; keys left out take the built-in values", who: "admin", body: &[("policy", "object", true), ("reason", "string", true)], query: NOQ, auth: true, handler: || put(crate::validation_api::set_policy) },
+    Operation { method: "get", path: "/deployments/{model}", summary: "What the gateway serves for a model: arms (live share or shadow copy), the version each runs now and whether it may be served, the unit key", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(crate::deploy_api::show) },
+    Operation { method: "put", path: "/deployments/{model}", summary: "Set a model's deployment with a reason: arms name production, a version number or an id; pinned arms must be in a stage the deployment policy permits", who: "ml_lead", body: &[("deployment", "object", true), ("reason", "string", true)], query: NOQ, auth: true, handler: || put(crate::deploy_api::set) },
+    Operation { method: "get", path: "/deployments/{model}/history", summary: "Every change of a model's deployment and every refused attempt", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(crate::deploy_api::history) },
     Operation { method: "get", path: "/policies", summary: "The approval policies per target stage", who: "any authenticated user", body: NONE, query: NOQ, auth: true, handler: || get(show_policies) },
     Operation { method: "get", path: "/audit", summary: "Audit events, oldest first (page with after_seq)", who: "every role", body: NONE, query: &[("model", "string"), ("version", "string"), ("actor", "string"), ("action", "string"), ("outcome", "string"), ("since", "string"), ("until", "string"), ("limit", "integer"), ("after_seq", "integer")], auth: true, handler: || get(audit_log) },
     Operation { method: "get", path: "/audit/verify", summary: "Verify the hash chain, every signature seal and every released record", who: "every role", body: NONE, query: NOQ, auth: true, handler: || get(verify_audit) },
@@ -114,6 +117,7 @@ pub fn known_route(path: &str) -> Option<String> {
             _ => "/api/v1/promotions/{id}".into(),
         },
         r if r.starts_with("/versions/") => "/api/v1/versions/{id}".into(),
+        r if r.starts_with("/deployments/") => if r.ends_with("/history") { "/api/v1/deployments/{model}/history".into() } else { "/api/v1/deployments/{model}".into() },
         "/drift/alerts" => "/api/v1/drift/alerts".into(),
         r if r.starts_with("/drift/alerts/") => "/api/v1/drift/alerts/{id}/ack".into(),
         r if r.starts_with("/models/") => match (r.matches('/').count(), r.rsplit('/').next()) {

@@ -204,6 +204,18 @@ impl Vigil {
         r.json()["request_id"].as_str().expect("request_id").to_owned()
     }
 
+    /// `NAME@1.0.0` in Production (validated, both signatures) and `NAME@1.1.0` in Staging.
+    pub fn production_and_staging(&self, name: &str) {
+        self.register("ds", (name, "1.0.0")).ok();
+        let rid = self.request("ds", &format!("{name}@1.0.0"), "production");
+        for signer in ["lead", "clin"] {
+            self.as_user(signer, &["promote", "approve", &rid, "--comment", "ok"]).ok();
+        }
+        self.register("ds", (name, "1.1.0")).ok();
+        let rid = self.request("ds", &format!("{name}@1.1.0"), "staging");
+        self.as_user("lead", &["promote", "approve", &rid, "--comment", "ok"]).ok();
+    }
+
     pub fn db_file(&self) -> PathBuf {
         self.data_dir().join("vigil.db")
     }

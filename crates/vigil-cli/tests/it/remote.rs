@@ -172,3 +172,23 @@ fn drift_commands_against_a_server() {
     assert_eq!(refused.code, 1);
     assert!(refused.stderr.contains("role_not_permitted"), "{}", refused.stderr);
 }
+
+#[test]
+fn deploy_against_a_server_runs_the_same_rules() {
+    let v = Vigil::with_team();
+    v.production_and_staging("sepsis");
+    let s = serve(&v);
+    let refused = remote(&s.url, Some("ds"), &["deploy", "sepsis", "--canary", "1.1.0=10", "--reason", "try"]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("role_not_permitted") || refused.stderr.contains("role"), "{}", refused.stderr);
+    let d = remote(&s.url, Some("lead"), &["--json", "deploy", "sepsis", "--canary", "1.1.0=10", "--unit-key", "header:x-patient-id", "--reason", "canary"]).ok().json();
+    assert_eq!((d["revision"].as_i64(), d["arms"][1]["version"].as_str(), d["arms"][1]["percent"].as_f64()), (Some(1), Some("1.1.0"), Some(10.0)));
+    let d = remote(&s.url, Some("lead"), &["--json", "deploy", "sepsis", "--canary", "20", "--reason", "ramp"]).ok().json();
+    assert_eq!((d["revision"].as_i64(), d["arms"][1]["percent"].as_f64()), (Some(2), Some(20.0)));
+    // The server's answer matches the store's.
+    let local = v.run(&["--json", "deploy", "show", "sepsis"]).ok().json();
+    let far = remote(&s.url, Some("clin"), &["--json", "deploy", "show", "sepsis"]).ok().json();
+    assert_eq!(local, far);
+    let history = remote(&s.url, Some("clin2"), &["--json", "deploy", "history", "sepsis"]).ok().json();
+    assert_eq!(history.as_array().map(|h| h.iter().filter(|e| e["outcome"] == "ok").count()), Some(2), "{history}");
+}

@@ -264,13 +264,7 @@ fn local_reads_of_phi_marked_models_need_a_user_and_are_audited() {
 #[test]
 fn deploy_sets_a_canary_ramps_it_adds_a_shadow_and_keeps_the_history() {
     let v = Vigil::with_team();
-    v.register("ds", ("sepsis", "1.0.0")).ok();
-    let rid = v.request("ds", "sepsis@1.0.0", "production");
-    v.as_user("lead", &["promote", "approve", &rid, "--comment", "ok"]).ok();
-    v.as_user("clin", &["promote", "approve", &rid, "--comment", "ok"]).ok();
-    v.register("ds", ("sepsis", "1.1.0")).ok();
-    let rid = v.request("ds", "sepsis@1.1.0", "staging");
-    v.as_user("lead", &["promote", "approve", &rid, "--comment", "ok"]).ok();
+    v.production_and_staging("sepsis");
 
     let refused = v.as_user("ds", &["deploy", "sepsis", "--canary", "1.1.0=10", "--reason", "try"]);
     assert_ne!(refused.code, 0);

@@ -96,7 +96,8 @@ impl Env {
         file
     }
 
-    fn promote_file(&self, name: &str, version: &str, file: &Path) {
+    /// Registers `name@version` with a local file as its artifact (and its SHA-256).
+    fn register_file(&self, name: &str, version: &str, file: &Path) -> vigil_core::model::ModelVersion {
         let bytes = std::fs::read(file).unwrap();
         let mut card = ModelCard::new();
         card.set(CardField::IntendedUse, "gateway tests").unwrap();
@@ -109,16 +110,12 @@ impl Env {
             lineage: Lineage { training_data_hash: Some("sha256:gw".into()), ..Default::default() },
             card,
         };
-        let new = NewModelVersion {
-            name: ModelName::parse(name).unwrap(),
-            version: Version::parse(version).unwrap(),
-            model_type: ModelType::Classification,
-            content,
-            owner: None,
-            description: None,
-            tags: Default::default(),
-        };
-        let v = self.registry.register_model(&self.login("ds"), new).unwrap();
+        let new = NewModelVersion { name: ModelName::parse(name).unwrap(), version: Version::parse(version).unwrap(), model_type: ModelType::Classification, content, owner: None, description: None, tags: Default::default() };
+        self.registry.register_model(&self.login("ds"), new).unwrap()
+    }
+
+    fn promote_file(&self, name: &str, version: &str, file: &Path) {
+        let v = self.register_file(name, version, file);
         let rec = self.registry.validate(&self.login("ds"), &v.id, &holdout(), None).unwrap();
         assert!(rec.passed, "{}", rec.report);
         let r = self.registry.request_promotion(&self.login("ds"), &v.id, Stage::Production, "gateway test").unwrap();
@@ -468,18 +465,7 @@ impl Env {
     fn staging(&self, name: &str, version: &str, fixture: &str) -> String {
         let file = self.dir.path().join(format!("{name}-{version}.onnx"));
         std::fs::copy(fixtures().join(format!("{fixture}.onnx")), &file).unwrap();
-        let bytes = std::fs::read(&file).unwrap();
-        let mut card = ModelCard::new();
-        card.set(CardField::IntendedUse, "gateway tests").unwrap();
-        let content = VersionContent {
-            artifact_uri: file.to_str().unwrap().to_owned(),
-            artifact_sha256: Some(Sha256Digest::from_bytes(Sha256::digest(&bytes).into())),
-            metrics: Metrics::new(),
-            lineage: Lineage { training_data_hash: Some("sha256:gw".into()), ..Default::default() },
-            card,
-        };
-        let new = NewModelVersion { name: ModelName::parse(name).unwrap(), version: Version::parse(version).unwrap(), model_type: ModelType::Classification, content, owner: None, description: None, tags: Default::default() };
-        let v = self.registry.register_model(&self.login("ds"), new).unwrap();
+        let v = self.register_file(name, version, &file);
         let r = self.registry.request_promotion(&self.login("ds"), &v.id, Stage::Staging, "candidate").unwrap();
         self.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
         v.id
