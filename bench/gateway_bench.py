@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +66,13 @@ def setup(tmp: Path) -> Path:
     req = json.loads(vigil(data, "--json", "promote", "request", "lr20@1.0.0", "--to", "production", "--justification", "bench", user="ds"))["request_id"]
     for signer in ("lead", "clin"):
         vigil(data, "promote", "approve", req, "--comment", "ok", user=signer)
+    # A second version in Staging, for the A/B and shadow scenarios.
+    m2 = json.loads(manifest.read_text())
+    m2["version"] = "1.1.0"
+    manifest.write_text(json.dumps(m2))
+    vigil(data, "model", "register", "--manifest", str(manifest), user="ds")
+    req = json.loads(vigil(data, "--json", "promote", "request", "lr20@1.1.0", "--to", "staging", "--justification", "bench", user="ds"))["request_id"]
+    vigil(data, "promote", "approve", req, "--comment", "ok", user="lead")
     return data
 
 
@@ -78,9 +86,12 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path) -> dict:
+def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path, patient: bool = False) -> dict:
     script = tmp / "post.lua"
-    script.write_text(f'wrk.method = "POST"\nwrk.headers["content-type"] = "{ctype}"\nwrk.body = {json.dumps(body)}\n')
+    # With `patient`, every request carries a different patient id (the unit key).
+    extra = ('counter = 0\nrequest = function()\n  counter = counter + 1\n  wrk.headers["x-patient-id"] = "MRN-" .. counter\n'
+             '  return wrk.format(nil, nil, nil, nil)\nend\n') if patient else ""
+    script.write_text(f'wrk.method = "POST"\nwrk.headers["content-type"] = "{ctype}"\nwrk.body = {json.dumps(body)}\n{extra}')
     out = subprocess.run(["wrk", "-t", "1" if conns == 1 else "2", "-c", str(conns), "-d", f"{SECONDS}s", "--latency", "-s", str(script), url + path],
                          check=True, capture_output=True, text=True).stdout
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -118,12 +129,29 @@ def main() -> None:
     ]
     print(f"vigil gateway, lr20 (20-feature logistic regression), wrk {SECONDS} s per scenario")
     print(f"{'scenario':<40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'errors':>7}")
+    def run(name, path, body, ctype, conns, patient=False):
+        before = cpu_ticks(proc.pid)
+        r = wrk(url, path, body, ctype, conns, tmp, patient)
+        cpu = (cpu_ticks(proc.pid) - before) / TICK * 1000 / max(r["requests"], 1)
+        print(f"{name:<40} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {cpu:>11.3f} {r['errors']:>7}")
+
+    def deploy(*args):
+        vigil(data, "deploy", "lr20", *args, "--reason", "bench", user="lead")
+        time.sleep(1.5)  # the gateway follows the registry every second
+
     try:
         for name, path, body, ctype, conns in scenarios:
-            before = cpu_ticks(proc.pid)
-            r = wrk(url, path, body, ctype, conns, tmp)
-            cpu = (cpu_ticks(proc.pid) - before) / TICK * 1000 / max(r["requests"], 1)
-            print(f"{name:<40} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {cpu:>11.3f} {r['errors']:>7}")
+            run(name, path, body, ctype, conns)
+        # Routing: sticky A/B by a patient header (an HMAC per request), then a 100% shadow.
+        deploy("--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id")
+        run("OIP, 1 row, 16 conn., A/B by patient", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=True)
+        deploy("--reset")
+        run("OIP, 1 row, 16 conn., no shadow", "/v2/models/lr20/infer", oip1, "application/json", 16)
+        deploy("--shadow", "1.1.0=100")
+        run("OIP, 1 row, 16 conn., 100% shadow", "/v2/models/lr20/infer", oip1, "application/json", 16)
+        metrics = urllib.request.urlopen(url + "/metrics").read().decode()
+        shadow = {k: v for k, v in (l.split(" ") for l in metrics.splitlines() if l.startswith("vigil_gateway_shadow"))}
+        print("shadow counters:", ", ".join(f"{k.removeprefix('vigil_gateway_shadow_').removesuffix('_total')} {v}" for k, v in shadow.items()))
         print(f"resident memory after the runs: {rss_mb(proc.pid):.1f} MB")
     finally:
         proc.kill()

@@ -300,16 +300,29 @@ fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     outer.finalize().into()
 }
 
+/// The key unit identifiers are hashed under, derived from the server key.
+pub(crate) fn unit_key_of(key: &crate::approval::ServerKey) -> [u8; 32] {
+    Sha256::digest([b"vigil.unit-key/1".as_slice(), &key.seed()].concat()).into()
+}
+
 /// A unit's keyed hash (hex, what logs carry instead of the identifier) and its bucket.
 pub fn unit_hash(key: &[u8; 32], model: &str, unit: &str) -> (String, u32) {
+    let mac = unit_mac(key, model, unit);
+    (hex::encode(mac), bucket_of(&mac))
+}
+
+fn unit_mac(key: &[u8; 32], model: &str, unit: &str) -> [u8; 32] {
     let mut msg = Vec::with_capacity(model.len() + unit.len() + 1);
     msg.extend_from_slice(model.as_bytes());
     msg.push(0);
     msg.extend_from_slice(unit.as_bytes());
-    let mac = hmac(key, &msg);
+    hmac(key, &msg)
+}
+
+fn bucket_of(mac: &[u8; 32]) -> u32 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&mac[..8]);
-    (hex::encode(mac), (u64::from_be_bytes(first) % u64::from(BUCKETS)) as u32)
+    (u64::from_be_bytes(first) % u64::from(BUCKETS)) as u32
 }
 
 /// A deployment arm with the version it runs now, and whether serving it is permitted.
@@ -467,8 +480,12 @@ impl Registry {
 
     /// The keyed hash of a unit identifier and its bucket, under this server's key.
     pub fn unit_bucket(&self, model: &str, unit: &str) -> (String, u32) {
-        let key: [u8; 32] = Sha256::digest([b"vigil.unit-key/1".as_slice(), &self.key.seed()].concat()).into();
-        unit_hash(&key, model, unit)
+        unit_hash(&self.unit_key, model, unit)
+    }
+
+    /// Only the bucket of a unit identifier (routing needs no more).
+    pub fn unit_bucket_only(&self, model: &str, unit: &str) -> u32 {
+        bucket_of(&unit_mac(&self.unit_key, model, unit))
     }
 }
 

@@ -84,13 +84,22 @@ impl Gateway {
         let counters = Arc::new(Counters::default());
         let (tx, rx) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
         let c = counters.clone();
-        // Shadow work runs on its own thread: the request path only tries to enqueue.
+        // Shadow work runs on its own thread: the request path only tries to enqueue. The thread
+        // polls instead of blocking, so an enqueue never has to wake it (a futex wake and a
+        // context switch per request cost more than the copy itself); a copy waits at most a
+        // millisecond.
         let _ = std::thread::Builder::new().name("vigil-shadow".into()).spawn(move || {
-            while let Ok(job) = rx.recv() {
-                match job.served.model.run(job.inputs) {
-                    Ok(_) => c.shadow_ok.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => c.shadow_failed.fetch_add(1, Ordering::Relaxed),
-                };
+            loop {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        match job.served.model.run(job.inputs) {
+                            Ok(_) => c.shadow_ok.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => c.shadow_failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                }
             }
         });
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
@@ -111,7 +120,7 @@ impl Gateway {
         let (bucket, how) = match unit {
             Some(u) => {
                 self.counters.keyed.fetch_add(1, Ordering::Relaxed);
-                (self.catalog.registry().unit_bucket(&ep.name, &u).1, "keyed")
+                (self.catalog.registry().unit_bucket_only(&ep.name, &u), "keyed")
             }
             None => {
                 self.counters.random.fetch_add(1, Ordering::Relaxed);
