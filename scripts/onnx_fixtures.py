@@ -5,8 +5,11 @@ Vigil's ONNX engine must reproduce those outputs (crates/vigil-onnx/tests/fixtur
     pip install scikit-learn skl2onnx onnxmltools xgboost onnxruntime pandas
     python3 scripts/onnx_fixtures.py
 
-Deterministic: fixed seeds; re-running rewrites identical models unless a library changed.
-Versions used for the committed files are recorded in fixtures/VERSIONS.json.
+Fixed seeds: re-running gives the same models and the same outputs, though the converters
+name some graph nodes differently each time, so the .onnx bytes differ. Versions used for
+the committed files are recorded in fixtures/VERSIONS.json. Also writes the demo's model,
+crates/vigil-cli/assets/demo-diabetes-lr.onnx (scaler and logistic regression on age, BMI
+and glucose).
 """
 
 from __future__ import annotations
@@ -149,6 +152,22 @@ def main() -> None:
     svc = SVC(probability=True, random_state=0).fit(X[:200], y[:200])
     onx = to_onnx(svc, X[:1], options=nozip, target_opset={"": 17, "ai.onnx.ml": 3})
     (OUT / "unsupported_svc.onnx").write_bytes(onx.SerializeToString())
+
+    # The demo's model (`vigil demo`): diabetes risk from age, BMI and glucose, so that the
+    # gateway serves something on a fresh demo store.
+    drng = np.random.default_rng(3)
+    n = 4000
+    age = drng.normal(55, 14, n).clip(18, 95)
+    bmi = drng.normal(28, 5, n).clip(15, 55)
+    glucose = drng.normal(105, 25, n).clip(60, 300)
+    logit = -14 + 0.05 * age + 0.12 * bmi + 0.06 * glucose
+    yd = (drng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    Xd = np.column_stack([age, bmi, glucose]).astype(np.float32)
+    demo = make_pipeline(StandardScaler(), LogisticRegression()).fit(Xd, yd)
+    onx = to_onnx(demo, initial_types=[("features", FT([None, 3]))], options={"zipmap": False}, target_opset={"": 17, "ai.onnx.ml": 3})
+    assets = OUT.parents[2] / "vigil-cli" / "assets"
+    assets.mkdir(exist_ok=True)
+    (assets / "demo-diabetes-lr.onnx").write_bytes(onx.SerializeToString())
 
     versions = {"scikit-learn": sklearn.__version__, "skl2onnx": skl2onnx.__version__, "onnxmltools": onnxmltools.__version__,
                 "xgboost": xgboost.__version__, "onnxruntime": ort.__version__}

@@ -21,6 +21,9 @@ use vigil_core::registry::NewModelVersion;
 use vigil_core::semver::Version;
 use vigil_store::{Location, keyfile};
 
+/// The demo model's ONNX bytes (inputs: `features`, FP32 `[N, 3]`: age, BMI, glucose).
+const DEMO_MODEL: &[u8] = include_bytes!("../assets/demo-diabetes-lr.onnx");
+
 const TEAM: &[(&str, &str, Role, &str)] = &[
     ("dana", "Dana Scientist", Role::DataScientist, "demo-dana-password"),
     ("lee", "Lee Lead", Role::MlLead, "demo-lee-password"),
@@ -79,7 +82,23 @@ pub fn run(g: &Global) -> Result<ExitCode> {
     card.set_not_available(CardField::ExternalValidationParty, "external validation scheduled for next quarter")?;
     // Age is an input: the card says so and how its use is checked (validation requires it).
     card.set(CardField::DemographicInputs, "age is an input (risk rises with age); performance is checked per age band and sex at every validation")?;
-    let artifact_uri = format!("s3://models/diabetes-classifier/v{version}");
+    // On an embedded store the model is a real ONNX file in the data directory (a scaler and a
+    // logistic regression on age, BMI and glucose, from scripts/onnx_fixtures.py), so that
+    // `vigil gateway` serves it; on PostgreSQL there is no data directory to put it in.
+    let (artifact_uri, artifact_sha256) = match &location {
+        Location::DataDir(dir) => {
+            let file = dir.join("models").join(format!("diabetes-risk-classifier-{version}.onnx"));
+            std::fs::create_dir_all(dir.join("models"))?;
+            std::fs::write(&file, DEMO_MODEL)?;
+            let path = std::fs::canonicalize(&file)?.display().to_string();
+            (path, Sha256Digest::of(DEMO_MODEL))
+        }
+        _ => {
+            let uri = format!("s3://models/diabetes-classifier/v{version}");
+            let d = Sha256Digest::of(uri.as_bytes());
+            (uri, d)
+        }
+    };
     let v = reg.register_model(
         &dana,
         NewModelVersion {
@@ -87,7 +106,7 @@ pub fn run(g: &Global) -> Result<ExitCode> {
             version: version.clone(),
             model_type: ModelType::Classification,
             content: VersionContent {
-                artifact_sha256: Some(Sha256Digest::of(artifact_uri.as_bytes())),
+                artifact_sha256: Some(artifact_sha256),
                 artifact_uri,
                 metrics,
                 lineage: Lineage {

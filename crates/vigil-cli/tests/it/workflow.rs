@@ -298,3 +298,36 @@ fn deploy_sets_a_canary_ramps_it_adds_a_shadow_and_keeps_the_history() {
     let back = v.as_user("lead", &["--json", "deploy", "sepsis", "--reset", "--reason", "done"]).ok().json();
     assert_eq!(back["arms"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn the_demo_model_is_served_by_the_gateway() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let out: Run = Command::new(bin()).arg("--data-dir").arg(dir.path()).arg("demo").output().unwrap().into();
+    out.ok();
+    // `vigil serve --demo --gateway-addr` runs both; here the gateway alone on the demo store.
+    let mut child = Command::new(bin())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["gateway", "--addr", "127.0.0.1:0"])
+        .env_remove("VIGIL_USER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("gateway listening on ").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body = r#"{"dataframe_records": [{"age": 72, "bmi": 36.5, "glucose": 190}, {"age": 24, "bmi": 21.0, "glucose": 82}]}"#;
+    let r = agent.post(&format!("{url}/invocations")).header("content-type", "application/json").send(body).unwrap();
+    let st = r.status().as_u16();
+    let version = r.headers().get("x-vigil-model-version").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let j: serde_json::Value = serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(st, 200, "{j}");
+    assert_eq!(version, "diabetes-risk-classifier@1.0.0");
+    let p = |i: usize| j["predictions"][i]["probabilities"][1].as_f64().unwrap();
+    assert!(p(0) > 0.5 && p(1) < 0.2, "older, heavier, higher glucose is riskier: {j}");
+}
