@@ -494,6 +494,9 @@ pub enum PolicyCmd {
     /// Validation policies: per model, or the default of a model type.
     #[command(subcommand)]
     Validation(ValidationPolicyCmd),
+    /// The deployment policy: which stages pinned deployment arms may run.
+    #[command(subcommand)]
+    Deployment(DeploymentPolicyCmd),
     /// Set the policy for a target stage (administrators only).
     Set {
         /// staging, production or archived.
@@ -546,6 +549,24 @@ pub enum ValidationPolicyCmd {
         /// The policy (JSON).
         #[arg(long)]
         file: PathBuf,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentPolicyCmd {
+    /// The stages pinned live (A/B, canary) and shadow arms may run.
+    Show,
+    /// Set them (administrators only; audited).
+    Set {
+        /// Stages a pinned live arm may be in (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        live_stages: Vec<String>,
+        /// Stages a shadow arm may be in (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        shadow_stages: Vec<String>,
         /// Why.
         #[arg(long)]
         reason: String,

@@ -502,6 +502,23 @@ fn policy_cmd(g: &Global, c: PolicyCmd) -> Result<ExitCode> {
             emit(g, &vigil_api::policies(&p), || show(&p));
         }
         PolicyCmd::Validation(c) => return crate::validate::policy_cmd(g, &reg, c),
+        PolicyCmd::Deployment(c) => {
+            let p = match c {
+                crate::cli::DeploymentPolicyCmd::Show => reg.deployment_policy()?,
+                crate::cli::DeploymentPolicyCmd::Set { live_stages, shadow_stages, reason } => {
+                    let parse = |v: &[String]| v.iter().filter(|s| !s.is_empty()).map(|s| Stage::parse(s)).collect::<Result<Vec<_>, _>>();
+                    let policy = vigil_core::deploy::DeploymentPolicy { live_stages: parse(&live_stages)?, shadow_stages: parse(&shadow_stages)? };
+                    let actor = principal(&reg, g)?;
+                    reg.set_deployment_policy(&actor, &policy, &reason)?
+                }
+            };
+            let j = p.to_json();
+            emit(g, &j, || {
+                let names = |v: &[Stage]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+                println!("pinned live arms may run versions in: {}", names(&p.live_stages));
+                println!("shadow arms may run versions in: {}", names(&p.shadow_stages));
+            });
+        }
         PolicyCmd::Set { stage, approvals, roles, eligible, expires_hours, reason } => {
             let stage = Stage::parse(&stage)?;
             let parse = |v: &[String]| v.iter().filter(|s| !s.is_empty()).map(|s| Role::parse(s)).collect::<Result<Vec<_>, _>>();

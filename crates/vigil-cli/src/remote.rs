@@ -226,6 +226,7 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
                 emit(g, &j, || views::request_detail(&j));
             }
         },
+        Command::Policy(PolicyCmd::Deployment(_)) => return Err(local_only("policy deployment")),
         Command::Policy(PolicyCmd::Show) => {
             let j = r.get("/policies")?;
             emit(g, &j, || views::policies(&j));

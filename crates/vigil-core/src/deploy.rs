@@ -157,7 +157,8 @@ impl Default for DeploymentPolicy {
 }
 
 impl DeploymentPolicy {
-    fn to_json(&self) -> Value {
+    /// The JSON form.
+    pub fn to_json(&self) -> Value {
         json!({
             "live_stages": self.live_stages.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "shadow_stages": self.shadow_stages.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
@@ -393,6 +394,11 @@ impl Registry {
                 Ok(ResolvedArm { arm: a.clone(), version, permitted })
             })
             .collect()
+    }
+
+    /// The deployment policy in force (the default when none was set).
+    pub fn deployment_policy(&self) -> Result<DeploymentPolicy> {
+        self.read(|tx| Self::load_deployment_policy(tx))
     }
 
     /// A model's deployment (the Production-only default when none was set).

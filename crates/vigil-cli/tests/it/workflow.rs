@@ -297,6 +297,16 @@ fn deploy_sets_a_canary_ramps_it_adds_a_shadow_and_keeps_the_history() {
     assert!(human.contains("ramp") && human.contains("lead"), "{human}");
     let back = v.as_user("lead", &["--json", "deploy", "sepsis", "--reset", "--reason", "done"]).ok().json();
     assert_eq!(back["arms"].as_array().map(Vec::len), Some(1));
+
+    // The deployment policy: administrators narrow it; a Staging canary is then refused.
+    let shown = v.run(&["--json", "policy", "deployment", "show"]).ok().json();
+    assert_eq!(shown["live_stages"], serde_json::json!(["production", "staging"]));
+    assert_ne!(v.as_user("lead", &["policy", "deployment", "set", "--live-stages", "production", "--shadow-stages", "production,staging", "--reason", "x"]).code, 0, "leads do not set policy");
+    v.as_user("admin", &["policy", "deployment", "set", "--live-stages", "production", "--shadow-stages", "production,staging", "--reason", "no live staging versions"]).ok();
+    let e = v.as_user("lead", &["deploy", "sepsis", "--canary", "1.1.0=10", "--reason", "canary"]);
+    assert_ne!(e.code, 0);
+    assert!(e.stderr.contains("deployment_not_permitted") || e.stderr.contains("staging"), "{}", e.stderr);
+    v.as_user("lead", &["deploy", "sepsis", "--shadow", "1.1.0", "--reason", "shadow is still allowed"]).ok();
 }
 
 #[test]
