@@ -201,13 +201,12 @@ impl Catalog {
     /// Builds a model's endpoint from its resolved deployment. The Production version must
     /// load; another arm that may not run now or cannot load is left out and its buckets go
     /// to the Production version (the approved one), reported as degraded.
-    fn build(&self, name: &str, d: &vigil_core::deploy::Deployment, arms: &[vigil_core::deploy::ResolvedArm], production: &ModelVersion) -> Entry {
+    fn build(&self, name: &str, d: &vigil_core::deploy::Deployment, arms: &[vigil_core::deploy::ResolvedArm], production: &ModelVersion, signature: String) -> Entry {
         use vigil_core::deploy::{ArmVersion, BUCKETS, Role};
         let prod = match self.load(production) {
             Ok(s) => s,
             Err(reason) => return Entry::Failed(Unavailable { version: production.version.to_string(), reason }),
         };
-        let signature = signature(d, production, arms);
         let (mut live, mut shadows, mut degraded) = (Vec::new(), Vec::new(), Vec::new());
         let mut lo = 0u32;
         for r in arms {
@@ -266,7 +265,7 @@ impl Catalog {
             };
             if !same {
                 // Loading happens outside the lock: requests keep being answered meanwhile.
-                changes.push((name, Some(self.build(m.name.as_str(), &d, &arms, &production))));
+                changes.push((name, Some(self.build(m.name.as_str(), &d, &arms, &production, signature_now))));
             }
         }
         for name in current.keys().filter(|n| !keep.contains(*n)) {
