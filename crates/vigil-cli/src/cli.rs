@@ -83,6 +83,8 @@ pub enum Command {
         /// Also run the inference gateway in this process, on this address (see `vigil gateway`).
         #[arg(long, env = "VIGIL_GATEWAY_ADDR")]
         gateway_addr: Option<String>,
+        #[command(flatten)]
+        spool: SpoolArgs,
     },
     /// Run the inference gateway alone: the Production version of every model, loaded from
     /// its verified ONNX artifact, behind the Open Inference Protocol (/v2/…) and MLflow's
@@ -101,6 +103,8 @@ pub enum Command {
         /// How often the gateway follows the registry (promotions, rollbacks), in milliseconds.
         #[arg(long, default_value_t = 1000)]
         refresh_ms: u64,
+        #[command(flatten)]
+        spool: SpoolArgs,
     },
     /// Manage users.
     #[command(subcommand)]
@@ -625,4 +629,17 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+}
+
+/// Where the gateway's prediction log is spooled before it is stored in the registry.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpoolArgs {
+    /// Spool directory of the prediction log (default DATA_DIR/spool/gateway; required with
+    /// --database-url). One gateway per directory: replicas each need their own.
+    #[arg(long, env = "VIGIL_SPOOL")]
+    pub spool: Option<PathBuf>,
+    /// Largest size of the spool on disk, in MiB; beyond it the spool is full and each
+    /// endpoint's policy (reject or drop) applies.
+    #[arg(long, default_value_t = 1024, env = "VIGIL_SPOOL_MAX_MB")]
+    pub spool_max_mb: u64,
 }

@@ -86,8 +86,9 @@ async fn shutdown_signal() {
 }
 
 /// Starts the gateway on `addr` in the current runtime; prints its address.
-async fn start_gateway(registry: Arc<Registry>, artifacts: PathBuf, addr: &str, default_model: Option<String>, refresh: std::time::Duration) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let gw = Arc::new(vigil_gateway::Gateway::new(registry, artifacts, default_model));
+async fn start_gateway(registry: Arc<Registry>, artifacts: PathBuf, addr: &str, default_model: Option<String>, refresh: std::time::Duration, spool: vigil_gateway::SpoolConfig) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let dir = spool.dir.clone();
+    let gw = Arc::new(vigil_gateway::Gateway::with_log(registry, artifacts, default_model, spool).with_context(|| format!("opening the prediction log spool {}", dir.display()))?);
     // Load what is in Production before answering, so the first request finds it.
     let first = gw.clone();
     tokio::task::spawn_blocking(move || first.catalog.refresh()).await.context("loading the models")??;
@@ -100,8 +101,21 @@ async fn start_gateway(registry: Arc<Registry>, artifacts: PathBuf, addr: &str, 
     Ok(tokio::spawn(vigil_gateway::serve(listener, gw, shutdown_signal())))
 }
 
-fn gateway(g: &Global, addr: &str, artifacts: Option<PathBuf>, default_model: Option<String>, refresh_ms: u64) -> Result<()> {
+/// The spool settings from the command line.
+fn spool_config(g: &Global, a: &crate::cli::SpoolArgs) -> Result<vigil_gateway::SpoolConfig> {
+    let dir = match (&a.spool, target(g)?.data_dir) {
+        (Some(d), _) => d.clone(),
+        (None, Some(dir)) => dir.join("spool").join("gateway"),
+        (None, None) => return Err(usage("--spool DIR (or VIGIL_SPOOL) is required with --database-url: each gateway needs a spool directory of its own")),
+    };
+    let mut c = vigil_gateway::SpoolConfig::new(dir);
+    c.max_bytes = a.spool_max_mb.max(1).saturating_mul(1 << 20);
+    Ok(c)
+}
+
+fn gateway(g: &Global, addr: &str, artifacts: Option<PathBuf>, default_model: Option<String>, refresh_ms: u64, spool: &crate::cli::SpoolArgs) -> Result<()> {
     let registry = Arc::new(open(g, false)?);
+    let spool = spool_config(g, spool)?;
     let artifacts = match (artifacts, target(g)?.data_dir) {
         (Some(a), _) => a,
         (None, Some(dir)) => dir.join("artifacts"),
@@ -112,14 +126,15 @@ fn gateway(g: &Global, addr: &str, artifacts: Option<PathBuf>, default_model: Op
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
-        let task = start_gateway(registry, artifacts, addr, default_model, std::time::Duration::from_millis(refresh_ms.max(50))).await?;
+        let task = start_gateway(registry, artifacts, addr, default_model, std::time::Duration::from_millis(refresh_ms.max(50)), spool).await?;
         task.await.context("the gateway stopped")?.context("serving")?;
         Ok(())
     })
 }
 
-fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_server::tls::TlsConfig>, gateway_addr: Option<String>) -> Result<()> {
+fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_server::tls::TlsConfig>, gateway_addr: Option<String>, spool: &crate::cli::SpoolArgs) -> Result<()> {
     let registry = Arc::new(open(g, false)?);
+    let spool = if gateway_addr.is_some() { Some(spool_config(g, spool)?) } else { None };
     let data_dir = target(g)?.data_dir;
     let s3 = artifacts.as_ref().and_then(|a| a.to_str()).filter(|a| a.starts_with("s3://")).map(str::to_owned);
     let local = match (&s3, artifacts, &data_dir) {
@@ -140,7 +155,8 @@ fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_s
     rt.block_on(async move {
         if let Some(gaddr) = &gateway_addr {
             let dir = gateway_artifacts.ok_or_else(|| usage("the gateway reads models from a local artifact directory; an S3 artifact store is not supported by the gateway yet"))?;
-            start_gateway(state.registry.clone(), dir, gaddr, None, std::time::Duration::from_secs(1)).await?;
+            let spool = spool.ok_or_else(|| usage("the gateway needs a spool directory"))?;
+            start_gateway(state.registry.clone(), dir, gaddr, None, std::time::Duration::from_secs(1), spool).await?;
         }
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr().context("reading the bound address")?;
@@ -245,8 +261,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
     match cli.command {
         Command::Demo => crate::demo::run(g),
-        Command::Gateway { addr, artifacts, default_model, refresh_ms } => gateway(g, &addr, artifacts, default_model, refresh_ms).map(|()| ExitCode::SUCCESS),
-        Command::Serve { addr, artifacts, demo, tls_cert, tls_key, gateway_addr } => {
+        Command::Gateway { addr, artifacts, default_model, refresh_ms, spool } => gateway(g, &addr, artifacts, default_model, refresh_ms, &spool).map(|()| ExitCode::SUCCESS),
+        Command::Serve { addr, artifacts, demo, tls_cert, tls_key, gateway_addr, spool } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(c), Some(k)) => Some(vigil_server::tls::TlsConfig::from_pem_files(&c, &k)?),
                 _ => None,
@@ -261,9 +277,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     crate::demo::run(&g)?;
                     println!();
                 }
-                return serve(&g, &addr, artifacts.clone(), tls, gateway_addr).map(|()| ExitCode::SUCCESS);
+                return serve(&g, &addr, artifacts.clone(), tls, gateway_addr, &spool).map(|()| ExitCode::SUCCESS);
             }
-            serve(g, &addr, artifacts, tls, gateway_addr).map(|()| ExitCode::SUCCESS)
+            serve(g, &addr, artifacts, tls, gateway_addr, &spool).map(|()| ExitCode::SUCCESS)
         }
         Command::Init { admin, name, new_password: np } => {
             let reg = open(g, true)?;

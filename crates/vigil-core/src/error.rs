@@ -153,6 +153,8 @@ codes! {
     BaselineNotFound = "baseline_not_found" => NotFound,
     /// The alert does not exist.
     AlertNotFound = "alert_not_found" => NotFound,
+    /// No prediction is logged under that request id.
+    PredictionNotFound = "prediction_not_found" => NotFound,
     /// The experiment does not exist.
     ExperimentNotFound = "experiment_not_found" => NotFound,
     /// The run does not exist.

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod model;
 pub mod monitor;
 pub mod phi;
+pub mod predlog;
 pub mod registry;
 pub mod search;
 pub mod semver;

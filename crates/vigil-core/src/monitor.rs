@@ -74,7 +74,7 @@ impl Column {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Column::Numeric(_) => "numeric",
             Column::Categorical { .. } => "categorical",
@@ -689,17 +689,8 @@ impl Registry {
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::Monitor)?;
             let v = Self::load_version(tx, version_id)?;
-            if let Some((_, profiles)) = tx.latest_baseline(&v.id)? {
-                for (name, bytes) in &profiles {
-                    let (Some(col), Some(p)) = (data.features.get(name), FeatureProfile::decode(bytes)) else { continue };
-                    let expected = if matches!(p, FeatureProfile::Numeric { .. }) { "numeric" } else { "categorical" };
-                    if col.kind() != expected {
-                        return Err(Error::new(
-                            ErrorCode::InvalidManifest,
-                            format!("column {} is {} here but {} in the baseline", crate::ids::quote_key(name), col.kind(), expected),
-                        ));
-                    }
-                }
+            if let Err(why) = Self::kinds_match_baseline(tx, &v.id, data)? {
+                return Err(Error::new(ErrorCode::InvalidManifest, why));
             }
             let b = BatchRecord {
                 id: self.ids.new_id("bt"),

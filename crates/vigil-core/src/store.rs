@@ -265,6 +265,15 @@ pub trait Tx {
     fn upsert_labels(&mut self, model_version_id: &str, labels: &[(String, String)], at: Timestamp) -> Result<()>;
     /// Labels for a model version's prediction ids.
     fn labels(&mut self, model_version_id: &str) -> Result<std::collections::HashMap<String, String>>;
+    /// The newest baseline's features and whether each is numeric, without reading the
+    /// profiles (`None` if the version has no baseline).
+    fn baseline_kinds(&mut self, model_version_id: &str) -> Result<Option<Vec<(String, bool)>>>;
+    /// Records a prediction-log segment; `false` if that segment id was recorded before.
+    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp) -> Result<bool>;
+    /// Stores prediction records (append-only) that came in a segment.
+    fn insert_predictions(&mut self, segment_id: &str, records: &[&crate::predlog::PredictionRecord]) -> Result<()>;
+    /// The records of a request, by the gateway's request id or the caller's id.
+    fn predictions_for_request(&mut self, id: &str) -> Result<Vec<crate::predlog::StoredPrediction>>;
     /// Stores a drift report (JSON).
     fn insert_drift_report(&mut self, r: &ReportRecord) -> Result<()>;
 

@@ -28,6 +28,8 @@ pub struct Served {
     pub digest: String,
     /// The graph.
     pub model: Model,
+    /// The prediction log's column names of each input (see `spool::column_names`).
+    pub columns: Vec<Vec<String>>,
 }
 
 /// Why a model is not being served.
@@ -69,6 +71,8 @@ pub struct Endpoint {
     pub revision: i64,
     /// How units are recognised.
     pub unit_key: Option<vigil_core::deploy::UnitKey>,
+    /// What happens to an answer when the prediction log's spool is full.
+    pub full_spool: vigil_core::deploy::FullSpool,
     /// Live arms in bucket order; together they cover every bucket.
     pub live: Vec<LiveArm>,
     /// Shadow arms.
@@ -154,7 +158,8 @@ pub fn load_version(artifacts: &Path, v: &ModelVersion) -> Result<Served, String
         bytes
     };
     let model = Model::load(&bytes).map_err(|e| format!("the model cannot be served: {e}"))?;
-    Ok(Served { name: v.model_name.to_string(), version: v.version.to_string(), version_id: v.id.clone(), digest: want, model })
+    let columns = crate::spool::column_names(&model.inputs(), &v.content.lineage.features);
+    Ok(Served { name: v.model_name.to_string(), version: v.version.to_string(), version_id: v.id.clone(), digest: want, model, columns })
 }
 
 /// What an endpoint is built from: the deployment revision, the Production version, and each
@@ -241,7 +246,7 @@ impl Catalog {
         if live.is_empty() || lo != BUCKETS {
             live = vec![LiveArm { name: "production".into(), lo: 0, hi: BUCKETS, served: prod }];
         }
-        Entry::Ready(Arc::new(Endpoint { name: name.to_owned(), revision: d.revision, unit_key: d.spec.unit_key.clone(), live, shadows, degraded, signature }))
+        Entry::Ready(Arc::new(Endpoint { name: name.to_owned(), revision: d.revision, unit_key: d.spec.unit_key.clone(), full_spool: d.spec.full_spool, live, shadows, degraded, signature }))
     }
 
     /// Brings the catalog in line with the registry: every model with a Production version is

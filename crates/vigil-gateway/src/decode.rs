@@ -230,31 +230,34 @@ fn maps(name: &str, rows: Vec<Vec<(Json, f32)>>) -> Json {
     json!({"name": name, "shape": [rows.len(), k], "datatype": "FP32", "data": data, "parameters": {"classes": classes}})
 }
 
+/// An output's values, one per row (a list per row for wider tensors, a class → probability
+/// object per row for ZipMap).
+pub fn per_row(v: &Value) -> Vec<Json> {
+    match v {
+        Value::Tensor(t) => {
+            let n = t.shape.first().copied().unwrap_or(1).max(1);
+            let w = t.data.len() / n;
+            let cell = |i: usize| -> Json {
+                match &t.data {
+                    Data::F32(x) => json!(f64::from(x[i])),
+                    Data::F64(x) => json!(x[i]),
+                    Data::I64(x) => json!(x[i]),
+                    Data::I32(x) => json!(x[i]),
+                    Data::Str(x) => json!(x[i]),
+                    Data::Bool(x) => json!(x[i]),
+                }
+            };
+            (0..n).map(|r| if w == 1 { cell(r) } else { Json::Array((0..w).map(|j| cell(r * w + j)).collect()) }).collect()
+        }
+        Value::MapsI64(rows) => rows.iter().map(|r| Json::Object(r.iter().map(|(k, v)| (k.to_string(), json!(f64::from(*v)))).collect())).collect(),
+        Value::MapsStr(rows) => rows.iter().map(|r| Json::Object(r.iter().map(|(k, v)| (k.clone(), json!(f64::from(*v)))).collect())).collect(),
+    }
+}
+
 /// Outputs as MLflow `predictions`: with one output, one value (or list) per row; with
 /// several, one record per row keyed by output name (a ZipMap output as a class → probability
 /// object).
 pub fn mlflow_predictions(outputs: &[(String, Value)]) -> Json {
-    let per_row = |v: &Value| -> Vec<Json> {
-        match v {
-            Value::Tensor(t) => {
-                let n = t.shape.first().copied().unwrap_or(1).max(1);
-                let w = t.data.len() / n;
-                let cell = |i: usize| -> Json {
-                    match &t.data {
-                        Data::F32(x) => json!(f64::from(x[i])),
-                        Data::F64(x) => json!(x[i]),
-                        Data::I64(x) => json!(x[i]),
-                        Data::I32(x) => json!(x[i]),
-                        Data::Str(x) => json!(x[i]),
-                        Data::Bool(x) => json!(x[i]),
-                    }
-                };
-                (0..n).map(|r| if w == 1 { cell(r) } else { Json::Array((0..w).map(|j| cell(r * w + j)).collect()) }).collect()
-            }
-            Value::MapsI64(rows) => rows.iter().map(|r| Json::Object(r.iter().map(|(k, v)| (k.to_string(), json!(f64::from(*v)))).collect())).collect(),
-            Value::MapsStr(rows) => rows.iter().map(|r| Json::Object(r.iter().map(|(k, v)| (k.clone(), json!(f64::from(*v)))).collect())).collect(),
-        }
-    };
     match outputs {
         [(_, v)] => Json::Array(per_row(v)),
         many => {

@@ -12,14 +12,18 @@
 //! hash of the unit key (sticky A/B, canary), shadow arms get copies on a bounded queue and a
 //! thread of their own, so the caller's answer never waits for them or depends on them.
 //!
-//! Not here yet (issue 6 continues): the prediction log feeding drift monitoring, online
-//! features.
+//! Every answer and every shadow run is logged (module `spool`): a record per request and
+//! arm with the request id, version, artifact digest, arm, hashed unit key, input vector,
+//! outputs and latency, written off the request path to a durable spool and shipped into the
+//! registry, where it feeds the drift monitor of that version.
 
 mod catalog;
 mod decode;
 mod mlflow;
+pub mod spool;
 
 pub use catalog::{Catalog, Endpoint, Entry, LiveArm, Served, ShadowArm, load_version};
+pub use spool::{Spool, SpoolConfig};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -30,7 +34,7 @@ use axum::{Json, Router};
 use serde_json::{Value as Js, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use vigil_core::ids::IdGenerator;
 
 /// Largest request body (bytes).
@@ -53,12 +57,52 @@ pub struct Counters {
     pub shadow_ok: AtomicU64,
     /// Shadow runs that failed (never affecting the caller).
     pub shadow_failed: AtomicU64,
+    /// Prediction records queued for the spool.
+    pub log_queued: AtomicU64,
+    /// Records written to spool files.
+    pub log_spooled: AtomicU64,
+    /// Records stored in the registry.
+    pub log_stored: AtomicU64,
+    /// Answers refused (503) because the spool was full and the endpoint's policy is `reject`.
+    pub log_rejected: AtomicU64,
+    /// Answers returned unlogged because the spool was full and the policy is `drop` (shadow
+    /// records are always dropped, never refused).
+    pub log_dropped: AtomicU64,
+    /// Records that could not be written to the spool.
+    pub log_failed: AtomicU64,
+    /// Spool lines that could not be read back (cut short by a crash).
+    pub log_corrupt: AtomicU64,
+    /// Shipping attempts that found the registry unavailable (retried).
+    pub log_ship_retries: AtomicU64,
+    /// Records in segments the registry refused, kept aside as `failed-…` files.
+    pub log_quarantined: AtomicU64,
+}
+
+/// Who asked: the gateway's request id and the caller's own, if it gave one.
+#[derive(Clone)]
+struct RequestIds {
+    request_id: String,
+    client_id: Option<String>,
+}
+
+/// How a request was routed.
+struct Routed<'e> {
+    arm: &'e LiveArm,
+    how: &'static str,
+    bucket: Option<u32>,
+    unit_hash: Option<String>,
 }
 
 /// A copy of a request for a shadow arm.
 struct ShadowJob {
     served: Arc<Served>,
     inputs: Vec<(String, vigil_onnx::Tensor)>,
+    endpoint: String,
+    arm: String,
+    ids: RequestIds,
+    how: &'static str,
+    bucket: Option<u32>,
+    unit_hash: Option<String>,
 }
 
 /// How many shadow copies may wait; more are dropped and counted.
@@ -73,17 +117,29 @@ pub struct Gateway {
     /// Counters.
     pub counters: Arc<Counters>,
     shadow: std::sync::mpsc::SyncSender<ShadowJob>,
+    spool: Option<Arc<Spool>>,
     ids: vigil_core::ids::UuidV7Ids,
     rng: AtomicU64,
 }
 
 impl Gateway {
-    /// A gateway over a registry whose artifacts are under `artifacts`. Starts the shadow
-    /// worker thread.
+    /// A gateway over a registry whose artifacts are under `artifacts`, without a prediction
+    /// log (library use and tests of routing alone). Starts the shadow worker thread.
     pub fn new(registry: Arc<vigil_core::registry::Registry>, artifacts: std::path::PathBuf, default_model: Option<String>) -> Self {
+        Self::build(registry, artifacts, default_model, Arc::new(Counters::default()), None)
+    }
+
+    /// A gateway that logs every prediction through a spool (see [`spool`]).
+    pub fn with_log(registry: Arc<vigil_core::registry::Registry>, artifacts: std::path::PathBuf, default_model: Option<String>, spool: SpoolConfig) -> std::io::Result<Self> {
         let counters = Arc::new(Counters::default());
+        let spool = Spool::open(spool, registry.clone(), counters.clone())?;
+        Ok(Self::build(registry, artifacts, default_model, counters, Some(Arc::new(spool))))
+    }
+
+    fn build(registry: Arc<vigil_core::registry::Registry>, artifacts: std::path::PathBuf, default_model: Option<String>, counters: Arc<Counters>, spool: Option<Arc<Spool>>) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
         let c = counters.clone();
+        let shadow_log = spool.clone();
         // Shadow work runs on its own thread: the request path only tries to enqueue. The thread
         // polls instead of blocking, so an enqueue never has to wake it (a futex wake and a
         // context switch per request cost more than the copy itself); a copy waits at most a
@@ -92,10 +148,42 @@ impl Gateway {
             loop {
                 match rx.try_recv() {
                     Ok(job) => {
-                        match job.served.model.run(job.inputs) {
-                            Ok(_) => c.shadow_ok.fetch_add(1, Ordering::Relaxed),
-                            Err(_) => c.shadow_failed.fetch_add(1, Ordering::Relaxed),
+                        let start = Instant::now();
+                        let logged = shadow_log.as_ref().map(|_| job.inputs.clone());
+                        let outputs = match job.served.model.run(job.inputs) {
+                            Ok(o) => {
+                                c.shadow_ok.fetch_add(1, Ordering::Relaxed);
+                                Ok(o)
+                            }
+                            Err(e) => {
+                                c.shadow_failed.fetch_add(1, Ordering::Relaxed);
+                                Err(e.message().to_owned())
+                            }
                         };
+                        if let (Some(log), Some(inputs)) = (&shadow_log, logged) {
+                            let rec = spool::LogJob {
+                                request_id: job.ids.request_id,
+                                client_id: job.ids.client_id,
+                                shadow: true,
+                                endpoint: job.endpoint,
+                                arm: job.arm,
+                                served: job.served,
+                                assignment: job.how,
+                                unit_hash: job.unit_hash,
+                                bucket: job.bucket,
+                                at: vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock),
+                                latency_us: start.elapsed().as_micros() as u64,
+                                inputs,
+                                outputs,
+                                feature_statuses: None,
+                            };
+                            // A shadow record is never worth refusing anything for: dropped and counted.
+                            if log.offer(rec) {
+                                c.log_queued.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                c.log_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                     }
                     Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
@@ -103,7 +191,12 @@ impl Gateway {
             }
         });
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
-        Gateway { catalog: Catalog::new(registry, artifacts), default_model, counters, shadow: tx, ids: vigil_core::ids::UuidV7Ids, rng: AtomicU64::new(seed) }
+        Gateway { catalog: Catalog::new(registry, artifacts), default_model, counters, shadow: tx, spool, ids: vigil_core::ids::UuidV7Ids, rng: AtomicU64::new(seed) }
+    }
+
+    /// The prediction log's spool, if this gateway logs.
+    pub fn spool(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
     }
 
     /// A random bucket (SplitMix64 over an atomic counter).
@@ -114,29 +207,110 @@ impl Gateway {
         ((z ^ (z >> 31)) % u64::from(vigil_core::deploy::BUCKETS)) as u32
     }
 
-    /// Picks the live arm for a request (by the unit key when one is configured and given)
-    /// and queues copies for the shadow arms whose share the bucket falls in.
-    fn route<'e>(&self, ep: &'e Endpoint, unit: Option<String>, inputs: &[(String, vigil_onnx::Tensor)]) -> (&'e LiveArm, &'static str) {
-        let (bucket, how) = match unit {
+    /// Picks the live arm for a request: by the unit key when one is configured and given
+    /// (its keyed hash kept for the log), else at random.
+    fn route<'e>(&self, ep: &'e Endpoint, unit: Option<String>) -> Routed<'e> {
+        let (bucket, how, unit_hash) = match unit {
             Some(u) => {
                 self.counters.keyed.fetch_add(1, Ordering::Relaxed);
-                (self.catalog.registry().unit_bucket_only(&ep.name, &u), "keyed")
+                if self.spool.is_some() {
+                    let (h, b) = self.catalog.registry().unit_bucket(&ep.name, &u);
+                    (b, "keyed", Some(h))
+                } else {
+                    (self.catalog.registry().unit_bucket_only(&ep.name, &u), "keyed", None)
+                }
             }
             None => {
                 self.counters.random.fetch_add(1, Ordering::Relaxed);
-                (self.random_bucket(), "random")
+                (self.random_bucket(), "random", None)
             }
         };
+        Routed { arm: ep.arm_for(bucket), how, bucket: Some(bucket), unit_hash }
+    }
+
+    /// Queues copies for the shadow arms whose share the request's bucket falls in.
+    fn shadow_copies(&self, ep: &Endpoint, r: &Routed<'_>, inputs: &[(String, vigil_onnx::Tensor)], ids: &RequestIds) {
+        let Some(bucket) = r.bucket else { return };
         for sh in &ep.shadows {
             if bucket < sh.share {
-                match self.shadow.try_send(ShadowJob { served: sh.served.clone(), inputs: inputs.to_vec() }) {
+                let job = ShadowJob {
+                    served: sh.served.clone(),
+                    inputs: inputs.to_vec(),
+                    endpoint: ep.name.clone(),
+                    arm: sh.name.clone(),
+                    ids: ids.clone(),
+                    how: r.how,
+                    bucket: r.bucket,
+                    unit_hash: r.unit_hash.clone(),
+                };
+                match self.shadow.try_send(job) {
                     Ok(()) => self.counters.shadow_queued.fetch_add(1, Ordering::Relaxed),
                     Err(_) => self.counters.shadow_dropped.fetch_add(1, Ordering::Relaxed),
                 };
             }
         }
-        (ep.arm_for(bucket), how)
     }
+
+    /// Logs a live answer. `Err(())` when the spool is full and the endpoint refuses to answer
+    /// unlogged.
+    #[allow(clippy::too_many_arguments)]
+    fn log_answer(&self, ep: &Endpoint, r: &Routed<'_>, ids: &RequestIds, start: Instant, inputs: Option<Vec<(String, vigil_onnx::Tensor)>>, outputs: Vec<(String, vigil_onnx::Value)>) -> Result<(), ()> {
+        let (Some(log), Some(inputs)) = (&self.spool, inputs) else { return Ok(()) };
+        let job = spool::LogJob {
+            request_id: ids.request_id.clone(),
+            client_id: ids.client_id.clone(),
+            shadow: false,
+            endpoint: ep.name.clone(),
+            arm: r.arm.name.clone(),
+            served: r.arm.served.clone(),
+            assignment: r.how,
+            unit_hash: r.unit_hash.clone(),
+            bucket: r.bucket,
+            at: vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock),
+            latency_us: start.elapsed().as_micros() as u64,
+            inputs,
+            outputs: Ok(outputs),
+            feature_statuses: None,
+        };
+        if log.offer(job) {
+            self.counters.log_queued.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        match ep.full_spool {
+            vigil_core::deploy::FullSpool::Reject => {
+                self.counters.log_rejected.fetch_add(1, Ordering::Relaxed);
+                Err(())
+            }
+            vigil_core::deploy::FullSpool::Drop => {
+                self.counters.log_dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    /// The request's ids: a new gateway id, and the caller's (`x-request-id`, or the OIP
+    /// body's `id`) when given and well formed.
+    fn request_ids(&self, client: Option<String>) -> RequestIds {
+        RequestIds { request_id: self.ids.new_id("req"), client_id: client }
+    }
+}
+
+/// The message of a refusal for a full spool.
+const SPOOL_FULL: &str = "prediction_log_full: the prediction log is full and this endpoint does not answer unlogged; retry later";
+
+/// The caller's request id from `x-request-id`: `Ok(None)` when absent, `Err` when malformed.
+fn client_request_id(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
+    match headers.get("x-request-id") {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if valid_client_id(s) => Ok(Some(s.to_owned())),
+            _ => Err("x-request-id must be 1-128 characters of letters, digits and . _ : -"),
+        },
+    }
+}
+
+fn valid_client_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
 /// The unit key of a request, from the configured header or request parameter.
@@ -296,15 +470,21 @@ async fn model_ready_v(State(gw): State<Arc<Gateway>>, Path((m, v)): Path<(Strin
     ready(&gw, &m, Some(&v))
 }
 
-/// The headers naming what answered: the version, the arm, how the arm was chosen.
-fn answer_headers(resp: &mut Response, arm: &LiveArm, how: &'static str) {
+/// The headers naming what answered: the version, the arm, how the arm was chosen, and the
+/// request id the prediction is logged under.
+fn answer_headers(resp: &mut Response, r: &Routed<'_>, ids: &RequestIds) {
+    let (arm, how) = (r.arm, r.how);
     let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ids.request_id) {
+        h.insert("x-vigil-request-id", v);
+    }
     h.insert("x-vigil-model-version", HeaderValue::from_str(&format!("{}@{}", arm.served.name, arm.served.version)).unwrap_or(HeaderValue::from_static("unknown")));
     h.insert("x-vigil-arm", HeaderValue::from_str(&arm.name).unwrap_or(HeaderValue::from_static("unknown")));
     h.insert("x-vigil-assignment", HeaderValue::from_static(how));
 }
 
 fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    let start = Instant::now();
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return oip_error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {} MiB", MAX_BODY >> 20)),
@@ -319,24 +499,20 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
         _ => return oip_error(StatusCode::BAD_REQUEST, "the body must be a JSON object with 'inputs'"),
     };
     let Some(inputs) = req.get("inputs") else { return oip_error(StatusCode::BAD_REQUEST, "'inputs' is required") };
+    let client = match req.get("id") {
+        Some(Js::String(i)) if valid_client_id(i) => Some(i.clone()),
+        Some(_) => return oip_error(StatusCode::BAD_REQUEST, "'id' must be 1-128 characters of letters, digits and . _ : -"),
+        None => match client_request_id(headers) {
+            Ok(c) => c,
+            Err(m) => return oip_error(StatusCode::BAD_REQUEST, m),
+        },
+    };
     // Every arm of an endpoint takes the Production version's inputs (the catalog leaves out
     // an arm that does not), so the request is decoded once.
     let probe = &ep.live[0].served;
     let tensors = match decode::oip_inputs(&probe.model, inputs) {
         Ok(t) => t,
         Err(decode::Bad(m)) => return oip_error(StatusCode::BAD_REQUEST, m),
-    };
-    let (arm, how) = match v {
-        Some(v) => match ep.live_version(v) {
-            Some(a) => (a, "pinned"),
-            None => return oip_error(StatusCode::NOT_FOUND, "that version is not served"),
-        },
-        None => gw.route(&ep, unit_key(&ep, headers, req.get("parameters")), &tensors),
-    };
-    let s = &arm.served;
-    let outputs = match s.model.run(tensors) {
-        Ok(o) => o,
-        Err(e) => return oip_error(StatusCode::BAD_REQUEST, e.message()),
     };
     let wanted: Option<Vec<String>> = match req.get("outputs") {
         None | Some(Js::Null) => None,
@@ -347,20 +523,45 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
         Some(_) => return oip_error(StatusCode::BAD_REQUEST, "'outputs' must be a list"),
     };
     if let Some(w) = &wanted
-        && w.iter().any(|n| !outputs.iter().any(|(o, _)| o == n))
+        && w.iter().any(|n| !probe.model.outputs().iter().any(|o| o.name == *n))
     {
         return oip_error(StatusCode::BAD_REQUEST, "a requested output is not one of the model's outputs");
     }
-    let id = match req.get("id") {
-        Some(Js::String(i)) if i.len() <= 256 => i.clone(),
-        Some(_) => return oip_error(StatusCode::BAD_REQUEST, "'id' must be text of at most 256 characters"),
-        None => gw.ids.new_id("req"),
+    let routed = match v {
+        Some(v) => match ep.live_version(v) {
+            Some(a) => Routed { arm: a, how: "pinned", bucket: None, unit_hash: None },
+            None => return oip_error(StatusCode::NOT_FOUND, "that version is not served"),
+        },
+        None => gw.route(&ep, unit_key(&ep, headers, req.get("parameters"))),
+    };
+    let ids = gw.request_ids(client);
+    let shadows = if ep.shadows.is_empty() || routed.bucket.is_none() { None } else { Some(tensors.clone()) };
+    let logged = gw.spool.as_ref().map(|_| tensors.clone());
+    let s = &routed.arm.served;
+    let outputs = match s.model.run(tensors) {
+        Ok(o) => o,
+        Err(e) => return oip_error(StatusCode::BAD_REQUEST, e.message()),
     };
     let outs: Vec<Js> = outputs.iter().filter(|(n, _)| wanted.as_ref().is_none_or(|w| w.contains(n))).map(|(n, v)| decode::oip_output(n, v)).collect();
+    let id = ids.client_id.clone().unwrap_or_else(|| ids.request_id.clone());
     let mut resp = Json(json!({"model_name": s.name, "model_version": s.version, "id": id, "outputs": outs})).into_response();
-    answer_headers(&mut resp, arm, how);
+    if gw.log_answer(&ep, &routed, &ids, start, logged, outputs).is_err() {
+        return spool_full(StatusCode::SERVICE_UNAVAILABLE, true);
+    }
+    if let Some(t) = shadows {
+        gw.shadow_copies(&ep, &routed, &t, &ids);
+    }
+    answer_headers(&mut resp, &routed, &ids);
     gw.counters.answered.fetch_add(1, Ordering::Relaxed);
     resp
+}
+
+/// The refusal for a full spool, in either protocol's format.
+fn spool_full(status: StatusCode, oip: bool) -> Response {
+    let mut r = if oip { oip_error(status, SPOOL_FULL) } else { mlflow_error(status, "TEMPORARILY_UNAVAILABLE", SPOOL_FULL) };
+    r.headers_mut().insert("x-vigil-error", HeaderValue::from_static("prediction_log_full"));
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 async fn infer(State(gw): State<Arc<Gateway>>, Path(m): Path<String>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
@@ -382,8 +583,20 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         ("vigil_gateway_shadow_dropped_total", "Shadow copies dropped because the queue was full", &c.shadow_dropped),
         ("vigil_gateway_shadow_ok_total", "Shadow runs that succeeded", &c.shadow_ok),
         ("vigil_gateway_shadow_failed_total", "Shadow runs that failed", &c.shadow_failed),
+        ("vigil_gateway_log_queued_total", "Prediction records queued for the spool", &c.log_queued),
+        ("vigil_gateway_log_spooled_total", "Prediction records written to spool files", &c.log_spooled),
+        ("vigil_gateway_log_stored_total", "Prediction records stored in the registry", &c.log_stored),
+        ("vigil_gateway_log_rejected_total", "Answers refused because the spool was full (policy reject)", &c.log_rejected),
+        ("vigil_gateway_log_dropped_total", "Records dropped because the spool was full (policy drop, and shadow records)", &c.log_dropped),
+        ("vigil_gateway_log_failed_total", "Records that could not be written to the spool", &c.log_failed),
+        ("vigil_gateway_log_corrupt_total", "Spool lines that could not be read back", &c.log_corrupt),
+        ("vigil_gateway_log_ship_retries_total", "Segment shipments retried because the registry was unavailable", &c.log_ship_retries),
+        ("vigil_gateway_log_quarantined_total", "Records in segments the registry refused (kept as failed files)", &c.log_quarantined),
     ] {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Ordering::Relaxed)));
+    }
+    if let Some(sp) = &gw.spool {
+        out.push_str(&format!("# HELP vigil_gateway_spool_bytes Bytes of prediction-log spool files on disk\n# TYPE vigil_gateway_spool_bytes gauge\nvigil_gateway_spool_bytes {}\n", sp.bytes_on_disk()));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -407,6 +620,7 @@ async fn ping(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    let start = Instant::now();
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return mlflow_error(StatusCode::PAYLOAD_TOO_LARGE, "BAD_REQUEST", format!("the body is over {} MiB", MAX_BODY >> 20)),
@@ -418,6 +632,10 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     let ep = match endpoint(gw, &m, None) {
         Ok(e) => e,
         Err((st, msg)) => return mlflow_error(st, if st == StatusCode::NOT_FOUND { "RESOURCE_DOES_NOT_EXIST" } else { "TEMPORARILY_UNAVAILABLE" }, msg),
+    };
+    let client = match client_request_id(headers) {
+        Ok(c) => c,
+        Err(m) => return mlflow_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", m),
     };
     let probe = &ep.live[0].served;
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
@@ -444,11 +662,20 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     } else {
         None
     };
-    let (arm, how) = gw.route(&ep, unit_key(&ep, headers, params.as_ref()), &tensors);
-    match arm.served.model.run(tensors) {
+    let routed = gw.route(&ep, unit_key(&ep, headers, params.as_ref()));
+    let ids = gw.request_ids(client);
+    let shadows = if ep.shadows.is_empty() { None } else { Some(tensors.clone()) };
+    let logged = gw.spool.as_ref().map(|_| tensors.clone());
+    match routed.arm.served.model.run(tensors) {
         Ok(outputs) => {
             let mut resp = Json(json!({"predictions": decode::mlflow_predictions(&outputs)})).into_response();
-            answer_headers(&mut resp, arm, how);
+            if gw.log_answer(&ep, &routed, &ids, start, logged, outputs).is_err() {
+                return spool_full(StatusCode::SERVICE_UNAVAILABLE, false);
+            }
+            if let Some(t) = shadows {
+                gw.shadow_copies(&ep, &routed, &t, &ids);
+            }
+            answer_headers(&mut resp, &routed, &ids);
             gw.counters.answered.fetch_add(1, Ordering::Relaxed);
             resp
         }

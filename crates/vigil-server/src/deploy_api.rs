@@ -67,3 +67,76 @@ pub async fn history(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(m
     .await;
     reply(r)
 }
+
+/// `GET /api/v1/deployment-policy`: which stages pinned live and shadow arms may run.
+pub async fn policy(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let r = async {
+        authenticate(&st, &headers).await?;
+        let reg = st.registry.clone();
+        let p = blocking(move || reg.deployment_policy()).await?;
+        Ok(p.to_json())
+    }
+    .await;
+    reply(r)
+}
+
+/// `PUT /api/v1/deployment-policy` with `{"policy": {"live_stages": […], "shadow_stages": […]}, "reason"}`.
+pub async fn set_policy(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let v = json_body(&body)?;
+        let reason = Fields(v.clone()).str("reason")?;
+        let policy = vigil_core::deploy::DeploymentPolicy::from_json(v.get("policy").ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "policy is required"))?)?;
+        let reg = st.registry.clone();
+        let saved = blocking(move || reg.set_deployment_policy(&p, &policy, &reason)).await?;
+        Ok(saved.to_json())
+    }
+    .await;
+    reply(r)
+}
+
+/// `POST /api/v1/predictions/labels` with `{"labels": [{"prediction_id": "req_…", "label": "1"}, …]}`:
+/// outcomes that arrived after the gateway's predictions, matched by request id.
+pub async fn prediction_labels(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let v = json_body(&body)?;
+        let list = v.get("labels").and_then(serde_json::Value::as_array).ok_or_else(|| Error::new(ErrorCode::InvalidRequest, "labels must be a list of {prediction_id, label}"))?;
+        let mut pairs = Vec::with_capacity(list.len());
+        for item in list {
+            let id = item.get("prediction_id").and_then(serde_json::Value::as_str);
+            // Labels may be numbers or text; they are never echoed back.
+            let label = match item.get("label") {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                Some(serde_json::Value::Bool(b)) => Some(if *b { "1" } else { "0" }.to_owned()),
+                _ => None,
+            };
+            match (id, label) {
+                (Some(i), Some(l)) => pairs.push((i.to_owned(), l)),
+                _ => return Err(Error::new(ErrorCode::InvalidRequest, "each label needs a prediction_id (text) and a label (text, number or boolean)")),
+            }
+        }
+        let reg = st.registry.clone();
+        let (matched, unmatched) = blocking(move || reg.add_prediction_labels(&p, &pairs)).await?;
+        Ok(serde_json::json!({"matched": matched, "unmatched": unmatched}))
+    }
+    .await;
+    reply(r)
+}
+
+/// `GET /api/v1/predictions/{request_id}`: the logged records of a request (the live answer and
+/// its shadow runs, paired by request id), by the gateway's id or the caller's. Audited.
+pub async fn prediction(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let reg = st.registry.clone();
+        let found = blocking(move || reg.predictions(&p, &id)).await?;
+        if found.is_empty() {
+            return Err(Error::new(ErrorCode::PredictionNotFound, "no prediction is logged under that id"));
+        }
+        Ok(serde_json::json!({"predictions": found.iter().map(vigil_core::predlog::prediction_json).collect::<Vec<_>>()}))
+    }
+    .await;
+    reply(r)
+}

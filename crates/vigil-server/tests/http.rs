@@ -937,6 +937,14 @@ fn native_role_by_route_matrix_with_denials_audited() {
     assert_eq!(api("POST", "/models/mx/versions/1.0.0/drift/samples", "ds", NativeBody::Csv(csv(30.0))).0, 200);
     let (_, report) = api("POST", "/models/mx/versions/1.0.0/drift/check", "ds", NativeBody::None);
     ctx.alert = report["alerts"][0]["alert_id"].as_str().unwrap_or_else(|| panic!("{report}")).to_owned();
+    // A logged prediction, as the gateway ships it, to label and read.
+    let rec: vigil_core::predlog::PredictionRecord = serde_json::from_value(json!({
+        "request_id": "req_matrix", "role": "live", "endpoint": "mx", "version_id": ctx.version_id, "version": "1.0.0", "arm": "production",
+        "digest": "00", "assignment": "random", "bucket": 7, "at": "2026-11-29T00:00:00Z", "latency_us": 50, "status": "ok", "rows": 1,
+        "features": {"age": [61.0]}, "scores": [0.4], "outputs": {"probabilities": [[0.6, 0.4]]}
+    }))
+    .unwrap();
+    assert_eq!(s.registry.record_predictions("seg_matrix", "gw_test", &[rec]).unwrap().records, 1);
 
     type Case = (&'static str, &'static str, fn(&NativeCtx, usize) -> (String, NativeBody), [u16; 5]);
     const ALL: [u16; 5] = [200; 5];
@@ -955,6 +963,10 @@ fn native_role_by_route_matrix_with_denials_audited() {
         ("get", "/deployments/{model}", |_, _| ("/deployments/mx".into(), NativeBody::None), ALL),
         ("put", "/deployments/{model}", |_, i| ("/deployments/mx".into(), NativeBody::Json(json!({"deployment": {"arms": [{"name": "production", "version": "production", "percent": 100}], "unit_key": format!("header:x-unit-{i}")}, "reason": "matrix"}))), [403, 200, 403, 403, 403]),
         ("get", "/deployments/{model}/history", |_, _| ("/deployments/mx/history".into(), NativeBody::None), ALL),
+        ("get", "/deployment-policy", |_, _| ("/deployment-policy".into(), NativeBody::None), ALL),
+        ("put", "/deployment-policy", |_, _| ("/deployment-policy".into(), NativeBody::Json(json!({"policy": {"live_stages": ["Production", "Staging"]}, "reason": "matrix"}))), [403, 403, 403, 403, 200]),
+        ("post", "/predictions/labels", |_, _| ("/predictions/labels".into(), NativeBody::Json(json!({"labels": [{"prediction_id": "req_matrix", "label": 1}, {"prediction_id": "req_unknown", "label": "0"}]}))), BUILD),
+        ("get", "/predictions/{request_id}", |_, _| ("/predictions/req_matrix".into(), NativeBody::None), [200, 200, 200, 200, 403]),
         ("put", "/models/{name}/versions/{version}", |_, i| ("/models/mx/versions/1.0.0".into(), NativeBody::Json(json!({"artifact_uri": format!("s3://m/1-{i}"), "lineage": {"training_data_hash": "sha256:mx"}, "reason": "fix"}))), BUILD),
         ("get", "/lineage", |_, _| ("/lineage?data_hash=sha256:mx".into(), NativeBody::None), ALL),
         ("get", "/models/{name}/versions/{version}/lineage", |_, _| ("/models/mx/versions/1.0.0/lineage".into(), NativeBody::None), ALL),

@@ -14,7 +14,52 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "model registry catalogue: version numbers, aliases, logged models, dataset inputs", V5),
     (6, "validation reports", V6),
     (7, "validation evidence: report order, append-only reports, the report a promotion request rests on", V7),
+    (8, "prediction log", V8),
 ];
+
+const V8: &str = r#"
+CREATE TABLE prediction_segments (
+    id TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
+    records BIGINT NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE TABLE predictions (
+    request_id TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('live', 'shadow')),
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    segment_id TEXT NOT NULL REFERENCES prediction_segments(id),
+    client_id TEXT,
+    endpoint TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    artifact_digest TEXT NOT NULL,
+    assignment TEXT NOT NULL,
+    unit_hash TEXT,
+    predicted_at TEXT NOT NULL,
+    latency_us BIGINT NOT NULL,
+    rows_in_request BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (request_id, role, model_version_id)
+);
+CREATE INDEX predictions_by_version ON predictions (model_version_id, predicted_at);
+CREATE INDEX predictions_by_client_id ON predictions (client_id);
+{PREDICTIONS_APPEND_ONLY}
+"#;
+
+const SQLITE_PREDICTIONS_APPEND_ONLY: &str = r#"
+CREATE TRIGGER predictions_no_update BEFORE UPDATE ON predictions BEGIN SELECT RAISE(ABORT, 'predictions are append-only'); END;
+CREATE TRIGGER predictions_no_delete BEFORE DELETE ON predictions BEGIN SELECT RAISE(ABORT, 'predictions are append-only'); END;
+CREATE TRIGGER prediction_segments_no_update BEFORE UPDATE ON prediction_segments BEGIN SELECT RAISE(ABORT, 'prediction segments are append-only'); END;
+CREATE TRIGGER prediction_segments_no_delete BEFORE DELETE ON prediction_segments BEGIN SELECT RAISE(ABORT, 'prediction segments are append-only'); END;
+"#;
+
+const PG_PREDICTIONS_APPEND_ONLY: &str = r#"
+CREATE TRIGGER predictions_append_only BEFORE UPDATE OR DELETE ON predictions FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+CREATE TRIGGER predictions_no_truncate BEFORE TRUNCATE ON predictions FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+CREATE TRIGGER prediction_segments_append_only BEFORE UPDATE OR DELETE ON prediction_segments FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+CREATE TRIGGER prediction_segments_no_truncate BEFORE TRUNCATE ON prediction_segments FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+"#;
 
 const V7: &str = r#"
 ALTER TABLE validation_reports ADD COLUMN seq BIGINT;
@@ -459,4 +504,5 @@ pub(crate) fn render(sql: &str, postgres: bool) -> String {
         .replace("{WITHOUT_ROWID}", without_rowid)
         .replace("{PG_SEQUENCES}", sequences)
         .replace("{REPORTS_APPEND_ONLY}", if postgres { PG_REPORTS_APPEND_ONLY } else { SQLITE_REPORTS_APPEND_ONLY })
+        .replace("{PREDICTIONS_APPEND_ONLY}", if postgres { PG_PREDICTIONS_APPEND_ONLY } else { SQLITE_PREDICTIONS_APPEND_ONLY })
 }

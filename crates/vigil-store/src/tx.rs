@@ -885,6 +885,61 @@ impl Tx for SqlTx<'_> {
         Ok(self.rows("SELECT prediction_id, label FROM drift_labels WHERE model_version_id = $1", &params![version_id])?.iter().map(|r| (r.text(0), r.text(1))).collect())
     }
 
+    fn baseline_kinds(&mut self, version_id: &str) -> Result<Option<Vec<(String, bool)>>> {
+        let rows = self.rows(
+            "SELECT id FROM drift_baselines WHERE model_version_id = $1 ORDER BY baseline_version DESC LIMIT 1",
+            &params![version_id],
+        )?;
+        let Some(b) = rows.first().map(|r| r.text(0)) else { return Ok(None) };
+        // The profile's kind is its fifth byte (`VPF1` then `n` or `c`): read that byte only.
+        let kinds = self.rows("SELECT feature, substr(payload, 5, 1) FROM drift_profiles WHERE baseline_id = $1 ORDER BY feature", &params![b.as_str()])?;
+        Ok(Some(kinds.into_iter().map(|mut r| (r.text(0), r.take_bytes(1) == b"n")).collect()))
+    }
+
+    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp) -> Result<bool> {
+        self.write_check()?;
+        match self.c().exec("INSERT INTO prediction_segments (id, instance, records, received_at) VALUES ($1, $2, $3, $4)", &params![id, instance, records, at.to_rfc3339()]) {
+            Ok(_) => Ok(true),
+            Err(DbError::Unique) => Ok(false),
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    fn insert_predictions(&mut self, segment_id: &str, records: &[&vigil_core::predlog::PredictionRecord]) -> Result<()> {
+        self.write_check()?;
+        for r in records {
+            let json = serde_json::to_string(r).map_err(|_| Error::storage("a prediction record could not be encoded"))?;
+            self.c()
+                .exec(
+                    "INSERT INTO predictions (request_id, role, model_version_id, segment_id, client_id, endpoint, arm, artifact_digest, assignment, unit_hash, \
+                     predicted_at, latency_us, rows_in_request, status, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                    &params![
+                        r.request_id.as_str(), r.role.as_str(), r.version_id.as_str(), segment_id, r.client_id.clone(), r.endpoint.as_str(), r.arm.as_str(),
+                        r.digest.as_str(), r.assignment.as_str(), r.unit_hash.clone(), r.at.to_rfc3339(), r.latency_us as i64, r.rows as i64, r.status.as_str(), json
+                    ],
+                )
+                .map_err(|e| match e {
+                    DbError::Unique => Error::new(ErrorCode::InvalidManifest, "a prediction with this request id, role and version was logged before"),
+                    other => db(other),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn predictions_for_request(&mut self, id: &str) -> Result<Vec<vigil_core::predlog::StoredPrediction>> {
+        let rows = self.rows(
+            "SELECT segment_id, record FROM predictions WHERE request_id = $1 UNION ALL SELECT segment_id, record FROM predictions WHERE client_id = $1 AND request_id <> $1",
+            &params![id],
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            let record = serde_json::from_str(&r.text(1)).map_err(|_| Error::new(ErrorCode::DatabaseCorrupt, "a stored prediction record cannot be read"))?;
+            out.push(vigil_core::predlog::StoredPrediction { segment_id: r.text(0), record });
+        }
+        out.sort_by(|a, b| (a.record.request_id.as_str(), a.record.role != "live").cmp(&(b.record.request_id.as_str(), b.record.role != "live")));
+        Ok(out)
+    }
+
     fn insert_drift_report(&mut self, r: &ReportRecord) -> Result<()> {
         self.write_check()?;
         self.c()

@@ -34,6 +34,16 @@ struct Env {
     rt: tokio::runtime::Runtime,
 }
 
+/// A spool that seals segments quickly (tests wait for records to reach the registry).
+fn spool_config(dir: PathBuf) -> vigil_gateway::SpoolConfig {
+    let mut c = vigil_gateway::SpoolConfig::new(dir);
+    c.seal_after = Duration::from_millis(30);
+    c
+}
+
+/// The input names the prediction log gives an 8-wide model (the versions' recorded features).
+const FEATURES: [&str; 8] = ["lactate", "map", "glucose", "sbp", "hr", "temp", "rr", "spo2"];
+
 fn uid(s: &str) -> UserId {
     UserId::parse(s).unwrap()
 }
@@ -72,15 +82,21 @@ impl Env {
         let lenient = vigil_core::validate::ValidationPolicy { require_card_complete: false, resamples: 200, ..Default::default() };
         registry.set_validation_policy(&admin, &vigil_core::validate::PolicyScope::ModelType(ModelType::Classification), &lenient, "test versions carry a partial card").unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let gw = Arc::new(vigil_gateway::Gateway::new(registry.clone(), dir.path().join("artifacts"), None));
-        let url = rt.block_on(async {
+        let mut env = Env { registry, dir, url: String::new(), rt };
+        env.url = env.gateway(spool_config(env.dir.path().join("spool"))).unwrap();
+        env
+    }
+
+    /// Starts a gateway over this store with a prediction log spooled as `cfg` says; its URL.
+    fn gateway(&self, cfg: vigil_gateway::SpoolConfig) -> std::io::Result<String> {
+        let gw = Arc::new(vigil_gateway::Gateway::with_log(self.registry.clone(), self.dir.path().join("artifacts"), None, cfg)?);
+        Ok(self.rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             tokio::spawn(vigil_gateway::follow_registry(gw.clone(), Duration::from_millis(30)));
             tokio::spawn(vigil_gateway::serve(listener, gw, std::future::pending()));
             format!("http://{addr}")
-        });
-        Env { registry, dir, url, rt }
+        }))
     }
 
     fn login(&self, id: &str) -> Principal {
@@ -107,7 +123,7 @@ impl Env {
             artifact_uri: file.to_str().unwrap().to_owned(),
             artifact_sha256: Some(Sha256Digest::from_bytes(Sha256::digest(&bytes).into())),
             metrics,
-            lineage: Lineage { training_data_hash: Some("sha256:gw".into()), ..Default::default() },
+            lineage: Lineage { training_data_hash: Some("sha256:gw".into()), features: FEATURES.iter().map(|f| (*f).to_owned()).collect(), ..Default::default() },
             card,
         };
         let new = NewModelVersion { name: ModelName::parse(name).unwrap(), version: Version::parse(version).unwrap(), model_type: ModelType::Classification, content, owner: None, description: None, tags: Default::default() };
@@ -563,5 +579,216 @@ fn a_shadow_never_changes_the_answer_and_is_counted() {
         let (_, meta, _) = get(&format!("{}/v2/models/sepsis", env.url));
         assert_eq!(meta["parameters"]["shadows"][0]["version"], "1.1.0");
         assert_eq!(meta["parameters"]["degraded"], json!([]));
+    }
+}
+
+/// POSTs with extra headers; status, body and the response headers.
+fn post_with(url: &str, ctype: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value, ureq::http::HeaderMap) {
+    let mut req = agent().post(url).header("content-type", ctype);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send(body).unwrap();
+    let st = r.status().as_u16();
+    let h = r.headers().clone();
+    let text = r.into_body().read_to_string().unwrap_or_default();
+    (st, serde_json::from_str(&text).unwrap_or(Value::String(text)), h)
+}
+
+fn header(h: &ureq::http::HeaderMap, name: &str) -> String {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+}
+
+/// Waits until the gateway at `url` has stored `n` records in the registry.
+fn wait_stored(url: &str, n: u64) {
+    for _ in 0..500 {
+        let text = agent().get(&format!("{url}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
+        let stored: u64 = text.lines().find(|l| l.starts_with("vigil_gateway_log_stored_total")).and_then(|l| l.split(' ').nth(1)).and_then(|v| v.parse().ok()).unwrap();
+        if stored >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the prediction log never stored {n} records");
+}
+
+fn row(i: usize) -> Vec<f64> {
+    (0..8).map(|j| ((i * 7 + j * 3) % 11) as f64 / 10.0 - 0.5).collect()
+}
+
+#[test]
+fn every_answer_is_logged_and_feeds_the_versions_drift_monitor_and_labels_join_by_request_id() {
+    for env in envs() {
+        let file = env.production("sepsis", "1.0.0", "lr_binary");
+        env.wait_for("sepsis", "1.0.0");
+        env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 100}], "unit_key": "header:x-patient-id"}));
+        let v = env.registry.get_version(&ModelName::parse("sepsis").unwrap(), &Version::parse("1.0.0").unwrap()).unwrap();
+        // A baseline over the same features, so the logged rows are checked against it.
+        let mut base = vigil_core::monitor::Batch::default();
+        for (j, f) in FEATURES.iter().enumerate() {
+            base.features.insert((*f).to_owned(), vigil_core::monitor::Column::numeric((0..300).map(|i| Some(row(i)[j]))));
+        }
+        env.registry.set_baseline(&env.login("ds"), &v.id, &base).unwrap();
+
+        let mut ids = Vec::new();
+        let mut scores = Vec::new();
+        for i in 0..30 {
+            let body = json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": row(i)}]}).to_string();
+            let (st, out, h) = post_with(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &body, &[("x-patient-id", &format!("MRN-{i:04}"))]);
+            assert_eq!(st, 200, "{out}");
+            let id = header(&h, "x-vigil-request-id");
+            assert!(id.starts_with("req_"), "{id}");
+            assert_eq!(out["id"], id.as_str(), "without an id of its own, the caller gets the gateway's");
+            let probs = out["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "probabilities").unwrap()["data"].clone();
+            scores.push(probs[1].as_f64().unwrap());
+            ids.push(id);
+        }
+        // MLflow, three rows, with the caller's own request id.
+        let rows3: Vec<Vec<f64>> = (30..33).map(row).collect();
+        let (st, out, h) = post_with(&format!("{}/invocations", env.url), "application/json", &json!({"instances": rows3}).to_string(), &[("x-request-id", "enc-77.a")]);
+        assert_eq!(st, 200, "{out}");
+        let multi = header(&h, "x-vigil-request-id");
+        let (st, out, _) = post_with(&format!("{}/invocations", env.url), "application/json", &json!({"instances": rows3}).to_string(), &[("x-request-id", "no spaces allowed")]);
+        assert_eq!(st, 400, "a malformed x-request-id is refused: {out}");
+        wait_stored(&env.url, 31);
+
+        let reader = env.login("clin");
+        let got = env.registry.predictions(&reader, &ids[4]).unwrap();
+        assert_eq!(got.len(), 1);
+        let r = &got[0].record;
+        assert_eq!((r.role.as_str(), r.version.as_str(), r.version_id.as_str(), r.arm.as_str(), r.assignment.as_str()), ("live", "1.0.0", v.id.as_str(), "production", "keyed"));
+        assert_eq!(r.digest, hex::encode(Sha256::digest(std::fs::read(&file).unwrap())));
+        assert_eq!(r.unit_hash.as_deref(), Some(env.registry.unit_bucket("sepsis", "MRN-0004").0.as_str()), "the unit is logged as its keyed hash");
+        assert_eq!(r.rows, 1);
+        for (j, f) in FEATURES.iter().enumerate() {
+            let logged = r.features[*f][0].as_f64().unwrap();
+            assert!((logged - row(4)[j]).abs() < 1e-6, "{f}: the input vector by feature name");
+        }
+        assert!((r.scores.as_ref().unwrap()[0].unwrap() - scores[4]).abs() < 1e-6, "the score is the positive-class probability answered");
+        assert!(r.outputs.contains_key("probabilities") && r.outputs.contains_key("label"));
+        assert!(r.latency_us > 0);
+        let text = vigil_core::predlog::prediction_json(&got[0]).to_string();
+        assert!(!text.contains("MRN-"), "the raw patient id is never logged");
+        // The read itself is audited.
+        let reads = env.registry.audit_log(&vigil_core::store::AuditQuery { action: Some("prediction.read".into()), ..Default::default() }).unwrap();
+        assert_eq!(reads.len(), 1);
+        // The caller's id finds the multi-row record too.
+        let m = env.registry.predictions(&reader, "enc-77.a").unwrap();
+        assert_eq!((m.len(), m[0].record.request_id.as_str(), m[0].record.rows, m[0].record.client_id.as_deref()), (1, multi.as_str(), 3, Some("enc-77.a")));
+
+        // The logged rows are the version's production window.
+        let check = env.registry.detect_drift(&env.login("ds"), &v.id, vigil_core::monitor::Window::SinceBaseline).unwrap();
+        assert_eq!(check.window_rows, 33);
+        assert!(check.performance.is_none(), "no labels yet");
+        // Labels posted later by request id (and row) join the logged predictions.
+        let mut labels: Vec<(String, String)> = ids.iter().enumerate().map(|(i, id)| (id.clone(), if scores[i] >= 0.5 { "1" } else { "0" }.to_owned())).collect();
+        labels.push((format!("{multi}#2"), "1".into()));
+        labels.push(("enc-77.a#0".into(), "0".into()));
+        labels.push(("req_never_logged".into(), "1".into()));
+        labels.push((format!("{multi}#9"), "1".into()));
+        assert_eq!(env.registry.add_prediction_labels(&env.login("ds"), &labels).unwrap(), (32, 2));
+        let check = env.registry.detect_drift(&env.login("ds"), &v.id, vigil_core::monitor::Window::SinceBaseline).unwrap();
+        let perf = check.performance.unwrap();
+        assert_eq!(perf.labelled, 32);
+        assert!(perf.accuracy > 0.9, "the labels agree with the answers: {}", perf.accuracy);
+        // The log is append-only and every segment is in the audit trail.
+        let logged = env.registry.audit_log(&vigil_core::store::AuditQuery { action: Some("prediction.log".into()), ..Default::default() }).unwrap();
+        let total: u64 = logged.iter().map(|e| serde_json::from_str::<Value>(&e.details).unwrap()["new"]["records"].as_u64().unwrap()).sum();
+        assert_eq!(total, 31);
+        assert!(env.registry.verify_audit().unwrap().ok());
+    }
+}
+
+#[test]
+fn shadow_records_are_paired_with_the_live_answer_by_request_id() {
+    for env in envs() {
+        env.production("sepsis", "1.0.0", "lr_binary");
+        env.wait_for("sepsis", "1.0.0");
+        let v2 = env.staging("sepsis", "1.1.0", "rf_binary");
+        env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 100}, {"name": "shadow", "version": v2, "role": "shadow", "percent": 100}]}));
+        let (st, _, h) = post_with(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &json!({"id": "pair-1", "inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": row(3)}]}).to_string(), &[]);
+        assert_eq!(st, 200);
+        wait_stored(&env.url, 2);
+        let got = env.registry.predictions(&env.login("ds"), "pair-1").unwrap();
+        assert_eq!(got.len(), 2, "the live answer and the shadow run");
+        let (live, shadow) = (&got[0].record, &got[1].record);
+        assert_eq!((live.role.as_str(), shadow.role.as_str()), ("live", "shadow"));
+        assert_eq!(live.request_id, header(&h, "x-vigil-request-id"));
+        assert_eq!(shadow.request_id, live.request_id, "paired by request id");
+        assert_eq!((live.version.as_str(), shadow.version.as_str(), shadow.arm.as_str()), ("1.0.0", "1.1.0", "shadow"));
+        assert_eq!(shadow.features, live.features, "the shadow got the same assembled input");
+        assert_eq!(shadow.status, "ok");
+        // Each version's window gets its own rows: the challenger is monitored too.
+        assert_eq!(env.registry.predictions(&env.login("ds"), &live.request_id).unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn a_full_spool_refuses_or_drops_as_the_endpoint_says_and_counts_it() {
+    for env in envs() {
+        env.production("sepsis", "1.0.0", "lr_binary");
+        env.wait_for("sepsis", "1.0.0");
+        // A queue of capacity zero is always full (the writer never waits on it).
+        let mut cfg = spool_config(env.dir.path().join("full-spool"));
+        cfg.queue = 0;
+        let url = env.gateway(cfg).unwrap();
+        for _ in 0..200 {
+            if get(&format!("{url}/v2/models/sepsis/ready")).0 == 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let body = json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": row(1)}]}).to_string();
+        let (st, out, h) = post_with(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body, &[]);
+        assert_eq!((st, header(&h, "x-vigil-error").as_str()), (503, "prediction_log_full"), "default policy: reject; {out}");
+        assert!(out["error"].as_str().unwrap().starts_with("prediction_log_full"));
+        let (st, out, _) = post_with(&format!("{url}/invocations"), "application/json", &json!({"instances": [row(1)]}).to_string(), &[]);
+        assert_eq!((st, out["error_code"].as_str()), (503, Some("TEMPORARILY_UNAVAILABLE")));
+        let get_counter = |name: &str| -> u64 {
+            let text = agent().get(&format!("{url}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
+            text.lines().find(|l| l.starts_with(name)).and_then(|l| l.split(' ').nth(1)).and_then(|v| v.parse().ok()).unwrap()
+        };
+        assert_eq!(get_counter("vigil_gateway_log_rejected_total"), 2);
+        // The endpoint's policy says drop: answered, unlogged, counted.
+        env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 100}], "full_spool": "drop"}));
+        for _ in 0..200 {
+            let (_, meta, _) = get(&format!("{url}/v2/models/sepsis"));
+            if meta["parameters"]["deployment_revision"] == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (st, _, _) = post_with(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body, &[]);
+        assert_eq!(st, 200);
+        assert_eq!(get_counter("vigil_gateway_log_dropped_total"), 1);
+        assert_eq!(get_counter("vigil_gateway_log_queued_total"), 0);
+    }
+}
+
+#[test]
+fn a_segment_left_by_a_crash_is_shipped_once_up_to_its_last_whole_line() {
+    for env in envs() {
+        env.production("sepsis", "1.0.0", "lr_binary");
+        let v = env.registry.get_version(&ModelName::parse("sepsis").unwrap(), &Version::parse("1.0.0").unwrap()).unwrap();
+        let dir = env.dir.path().join("crashed-spool");
+        std::fs::create_dir_all(&dir).unwrap();
+        let rec = json!({"request_id": "req_crash1", "role": "live", "endpoint": "sepsis", "version_id": v.id, "version": "1.0.0", "arm": "production",
+            "digest": "ab", "assignment": "random", "bucket": 5, "at": "2026-11-29T10:00:00Z", "latency_us": 80, "status": "ok", "rows": 1,
+            "features": {"age": [0.5]}, "scores": [0.7], "outputs": {}});
+        let mut text = format!("{rec}\n");
+        text.push_str(r#"{"request_id": "req_crash2", "role": "li"#);
+        std::fs::write(dir.join("open-seg_crash.jsonl"), &text).unwrap();
+        let url = env.gateway(spool_config(dir.clone())).unwrap();
+        // The same directory cannot be opened twice.
+        let second = env.gateway(spool_config(dir.clone()));
+        assert!(second.unwrap_err().to_string().contains("in use"));
+        wait_stored(&url, 1);
+        let text = agent().get(&format!("{url}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
+        assert!(text.contains("vigil_gateway_log_corrupt_total 1"), "{text}");
+        assert!(!dir.join("open-seg_crash.jsonl").exists() && !dir.join("ready-seg_crash.jsonl").exists());
+        // Shipped again (a crash between commit and delete): stored once.
+        let again: vigil_core::predlog::PredictionRecord = serde_json::from_value(rec).unwrap();
+        assert!(env.registry.record_predictions("seg_crash", "gw", &[again]).unwrap().duplicate);
+        assert_eq!(env.registry.predictions(&env.login("ds"), "req_crash1").unwrap().len(), 1);
     }
 }

@@ -14,3 +14,4 @@ mod tracking;
 mod catalog;
 mod validation;
 mod deployments;
+mod predictions;

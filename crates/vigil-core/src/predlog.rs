@@ -1,0 +1,363 @@
+//! The prediction log: every answer the gateway gives (and every shadow run) as a record of
+//! which version, from which artifact, on which arm, for which (hashed) unit, with its input
+//! vector, outputs and latency.
+//!
+//! The gateway writes records to a durable spool of its own, off the request path, and ships
+//! each sealed segment here. [`Registry::record_predictions`] stores a segment in one
+//! transaction: the segment's id (so a segment shipped twice, after a crash between commit and
+//! cleanup, is stored once), its records (append-only), one drift-monitoring batch per model
+//! version with the logged features, scores and prediction ids, and the audit events. So
+//! logged predictions feed the drift monitor's windows without anyone uploading them, and
+//! labels posted later by request id ([`Registry::add_prediction_labels`]) join them for
+//! performance monitoring.
+//!
+//! Prediction ids: a one-row request's prediction id is its request id; row `i` of a larger
+//! request is `{request_id}#{i}`. A request may also carry the caller's own id (OIP `id`,
+//! `x-request-id`), kept as `client_id`; labels may name either.
+
+use crate::auth::{Action, Principal};
+use crate::error::{Error, ErrorCode, Result};
+use crate::ids::Timestamp;
+use crate::monitor::{Batch, Column};
+use crate::registry::{Attempt, Registry};
+use crate::store::{BatchRecord, Tx};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The audit actor of what the gateway records (it acts for no user).
+pub const GATEWAY_ACTOR: &str = "system:gateway";
+
+/// One logged prediction (one request on one arm), as the gateway spools it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRecord {
+    /// The gateway's id of the request (`req_…`), the same for the live answer and its shadows.
+    pub request_id: String,
+    /// The caller's own id of the request, if it gave one.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `live` (answered the caller) or `shadow` (a copy, never returned).
+    pub role: String,
+    /// The endpoint (model name).
+    pub endpoint: String,
+    /// The model version id that ran.
+    pub version_id: String,
+    /// Its version string.
+    pub version: String,
+    /// The deployment arm.
+    pub arm: String,
+    /// The artifact digest verified when the version was loaded (hex).
+    pub digest: String,
+    /// How the arm was chosen: `keyed`, `random` or `pinned`.
+    pub assignment: String,
+    /// HMAC-SHA256 of the unit key (hex), never the key itself.
+    #[serde(default)]
+    pub unit_hash: Option<String>,
+    /// The bucket (0..10,000) the request fell in.
+    #[serde(default)]
+    pub bucket: Option<u32>,
+    /// When the answer was computed.
+    pub at: Timestamp,
+    /// Time from receiving the request to having the outputs (µs).
+    pub latency_us: u64,
+    /// `ok`, or `error` for a shadow run that failed.
+    pub status: String,
+    /// Why a shadow run failed (no values).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Rows in the request.
+    pub rows: u64,
+    /// The input vector by feature name: numbers (null for missing) or text, one per row.
+    pub features: BTreeMap<String, Vec<Value>>,
+    /// The score monitoring follows (positive-class probability, regression value), per row.
+    #[serde(default)]
+    pub scores: Option<Vec<Option<f64>>>,
+    /// The outputs by name.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Value>,
+    /// Online feature lookups: per feature, its status (`present`, `missing`, `outside_max_age`…).
+    #[serde(default)]
+    pub feature_statuses: Option<BTreeMap<String, Vec<String>>>,
+}
+
+impl PredictionRecord {
+    /// The prediction id of row `i`.
+    pub fn prediction_id(&self, i: usize) -> String {
+        if self.rows == 1 { self.request_id.clone() } else { format!("{}#{i}", self.request_id) }
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::new(ErrorCode::InvalidManifest, format!("prediction record: {m}")));
+        if self.request_id.is_empty() || self.request_id.len() > 128 || self.request_id.contains('#') {
+            return bad("request id must be 1-128 characters without '#'");
+        }
+        if self.role != "live" && self.role != "shadow" {
+            return bad("role is live or shadow");
+        }
+        if self.rows == 0 || self.rows > 1_000_000 {
+            return bad("rows out of range");
+        }
+        if self.features.values().any(|v| v.len() as u64 != self.rows) || self.scores.as_ref().is_some_and(|s| s.len() as u64 != self.rows) {
+            return bad("a column's length differs from the row count");
+        }
+        Ok(())
+    }
+}
+
+/// A stored prediction record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPrediction {
+    /// The spool segment it came in.
+    pub segment_id: String,
+    /// The record.
+    pub record: PredictionRecord,
+}
+
+/// What storing a segment did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SegmentOutcome {
+    /// The segment had been stored before (nothing was written now).
+    pub duplicate: bool,
+    /// Records stored.
+    pub records: usize,
+    /// Rows added to drift monitoring, over all versions.
+    pub monitored_rows: usize,
+    /// Versions whose rows could not feed monitoring (a column's kind differs from the
+    /// baseline's), with the reason; their records are stored all the same.
+    pub not_monitored: Vec<(String, String)>,
+}
+
+/// Builds the monitoring batch of one version's successful records.
+fn monitoring_batch(records: &[&PredictionRecord]) -> Batch {
+    let mut names: Vec<&String> = records.iter().flat_map(|r| r.features.keys()).collect();
+    names.sort();
+    names.dedup();
+    let total: usize = records.iter().map(|r| r.rows as usize).sum();
+    let mut features = BTreeMap::new();
+    for name in names {
+        let cells: Vec<Option<&Value>> = records
+            .iter()
+            .flat_map(|r| match r.features.get(name) {
+                Some(v) => v.iter().map(Some).collect::<Vec<_>>(),
+                None => vec![None; r.rows as usize],
+            })
+            .collect();
+        let numeric = cells.iter().all(|c| matches!(c, None | Some(Value::Null | Value::Number(_))));
+        let col = if numeric {
+            Column::numeric(cells.iter().map(|c| c.and_then(Value::as_f64)))
+        } else {
+            Column::categorical(cells.iter().map(|c| match c {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+            }))
+        };
+        features.insert(name.clone(), col);
+    }
+    let scores: Vec<Option<f64>> = records.iter().flat_map(|r| r.scores.clone().unwrap_or_else(|| vec![None; r.rows as usize])).collect();
+    let any_score = scores.iter().any(Option::is_some);
+    let ids: Vec<String> = records.iter().flat_map(|r| (0..r.rows as usize).map(|i| r.prediction_id(i))).collect();
+    debug_assert_eq!(ids.len(), total);
+    Batch { features, predictions: any_score.then_some(scores), prediction_ids: Some(ids), labels: None }
+}
+
+impl Registry {
+    /// Stores a sealed spool segment of the gateway (see the module documentation). Storing
+    /// the same segment id again writes nothing and reports a duplicate.
+    pub fn record_predictions(&self, segment_id: &str, instance: &str, records: &[PredictionRecord]) -> Result<SegmentOutcome> {
+        if segment_id.is_empty() || segment_id.len() > 128 || instance.len() > 128 {
+            return Err(Error::new(ErrorCode::InvalidManifest, "segment and instance ids are at most 128 characters"));
+        }
+        for r in records {
+            r.check()?;
+        }
+        self.write(|tx| {
+            let now = self.clock.now();
+            if !tx.insert_prediction_segment(segment_id, instance, records.len() as i64, now)? {
+                return Ok(SegmentOutcome { duplicate: true, ..SegmentOutcome::default() });
+            }
+            let mut by_version: BTreeMap<&str, Vec<&PredictionRecord>> = BTreeMap::new();
+            for r in records {
+                by_version.entry(r.version_id.as_str()).or_default().push(r);
+            }
+            let mut out = SegmentOutcome { records: records.len(), ..SegmentOutcome::default() };
+            for (version_id, recs) in by_version {
+                let v = Self::load_version(tx, version_id)?;
+                tx.insert_predictions(segment_id, &recs)?;
+                let ok: Vec<&PredictionRecord> = recs.iter().copied().filter(|r| r.status == "ok").collect();
+                let mut details = json!({"segment": segment_id, "instance": instance, "records": recs.len(),
+                    "live": recs.iter().filter(|r| r.role == "live").count(), "shadow": recs.iter().filter(|r| r.role == "shadow").count(),
+                    "failed": recs.len() - ok.len()});
+                if !ok.is_empty() {
+                    let batch = monitoring_batch(&ok);
+                    let rows = batch.rows()?;
+                    match Self::kinds_match_baseline(tx, &v.id, &batch)? {
+                        Ok(()) => {
+                            let b = BatchRecord {
+                                id: self.ids.new_id("bt"),
+                                model_version_id: v.id.clone(),
+                                batch_seq: tx.max_batch_seq(&v.id)? + 1,
+                                rows: rows as i64,
+                                received_at: now,
+                                created_by: GATEWAY_ACTOR.into(),
+                                payload: batch.encode(),
+                            };
+                            tx.insert_batch(&b)?;
+                            details["batch_id"] = json!(b.id);
+                            details["batch_seq"] = json!(b.batch_seq);
+                            details["monitored_rows"] = json!(rows);
+                            out.monitored_rows += rows;
+                        }
+                        Err(why) => {
+                            details["not_monitored"] = json!(why);
+                            out.not_monitored.push((v.id.clone(), why));
+                        }
+                    }
+                }
+                tx.append_audit(self.version_event(GATEWAY_ACTOR, "prediction.log", &v, json!({"new": details})))?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Whether a batch's column kinds agree with the newest baseline's (the reason if not).
+    pub(crate) fn kinds_match_baseline(tx: &mut dyn Tx, version_id: &str, data: &Batch) -> Result<std::result::Result<(), String>> {
+        if let Some(kinds) = tx.baseline_kinds(version_id)? {
+            for (name, numeric) in kinds {
+                let Some(col) = data.features.get(&name) else { continue };
+                let expected = if numeric { "numeric" } else { "categorical" };
+                if col.kind() != expected {
+                    return Ok(Err(format!("column {} is {} here but {} in the baseline", crate::ids::quote_key(&name), col.kind(), expected)));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Labels that arrived after the predictions, by prediction id (the gateway's request id,
+    /// or the caller's own id, with `#i` for row `i` of a multi-row request). Each label is
+    /// stored for every version that made that prediction (the live answer and its shadows).
+    /// Returns how many labels matched a logged prediction and how many did not.
+    pub fn add_prediction_labels(&self, actor: &Principal, labels: &[(String, String)]) -> Result<(usize, usize)> {
+        if labels.len() > 100_000 {
+            return Err(Error::new(ErrorCode::InvalidManifest, "at most 100,000 labels per call"));
+        }
+        for (id, label) in labels {
+            if id.is_empty() || id.len() > 160 || label.len() > 256 {
+                return Err(Error::new(ErrorCode::InvalidManifest, "prediction ids are 1-160 characters and labels at most 256"));
+            }
+        }
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: "drift.labels", entity_type: "prediction", entity_id: "", model: None, version: None };
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::Monitor)?;
+            let mut per_version: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+            let mut unmatched = 0;
+            for (id, label) in labels {
+                let (req, row) = match id.rsplit_once('#') {
+                    Some((r, i)) if i.parse::<u64>().is_ok() => (r, Some(i)),
+                    _ => (id.as_str(), None),
+                };
+                let found = tx.predictions_for_request(req)?;
+                let mut hit = false;
+                for p in found {
+                    let r = &p.record;
+                    let pid = match row {
+                        None if r.rows == 1 => r.request_id.clone(),
+                        Some(i) if i.parse::<u64>().is_ok_and(|i| i < r.rows) && r.rows > 1 => format!("{}#{i}", r.request_id),
+                        _ => continue,
+                    };
+                    hit = true;
+                    per_version.entry(r.version_id.clone()).or_default().push((pid, label.clone()));
+                }
+                if !hit {
+                    unmatched += 1;
+                }
+            }
+            let now = self.clock.now();
+            for (version_id, pairs) in &per_version {
+                let v = Self::load_version(tx, version_id)?;
+                tx.upsert_labels(&v.id, pairs, now)?;
+                tx.append_audit(self.version_event(user.id.as_str(), "drift.labels", &v, json!({"new": {"labels": pairs.len(), "by": "prediction id"}})))?;
+            }
+            Ok((labels.len() - unmatched, unmatched))
+        })
+    }
+
+    /// The logged records of a request (its live answer and shadow runs), by the gateway's
+    /// request id or the caller's id. Logged inputs are patient data: every read is audited.
+    pub fn predictions(&self, actor: &Principal, request_id: &str) -> Result<Vec<StoredPrediction>> {
+        if request_id.is_empty() || request_id.len() > 160 {
+            return Err(Error::new(ErrorCode::InvalidManifest, "request ids are 1-160 characters"));
+        }
+        let attempt = Attempt { actor: actor.user_id().as_str(), action: "prediction.read", entity_type: "prediction", entity_id: "", model: None, version: None };
+        self.governed(attempt, |tx| {
+            let user = Self::acting_user(tx, actor, Action::CheckDrift)?;
+            let found = tx.predictions_for_request(request_id)?;
+            if let Some(first) = found.first() {
+                let v = Self::load_version(tx, &first.record.version_id)?;
+                let ids: Vec<&str> = found.iter().map(|p| p.record.request_id.as_str()).collect();
+                tx.append_audit(self.version_event(user.id.as_str(), "prediction.read", &v, json!({"request_ids": ids, "records": found.len()})))?;
+            }
+            Ok(found)
+        })
+    }
+}
+
+/// The JSON form of a stored prediction.
+pub fn prediction_json(p: &StoredPrediction) -> Value {
+    let mut v = serde_json::to_value(&p.record).unwrap_or(Value::Null);
+    v["segment_id"] = json!(p.segment_id);
+    v
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, rows: u64, f: Vec<Value>) -> PredictionRecord {
+        PredictionRecord {
+            request_id: id.into(),
+            client_id: None,
+            role: "live".into(),
+            endpoint: "m".into(),
+            version_id: "mv_1".into(),
+            version: "1.0.0".into(),
+            arm: "production".into(),
+            digest: "00".into(),
+            assignment: "random".into(),
+            unit_hash: None,
+            bucket: Some(1),
+            at: crate::ids::Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+            latency_us: 10,
+            status: "ok".into(),
+            error: None,
+            rows,
+            features: [("x".to_owned(), f)].into_iter().collect(),
+            scores: Some(vec![Some(0.5); rows as usize]),
+            outputs: BTreeMap::new(),
+            feature_statuses: None,
+        }
+    }
+
+    #[test]
+    fn batches_take_prediction_ids_and_kinds_from_the_records() {
+        let a = rec("req_a", 1, vec![json!(1.0)]);
+        let b = rec("req_b", 2, vec![json!(null), json!(3)]);
+        let batch = monitoring_batch(&[&a, &b]);
+        assert_eq!(batch.rows().unwrap(), 3);
+        assert_eq!(batch.prediction_ids.unwrap(), vec!["req_a", "req_b#0", "req_b#1"]);
+        assert_eq!(batch.features["x"].kind(), "numeric");
+        let c = rec("req_c", 1, vec![json!("F")]);
+        assert_eq!(monitoring_batch(&[&a, &c]).features["x"].kind(), "categorical");
+    }
+
+    #[test]
+    fn records_round_trip_and_are_checked() {
+        let a = rec("req_a", 1, vec![json!(1.5)]);
+        let back: PredictionRecord = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(back, a);
+        assert!(rec("a#1", 1, vec![json!(1)]).check().is_err());
+        assert!(rec("a", 2, vec![json!(1)]).check().is_err());
+    }
+}

@@ -1,0 +1,446 @@
+//! The prediction log's durable spool.
+//!
+//! The request path only hands a record to a bounded queue (`try_send`, no allocation beyond
+//! the record, no wake-up: the writer polls). A writer thread turns records into JSON lines
+//! and appends them to the open segment file, flushing to disk (`fdatasync`) at least every
+//! [`SYNC_EVERY`]; it seals the segment (renames it `ready-…`) when it is old or large enough.
+//! A shipper thread stores each sealed segment in the registry
+//! ([`vigil_core::registry::Registry::record_predictions`], one transaction, idempotent by
+//! segment id) and then deletes the file. While the registry cannot be reached, sealed
+//! segments wait on disk and are shipped, in order, once it can.
+//!
+//! The spool is *full* when the queue is full or the files on disk reach their limit; each
+//! endpoint's deployment says what happens then (`reject`: the caller gets 503
+//! `prediction_log_full`; `drop`: the answer is returned unlogged). Both are counted.
+//!
+//! What a crash can lose: records still in the queue and at most the last [`SYNC_EVERY`] of
+//! appended lines. A segment cut short by a crash is shipped up to its last whole line.
+//!
+//! One process owns a spool directory (an exclusive lock on `DIR/lock`); replicas each need
+//! their own. A segment that the registry refuses for good (not a storage failure) is moved to
+//! `failed-…` for an operator and counted, so it never blocks the segments behind it.
+
+use crate::Counters;
+use crate::catalog::Served;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::time::{Duration, Instant};
+use vigil_core::ids::IdGenerator;
+use vigil_core::predlog::PredictionRecord;
+use vigil_core::registry::Registry;
+use vigil_onnx::{Data, Tensor, Value};
+
+/// Longest time appended records wait before they are flushed to disk.
+pub const SYNC_EVERY: Duration = Duration::from_millis(20);
+
+/// Spool settings.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// The directory (created if missing; one process at a time).
+    pub dir: PathBuf,
+    /// Records that may wait in memory for the writer.
+    pub queue: usize,
+    /// Bytes the spool's files may take on disk before it counts as full.
+    pub max_bytes: u64,
+    /// A segment is sealed (and shipped) once it is this old…
+    pub seal_after: Duration,
+    /// …or this large.
+    pub seal_bytes: u64,
+}
+
+impl SpoolConfig {
+    /// Defaults: 65,536 queued records, 1 GiB on disk, segments sealed after 1 s or 8 MiB.
+    pub fn new(dir: PathBuf) -> Self {
+        SpoolConfig { dir, queue: 65_536, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 8 << 20 }
+    }
+}
+
+/// A prediction as the request path hands it over: the writer thread does the formatting.
+pub(crate) struct LogJob {
+    pub request_id: String,
+    pub client_id: Option<String>,
+    pub shadow: bool,
+    pub endpoint: String,
+    pub arm: String,
+    pub served: Arc<Served>,
+    pub assignment: &'static str,
+    pub unit_hash: Option<String>,
+    pub bucket: Option<u32>,
+    pub at: vigil_core::ids::Timestamp,
+    pub latency_us: u64,
+    pub inputs: Vec<(String, Tensor)>,
+    pub outputs: Result<Vec<(String, Value)>, String>,
+    pub feature_statuses: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// The request path's handle on the spool.
+pub struct Spool {
+    queue: SyncSender<LogJob>,
+    on_disk: Arc<AtomicU64>,
+    max_bytes: u64,
+    /// This spool's instance name (recorded with every segment).
+    pub instance: String,
+}
+
+impl Spool {
+    /// Opens (or recovers) a spool and starts its writer and shipper threads.
+    pub fn open(cfg: SpoolConfig, registry: Arc<Registry>, counters: Arc<Counters>) -> std::io::Result<Spool> {
+        std::fs::create_dir_all(&cfg.dir)?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(cfg.dir.join("lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(std::io::Error::other(format!("the spool directory {} is in use by another process (each gateway needs its own)", cfg.dir.display())));
+        }
+        let instance_file = cfg.dir.join("instance");
+        let instance = match std::fs::read_to_string(&instance_file) {
+            Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
+            _ => {
+                let id = vigil_core::ids::UuidV7Ids.new_id("gw");
+                std::fs::write(&instance_file, &id)?;
+                id
+            }
+        };
+        // Segments left open by a previous run are sealed as they are.
+        let mut bytes = 0u64;
+        for (name, path) in list(&cfg.dir, "open-")? {
+            let ready = cfg.dir.join(format!("ready-{}", &name["open-".len()..]));
+            std::fs::rename(&path, &ready)?;
+        }
+        for (_, path) in list(&cfg.dir, "ready-")? {
+            bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        }
+        let on_disk = Arc::new(AtomicU64::new(bytes));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LogJob>(cfg.queue);
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = Writer { cfg: cfg.clone(), rx, on_disk: on_disk.clone(), counters: counters.clone(), closed: closed.clone(), _lock: lock };
+        std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
+        let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters, instance: instance.clone(), closed };
+        std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
+        Ok(Spool { queue: tx, on_disk, max_bytes: cfg.max_bytes, instance })
+    }
+
+    /// Hands a record to the writer; `false` if the spool is full (nothing was queued).
+    pub(crate) fn offer(&self, job: LogJob) -> bool {
+        if self.on_disk.load(Ordering::Relaxed) >= self.max_bytes {
+            return false;
+        }
+        self.queue.try_send(job).is_ok()
+    }
+
+    /// Bytes of spool files on disk now.
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.on_disk.load(Ordering::Relaxed)
+    }
+}
+
+/// Files in `dir` whose name starts with `prefix` and ends in `.jsonl`, by name.
+fn list(dir: &Path, prefix: &str) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            (name.starts_with(prefix) && name.ends_with(".jsonl")).then(|| (name, e.path()))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+struct Open {
+    id: String,
+    file: std::io::BufWriter<File>,
+    opened: Instant,
+    bytes: u64,
+    unsynced: bool,
+}
+
+struct Writer {
+    cfg: SpoolConfig,
+    rx: Receiver<LogJob>,
+    on_disk: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    /// Set when the writer has sealed its last segment (the gateway is gone).
+    closed: Arc<std::sync::atomic::AtomicBool>,
+    _lock: File,
+}
+
+impl Writer {
+    fn run(self) {
+        let mut open: Option<Open> = None;
+        let mut last_sync = Instant::now();
+        let mut line = Vec::with_capacity(4096);
+        loop {
+            let mut got = 0usize;
+            let disconnected = loop {
+                match self.rx.try_recv() {
+                    Ok(job) => {
+                        got += 1;
+                        line.clear();
+                        if serde_json::to_writer(&mut line, &record_of(job)).is_err() {
+                            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        line.push(b'\n');
+                        if let Err(e) = self.append(&mut open, &line) {
+                            eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
+                            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                            open = None;
+                            std::thread::sleep(Duration::from_millis(200));
+                        } else {
+                            self.counters.log_spooled.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if got >= 4096 {
+                            break false;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break false,
+                    Err(TryRecvError::Disconnected) => break true,
+                }
+            };
+            if let Some(o) = open.as_mut()
+                && o.unsynced
+                && (last_sync.elapsed() >= SYNC_EVERY || disconnected)
+            {
+                if o.file.flush().and_then(|()| o.file.get_ref().sync_data()).is_err() {
+                    self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                }
+                o.unsynced = false;
+                last_sync = Instant::now();
+            }
+            let seal = open.as_ref().is_some_and(|o| o.bytes > 0 && (o.opened.elapsed() >= self.cfg.seal_after || o.bytes >= self.cfg.seal_bytes));
+            if (seal || disconnected)
+                && let Some(o) = open.take()
+            {
+                self.seal(o);
+            }
+            if disconnected {
+                self.closed.store(true, Ordering::SeqCst);
+                return;
+            }
+            if got == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
+    fn append(&self, open: &mut Option<Open>, line: &[u8]) -> std::io::Result<()> {
+        if open.is_none() {
+            let id = vigil_core::ids::UuidV7Ids.new_id("seg");
+            let file = OpenOptions::new().create_new(true).append(true).open(self.cfg.dir.join(format!("open-{id}.jsonl")))?;
+            *open = Some(Open { id, file: std::io::BufWriter::with_capacity(1 << 16, file), opened: Instant::now(), bytes: 0, unsynced: false });
+        }
+        let Some(o) = open.as_mut() else { return Ok(()) };
+        o.file.write_all(line)?;
+        o.bytes += line.len() as u64;
+        o.unsynced = true;
+        self.on_disk.fetch_add(line.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn seal(&self, mut o: Open) {
+        let done = o.file.flush().and_then(|()| o.file.get_ref().sync_data());
+        let from = self.cfg.dir.join(format!("open-{}.jsonl", o.id));
+        let to = self.cfg.dir.join(format!("ready-{}.jsonl", o.id));
+        if done.and_then(|()| std::fs::rename(&from, &to)).is_err() {
+            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Shipper {
+    dir: PathBuf,
+    registry: Arc<Registry>,
+    on_disk: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    instance: String,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Shipper {
+    fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            // Once the writer is gone, one last pass ships what it sealed; what cannot be
+            // shipped now stays on disk for the next start.
+            let last = self.closed.load(Ordering::SeqCst);
+            let ready = list(&self.dir, "ready-").unwrap_or_default();
+            let mut failed = false;
+            for (name, path) in &ready {
+                match self.ship(name, path) {
+                    Ok(()) => backoff = Duration::from_millis(100),
+                    Err(()) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if last {
+                return;
+            }
+            if failed {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            } else {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Ships one sealed segment; `Err` when the registry could not take it now (retry later).
+    fn ship(&self, name: &str, path: &Path) -> Result<(), ()> {
+        let id = &name["ready-".len()..name.len() - ".jsonl".len()];
+        let Ok(bytes) = std::fs::read(path) else { return Err(()) };
+        let mut records = Vec::new();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice::<PredictionRecord>(line) {
+                Ok(r) => records.push(r),
+                // A line cut short by a crash (or damaged on disk): counted, never guessed at.
+                Err(_) => {
+                    self.counters.log_corrupt.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let size = bytes.len() as u64;
+        match self.registry.record_predictions(id, &self.instance, &records) {
+            Ok(out) => {
+                if !out.duplicate {
+                    self.counters.log_stored.fetch_add(out.records as u64, Ordering::Relaxed);
+                }
+                let _ = std::fs::remove_file(path);
+                self.on_disk.fetch_sub(size.min(self.on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) if matches!(e.code(), vigil_core::ErrorCode::StorageFailure | vigil_core::ErrorCode::ConcurrentModification | vigil_core::ErrorCode::DatabaseCorrupt | vigil_core::ErrorCode::SchemaTooNew) => {
+                self.counters.log_ship_retries.fetch_add(1, Ordering::Relaxed);
+                Err(())
+            }
+            Err(e) => {
+                eprintln!("vigil gateway: prediction log segment {id} was refused ({}: {}); kept as failed-{id}.jsonl", e.code().as_str(), e.message());
+                let _ = std::fs::rename(path, self.dir.join(format!("failed-{id}.jsonl")));
+                self.on_disk.fetch_sub(size.min(self.on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
+                self.counters.log_quarantined.fetch_add(records.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The column names of a version's input vector: for a single `[N, k]` input, the version's
+/// recorded feature names when there are `k` of them; an input of width 1 by its own name;
+/// otherwise `input[j]`.
+pub(crate) fn column_names(inputs: &[&vigil_onnx::Io], lineage_features: &[String]) -> Vec<Vec<String>> {
+    inputs
+        .iter()
+        .map(|io| {
+            let width = match &io.kind {
+                vigil_onnx::IoKind::Tensor { shape, .. } if shape.len() >= 2 => shape[1..].iter().try_fold(1usize, |a, d| d.map(|d| a * d)),
+                vigil_onnx::IoKind::Tensor { .. } => Some(1),
+                _ => None,
+            };
+            match width {
+                Some(1) => vec![io.name.clone()],
+                Some(k) if inputs.len() == 1 && lineage_features.len() == k => lineage_features.to_vec(),
+                Some(k) => (0..k).map(|j| format!("{}[{j}]", io.name)).collect(),
+                None => Vec::new(),
+            }
+        })
+        .collect()
+}
+
+fn cell(d: &Data, i: usize) -> serde_json::Value {
+    use serde_json::{Value as J, json};
+    let num = |x: f64| if x.is_finite() { json!(x) } else { J::Null };
+    match d {
+        Data::F32(x) => num(f64::from(x[i])),
+        Data::F64(x) => num(x[i]),
+        Data::I64(x) => json!(x[i]),
+        Data::I32(x) => json!(x[i]),
+        Data::Str(x) => json!(x[i]),
+        Data::Bool(x) => json!(if x[i] { 1 } else { 0 }),
+    }
+}
+
+/// The score monitoring follows: a two-class probability's positive column, else a numeric
+/// output of width 1 (a regression value), else an integer label.
+fn scores(outputs: &[(String, Value)], rows: usize) -> Option<Vec<Option<f64>>> {
+    let as_f64 = |d: &Data, i: usize| -> Option<f64> {
+        match d {
+            Data::F32(x) => Some(f64::from(x[i])),
+            Data::F64(x) => Some(x[i]),
+            Data::I64(x) => Some(x[i] as f64),
+            Data::I32(x) => Some(f64::from(x[i])),
+            Data::Bool(x) => Some(if x[i] { 1.0 } else { 0.0 }),
+            Data::Str(_) => None,
+        }
+        .filter(|v| v.is_finite())
+    };
+    for (_, v) in outputs {
+        match v {
+            Value::MapsI64(m) if m.len() == rows && m.iter().all(|r| r.len() == 2) => return Some(m.iter().map(|r| Some(f64::from(r[1].1))).collect()),
+            Value::MapsStr(m) if m.len() == rows && m.iter().all(|r| r.len() == 2) => return Some(m.iter().map(|r| Some(f64::from(r[1].1))).collect()),
+            Value::Tensor(t) if t.shape.len() == 2 && t.shape[0] == rows && t.shape[1] == 2 && matches!(t.data, Data::F32(_) | Data::F64(_)) => {
+                return Some((0..rows).map(|r| as_f64(&t.data, r * 2 + 1)).collect());
+            }
+            _ => {}
+        }
+    }
+    let width_one = |t: &Tensor| t.data.len() == rows && t.shape.first() == Some(&rows);
+    for float in [true, false] {
+        for (_, v) in outputs {
+            if let Value::Tensor(t) = v
+                && width_one(t)
+                && matches!(t.data, Data::F32(_) | Data::F64(_)) == float
+                && !matches!(t.data, Data::Str(_))
+            {
+                return Some((0..rows).map(|r| as_f64(&t.data, r)).collect());
+            }
+        }
+    }
+    None
+}
+
+/// Formats a record (on the writer thread, never the request path).
+fn record_of(job: LogJob) -> PredictionRecord {
+    let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
+    let mut features = std::collections::BTreeMap::new();
+    for (name, t) in &job.inputs {
+        let k = t.data.len() / rows.max(1);
+        let names = job.served.columns.iter().zip(job.served.model.inputs()).find(|(_, io)| io.name == *name).map(|(c, _)| c.clone()).filter(|c| c.len() == k);
+        for j in 0..k {
+            let col = names.as_ref().map_or_else(|| if k == 1 { name.clone() } else { format!("{name}[{j}]") }, |n| n[j].clone());
+            features.insert(col, (0..rows).map(|r| cell(&t.data, r * k + j)).collect());
+        }
+    }
+    let (status, error, outputs, scores) = match &job.outputs {
+        Ok(outs) => {
+            let o = outs.iter().map(|(n, v)| (n.clone(), serde_json::Value::Array(crate::decode::per_row(v)))).collect();
+            ("ok", None, o, scores(outs, rows))
+        }
+        Err(e) => ("error", Some(e.clone()), Default::default(), None),
+    };
+    PredictionRecord {
+        request_id: job.request_id,
+        client_id: job.client_id,
+        role: if job.shadow { "shadow" } else { "live" }.into(),
+        endpoint: job.endpoint,
+        version_id: job.served.version_id.clone(),
+        version: job.served.version.clone(),
+        arm: job.arm,
+        digest: job.served.digest.clone(),
+        assignment: job.assignment.into(),
+        unit_hash: job.unit_hash,
+        bucket: job.bucket,
+        at: job.at,
+        latency_us: job.latency_us,
+        status: status.into(),
+        error,
+        rows: rows as u64,
+        features,
+        scores,
+        outputs,
+        feature_statuses: job.feature_statuses,
+    }
+}

@@ -1,0 +1,72 @@
+//! The gateway's prediction log on each backend: a segment is stored once whatever how often it
+//! is shipped, its records are append-only, they feed the version's drift window, labels join
+//! by request id, and reads are audited.
+
+use crate::conformance;
+use serde_json::json;
+use vigil_core::model::Stage;
+use vigil_core::predlog::PredictionRecord;
+use vigil_core::store::AuditQuery;
+
+fn record(version_id: &str, request_id: &str, role: &str, rows: usize) -> PredictionRecord {
+    serde_json::from_value(json!({
+        "request_id": request_id, "client_id": format!("enc-{request_id}"), "role": role, "endpoint": "m", "version_id": version_id, "version": "1.0.0",
+        "arm": if role == "live" { "production" } else { "shadow" }, "digest": "ab", "assignment": "keyed", "unit_hash": "ff00", "bucket": 12,
+        "at": "2026-11-29T10:00:00Z", "latency_us": 90, "status": "ok", "rows": rows,
+        "features": {"age": (0..rows).map(|i| 50 + i).collect::<Vec<_>>(), "sex": (0..rows).map(|i| if i % 2 == 0 { "F" } else { "M" }).collect::<Vec<_>>()},
+        "scores": (0..rows).map(|i| if i % 2 == 0 { 0.8 } else { 0.2 }).collect::<Vec<_>>(), "outputs": {}
+    }))
+    .unwrap()
+}
+
+conformance!(prediction_segments_are_stored_once_append_only_and_feed_monitoring, |env| {
+    env.with_team();
+    let reg = &env.registry;
+    let v = env.register("ds", "m", "1.0.0");
+    env.promote(&v, Stage::Production);
+    let shadow = env.register("ds", "m", "1.1.0");
+    let mut base = vigil_core::monitor::Batch::default();
+    base.features.insert("age".into(), vigil_core::monitor::Column::numeric((0..200).map(|i| Some(40.0 + f64::from(i % 30)))));
+    base.features.insert("sex".into(), vigil_core::monitor::Column::categorical((0..200).map(|i| Some(if i % 2 == 0 { "F" } else { "M" }))));
+    reg.set_baseline(&env.login("ds"), &v.id, &base).unwrap();
+    let recs = vec![record(&v.id, "req_a", "live", 1), record(&v.id, "req_b", "live", 3), record(&shadow.id, "req_a", "shadow", 1)];
+    let out = reg.record_predictions("seg_1", "gw_1", &recs).unwrap();
+    assert_eq!((out.duplicate, out.records, out.monitored_rows), (false, 3, 5));
+    // Shipped again after a crash between commit and cleanup: nothing is written twice.
+    assert!(reg.record_predictions("seg_1", "gw_1", &recs).unwrap().duplicate);
+    let audit = reg.audit_log(&AuditQuery { action: Some("prediction.log".into()), ..Default::default() }).unwrap();
+    assert_eq!(audit.len(), 2, "one event per version per segment");
+    assert!(audit.iter().all(|e| e.actor == vigil_core::predlog::GATEWAY_ACTOR));
+
+    // The same request id on another segment (a replayed id) is refused, not merged.
+    assert!(reg.record_predictions("seg_2", "gw_1", &[record(&v.id, "req_a", "live", 1)]).is_err());
+
+    // The rows are the version's production window (4 on the live version), kinds as logged.
+    let check = reg.detect_drift(&env.login("ds"), &v.id, vigil_core::monitor::Window::LastRows(1000)).unwrap();
+    assert_eq!(check.window_rows, 4);
+    // A version whose baseline disagrees on a column's kind keeps its records, unmonitored.
+    let mut other = vigil_core::monitor::Batch::default();
+    other.features.insert("sex".into(), vigil_core::monitor::Column::numeric((0..50).map(|i| Some(f64::from(i % 2)))));
+    reg.set_baseline(&env.login("ds"), &shadow.id, &other).unwrap();
+    let out = reg.record_predictions("seg_3", "gw_1", &[record(&shadow.id, "req_c", "shadow", 2)]).unwrap();
+    assert_eq!((out.records, out.monitored_rows, out.not_monitored.len()), (1, 0, 1));
+
+    // Labels by request id, by the caller's id with a row, or unknown.
+    let labels = vec![("req_a".to_owned(), "1".to_owned()), ("enc-req_b#1".to_owned(), "0".to_owned()), ("req_b".to_owned(), "1".to_owned()), ("req_zzz".to_owned(), "1".to_owned())];
+    assert_eq!(reg.add_prediction_labels(&env.login("ds"), &labels).unwrap(), (2, 2), "a multi-row request needs its row");
+    let e = reg.add_prediction_labels(&env.login("clin"), &labels).unwrap_err();
+    assert_eq!(e.code(), vigil_core::ErrorCode::RoleNotPermitted);
+
+    // Reads pair the live answer with its shadow, and are audited.
+    let got = reg.predictions(&env.login("comp"), "req_a").unwrap();
+    assert_eq!(got.iter().map(|p| (p.record.role.as_str(), p.record.version.as_str())).collect::<Vec<_>>(), vec![("live", "1.0.0"), ("shadow", "1.0.0")]);
+    assert_eq!(got[1].record.version_id, shadow.id);
+    assert_eq!(reg.audit_log(&AuditQuery { action: Some("prediction.read".into()), ..Default::default() }).unwrap().len(), 1);
+    assert!(reg.predictions(&env.login("admin"), "req_a").is_err(), "administrators do not read patient inputs");
+
+    let mut raw = env.raw();
+    assert!(raw.refused("UPDATE predictions SET status = 'x'"));
+    assert!(raw.refused("DELETE FROM predictions"));
+    assert!(raw.refused("DELETE FROM prediction_segments"));
+    assert!(env.verify().ok());
+});
