@@ -257,6 +257,7 @@ pub fn deployment(d: &vigil_core::deploy::Deployment, arms: &[vigil_core::deploy
         "updated_at": d.updated_at.map(|t| t.to_rfc3339()),
         "unit_key": d.spec.unit_key.as_ref().map(vigil_core::deploy::UnitKey::text),
         "full_spool": d.spec.to_json()["full_spool"],
+        "features": d.spec.features.as_ref().map(vigil_core::features::FeatureLookup::to_json),
         "arms": arms.iter().map(|r| json!({
             "name": r.arm.name,
             "runs": match &r.arm.version { vigil_core::deploy::ArmVersion::Production => "production".to_owned(), vigil_core::deploy::ArmVersion::Pinned(id) => id.clone() },

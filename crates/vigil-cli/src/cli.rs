@@ -174,6 +174,9 @@ pub enum Command {
     /// Drift monitoring: baselines, production samples, labels, checks.
     #[command(subcommand)]
     Drift(DriftCmd),
+    /// The gateway's embedded online feature store.
+    #[command(subcommand)]
+    Features(FeaturesCmd),
     /// Run the end-to-end demo: register, request, two approvals, production, verify.
     Demo,
 }
@@ -486,6 +489,13 @@ pub struct DeployArgs {
     /// When the prediction spool is full: reject (503) or drop (answer, count the loss).
     #[arg(long)]
     pub full_spool: Option<String>,
+    /// Online features for requests that carry an entity id instead of inputs, as JSON:
+    /// `{"entity": "patient_id", "source": "embedded", "feature_set": "vitals"}` or
+    /// `{"entity": "patient_id", "source": "feast", "url": "http://127.0.0.1:6566",
+    /// "feature_view": "patient_vitals"}` (optional: max_age_seconds, optional, timeout_ms);
+    /// `none` removes the lookup.
+    #[arg(long)]
+    pub features: Option<String>,
     /// Why (recorded in the audit trail).
     #[arg(long)]
     pub reason: Option<String>,
@@ -642,4 +652,21 @@ pub struct SpoolArgs {
     /// endpoint's policy (reject or drop) applies.
     #[arg(long, default_value_t = 1024, env = "VIGIL_SPOOL_MAX_MB")]
     pub spool_max_mb: u64,
+}
+
+/// `vigil features …`.
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCmd {
+    /// Load feature values (CSV or Parquet, one row per entity) into a feature set; the newest
+    /// value wins per entity and feature. Data scientists and ML leads; audited.
+    Load {
+        /// The data file.
+        data: PathBuf,
+        /// The feature set (a deployment's `feature_set`).
+        #[arg(long = "set")]
+        feature_set: String,
+        /// The column holding the entity id (the deployment's `entity` join key).
+        #[arg(long)]
+        entity: String,
+    },
 }

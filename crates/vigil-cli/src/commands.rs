@@ -306,6 +306,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::validate::run(g, &reference, &data, &label, &score, champion_score.as_deref(), &sensitive, threshold)
         }
         Command::Drift(c) => crate::drift::run(g, c),
+        Command::Features(c) => crate::drift::features(g, c),
     }
 }
 

@@ -92,6 +92,14 @@ fn spec_from(pin: &dyn Fn(&str) -> Result<ArmVersion>, a: &DeployArgs, current: 
             _ => return Err(usage("--full-spool is reject or drop")),
         };
     }
+    if let Some(f) = &a.features {
+        spec.features = if f.trim() == "none" {
+            None
+        } else {
+            let v: serde_json::Value = serde_json::from_str(f).map_err(|_| usage("--features is a JSON object (or none)"))?;
+            Some(vigil_core::features::FeatureLookup::from_json(&v)?)
+        };
+    }
     spec.check()?;
     Ok(spec)
 }

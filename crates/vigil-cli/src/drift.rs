@@ -236,3 +236,19 @@ pub fn run(g: &Global, c: DriftCmd) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `vigil features load`.
+pub fn features(g: &Global, c: crate::cli::FeaturesCmd) -> Result<ExitCode> {
+    let reg = open(g, false)?;
+    match c {
+        crate::cli::FeaturesCmd::Load { data, feature_set, entity } => {
+            let actor = principal(&reg, g)?;
+            reg.authorize_feature_write(&actor, &feature_set)?;
+            let batch = load(&data, Roles { prediction: None, id: None, label: None, expected: BTreeMap::new(), ignore: Vec::new(), strict_kinds: false })?;
+            let (entities, features) = reg.put_online_features(&actor, &feature_set, &entity, &batch)?;
+            let out = serde_json::json!({"feature_set": feature_set, "entities": entities, "features": features});
+            emit(g, &out, || println!("feature set {feature_set}: {features} features for {entities} entities written"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

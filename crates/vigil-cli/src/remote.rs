@@ -291,6 +291,11 @@ fn run_with(g: &Global, r: &Remote, c: Command) -> Result<ExitCode> {
             emit(g, &j, || views::lineage(&j));
         }
         Command::Drift(d) => drift(g, r, d)?,
+        Command::Features(crate::cli::FeaturesCmd::Load { data, feature_set, entity }) => {
+            let q = query(&[("entity", Some(entity))]);
+            let j = r.upload(&format!("/features/{}{q}", enc(&feature_set)), &data)?;
+            emit(g, &j, || println!("feature set {feature_set}: {} features for {} entities written", j["features"], j["entities"]));
+        }
         Command::Deploy(a) => return crate::deploy::run_remote(g, r, a),
         Command::Validate { reference: rf, data, label, score, champion_score, sensitive, threshold } => {
             let (n, v) = reference(&rf)?;

@@ -124,6 +124,8 @@ pub struct DeploymentSpec {
     pub unit_key: Option<UnitKey>,
     /// Full-spool policy.
     pub full_spool: FullSpool,
+    /// Online feature lookup for requests that carry an entity id instead of inputs.
+    pub features: Option<crate::features::FeatureLookup>,
 }
 
 /// A stored deployment.
@@ -191,7 +193,7 @@ fn arm_name_ok(n: &str) -> bool {
 impl DeploymentSpec {
     /// The default: the Production version takes all traffic, no unit key, reject when full.
     pub fn production_only() -> DeploymentSpec {
-        DeploymentSpec { arms: vec![Arm { name: "production".into(), version: ArmVersion::Production, role: Role::Live, weight: BUCKETS }], unit_key: None, full_spool: FullSpool::Reject }
+        DeploymentSpec { arms: vec![Arm { name: "production".into(), version: ArmVersion::Production, role: Role::Live, weight: BUCKETS }], unit_key: None, full_spool: FullSpool::Reject, features: None }
     }
 
     /// The shape rules (the stage rules need the store: [`Registry::set_deployment`]).
@@ -227,6 +229,7 @@ impl DeploymentSpec {
             })).collect::<Vec<_>>(),
             "unit_key": self.unit_key.as_ref().map(UnitKey::text),
             "full_spool": match self.full_spool { FullSpool::Reject => "reject", FullSpool::Drop => "drop" },
+            "features": self.features.as_ref().map(crate::features::FeatureLookup::to_json),
         })
     }
 
@@ -266,7 +269,11 @@ impl DeploymentSpec {
             "drop" => FullSpool::Drop,
             _ => return Err(bad("full_spool is reject or drop")),
         };
-        let spec = DeploymentSpec { arms, unit_key, full_spool };
+        let features = match v.get("features") {
+            None | Some(Value::Null) => None,
+            Some(f) => Some(crate::features::FeatureLookup::from_json(f)?),
+        };
+        let spec = DeploymentSpec { arms, unit_key, full_spool, features };
         spec.check()?;
         Ok(spec)
     }
@@ -515,6 +522,7 @@ mod tests {
             ],
             unit_key: None,
             full_spool: FullSpool::Reject,
+            features: None,
         };
         let key = [7u8; 32];
         let (s10, s20) = (spec(1000), spec(2000));

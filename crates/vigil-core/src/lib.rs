@@ -16,6 +16,7 @@ pub mod drift;
 pub mod card;
 pub mod deploy;
 pub mod error;
+pub mod features;
 pub mod ids;
 pub mod model;
 pub mod monitor;

@@ -60,6 +60,9 @@ pub struct PredictionRecord {
     pub at: Timestamp,
     /// Time from receiving the request to having the outputs (µs).
     pub latency_us: u64,
+    /// Of which the online feature lookup (µs), when the request carried entity ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_us: Option<u64>,
     /// `ok`, or `error` for a shadow run that failed.
     pub status: String,
     /// Why a shadow run failed (no values).
@@ -330,6 +333,7 @@ mod tests {
             bucket: Some(1),
             at: crate::ids::Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
             latency_us: 10,
+            lookup_us: None,
             status: "ok".into(),
             error: None,
             rows,

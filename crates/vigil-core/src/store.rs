@@ -274,6 +274,10 @@ pub trait Tx {
     fn insert_predictions(&mut self, segment_id: &str, records: &[&crate::predlog::PredictionRecord]) -> Result<()>;
     /// The records of a request, by the gateway's request id or the caller's id.
     fn predictions_for_request(&mut self, id: &str) -> Result<Vec<crate::predlog::StoredPrediction>>;
+    /// Writes online feature values `(entity, feature, JSON value or null)` of a feature set.
+    fn upsert_online_features(&mut self, feature_set: &str, cells: &[(String, String, Option<String>)], at: Timestamp) -> Result<()>;
+    /// An entity's online features: `(feature, JSON value or null, written at)`.
+    fn online_features(&mut self, feature_set: &str, entity: &str) -> Result<Vec<(String, Option<String>, Timestamp)>>;
     /// Stores a drift report (JSON).
     fn insert_drift_report(&mut self, r: &ReportRecord) -> Result<()>;
 

@@ -30,6 +30,9 @@ pub struct Served {
     pub model: Model,
     /// The prediction log's column names of each input (see `spool::column_names`).
     pub columns: Vec<Vec<String>>,
+    /// Whether those are real feature names (each input's own, or the recorded features),
+    /// which online feature lookups need.
+    pub columns_named: bool,
 }
 
 /// Why a model is not being served.
@@ -73,6 +76,8 @@ pub struct Endpoint {
     pub unit_key: Option<vigil_core::deploy::UnitKey>,
     /// What happens to an answer when the prediction log's spool is full.
     pub full_spool: vigil_core::deploy::FullSpool,
+    /// The online feature lookup, if the deployment has one (or why it cannot work).
+    pub features: Option<Result<Arc<crate::features::Lookup>, String>>,
     /// Live arms in bucket order; together they cover every bucket.
     pub live: Vec<LiveArm>,
     /// Shadow arms.
@@ -159,7 +164,8 @@ pub fn load_version(artifacts: &Path, v: &ModelVersion) -> Result<Served, String
     };
     let model = Model::load(&bytes).map_err(|e| format!("the model cannot be served: {e}"))?;
     let columns = crate::spool::column_names(&model.inputs(), &v.content.lineage.features);
-    Ok(Served { name: v.model_name.to_string(), version: v.version.to_string(), version_id: v.id.clone(), digest: want, model, columns })
+    let columns_named = columns.iter().zip(model.inputs()).all(|(c, io)| (c.len() == 1 && c[0] == io.name) || (!c.is_empty() && *c == v.content.lineage.features));
+    Ok(Served { name: v.model_name.to_string(), version: v.version.to_string(), version_id: v.id.clone(), digest: want, model, columns, columns_named })
 }
 
 /// What an endpoint is built from: the deployment revision, the Production version, and each
@@ -244,9 +250,16 @@ impl Catalog {
             }
         }
         if live.is_empty() || lo != BUCKETS {
-            live = vec![LiveArm { name: "production".into(), lo: 0, hi: BUCKETS, served: prod }];
+            live = vec![LiveArm { name: "production".into(), lo: 0, hi: BUCKETS, served: prod.clone() }];
         }
-        Entry::Ready(Arc::new(Endpoint { name: name.to_owned(), revision: d.revision, unit_key: d.spec.unit_key.clone(), full_spool: d.spec.full_spool, live, shadows, degraded, signature }))
+        let features = d.spec.features.clone().map(|spec| {
+            if prod.columns_named {
+                Ok(Arc::new(crate::features::Lookup::new(spec, prod.columns.concat())))
+            } else {
+                Err(format!("version {} records no feature names (lineage.features) to look its inputs up by", prod.version))
+            }
+        });
+        Entry::Ready(Arc::new(Endpoint { name: name.to_owned(), revision: d.revision, unit_key: d.spec.unit_key.clone(), full_spool: d.spec.full_spool, features, live, shadows, degraded, signature }))
     }
 
     /// Brings the catalog in line with the registry: every model with a Production version is

@@ -19,6 +19,7 @@
 
 mod catalog;
 mod decode;
+pub mod features;
 mod mlflow;
 pub mod spool;
 
@@ -93,6 +94,12 @@ struct Routed<'e> {
     unit_hash: Option<String>,
 }
 
+/// What an online feature lookup gave a request (for the log).
+struct Looked {
+    statuses: std::collections::BTreeMap<String, Vec<String>>,
+    micros: u64,
+}
+
 /// A copy of a request for a shadow arm.
 struct ShadowJob {
     served: Arc<Served>,
@@ -103,6 +110,7 @@ struct ShadowJob {
     how: &'static str,
     bucket: Option<u32>,
     unit_hash: Option<String>,
+    feature_statuses: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 /// How many shadow copies may wait; more are dropped and counted.
@@ -173,9 +181,10 @@ impl Gateway {
                                 bucket: job.bucket,
                                 at: vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock),
                                 latency_us: start.elapsed().as_micros() as u64,
+                                lookup_us: None,
                                 inputs,
                                 outputs,
-                                feature_statuses: None,
+                                feature_statuses: job.feature_statuses,
                             };
                             // A shadow record is never worth refusing anything for: dropped and counted.
                             if log.offer(rec) {
@@ -229,7 +238,7 @@ impl Gateway {
     }
 
     /// Queues copies for the shadow arms whose share the request's bucket falls in.
-    fn shadow_copies(&self, ep: &Endpoint, r: &Routed<'_>, inputs: &[(String, vigil_onnx::Tensor)], ids: &RequestIds) {
+    fn shadow_copies(&self, ep: &Endpoint, r: &Routed<'_>, inputs: &[(String, vigil_onnx::Tensor)], ids: &RequestIds, statuses: Option<&std::collections::BTreeMap<String, Vec<String>>>) {
         let Some(bucket) = r.bucket else { return };
         for sh in &ep.shadows {
             if bucket < sh.share {
@@ -242,6 +251,7 @@ impl Gateway {
                     how: r.how,
                     bucket: r.bucket,
                     unit_hash: r.unit_hash.clone(),
+                    feature_statuses: statuses.cloned(),
                 };
                 match self.shadow.try_send(job) {
                     Ok(()) => self.counters.shadow_queued.fetch_add(1, Ordering::Relaxed),
@@ -254,7 +264,7 @@ impl Gateway {
     /// Logs a live answer. `Err(())` when the spool is full and the endpoint refuses to answer
     /// unlogged.
     #[allow(clippy::too_many_arguments)]
-    fn log_answer(&self, ep: &Endpoint, r: &Routed<'_>, ids: &RequestIds, start: Instant, inputs: Option<Vec<(String, vigil_onnx::Tensor)>>, outputs: Vec<(String, vigil_onnx::Value)>) -> Result<(), ()> {
+    fn log_answer(&self, ep: &Endpoint, r: &Routed<'_>, ids: &RequestIds, start: Instant, inputs: Option<Vec<(String, vigil_onnx::Tensor)>>, outputs: Vec<(String, vigil_onnx::Value)>, looked_up: Option<Looked>) -> Result<(), ()> {
         let (Some(log), Some(inputs)) = (&self.spool, inputs) else { return Ok(()) };
         let job = spool::LogJob {
             request_id: ids.request_id.clone(),
@@ -268,9 +278,10 @@ impl Gateway {
             bucket: r.bucket,
             at: vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock),
             latency_us: start.elapsed().as_micros() as u64,
+            lookup_us: looked_up.as_ref().map(|l| l.micros),
             inputs,
             outputs: Ok(outputs),
-            feature_statuses: None,
+            feature_statuses: looked_up.map(|l| l.statuses),
         };
         if log.offer(job) {
             self.counters.log_queued.fetch_add(1, Ordering::Relaxed);
@@ -293,6 +304,36 @@ impl Gateway {
     fn request_ids(&self, client: Option<String>) -> RequestIds {
         RequestIds { request_id: self.ids.new_id("req"), client_id: client }
     }
+}
+
+/// Looks up a request's features: `Ok(None)` when the endpoint has no lookup or the request
+/// carries its inputs itself.
+fn lookup(gw: &Gateway, ep: &Endpoint, entities: Option<Vec<Js>>) -> Result<Option<(decode::Frame, Looked)>, (StatusCode, &'static str, String)> {
+    let (Some(cfg), Some(entities)) = (&ep.features, entities) else { return Ok(None) };
+    let l = cfg.as_ref().map_err(|why| (StatusCode::SERVICE_UNAVAILABLE, "feature_lookup_unconfigured", format!("feature_lookup_unconfigured: {why}")))?;
+    match l.fetch(gw.catalog.registry(), &entities) {
+        Ok(a) => Ok(Some((a.frame, Looked { statuses: a.statuses, micros: a.micros }))),
+        Err(features::Failure::Bad(m)) => Err((StatusCode::BAD_REQUEST, "bad_entity", m)),
+        Err(features::Failure::Missing(m)) => Err((StatusCode::UNPROCESSABLE_ENTITY, "feature_missing", m)),
+        Err(features::Failure::Unavailable(m)) => Err((StatusCode::BAD_GATEWAY, "feature_store_unavailable", m)),
+    }
+}
+
+/// The entity ids of an OIP request that names only the endpoint's join key as input.
+fn oip_entities(ep: &Endpoint, probe: &Served, inputs: &Js) -> Option<Vec<Js>> {
+    let Some(Ok(l)) = &ep.features else { return None };
+    let list = inputs.as_array()?;
+    let [one] = list.as_slice() else { return None };
+    if one.get("name").and_then(Js::as_str) != Some(l.spec.entity.as_str()) || probe.model.inputs().iter().any(|i| i.name == l.spec.entity) {
+        return None;
+    }
+    one.get("data").and_then(Js::as_array).map(|d| d.iter().flat_map(|v| if let Js::Array(inner) = v { inner.clone() } else { vec![v.clone()] }).collect())
+}
+
+fn feature_error(oip: bool, (status, code, m): (StatusCode, &'static str, String)) -> Response {
+    let mut r = if oip { oip_error(status, m) } else { mlflow_error(status, if status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY { "INVALID_PARAMETER_VALUE" } else { "TEMPORARILY_UNAVAILABLE" }, m) };
+    r.headers_mut().insert("x-vigil-error", HeaderValue::from_static(code));
+    r
 }
 
 /// The message of a refusal for a full spool.
@@ -510,7 +551,12 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
     // Every arm of an endpoint takes the Production version's inputs (the catalog leaves out
     // an arm that does not), so the request is decoded once.
     let probe = &ep.live[0].served;
-    let tensors = match decode::oip_inputs(&probe.model, inputs) {
+    let (tensors, looked) = match lookup(gw, &ep, oip_entities(&ep, probe, inputs)) {
+        Err(e) => return feature_error(true, e),
+        Ok(Some((frame, looked))) => (decode::frame_inputs(&probe.model, &frame), Some(looked)),
+        Ok(None) => (decode::oip_inputs(&probe.model, inputs), None),
+    };
+    let tensors = match tensors {
         Ok(t) => t,
         Err(decode::Bad(m)) => return oip_error(StatusCode::BAD_REQUEST, m),
     };
@@ -545,11 +591,12 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
     let outs: Vec<Js> = outputs.iter().filter(|(n, _)| wanted.as_ref().is_none_or(|w| w.contains(n))).map(|(n, v)| decode::oip_output(n, v)).collect();
     let id = ids.client_id.clone().unwrap_or_else(|| ids.request_id.clone());
     let mut resp = Json(json!({"model_name": s.name, "model_version": s.version, "id": id, "outputs": outs})).into_response();
-    if gw.log_answer(&ep, &routed, &ids, start, logged, outputs).is_err() {
+    let statuses = looked.as_ref().map(|l| l.statuses.clone());
+    if gw.log_answer(&ep, &routed, &ids, start, logged, outputs, looked).is_err() {
         return spool_full(StatusCode::SERVICE_UNAVAILABLE, true);
     }
     if let Some(t) = shadows {
-        gw.shadow_copies(&ep, &routed, &t, &ids);
+        gw.shadow_copies(&ep, &routed, &t, &ids, statuses.as_ref());
     }
     answer_headers(&mut resp, &routed, &ids);
     gw.counters.answered.fetch_add(1, Ordering::Relaxed);
@@ -643,14 +690,31 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     if !params.is_empty() && !params.replace(' ', "").eq_ignore_ascii_case("charset=utf-8") {
         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type parameters other than charset=utf-8 are not supported").into_response();
     }
-    let tensors = match mime {
-        "application/json" => match mlflow::parse_json(&body) {
+    let parsed = match mime {
+        "application/json" => mlflow::parse_json(&body),
+        "text/csv" => mlflow::parse_csv(&body).map(mlflow::Request::Frame),
+        _ => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json or text/csv").into_response(),
+    };
+    // A frame (or named input) holding only the join key asks for online features.
+    let entities = match (&ep.features, &parsed) {
+        (Some(Ok(l)), Ok(mlflow::Request::Frame(f))) if f.columns.len() == 1 && f.columns[0] == l.spec.entity && !probe.model.inputs().iter().any(|i| i.name == l.spec.entity) => {
+            Some(f.rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>())
+        }
+        (Some(Ok(l)), Ok(mlflow::Request::Named(n))) if n.len() == 1 && n[0].0 == l.spec.entity => n[0].1.as_array().cloned(),
+        _ => None,
+    };
+    let mut looked = None;
+    let tensors = match lookup(gw, &ep, entities) {
+        Err(e) => return feature_error(false, e),
+        Ok(Some((frame, l))) => {
+            looked = Some(l);
+            decode::frame_inputs(&probe.model, &frame)
+        }
+        Ok(None) => match parsed {
             Ok(mlflow::Request::Frame(f)) => decode::frame_inputs(&probe.model, &f),
             Ok(mlflow::Request::Named(named)) => decode::named_inputs(&probe.model, &named),
             Err(e) => Err(e),
         },
-        "text/csv" => mlflow::parse_csv(&body).and_then(|f| decode::frame_inputs(&probe.model, &f)),
-        _ => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json or text/csv").into_response(),
     };
     let tensors = match tensors {
         Ok(t) => t,
@@ -669,11 +733,12 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     match routed.arm.served.model.run(tensors) {
         Ok(outputs) => {
             let mut resp = Json(json!({"predictions": decode::mlflow_predictions(&outputs)})).into_response();
-            if gw.log_answer(&ep, &routed, &ids, start, logged, outputs).is_err() {
+            let statuses = looked.as_ref().map(|l| l.statuses.clone());
+            if gw.log_answer(&ep, &routed, &ids, start, logged, outputs, looked).is_err() {
                 return spool_full(StatusCode::SERVICE_UNAVAILABLE, false);
             }
             if let Some(t) = shadows {
-                gw.shadow_copies(&ep, &routed, &t, &ids);
+                gw.shadow_copies(&ep, &routed, &t, &ids, statuses.as_ref());
             }
             answer_headers(&mut resp, &routed, &ids);
             gw.counters.answered.fetch_add(1, Ordering::Relaxed);

@@ -327,3 +327,28 @@ pub async fn ack(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): 
     .await;
     reply(r)
 }
+
+/// `POST /api/v1/features/{feature_set}?entity=COLUMN`: feature values for the embedded online
+/// store, one row per entity (CSV or Parquet body); the newest value wins per entity and
+/// feature.
+pub async fn put_features(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(set): Path<String>, RawQuery(q): RawQuery, body: Body) -> Response {
+    let r = async {
+        let p = authenticate(&st, &headers).await?;
+        let f = Fields::from_query(q.as_deref());
+        let entity = f.str("entity")?;
+        {
+            let (reg, p, set) = (st.registry.clone(), p.clone(), set.clone());
+            blocking(move || reg.authorize_feature_write(&p, &set)).await?;
+        }
+        let staged = stage(&st, &headers, body).await?;
+        let reg = st.registry.clone();
+        blocking(move || {
+            let roles = Roles { prediction: None, id: None, label: None, expected: BTreeMap::new(), ignore: Vec::new(), strict_kinds: false };
+            let (entities, features) = reg.put_online_features(&p, &set, &entity, &staged.batch(&roles)?)?;
+            Ok(json!({"feature_set": set, "entities": entities, "features": features}))
+        })
+        .await
+    }
+    .await;
+    reply(r)
+}

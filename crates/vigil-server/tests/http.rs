@@ -965,6 +965,7 @@ fn native_role_by_route_matrix_with_denials_audited() {
         ("get", "/deployments/{model}/history", |_, _| ("/deployments/mx/history".into(), NativeBody::None), ALL),
         ("get", "/deployment-policy", |_, _| ("/deployment-policy".into(), NativeBody::None), ALL),
         ("put", "/deployment-policy", |_, _| ("/deployment-policy".into(), NativeBody::Json(json!({"policy": {"live_stages": ["Production", "Staging"]}, "reason": "matrix"}))), [403, 403, 403, 403, 200]),
+        ("post", "/features/{feature_set}", |_, _| ("/features/vitals?entity=patient_id".into(), NativeBody::Csv(b"patient_id,lactate\nP1,1.5\nP2,2.5\n".to_vec())), BUILD),
         ("post", "/predictions/labels", |_, _| ("/predictions/labels".into(), NativeBody::Json(json!({"labels": [{"prediction_id": "req_matrix", "label": 1}, {"prediction_id": "req_unknown", "label": "0"}]}))), BUILD),
         ("get", "/predictions/{request_id}", |_, _| ("/predictions/req_matrix".into(), NativeBody::None), [200, 200, 200, 200, 403]),
         ("put", "/models/{name}/versions/{version}", |_, i| ("/models/mx/versions/1.0.0".into(), NativeBody::Json(json!({"artifact_uri": format!("s3://m/1-{i}"), "lineage": {"training_data_hash": "sha256:mx"}, "reason": "fix"}))), BUILD),

@@ -14,7 +14,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "model registry catalogue: version numbers, aliases, logged models, dataset inputs", V5),
     (6, "validation reports", V6),
     (7, "validation evidence: report order, append-only reports, the report a promotion request rests on", V7),
-    (8, "prediction log", V8),
+    (8, "prediction log, online features", V8),
 ];
 
 const V8: &str = r#"
@@ -44,6 +44,14 @@ CREATE TABLE predictions (
 );
 CREATE INDEX predictions_by_version ON predictions (model_version_id, predicted_at);
 CREATE INDEX predictions_by_client_id ON predictions (client_id);
+CREATE TABLE online_features (
+    feature_set TEXT NOT NULL,
+    entity_key TEXT NOT NULL,
+    feature TEXT NOT NULL,
+    value TEXT,
+    written_at TEXT NOT NULL,
+    PRIMARY KEY (feature_set, entity_key, feature)
+){WITHOUT_ROWID};
 {PREDICTIONS_APPEND_ONLY}
 "#;
 

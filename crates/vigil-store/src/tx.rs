@@ -940,6 +940,26 @@ impl Tx for SqlTx<'_> {
         Ok(out)
     }
 
+    fn upsert_online_features(&mut self, feature_set: &str, cells: &[(String, String, Option<String>)], at: Timestamp) -> Result<()> {
+        self.write_check()?;
+        let at = at.to_rfc3339();
+        for (entity, feature, value) in cells {
+            self.c()
+                .exec(
+                    "INSERT INTO online_features (feature_set, entity_key, feature, value, written_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (feature_set, entity_key, feature) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
+                    &params![feature_set, entity.as_str(), feature.as_str(), value.clone(), at.as_str()],
+                )
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    fn online_features(&mut self, feature_set: &str, entity: &str) -> Result<Vec<(String, Option<String>, Timestamp)>> {
+        let rows = self.rows("SELECT feature, value, written_at FROM online_features WHERE feature_set = $1 AND entity_key = $2", &params![feature_set, entity])?;
+        rows.iter().map(|r| Ok((r.text(0), r.opt_text(1), ts(&r.text(2))?))).collect()
+    }
+
     fn insert_drift_report(&mut self, r: &ReportRecord) -> Result<()> {
         self.write_check()?;
         self.c()

@@ -18,6 +18,7 @@ fn canary(id: &str, percent: u32) -> DeploymentSpec {
         ],
         unit_key: Some(UnitKey::Header("x-patient-id".into())),
         full_spool: FullSpool::Reject,
+        features: None,
     }
 }
 

@@ -1,0 +1,155 @@
+//! Online features at request time: a request that carries only entity ids (the deployment's
+//! join key) gets the model's inputs from the online store, assembled by name into the
+//! model's order, with a status per feature and row for the prediction log.
+//!
+//! Sources: Vigil's embedded online store (a read of the registry's database) or a Feast
+//! feature server (`POST /get-online-features`, answered column-wise in an order that is
+//! neither the request's nor stable, so values are matched by name, never by position).
+
+use crate::decode::Frame;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vigil_core::features::{FeatureLookup, FeatureSource, FeatureStatus, MAX_ENTITIES, entity_text};
+use vigil_core::registry::Registry;
+
+/// An endpoint's lookup, resolved against its Production version's feature names.
+pub struct Lookup {
+    /// The deployment's settings.
+    pub spec: FeatureLookup,
+    /// Feature names in model order.
+    pub names: Vec<String>,
+    agent: Option<ureq::Agent>,
+}
+
+/// Why a lookup failed; each maps to a status and a stable code.
+pub enum Failure {
+    /// The entity ids are not usable (400).
+    Bad(String),
+    /// Required features are not present (422 `feature_missing`).
+    Missing(String),
+    /// The feature store did not answer usably (502 `feature_store_unavailable`).
+    Unavailable(String),
+}
+
+/// Features assembled for a request.
+pub struct Assembled {
+    /// One row per entity, the model's feature names as columns (null where missing).
+    pub frame: Frame,
+    /// Per feature, the status of each row.
+    pub statuses: BTreeMap<String, Vec<String>>,
+    /// Time spent on the lookup (µs).
+    pub micros: u64,
+}
+
+impl Lookup {
+    /// Resolves a deployment's lookup for a version whose inputs are named `names`.
+    pub fn new(spec: FeatureLookup, names: Vec<String>) -> Self {
+        let agent = match &spec.source {
+            FeatureSource::Feast { timeout_ms, .. } => Some(
+                ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_millis(u64::from(*timeout_ms))))
+                    .max_redirects(0)
+                    .proxy(None)
+                    .build()
+                    .into(),
+            ),
+            FeatureSource::Embedded { .. } => None,
+        };
+        Lookup { spec, names, agent }
+    }
+
+    /// Fetches and assembles the features of `entities` (JSON strings or whole numbers).
+    pub fn fetch(&self, registry: &Registry, entities: &[Json]) -> Result<Assembled, Failure> {
+        let start = std::time::Instant::now();
+        if entities.is_empty() || entities.len() > MAX_ENTITIES {
+            return Err(Failure::Bad(format!("give 1 to {MAX_ENTITIES} entity ids in '{}'", self.spec.entity)));
+        }
+        let ids: Vec<String> = entities.iter().map(entity_text).collect::<Option<_>>().ok_or_else(|| Failure::Bad(format!("'{}' holds text or whole numbers only", self.spec.entity)))?;
+        let table: Vec<Vec<(Option<Json>, FeatureStatus)>> = match &self.spec.source {
+            FeatureSource::Embedded { feature_set } => {
+                let max_age = self.spec.max_age_seconds;
+                blocking(|| registry.lookup_online_features(feature_set, &ids, &self.names, max_age)).map_err(|e| Failure::Unavailable(format!("feature_store_unavailable: the online store could not be read ({})", e.code().as_str())))?
+            }
+            FeatureSource::Feast { url, feature_view, feature_service, .. } => blocking(|| self.feast(url, feature_view.as_deref(), feature_service.as_deref(), entities))?,
+        };
+        let mut statuses: BTreeMap<String, Vec<String>> = self.names.iter().map(|n| (n.clone(), Vec::with_capacity(ids.len()))).collect();
+        let mut problems: BTreeMap<&str, (&'static str, usize)> = BTreeMap::new();
+        let mut rows = Vec::with_capacity(ids.len());
+        for row in &table {
+            let mut out = Vec::with_capacity(self.names.len());
+            for (name, (value, status)) in self.names.iter().zip(row) {
+                if let Some(s) = statuses.get_mut(name) {
+                    s.push(status.as_str().to_owned());
+                }
+                if *status != FeatureStatus::Present && !self.spec.optional.contains(name) {
+                    let e = problems.entry(name.as_str()).or_insert((status.as_str(), 0));
+                    e.1 += 1;
+                }
+                out.push(if *status == FeatureStatus::Present { value.clone().unwrap_or(Json::Null) } else { Json::Null });
+            }
+            rows.push(out);
+        }
+        if !problems.is_empty() {
+            let worst = problems.values().map(|(_, n)| *n).max().unwrap_or(0);
+            let list: Vec<String> = problems.iter().map(|(n, (s, _))| format!("{n} ({s})")).collect();
+            return Err(Failure::Missing(format!("feature_missing: required features not present for up to {worst} of {} entities: {}", ids.len(), list.join(", "))));
+        }
+        Ok(Assembled { frame: Frame { columns: self.names.clone(), rows }, statuses, micros: start.elapsed().as_micros() as u64 })
+    }
+
+    /// `POST {url}/get-online-features`, answered column-wise: matched by name.
+    fn feast(&self, url: &str, view: Option<&str>, service: Option<&str>, entities: &[Json]) -> Result<Vec<Vec<(Option<Json>, FeatureStatus)>>, Failure> {
+        let unavailable = |m: &str| Failure::Unavailable(format!("feature_store_unavailable: the Feast feature server {m}"));
+        let Some(agent) = &self.agent else { return Err(unavailable("is not configured")) };
+        let mut body = json!({"entities": {self.spec.entity.as_str(): entities}, "full_feature_names": false});
+        match (view, service) {
+            (_, Some(s)) => body["feature_service"] = json!(s),
+            (Some(v), None) => body["features"] = json!(self.names.iter().map(|n| format!("{v}:{n}")).collect::<Vec<_>>()),
+            (None, None) => return Err(unavailable("has neither a feature view nor a service configured")),
+        }
+        let resp = agent.post(&format!("{url}/get-online-features")).header("content-type", "application/json").send(body.to_string()).map_err(|_| unavailable("did not answer in time"))?;
+        let status = resp.status().as_u16();
+        let text = resp.into_body().with_config().limit(64 << 20).read_to_string().map_err(|_| unavailable("sent an unreadable answer"))?;
+        if status != 200 {
+            // Feast's error bodies are not structured; its text may name features, never values
+            // of ours, but it is not passed on.
+            return Err(unavailable(&format!("answered HTTP {status}")));
+        }
+        let v: Json = serde_json::from_str(&text).map_err(|_| unavailable("sent an answer that is not JSON"))?;
+        let names = v["metadata"]["feature_names"].as_array().ok_or_else(|| unavailable("sent an answer without metadata.feature_names"))?;
+        let results = v["results"].as_array().ok_or_else(|| unavailable("sent an answer without results"))?;
+        if names.len() != results.len() {
+            return Err(unavailable("sent names and results of different lengths"));
+        }
+        let mut by_name: BTreeMap<&str, &Json> = BTreeMap::new();
+        for (n, r) in names.iter().zip(results) {
+            if let Some(n) = n.as_str() {
+                by_name.insert(n, r);
+            }
+        }
+        let n = entities.len();
+        let mut table: Vec<Vec<(Option<Json>, FeatureStatus)>> = vec![Vec::with_capacity(self.names.len()); n];
+        for name in &self.names {
+            let col = by_name.get(name.as_str());
+            for (j, row) in table.iter_mut().enumerate() {
+                let cell = col.map(|c| (c["values"].get(j).cloned().unwrap_or(Json::Null), c["statuses"].get(j).and_then(Json::as_str).unwrap_or("NOT_FOUND")));
+                row.push(match cell {
+                    Some((v, "PRESENT")) if !v.is_null() => (Some(v), FeatureStatus::Present),
+                    Some((_, "OUTSIDE_MAX_AGE")) => (None, FeatureStatus::OutsideMaxAge),
+                    _ => (None, FeatureStatus::Missing),
+                });
+            }
+        }
+        Ok(table)
+    }
+}
+
+/// Runs blocking IO from a request handler without stalling the runtime's other tasks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
