@@ -93,8 +93,9 @@ pub enum Command {
         /// Address to listen on (port 0 picks a free port; the chosen one is printed).
         #[arg(long, default_value = "127.0.0.1:8081", env = "VIGIL_GATEWAY_ADDR")]
         addr: String,
-        /// Artifact directory of the store (default DATA_DIR/artifacts; required with
-        /// --database-url).
+        /// Artifact store: the directory of the store (default DATA_DIR/artifacts; required
+        /// with --database-url) or s3://bucket/prefix, configured by the AWS_* environment as
+        /// for `vigil serve`.
         #[arg(long, env = "VIGIL_ARTIFACTS")]
         artifacts: Option<PathBuf>,
         /// The model MLflow's /invocations scores (default: the only model served).

@@ -86,7 +86,7 @@ async fn shutdown_signal() {
 }
 
 /// Starts the gateway on `addr` in the current runtime; prints its address.
-async fn start_gateway(registry: Arc<Registry>, artifacts: PathBuf, addr: &str, default_model: Option<String>, refresh: std::time::Duration, spool: vigil_gateway::SpoolConfig) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+async fn start_gateway(registry: Arc<Registry>, artifacts: vigil_gateway::Artifacts, addr: &str, default_model: Option<String>, refresh: std::time::Duration, spool: vigil_gateway::SpoolConfig) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let dir = spool.dir.clone();
     let gw = Arc::new(vigil_gateway::Gateway::with_log(registry, artifacts, default_model, spool).with_context(|| format!("opening the prediction log spool {}", dir.display()))?);
     // Load what is in Production before answering, so the first request finds it.
@@ -99,6 +99,15 @@ async fn start_gateway(registry: Arc<Registry>, artifacts: PathBuf, addr: &str, 
     use std::io::Write;
     let _ = std::io::stdout().flush();
     Ok(tokio::spawn(vigil_gateway::serve(listener, gw, shutdown_signal())))
+}
+
+/// The gateway's artifact store: a directory, or `s3://bucket[/prefix]` configured by the
+/// `AWS_*` environment (as `vigil serve`'s).
+fn gateway_artifacts(a: &std::path::Path) -> Result<vigil_gateway::Artifacts> {
+    match a.to_str().filter(|a| a.starts_with("s3://")) {
+        Some(url) => Ok(vigil_gateway::Artifacts::s3(vigil_store::s3::Remote::from_url(url)?).context("starting the S3 client")?),
+        None => Ok(vigil_gateway::Artifacts::local(a.to_owned())),
+    }
 }
 
 /// The spool settings from the command line.
@@ -121,9 +130,7 @@ fn gateway(g: &Global, addr: &str, artifacts: Option<PathBuf>, default_model: Op
         (None, Some(dir)) => dir.join("artifacts"),
         (None, None) => return Err(usage("--artifacts DIR (or VIGIL_ARTIFACTS) is required with --database-url")),
     };
-    if artifacts.to_str().is_some_and(|a| a.starts_with("s3://")) {
-        return Err(usage("the gateway reads models from a local artifact directory; an S3 artifact store is not supported by the gateway yet"));
-    }
+    let artifacts = gateway_artifacts(&artifacts)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
         let task = start_gateway(registry, artifacts, addr, default_model, std::time::Duration::from_millis(refresh_ms.max(50)), spool).await?;
@@ -149,12 +156,16 @@ fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_s
     if let Some(url) = &s3 {
         state = state.with_s3(url)?;
     }
-    let gateway_artifacts = (s3.is_none()).then(|| state.artifacts.clone());
+    let gateway_artifacts = match (&s3, gateway_addr.is_some()) {
+        (_, false) => None,
+        (Some(url), true) => Some(gateway_artifacts(std::path::Path::new(url))?),
+        (None, true) => Some(vigil_gateway::Artifacts::local(state.artifacts.clone())),
+    };
     let state = Arc::new(state);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
         if let Some(gaddr) = &gateway_addr {
-            let dir = gateway_artifacts.ok_or_else(|| usage("the gateway reads models from a local artifact directory; an S3 artifact store is not supported by the gateway yet"))?;
+            let dir = gateway_artifacts.ok_or_else(|| usage("the gateway needs an artifact store"))?;
             let spool = spool.ok_or_else(|| usage("the gateway needs a spool directory"))?;
             start_gateway(state.registry.clone(), dir, gaddr, None, std::time::Duration::from_secs(1), spool).await?;
         }

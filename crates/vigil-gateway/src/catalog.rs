@@ -10,7 +10,7 @@
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use vigil_core::model::{ModelVersion, Stage};
 use vigil_core::registry::Registry;
@@ -113,22 +113,86 @@ pub enum Entry {
 /// Loaded models by name.
 pub struct Catalog {
     registry: Arc<Registry>,
-    artifacts: PathBuf,
+    artifacts: Artifacts,
     entries: RwLock<HashMap<String, Entry>>,
     /// Loaded versions by id, reused across refreshes.
     loaded: std::sync::Mutex<HashMap<String, Arc<Served>>>,
 }
 
+/// Where the gateway reads artifacts from: the registry's local artifact directory, or its
+/// S3-compatible store (with a runtime of its own for the S3 client, driven from the
+/// catalog's refresh, which runs off the request threads).
+pub struct Artifacts {
+    /// The local artifact directory (used when there is no S3 store).
+    pub local: PathBuf,
+    remote: Option<(vigil_store::s3::Remote, tokio::runtime::Runtime)>,
+}
+
+impl Drop for Artifacts {
+    fn drop(&mut self) {
+        // The gateway may be dropped on an async thread, where a runtime may not block.
+        if let Some((_, rt)) = self.remote.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Artifacts {
+    /// A local artifact directory.
+    pub fn local(dir: PathBuf) -> Self {
+        Artifacts { local: dir, remote: None }
+    }
+
+    /// An S3-compatible store (`s3://bucket[/prefix]`, configured like the server's).
+    pub fn s3(remote: vigil_store::s3::Remote) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("vigil-gw-s3").enable_all().build()?;
+        Ok(Artifacts { local: PathBuf::new(), remote: Some((remote, rt)) })
+    }
+}
+
+/// Largest model file the gateway loads.
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
+
+/// Files (path, size, SHA-256) and a reader of one of them.
+type FileTree<'a> = (Vec<(String, u64, String)>, Box<dyn Fn(&str) -> Result<Vec<u8>, String> + 'a>);
+
+/// The files of an `mlflow-artifacts:/` location with their SHA-256, and a reader of one of
+/// them; from the local directory or S3.
+fn tree_of<'a>(artifacts: &'a Artifacts, segs: &[&str]) -> Result<FileTree<'a>, String> {
+    match &artifacts.remote {
+        None => {
+            let root = vigil_store::artifacts::resolve(&artifacts.local, segs);
+            let files = vigil_store::artifacts::hash_tree(&root).map_err(|e| e.message().to_owned())?;
+            let read = move |rel: &str| -> Result<Vec<u8>, String> {
+                let path = if rel.is_empty() { root.clone() } else { root.join(rel) };
+                std::fs::read(&path).map_err(|_| "the model file could not be read".to_owned())
+            };
+            Ok((files, Box::new(read)))
+        }
+        Some((remote, rt)) => {
+            let listed = rt.block_on(remote.tree(segs)).map_err(|e| e.message().to_owned())?;
+            let mut files = Vec::with_capacity(listed.len());
+            for (rel, size, key) in &listed {
+                files.push((rel.clone(), *size, rt.block_on(remote.sha256(key)).map_err(|e| e.message().to_owned())?));
+            }
+            let read = move |rel: &str| -> Result<Vec<u8>, String> {
+                let key = listed.iter().find(|(r, _, _)| r == rel).map(|(_, _, k)| k.clone()).ok_or("the model file is gone")?;
+                rt.block_on(remote.read(&key, MAX_MODEL_BYTES)).map_err(|e| e.message().to_owned())
+            };
+            Ok((files, Box::new(read)))
+        }
+    }
+}
+
 /// Reads the ONNX bytes of a version and checks them against the recorded digest.
-pub fn load_version(artifacts: &Path, v: &ModelVersion) -> Result<Served, String> {
+pub fn load_version(artifacts: &Artifacts, v: &ModelVersion) -> Result<Served, String> {
     let want = v.content.artifact_sha256.as_ref().ok_or("the version records no artifact digest, so its bytes cannot be verified")?;
     let want = hex::encode(want.as_bytes());
     let uri = v.content.artifact_uri.as_str();
     let bytes = if let Some(rel) = uri.strip_prefix("mlflow-artifacts:/") {
         // Vigil's artifact store: the digest covers the whole tree (path, size, SHA-256).
         let segs = vigil_store::artifacts::check_path(rel.trim_matches('/')).map_err(|e| e.message().to_owned())?;
-        let root = vigil_store::artifacts::resolve(artifacts, &segs);
-        let files = vigil_store::artifacts::hash_tree(&root).map_err(|e| e.message().to_owned())?;
+        let (files, read) = tree_of(artifacts, &segs)?;
         if files.is_empty() {
             return Err("the version's artifacts are not in this gateway's artifact store".into());
         }
@@ -142,8 +206,7 @@ pub fn load_version(artifacts: &Path, v: &ModelVersion) -> Result<Served, String
             [] => return Err("the version's artifacts hold no .onnx file".into()),
             many => many.iter().find(|p| p.as_str() == "model.onnx" || p.ends_with("/model.onnx")).map(|p| (*p).clone()).ok_or("the version's artifacts hold several .onnx files and none is model.onnx")?,
         };
-        let path = if pick.is_empty() { root } else { root.join(&pick) };
-        let bytes = std::fs::read(&path).map_err(|_| "the model file could not be read".to_owned())?;
+        let bytes = read(&pick)?;
         // The file read now must be the file that was hashed.
         let again = files.iter().find(|(p, _, _)| *p == pick).map(|(_, _, h)| h.clone()).unwrap_or_default();
         if hex::encode(Sha256::digest(&bytes)) != again {
@@ -176,8 +239,9 @@ fn signature(d: &vigil_core::deploy::Deployment, production: &ModelVersion, arms
 }
 
 impl Catalog {
-    /// An empty catalog over a registry and the artifact root of its store.
-    pub fn new(registry: Arc<Registry>, artifacts: PathBuf) -> Self {
+    /// An empty catalog over a registry and its artifact store. `refresh` loads models: call
+    /// it off the async runtime's threads (`spawn_blocking`), as [`crate::follow_registry`] does.
+    pub fn new(registry: Arc<Registry>, artifacts: Artifacts) -> Self {
         Catalog { registry, artifacts, entries: RwLock::new(HashMap::new()), loaded: std::sync::Mutex::new(HashMap::new()) }
     }
 

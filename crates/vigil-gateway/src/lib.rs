@@ -23,7 +23,7 @@ pub mod features;
 mod mlflow;
 pub mod spool;
 
-pub use catalog::{Catalog, Endpoint, Entry, LiveArm, Served, ShadowArm, load_version};
+pub use catalog::{Artifacts, Catalog, Endpoint, Entry, LiveArm, Served, ShadowArm, load_version};
 pub use spool::{Spool, SpoolConfig};
 
 use axum::body::Bytes;
@@ -133,18 +133,18 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway over a registry whose artifacts are under `artifacts`, without a prediction
     /// log (library use and tests of routing alone). Starts the shadow worker thread.
-    pub fn new(registry: Arc<vigil_core::registry::Registry>, artifacts: std::path::PathBuf, default_model: Option<String>) -> Self {
+    pub fn new(registry: Arc<vigil_core::registry::Registry>, artifacts: Artifacts, default_model: Option<String>) -> Self {
         Self::build(registry, artifacts, default_model, Arc::new(Counters::default()), None)
     }
 
     /// A gateway that logs every prediction through a spool (see [`spool`]).
-    pub fn with_log(registry: Arc<vigil_core::registry::Registry>, artifacts: std::path::PathBuf, default_model: Option<String>, spool: SpoolConfig) -> std::io::Result<Self> {
+    pub fn with_log(registry: Arc<vigil_core::registry::Registry>, artifacts: Artifacts, default_model: Option<String>, spool: SpoolConfig) -> std::io::Result<Self> {
         let counters = Arc::new(Counters::default());
         let spool = Spool::open(spool, registry.clone(), counters.clone())?;
         Ok(Self::build(registry, artifacts, default_model, counters, Some(Arc::new(spool))))
     }
 
-    fn build(registry: Arc<vigil_core::registry::Registry>, artifacts: std::path::PathBuf, default_model: Option<String>, counters: Arc<Counters>, spool: Option<Arc<Spool>>) -> Self {
+    fn build(registry: Arc<vigil_core::registry::Registry>, artifacts: Artifacts, default_model: Option<String>, counters: Arc<Counters>, spool: Option<Arc<Spool>>) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
         let c = counters.clone();
         let shadow_log = spool.clone();

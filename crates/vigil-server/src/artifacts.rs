@@ -27,50 +27,7 @@ use tokio::io::AsyncWriteExt;
 pub use vigil_store::artifacts::{STAGING, check_path, hash_tree, local_tree_digest, manifest_digest, resolve};
 use vigil_core::{Error, ErrorCode};
 
-/// An S3-compatible artifact store and the key prefix under which artifacts live.
-pub struct Remote {
-    store: Arc<dyn object_store::ObjectStore>,
-    prefix: String,
-}
-
-impl Remote {
-    /// From `s3://bucket[/prefix]` and the `AWS_*` environment.
-    pub fn from_url(url: &str) -> Result<Self, Error> {
-        Self::from_url_with(url, &[])
-    }
-
-    /// From `s3://bucket[/prefix]`, the `AWS_*` environment, then explicit options (object_store
-    /// configuration keys such as `aws_endpoint`, `aws_access_key_id`, `aws_allow_http`).
-    pub fn from_url_with(url: &str, options: &[(&str, &str)]) -> Result<Self, Error> {
-        let rest = url.strip_prefix("s3://").ok_or_else(|| Error::new(ErrorCode::InvalidText, "artifact store URLs are s3://bucket[/prefix]"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::new(ErrorCode::InvalidText, "the artifact store URL names no bucket"));
-        }
-        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-        for (k, v) in options {
-            let key: object_store::aws::AmazonS3ConfigKey = k.parse().map_err(|_| Error::new(ErrorCode::InvalidText, "unknown S3 option"))?;
-            builder = builder.with_config(key, *v);
-        }
-        let store = builder
-            .build()
-            .map_err(|e| Error::storage(format!("cannot configure the S3 artifact store: {e}")))?;
-        Ok(Remote { store: Arc::new(store), prefix: prefix.trim_matches('/').to_owned() })
-    }
-
-    fn key(&self, segs: &[&str]) -> object_store::path::Path {
-        let mut parts: Vec<&str> = self.prefix.split('/').filter(|s| !s.is_empty()).collect();
-        parts.extend_from_slice(segs);
-        object_store::path::Path::from_iter(parts)
-    }
-}
-
-fn s3_err(e: object_store::Error) -> Error {
-    match e {
-        object_store::Error::NotFound { .. } => Error::new(ErrorCode::ArtifactNotFound, "no artifact at that path"),
-        _ => Error::storage("the S3 artifact store failed"),
-    }
-}
+pub use vigil_store::s3::{Remote, s3_err};
 
 /// Largest single artifact upload (5 GiB).
 pub const MAX_ARTIFACT_BYTES: u64 = 5 << 30;
@@ -103,31 +60,10 @@ pub async fn tree_digest(st: &Arc<AppState>, uri: &str) -> Result<Option<vigil_c
     let segs: Vec<String> = check_path(rel.trim_matches('/'))?.into_iter().map(str::to_owned).collect();
     let mut files: Vec<(String, u64, String)> = Vec::new();
     if let Some(remote) = &st.remote {
-        use object_store::ObjectStoreExt;
         let segs_ref: Vec<&str> = segs.iter().map(String::as_str).collect();
-        let base = remote.key(&segs_ref);
-        let mut listed = remote.store.list(Some(&base));
-        let mut objects = Vec::new();
-        while let Some(o) = listed.next().await {
-            objects.push(o.map_err(s3_err)?);
-        }
-        if objects.is_empty() {
-            // Perhaps a single object.
-            if let Ok(meta) = remote.store.head(&base).await {
-                objects.push(meta);
-            }
-        }
-        let base_text = base.to_string();
-        for o in objects {
-            let name = o.location.to_string();
-            let relname = name.strip_prefix(&base_text).unwrap_or(&name).trim_start_matches('/').to_owned();
-            let got = remote.store.get(&o.location).await.map_err(s3_err)?;
-            let mut hasher = Sha256::new();
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                hasher.update(&chunk.map_err(s3_err)?);
-            }
-            files.push((relname, o.size, hex::encode(hasher.finalize())));
+        for (rel, size, key) in remote.tree(&segs_ref).await? {
+            let sha = remote.sha256(&key).await?;
+            files.push((rel, size, sha));
         }
     } else {
         let root = resolve(&st.artifacts, &segs.iter().map(String::as_str).collect::<Vec<_>>());

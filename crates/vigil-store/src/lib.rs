@@ -6,6 +6,8 @@
 
 pub(crate) mod catalog;
 pub mod artifacts;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod keyfile;
 pub mod postgres;
 pub mod schema;

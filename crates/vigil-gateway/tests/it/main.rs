@@ -89,7 +89,12 @@ impl Env {
 
     /// Starts a gateway over this store with a prediction log spooled as `cfg` says; its URL.
     fn gateway(&self, cfg: vigil_gateway::SpoolConfig) -> std::io::Result<String> {
-        let gw = Arc::new(vigil_gateway::Gateway::with_log(self.registry.clone(), self.dir.path().join("artifacts"), None, cfg)?);
+        self.gateway_over(vigil_gateway::Artifacts::local(self.dir.path().join("artifacts")), cfg)
+    }
+
+    /// A gateway over another artifact store.
+    fn gateway_over(&self, artifacts: vigil_gateway::Artifacts, cfg: vigil_gateway::SpoolConfig) -> std::io::Result<String> {
+        let gw = Arc::new(vigil_gateway::Gateway::with_log(self.registry.clone(), artifacts, None, cfg)?);
         Ok(self.rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -467,7 +472,7 @@ fn a_file_changed_before_loading_is_never_served() {
         let before = std::fs::read(&tampered).unwrap();
         std::fs::write(&tampered, [before.as_slice(), b"x"].concat()).unwrap();
         // A fresh gateway loads it now.
-        let gw = vigil_gateway::Gateway::new(env.registry.clone(), env.dir.path().join("artifacts"), None);
+        let gw = vigil_gateway::Gateway::new(env.registry.clone(), vigil_gateway::Artifacts::local(env.dir.path().join("artifacts")), None);
         gw.catalog.refresh().unwrap();
         match gw.catalog.get("sepsis") {
             Some(vigil_gateway::Entry::Failed(u)) => assert!(u.reason.contains("no longer match"), "{}", u.reason),
@@ -956,5 +961,122 @@ fn feast_features_are_assembled_by_name_and_missing_ones_fail_clearly() {
         lookup(json!({"url": "http://127.0.0.1:9", "timeout_ms": 500}));
         let (st, out, h) = post_with(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &entity_request(&["P3"]), &[]);
         assert_eq!((st, header(&h, "x-vigil-error").as_str()), (502, "feature_store_unavailable"), "{out}");
+    }
+}
+
+/// A moto S3 server (PyPI `moto[server]`), killed on drop; `None` when moto is not installed
+/// (a failure instead under CI or VIGIL_REQUIRE_POSTGRES, as the server's S3 tests).
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto() -> Option<Moto> {
+    let required = std::env::var_os("CI").is_some() || std::env::var_os("VIGIL_REQUIRE_POSTGRES").is_some();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spawned = std::process::Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(child) = spawned else {
+        assert!(!required, "python3 -m moto.server could not start; CI requires the S3 tests");
+        return None;
+    };
+    let m = Moto { child, url: format!("http://127.0.0.1:{port}") };
+    for _ in 0..150 {
+        if agent().get(&m.url).call().is_ok() {
+            return Some(m);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!required, "moto did not start (pip install 'moto[server]'); CI requires the S3 tests");
+    None
+}
+
+#[test]
+fn models_in_an_s3_artifact_store_are_served_digest_checked() {
+    let Some(m) = moto() else { return };
+    for (i, env) in envs().into_iter().enumerate() {
+        let bucket = format!("gw-models-{i}");
+        assert_eq!(agent().put(&format!("{}/{bucket}", m.url)).send("").unwrap().status().as_u16(), 200);
+        let s3 = |b: &str| {
+            vigil_store::s3::Remote::from_url_with(
+                &format!("s3://{b}/team"),
+                &[("aws_endpoint", &m.url), ("aws_access_key_id", "test"), ("aws_secret_access_key", "test"), ("aws_region", "us-east-1"), ("aws_allow_http", "true")],
+            )
+            .unwrap()
+        };
+        let uploader = s3(&bucket);
+        let put = |key: &str, bytes: &[u8]| {
+            use object_store::ObjectStoreExt;
+            let segs: Vec<&str> = key.split('/').collect();
+            env.rt.block_on(uploader.store.put(&uploader.key(&segs), bytes.to_vec().into())).unwrap();
+        };
+        let onnx = std::fs::read(fixtures().join("lr_binary.onnx")).unwrap();
+        let note = b"flavor: onnx\n".to_vec();
+        put("1/run1/artifacts/model/model.onnx", &onnx);
+        put("1/run1/artifacts/model/MLmodel", &note);
+        // The version binds the digest of the directory (every file's path, size, SHA-256).
+        let files = vec![("MLmodel".to_owned(), note.len() as u64, hex::encode(Sha256::digest(&note))), ("model.onnx".to_owned(), onnx.len() as u64, hex::encode(Sha256::digest(&onnx)))];
+        let digest = vigil_store::artifacts::manifest_digest(files).unwrap();
+        let register = |version: &str, uri: &str, digest: Sha256Digest| {
+            let mut metrics = Metrics::new();
+            metrics.set("auc_roc", 0.9).unwrap();
+            let content = VersionContent {
+                artifact_uri: uri.to_owned(),
+                artifact_sha256: Some(digest),
+                metrics,
+                lineage: Lineage { training_data_hash: Some("sha256:gw".into()), features: FEATURES.iter().map(|f| (*f).to_owned()).collect(), ..Default::default() },
+                card: ModelCard::new(),
+            };
+            let new = NewModelVersion { name: ModelName::parse("sepsis").unwrap(), version: Version::parse(version).unwrap(), model_type: ModelType::Classification, content, owner: None, description: None, tags: Default::default() };
+            let v = env.registry.register_model(&env.login("ds"), new).unwrap();
+            assert!(env.registry.validate(&env.login("ds"), &v.id, &holdout(), None).unwrap().passed);
+            let r = env.registry.request_promotion(&env.login("ds"), &v.id, Stage::Production, "s3").unwrap();
+            for signer in ["lead", "clin"] {
+                env.registry.approve_promotion(&uid(signer), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
+            }
+        };
+        register("1.0.0", "mlflow-artifacts:/1/run1/artifacts/model", digest);
+        let url = env.gateway_over(vigil_gateway::Artifacts::s3(s3(&bucket)).unwrap(), spool_config(env.dir.path().join("s3-spool"))).unwrap();
+        let want = fixture("lr_binary");
+        let (name, rows) = rows(&want);
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        let body = json!({"inputs": [{"name": name, "shape": [rows.len(), rows[0].len()], "datatype": "FP32", "data": flat}]}).to_string();
+        let mut answered = None;
+        for _ in 0..300 {
+            let (st, out, _) = post_with(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body, &[]);
+            if st == 200 {
+                answered = Some(out);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = answered.expect("the gateway never served the S3 model");
+        let probs = out["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "probabilities").unwrap()["data"].clone();
+        assert_close(&probs, &want["expected"]["probabilities"]["data"], "S3 model");
+        // A version whose objects changed after registration is never served.
+        put("1/run2/artifacts/model/model.onnx", &onnx);
+        let d2 = vigil_store::artifacts::manifest_digest(vec![("model.onnx".to_owned(), onnx.len() as u64, hex::encode(Sha256::digest(&onnx)))]).unwrap();
+        register("1.1.0", "mlflow-artifacts:/1/run2/artifacts/model", d2);
+        put("1/run2/artifacts/model/model.onnx", &[onnx.as_slice(), b"x"].concat());
+        let mut reason = String::new();
+        for _ in 0..300 {
+            let (st, out, _) = get(&format!("{url}/v2/models/sepsis"));
+            if st == 503 {
+                reason = out["error"].as_str().unwrap_or("").to_owned();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(reason.contains("no longer match"), "{reason}");
     }
 }
