@@ -2,13 +2,21 @@
 reference (shared/reference/serving.md), registered, validated and approved into Production
 through the `vigil` CLI, then served by `vigil gateway` and driven by wrk.
 
-    cargo build --release -p vigil-cli && apt-get install wrk
+    cargo build --release -p vigil-cli && cargo build --release -p vigil-gateway --example unlogged_gateway
+    apt-get install wrk
     python3 bench/gateway_bench.py [SECONDS]
 
 Scenarios as in the reference's measurements of MLServer and `mlflow models serve`: single-row
 and 100-row requests at 16 connections, single-row at 1 connection, through the Open
 Inference Protocol and MLflow's /invocations. CPU per request is the gateway process's
-user+system time (from /proc) over the requests wrk completed; RSS is read at the end.
+user+system time (from /proc) over the requests wrk completed (the prediction log's writer
+and shipper run in the same process and are included); RSS is read at the end.
+
+`vigil gateway` always logs every prediction. To measure what the log costs, the first two
+scenarios are also run against `unlogged_gateway` (an example binary: the same gateway
+without a spool, a reference point, never a way to serve). The online-feature scenario loads
+20 features for 1,000 patients into the embedded store and asks by patient id; the lookup
+time is read from the logged records (`lookup_us`).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VIGIL = ROOT / "target" / "release" / "vigil"
+UNLOGGED = ROOT / "target" / "release" / "examples" / "unlogged_gateway"
 FIXTURE = ROOT / "crates" / "vigil-onnx" / "tests" / "fixtures" / "lr20_binary.onnx"
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
 PW = "bench-passw0rd"
@@ -52,7 +61,8 @@ def setup(tmp: Path) -> Path:
     manifest = tmp / "m.json"
     manifest.write_text(json.dumps({"name": "lr20", "version": "1.0.0", "model_type": "classification", "artifact_uri": str(model),
                                     "artifact_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
-                                    "lineage": {"training_data_hash": "sha256:bench"}, "card": {"intended_use": "benchmark"}}))
+                                    "lineage": {"training_data_hash": "sha256:bench", "features": [f"f{i}" for i in range(20)]},
+                                    "card": {"intended_use": "benchmark"}}))
     vigil(data, "model", "register", "--manifest", str(manifest), user="ds")
     holdout = tmp / "holdout.csv"
     import random
@@ -73,6 +83,12 @@ def setup(tmp: Path) -> Path:
     vigil(data, "model", "register", "--manifest", str(manifest), user="ds")
     req = json.loads(vigil(data, "--json", "promote", "request", "lr20@1.1.0", "--to", "staging", "--justification", "bench", user="ds"))["request_id"]
     vigil(data, "promote", "approve", req, "--comment", "ok", user="lead")
+    # The embedded online store: 20 features for patients P1..P1000.
+    rnd = random.Random(9)
+    feats = tmp / "features.csv"
+    feats.write_text("patient_id," + ",".join(f"f{i}" for i in range(20)) + "\n"
+                     + "".join(f"P{p}," + ",".join(f"{rnd.gauss(0, 1):.4f}" for _ in range(20)) + "\n" for p in range(1, 1001)))
+    vigil(data, "features", "load", str(feats), "--set", "lr20_features", "--entity", "patient_id", user="ds")
     return data
 
 
@@ -86,11 +102,16 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path, patient: bool = False) -> dict:
+def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path, patient: bool = False, entity: bool = False) -> dict:
     script = tmp / "post.lua"
-    # With `patient`, every request carries a different patient id (the unit key).
+    # With `patient`, every request carries a different patient id (the unit key); with
+    # `entity`, the body is only a patient id (P1..P1000 in turn), for the online store.
     extra = ('counter = 0\nrequest = function()\n  counter = counter + 1\n  wrk.headers["x-patient-id"] = "MRN-" .. counter\n'
              '  return wrk.format(nil, nil, nil, nil)\nend\n') if patient else ""
+    if entity:
+        extra = ('counter = 0\nrequest = function()\n  counter = counter + 1\n'
+                 '  local b = \'{"inputs": [{"name": "patient_id", "shape": [1], "datatype": "BYTES", "data": ["P\' .. (counter % 1000 + 1) .. \'"]}]}\'\n'
+                 '  return wrk.format(nil, nil, nil, b)\nend\n')
     script.write_text(f'wrk.method = "POST"\nwrk.headers["content-type"] = "{ctype}"\nwrk.body = {json.dumps(body)}\n{extra}')
     out = subprocess.run(["wrk", "-t", "1" if conns == 1 else "2", "-c", str(conns), "-d", f"{SECONDS}s", "--latency", "-s", str(script), url + path],
                          check=True, capture_output=True, text=True).stdout
@@ -104,13 +125,26 @@ def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path, patie
     return {"requests": reqs, "rps": reqs / SECONDS, "p50": lat("50"), "p99": lat("99"), "errors": int(errors.group(1)) if errors else 0}
 
 
+def start(cmd: list[str]) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")})
+    url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
+    time.sleep(0.5)
+    return proc, url
+
+
+def lookup_percentiles(data: Path) -> str:
+    import sqlite3
+    con = sqlite3.connect(data / "vigil.db")
+    us = sorted(json.loads(r[0]).get("lookup_us") for r in con.execute("SELECT record FROM predictions") if json.loads(r[0]).get("lookup_us") is not None)
+    con.close()
+    if not us:
+        return "no lookups logged"
+    return f"{len(us)} lookups: p50 {us[len(us) // 2] / 1000:.3f} ms, p99 {us[int(len(us) * 0.99)] / 1000:.3f} ms"
+
+
 def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     data = setup(tmp)
-    proc = subprocess.Popen([str(VIGIL), "--data-dir", str(data), "gateway", "--addr", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")})
-    url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
-    time.sleep(0.5)
     import random
     rnd = random.Random(1)
     row = [round(rnd.gauss(0, 1), 4) for _ in range(20)]
@@ -127,31 +161,51 @@ def main() -> None:
         ("MLflow split, 100 rows, 16 connections", "/invocations", ml100, "application/json", 16),
         ("MLflow split, 1 row, 1 connection", "/invocations", ml1, "application/json", 1),
     ]
-    print(f"vigil gateway, lr20 (20-feature logistic regression), wrk {SECONDS} s per scenario")
-    print(f"{'scenario':<40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'errors':>7}")
-    def run(name, path, body, ctype, conns, patient=False):
+    print(f"lr20 (20-feature logistic regression), wrk {SECONDS} s per scenario")
+    print(f"{'scenario':<48} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'errors':>7}")
+
+    def run(proc, url, name, path, body, ctype, conns, patient=False, entity=False):
         before = cpu_ticks(proc.pid)
-        r = wrk(url, path, body, ctype, conns, tmp, patient)
+        r = wrk(url, path, body, ctype, conns, tmp, patient, entity)
         cpu = (cpu_ticks(proc.pid) - before) / TICK * 1000 / max(r["requests"], 1)
-        print(f"{name:<40} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {cpu:>11.3f} {r['errors']:>7}")
+        print(f"{name:<48} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {cpu:>11.3f} {r['errors']:>7}", flush=True)
 
     def deploy(*args):
         vigil(data, "deploy", "lr20", *args, "--reason", "bench", user="lead")
         time.sleep(1.5)  # the gateway follows the registry every second
 
+    # Reference point: the same gateway without the prediction log.
+    proc, url = start([str(UNLOGGED), str(data), "127.0.0.1:0"])
+    try:
+        run(proc, url, "UNLOGGED OIP, 1 row, 16 conn.", "/v2/models/lr20/infer", oip1, "application/json", 16)
+        deploy("--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id")
+        run(proc, url, "UNLOGGED OIP, 1 row, 16 conn., A/B by patient", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=True)
+        deploy("--reset")
+    finally:
+        proc.kill()
+        proc.wait()
+
+    proc, url = start([str(VIGIL), "--data-dir", str(data), "gateway", "--addr", "127.0.0.1:0"])
     try:
         for name, path, body, ctype, conns in scenarios:
-            run(name, path, body, ctype, conns)
+            run(proc, url, name, path, body, ctype, conns)
         # Routing: sticky A/B by a patient header (an HMAC per request), then a 100% shadow.
         deploy("--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id")
-        run("OIP, 1 row, 16 conn., A/B by patient", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=True)
+        run(proc, url, "OIP, 1 row, 16 conn., A/B by patient", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=True)
         deploy("--reset")
-        run("OIP, 1 row, 16 conn., no shadow", "/v2/models/lr20/infer", oip1, "application/json", 16)
+        run(proc, url, "OIP, 1 row, 16 conn., no shadow", "/v2/models/lr20/infer", oip1, "application/json", 16)
         deploy("--shadow", "1.1.0=100")
-        run("OIP, 1 row, 16 conn., 100% shadow", "/v2/models/lr20/infer", oip1, "application/json", 16)
+        run(proc, url, "OIP, 1 row, 16 conn., 100% shadow", "/v2/models/lr20/infer", oip1, "application/json", 16)
+        deploy("--reset", "--features", json.dumps({"entity": "patient_id", "source": "embedded", "feature_set": "lr20_features"}))
+        run(proc, url, "OIP, patient id -> embedded features, 1 conn.", "/v2/models/lr20/infer", "", "application/json", 1, entity=True)
+        run(proc, url, "OIP, patient id -> embedded features, 16 conn.", "/v2/models/lr20/infer", "", "application/json", 16, entity=True)
+        time.sleep(3)  # the last segments are shipped
         metrics = urllib.request.urlopen(url + "/metrics").read().decode()
-        shadow = {k: v for k, v in (l.split(" ") for l in metrics.splitlines() if l.startswith("vigil_gateway_shadow"))}
-        print("shadow counters:", ", ".join(f"{k.removeprefix('vigil_gateway_shadow_').removesuffix('_total')} {v}" for k, v in shadow.items()))
+        counters = dict(l.split(" ") for l in metrics.splitlines() if l.startswith("vigil_gateway_"))
+        short = lambda k: k.removeprefix("vigil_gateway_").removesuffix("_total")
+        print("shadow:", ", ".join(f"{short(k)} {v}" for k, v in counters.items() if "shadow" in k))
+        print("prediction log:", ", ".join(f"{short(k)} {v}" for k, v in counters.items() if "_log_" in k or "spool" in k))
+        print("online feature lookup (from the log):", lookup_percentiles(data))
         print(f"resident memory after the runs: {rss_mb(proc.pid):.1f} MB")
     finally:
         proc.kill()
