@@ -133,6 +133,9 @@ impl FeatureStatus {
     }
 }
 
+/// A looked-up value (a JSON number or text; none unless present) and its status.
+pub type FeatureValue = (Option<Value>, FeatureStatus);
+
 /// The largest number of entities one lookup may ask for.
 pub const MAX_ENTITIES: usize = 10_000;
 
@@ -198,7 +201,7 @@ impl Registry {
     /// Reads features of entities from the embedded online store, by name: per entity, per
     /// name, the value (JSON number or text) and its status. For the gateway (a read of the
     /// registry's store; the prediction log records what was used).
-    pub fn lookup_online_features(&self, feature_set: &str, entities: &[String], names: &[String], max_age_seconds: Option<u64>) -> Result<Vec<Vec<(Option<Value>, FeatureStatus)>>> {
+    pub fn lookup_online_features(&self, feature_set: &str, entities: &[String], names: &[String], max_age_seconds: Option<u64>) -> Result<Vec<Vec<FeatureValue>>> {
         if entities.len() > MAX_ENTITIES {
             return Err(Error::new(ErrorCode::InvalidManifest, format!("at most {MAX_ENTITIES} entities per request")));
         }

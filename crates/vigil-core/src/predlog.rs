@@ -130,37 +130,46 @@ pub struct SegmentOutcome {
     pub not_monitored: Vec<(String, String)>,
 }
 
-/// Builds the monitoring batch of one version's successful records.
+/// Builds the monitoring batch of one version's successful records (one pass over them).
 fn monitoring_batch(records: &[&PredictionRecord]) -> Batch {
-    let mut names: Vec<&String> = records.iter().flat_map(|r| r.features.keys()).collect();
-    names.sort();
-    names.dedup();
     let total: usize = records.iter().map(|r| r.rows as usize).sum();
+    // Per feature, its cells so far; a feature a record lacks is missing in its rows.
+    let mut cells: BTreeMap<&str, Vec<Option<&Value>>> = BTreeMap::new();
+    let mut done = 0usize;
+    for r in records {
+        let n = r.rows as usize;
+        for (name, values) in &r.features {
+            let col = cells.entry(name.as_str()).or_insert_with(|| Vec::with_capacity(total));
+            col.resize(done, None);
+            col.extend(values.iter().map(Some));
+        }
+        done += n;
+    }
     let mut features = BTreeMap::new();
-    for name in names {
-        let cells: Vec<Option<&Value>> = records
-            .iter()
-            .flat_map(|r| match r.features.get(name) {
-                Some(v) => v.iter().map(Some).collect::<Vec<_>>(),
-                None => vec![None; r.rows as usize],
-            })
-            .collect();
-        let numeric = cells.iter().all(|c| matches!(c, None | Some(Value::Null | Value::Number(_))));
-        let col = if numeric {
-            Column::numeric(cells.iter().map(|c| c.and_then(Value::as_f64)))
+    for (name, mut col) in cells {
+        col.resize(total, None);
+        let numeric = col.iter().all(|c| matches!(c, None | Some(Value::Null | Value::Number(_))));
+        let column = if numeric {
+            Column::numeric(col.iter().map(|c| c.and_then(Value::as_f64)))
         } else {
-            Column::categorical(cells.iter().map(|c| match c {
+            Column::categorical(col.iter().map(|c| match c {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(other) => Some(other.to_string()),
             }))
         };
-        features.insert(name.clone(), col);
+        features.insert(name.to_owned(), column);
     }
-    let scores: Vec<Option<f64>> = records.iter().flat_map(|r| r.scores.clone().unwrap_or_else(|| vec![None; r.rows as usize])).collect();
+    let mut scores = Vec::with_capacity(total);
+    let mut ids = Vec::with_capacity(total);
+    for r in records {
+        match &r.scores {
+            Some(s) => scores.extend_from_slice(s),
+            None => scores.extend(std::iter::repeat_n(None, r.rows as usize)),
+        }
+        ids.extend((0..r.rows as usize).map(|i| r.prediction_id(i)));
+    }
     let any_score = scores.iter().any(Option::is_some);
-    let ids: Vec<String> = records.iter().flat_map(|r| (0..r.rows as usize).map(|i| r.prediction_id(i))).collect();
-    debug_assert_eq!(ids.len(), total);
     Batch { features, predictions: any_score.then_some(scores), prediction_ids: Some(ids), labels: None }
 }
 
@@ -168,28 +177,42 @@ impl Registry {
     /// Stores a sealed spool segment of the gateway (see the module documentation). Storing
     /// the same segment id again writes nothing and reports a duplicate.
     pub fn record_predictions(&self, segment_id: &str, instance: &str, records: &[PredictionRecord]) -> Result<SegmentOutcome> {
+        let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).map_err(|_| Error::new(ErrorCode::InvalidManifest, "a prediction record could not be encoded"))).collect::<Result<_>>()?;
+        let pairs: Vec<(&PredictionRecord, &str)> = records.iter().zip(lines.iter().map(String::as_str)).collect();
+        self.store_segment(segment_id, instance, &pairs)
+    }
+
+    /// As [`Registry::record_predictions`], for records read from spool lines: each record is
+    /// stored as the line it was parsed from (no second encoding on the hot path).
+    pub fn record_prediction_lines(&self, segment_id: &str, instance: &str, records: &[(PredictionRecord, &str)]) -> Result<SegmentOutcome> {
+        let pairs: Vec<(&PredictionRecord, &str)> = records.iter().map(|(r, l)| (r, *l)).collect();
+        self.store_segment(segment_id, instance, &pairs)
+    }
+
+    fn store_segment(&self, segment_id: &str, instance: &str, items: &[(&PredictionRecord, &str)]) -> Result<SegmentOutcome> {
         if segment_id.is_empty() || segment_id.len() > 128 || instance.len() > 128 {
             return Err(Error::new(ErrorCode::InvalidManifest, "segment and instance ids are at most 128 characters"));
         }
-        for r in records {
+        for (r, _) in items {
             r.check()?;
         }
+        let records: Vec<&PredictionRecord> = items.iter().map(|(r, _)| *r).collect();
         self.write(|tx| {
             let now = self.clock.now();
             if !tx.insert_prediction_segment(segment_id, instance, records.len() as i64, now)? {
                 return Ok(SegmentOutcome { duplicate: true, ..SegmentOutcome::default() });
             }
-            let mut by_version: BTreeMap<&str, Vec<&PredictionRecord>> = BTreeMap::new();
-            for r in records {
-                by_version.entry(r.version_id.as_str()).or_default().push(r);
+            let mut by_version: BTreeMap<&str, Vec<(&PredictionRecord, &str)>> = BTreeMap::new();
+            for (r, line) in items {
+                by_version.entry(r.version_id.as_str()).or_default().push((r, line));
             }
             let mut out = SegmentOutcome { records: records.len(), ..SegmentOutcome::default() };
             for (version_id, recs) in by_version {
                 let v = Self::load_version(tx, version_id)?;
                 tx.insert_predictions(segment_id, &recs)?;
-                let ok: Vec<&PredictionRecord> = recs.iter().copied().filter(|r| r.status == "ok").collect();
+                let ok: Vec<&PredictionRecord> = recs.iter().map(|(r, _)| *r).filter(|r| r.status == "ok").collect();
                 let mut details = json!({"segment": segment_id, "instance": instance, "records": recs.len(),
-                    "live": recs.iter().filter(|r| r.role == "live").count(), "shadow": recs.iter().filter(|r| r.role == "shadow").count(),
+                    "live": recs.iter().filter(|(r, _)| r.role == "live").count(), "shadow": recs.iter().filter(|(r, _)| r.role == "shadow").count(),
                     "failed": recs.len() - ok.len()});
                 if !ok.is_empty() {
                     let batch = monitoring_batch(&ok);

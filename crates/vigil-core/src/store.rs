@@ -270,8 +270,8 @@ pub trait Tx {
     fn baseline_kinds(&mut self, model_version_id: &str) -> Result<Option<Vec<(String, bool)>>>;
     /// Records a prediction-log segment; `false` if that segment id was recorded before.
     fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp) -> Result<bool>;
-    /// Stores prediction records (append-only) that came in a segment.
-    fn insert_predictions(&mut self, segment_id: &str, records: &[&crate::predlog::PredictionRecord]) -> Result<()>;
+    /// Stores prediction records (append-only) that came in a segment, each with its JSON text.
+    fn insert_predictions(&mut self, segment_id: &str, records: &[(&crate::predlog::PredictionRecord, &str)]) -> Result<()>;
     /// The records of a request, by the gateway's request id or the caller's id.
     fn predictions_for_request(&mut self, id: &str) -> Result<Vec<crate::predlog::StoredPrediction>>;
     /// Writes online feature values `(entity, feature, JSON value or null)` of a feature set.

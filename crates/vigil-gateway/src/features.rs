@@ -10,7 +10,7 @@ use crate::decode::Frame;
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use vigil_core::features::{FeatureLookup, FeatureSource, FeatureStatus, MAX_ENTITIES, entity_text};
+use vigil_core::features::{FeatureLookup, FeatureSource, FeatureStatus, FeatureValue, MAX_ENTITIES, entity_text};
 use vigil_core::registry::Registry;
 
 /// An endpoint's lookup, resolved against its Production version's feature names.
@@ -67,7 +67,7 @@ impl Lookup {
             return Err(Failure::Bad(format!("give 1 to {MAX_ENTITIES} entity ids in '{}'", self.spec.entity)));
         }
         let ids: Vec<String> = entities.iter().map(entity_text).collect::<Option<_>>().ok_or_else(|| Failure::Bad(format!("'{}' holds text or whole numbers only", self.spec.entity)))?;
-        let table: Vec<Vec<(Option<Json>, FeatureStatus)>> = match &self.spec.source {
+        let table: Vec<Vec<FeatureValue>> = match &self.spec.source {
             FeatureSource::Embedded { feature_set } => {
                 let max_age = self.spec.max_age_seconds;
                 blocking(|| registry.lookup_online_features(feature_set, &ids, &self.names, max_age)).map_err(|e| Failure::Unavailable(format!("feature_store_unavailable: the online store could not be read ({})", e.code().as_str())))?
@@ -100,7 +100,7 @@ impl Lookup {
     }
 
     /// `POST {url}/get-online-features`, answered column-wise: matched by name.
-    fn feast(&self, url: &str, view: Option<&str>, service: Option<&str>, entities: &[Json]) -> Result<Vec<Vec<(Option<Json>, FeatureStatus)>>, Failure> {
+    fn feast(&self, url: &str, view: Option<&str>, service: Option<&str>, entities: &[Json]) -> Result<Vec<Vec<FeatureValue>>, Failure> {
         let unavailable = |m: &str| Failure::Unavailable(format!("feature_store_unavailable: the Feast feature server {m}"));
         let Some(agent) = &self.agent else { return Err(unavailable("is not configured")) };
         let mut body = json!({"entities": {self.spec.entity.as_str(): entities}, "full_feature_names": false});
@@ -130,7 +130,7 @@ impl Lookup {
             }
         }
         let n = entities.len();
-        let mut table: Vec<Vec<(Option<Json>, FeatureStatus)>> = vec![Vec::with_capacity(self.names.len()); n];
+        let mut table: Vec<Vec<FeatureValue>> = vec![Vec::with_capacity(self.names.len()); n];
         for name in &self.names {
             let col = by_name.get(name.as_str());
             for (j, row) in table.iter_mut().enumerate() {

@@ -306,9 +306,12 @@ impl Gateway {
     }
 }
 
+/// A refusal: status, stable code, message.
+type Refusal = (StatusCode, &'static str, String);
+
 /// Looks up a request's features: `Ok(None)` when the endpoint has no lookup or the request
 /// carries its inputs itself.
-fn lookup(gw: &Gateway, ep: &Endpoint, entities: Option<Vec<Js>>) -> Result<Option<(decode::Frame, Looked)>, (StatusCode, &'static str, String)> {
+fn lookup(gw: &Gateway, ep: &Endpoint, entities: Option<Vec<Js>>) -> Result<Option<(decode::Frame, Looked)>, Refusal> {
     let (Some(cfg), Some(entities)) = (&ep.features, entities) else { return Ok(None) };
     let l = cfg.as_ref().map_err(|why| (StatusCode::SERVICE_UNAVAILABLE, "feature_lookup_unconfigured", format!("feature_lookup_unconfigured: {why}")))?;
     match l.fetch(gw.catalog.registry(), &entities) {
@@ -330,7 +333,7 @@ fn oip_entities(ep: &Endpoint, probe: &Served, inputs: &Js) -> Option<Vec<Js>> {
     one.get("data").and_then(Js::as_array).map(|d| d.iter().flat_map(|v| if let Js::Array(inner) = v { inner.clone() } else { vec![v.clone()] }).collect())
 }
 
-fn feature_error(oip: bool, (status, code, m): (StatusCode, &'static str, String)) -> Response {
+fn feature_error(oip: bool, (status, code, m): Refusal) -> Response {
     let mut r = if oip { oip_error(status, m) } else { mlflow_error(status, if status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY { "INVALID_PARAMETER_VALUE" } else { "TEMPORARILY_UNAVAILABLE" }, m) };
     r.headers_mut().insert("x-vigil-error", HeaderValue::from_static(code));
     r

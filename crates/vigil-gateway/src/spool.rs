@@ -42,8 +42,10 @@ pub const SYNC_EVERY: Duration = Duration::from_millis(20);
 pub struct SpoolConfig {
     /// The directory (created if missing; one process at a time).
     pub dir: PathBuf,
-    /// Records that may wait in memory for the writer.
+    /// Records that may wait in memory for the writer…
     pub queue: usize,
+    /// …and the bytes of input and output values they may hold together.
+    pub queue_bytes: u64,
     /// Bytes the spool's files may take on disk before it counts as full.
     pub max_bytes: u64,
     /// A segment is sealed (and shipped) once it is this old…
@@ -53,9 +55,10 @@ pub struct SpoolConfig {
 }
 
 impl SpoolConfig {
-    /// Defaults: 65,536 queued records, 1 GiB on disk, segments sealed after 1 s or 8 MiB.
+    /// Defaults: 16,384 queued records holding at most 16 MiB of values, 1 GiB on disk,
+    /// segments sealed after 1 s or 4 MiB.
     pub fn new(dir: PathBuf) -> Self {
-        SpoolConfig { dir, queue: 65_536, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 8 << 20 }
+        SpoolConfig { dir, queue: 16_384, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 4 << 20 }
     }
 }
 
@@ -78,9 +81,31 @@ pub(crate) struct LogJob {
     pub feature_statuses: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
+impl LogJob {
+    /// The bytes its values take (for the queue's memory bound).
+    fn size(&self) -> u64 {
+        let values = |d: &Data| (d.len() * if matches!(d, Data::Str(_)) { 32 } else { 8 }) as u64;
+        let inputs: u64 = self.inputs.iter().map(|(_, t)| values(&t.data)).sum();
+        let outputs: u64 = match &self.outputs {
+            Ok(o) => o
+                .iter()
+                .map(|(_, v)| match v {
+                    Value::Tensor(t) => values(&t.data),
+                    Value::MapsI64(m) => m.iter().map(|r| r.len() as u64 * 16).sum(),
+                    Value::MapsStr(m) => m.iter().map(|r| r.len() as u64 * 40).sum(),
+                })
+                .sum(),
+            Err(e) => e.len() as u64,
+        };
+        256 + inputs + outputs
+    }
+}
+
 /// The request path's handle on the spool.
 pub struct Spool {
     queue: SyncSender<LogJob>,
+    queued_bytes: Arc<AtomicU64>,
+    queue_bytes: u64,
     on_disk: Arc<AtomicU64>,
     max_bytes: u64,
     /// This spool's instance name (recorded with every segment).
@@ -116,19 +141,28 @@ impl Spool {
         let on_disk = Arc::new(AtomicU64::new(bytes));
         let (tx, rx) = std::sync::mpsc::sync_channel::<LogJob>(cfg.queue);
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writer = Writer { cfg: cfg.clone(), rx, on_disk: on_disk.clone(), counters: counters.clone(), closed: closed.clone(), _lock: lock };
+        let queued_bytes = Arc::new(AtomicU64::new(0));
+        let writer = Writer { cfg: cfg.clone(), rx, queued_bytes: queued_bytes.clone(), on_disk: on_disk.clone(), counters: counters.clone(), closed: closed.clone(), _lock: lock };
         std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
         let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters, instance: instance.clone(), closed };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
-        Ok(Spool { queue: tx, on_disk, max_bytes: cfg.max_bytes, instance })
+        Ok(Spool { queue: tx, queued_bytes, queue_bytes: cfg.queue_bytes, on_disk, max_bytes: cfg.max_bytes, instance })
     }
 
     /// Hands a record to the writer; `false` if the spool is full (nothing was queued).
     pub(crate) fn offer(&self, job: LogJob) -> bool {
-        if self.on_disk.load(Ordering::Relaxed) >= self.max_bytes {
+        let size = job.size();
+        if self.on_disk.load(Ordering::Relaxed) >= self.max_bytes || self.queued_bytes.load(Ordering::Relaxed) + size > self.queue_bytes {
             return false;
         }
-        self.queue.try_send(job).is_ok()
+        self.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        match self.queue.try_send(job) {
+            Ok(()) => true,
+            Err(_) => {
+                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// Bytes of spool files on disk now.
@@ -161,6 +195,7 @@ struct Open {
 struct Writer {
     cfg: SpoolConfig,
     rx: Receiver<LogJob>,
+    queued_bytes: Arc<AtomicU64>,
     on_disk: Arc<AtomicU64>,
     counters: Arc<Counters>,
     /// Set when the writer has sealed its last segment (the gateway is gone).
@@ -179,8 +214,9 @@ impl Writer {
                 match self.rx.try_recv() {
                     Ok(job) => {
                         got += 1;
+                        self.queued_bytes.fetch_sub(job.size(), Ordering::Relaxed);
                         line.clear();
-                        if serde_json::to_writer(&mut line, &record_of(job)).is_err() {
+                        if write_record(&job, &mut line).is_err() {
                             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
@@ -294,18 +330,18 @@ impl Shipper {
     fn ship(&self, name: &str, path: &Path) -> Result<(), ()> {
         let id = &name["ready-".len()..name.len() - ".jsonl".len()];
         let Ok(bytes) = std::fs::read(path) else { return Err(()) };
-        let mut records = Vec::new();
+        let mut records: Vec<(PredictionRecord, &str)> = Vec::new();
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice::<PredictionRecord>(line) {
-                Ok(r) => records.push(r),
+            match std::str::from_utf8(line).ok().and_then(|t| serde_json::from_str::<PredictionRecord>(t).ok().map(|r| (r, t))) {
+                Some(pair) => records.push(pair),
                 // A line cut short by a crash (or damaged on disk): counted, never guessed at.
-                Err(_) => {
+                None => {
                     self.counters.log_corrupt.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
         let size = bytes.len() as u64;
-        match self.registry.record_predictions(id, &self.instance, &records) {
+        match self.registry.record_prediction_lines(id, &self.instance, &records) {
             Ok(out) => {
                 if !out.duplicate {
                     self.counters.log_stored.fetch_add(out.records as u64, Ordering::Relaxed);
@@ -351,11 +387,15 @@ pub(crate) fn column_names(inputs: &[&vigil_onnx::Io], lineage_features: &[Strin
         .collect()
 }
 
+#[cfg(test)]
 fn cell(d: &Data, i: usize) -> serde_json::Value {
     use serde_json::{Value as J, json};
     let num = |x: f64| if x.is_finite() { json!(x) } else { J::Null };
     match d {
-        Data::F32(x) => num(f64::from(x[i])),
+        // The shortest text that reads back as the same f32 (0.1234, not 0.12340000271797180):
+        // half the bytes to write, ship and store.
+        Data::F32(x) if x[i].is_finite() => ryu::Buffer::new().format_finite(x[i]).parse::<f64>().map_or(J::Null, |v| json!(v)),
+        Data::F32(_) => J::Null,
         Data::F64(x) => num(x[i]),
         Data::I64(x) => json!(x[i]),
         Data::I32(x) => json!(x[i]),
@@ -403,7 +443,122 @@ fn scores(outputs: &[(String, Value)], rows: usize) -> Option<Vec<Option<f64>>> 
     None
 }
 
-/// Formats a record (on the writer thread, never the request path).
+/// Writes a value of a tensor as JSON: numbers in their shortest form (an f32 as the shortest
+/// text that reads back as that f32), non-finite ones as null, text escaped.
+fn write_cell(out: &mut Vec<u8>, d: &Data, i: usize) -> std::io::Result<()> {
+    match d {
+        Data::F32(x) if x[i].is_finite() => out.extend_from_slice(ryu::Buffer::new().format_finite(x[i]).as_bytes()),
+        Data::F64(x) if x[i].is_finite() => out.extend_from_slice(ryu::Buffer::new().format_finite(x[i]).as_bytes()),
+        Data::F32(_) | Data::F64(_) => out.extend_from_slice(b"null"),
+        Data::I64(x) => write!(out, "{}", x[i])?,
+        Data::I32(x) => write!(out, "{}", x[i])?,
+        Data::Str(x) => serde_json::to_writer(&mut *out, &x[i])?,
+        Data::Bool(x) => out.push(if x[i] { b'1' } else { b'0' }),
+    }
+    Ok(())
+}
+
+/// Writes a record as one JSON line, straight from the job (on the writer thread, never the
+/// request path): the same document as [`PredictionRecord`]'s, without building it first.
+fn write_record(job: &LogJob, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
+    let s = &job.served;
+    out.extend_from_slice(b"{\"request_id\":");
+    serde_json::to_writer(&mut *out, &job.request_id)?;
+    for (key, value) in [("client_id", job.client_id.as_deref()), ("role", Some(if job.shadow { "shadow" } else { "live" })), ("endpoint", Some(job.endpoint.as_str())),
+        ("version_id", Some(s.version_id.as_str())), ("version", Some(s.version.as_str())), ("arm", Some(job.arm.as_str())), ("digest", Some(s.digest.as_str())),
+        ("assignment", Some(job.assignment)), ("unit_hash", job.unit_hash.as_deref())]
+    {
+        write!(out, ",\"{key}\":")?;
+        serde_json::to_writer(&mut *out, &value)?;
+    }
+    write!(out, ",\"bucket\":")?;
+    serde_json::to_writer(&mut *out, &job.bucket)?;
+    write!(out, ",\"at\":\"{}\",\"latency_us\":{}", job.at.to_rfc3339(), job.latency_us)?;
+    if let Some(l) = job.lookup_us {
+        write!(out, ",\"lookup_us\":{l}")?;
+    }
+    let (status, error) = match &job.outputs {
+        Ok(_) => ("ok", None),
+        Err(e) => ("error", Some(e.as_str())),
+    };
+    write!(out, ",\"status\":\"{status}\",\"error\":")?;
+    serde_json::to_writer(&mut *out, &error)?;
+    write!(out, ",\"rows\":{rows},\"features\":{{")?;
+    let mut first = true;
+    for (name, t) in &job.inputs {
+        let k = t.data.len() / rows;
+        let names = s.columns.iter().zip(s.model.inputs()).find(|(_, io)| io.name == *name).map(|(c, _)| c).filter(|c| c.len() == k);
+        for j in 0..k {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            match names {
+                Some(n) => serde_json::to_writer(&mut *out, &n[j])?,
+                None if k == 1 => serde_json::to_writer(&mut *out, name)?,
+                None => serde_json::to_writer(&mut *out, &format!("{name}[{j}]"))?,
+            }
+            out.extend_from_slice(b":[");
+            for r in 0..rows {
+                if r > 0 {
+                    out.push(b',');
+                }
+                write_cell(out, &t.data, r * k + j)?;
+            }
+            out.push(b']');
+        }
+    }
+    out.extend_from_slice(b"},\"scores\":");
+    match &job.outputs {
+        Ok(outs) => {
+            serde_json::to_writer(&mut *out, &scores(outs, rows))?;
+            out.extend_from_slice(b",\"outputs\":{");
+            for (n, (name, v)) in outs.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, name)?;
+                out.push(b':');
+                match v {
+                    Value::Tensor(t) => {
+                        let w = t.data.len() / t.shape.first().copied().unwrap_or(1).max(1);
+                        out.push(b'[');
+                        for r in 0..t.data.len() / w.max(1) {
+                            if r > 0 {
+                                out.push(b',');
+                            }
+                            if w != 1 {
+                                out.push(b'[');
+                            }
+                            for c in 0..w {
+                                if c > 0 {
+                                    out.push(b',');
+                                }
+                                write_cell(out, &t.data, r * w + c)?;
+                            }
+                            if w != 1 {
+                                out.push(b']');
+                            }
+                        }
+                        out.push(b']');
+                    }
+                    other => serde_json::to_writer(&mut *out, &crate::decode::per_row(other))?,
+                }
+            }
+            out.push(b'}');
+        }
+        Err(_) => out.extend_from_slice(b"null,\"outputs\":{}"),
+    }
+    if let Some(st) = &job.feature_statuses {
+        out.extend_from_slice(b",\"feature_statuses\":");
+        serde_json::to_writer(&mut *out, st)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Formats a record by building it (the reference `write_record` is tested against).
+#[cfg(test)]
 fn record_of(job: LogJob) -> PredictionRecord {
     let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
     let mut features = std::collections::BTreeMap::new();
@@ -417,7 +572,19 @@ fn record_of(job: LogJob) -> PredictionRecord {
     }
     let (status, error, outputs, scores) = match &job.outputs {
         Ok(outs) => {
-            let o = outs.iter().map(|(n, v)| (n.clone(), serde_json::Value::Array(crate::decode::per_row(v)))).collect();
+            let o = outs
+                .iter()
+                .map(|(n, v)| {
+                    let rows = match v {
+                        Value::Tensor(t) => {
+                            let w = (t.data.len() / t.shape.first().copied().unwrap_or(1).max(1)).max(1);
+                            (0..t.data.len() / w).map(|r| if w == 1 { cell(&t.data, r) } else { serde_json::Value::Array((0..w).map(|c| cell(&t.data, r * w + c)).collect()) }).collect()
+                        }
+                        other => crate::decode::per_row(other),
+                    };
+                    (n.clone(), serde_json::Value::Array(rows))
+                })
+                .collect();
             ("ok", None, o, scores(outs, rows))
         }
         Err(e) => ("error", Some(e.clone()), Default::default(), None),
@@ -444,5 +611,52 @@ fn record_of(job: LogJob) -> PredictionRecord {
         scores,
         outputs,
         feature_statuses: job.feature_statuses,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn job(rows: usize, outputs: Result<Vec<(String, Value)>, String>) -> LogJob {
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../vigil-onnx/tests/fixtures/lr_binary.onnx")).unwrap();
+        let model = vigil_onnx::Model::load(&bytes).unwrap();
+        let features: Vec<String> = ["a\"q", "b", "c", "d", "e", "f", "g", "h"].iter().map(|s| (*s).to_owned()).collect();
+        let columns = column_names(&model.inputs(), &features);
+        let served = Arc::new(Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), model, columns, columns_named: true });
+        let data: Vec<f32> = (0..rows * 8).map(|i| if i == 3 { f32::NAN } else { i as f32 * 0.1 + 0.123 }).collect();
+        LogJob {
+            request_id: "req_1".into(),
+            client_id: Some("c-1".into()),
+            shadow: false,
+            endpoint: "m".into(),
+            arm: "production".into(),
+            served,
+            assignment: "keyed",
+            unit_hash: Some("ff".into()),
+            bucket: Some(7),
+            at: vigil_core::ids::Timestamp::parse("2026-11-29T10:00:00.123456Z").unwrap(),
+            latency_us: 42,
+            lookup_us: Some(9),
+            inputs: vec![("X".into(), Tensor::new(vec![rows, 8], Data::F32(data)).unwrap())],
+            outputs,
+            feature_statuses: Some([("b".to_owned(), vec!["present".to_owned(); rows])].into_iter().collect()),
+        }
+    }
+
+    #[test]
+    fn the_direct_writer_writes_the_record_the_struct_describes() {
+        for rows in [1, 3] {
+            let probs = Tensor::new(vec![rows, 2], Data::F32((0..rows * 2).map(|i| i as f32 / 7.0).collect())).unwrap();
+            let label = Tensor::new(vec![rows], Data::I64((0..rows as i64).collect())).unwrap();
+            let maps = Value::MapsI64((0..rows).map(|r| vec![(0, 0.25 + r as f32), (1, 0.75)]).collect());
+            for outputs in [Ok(vec![("label".to_owned(), Value::Tensor(label.clone())), ("probabilities".to_owned(), Value::Tensor(probs.clone()))]), Ok(vec![("p".to_owned(), maps)]), Err("shadow failed".to_owned())] {
+                let mut line = Vec::new();
+                write_record(&job(rows, outputs.clone()), &mut line).unwrap();
+                let got: PredictionRecord = serde_json::from_slice(&line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&line)));
+                assert_eq!(got, record_of(job(rows, outputs)), "{}", String::from_utf8_lossy(&line));
+            }
+        }
     }
 }

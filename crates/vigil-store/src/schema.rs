@@ -43,7 +43,7 @@ CREATE TABLE predictions (
     PRIMARY KEY (request_id, role, model_version_id)
 );
 CREATE INDEX predictions_by_version ON predictions (model_version_id, predicted_at);
-CREATE INDEX predictions_by_client_id ON predictions (client_id);
+CREATE INDEX predictions_by_client_id ON predictions (client_id) WHERE client_id IS NOT NULL;
 CREATE TABLE online_features (
     feature_set TEXT NOT NULL,
     entity_key TEXT NOT NULL,

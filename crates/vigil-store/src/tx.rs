@@ -905,17 +905,16 @@ impl Tx for SqlTx<'_> {
         }
     }
 
-    fn insert_predictions(&mut self, segment_id: &str, records: &[&vigil_core::predlog::PredictionRecord]) -> Result<()> {
+    fn insert_predictions(&mut self, segment_id: &str, records: &[(&vigil_core::predlog::PredictionRecord, &str)]) -> Result<()> {
         self.write_check()?;
-        for r in records {
-            let json = serde_json::to_string(r).map_err(|_| Error::storage("a prediction record could not be encoded"))?;
+        for (r, json) in records {
             self.c()
                 .exec(
                     "INSERT INTO predictions (request_id, role, model_version_id, segment_id, client_id, endpoint, arm, artifact_digest, assignment, unit_hash, \
                      predicted_at, latency_us, rows_in_request, status, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                     &params![
                         r.request_id.as_str(), r.role.as_str(), r.version_id.as_str(), segment_id, r.client_id.clone(), r.endpoint.as_str(), r.arm.as_str(),
-                        r.digest.as_str(), r.assignment.as_str(), r.unit_hash.clone(), r.at.to_rfc3339(), r.latency_us as i64, r.rows as i64, r.status.as_str(), json
+                        r.digest.as_str(), r.assignment.as_str(), r.unit_hash.clone(), r.at.to_rfc3339(), r.latency_us as i64, r.rows as i64, r.status.as_str(), *json
                     ],
                 )
                 .map_err(|e| match e {

@@ -832,7 +832,7 @@ fn an_entity_id_is_answered_from_the_embedded_online_store_assembled_by_name() {
         data.features.insert("patient_id".into(), vigil_core::monitor::Column::categorical(["P1", "P2", "P3"].map(Some)));
         for (j, f) in FEATURES.iter().enumerate().rev() {
             let vals: Vec<Option<f64>> = (1..=3).map(|p| if p == 3 && *f == "spo2" { None } else { Some(feast_row(p)[j]) }).collect();
-            data.features.insert(format!("{f}"), vigil_core::monitor::Column::numeric(vals));
+            data.features.insert((*f).to_owned(), vigil_core::monitor::Column::numeric(vals));
         }
         assert_eq!(env.registry.put_online_features(&env.login("ds"), "vitals", "patient_id", &data).unwrap(), (3, 8));
         assert!(env.registry.put_online_features(&env.login("clin"), "vitals", "patient_id", &data).is_err(), "reviewers do not write features");
