@@ -25,6 +25,9 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gateway_bench  # noqa: E402  (the same wrk driver)
 from sklearn.linear_model import LogisticRegression
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
@@ -80,18 +83,8 @@ def rss_mb(pid: int) -> float:
 
 
 def wrk(url: str, body: str, conns: int, tmp: Path) -> dict:
-    script = tmp / "post.lua"
-    script.write_text(f'wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = {json.dumps(body)}\n')
-    out = subprocess.run(["wrk", "-t", "1" if conns == 1 else "2", "-c", str(conns), "-d", f"{SECONDS}s", "--latency", "-s", str(script), url],
-                         check=True, capture_output=True, text=True).stdout
-    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-    def lat(p: str) -> float:
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        return float(m.group(1)) * unit[m.group(2)] if m else float("nan")
-    reqs = int(re.search(r"(\d+) requests in", out).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"requests": reqs, "rps": reqs / SECONDS, "p50": lat("50"), "p99": lat("99"), "errors": int(errors.group(1)) if errors else 0}
+    # The same load and parsing as the gateway bench's.
+    return gateway_bench.wrk(url, "", body, "application/json", conns, tmp)
 
 
 def wait(url: str, proc: subprocess.Popen) -> None:

@@ -57,6 +57,16 @@ fn rewrite(sql: &str) -> Cow<'_, str> {
     if sql.contains('$') { Cow::Owned(sql.replace('$', "?")) } else { Cow::Borrowed(sql) }
 }
 
+/// Page cache per connection (KiB) for connections opened from now on: 64 MiB by default (the
+/// server's large scans); the gateway, which only appends its log and reads small rows, uses
+/// less ([`set_cache_kib`]).
+static CACHE_KIB: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(65_536);
+
+/// Sets the page cache of SQLite connections opened from now on.
+pub fn set_cache_kib(kib: u32) {
+    CACHE_KIB.store(kib.max(512), std::sync::atomic::Ordering::Relaxed);
+}
+
 impl SqliteConn {
     /// Opens (creating if asked) a database file and applies the connection settings.
     pub fn open(path: &Path, create: bool) -> Result<Self, DbError> {
@@ -68,7 +78,8 @@ impl SqliteConn {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
         // journal_mode reads the header: a file that is not SQLite fails here, clearly.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 4294967296; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;").map_err(map_err)?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 4294967296; PRAGMA temp_store = MEMORY;").map_err(map_err)?;
+        conn.pragma_update(None, "cache_size", -i64::from(CACHE_KIB.load(std::sync::atomic::Ordering::Relaxed))).map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteConn { conn })
     }
