@@ -130,13 +130,23 @@ impl Lookup {
             }
         }
         let n = entities.len();
+        // The deployment's maximum age applies on top of Feast's own TTL, by each value's event
+        // time (a value without a readable time is not trusted to be fresh).
+        let now = chrono::Utc::now();
+        let too_old = |c: &Json, j: usize| -> bool {
+            self.spec.max_age_seconds.is_some_and(|max| {
+                c["event_timestamps"].get(j).and_then(Json::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_none_or(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds() > max as i64)
+            })
+        };
         let mut table: Vec<Vec<FeatureValue>> = vec![Vec::with_capacity(self.names.len()); n];
         for name in &self.names {
             let col = by_name.get(name.as_str());
             for (j, row) in table.iter_mut().enumerate() {
                 let cell = col.map(|c| (c["values"].get(j).cloned().unwrap_or(Json::Null), c["statuses"].get(j).and_then(Json::as_str).unwrap_or("NOT_FOUND")));
                 row.push(match cell {
-                    Some((v, "PRESENT")) if !v.is_null() => (Some(v), FeatureStatus::Present),
+                    Some((v, "PRESENT")) if !v.is_null() => {
+                        if col.is_some_and(|c| too_old(c, j)) { (None, FeatureStatus::OutsideMaxAge) } else { (Some(v), FeatureStatus::Present) }
+                    }
                     Some((_, "OUTSIDE_MAX_AGE")) => (None, FeatureStatus::OutsideMaxAge),
                     _ => (None, FeatureStatus::Missing),
                 });

@@ -518,41 +518,7 @@ fn openapi_document_and_docs_match_what_is_served() {
     assert!(html.contains("/api/v1/promotions/{id}/approve") && html.contains("self_approval") && !html.contains("<script"));
 }
 
-/// A moto S3 server (PyPI `moto[server]`), killed on drop.
-struct Moto {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto() -> Option<Moto> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let spawned = std::process::Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let required = std::env::var_os("CI").is_some() || std::env::var_os("VIGIL_REQUIRE_POSTGRES").is_some();
-    let Ok(child) = spawned else {
-        assert!(!required, "python3 -m moto.server could not start; CI requires the S3 tests");
-        return None;
-    };
-    let m = Moto { child, url: format!("http://127.0.0.1:{port}") };
-    for _ in 0..150 {
-        if agent().get(&m.url).call().is_ok() {
-            return Some(m);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(!required, "moto did not start (pip install 'moto[server]'); CI requires the S3 tests");
-    None
-}
+use vigil_testkit::moto;
 
 #[test]
 fn artifacts_in_an_s3_compatible_store() {

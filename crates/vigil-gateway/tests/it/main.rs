@@ -957,6 +957,11 @@ fn feast_features_are_assembled_by_name_and_missing_ones_fail_clearly() {
         let r = &env.registry.predictions(&env.login("ds"), &header(&h, "x-vigil-request-id")).unwrap()[0].record;
         assert_eq!(r.feature_statuses.as_ref().unwrap()["hr"], vec!["present"; 3]);
         assert!((r.features["glucose"][2].as_f64().unwrap() - feast_row(12)[2]).abs() < 1e-6, "logged as the model took it (FP32)");
+        // The deployment's maximum age applies to Feast's values too (materialised as of 2026-01-01).
+        lookup(json!({"max_age_seconds": 86_400}));
+        let (st, out, _) = post_with(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &entity_request(&["P3"]), &[]);
+        assert_eq!(st, 422, "{out}");
+        assert!(out["error"].as_str().unwrap().contains("outside_max_age"), "{out}");
         // A feature server that does not answer: 502, never a guess.
         lookup(json!({"url": "http://127.0.0.1:9", "timeout_ms": 500}));
         let (st, out, h) = post_with(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &entity_request(&["P3"]), &[]);
@@ -964,42 +969,7 @@ fn feast_features_are_assembled_by_name_and_missing_ones_fail_clearly() {
     }
 }
 
-/// A moto S3 server (PyPI `moto[server]`), killed on drop; `None` when moto is not installed
-/// (a failure instead under CI or VIGIL_REQUIRE_POSTGRES, as the server's S3 tests).
-struct Moto {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto() -> Option<Moto> {
-    let required = std::env::var_os("CI").is_some() || std::env::var_os("VIGIL_REQUIRE_POSTGRES").is_some();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let spawned = std::process::Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let Ok(child) = spawned else {
-        assert!(!required, "python3 -m moto.server could not start; CI requires the S3 tests");
-        return None;
-    };
-    let m = Moto { child, url: format!("http://127.0.0.1:{port}") };
-    for _ in 0..150 {
-        if agent().get(&m.url).call().is_ok() {
-            return Some(m);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(!required, "moto did not start (pip install 'moto[server]'); CI requires the S3 tests");
-    None
-}
+use vigil_testkit::moto;
 
 #[test]
 fn models_in_an_s3_artifact_store_are_served_digest_checked() {
