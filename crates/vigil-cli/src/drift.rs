@@ -244,7 +244,7 @@ pub fn features(g: &Global, c: crate::cli::FeaturesCmd) -> Result<ExitCode> {
         crate::cli::FeaturesCmd::Load { data, feature_set, entity } => {
             let actor = principal(&reg, g)?;
             reg.authorize_feature_write(&actor, &feature_set)?;
-            let batch = load(&data, Roles { prediction: None, id: None, label: None, expected: BTreeMap::new(), ignore: Vec::new(), strict_kinds: false })?;
+            let batch = load(&data, Roles::default())?;
             let (entities, features) = reg.put_online_features(&actor, &feature_set, &entity, &batch)?;
             let out = serde_json::json!({"feature_set": feature_set, "entities": entities, "features": features});
             emit(g, &out, || println!("feature set {feature_set}: {features} features for {entities} entities written"));

@@ -94,6 +94,16 @@ struct Routed<'e> {
     unit_hash: Option<String>,
 }
 
+/// A routed request between routing and delivery (see `Gateway::pending`).
+struct Pending<'e> {
+    routed: Routed<'e>,
+    ids: RequestIds,
+    start: Instant,
+    logged: Option<Vec<(String, vigil_onnx::Tensor)>>,
+    shadows: Option<Vec<(String, vigil_onnx::Tensor)>>,
+    looked: Option<Looked>,
+}
+
 /// What an online feature lookup gave a request (for the log).
 struct Looked {
     statuses: std::collections::BTreeMap<String, Vec<String>>,
@@ -259,6 +269,30 @@ impl Gateway {
                 };
             }
         }
+    }
+
+    /// What a routed request carries to its delivery: its ids, and the copies of its input the
+    /// log and the shadows need (made before the model consumes the tensors).
+    fn pending<'e>(&self, ep: &Endpoint, routed: Routed<'e>, client: Option<String>, start: Instant, tensors: &[(String, vigil_onnx::Tensor)], looked: Option<Looked>) -> Pending<'e> {
+        let shadows = (!ep.shadows.is_empty() && routed.bucket.is_some()).then(|| tensors.to_vec());
+        let logged = self.spool.as_ref().map(|_| tensors.to_vec());
+        Pending { routed, ids: self.request_ids(client), start, logged, shadows, looked }
+    }
+
+    /// Delivers a live answer (`resp`, in the caller's protocol): logs it (or refuses it with
+    /// 503 when the spool is full and the endpoint does not answer unlogged), queues the shadow
+    /// copies, and names what answered in the headers.
+    fn deliver(&self, ep: &Endpoint, p: Pending<'_>, outputs: Vec<(String, vigil_onnx::Value)>, mut resp: Response, oip: bool) -> Response {
+        let statuses = p.shadows.as_ref().and(p.looked.as_ref()).map(|l| l.statuses.clone());
+        if self.log_answer(ep, &p.routed, &p.ids, p.start, p.logged, outputs, p.looked).is_err() {
+            return spool_full(StatusCode::SERVICE_UNAVAILABLE, oip);
+        }
+        if let Some(t) = &p.shadows {
+            self.shadow_copies(ep, &p.routed, t, &p.ids, statuses.as_ref());
+        }
+        answer_headers(&mut resp, &p.routed, &p.ids);
+        self.counters.answered.fetch_add(1, Ordering::Relaxed);
+        resp
     }
 
     /// Logs a live answer. `Err(())` when the spool is full and the endpoint refuses to answer
@@ -583,27 +617,16 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
         },
         None => gw.route(&ep, unit_key(&ep, headers, req.get("parameters"))),
     };
-    let ids = gw.request_ids(client);
-    let shadows = if ep.shadows.is_empty() || routed.bucket.is_none() { None } else { Some(tensors.clone()) };
-    let logged = gw.spool.as_ref().map(|_| tensors.clone());
-    let s = &routed.arm.served;
+    let p = gw.pending(&ep, routed, client, start, &tensors, looked);
+    let s = &p.routed.arm.served;
     let outputs = match s.model.run(tensors) {
         Ok(o) => o,
         Err(e) => return oip_error(StatusCode::BAD_REQUEST, e.message()),
     };
     let outs: Vec<Js> = outputs.iter().filter(|(n, _)| wanted.as_ref().is_none_or(|w| w.contains(n))).map(|(n, v)| decode::oip_output(n, v)).collect();
-    let id = ids.client_id.clone().unwrap_or_else(|| ids.request_id.clone());
-    let mut resp = Json(json!({"model_name": s.name, "model_version": s.version, "id": id, "outputs": outs})).into_response();
-    let statuses = looked.as_ref().map(|l| l.statuses.clone());
-    if gw.log_answer(&ep, &routed, &ids, start, logged, outputs, looked).is_err() {
-        return spool_full(StatusCode::SERVICE_UNAVAILABLE, true);
-    }
-    if let Some(t) = shadows {
-        gw.shadow_copies(&ep, &routed, &t, &ids, statuses.as_ref());
-    }
-    answer_headers(&mut resp, &routed, &ids);
-    gw.counters.answered.fetch_add(1, Ordering::Relaxed);
-    resp
+    let id = p.ids.client_id.clone().unwrap_or_else(|| p.ids.request_id.clone());
+    let resp = Json(json!({"model_name": s.name, "model_version": s.version, "id": id, "outputs": outs})).into_response();
+    gw.deliver(&ep, p, outputs, resp, true)
 }
 
 /// The refusal for a full spool, in either protocol's format.
@@ -730,22 +753,11 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
         None
     };
     let routed = gw.route(&ep, unit_key(&ep, headers, params.as_ref()));
-    let ids = gw.request_ids(client);
-    let shadows = if ep.shadows.is_empty() { None } else { Some(tensors.clone()) };
-    let logged = gw.spool.as_ref().map(|_| tensors.clone());
-    match routed.arm.served.model.run(tensors) {
+    let p = gw.pending(&ep, routed, client, start, &tensors, looked);
+    match p.routed.arm.served.model.run(tensors) {
         Ok(outputs) => {
-            let mut resp = Json(json!({"predictions": decode::mlflow_predictions(&outputs)})).into_response();
-            let statuses = looked.as_ref().map(|l| l.statuses.clone());
-            if gw.log_answer(&ep, &routed, &ids, start, logged, outputs, looked).is_err() {
-                return spool_full(StatusCode::SERVICE_UNAVAILABLE, false);
-            }
-            if let Some(t) = shadows {
-                gw.shadow_copies(&ep, &routed, &t, &ids, statuses.as_ref());
-            }
-            answer_headers(&mut resp, &routed, &ids);
-            gw.counters.answered.fetch_add(1, Ordering::Relaxed);
-            resp
+            let resp = Json(json!({"predictions": decode::mlflow_predictions(&outputs)})).into_response();
+            gw.deliver(&ep, p, outputs, resp, false)
         }
         Err(e) => mlflow_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.message()),
     }

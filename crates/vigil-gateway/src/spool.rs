@@ -224,7 +224,10 @@ impl Writer {
                         if let Err(e) = self.append(&mut open, &line) {
                             eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
                             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
-                            open = None;
+                            // What was written before the failure is still shipped.
+                            if let Some(o) = open.take() {
+                                self.seal(o);
+                            }
                             std::thread::sleep(Duration::from_millis(200));
                         } else {
                             self.counters.log_spooled.fetch_add(1, Ordering::Relaxed);
@@ -278,10 +281,11 @@ impl Writer {
     }
 
     fn seal(&self, mut o: Open) {
-        let done = o.file.flush().and_then(|()| o.file.get_ref().sync_data());
+        // Sealed even if the last flush failed: whole lines are shipped, a cut one is counted.
+        let synced = o.file.flush().and_then(|()| o.file.get_ref().sync_data());
         let from = self.cfg.dir.join(format!("open-{}.jsonl", o.id));
         let to = self.cfg.dir.join(format!("ready-{}.jsonl", o.id));
-        if done.and_then(|()| std::fs::rename(&from, &to)).is_err() {
+        if synced.is_err() || std::fs::rename(&from, &to).is_err() {
             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
         }
     }

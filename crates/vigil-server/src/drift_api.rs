@@ -343,8 +343,7 @@ pub async fn put_features(State(st): State<Arc<AppState>>, headers: HeaderMap, P
         let staged = stage(&st, &headers, body).await?;
         let reg = st.registry.clone();
         blocking(move || {
-            let roles = Roles { prediction: None, id: None, label: None, expected: BTreeMap::new(), ignore: Vec::new(), strict_kinds: false };
-            let (entities, features) = reg.put_online_features(&p, &set, &entity, &staged.batch(&roles)?)?;
+            let (entities, features) = reg.put_online_features(&p, &set, &entity, &staged.batch(&Roles::default())?)?;
             Ok(json!({"feature_set": set, "entities": entities, "features": features}))
         })
         .await

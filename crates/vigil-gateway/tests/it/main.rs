@@ -521,7 +521,12 @@ fn infer_as(env: &Env, patient: Option<&str>, id: &str) -> (u16, String, String,
 }
 
 fn counter(env: &Env, name: &str) -> u64 {
-    let text = agent().get(&format!("{}/metrics", env.url)).call().unwrap().into_body().read_to_string().unwrap();
+    counter_at(&env.url, name)
+}
+
+/// A counter of the gateway at `url`, from `/metrics`.
+fn counter_at(url: &str, name: &str) -> u64 {
+    let text = agent().get(&format!("{url}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
     text.lines().find(|l| l.starts_with(name)).and_then(|l| l.split(' ').nth(1)).and_then(|v| v.parse().ok()).unwrap()
 }
 
@@ -607,9 +612,7 @@ fn header(h: &ureq::http::HeaderMap, name: &str) -> String {
 /// Waits until the gateway at `url` has stored `n` records in the registry.
 fn wait_stored(url: &str, n: u64) {
     for _ in 0..500 {
-        let text = agent().get(&format!("{url}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
-        let stored: u64 = text.lines().find(|l| l.starts_with("vigil_gateway_log_stored_total")).and_then(|l| l.split(' ').nth(1)).and_then(|v| v.parse().ok()).unwrap();
-        if stored >= n {
+        if counter_at(url, "vigil_gateway_log_stored_total") >= n {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -723,7 +726,7 @@ fn shadow_records_are_paired_with_the_live_answer_by_request_id() {
         assert_eq!((live.version.as_str(), shadow.version.as_str(), shadow.arm.as_str()), ("1.0.0", "1.1.0", "shadow"));
         assert_eq!(shadow.features, live.features, "the shadow got the same assembled input");
         assert_eq!(shadow.status, "ok");
-        // Each version's window gets its own rows: the challenger is monitored too.
+        // The gateway's own id finds the pair too.
         assert_eq!(env.registry.predictions(&env.login("ds"), &live.request_id).unwrap().len(), 2);
     }
 }
@@ -749,10 +752,7 @@ fn a_full_spool_refuses_or_drops_as_the_endpoint_says_and_counts_it() {
         assert!(out["error"].as_str().unwrap().starts_with("prediction_log_full"));
         let (st, out, _) = post_with(&format!("{url}/invocations"), "application/json", &json!({"instances": [row(1)]}).to_string(), &[]);
         assert_eq!((st, out["error_code"].as_str()), (503, Some("TEMPORARILY_UNAVAILABLE")));
-        let get_counter = |name: &str| -> u64 {
-            let text = agent().get(&format!("{url}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
-            text.lines().find(|l| l.starts_with(name)).and_then(|l| l.split(' ').nth(1)).and_then(|v| v.parse().ok()).unwrap()
-        };
+        let get_counter = |name: &str| counter_at(&url, name);
         assert_eq!(get_counter("vigil_gateway_log_rejected_total"), 2);
         // The endpoint's policy says drop: answered, unlogged, counted.
         env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 100}], "full_spool": "drop"}));
@@ -788,8 +788,7 @@ fn a_segment_left_by_a_crash_is_shipped_once_up_to_its_last_whole_line() {
         let second = env.gateway(spool_config(dir.clone()));
         assert!(second.unwrap_err().to_string().contains("in use"));
         wait_stored(&url, 1);
-        let text = agent().get(&format!("{url}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
-        assert!(text.contains("vigil_gateway_log_corrupt_total 1"), "{text}");
+        assert_eq!(counter_at(&url, "vigil_gateway_log_corrupt_total"), 1);
         assert!(!dir.join("open-seg_crash.jsonl").exists() && !dir.join("ready-seg_crash.jsonl").exists());
         // Shipped again (a crash between commit and delete): stored once.
         let again: vigil_core::predlog::PredictionRecord = serde_json::from_value(rec).unwrap();
