@@ -16,7 +16,7 @@ and shipper run in the same process and are included); RSS is read at the end.
 scenarios are also run against `unlogged_gateway` (an example binary: the same gateway
 without a spool, a reference point, never a way to serve). The online-feature scenario loads
 20 features for 1,000 patients into the embedded store and asks by patient id; the lookup
-time is read from the logged records (`lookup_us`).
+time is read from the gateway's histogram at /metrics.
 """
 
 from __future__ import annotations
@@ -132,14 +132,27 @@ def start(cmd: list[str]) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def lookup_percentiles(data: Path) -> str:
-    import sqlite3
-    con = sqlite3.connect(data / "vigil.db")
-    us = sorted(json.loads(r[0]).get("lookup_us") for r in con.execute("SELECT record FROM predictions") if json.loads(r[0]).get("lookup_us") is not None)
-    con.close()
-    if not us:
-        return "no lookups logged"
-    return f"{len(us)} lookups: p50 {us[len(us) // 2] / 1000:.3f} ms, p99 {us[int(len(us) * 0.99)] / 1000:.3f} ms"
+def lookup_percentiles(url: str) -> str:
+    """p50 and p99 of the online feature lookups, from the gateway's histogram at /metrics
+    (linear within a bucket)."""
+    buckets = []
+    for line in urllib.request.urlopen(url + "/metrics").read().decode().splitlines():
+        m = re.match(r'vigil_gateway_feature_lookup_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
+        if m:
+            buckets.append((float(m.group(1)), int(m.group(2))))
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return "no lookups"
+
+    def q(p: float) -> float:
+        want, lo, below = p * total, 0.0, 0
+        for le, n in buckets:
+            if n >= want:
+                hi = le if le != float("inf") else lo
+                return (lo + (hi - lo) * (want - below) / max(n - below, 1)) * 1000
+            lo, below = le, n
+        return float("nan")
+    return f"{total} lookups: p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms"
 
 
 def main() -> None:
@@ -219,7 +232,7 @@ def main() -> None:
         short = lambda k: k.removeprefix("vigil_gateway_").removesuffix("_total")
         print("shadow:", ", ".join(f"{short(k)} {v}" for k, v in counters.items() if "shadow" in k))
         print("prediction log:", ", ".join(f"{short(k)} {v}" for k, v in counters.items() if "_log_" in k or "spool" in k))
-        print("online feature lookup (from the log):", lookup_percentiles(data))
+        print("online feature lookup (gateway histogram):", lookup_percentiles(url))
         print(f"resident memory after the runs: {rss_mb(proc.pid):.1f} MB")
     finally:
         proc.kill()

@@ -123,8 +123,9 @@ fn spool_config(g: &Global, a: &crate::cli::SpoolArgs) -> Result<vigil_gateway::
 }
 
 fn gateway(g: &Global, addr: &str, artifacts: Option<PathBuf>, default_model: Option<String>, refresh_ms: u64, spool: &crate::cli::SpoolArgs) -> Result<()> {
-    // The gateway appends its log and reads small rows: a small page cache keeps it lean.
-    vigil_store::sqlite::set_cache_kib(8 << 10);
+    // The gateway appends its log (whole compressed segments, a slim index) and reads small
+    // rows: a small page cache keeps it lean.
+    vigil_store::sqlite::set_cache_kib(2 << 10);
     let registry = Arc::new(open(g, false)?);
     let spool = spool_config(g, spool)?;
     let artifacts = match (artifacts, target(g)?.data_dir) {

@@ -22,6 +22,7 @@ pub mod model;
 pub mod monitor;
 pub mod phi;
 pub mod predlog;
+pub mod predwire;
 pub mod registry;
 pub mod search;
 pub mod semver;

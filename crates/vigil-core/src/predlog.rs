@@ -3,10 +3,13 @@
 //! vector, outputs and latency.
 //!
 //! The gateway writes records to a durable spool of its own, off the request path, and ships
-//! each sealed segment here. [`Registry::record_predictions`] stores a segment in one
-//! transaction: the segment's id (so a segment shipped twice, after a crash between commit and
-//! cleanup, is stored once), its records (append-only), one drift-monitoring batch per model
-//! version with the logged features, scores and prediction ids, and the audit events. So
+//! each sealed segment here. [`Registry::record_prediction_segment`] stores a segment in one
+//! transaction: the segment itself, whole and zstd-compressed, under its id (so a segment
+//! shipped twice, after a crash between commit and cleanup, is stored once; append-only), a
+//! slim index entry per record (request id, role, version, caller id), one drift-monitoring
+//! batch per model version with the logged features, scores and prediction ids, and the audit
+//! events. Records are in the binary format of [`crate::predwire`]: the shipper reads the
+//! numbers it monitors without parsing text, and a read decodes a record only when asked. So
 //! logged predictions feed the drift monitor's windows without anyone uploading them, and
 //! labels posted later by request id ([`Registry::add_prediction_labels`]) join them for
 //! performance monitoring.
@@ -20,7 +23,8 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::ids::Timestamp;
 use crate::monitor::{Batch, Column};
 use crate::registry::{Attempt, Registry};
-use crate::store::{BatchRecord, Tx};
+use crate::predwire::{self, RecordView};
+use crate::store::{BatchRecord, IndexEntry, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -123,6 +127,8 @@ pub struct SegmentOutcome {
     pub duplicate: bool,
     /// Records stored.
     pub records: usize,
+    /// Frames of the segment that were damaged or cut short (skipped, never guessed at).
+    pub damaged: usize,
     /// Rows added to drift monitoring, over all versions.
     pub monitored_rows: usize,
     /// Versions whose rows could not feed monitoring (a column's kind differs from the
@@ -131,31 +137,52 @@ pub struct SegmentOutcome {
 }
 
 /// Builds the monitoring batch of one version's successful records (one pass over them).
-fn monitoring_batch(records: &[&PredictionRecord]) -> Batch {
-    let total: usize = records.iter().map(|r| r.rows as usize).sum();
-    // Per feature, its cells so far; a feature a record lacks is missing in its rows.
-    let mut cells: BTreeMap<&str, Vec<Option<&Value>>> = BTreeMap::new();
-    let mut done = 0usize;
-    for r in records {
-        let n = r.rows as usize;
-        for (name, values) in &r.features {
-            let col = cells.entry(name.as_str()).or_insert_with(|| Vec::with_capacity(total));
-            col.resize(done, None);
-            col.extend(values.iter().map(Some));
+fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
+    let total: usize = records.iter().map(|r| r.rows).sum();
+    // Per feature: numeric unless some record holds text in it.
+    let mut numeric: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut parsed: BTreeMap<(usize, usize), Vec<Value>> = BTreeMap::new();
+    for (ri, r) in records.iter().enumerate() {
+        for (fi, f) in r.features.iter().enumerate() {
+            let num = if f.numeric() {
+                true
+            } else {
+                let values = f.values()?;
+                let all = values.iter().all(|v| v.is_null() || v.is_number());
+                parsed.insert((ri, fi), values);
+                all
+            };
+            let e = numeric.entry(f.name).or_insert(true);
+            *e &= num;
         }
-        done += n;
     }
     let mut features = BTreeMap::new();
-    for (name, mut col) in cells {
-        col.resize(total, None);
-        let numeric = col.iter().all(|c| matches!(c, None | Some(Value::Null | Value::Number(_))));
-        let column = if numeric {
-            Column::numeric(col.iter().map(|c| c.and_then(Value::as_f64)))
+    for (name, is_numeric) in numeric {
+        let cells = records.iter().enumerate().flat_map(|(ri, r)| {
+            let fi = r.features.iter().position(|f| f.name == name);
+            (0..r.rows).map(move |i| (ri, fi, i))
+        });
+        let column = if is_numeric {
+            Column::numeric(cells.map(|(ri, fi, i)| {
+                let f = &records[ri].features[fi?];
+                if f.numeric() { f.number(i) } else { parsed.get(&(ri, fi?)).and_then(|v| v[i].as_f64()) }
+            }))
         } else {
-            Column::categorical(col.iter().map(|c| match c {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(other) => Some(other.to_string()),
+            let mut owned: BTreeMap<(usize, usize), Vec<Value>> = BTreeMap::new();
+            for (ri, r) in records.iter().enumerate() {
+                if let Some(fi) = r.features.iter().position(|f| f.name == name)
+                    && !parsed.contains_key(&(ri, fi))
+                {
+                    owned.insert((ri, fi), r.features[fi].values()?);
+                }
+            }
+            Column::categorical(cells.map(|(ri, fi, i)| {
+                let fi = fi?;
+                match parsed.get(&(ri, fi)).or_else(|| owned.get(&(ri, fi))).map(|v| &v[i]) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(other) => Some(other.to_string()),
+                }
             }))
         };
         features.insert(name.to_owned(), column);
@@ -163,61 +190,108 @@ fn monitoring_batch(records: &[&PredictionRecord]) -> Batch {
     let mut scores = Vec::with_capacity(total);
     let mut ids = Vec::with_capacity(total);
     for r in records {
-        match &r.scores {
-            Some(s) => scores.extend_from_slice(s),
-            None => scores.extend(std::iter::repeat_n(None, r.rows as usize)),
+        scores.extend((0..r.rows).map(|i| r.score(i)));
+        if r.rows == 1 {
+            ids.push(r.request_id.to_owned());
+        } else {
+            ids.extend((0..r.rows).map(|i| format!("{}#{i}", r.request_id)));
         }
-        ids.extend((0..r.rows as usize).map(|i| r.prediction_id(i)));
     }
     let any_score = scores.iter().any(Option::is_some);
-    Batch { features, predictions: any_score.then_some(scores), prediction_ids: Some(ids), labels: None }
+    Ok(Batch { features, predictions: any_score.then_some(scores), prediction_ids: Some(ids), labels: None })
+}
+
+fn check_view(r: &RecordView<'_>) -> Result<()> {
+    let bad = |m: &str| Err(Error::new(ErrorCode::InvalidManifest, format!("prediction record: {m}")));
+    if r.request_id.is_empty() || r.request_id.len() > 128 || r.request_id.contains('#') {
+        return bad("request id must be 1-128 characters without '#'");
+    }
+    if r.client_id.is_some_and(|c| c.is_empty() || c.len() > 128) {
+        return bad("a caller's id is 1-128 characters");
+    }
+    if r.rows == 0 || r.rows > 1_000_000 {
+        return bad("rows out of range");
+    }
+    Ok(())
+}
+
+/// How stored segment bodies are compressed.
+const BODY_MAGIC: &[u8; 4] = b"VPZ1";
+
+fn compress(segment: &[u8]) -> Result<Vec<u8>> {
+    let mut out = BODY_MAGIC.to_vec();
+    out.extend(zstd::bulk::compress(segment, 1).map_err(|_| Error::new(ErrorCode::StorageFailure, "a prediction log segment could not be compressed"))?);
+    Ok(out)
+}
+
+/// The segment bytes of a stored body.
+pub(crate) fn decompress(body: &[u8]) -> Result<Vec<u8>> {
+    let corrupt = || Error::new(ErrorCode::IntegrityViolation, "a stored prediction log segment is not readable");
+    let z = body.strip_prefix(BODY_MAGIC.as_slice()).ok_or_else(corrupt)?;
+    let size = zstd::zstd_safe::get_frame_content_size(z).ok().flatten().ok_or_else(corrupt)?;
+    if size > 1 << 31 {
+        return Err(corrupt());
+    }
+    zstd::bulk::decompress(z, size as usize).map_err(|_| corrupt())
 }
 
 impl Registry {
-    /// Stores a sealed spool segment of the gateway (see the module documentation). Storing
-    /// the same segment id again writes nothing and reports a duplicate.
+    /// Stores records as one segment (see the module documentation): the form for records
+    /// that were not spooled by a gateway. Storing the same segment id again writes nothing
+    /// and reports a duplicate.
     pub fn record_predictions(&self, segment_id: &str, instance: &str, records: &[PredictionRecord]) -> Result<SegmentOutcome> {
-        let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).map_err(|_| Error::new(ErrorCode::InvalidManifest, "a prediction record could not be encoded"))).collect::<Result<_>>()?;
-        let pairs: Vec<(&PredictionRecord, &str)> = records.iter().zip(lines.iter().map(String::as_str)).collect();
-        self.store_segment(segment_id, instance, &pairs)
+        let mut seg = predwire::new_segment();
+        for r in records {
+            r.check()?;
+            predwire::encode_record(r, &mut seg);
+        }
+        self.record_prediction_segment(segment_id, instance, &seg)
     }
 
-    /// As [`Registry::record_predictions`], for records read from spool lines: each record is
-    /// stored as the line it was parsed from (no second encoding on the hot path).
-    pub fn record_prediction_lines(&self, segment_id: &str, instance: &str, records: &[(PredictionRecord, &str)]) -> Result<SegmentOutcome> {
-        let pairs: Vec<(&PredictionRecord, &str)> = records.iter().map(|(r, l)| (r, *l)).collect();
-        self.store_segment(segment_id, instance, &pairs)
-    }
-
-    fn store_segment(&self, segment_id: &str, instance: &str, items: &[(&PredictionRecord, &str)]) -> Result<SegmentOutcome> {
+    /// Stores a sealed spool segment of the gateway (its bytes as the spool wrote them, in
+    /// the [`predwire`] format): in one transaction, the segment (compressed, append-only),
+    /// an index entry per record, one drift batch per version and one audit event per
+    /// version. Frames that are damaged or cut short are skipped and counted
+    /// ([`SegmentOutcome::damaged`]); a segment with a record the rules refuse is refused whole.
+    pub fn record_prediction_segment(&self, segment_id: &str, instance: &str, bytes: &[u8]) -> Result<SegmentOutcome> {
         if segment_id.is_empty() || segment_id.len() > 128 || instance.len() > 128 {
             return Err(Error::new(ErrorCode::InvalidManifest, "segment and instance ids are at most 128 characters"));
         }
-        for (r, _) in items {
-            r.check()?;
+        let (records, damaged) = predwire::parse_segment(bytes)?;
+        for r in &records {
+            check_view(r)?;
         }
-        let records: Vec<&PredictionRecord> = items.iter().map(|(r, _)| *r).collect();
+        let body = compress(bytes)?;
+        let mut by_version: BTreeMap<&str, Vec<&RecordView<'_>>> = BTreeMap::new();
+        for r in &records {
+            by_version.entry(r.version_id).or_default().push(r);
+        }
+        // The drift batches are built before the transaction: it only writes.
+        let mut batches = Vec::with_capacity(by_version.len());
+        for recs in by_version.values() {
+            let ok: Vec<&RecordView<'_>> = recs.iter().copied().filter(|r| r.error.is_none()).collect();
+            batches.push(if ok.is_empty() { None } else { Some(monitoring_batch(&ok)?) });
+        }
+        let index: Vec<IndexEntry<'_>> = records.iter().map(|r| IndexEntry { request_id: r.request_id, role: r.role(), version_id: r.version_id, client_id: r.client_id }).collect();
         self.write(|tx| {
             let now = self.clock.now();
-            if !tx.insert_prediction_segment(segment_id, instance, records.len() as i64, now)? {
+            if !tx.insert_prediction_segment(segment_id, instance, records.len() as i64, now, &body)? {
                 return Ok(SegmentOutcome { duplicate: true, ..SegmentOutcome::default() });
             }
-            let mut by_version: BTreeMap<&str, Vec<(&PredictionRecord, &str)>> = BTreeMap::new();
-            for (r, line) in items {
-                by_version.entry(r.version_id.as_str()).or_default().push((r, line));
+            let mut out = SegmentOutcome { records: records.len(), damaged, ..SegmentOutcome::default() };
+            // Versions first: an index entry naming an unknown version is refused by name.
+            let mut versions = Vec::with_capacity(by_version.len());
+            for version_id in by_version.keys() {
+                versions.push(Self::load_version(tx, version_id)?);
             }
-            let mut out = SegmentOutcome { records: records.len(), ..SegmentOutcome::default() };
-            for (version_id, recs) in by_version {
-                let v = Self::load_version(tx, version_id)?;
-                tx.insert_predictions(segment_id, &recs)?;
-                let ok: Vec<&PredictionRecord> = recs.iter().map(|(r, _)| *r).filter(|r| r.status == "ok").collect();
+            tx.insert_prediction_index(segment_id, &index)?;
+            for ((recs, batch), v) in by_version.values().zip(&batches).zip(&versions) {
+                let failed = recs.iter().filter(|r| r.error.is_some()).count();
                 let mut details = json!({"segment": segment_id, "instance": instance, "records": recs.len(),
-                    "live": recs.iter().filter(|(r, _)| r.role == "live").count(), "shadow": recs.iter().filter(|(r, _)| r.role == "shadow").count(),
-                    "failed": recs.len() - ok.len()});
-                if !ok.is_empty() {
-                    let batch = monitoring_batch(&ok);
+                    "live": recs.iter().filter(|r| !r.shadow).count(), "shadow": recs.iter().filter(|r| r.shadow).count(), "failed": failed});
+                if let Some(batch) = batch {
                     let rows = batch.rows()?;
-                    match Self::kinds_match_baseline(tx, &v.id, &batch)? {
+                    match Self::kinds_match_baseline(tx, &v.id, batch)? {
                         Ok(()) => {
                             let b = BatchRecord {
                                 id: self.ids.new_id("bt"),
@@ -240,10 +314,28 @@ impl Registry {
                         }
                     }
                 }
-                tx.append_audit(self.version_event(GATEWAY_ACTOR, "prediction.log", &v, json!({"new": details})))?;
+                if damaged > 0 {
+                    details["damaged_frames"] = json!(damaged);
+                }
+                tx.append_audit(self.version_event(GATEWAY_ACTOR, "prediction.log", v, json!({"new": details})))?;
             }
             Ok(out)
         })
+    }
+
+    /// The stored records of a request id or a caller's id (records logged before segments
+    /// were stored whole are read from where they were kept).
+    fn find_predictions(tx: &mut dyn Tx, id: &str) -> Result<Vec<StoredPrediction>> {
+        let mut out = tx.legacy_predictions_for_request(id)?;
+        for (segment_id, body) in tx.prediction_segments_for(id)? {
+            let bytes = decompress(&body)?;
+            let (records, _) = predwire::parse_segment(&bytes)?;
+            for r in records.iter().filter(|r| r.request_id == id || r.client_id == Some(id)) {
+                out.push(StoredPrediction { segment_id: segment_id.clone(), record: r.to_record()? });
+            }
+        }
+        out.sort_by(|a, b| (a.record.request_id.as_str(), a.record.role != "live", a.record.version_id.as_str()).cmp(&(b.record.request_id.as_str(), b.record.role != "live", b.record.version_id.as_str())));
+        Ok(out)
     }
 
     /// Whether a batch's column kinds agree with the newest baseline's (the reason if not).
@@ -283,7 +375,7 @@ impl Registry {
                     Some((r, i)) if i.parse::<u64>().is_ok() => (r, Some(i)),
                     _ => (id.as_str(), None),
                 };
-                let found = tx.predictions_for_request(req)?;
+                let found = Self::find_predictions(tx, req)?;
                 let mut hit = false;
                 for p in found {
                     let r = &p.record;
@@ -318,7 +410,7 @@ impl Registry {
         let attempt = Attempt { actor: actor.user_id().as_str(), action: "prediction.read", entity_type: "prediction", entity_id: "", model: None, version: None };
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::CheckDrift)?;
-            let found = tx.predictions_for_request(request_id)?;
+            let found = Self::find_predictions(tx, request_id)?;
             if let Some(first) = found.first() {
                 let v = Self::load_version(tx, &first.record.version_id)?;
                 let ids: Vec<&str> = found.iter().map(|p| p.record.request_id.as_str()).collect();
@@ -369,14 +461,31 @@ mod tests {
 
     #[test]
     fn batches_take_prediction_ids_and_kinds_from_the_records() {
-        let a = rec("req_a", 1, vec![json!(1.0)]);
-        let b = rec("req_b", 2, vec![json!(null), json!(3)]);
-        let batch = monitoring_batch(&[&a, &b]);
+        let mut seg = predwire::new_segment();
+        for r in [rec("req_a", 1, vec![json!(1.0)]), rec("req_b", 2, vec![json!(null), json!(3)]), rec("req_c", 1, vec![json!("F")])] {
+            predwire::encode_record(&r, &mut seg);
+        }
+        let (views, _) = predwire::parse_segment(&seg).unwrap();
+        let batch = monitoring_batch(&[&views[0], &views[1]]).unwrap();
         assert_eq!(batch.rows().unwrap(), 3);
         assert_eq!(batch.prediction_ids.unwrap(), vec!["req_a", "req_b#0", "req_b#1"]);
-        assert_eq!(batch.features["x"].kind(), "numeric");
-        let c = rec("req_c", 1, vec![json!("F")]);
-        assert_eq!(monitoring_batch(&[&a, &c]).features["x"].kind(), "categorical");
+        let Column::Numeric(x) = &batch.features["x"] else { panic!("numeric expected") };
+        assert_eq!((x[0], x[1].is_nan(), x[2]), (1.0, true, 3.0));
+        let mixed = monitoring_batch(&[&views[0], &views[2]]).unwrap();
+        assert_eq!(mixed.features["x"], Column::categorical([Some("1.0"), Some("F")]));
+    }
+
+    #[test]
+    fn stored_bodies_are_compressed_and_read_back() {
+        let mut seg = predwire::new_segment();
+        for i in 0..50 {
+            predwire::encode_record(&rec(&format!("req_{i}"), 1, vec![json!(f64::from(i))]), &mut seg);
+        }
+        let body = compress(&seg).unwrap();
+        assert!(body.len() * 3 < seg.len(), "{} of {}", body.len(), seg.len());
+        assert_eq!(decompress(&body).unwrap(), seg);
+        assert!(decompress(&body[..body.len() - 3]).is_err());
+        assert!(decompress(b"VPZ1").is_err());
     }
 
     #[test]

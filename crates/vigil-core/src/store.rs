@@ -101,6 +101,19 @@ pub struct BaselineRecord {
     pub created_at: Timestamp,
 }
 
+/// One prediction record's entry in the prediction index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry<'a> {
+    /// The gateway's request id.
+    pub request_id: &'a str,
+    /// `live` or `shadow`.
+    pub role: &'a str,
+    /// The model version that ran.
+    pub version_id: &'a str,
+    /// The caller's own id.
+    pub client_id: Option<&'a str>,
+}
+
 /// A stored batch of production samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchRecord {
@@ -268,12 +281,16 @@ pub trait Tx {
     /// The newest baseline's features and whether each is numeric, without reading the
     /// profiles (`None` if the version has no baseline).
     fn baseline_kinds(&mut self, model_version_id: &str) -> Result<Option<Vec<(String, bool)>>>;
-    /// Records a prediction-log segment; `false` if that segment id was recorded before.
-    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp) -> Result<bool>;
-    /// Stores prediction records (append-only) that came in a segment, each with its JSON text.
-    fn insert_predictions(&mut self, segment_id: &str, records: &[(&crate::predlog::PredictionRecord, &str)]) -> Result<()>;
-    /// The records of a request, by the gateway's request id or the caller's id.
-    fn predictions_for_request(&mut self, id: &str) -> Result<Vec<crate::predlog::StoredPrediction>>;
+    /// Records a prediction-log segment with its (compressed) body; `false` if that segment
+    /// id was recorded before.
+    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: &[u8]) -> Result<bool>;
+    /// Indexes a segment's records by request id (unique with role and version) and caller id.
+    fn insert_prediction_index(&mut self, segment_id: &str, entries: &[IndexEntry<'_>]) -> Result<()>;
+    /// The segments holding a request id or a caller's id: `(segment id, body)`.
+    fn prediction_segments_for(&mut self, id: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Records stored one per row before segments were stored whole (schema 8), by the
+    /// gateway's request id or the caller's id.
+    fn legacy_predictions_for_request(&mut self, id: &str) -> Result<Vec<crate::predlog::StoredPrediction>>;
     /// Writes online feature values `(entity, feature, JSON value or null)` of a feature set.
     fn upsert_online_features(&mut self, feature_set: &str, cells: &[(String, String, Option<String>)], at: Timestamp) -> Result<()>;
     /// An entity's online features: `(feature, JSON value or null, written at)`.

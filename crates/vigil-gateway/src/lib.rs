@@ -71,12 +71,28 @@ pub struct Counters {
     pub log_dropped: AtomicU64,
     /// Records that could not be written to the spool.
     pub log_failed: AtomicU64,
-    /// Spool lines that could not be read back (cut short by a crash).
+    /// Spool frames that could not be read back (cut short by a crash, or damaged).
     pub log_corrupt: AtomicU64,
     /// Shipping attempts that found the registry unavailable (retried).
     pub log_ship_retries: AtomicU64,
     /// Records in segments the registry refused, kept aside as `failed-…` files.
     pub log_quarantined: AtomicU64,
+    /// Online feature lookups that succeeded, by duration: one counter per bucket of
+    /// [`LOOKUP_BUCKETS_US`] (non-cumulative) and one past the last.
+    pub lookup_buckets: [AtomicU64; LOOKUP_BUCKETS_US.len() + 1],
+    /// Their total duration (µs).
+    pub lookup_sum_us: AtomicU64,
+}
+
+/// Upper bounds (µs) of the online feature lookup histogram's buckets.
+pub const LOOKUP_BUCKETS_US: [u64; 14] = [25, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 50_000];
+
+impl Counters {
+    fn lookup_took(&self, micros: u64) {
+        let i = LOOKUP_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(LOOKUP_BUCKETS_US.len());
+        self.lookup_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.lookup_sum_us.fetch_add(micros, Ordering::Relaxed);
+    }
 }
 
 /// Who asked: the gateway's request id and the caller's own, if it gave one.
@@ -349,7 +365,10 @@ fn lookup(gw: &Gateway, ep: &Endpoint, entities: Option<Vec<Js>>) -> Result<Opti
     let (Some(cfg), Some(entities)) = (&ep.features, entities) else { return Ok(None) };
     let l = cfg.as_ref().map_err(|why| (StatusCode::SERVICE_UNAVAILABLE, "feature_lookup_unconfigured", format!("feature_lookup_unconfigured: {why}")))?;
     match l.fetch(gw.catalog.registry(), &entities) {
-        Ok(a) => Ok(Some((a.frame, Looked { statuses: a.statuses, micros: a.micros }))),
+        Ok(a) => {
+            gw.counters.lookup_took(a.micros);
+            Ok(Some((a.frame, Looked { statuses: a.statuses, micros: a.micros })))
+        }
         Err(features::Failure::Bad(m)) => Err((StatusCode::BAD_REQUEST, "bad_entity", m)),
         Err(features::Failure::Missing(m)) => Err((StatusCode::UNPROCESSABLE_ENTITY, "feature_missing", m)),
         Err(features::Failure::Unavailable(m)) => Err((StatusCode::BAD_GATEWAY, "feature_store_unavailable", m)),
@@ -662,12 +681,21 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         ("vigil_gateway_log_rejected_total", "Answers refused because the spool was full (policy reject)", &c.log_rejected),
         ("vigil_gateway_log_dropped_total", "Records dropped because the spool was full (policy drop, and shadow records)", &c.log_dropped),
         ("vigil_gateway_log_failed_total", "Records that could not be written to the spool", &c.log_failed),
-        ("vigil_gateway_log_corrupt_total", "Spool lines that could not be read back", &c.log_corrupt),
+        ("vigil_gateway_log_corrupt_total", "Spool frames that could not be read back (cut short or damaged)", &c.log_corrupt),
         ("vigil_gateway_log_ship_retries_total", "Segment shipments retried because the registry was unavailable", &c.log_ship_retries),
         ("vigil_gateway_log_quarantined_total", "Records in segments the registry refused (kept as failed files)", &c.log_quarantined),
     ] {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Ordering::Relaxed)));
     }
+    let name = "vigil_gateway_feature_lookup_seconds";
+    out.push_str(&format!("# HELP {name} Online feature lookups that succeeded, by duration\n# TYPE {name} histogram\n"));
+    let mut cumulative = 0;
+    for (i, n) in c.lookup_buckets.iter().enumerate() {
+        cumulative += n.load(Ordering::Relaxed);
+        let le = LOOKUP_BUCKETS_US.get(i).map_or_else(|| "+Inf".to_owned(), |us| format!("{}", *us as f64 / 1e6));
+        out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {cumulative}\n"));
+    }
+    out.push_str(&format!("{name}_sum {}\n{name}_count {cumulative}\n", c.lookup_sum_us.load(Ordering::Relaxed) as f64 / 1e6));
     if let Some(sp) = &gw.spool {
         out.push_str(&format!("# HELP vigil_gateway_spool_bytes Bytes of prediction-log spool files on disk\n# TYPE vigil_gateway_spool_bytes gauge\nvigil_gateway_spool_bytes {}\n", sp.bytes_on_disk()));
     }

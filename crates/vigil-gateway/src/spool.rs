@@ -1,11 +1,12 @@
 //! The prediction log's durable spool.
 //!
 //! The request path only hands a record to a bounded queue (`try_send`, no allocation beyond
-//! the record, no wake-up: the writer polls). A writer thread turns records into JSON lines
+//! the record, no wake-up: the writer polls). A writer thread turns records into frames of the
+//! log's binary format ([`vigil_core::predwire`], the input values as the model saw them)
 //! and appends them to the open segment file, flushing to disk (`fdatasync`) at least every
 //! [`SYNC_EVERY`]; it seals the segment (renames it `ready-…`) when it is old or large enough.
 //! A shipper thread stores each sealed segment in the registry
-//! ([`vigil_core::registry::Registry::record_predictions`], one transaction, idempotent by
+//! ([`vigil_core::registry::Registry::record_prediction_segment`], one transaction, idempotent by
 //! segment id) and then deletes the file. While the registry cannot be reached, sealed
 //! segments wait on disk and are shipped, in order, once it can.
 //!
@@ -14,7 +15,8 @@
 //! `prediction_log_full`; `drop`: the answer is returned unlogged). Both are counted.
 //!
 //! What a crash can lose: records still in the queue and at most the last [`SYNC_EVERY`] of
-//! appended lines. A segment cut short by a crash is shipped up to its last whole line.
+//! appended frames. A segment cut short by a crash is shipped up to its last whole frame (each
+//! frame carries its length and CRC-32, so a torn or damaged one is counted, never read).
 //!
 //! One process owns a spool directory (an exclusive lock on `DIR/lock`); replicas each need
 //! their own. A segment that the registry refuses for good (not a storage failure) is moved to
@@ -30,7 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 use vigil_core::ids::IdGenerator;
+#[cfg(test)]
 use vigil_core::predlog::PredictionRecord;
+use vigil_core::predwire;
 use vigil_core::registry::Registry;
 use vigil_onnx::{Data, Tensor, Value};
 
@@ -55,10 +59,10 @@ pub struct SpoolConfig {
 }
 
 impl SpoolConfig {
-    /// Defaults: 16,384 queued records holding at most 16 MiB of values, 1 GiB on disk,
-    /// segments sealed after 1 s or 4 MiB.
+    /// Defaults: 4,096 queued records holding at most 16 MiB of values, 1 GiB on disk,
+    /// segments sealed after 1 s or 1 MiB (what the shipper holds in memory at once).
     pub fn new(dir: PathBuf) -> Self {
-        SpoolConfig { dir, queue: 16_384, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 4 << 20 }
+        SpoolConfig { dir, queue: 4_096, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 1 << 20 }
     }
 }
 
@@ -171,13 +175,13 @@ impl Spool {
     }
 }
 
-/// Files in `dir` whose name starts with `prefix` and ends in `.jsonl`, by name.
+/// Files in `dir` whose name starts with `prefix` and ends in `.vpl` (segments), by name.
 fn list(dir: &Path, prefix: &str) -> std::io::Result<Vec<(String, PathBuf)>> {
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_owned();
-            (name.starts_with(prefix) && name.ends_with(".jsonl")).then(|| (name, e.path()))
+            (name.starts_with(prefix) && name.ends_with(".vpl")).then(|| (name, e.path()))
         })
         .collect();
     out.sort();
@@ -208,6 +212,7 @@ impl Writer {
         let mut open: Option<Open> = None;
         let mut last_sync = Instant::now();
         let mut line = Vec::with_capacity(4096);
+        let mut scratch = Vec::with_capacity(1024);
         loop {
             let mut got = 0usize;
             let disconnected = loop {
@@ -216,11 +221,10 @@ impl Writer {
                         got += 1;
                         self.queued_bytes.fetch_sub(job.size(), Ordering::Relaxed);
                         line.clear();
-                        if write_record(&job, &mut line).is_err() {
+                        if write_record(&job, &mut line, &mut scratch).is_err() {
                             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
-                        line.push(b'\n');
                         if let Err(e) = self.append(&mut open, &line) {
                             eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
                             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
@@ -250,7 +254,7 @@ impl Writer {
                 o.unsynced = false;
                 last_sync = Instant::now();
             }
-            let seal = open.as_ref().is_some_and(|o| o.bytes > 0 && (o.opened.elapsed() >= self.cfg.seal_after || o.bytes >= self.cfg.seal_bytes));
+            let seal = open.as_ref().is_some_and(|o| o.bytes > predwire::SEGMENT_MAGIC.len() as u64 && (o.opened.elapsed() >= self.cfg.seal_after || o.bytes >= self.cfg.seal_bytes));
             if (seal || disconnected)
                 && let Some(o) = open.take()
             {
@@ -269,8 +273,11 @@ impl Writer {
     fn append(&self, open: &mut Option<Open>, line: &[u8]) -> std::io::Result<()> {
         if open.is_none() {
             let id = vigil_core::ids::UuidV7Ids.new_id("seg");
-            let file = OpenOptions::new().create_new(true).append(true).open(self.cfg.dir.join(format!("open-{id}.jsonl")))?;
-            *open = Some(Open { id, file: std::io::BufWriter::with_capacity(1 << 16, file), opened: Instant::now(), bytes: 0, unsynced: false });
+            let file = OpenOptions::new().create_new(true).append(true).open(self.cfg.dir.join(format!("open-{id}.vpl")))?;
+            let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
+            file.write_all(predwire::SEGMENT_MAGIC)?;
+            self.on_disk.fetch_add(predwire::SEGMENT_MAGIC.len() as u64, Ordering::Relaxed);
+            *open = Some(Open { id, file, opened: Instant::now(), bytes: predwire::SEGMENT_MAGIC.len() as u64, unsynced: true });
         }
         let Some(o) = open.as_mut() else { return Ok(()) };
         o.file.write_all(line)?;
@@ -283,8 +290,8 @@ impl Writer {
     fn seal(&self, mut o: Open) {
         // Sealed even if the last flush failed: whole lines are shipped, a cut one is counted.
         let synced = o.file.flush().and_then(|()| o.file.get_ref().sync_data());
-        let from = self.cfg.dir.join(format!("open-{}.jsonl", o.id));
-        let to = self.cfg.dir.join(format!("ready-{}.jsonl", o.id));
+        let from = self.cfg.dir.join(format!("open-{}.vpl", o.id));
+        let to = self.cfg.dir.join(format!("ready-{}.vpl", o.id));
         if synced.is_err() || std::fs::rename(&from, &to).is_err() {
             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -332,23 +339,15 @@ impl Shipper {
 
     /// Ships one sealed segment; `Err` when the registry could not take it now (retry later).
     fn ship(&self, name: &str, path: &Path) -> Result<(), ()> {
-        let id = &name["ready-".len()..name.len() - ".jsonl".len()];
+        let id = &name["ready-".len()..name.len() - ".vpl".len()];
         let Ok(bytes) = std::fs::read(path) else { return Err(()) };
-        let mut records: Vec<(PredictionRecord, &str)> = Vec::new();
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match std::str::from_utf8(line).ok().and_then(|t| serde_json::from_str::<PredictionRecord>(t).ok().map(|r| (r, t))) {
-                Some(pair) => records.push(pair),
-                // A line cut short by a crash (or damaged on disk): counted, never guessed at.
-                None => {
-                    self.counters.log_corrupt.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
         let size = bytes.len() as u64;
-        match self.registry.record_prediction_lines(id, &self.instance, &records) {
+        match self.registry.record_prediction_segment(id, &self.instance, &bytes) {
             Ok(out) => {
                 if !out.duplicate {
                     self.counters.log_stored.fetch_add(out.records as u64, Ordering::Relaxed);
+                    // A frame cut short by a crash (or damaged on disk): counted, never guessed at.
+                    self.counters.log_corrupt.fetch_add(out.damaged as u64, Ordering::Relaxed);
                 }
                 let _ = std::fs::remove_file(path);
                 self.on_disk.fetch_sub(size.min(self.on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
@@ -359,10 +358,11 @@ impl Shipper {
                 Err(())
             }
             Err(e) => {
-                eprintln!("vigil gateway: prediction log segment {id} was refused ({}: {}); kept as failed-{id}.jsonl", e.code().as_str(), e.message());
-                let _ = std::fs::rename(path, self.dir.join(format!("failed-{id}.jsonl")));
+                eprintln!("vigil gateway: prediction log segment {id} was refused ({}: {}); kept as failed-{id}.vpl", e.code().as_str(), e.message());
+                let _ = std::fs::rename(path, self.dir.join(format!("failed-{id}.vpl")));
                 self.on_disk.fetch_sub(size.min(self.on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
-                self.counters.log_quarantined.fetch_add(records.len() as u64, Ordering::Relaxed);
+                let records = predwire::parse_segment(&bytes).map_or(0, |(r, _)| r.len());
+                self.counters.log_quarantined.fetch_add(records as u64, Ordering::Relaxed);
                 Ok(())
             }
         }
@@ -462,102 +462,111 @@ fn write_cell(out: &mut Vec<u8>, d: &Data, i: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes a record as one JSON line, straight from the job (on the writer thread, never the
-/// request path): the same document as [`PredictionRecord`]'s, without building it first.
-fn write_record(job: &LogJob, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// Writes the outputs as a JSON object: per output, one value (or one array) per row.
+fn write_outputs(outs: &[(String, Value)], out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.push(b'{');
+    for (n, (name, v)) in outs.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, name)?;
+        out.push(b':');
+        match v {
+            Value::Tensor(t) => {
+                let w = t.data.len() / t.shape.first().copied().unwrap_or(1).max(1);
+                out.push(b'[');
+                for r in 0..t.data.len() / w.max(1) {
+                    if r > 0 {
+                        out.push(b',');
+                    }
+                    if w != 1 {
+                        out.push(b'[');
+                    }
+                    for c in 0..w {
+                        if c > 0 {
+                            out.push(b',');
+                        }
+                        write_cell(out, &t.data, r * w + c)?;
+                    }
+                    if w != 1 {
+                        out.push(b']');
+                    }
+                }
+                out.push(b']');
+            }
+            other => serde_json::to_writer(&mut *out, &crate::decode::per_row(other))?,
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Appends a record as one frame of the log's binary format ([`vigil_core::predwire`]),
+/// straight from the job (on the writer thread, never the request path): the input values
+/// are copied as the model saw them; only the outputs are formatted (as JSON). `scratch` is
+/// a reusable buffer.
+fn write_record(job: &LogJob, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> std::io::Result<()> {
     let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
     let s = &job.served;
-    out.extend_from_slice(b"{\"request_id\":");
-    serde_json::to_writer(&mut *out, &job.request_id)?;
-    for (key, value) in [("client_id", job.client_id.as_deref()), ("role", Some(if job.shadow { "shadow" } else { "live" })), ("endpoint", Some(job.endpoint.as_str())),
-        ("version_id", Some(s.version_id.as_str())), ("version", Some(s.version.as_str())), ("arm", Some(job.arm.as_str())), ("digest", Some(s.digest.as_str())),
-        ("assignment", Some(job.assignment)), ("unit_hash", job.unit_hash.as_deref())]
-    {
-        write!(out, ",\"{key}\":")?;
-        serde_json::to_writer(&mut *out, &value)?;
-    }
-    write!(out, ",\"bucket\":")?;
-    serde_json::to_writer(&mut *out, &job.bucket)?;
-    write!(out, ",\"at\":\"{}\",\"latency_us\":{}", job.at.to_rfc3339(), job.latency_us)?;
-    if let Some(l) = job.lookup_us {
-        write!(out, ",\"lookup_us\":{l}")?;
-    }
-    let (status, error) = match &job.outputs {
-        Ok(_) => ("ok", None),
-        Err(e) => ("error", Some(e.as_str())),
+    let features: usize = job.inputs.iter().map(|(_, t)| t.data.len() / rows).sum();
+    let head = predwire::Head {
+        request_id: &job.request_id,
+        client_id: job.client_id.as_deref(),
+        shadow: job.shadow,
+        endpoint: &job.endpoint,
+        version_id: &s.version_id,
+        version: &s.version,
+        arm: &job.arm,
+        digest: &s.digest,
+        assignment: job.assignment,
+        unit_hash: job.unit_hash.as_deref(),
+        bucket: job.bucket,
+        at: job.at,
+        latency_us: job.latency_us,
+        lookup_us: job.lookup_us,
+        error: job.outputs.as_ref().err().map(String::as_str),
+        rows: u32::try_from(rows).map_err(std::io::Error::other)?,
+        features: u32::try_from(features).map_err(std::io::Error::other)?,
     };
-    write!(out, ",\"status\":\"{status}\",\"error\":")?;
-    serde_json::to_writer(&mut *out, &error)?;
-    write!(out, ",\"rows\":{rows},\"features\":{{")?;
-    let mut first = true;
+    let mut frame = predwire::Frame::begin(out, &head);
+    let mut name_buf: String;
     for (name, t) in &job.inputs {
         let k = t.data.len() / rows;
         let names = s.columns.iter().zip(s.model.inputs()).find(|(_, io)| io.name == *name).map(|(c, _)| c).filter(|c| c.len() == k);
         for j in 0..k {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-            match names {
-                Some(n) => serde_json::to_writer(&mut *out, &n[j])?,
-                None if k == 1 => serde_json::to_writer(&mut *out, name)?,
-                None => serde_json::to_writer(&mut *out, &format!("{name}[{j}]"))?,
-            }
-            out.extend_from_slice(b":[");
-            for r in 0..rows {
-                if r > 0 {
-                    out.push(b',');
+            let col: &str = match names {
+                Some(n) => &n[j],
+                None if k == 1 => name,
+                None => {
+                    name_buf = format!("{name}[{j}]");
+                    &name_buf
                 }
-                write_cell(out, &t.data, r * k + j)?;
+            };
+            let cells = (0..rows).map(|r| r * k + j);
+            match &t.data {
+                Data::F32(x) => frame.feature_f32(col, cells.map(|i| x[i])),
+                Data::F64(x) => frame.feature_f64(col, cells.map(|i| x[i])),
+                Data::I64(x) => frame.feature_i64(col, cells.map(|i| x[i])),
+                Data::I32(x) => frame.feature_i64(col, cells.map(|i| i64::from(x[i]))),
+                Data::Bool(x) => frame.feature_i64(col, cells.map(|i| i64::from(x[i]))),
+                Data::Str(x) => frame.feature_str(col, cells.map(|i| Some(x[i].as_str()))),
             }
-            out.push(b']');
         }
     }
-    out.extend_from_slice(b"},\"scores\":");
+    scratch.clear();
     match &job.outputs {
         Ok(outs) => {
-            serde_json::to_writer(&mut *out, &scores(outs, rows))?;
-            out.extend_from_slice(b",\"outputs\":{");
-            for (n, (name, v)) in outs.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, name)?;
-                out.push(b':');
-                match v {
-                    Value::Tensor(t) => {
-                        let w = t.data.len() / t.shape.first().copied().unwrap_or(1).max(1);
-                        out.push(b'[');
-                        for r in 0..t.data.len() / w.max(1) {
-                            if r > 0 {
-                                out.push(b',');
-                            }
-                            if w != 1 {
-                                out.push(b'[');
-                            }
-                            for c in 0..w {
-                                if c > 0 {
-                                    out.push(b',');
-                                }
-                                write_cell(out, &t.data, r * w + c)?;
-                            }
-                            if w != 1 {
-                                out.push(b']');
-                            }
-                        }
-                        out.push(b']');
-                    }
-                    other => serde_json::to_writer(&mut *out, &crate::decode::per_row(other))?,
-                }
-            }
-            out.push(b'}');
+            write_outputs(outs, scratch)?;
+            let outputs = std::str::from_utf8(scratch).map_err(std::io::Error::other)?;
+            let mut sc = scores(outs, rows).map(Vec::into_iter);
+            let statuses = job.feature_statuses.as_ref().map(serde_json::to_string).transpose()?;
+            frame.finish(sc.as_mut().map(|i| i as &mut dyn Iterator<Item = Option<f64>>), outputs, statuses.as_deref());
         }
-        Err(_) => out.extend_from_slice(b"null,\"outputs\":{}"),
+        Err(_) => {
+            let statuses = job.feature_statuses.as_ref().map(serde_json::to_string).transpose()?;
+            frame.finish(None, "{}", statuses.as_deref());
+        }
     }
-    if let Some(st) = &job.feature_statuses {
-        out.extend_from_slice(b",\"feature_statuses\":");
-        serde_json::to_writer(&mut *out, st)?;
-    }
-    out.push(b'}');
     Ok(())
 }
 
@@ -656,10 +665,11 @@ mod tests {
             let label = Tensor::new(vec![rows], Data::I64((0..rows as i64).collect())).unwrap();
             let maps = Value::MapsI64((0..rows).map(|r| vec![(0, 0.25 + r as f32), (1, 0.75)]).collect());
             for outputs in [Ok(vec![("label".to_owned(), Value::Tensor(label.clone())), ("probabilities".to_owned(), Value::Tensor(probs.clone()))]), Ok(vec![("p".to_owned(), maps)]), Err("shadow failed".to_owned())] {
-                let mut line = Vec::new();
-                write_record(&job(rows, outputs.clone()), &mut line).unwrap();
-                let got: PredictionRecord = serde_json::from_slice(&line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&line)));
-                assert_eq!(got, record_of(job(rows, outputs)), "{}", String::from_utf8_lossy(&line));
+                let mut seg = predwire::new_segment();
+                write_record(&job(rows, outputs.clone()), &mut seg, &mut Vec::new()).unwrap();
+                let (views, damaged) = predwire::parse_segment(&seg).unwrap();
+                assert_eq!((views.len(), damaged), (1, 0));
+                assert_eq!(views[0].to_record().unwrap(), record_of(job(rows, outputs)));
             }
         }
     }

@@ -15,7 +15,32 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "validation reports", V6),
     (7, "validation evidence: report order, append-only reports, the report a promotion request rests on", V7),
     (8, "prediction log, online features", V8),
+    (9, "prediction log segments stored whole (compressed), with a slim index per record", V9),
 ];
+
+const V9: &str = r#"
+ALTER TABLE prediction_segments ADD COLUMN body {BLOB};
+CREATE TABLE prediction_index (
+    request_id TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('live', 'shadow')),
+    model_version_id TEXT NOT NULL REFERENCES model_versions(id),
+    segment_id TEXT NOT NULL REFERENCES prediction_segments(id),
+    client_id TEXT,
+    PRIMARY KEY (request_id, role, model_version_id)
+){WITHOUT_ROWID};
+CREATE INDEX prediction_index_by_client_id ON prediction_index (client_id) WHERE client_id IS NOT NULL;
+{PREDICTION_INDEX_APPEND_ONLY}
+"#;
+
+const SQLITE_PREDICTION_INDEX_APPEND_ONLY: &str = r#"
+CREATE TRIGGER prediction_index_no_update BEFORE UPDATE ON prediction_index BEGIN SELECT RAISE(ABORT, 'the prediction index is append-only'); END;
+CREATE TRIGGER prediction_index_no_delete BEFORE DELETE ON prediction_index BEGIN SELECT RAISE(ABORT, 'the prediction index is append-only'); END;
+"#;
+
+const PG_PREDICTION_INDEX_APPEND_ONLY: &str = r#"
+CREATE TRIGGER prediction_index_append_only BEFORE UPDATE OR DELETE ON prediction_index FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+CREATE TRIGGER prediction_index_no_truncate BEFORE TRUNCATE ON prediction_index FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+"#;
 
 const V8: &str = r#"
 CREATE TABLE prediction_segments (
@@ -513,4 +538,5 @@ pub(crate) fn render(sql: &str, postgres: bool) -> String {
         .replace("{PG_SEQUENCES}", sequences)
         .replace("{REPORTS_APPEND_ONLY}", if postgres { PG_REPORTS_APPEND_ONLY } else { SQLITE_REPORTS_APPEND_ONLY })
         .replace("{PREDICTIONS_APPEND_ONLY}", if postgres { PG_PREDICTIONS_APPEND_ONLY } else { SQLITE_PREDICTIONS_APPEND_ONLY })
+        .replace("{PREDICTION_INDEX_APPEND_ONLY}", if postgres { PG_PREDICTION_INDEX_APPEND_ONLY } else { SQLITE_PREDICTION_INDEX_APPEND_ONLY })
 }

@@ -896,36 +896,55 @@ impl Tx for SqlTx<'_> {
         Ok(Some(kinds.into_iter().map(|mut r| (r.text(0), r.take_bytes(1) == b"n")).collect()))
     }
 
-    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp) -> Result<bool> {
+    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: &[u8]) -> Result<bool> {
         self.write_check()?;
-        match self.c().exec("INSERT INTO prediction_segments (id, instance, records, received_at) VALUES ($1, $2, $3, $4)", &params![id, instance, records, at.to_rfc3339()]) {
+        match self.c().exec(
+            "INSERT INTO prediction_segments (id, instance, records, received_at, body) VALUES ($1, $2, $3, $4, $5)",
+            &params![id, instance, records, at.to_rfc3339(), body.to_vec()],
+        ) {
             Ok(_) => Ok(true),
             Err(DbError::Unique) => Ok(false),
             Err(e) => Err(db(e)),
         }
     }
 
-    fn insert_predictions(&mut self, segment_id: &str, records: &[(&vigil_core::predlog::PredictionRecord, &str)]) -> Result<()> {
+    fn insert_prediction_index(&mut self, segment_id: &str, entries: &[vigil_core::store::IndexEntry<'_>]) -> Result<()> {
         self.write_check()?;
-        for (r, json) in records {
-            self.c()
-                .exec(
-                    "INSERT INTO predictions (request_id, role, model_version_id, segment_id, client_id, endpoint, arm, artifact_digest, assignment, unit_hash, \
-                     predicted_at, latency_us, rows_in_request, status, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                    &params![
-                        r.request_id.as_str(), r.role.as_str(), r.version_id.as_str(), segment_id, r.client_id.clone(), r.endpoint.as_str(), r.arm.as_str(),
-                        r.digest.as_str(), r.assignment.as_str(), r.unit_hash.clone(), r.at.to_rfc3339(), r.latency_us as i64, r.rows as i64, r.status.as_str(), *json
-                    ],
-                )
-                .map_err(|e| match e {
-                    DbError::Unique => Error::new(ErrorCode::InvalidManifest, "a prediction with this request id, role and version was logged before"),
-                    other => db(other),
-                })?;
+        // Multi-row inserts in power-of-two chunks: few statements, and few distinct ones
+        // for the prepared-statement cache.
+        let mut rest = entries;
+        while !rest.is_empty() {
+            let n = [64usize, 32, 16, 8, 4, 2, 1].into_iter().find(|n| *n <= rest.len()).unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut sql = String::from("INSERT INTO prediction_index (request_id, role, model_version_id, segment_id, client_id) VALUES ");
+            let mut params = Vec::with_capacity(n * 5);
+            for (i, e) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let p = i * 5;
+                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5));
+                params.extend(params![e.request_id, e.role, e.version_id, segment_id, e.client_id]);
+            }
+            self.c().exec(&sql, &params).map_err(|e| match e {
+                DbError::Unique => Error::new(ErrorCode::InvalidManifest, "a prediction with this request id, role and version was logged before"),
+                other => db(other),
+            })?;
         }
         Ok(())
     }
 
-    fn predictions_for_request(&mut self, id: &str) -> Result<Vec<vigil_core::predlog::StoredPrediction>> {
+    fn prediction_segments_for(&mut self, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = self.rows(
+            "SELECT id, body FROM prediction_segments WHERE body IS NOT NULL AND id IN \
+             (SELECT segment_id FROM prediction_index WHERE request_id = $1 UNION SELECT segment_id FROM prediction_index WHERE client_id = $1) ORDER BY id",
+            &params![id],
+        )?;
+        Ok(rows.into_iter().map(|r| (r.text(0), r.bytes(1))).collect())
+    }
+
+    fn legacy_predictions_for_request(&mut self, id: &str) -> Result<Vec<vigil_core::predlog::StoredPrediction>> {
         let rows = self.rows(
             "SELECT segment_id, record FROM predictions WHERE request_id = $1 UNION ALL SELECT segment_id, record FROM predictions WHERE client_id = $1 AND request_id <> $1",
             &params![id],

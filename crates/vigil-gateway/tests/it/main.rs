@@ -771,7 +771,7 @@ fn a_full_spool_refuses_or_drops_as_the_endpoint_says_and_counts_it() {
 }
 
 #[test]
-fn a_segment_left_by_a_crash_is_shipped_once_up_to_its_last_whole_line() {
+fn a_segment_left_by_a_crash_is_shipped_once_up_to_its_last_whole_frame() {
     for env in envs() {
         env.production("sepsis", "1.0.0", "lr_binary");
         let v = env.registry.get_version(&ModelName::parse("sepsis").unwrap(), &Version::parse("1.0.0").unwrap()).unwrap();
@@ -780,19 +780,26 @@ fn a_segment_left_by_a_crash_is_shipped_once_up_to_its_last_whole_line() {
         let rec = json!({"request_id": "req_crash1", "role": "live", "endpoint": "sepsis", "version_id": v.id, "version": "1.0.0", "arm": "production",
             "digest": "ab", "assignment": "random", "bucket": 5, "at": "2026-11-29T10:00:00Z", "latency_us": 80, "status": "ok", "rows": 1,
             "features": {"age": [0.5]}, "scores": [0.7], "outputs": {}});
-        let mut text = format!("{rec}\n");
-        text.push_str(r#"{"request_id": "req_crash2", "role": "li"#);
-        std::fs::write(dir.join("open-seg_crash.jsonl"), &text).unwrap();
+        let first: vigil_core::predlog::PredictionRecord = serde_json::from_value(rec.clone()).unwrap();
+        let mut second = first.clone();
+        second.request_id = "req_crash2".into();
+        let mut seg = vigil_core::predwire::new_segment();
+        vigil_core::predwire::encode_record(&first, &mut seg);
+        let whole = seg.len();
+        vigil_core::predwire::encode_record(&second, &mut seg);
+        // The second frame was cut short by the crash.
+        seg.truncate(whole + (seg.len() - whole) / 2);
+        std::fs::write(dir.join("open-seg_crash.vpl"), &seg).unwrap();
         let url = env.gateway(spool_config(dir.clone())).unwrap();
         // The same directory cannot be opened twice.
         let second = env.gateway(spool_config(dir.clone()));
         assert!(second.unwrap_err().to_string().contains("in use"));
         wait_stored(&url, 1);
         assert_eq!(counter_at(&url, "vigil_gateway_log_corrupt_total"), 1);
-        assert!(!dir.join("open-seg_crash.jsonl").exists() && !dir.join("ready-seg_crash.jsonl").exists());
+        assert!(!dir.join("open-seg_crash.vpl").exists() && !dir.join("ready-seg_crash.vpl").exists());
         // Shipped again (a crash between commit and delete): stored once.
-        let again: vigil_core::predlog::PredictionRecord = serde_json::from_value(rec).unwrap();
-        assert!(env.registry.record_predictions("seg_crash", "gw", &[again]).unwrap().duplicate);
+        assert!(env.registry.record_predictions("seg_crash", "gw", &[first]).unwrap().duplicate);
+        assert!(env.registry.predictions(&env.login("ds"), "req_crash2").unwrap().is_empty());
         assert_eq!(env.registry.predictions(&env.login("ds"), "req_crash1").unwrap().len(), 1);
     }
 }
@@ -863,6 +870,11 @@ fn an_entity_id_is_answered_from_the_embedded_online_store_assembled_by_name() {
         let (live, shadow) = (&got[0].record, &got[1].record);
         assert_eq!(live.feature_statuses.as_ref().unwrap()["spo2"], vec!["present", "present"]);
         assert!(live.lookup_us.is_some());
+        // Lookup times are a histogram at /metrics (failed lookups are not in it).
+        let count = counter_at(&env.url, "vigil_gateway_feature_lookup_seconds_count");
+        assert!(count >= 1);
+        assert_eq!(counter_at(&env.url, "vigil_gateway_feature_lookup_seconds_bucket{le=\"+Inf\"}"), count);
+        assert!(counter_at(&env.url, "vigil_gateway_feature_lookup_seconds_bucket{le=\"0.000025\"}") <= count);
         assert_eq!(shadow.features, live.features);
         assert!((live.features["lactate"][1].as_f64().unwrap() - feast_row(2)[0]).abs() < 1e-6);
         // Values older than the deployment's maximum age are not used.

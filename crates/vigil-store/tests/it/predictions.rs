@@ -1,5 +1,5 @@
 //! The gateway's prediction log on each backend: a segment is stored once whatever how often it
-//! is shipped, its records are append-only, they feed the version's drift window, labels join
+//! is shipped, it and its index are append-only, they feed the version's drift window, labels join
 //! by request id, and reads are audited.
 
 use crate::conformance;
@@ -65,8 +65,9 @@ conformance!(prediction_segments_are_stored_once_append_only_and_feed_monitoring
     assert!(reg.predictions(&env.login("admin"), "req_a").is_err(), "administrators do not read patient inputs");
 
     let mut raw = env.raw();
-    assert!(raw.refused("UPDATE predictions SET status = 'x'"));
-    assert!(raw.refused("DELETE FROM predictions"));
+    assert!(raw.refused("UPDATE prediction_index SET role = 'shadow'"));
+    assert!(raw.refused("DELETE FROM prediction_index"));
+    assert!(raw.refused("UPDATE prediction_segments SET body = NULL"));
     assert!(raw.refused("DELETE FROM prediction_segments"));
     assert!(env.verify().ok());
 });

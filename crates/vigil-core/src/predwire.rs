@@ -1,0 +1,544 @@
+//! The prediction log's binary record format: how the gateway's spool writes records and how
+//! stored segments keep them.
+//!
+//! A segment is [`SEGMENT_MAGIC`] followed by frames; a frame is its payload's length (u32),
+//! the payload's CRC-32 (u32) and the payload. A torn frame at the end (a crash mid-write)
+//! or a damaged one is detected and counted, never guessed at. All integers are little-endian;
+//! a string is its byte length (u32) and UTF-8 bytes, `u32::MAX` marking an absent one.
+//!
+//! A payload is: format byte (1); request id, client id?, role byte (0 live, 1 shadow),
+//! endpoint, version id, version, arm, digest, assignment, unit hash?; bucket (u32, MAX for
+//! none); time (i64 µs since the epoch); latency (u64 µs); lookup (u64 µs, MAX for none);
+//! error? (absent when the run succeeded); rows (u32); feature count (u32) and per feature
+//! its name, a kind byte and `rows` values: `f` f32, `d` f64 (NaN missing), `i` i64,
+//! `s` strings?, `j` one JSON array text; scores flag (u8) and `rows` f64 (NaN none); the
+//! outputs as JSON object text; feature statuses? as JSON object text.
+//!
+//! Numbers travel as the bytes the model saw: writing a record costs copies, not formatting,
+//! and reading one for monitoring costs no parsing.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::ids::Timestamp;
+use crate::predlog::PredictionRecord;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The first bytes of every segment.
+pub const SEGMENT_MAGIC: &[u8; 4] = b"VPL1";
+const FORMAT: u8 = 1;
+const NONE: u32 = u32::MAX;
+
+/// The fixed part of a record, borrowed from wherever the writer has it.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    /// The gateway's request id.
+    pub request_id: &'a str,
+    /// The caller's own id.
+    pub client_id: Option<&'a str>,
+    /// A shadow run (else the live answer).
+    pub shadow: bool,
+    /// The endpoint.
+    pub endpoint: &'a str,
+    /// The model version id.
+    pub version_id: &'a str,
+    /// Its version string.
+    pub version: &'a str,
+    /// The arm.
+    pub arm: &'a str,
+    /// The artifact digest.
+    pub digest: &'a str,
+    /// `keyed`, `random` or `pinned`.
+    pub assignment: &'a str,
+    /// The unit key's HMAC (hex).
+    pub unit_hash: Option<&'a str>,
+    /// The bucket.
+    pub bucket: Option<u32>,
+    /// When the answer was computed.
+    pub at: Timestamp,
+    /// Latency (µs).
+    pub latency_us: u64,
+    /// Of which the feature lookup (µs).
+    pub lookup_us: Option<u64>,
+    /// Why the run failed (`None`: it succeeded).
+    pub error: Option<&'a str>,
+    /// Rows.
+    pub rows: u32,
+    /// How many features follow.
+    pub features: u32,
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let n = u32::try_from(s.len()).unwrap_or(NONE - 1).min(NONE - 1);
+    put_u32(out, n);
+    out.extend_from_slice(&s.as_bytes()[..n as usize]);
+}
+
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(out, s),
+        None => put_u32(out, NONE),
+    }
+}
+
+/// Writes one frame into a buffer: [`Frame::begin`] with the head, one `feature_*` call per
+/// feature the head announced, then [`Frame::finish`].
+pub struct Frame<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl<'a> Frame<'a> {
+    /// Starts a frame at the end of `out`.
+    pub fn begin(out: &'a mut Vec<u8>, h: &Head<'_>) -> Frame<'a> {
+        let start = out.len();
+        out.extend_from_slice(&[0; 8]);
+        out.push(FORMAT);
+        put_str(out, h.request_id);
+        put_opt(out, h.client_id);
+        out.push(u8::from(h.shadow));
+        for s in [h.endpoint, h.version_id, h.version, h.arm, h.digest, h.assignment] {
+            put_str(out, s);
+        }
+        put_opt(out, h.unit_hash);
+        put_u32(out, h.bucket.unwrap_or(NONE));
+        out.extend_from_slice(&h.at.micros().to_le_bytes());
+        out.extend_from_slice(&h.latency_us.to_le_bytes());
+        out.extend_from_slice(&h.lookup_us.unwrap_or(u64::MAX).to_le_bytes());
+        put_opt(out, h.error);
+        put_u32(out, h.rows);
+        put_u32(out, h.features);
+        Frame { out, start }
+    }
+
+    /// A feature of f32 values (NaN: missing).
+    pub fn feature_f32(&mut self, name: &str, values: impl Iterator<Item = f32>) {
+        put_str(self.out, name);
+        self.out.push(b'f');
+        for v in values {
+            self.out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// A feature of f64 values (non-finite: missing).
+    pub fn feature_f64(&mut self, name: &str, values: impl Iterator<Item = f64>) {
+        put_str(self.out, name);
+        self.out.push(b'd');
+        for v in values {
+            self.out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// A feature of integers.
+    pub fn feature_i64(&mut self, name: &str, values: impl Iterator<Item = i64>) {
+        put_str(self.out, name);
+        self.out.push(b'i');
+        for v in values {
+            self.out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// A feature of text (or missing) values.
+    pub fn feature_str<'s>(&mut self, name: &str, values: impl Iterator<Item = Option<&'s str>>) {
+        put_str(self.out, name);
+        self.out.push(b's');
+        for v in values {
+            put_opt(self.out, v);
+        }
+    }
+
+    /// A feature of mixed values, as one JSON array.
+    pub fn feature_json(&mut self, name: &str, array: &str) {
+        put_str(self.out, name);
+        self.out.push(b'j');
+        put_str(self.out, array);
+    }
+
+    /// Ends the frame with the scores, the outputs (a JSON object) and the feature statuses.
+    pub fn finish(self, scores: Option<&mut dyn Iterator<Item = Option<f64>>>, outputs: &str, statuses: Option<&str>) {
+        match scores {
+            Some(it) => {
+                self.out.push(1);
+                for s in it {
+                    self.out.extend_from_slice(&s.unwrap_or(f64::NAN).to_le_bytes());
+                }
+            }
+            None => self.out.push(0),
+        }
+        put_str(self.out, outputs);
+        put_opt(self.out, statuses);
+        let payload = &self.out[self.start + 8..];
+        let len = u32::try_from(payload.len()).unwrap_or(NONE);
+        let crc = crc32fast::hash(payload);
+        self.out[self.start..self.start + 4].copy_from_slice(&len.to_le_bytes());
+        self.out[self.start + 4..self.start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// Appends a record as a frame (the form of records that did not come from the gateway's
+/// own writer, e.g. [`crate::registry::Registry::record_predictions`]).
+pub fn encode_record(r: &PredictionRecord, out: &mut Vec<u8>) {
+    let head = Head {
+        request_id: &r.request_id,
+        client_id: r.client_id.as_deref(),
+        shadow: r.role == "shadow",
+        endpoint: &r.endpoint,
+        version_id: &r.version_id,
+        version: &r.version,
+        arm: &r.arm,
+        digest: &r.digest,
+        assignment: &r.assignment,
+        unit_hash: r.unit_hash.as_deref(),
+        bucket: r.bucket,
+        at: r.at,
+        latency_us: r.latency_us,
+        lookup_us: r.lookup_us,
+        error: if r.status == "ok" { None } else { Some(r.error.as_deref().unwrap_or("")) },
+        rows: u32::try_from(r.rows).unwrap_or(NONE),
+        features: u32::try_from(r.features.len()).unwrap_or(NONE),
+    };
+    let mut f = Frame::begin(out, &head);
+    for (name, col) in &r.features {
+        if col.iter().all(|v| v.as_i64().is_some()) {
+            f.feature_i64(name, col.iter().map(|v| v.as_i64().unwrap_or(0)));
+        } else if col.iter().all(|v| v.is_null() || v.is_f64()) {
+            f.feature_f64(name, col.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)));
+        } else if col.iter().all(|v| v.is_null() || v.is_string()) {
+            f.feature_str(name, col.iter().map(Value::as_str));
+        } else {
+            f.feature_json(name, &Value::Array(col.clone()).to_string());
+        }
+    }
+    let outputs = serde_json::to_string(&r.outputs).unwrap_or_else(|_| "{}".into());
+    let statuses = r.feature_statuses.as_ref().and_then(|s| serde_json::to_string(s).ok());
+    let mut scores = r.scores.as_ref().map(|s| s.iter().copied());
+    f.finish(scores.as_mut().map(|i| i as &mut dyn Iterator<Item = Option<f64>>), &outputs, statuses.as_deref());
+}
+
+/// A new segment's bytes (the magic), to append frames to.
+pub fn new_segment() -> Vec<u8> {
+    SEGMENT_MAGIC.to_vec()
+}
+
+/// One feature of a record as stored.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureView<'a> {
+    /// The feature's name.
+    pub name: &'a str,
+    kind: u8,
+    data: &'a [u8],
+    rows: usize,
+}
+
+fn f32_value(x: f32) -> Value {
+    // The shortest text that reads back as the same f32 (0.1234, not 0.12340000271797180).
+    if x.is_finite() { x.to_string().parse::<f64>().map_or(Value::Null, |v| json!(v)) } else { Value::Null }
+}
+
+impl<'a> FeatureView<'a> {
+    /// Whether its values are numbers (never text).
+    pub fn numeric(&self) -> bool {
+        matches!(self.kind, b'f' | b'd' | b'i')
+    }
+
+    /// Value `i` as a number, for a numeric feature (`None`: missing or not a number).
+    pub fn number(&self, i: usize) -> Option<f64> {
+        let at = |w: usize| self.data.get(i * w..i * w + w);
+        let v = match self.kind {
+            b'f' => f64::from(f32::from_le_bytes(at(4)?.try_into().ok()?)),
+            b'd' => f64::from_le_bytes(at(8)?.try_into().ok()?),
+            b'i' => i64::from_le_bytes(at(8)?.try_into().ok()?) as f64,
+            _ => return None,
+        };
+        v.is_finite().then_some(v)
+    }
+
+    /// The values as JSON (numbers, text, null for missing).
+    pub fn values(&self) -> Result<Vec<Value>> {
+        match self.kind {
+            b'f' => Ok(self.data.chunks_exact(4).map(|c| f32_value(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()),
+            b'd' => Ok(self.data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).map(|v| if v.is_finite() { json!(v) } else { Value::Null }).collect()),
+            b'i' => Ok(self.data.chunks_exact(8).map(|c| json!(i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))).collect()),
+            b's' => {
+                let mut r = Reader(self.data);
+                (0..self.rows).map(|_| Ok(r.opt_str()?.map_or(Value::Null, |s| Value::String(s.to_owned())))).collect()
+            }
+            _ => {
+                let mut r = Reader(self.data);
+                let text = r.str()?;
+                match serde_json::from_str::<Vec<Value>>(text) {
+                    Ok(v) if v.len() == self.rows => Ok(v),
+                    _ => Err(corrupt()),
+                }
+            }
+        }
+    }
+}
+
+/// A record as stored, borrowed from its segment: what monitoring and the index need without
+/// building the whole record.
+#[derive(Debug, Clone)]
+pub struct RecordView<'a> {
+    /// The gateway's request id.
+    pub request_id: &'a str,
+    /// The caller's id.
+    pub client_id: Option<&'a str>,
+    /// A shadow run.
+    pub shadow: bool,
+    /// The endpoint.
+    pub endpoint: &'a str,
+    /// The model version id.
+    pub version_id: &'a str,
+    version: &'a str,
+    arm: &'a str,
+    digest: &'a str,
+    assignment: &'a str,
+    unit_hash: Option<&'a str>,
+    bucket: Option<u32>,
+    at: i64,
+    latency_us: u64,
+    lookup_us: Option<u64>,
+    /// Why the run failed (`None`: it succeeded).
+    pub error: Option<&'a str>,
+    /// Rows.
+    pub rows: usize,
+    /// The features.
+    pub features: Vec<FeatureView<'a>>,
+    scores: Option<&'a [u8]>,
+    outputs: &'a str,
+    statuses: Option<&'a str>,
+}
+
+fn corrupt() -> Error {
+    Error::new(ErrorCode::IntegrityViolation, "a prediction record is not readable")
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(corrupt());
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| corrupt())?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| corrupt())?))
+    }
+    fn opt_str(&mut self) -> Result<Option<&'a str>> {
+        let n = self.u32()?;
+        if n == NONE {
+            return Ok(None);
+        }
+        std::str::from_utf8(self.take(n as usize)?).map(Some).map_err(|_| corrupt())
+    }
+    fn str(&mut self) -> Result<&'a str> {
+        self.opt_str()?.ok_or_else(corrupt)
+    }
+}
+
+/// Reads one frame's payload.
+pub fn view(payload: &[u8]) -> Result<RecordView<'_>> {
+    let mut r = Reader(payload);
+    if r.u8()? != FORMAT {
+        return Err(corrupt());
+    }
+    let request_id = r.str()?;
+    let client_id = r.opt_str()?;
+    let shadow = r.u8()? == 1;
+    let (endpoint, version_id, version, arm, digest, assignment) = (r.str()?, r.str()?, r.str()?, r.str()?, r.str()?, r.str()?);
+    let unit_hash = r.opt_str()?;
+    let bucket = Some(r.u32()?).filter(|b| *b != NONE);
+    let at = r.u64()? as i64;
+    let latency_us = r.u64()?;
+    let lookup_us = Some(r.u64()?).filter(|l| *l != u64::MAX);
+    let error = r.opt_str()?;
+    let rows = r.u32()? as usize;
+    let n = r.u32()? as usize;
+    let mut features = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        let name = r.str()?;
+        let kind = r.u8()?;
+        let data = match kind {
+            b'f' => r.take(rows.checked_mul(4).ok_or_else(corrupt)?)?,
+            b'd' | b'i' => r.take(rows.checked_mul(8).ok_or_else(corrupt)?)?,
+            b's' => {
+                let start = r.0;
+                for _ in 0..rows {
+                    r.opt_str()?;
+                }
+                &start[..start.len() - r.0.len()]
+            }
+            b'j' => {
+                let start = r.0;
+                r.str()?;
+                &start[..start.len() - r.0.len()]
+            }
+            _ => return Err(corrupt()),
+        };
+        features.push(FeatureView { name, kind, data, rows });
+    }
+    let scores = match r.u8()? {
+        0 => None,
+        _ => Some(r.take(rows.checked_mul(8).ok_or_else(corrupt)?)?),
+    };
+    let outputs = r.str()?;
+    let statuses = r.opt_str()?;
+    Ok(RecordView { request_id, client_id, shadow, endpoint, version_id, version, arm, digest, assignment, unit_hash, bucket, at, latency_us, lookup_us, error, rows, features, scores, outputs, statuses })
+}
+
+impl RecordView<'_> {
+    /// `live` or `shadow`.
+    pub fn role(&self) -> &'static str {
+        if self.shadow { "shadow" } else { "live" }
+    }
+
+    /// The monitored score of row `i`.
+    pub fn score(&self, i: usize) -> Option<f64> {
+        let s = self.scores?.get(i * 8..i * 8 + 8)?;
+        Some(f64::from_le_bytes(s.try_into().ok()?)).filter(|v| !v.is_nan())
+    }
+
+    /// Whether the record has scores.
+    pub fn has_scores(&self) -> bool {
+        self.scores.is_some()
+    }
+
+    /// The whole record.
+    pub fn to_record(&self) -> Result<PredictionRecord> {
+        let mut features = BTreeMap::new();
+        for f in &self.features {
+            features.insert(f.name.to_owned(), f.values()?);
+        }
+        Ok(PredictionRecord {
+            request_id: self.request_id.to_owned(),
+            client_id: self.client_id.map(str::to_owned),
+            role: self.role().into(),
+            endpoint: self.endpoint.to_owned(),
+            version_id: self.version_id.to_owned(),
+            version: self.version.to_owned(),
+            arm: self.arm.to_owned(),
+            digest: self.digest.to_owned(),
+            assignment: self.assignment.to_owned(),
+            unit_hash: self.unit_hash.map(str::to_owned),
+            bucket: self.bucket,
+            at: Timestamp::from_micros(self.at).ok_or_else(corrupt)?,
+            latency_us: self.latency_us,
+            lookup_us: self.lookup_us,
+            status: if self.error.is_some() { "error" } else { "ok" }.into(),
+            error: self.error.map(str::to_owned),
+            rows: self.rows as u64,
+            features,
+            scores: self.scores.map(|_| (0..self.rows).map(|i| self.score(i)).collect()),
+            outputs: serde_json::from_str(self.outputs).map_err(|_| corrupt())?,
+            feature_statuses: self.statuses.map(serde_json::from_str).transpose().map_err(|_| corrupt())?,
+        })
+    }
+}
+
+/// The records of a segment, and how many frames were damaged or cut short (skipped).
+pub fn parse_segment(bytes: &[u8]) -> Result<(Vec<RecordView<'_>>, usize)> {
+    let Some(mut rest) = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()) else {
+        return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
+    };
+    let mut out = Vec::new();
+    let mut damaged = 0;
+    while !rest.is_empty() {
+        if rest.len() < 8 {
+            damaged += 1;
+            break;
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        let Some(payload) = rest.get(8..8usize.saturating_add(len)) else {
+            // Cut short: the last frame of a segment a crash interrupted.
+            damaged += 1;
+            break;
+        };
+        rest = &rest[8 + len..];
+        match (crc32fast::hash(payload) == crc).then(|| view(payload)) {
+            Some(Ok(v)) => out.push(v),
+            _ => damaged += 1,
+        }
+    }
+    Ok((out, damaged))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn record() -> PredictionRecord {
+        serde_json::from_value(json!({
+            "request_id": "req_1", "client_id": "c", "role": "shadow", "endpoint": "m", "version_id": "mv_1", "version": "1.0.0",
+            "arm": "b", "digest": "ab", "assignment": "keyed", "unit_hash": "ff", "bucket": 12, "at": "2026-11-29T10:00:00.123456Z",
+            "latency_us": 90, "lookup_us": 4, "status": "error", "error": "shadow failed", "rows": 3,
+            "features": {"age": [50, 51, 52], "bmi": [21.5, null, 30.25], "sex": ["F", null, "M"], "mixed": [1, "x", null]},
+            "scores": [0.5, null, 0.25], "outputs": {"label": [1, 0, 1]}, "feature_statuses": {"bmi": ["present", "missing", "present"]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn records_round_trip_through_frames() {
+        let mut seg = new_segment();
+        encode_record(&record(), &mut seg);
+        let mut ok = record();
+        (ok.role, ok.status, ok.error, ok.client_id, ok.scores, ok.feature_statuses, ok.lookup_us) = ("live".into(), "ok".into(), None, None, None, None, None);
+        encode_record(&ok, &mut seg);
+        let (views, damaged) = parse_segment(&seg).unwrap();
+        assert_eq!(damaged, 0);
+        assert_eq!(views[0].to_record().unwrap(), record());
+        assert_eq!(views[1].to_record().unwrap(), ok);
+        assert_eq!(views[0].features.iter().map(|f| f.numeric()).collect::<Vec<_>>(), vec![true, true, false, false]);
+        assert_eq!(views[0].features[1].number(1), None);
+        assert_eq!(views[0].features[0].number(2), Some(52.0));
+    }
+
+    #[test]
+    fn torn_and_damaged_frames_are_counted_not_read() {
+        let mut seg = new_segment();
+        for _ in 0..3 {
+            encode_record(&record(), &mut seg);
+        }
+        let one = (seg.len() - 4) / 3;
+        // A flipped byte in the second frame's payload: it is skipped, the third is read.
+        let mut bad = seg.clone();
+        bad[4 + one + 20] ^= 0xff;
+        assert_eq!(parse_segment(&bad).map(|(v, d)| (v.len(), d)).unwrap(), (2, 1));
+        // Cut in the middle of the last frame.
+        assert_eq!(parse_segment(&seg[..seg.len() - 5]).map(|(v, d)| (v.len(), d)).unwrap(), (2, 1));
+        assert_eq!(parse_segment(&seg[..4 + one + 3]).map(|(v, d)| (v.len(), d)).unwrap(), (1, 1));
+        assert!(parse_segment(b"{\"request_id\"").is_err());
+        // Any truncation of a payload is an error, never a panic.
+        let (_, payload) = seg[4..4 + one].split_at(8);
+        for cut in 0..payload.len() {
+            assert!(view(&payload[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn f32_values_read_back_in_their_shortest_form() {
+        let mut seg = new_segment();
+        let head = Head { request_id: "r", client_id: None, shadow: false, endpoint: "m", version_id: "v", version: "1", arm: "a", digest: "d", assignment: "random",
+            unit_hash: None, bucket: None, at: Timestamp::from_micros(0).unwrap(), latency_us: 1, lookup_us: None, error: None, rows: 2, features: 1 };
+        let mut f = Frame::begin(&mut seg, &head);
+        f.feature_f32("x", [0.1234f32, f32::NAN].into_iter());
+        f.finish(None, "{}", None);
+        let (views, _) = parse_segment(&seg).unwrap();
+        assert_eq!(views[0].features[0].values().unwrap(), vec![json!(0.1234), Value::Null]);
+        assert_eq!(views[0].features[0].number(0), Some(f64::from(0.1234f32)));
+    }
+}
