@@ -192,9 +192,9 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
     for r in records {
         scores.extend((0..r.rows).map(|i| r.score(i)));
         if r.rows == 1 {
-            ids.push(r.request_id.to_owned());
+            ids.push(r.head.request_id.to_owned());
         } else {
-            ids.extend((0..r.rows).map(|i| format!("{}#{i}", r.request_id)));
+            ids.extend((0..r.rows).map(|i| format!("{}#{i}", r.head.request_id)));
         }
     }
     let any_score = scores.iter().any(Option::is_some);
@@ -203,10 +203,10 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
 
 fn check_view(r: &RecordView<'_>) -> Result<()> {
     let bad = |m: &str| Err(Error::new(ErrorCode::InvalidManifest, format!("prediction record: {m}")));
-    if r.request_id.is_empty() || r.request_id.len() > 128 || r.request_id.contains('#') {
+    if r.head.request_id.is_empty() || r.head.request_id.len() > 128 || r.head.request_id.contains('#') {
         return bad("request id must be 1-128 characters without '#'");
     }
-    if r.client_id.is_some_and(|c| c.is_empty() || c.len() > 128) {
+    if r.head.client_id.is_some_and(|c| c.is_empty() || c.len() > 128) {
         return bad("a caller's id is 1-128 characters");
     }
     if r.rows == 0 || r.rows > 1_000_000 {
@@ -264,15 +264,15 @@ impl Registry {
         let body = compress(bytes)?;
         let mut by_version: BTreeMap<&str, Vec<&RecordView<'_>>> = BTreeMap::new();
         for r in &records {
-            by_version.entry(r.version_id).or_default().push(r);
+            by_version.entry(r.head.version_id).or_default().push(r);
         }
         // The drift batches are built before the transaction: it only writes.
         let mut batches = Vec::with_capacity(by_version.len());
         for recs in by_version.values() {
-            let ok: Vec<&RecordView<'_>> = recs.iter().copied().filter(|r| r.error.is_none()).collect();
+            let ok: Vec<&RecordView<'_>> = recs.iter().copied().filter(|r| r.head.error.is_none()).collect();
             batches.push(if ok.is_empty() { None } else { Some(monitoring_batch(&ok)?) });
         }
-        let index: Vec<IndexEntry<'_>> = records.iter().map(|r| IndexEntry { request_id: r.request_id, role: r.role(), version_id: r.version_id, client_id: r.client_id }).collect();
+        let index: Vec<IndexEntry<'_>> = records.iter().map(|r| IndexEntry { request_id: r.head.request_id, role: r.role(), version_id: r.head.version_id, client_id: r.head.client_id }).collect();
         self.write(|tx| {
             let now = self.clock.now();
             if !tx.insert_prediction_segment(segment_id, instance, records.len() as i64, now, &body)? {
@@ -286,9 +286,9 @@ impl Registry {
             }
             tx.insert_prediction_index(segment_id, &index)?;
             for ((recs, batch), v) in by_version.values().zip(&batches).zip(&versions) {
-                let failed = recs.iter().filter(|r| r.error.is_some()).count();
+                let failed = recs.iter().filter(|r| r.head.error.is_some()).count();
                 let mut details = json!({"segment": segment_id, "instance": instance, "records": recs.len(),
-                    "live": recs.iter().filter(|r| !r.shadow).count(), "shadow": recs.iter().filter(|r| r.shadow).count(), "failed": failed});
+                    "live": recs.iter().filter(|r| !r.head.shadow).count(), "shadow": recs.iter().filter(|r| r.head.shadow).count(), "failed": failed});
                 if let Some(batch) = batch {
                     let rows = batch.rows()?;
                     match Self::kinds_match_baseline(tx, &v.id, batch)? {
@@ -330,7 +330,7 @@ impl Registry {
         for (segment_id, body) in tx.prediction_segments_for(id)? {
             let bytes = decompress(&body)?;
             let (records, _) = predwire::parse_segment(&bytes)?;
-            for r in records.iter().filter(|r| r.request_id == id || r.client_id == Some(id)) {
+            for r in records.iter().filter(|r| r.head.request_id == id || r.head.client_id == Some(id)) {
                 out.push(StoredPrediction { segment_id: segment_id.clone(), record: r.to_record()? });
             }
         }

@@ -282,27 +282,8 @@ impl<'a> FeatureView<'a> {
 /// building the whole record.
 #[derive(Debug, Clone)]
 pub struct RecordView<'a> {
-    /// The gateway's request id.
-    pub request_id: &'a str,
-    /// The caller's id.
-    pub client_id: Option<&'a str>,
-    /// A shadow run.
-    pub shadow: bool,
-    /// The endpoint.
-    pub endpoint: &'a str,
-    /// The model version id.
-    pub version_id: &'a str,
-    version: &'a str,
-    arm: &'a str,
-    digest: &'a str,
-    assignment: &'a str,
-    unit_hash: Option<&'a str>,
-    bucket: Option<u32>,
-    at: i64,
-    latency_us: u64,
-    lookup_us: Option<u64>,
-    /// Why the run failed (`None`: it succeeded).
-    pub error: Option<&'a str>,
+    /// The fixed part.
+    pub head: Head<'a>,
     /// Rows.
     pub rows: usize,
     /// The features.
@@ -360,7 +341,7 @@ pub fn view(payload: &[u8]) -> Result<RecordView<'_>> {
     let (endpoint, version_id, version, arm, digest, assignment) = (r.str()?, r.str()?, r.str()?, r.str()?, r.str()?, r.str()?);
     let unit_hash = r.opt_str()?;
     let bucket = Some(r.u32()?).filter(|b| *b != NONE);
-    let at = r.u64()? as i64;
+    let at = Timestamp::from_micros(r.u64()? as i64).ok_or_else(corrupt)?;
     let latency_us = r.u64()?;
     let lookup_us = Some(r.u64()?).filter(|l| *l != u64::MAX);
     let error = r.opt_str()?;
@@ -395,13 +376,14 @@ pub fn view(payload: &[u8]) -> Result<RecordView<'_>> {
     };
     let outputs = r.str()?;
     let statuses = r.opt_str()?;
-    Ok(RecordView { request_id, client_id, shadow, endpoint, version_id, version, arm, digest, assignment, unit_hash, bucket, at, latency_us, lookup_us, error, rows, features, scores, outputs, statuses })
+    let head = Head { request_id, client_id, shadow, endpoint, version_id, version, arm, digest, assignment, unit_hash, bucket, at, latency_us, lookup_us, error, rows: rows as u32, features: n as u32 };
+    Ok(RecordView { head, rows, features, scores, outputs, statuses })
 }
 
 impl RecordView<'_> {
     /// `live` or `shadow`.
     pub fn role(&self) -> &'static str {
-        if self.shadow { "shadow" } else { "live" }
+        if self.head.shadow { "shadow" } else { "live" }
     }
 
     /// The monitored score of row `i`.
@@ -421,23 +403,24 @@ impl RecordView<'_> {
         for f in &self.features {
             features.insert(f.name.to_owned(), f.values()?);
         }
+        let h = &self.head;
         Ok(PredictionRecord {
-            request_id: self.request_id.to_owned(),
-            client_id: self.client_id.map(str::to_owned),
+            request_id: h.request_id.to_owned(),
+            client_id: h.client_id.map(str::to_owned),
             role: self.role().into(),
-            endpoint: self.endpoint.to_owned(),
-            version_id: self.version_id.to_owned(),
-            version: self.version.to_owned(),
-            arm: self.arm.to_owned(),
-            digest: self.digest.to_owned(),
-            assignment: self.assignment.to_owned(),
-            unit_hash: self.unit_hash.map(str::to_owned),
-            bucket: self.bucket,
-            at: Timestamp::from_micros(self.at).ok_or_else(corrupt)?,
-            latency_us: self.latency_us,
-            lookup_us: self.lookup_us,
-            status: if self.error.is_some() { "error" } else { "ok" }.into(),
-            error: self.error.map(str::to_owned),
+            endpoint: h.endpoint.to_owned(),
+            version_id: h.version_id.to_owned(),
+            version: h.version.to_owned(),
+            arm: h.arm.to_owned(),
+            digest: h.digest.to_owned(),
+            assignment: h.assignment.to_owned(),
+            unit_hash: h.unit_hash.map(str::to_owned),
+            bucket: h.bucket,
+            at: h.at,
+            latency_us: h.latency_us,
+            lookup_us: h.lookup_us,
+            status: if h.error.is_some() { "error" } else { "ok" }.into(),
+            error: h.error.map(str::to_owned),
             rows: self.rows as u64,
             features,
             scores: self.scores.map(|_| (0..self.rows).map(|i| self.score(i)).collect()),
