@@ -14,7 +14,8 @@ and shipper run in the same process and are included); RSS is read at the end.
 
 `vigil gateway` always logs every prediction. To measure what the log costs, the first two
 scenarios are also run against `unlogged_gateway` (an example binary: the same gateway
-without a spool, a reference point, never a way to serve). The online-feature scenario loads
+without a spool, with the same allocator and options; a reference point, never a way to
+serve). The online-feature scenario loads
 20 features for 1,000 patients into the embedded store and asks by patient id; the lookup
 time is read from the gateway's histogram at /metrics.
 """
@@ -126,7 +127,11 @@ def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path, patie
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    # `vigil gateway` restarts itself with this mimalloc option unless it is set; the unlogged
+    # reference binary gets it directly, so both run with the same allocator settings.
+    env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
     time.sleep(0.5)
     return proc, url

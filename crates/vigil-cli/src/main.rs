@@ -24,10 +24,33 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
+
+/// The servers run long and keep little live data; mimalloc's default commits arena memory
+/// eagerly and keeps it resident, which doubled the gateway's resident memory under load
+/// (measured: 44–55 MB vs 25–30 MB without eager commit, at about the same CPU). mimalloc
+/// reads its options from the environment as the process starts, so a server process that
+/// was started without the option runs itself again with it (the same arguments and
+/// environment otherwise). An operator's own setting is kept.
+fn lean_allocator() {
+    const OPTION: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
+    if std::env::var_os(OPTION).is_some() {
+        return;
+    }
+    #[cfg(unix)]
+    if let Ok(exe) = std::env::current_exe() {
+        use std::os::unix::process::CommandExt;
+        let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env(OPTION, "0").exec();
+        // Only a failed exec returns: carry on as started.
+        eprintln!("vigil: could not restart with {OPTION}=0 ({err}); running with the allocator's defaults");
+    }
+}
 use vigil_core::ErrorKind;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if matches!(cli.command, cli::Command::Gateway { .. } | cli::Command::Serve { .. }) {
+        lean_allocator();
+    }
     let json = cli.global.json;
     match commands::run(cli) {
         Ok(code) => code,

@@ -84,6 +84,16 @@ pub struct Counters {
     pub lookup_sum_us: AtomicU64,
 }
 
+/// Lowers the calling thread's scheduling priority (nice 10) so that background work (shadow
+/// runs, shipping the prediction log) yields the CPUs to live requests. Linux only, where the
+/// nice value belongs to the thread; elsewhere nothing changes.
+pub(crate) fn background_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::nice(10) {
+        eprintln!("vigil gateway: could not lower a background thread's priority: {e}");
+    }
+}
+
 /// Upper bounds (µs) of the online feature lookup histogram's buckets.
 pub const LOOKUP_BUCKETS_US: [u64; 14] = [25, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 50_000];
 
@@ -179,6 +189,9 @@ impl Gateway {
         // context switch per request cost more than the copy itself); a copy waits at most a
         // millisecond.
         let _ = std::thread::Builder::new().name("vigil-shadow".into()).spawn(move || {
+            // The copies never come before live answers: when the CPUs are busy the scheduler
+            // gives this thread a small share, and the bounded queue drops what it cannot run.
+            background_priority();
             loop {
                 match rx.try_recv() {
                     Ok(job) => {

@@ -3,8 +3,9 @@
 //! The request path only hands a record to a bounded queue (`try_send`, no allocation beyond
 //! the record, no wake-up: the writer polls). A writer thread turns records into frames of the
 //! log's binary format ([`vigil_core::predwire`], the input values as the model saw them)
-//! and appends them to the open segment file, flushing to disk (`fdatasync`) at least every
-//! [`SYNC_EVERY`]; it seals the segment (renames it `ready-…`) when it is old or large enough.
+//! and appends them to the open segment file; at least every [`SYNC_EVERY`] a syncer thread
+//! flushes them to disk (`fdatasync`, which can take milliseconds: the writer never waits for
+//! it), and a segment old or large enough is sealed there (synced, renamed `ready-…`).
 //! A shipper thread stores each sealed segment in the registry
 //! ([`vigil_core::registry::Registry::record_prediction_segment`], one transaction, idempotent by
 //! segment id) and then deletes the file. While the registry cannot be reached, sealed
@@ -146,7 +147,10 @@ impl Spool {
         let (tx, rx) = std::sync::mpsc::sync_channel::<LogJob>(cfg.queue);
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let queued_bytes = Arc::new(AtomicU64::new(0));
-        let writer = Writer { cfg: cfg.clone(), rx, queued_bytes: queued_bytes.clone(), on_disk: on_disk.clone(), counters: counters.clone(), closed: closed.clone(), _lock: lock };
+        let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<SyncJob>(64);
+        let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), _lock: lock };
+        std::thread::Builder::new().name("vigil-spool-sync".into()).spawn(move || syncer.run())?;
+        let writer = Writer { cfg: cfg.clone(), rx, queued_bytes: queued_bytes.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
         std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
         let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters, instance: instance.clone(), closed };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
@@ -202,9 +206,54 @@ struct Writer {
     queued_bytes: Arc<AtomicU64>,
     on_disk: Arc<AtomicU64>,
     counters: Arc<Counters>,
-    /// Set when the writer has sealed its last segment (the gateway is gone).
+    /// The syncer: flushing to disk waits there, never in the writer.
+    sync: SyncSender<SyncJob>,
+}
+
+/// Work for the syncer thread: `fdatasync` can take milliseconds on a busy disk, and a writer
+/// waiting for it lets the queue fill (requests refused or records dropped), so the writer
+/// only flushes its buffer and hands the file over.
+enum SyncJob {
+    /// Flush this (duplicated) handle of the open segment to disk.
+    Sync(File),
+    /// Flush a finished segment to disk and mark it ready for shipping.
+    Seal { file: File, id: String },
+}
+
+struct Syncer {
+    dir: PathBuf,
+    rx: Receiver<SyncJob>,
+    counters: Arc<Counters>,
+    /// Set when the last segment is sealed (the gateway is gone).
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// The spool directory's lock, held until the last file is sealed.
     _lock: File,
+}
+
+impl Syncer {
+    fn run(self) {
+        while let Ok(job) = self.rx.recv() {
+            match job {
+                SyncJob::Sync(file) => {
+                    if file.sync_data().is_err() {
+                        self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                SyncJob::Seal { file, id } => {
+                    // Sealed even if the flush failed: whole frames are shipped, a cut one is counted.
+                    let synced = file.sync_data();
+                    drop(file);
+                    let from = self.dir.join(format!("open-{id}.vpl"));
+                    let to = self.dir.join(format!("ready-{id}.vpl"));
+                    if synced.is_err() || std::fs::rename(&from, &to).is_err() {
+                        self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        // The writer is gone and everything it handed over is on disk.
+        self.closed.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Writer {
@@ -248,8 +297,12 @@ impl Writer {
                 && o.unsynced
                 && (last_sync.elapsed() >= SYNC_EVERY || disconnected)
             {
-                if o.file.flush().and_then(|()| o.file.get_ref().sync_data()).is_err() {
-                    self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                match o.file.flush().and_then(|()| o.file.get_ref().try_clone()) {
+                    // A full syncer is busy syncing this file already: the next round covers it.
+                    Ok(dup) => drop(self.sync.try_send(SyncJob::Sync(dup))),
+                    Err(_) => {
+                        self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 o.unsynced = false;
                 last_sync = Instant::now();
@@ -261,7 +314,7 @@ impl Writer {
                 self.seal(o);
             }
             if disconnected {
-                self.closed.store(true, Ordering::SeqCst);
+                // Dropping the writer closes the syncer's queue: it seals what it has and ends.
                 return;
             }
             if got == 0 {
@@ -287,12 +340,17 @@ impl Writer {
         Ok(())
     }
 
-    fn seal(&self, mut o: Open) {
-        // Sealed even if the last flush failed: whole lines are shipped, a cut one is counted.
-        let synced = o.file.flush().and_then(|()| o.file.get_ref().sync_data());
-        let from = self.cfg.dir.join(format!("open-{}.vpl", o.id));
-        let to = self.cfg.dir.join(format!("ready-{}.vpl", o.id));
-        if synced.is_err() || std::fs::rename(&from, &to).is_err() {
+    fn seal(&self, o: Open) {
+        // Sealed even if the last flush failed: whole frames are shipped, a cut one is counted.
+        let (file, flushed) = match o.file.into_inner() {
+            Ok(f) => (f, true),
+            Err(e) => (e.into_parts().1.into_parts().0, false),
+        };
+        if !flushed {
+            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        // Waits only if the syncer is that far behind: the disk is the limit then.
+        if self.sync.send(SyncJob::Seal { file, id: o.id }).is_err() {
             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -309,6 +367,8 @@ struct Shipper {
 
 impl Shipper {
     fn run(self) {
+        // Storing the log can wait while live requests need the CPUs (the spool is on disk).
+        crate::background_priority();
         let mut backoff = Duration::from_millis(100);
         loop {
             // Once the writer is gone, one last pass ships what it sealed; what cannot be

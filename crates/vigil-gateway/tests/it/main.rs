@@ -566,6 +566,24 @@ fn canary_assignment_is_sticky_by_patient_and_raising_it_only_moves_patients_in(
     }
 }
 
+/// Shadow runs and the log's shipper run at a lower priority (nice 10) than live requests.
+fn assert_background_threads_yield() {
+    let mut seen = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_owned();
+        let nice: i32 = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        if name == "vigil-shadow" || name == "vigil-spool-shi" {
+            seen.entry(name).or_insert_with(Vec::new).push(nice);
+        } else if name.starts_with("tokio-runtime") {
+            assert_eq!(nice, 0, "request threads keep their priority");
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.values().flatten().all(|n| *n == 10), "{seen:?}");
+}
+
 #[test]
 fn a_shadow_never_changes_the_answer_and_is_counted() {
     for env in envs() {
@@ -578,6 +596,7 @@ fn a_shadow_never_changes_the_answer_and_is_counted() {
         let on: Vec<Vec<u8>> = (0..20).map(|i| infer_as(&env, Some(&format!("p{i}")), &format!("req-{i}")).3).collect();
         assert_eq!(on, off, "the caller's bytes are identical with the shadow on and off");
         assert_eq!(counter(&env, "vigil_gateway_shadow_queued_total"), queued + 20);
+        assert_background_threads_yield();
         for _ in 0..100 {
             if counter(&env, "vigil_gateway_shadow_ok_total") >= queued + 20 {
                 break;
