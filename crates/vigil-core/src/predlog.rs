@@ -139,10 +139,38 @@ pub struct SegmentOutcome {
 /// Builds the monitoring batch of one version's successful records (one pass over them).
 fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
     let total: usize = records.iter().map(|r| r.rows).sum();
-    // Per feature: numeric unless some record holds text in it.
-    let mut numeric: BTreeMap<&str, bool> = BTreeMap::new();
+    // Columns by first appearance; each distinct layout of a record's features (a version's
+    // records nearly always share one) is resolved to column ids once, not per record.
+    let mut col_ids: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut names: Vec<&str> = Vec::new();
+    // Per column: numeric unless some record holds text in it.
+    let mut numeric: Vec<bool> = Vec::new();
+    let mut layouts: Vec<Vec<usize>> = Vec::new();
+    let mut rec_layout: Vec<usize> = Vec::with_capacity(records.len());
     let mut parsed: BTreeMap<(usize, usize), Vec<Value>> = BTreeMap::new();
     for (ri, r) in records.iter().enumerate() {
+        let same = ri > 0 && {
+            let p = &records[ri - 1].features;
+            p.len() == r.features.len() && p.iter().zip(&r.features).all(|(a, b)| a.name == b.name)
+        };
+        let lid = if same {
+            rec_layout[ri - 1]
+        } else {
+            let cols = r
+                .features
+                .iter()
+                .map(|f| {
+                    *col_ids.entry(f.name).or_insert_with(|| {
+                        names.push(f.name);
+                        numeric.push(true);
+                        names.len() - 1
+                    })
+                })
+                .collect();
+            layouts.push(cols);
+            layouts.len() - 1
+        };
+        rec_layout.push(lid);
         for (fi, f) in r.features.iter().enumerate() {
             let num = if f.numeric() {
                 true
@@ -152,17 +180,25 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
                 parsed.insert((ri, fi), values);
                 all
             };
-            let e = numeric.entry(f.name).or_insert(true);
-            *e &= num;
+            numeric[layouts[lid][fi]] &= num;
         }
     }
+    // Per layout, each column's feature index in it (if the layout has that column).
+    let inverse: Vec<Vec<Option<usize>>> = layouts
+        .iter()
+        .map(|cols| {
+            let mut inv = vec![None; names.len()];
+            for (fi, c) in cols.iter().enumerate() {
+                inv[*c].get_or_insert(fi);
+            }
+            inv
+        })
+        .collect();
     let mut features = BTreeMap::new();
-    for (name, is_numeric) in numeric {
-        let cells = records.iter().enumerate().flat_map(|(ri, r)| {
-            let fi = r.features.iter().position(|f| f.name == name);
-            (0..r.rows).map(move |i| (ri, fi, i))
-        });
-        let column = if is_numeric {
+    for (c, name) in names.iter().enumerate() {
+        let at = |ri: usize| inverse[rec_layout[ri]][c];
+        let cells = records.iter().enumerate().flat_map(|(ri, r)| (0..r.rows).map(move |i| (ri, at(ri), i)));
+        let column = if numeric[c] {
             Column::numeric(cells.map(|(ri, fi, i)| {
                 let f = &records[ri].features[fi?];
                 if f.numeric() { f.number(i) } else { parsed.get(&(ri, fi?)).and_then(|v| v[i].as_f64()) }
@@ -170,7 +206,7 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
         } else {
             let mut owned: BTreeMap<(usize, usize), Vec<Value>> = BTreeMap::new();
             for (ri, r) in records.iter().enumerate() {
-                if let Some(fi) = r.features.iter().position(|f| f.name == name)
+                if let Some(fi) = at(ri)
                     && !parsed.contains_key(&(ri, fi))
                 {
                     owned.insert((ri, fi), r.features[fi].values()?);
@@ -185,7 +221,7 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
                 }
             }))
         };
-        features.insert(name.to_owned(), column);
+        features.insert((*name).to_owned(), column);
     }
     let mut scores = Vec::with_capacity(total);
     let mut ids = Vec::with_capacity(total);
@@ -473,6 +509,27 @@ mod tests {
         assert_eq!((x[0], x[1].is_nan(), x[2]), (1.0, true, 3.0));
         let mixed = monitoring_batch(&[&views[0], &views[2]]).unwrap();
         assert_eq!(mixed.features["x"], Column::categorical([Some("1.0"), Some("F")]));
+    }
+
+    #[test]
+    fn records_with_other_features_leave_their_cells_missing() {
+        let mut a = rec("req_a", 1, vec![json!(1.0)]);
+        a.features.insert("y".into(), vec![json!(2.0)]);
+        let mut b = rec("req_b", 2, vec![json!(3.0), json!(4.0)]);
+        b.features = [("y".to_owned(), vec![json!(5.0), json!(6.0)]), ("z".to_owned(), vec![json!("u"), json!("v")])].into_iter().collect();
+        let mut seg = predwire::new_segment();
+        for r in [&a, &b, &a] {
+            predwire::encode_record(r, &mut seg);
+        }
+        let (views, _) = predwire::parse_segment(&seg).unwrap();
+        let batch = monitoring_batch(&views.iter().collect::<Vec<_>>()).unwrap();
+        let num = |name: &str| match &batch.features[name] {
+            Column::Numeric(v) => v.iter().map(|x| if x.is_nan() { None } else { Some(*x) }).collect::<Vec<_>>(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(num("x"), vec![Some(1.0), None, None, Some(1.0)]);
+        assert_eq!(num("y"), vec![Some(2.0), Some(5.0), Some(6.0), Some(2.0)]);
+        assert_eq!(batch.features["z"], Column::categorical([None, Some("u"), Some("v"), None]));
     }
 
     #[test]
