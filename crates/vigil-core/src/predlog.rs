@@ -27,7 +27,7 @@ use crate::predwire::{self, RecordView};
 use crate::store::{BatchRecord, IndexEntry, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The audit actor of what the gateway records (it acts for no user).
 pub const GATEWAY_ACTOR: &str = "system:gateway";
@@ -363,7 +363,8 @@ impl Registry {
     /// were stored whole are read from where they were kept).
     fn find_predictions(tx: &mut dyn Tx, id: &str) -> Result<Vec<StoredPrediction>> {
         let mut out = tx.legacy_predictions_for_request(id)?;
-        for (segment_id, body) in tx.prediction_segments_for(id)? {
+        for segment_id in tx.prediction_segment_ids_for(id)? {
+            let Some(body) = tx.prediction_segment_body(&segment_id)? else { continue };
             let bytes = decompress(&body)?;
             let (records, _) = predwire::parse_segment(&bytes)?;
             for r in records.iter().filter(|r| r.head.request_id == id || r.head.client_id == Some(id)) {
@@ -405,23 +406,38 @@ impl Registry {
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::Monitor)?;
             let mut per_version: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+            // Each segment is read and decoded once per call, however many labels it holds.
+            let mut segments: HashMap<String, Vec<LabelTarget>> = HashMap::new();
             let mut unmatched = 0;
             for (id, label) in labels {
                 let (req, row) = match id.rsplit_once('#') {
                     Some((r, i)) if i.parse::<u64>().is_ok() => (r, Some(i)),
                     _ => (id.as_str(), None),
                 };
-                let found = Self::find_predictions(tx, req)?;
+                // (request id, rows, version) of every record logged under this id.
+                let mut found: Vec<(String, u64, String)> = tx.legacy_predictions_for_request(req)?.into_iter().map(|p| (p.record.request_id, p.record.rows, p.record.version_id)).collect();
+                for segment_id in tx.prediction_segment_ids_for(req)? {
+                    if !segments.contains_key(&segment_id) {
+                        let heads = match tx.prediction_segment_body(&segment_id)? {
+                            Some(body) => label_targets(&decompress(&body)?)?,
+                            None => Vec::new(),
+                        };
+                        segments.insert(segment_id.clone(), heads);
+                    }
+                    let heads = segments.get(&segment_id).map(Vec::as_slice).unwrap_or_default();
+                    for t in heads.iter().filter(|t| t.request_id == req || t.client_id.as_deref() == Some(req)) {
+                        found.push((t.request_id.clone(), t.rows, t.version_id.clone()));
+                    }
+                }
                 let mut hit = false;
-                for p in found {
-                    let r = &p.record;
+                for (request_id, rows, version_id) in found {
                     let pid = match row {
-                        None if r.rows == 1 => r.request_id.clone(),
-                        Some(i) if i.parse::<u64>().is_ok_and(|i| i < r.rows) && r.rows > 1 => format!("{}#{i}", r.request_id),
+                        None if rows == 1 => request_id,
+                        Some(i) if i.parse::<u64>().is_ok_and(|i| i < rows) && rows > 1 => format!("{request_id}#{i}"),
                         _ => continue,
                     };
                     hit = true;
-                    per_version.entry(r.version_id.clone()).or_default().push((pid, label.clone()));
+                    per_version.entry(version_id).or_default().push((pid, label.clone()));
                 }
                 if !hit {
                     unmatched += 1;
@@ -462,6 +478,23 @@ pub fn prediction_json(p: &StoredPrediction) -> Value {
     let mut v = serde_json::to_value(&p.record).unwrap_or(Value::Null);
     v["segment_id"] = json!(p.segment_id);
     v
+}
+
+/// What matching a label needs of a logged record.
+struct LabelTarget {
+    request_id: String,
+    client_id: Option<String>,
+    rows: u64,
+    version_id: String,
+}
+
+/// The label targets of a decompressed segment (damaged frames are skipped, as on every read).
+fn label_targets(segment: &[u8]) -> Result<Vec<LabelTarget>> {
+    let (records, _) = predwire::parse_segment(segment)?;
+    Ok(records
+        .iter()
+        .map(|r| LabelTarget { request_id: r.head.request_id.to_string(), client_id: r.head.client_id.map(str::to_string), rows: r.rows as u64, version_id: r.head.version_id.to_string() })
+        .collect())
 }
 
 #[cfg(test)]
@@ -554,3 +587,4 @@ mod tests {
         assert!(rec("a", 2, vec![json!(1)]).check().is_err());
     }
 }
+

@@ -286,8 +286,10 @@ pub trait Tx {
     fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: &[u8]) -> Result<bool>;
     /// Indexes a segment's records by request id (unique with role and version) and caller id.
     fn insert_prediction_index(&mut self, segment_id: &str, entries: &[IndexEntry<'_>]) -> Result<()>;
-    /// The segments holding a request id or a caller's id: `(segment id, body)`.
-    fn prediction_segments_for(&mut self, id: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The ids of the segments holding a request id or a caller's id, in id order.
+    fn prediction_segment_ids_for(&mut self, id: &str) -> Result<Vec<String>>;
+    /// A segment's (compressed) body; `None` if there is no such segment or it has no body.
+    fn prediction_segment_body(&mut self, segment_id: &str) -> Result<Option<Vec<u8>>>;
     /// Records stored one per row before segments were stored whole (schema 8), by the
     /// gateway's request id or the caller's id.
     fn legacy_predictions_for_request(&mut self, id: &str) -> Result<Vec<crate::predlog::StoredPrediction>>;

@@ -28,11 +28,22 @@ pub struct Served {
     pub digest: String,
     /// The graph.
     pub model: Model,
-    /// The prediction log's column names of each input (see `spool::column_names`).
+    /// The prediction log's column names of each input, in the graph's input order (see
+    /// `spool::column_names`).
     pub columns: Vec<Vec<String>>,
+    /// The graph's input names, in the same order (the log looks a tensor's columns up by
+    /// name for every record; this spares it building the graph's input list each time).
+    pub input_names: Vec<String>,
     /// Whether those are real feature names (each input's own, or the recorded features),
     /// which online feature lookups need.
     pub columns_named: bool,
+}
+
+impl Served {
+    /// The log's column names of an input, if the model has that input.
+    pub fn columns_of(&self, input: &str) -> Option<&[String]> {
+        self.input_names.iter().position(|n| n == input).and_then(|i| self.columns.get(i)).map(Vec::as_slice)
+    }
 }
 
 /// Why a model is not being served.
@@ -228,7 +239,8 @@ pub fn load_version(artifacts: &Artifacts, v: &ModelVersion) -> Result<Served, S
     let model = Model::load(&bytes).map_err(|e| format!("the model cannot be served: {e}"))?;
     let columns = crate::spool::column_names(&model.inputs(), &v.content.lineage.features);
     let columns_named = columns.iter().zip(model.inputs()).all(|(c, io)| (c.len() == 1 && c[0] == io.name) || (!c.is_empty() && *c == v.content.lineage.features));
-    Ok(Served { name: v.model_name.to_string(), version: v.version.to_string(), version_id: v.id.clone(), digest: want, model, columns, columns_named })
+    let input_names = model.inputs().iter().map(|io| io.name.clone()).collect();
+    Ok(Served { name: v.model_name.to_string(), version: v.version.to_string(), version_id: v.id.clone(), digest: want, model, columns, input_names, columns_named })
 }
 
 /// What an endpoint is built from: the deployment revision, the Production version, and each

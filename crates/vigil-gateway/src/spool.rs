@@ -592,7 +592,7 @@ fn write_record(job: &LogJob, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> std::
     let mut name_buf: String;
     for (name, t) in &job.inputs {
         let k = t.data.len() / rows;
-        let names = s.columns.iter().zip(s.model.inputs()).find(|(_, io)| io.name == *name).map(|(c, _)| c).filter(|c| c.len() == k);
+        let names = s.columns_of(name).filter(|c| c.len() == k);
         for j in 0..k {
             let col: &str = match names {
                 Some(n) => &n[j],
@@ -637,7 +637,7 @@ fn record_of(job: LogJob) -> PredictionRecord {
     let mut features = std::collections::BTreeMap::new();
     for (name, t) in &job.inputs {
         let k = t.data.len() / rows.max(1);
-        let names = job.served.columns.iter().zip(job.served.model.inputs()).find(|(_, io)| io.name == *name).map(|(c, _)| c.clone()).filter(|c| c.len() == k);
+        let names = job.served.columns_of(name).filter(|c| c.len() == k).map(<[String]>::to_vec);
         for j in 0..k {
             let col = names.as_ref().map_or_else(|| if k == 1 { name.clone() } else { format!("{name}[{j}]") }, |n| n[j].clone());
             features.insert(col, (0..rows).map(|r| cell(&t.data, r * k + j)).collect());
@@ -697,7 +697,7 @@ mod tests {
         let model = vigil_onnx::Model::load(&bytes).unwrap();
         let features: Vec<String> = ["a\"q", "b", "c", "d", "e", "f", "g", "h"].iter().map(|s| (*s).to_owned()).collect();
         let columns = column_names(&model.inputs(), &features);
-        let served = Arc::new(Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), model, columns, columns_named: true });
+        let served = Arc::new(Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), input_names: model.inputs().iter().map(|io| io.name.clone()).collect(), model, columns, columns_named: true });
         let data: Vec<f32> = (0..rows * 8).map(|i| if i == 3 { f32::NAN } else { i as f32 * 0.1 + 0.123 }).collect();
         LogJob {
             request_id: "req_1".into(),

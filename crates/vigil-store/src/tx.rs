@@ -935,13 +935,17 @@ impl Tx for SqlTx<'_> {
         Ok(())
     }
 
-    fn prediction_segments_for(&mut self, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    fn prediction_segment_ids_for(&mut self, id: &str) -> Result<Vec<String>> {
         let rows = self.rows(
-            "SELECT id, body FROM prediction_segments WHERE body IS NOT NULL AND id IN \
-             (SELECT segment_id FROM prediction_index WHERE request_id = $1 UNION SELECT segment_id FROM prediction_index WHERE client_id = $1) ORDER BY id",
+            "SELECT segment_id FROM prediction_index WHERE request_id = $1 UNION SELECT segment_id FROM prediction_index WHERE client_id = $1 ORDER BY 1",
             &params![id],
         )?;
-        Ok(rows.into_iter().map(|r| (r.text(0), r.bytes(1))).collect())
+        Ok(rows.into_iter().map(|r| r.text(0)).collect())
+    }
+
+    fn prediction_segment_body(&mut self, segment_id: &str) -> Result<Option<Vec<u8>>> {
+        let rows = self.rows("SELECT body FROM prediction_segments WHERE id = $1 AND body IS NOT NULL", &params![segment_id])?;
+        Ok(rows.into_iter().next().map(|r| r.bytes(0)))
     }
 
     fn legacy_predictions_for_request(&mut self, id: &str) -> Result<Vec<vigil_core::predlog::StoredPrediction>> {
