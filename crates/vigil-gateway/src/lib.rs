@@ -21,9 +21,11 @@ mod catalog;
 mod decode;
 pub mod features;
 mod mlflow;
+mod shadow;
 pub mod spool;
 
 pub use catalog::{Artifacts, Catalog, Endpoint, Entry, LiveArm, Served, ShadowArm, load_version};
+pub use shadow::SHADOW_QUEUE;
 pub use spool::{Spool, SpoolConfig};
 
 use axum::body::Bytes;
@@ -126,7 +128,9 @@ struct Pending<'e> {
     ids: RequestIds,
     start: Instant,
     logged: Option<Vec<(String, vigil_onnx::Tensor)>>,
-    shadows: Option<Vec<(String, vigil_onnx::Tensor)>>,
+    /// `Some` when the endpoint has shadow arms: the copy of the input they get (`None` if
+    /// their queue was full).
+    shadows: Option<Option<Vec<(String, vigil_onnx::Tensor)>>>,
     looked: Option<Looked>,
 }
 
@@ -136,22 +140,6 @@ struct Looked {
     micros: u64,
 }
 
-/// A copy of a request for a shadow arm.
-struct ShadowJob {
-    served: Arc<Served>,
-    inputs: Vec<(String, vigil_onnx::Tensor)>,
-    endpoint: String,
-    arm: String,
-    ids: RequestIds,
-    how: &'static str,
-    bucket: Option<u32>,
-    unit_hash: Option<String>,
-    feature_statuses: Option<std::collections::BTreeMap<String, Vec<String>>>,
-}
-
-/// How many shadow copies may wait; more are dropped and counted.
-pub const SHADOW_QUEUE: usize = 1024;
-
 /// The gateway: a catalog of served models and the model `/invocations` answers for.
 pub struct Gateway {
     /// Loaded models.
@@ -160,7 +148,7 @@ pub struct Gateway {
     pub default_model: Option<String>,
     /// Counters.
     pub counters: Arc<Counters>,
-    shadow: std::sync::mpsc::SyncSender<ShadowJob>,
+    shadow: Arc<shadow::ShadowQueue>,
     spool: Option<Arc<Spool>>,
     ids: vigil_core::ids::UuidV7Ids,
     rng: AtomicU64,
@@ -181,65 +169,10 @@ impl Gateway {
     }
 
     fn build(registry: Arc<vigil_core::registry::Registry>, artifacts: Artifacts, default_model: Option<String>, counters: Arc<Counters>, spool: Option<Arc<Spool>>) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
-        let c = counters.clone();
-        let shadow_log = spool.clone();
-        // Shadow work runs on its own thread: the request path only tries to enqueue. The thread
-        // polls instead of blocking, so an enqueue never has to wake it (a futex wake and a
-        // context switch per request cost more than the copy itself); a copy waits at most a
-        // millisecond.
-        let _ = std::thread::Builder::new().name("vigil-shadow".into()).spawn(move || {
-            // The copies never come before live answers: when the CPUs are busy the scheduler
-            // gives this thread a small share, and the bounded queue drops what it cannot run.
-            background_priority();
-            loop {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        let start = Instant::now();
-                        let logged = shadow_log.as_ref().map(|_| job.inputs.clone());
-                        let outputs = match job.served.model.run(job.inputs) {
-                            Ok(o) => {
-                                c.shadow_ok.fetch_add(1, Ordering::Relaxed);
-                                Ok(o)
-                            }
-                            Err(e) => {
-                                c.shadow_failed.fetch_add(1, Ordering::Relaxed);
-                                Err(e.message().to_owned())
-                            }
-                        };
-                        if let (Some(log), Some(inputs)) = (&shadow_log, logged) {
-                            let rec = spool::LogJob {
-                                request_id: job.ids.request_id,
-                                client_id: job.ids.client_id,
-                                shadow: true,
-                                endpoint: job.endpoint,
-                                arm: job.arm,
-                                served: job.served,
-                                assignment: job.how,
-                                unit_hash: job.unit_hash,
-                                bucket: job.bucket,
-                                at: vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock),
-                                latency_us: start.elapsed().as_micros() as u64,
-                                lookup_us: None,
-                                inputs,
-                                outputs,
-                                feature_statuses: job.feature_statuses,
-                            };
-                            // A shadow record is never worth refusing anything for: dropped and counted.
-                            if log.offer(rec) {
-                                c.log_queued.fetch_add(1, Ordering::Relaxed);
-                            } else {
-                                c.log_dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-                }
-            }
-        });
+        // Shadow copies run on a thread of their own at idle priority (see `shadow`).
+        let shadow = shadow::start(counters.clone(), spool.as_ref().map(|s| s.background_log()));
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
-        Gateway { catalog: Catalog::new(registry, artifacts), default_model, counters, shadow: tx, spool, ids: vigil_core::ids::UuidV7Ids, rng: AtomicU64::new(seed) }
+        Gateway { catalog: Catalog::new(registry, artifacts), default_model, counters, shadow, spool, ids: vigil_core::ids::UuidV7Ids, rng: AtomicU64::new(seed) }
     }
 
     /// The prediction log's spool, if this gateway logs.
@@ -276,26 +209,34 @@ impl Gateway {
         Routed { arm: ep.arm_for(bucket), how, bucket: Some(bucket), unit_hash }
     }
 
-    /// Queues copies for the shadow arms whose share the request's bucket falls in.
-    fn shadow_copies(&self, ep: &Endpoint, r: &Routed<'_>, inputs: &[(String, vigil_onnx::Tensor)], ids: &RequestIds, statuses: Option<&std::collections::BTreeMap<String, Vec<String>>>) {
+    /// Queues copies for the shadow arms whose share the request's bucket falls in (`inputs` is
+    /// `None` when the queue was already full: those copies are counted as dropped).
+    fn shadow_copies(&self, ep: &Endpoint, r: &Routed<'_>, inputs: Option<Vec<(String, vigil_onnx::Tensor)>>, ids: &RequestIds, statuses: Option<&std::collections::BTreeMap<String, Vec<String>>>) {
         let Some(bucket) = r.bucket else { return };
-        for sh in &ep.shadows {
-            if bucket < sh.share {
-                let job = ShadowJob {
-                    served: sh.served.clone(),
-                    inputs: inputs.to_vec(),
-                    endpoint: ep.name.clone(),
-                    arm: sh.name.clone(),
-                    ids: ids.clone(),
-                    how: r.how,
-                    bucket: r.bucket,
-                    unit_hash: r.unit_hash.clone(),
-                    feature_statuses: statuses.cloned(),
-                };
-                match self.shadow.try_send(job) {
-                    Ok(()) => self.counters.shadow_queued.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => self.counters.shadow_dropped.fetch_add(1, Ordering::Relaxed),
-                };
+        let mut inputs = inputs;
+        let mut arms = ep.shadows.iter().filter(|sh| bucket < sh.share).peekable();
+        while let Some(sh) = arms.next() {
+            // The last copy takes the tensors themselves.
+            let copy = if arms.peek().is_some() { inputs.clone() } else { inputs.take() };
+            let Some(copy) = copy else {
+                self.counters.shadow_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let job = shadow::ShadowJob {
+                served: sh.served.clone(),
+                inputs: copy,
+                endpoint: ep.name.clone(),
+                arm: sh.name.clone(),
+                ids: ids.clone(),
+                how: r.how,
+                bucket: r.bucket,
+                unit_hash: r.unit_hash.clone(),
+                feature_statuses: statuses.cloned(),
+            };
+            if self.shadow.offer(job) {
+                self.counters.shadow_queued.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counters.shadow_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -303,7 +244,8 @@ impl Gateway {
     /// What a routed request carries to its delivery: its ids, and the copies of its input the
     /// log and the shadows need (made before the model consumes the tensors).
     fn pending<'e>(&self, ep: &Endpoint, routed: Routed<'e>, client: Option<String>, start: Instant, tensors: &[(String, vigil_onnx::Tensor)], looked: Option<Looked>) -> Pending<'e> {
-        let shadows = (!ep.shadows.is_empty() && routed.bucket.is_some()).then(|| tensors.to_vec());
+        // No copy while the shadow queue is full (the copies are counted as dropped on delivery).
+        let shadows = (!ep.shadows.is_empty() && routed.bucket.is_some()).then(|| (!self.shadow.full()).then(|| tensors.to_vec()));
         let logged = self.spool.as_ref().map(|_| tensors.to_vec());
         Pending { routed, ids: self.request_ids(client), start, logged, shadows, looked }
     }
@@ -316,8 +258,8 @@ impl Gateway {
         if self.log_answer(ep, &p.routed, &p.ids, p.start, p.logged, outputs, p.looked).is_err() {
             return spool_full(StatusCode::SERVICE_UNAVAILABLE, oip);
         }
-        if let Some(t) = &p.shadows {
-            self.shadow_copies(ep, &p.routed, t, &p.ids, statuses.as_ref());
+        if let Some(copy) = p.shadows {
+            self.shadow_copies(ep, &p.routed, copy, &p.ids, statuses.as_ref());
         }
         answer_headers(&mut resp, &p.routed, &p.ids);
         self.counters.answered.fetch_add(1, Ordering::Relaxed);

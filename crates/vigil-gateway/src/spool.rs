@@ -115,6 +115,11 @@ pub struct Spool {
     max_bytes: u64,
     /// This spool's instance name (recorded with every segment).
     pub instance: String,
+    cfg: SpoolConfig,
+    counters: Arc<Counters>,
+    /// Handed to background logs: the syncer (and with it the directory lock and the
+    /// shipper's last pass) lasts until the last of them is gone. Nothing is sent on it here.
+    sync_alive: SyncSender<SyncJob>,
 }
 
 impl Spool {
@@ -150,11 +155,27 @@ impl Spool {
         let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<SyncJob>(64);
         let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), _lock: lock };
         std::thread::Builder::new().name("vigil-spool-sync".into()).spawn(move || syncer.run())?;
+        let sync_alive = sync_tx.clone();
         let writer = Writer { cfg: cfg.clone(), rx, queued_bytes: queued_bytes.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
         std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
-        let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters, instance: instance.clone(), closed };
+        let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
-        Ok(Spool { queue: tx, queued_bytes, queue_bytes: cfg.queue_bytes, on_disk, max_bytes: cfg.max_bytes, instance })
+        Ok(Spool { queue: tx, queued_bytes, queue_bytes: cfg.queue_bytes, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive })
+    }
+
+    /// A log for a background thread that must never wait for (or make anyone wait for) the
+    /// writer: it writes, syncs and seals segment files of its own in this spool.
+    pub(crate) fn background_log(&self) -> BackgroundLog {
+        BackgroundLog {
+            cfg: self.cfg.clone(),
+            on_disk: self.on_disk.clone(),
+            counters: self.counters.clone(),
+            open: None,
+            last_sync: Instant::now(),
+            line: Vec::with_capacity(4096),
+            scratch: Vec::with_capacity(1024),
+            _alive: self.sync_alive.clone(),
+        }
     }
 
     /// Hands a record to the writer; `false` if the spool is full (nothing was queued).
@@ -239,16 +260,7 @@ impl Syncer {
                         self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                SyncJob::Seal { file, id } => {
-                    // Sealed even if the flush failed: whole frames are shipped, a cut one is counted.
-                    let synced = file.sync_data();
-                    drop(file);
-                    let from = self.dir.join(format!("open-{id}.vpl"));
-                    let to = self.dir.join(format!("ready-{id}.vpl"));
-                    if synced.is_err() || std::fs::rename(&from, &to).is_err() {
-                        self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                SyncJob::Seal { file, id } => make_ready(&self.dir, file, &id, &self.counters),
             }
         }
         // The writer is gone and everything it handed over is on disk.
@@ -274,7 +286,7 @@ impl Writer {
                             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
-                        if let Err(e) = self.append(&mut open, &line) {
+                        if let Err(e) = append(&self.cfg, &self.on_disk, &mut open, &line) {
                             eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
                             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                             // What was written before the failure is still shipped.
@@ -307,7 +319,7 @@ impl Writer {
                 o.unsynced = false;
                 last_sync = Instant::now();
             }
-            let seal = open.as_ref().is_some_and(|o| o.bytes > predwire::SEGMENT_MAGIC.len() as u64 && (o.opened.elapsed() >= self.cfg.seal_after || o.bytes >= self.cfg.seal_bytes));
+            let seal = seal_due(&self.cfg, open.as_ref());
             if (seal || disconnected)
                 && let Some(o) = open.take()
             {
@@ -323,36 +335,133 @@ impl Writer {
         }
     }
 
-    fn append(&self, open: &mut Option<Open>, line: &[u8]) -> std::io::Result<()> {
-        if open.is_none() {
-            let id = vigil_core::ids::UuidV7Ids.new_id("seg");
-            let file = OpenOptions::new().create_new(true).append(true).open(self.cfg.dir.join(format!("open-{id}.vpl")))?;
-            let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
-            file.write_all(predwire::SEGMENT_MAGIC)?;
-            self.on_disk.fetch_add(predwire::SEGMENT_MAGIC.len() as u64, Ordering::Relaxed);
-            *open = Some(Open { id, file, opened: Instant::now(), bytes: predwire::SEGMENT_MAGIC.len() as u64, unsynced: true });
+    fn seal(&self, o: Open) {
+        let (file, id) = finish(o, &self.counters);
+        // Waits only if the syncer is that far behind: the disk is the limit then.
+        if self.sync.send(SyncJob::Seal { file, id }).is_err() {
+            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(o) = open.as_mut() else { return Ok(()) };
-        o.file.write_all(line)?;
-        o.bytes += line.len() as u64;
-        o.unsynced = true;
-        self.on_disk.fetch_add(line.len() as u64, Ordering::Relaxed);
-        Ok(())
+    }
+}
+
+/// Appends a frame to the open segment, opening one first if there is none.
+fn append(cfg: &SpoolConfig, on_disk: &AtomicU64, open: &mut Option<Open>, line: &[u8]) -> std::io::Result<()> {
+    if open.is_none() {
+        let id = vigil_core::ids::UuidV7Ids.new_id("seg");
+        let file = OpenOptions::new().create_new(true).append(true).open(cfg.dir.join(format!("open-{id}.vpl")))?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
+        file.write_all(predwire::SEGMENT_MAGIC)?;
+        on_disk.fetch_add(predwire::SEGMENT_MAGIC.len() as u64, Ordering::Relaxed);
+        *open = Some(Open { id, file, opened: Instant::now(), bytes: predwire::SEGMENT_MAGIC.len() as u64, unsynced: true });
+    }
+    let Some(o) = open.as_mut() else { return Ok(()) };
+    o.file.write_all(line)?;
+    o.bytes += line.len() as u64;
+    o.unsynced = true;
+    on_disk.fetch_add(line.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether the open segment is old or large enough to be sealed.
+fn seal_due(cfg: &SpoolConfig, open: Option<&Open>) -> bool {
+    open.is_some_and(|o| o.bytes > predwire::SEGMENT_MAGIC.len() as u64 && (o.opened.elapsed() >= cfg.seal_after || o.bytes >= cfg.seal_bytes))
+}
+
+/// Flushes a segment's buffer and gives back its file and id.
+fn finish(o: Open, counters: &Counters) -> (File, String) {
+    // Sealed even if the last flush failed: whole frames are shipped, a cut one is counted.
+    let file = match o.file.into_inner() {
+        Ok(f) => f,
+        Err(e) => {
+            counters.log_failed.fetch_add(1, Ordering::Relaxed);
+            e.into_parts().1.into_parts().0
+        }
+    };
+    (file, o.id)
+}
+
+/// Syncs a finished segment to disk and renames it `ready-…` for the shipper.
+fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
+    // Sealed even if the flush failed: whole frames are shipped, a cut one is counted.
+    let synced = file.sync_data();
+    drop(file);
+    let from = dir.join(format!("open-{id}.vpl"));
+    let to = dir.join(format!("ready-{id}.vpl"));
+    if synced.is_err() || std::fs::rename(&from, &to).is_err() {
+        counters.log_failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A background thread's own segments (see [`Spool::background_log`]): records are written
+/// as they come, synced at least every [`SYNC_EVERY`] of [`BackgroundLog::tick`]s and sealed
+/// like the writer's, all on the calling thread. Records that find the spool full are dropped
+/// and counted. The last segment is sealed when the log is dropped.
+pub(crate) struct BackgroundLog {
+    cfg: SpoolConfig,
+    on_disk: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    open: Option<Open>,
+    last_sync: Instant,
+    line: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Keeps the syncer running until this log is gone; nothing is sent on it.
+    _alive: SyncSender<SyncJob>,
+}
+
+impl BackgroundLog {
+    /// Appends a record (counted as queued and spooled, or as dropped when the spool is full).
+    pub(crate) fn write(&mut self, job: &LogJob) {
+        if self.on_disk.load(Ordering::Relaxed) >= self.cfg.max_bytes {
+            self.counters.log_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.counters.log_queued.fetch_add(1, Ordering::Relaxed);
+        self.line.clear();
+        if write_record(job, &mut self.line, &mut self.scratch).is_err() {
+            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match append(&self.cfg, &self.on_disk, &mut self.open, &self.line) {
+            Ok(()) => {
+                self.counters.log_spooled.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
+                self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                // What was written before the failure is still shipped.
+                self.seal();
+            }
+        }
     }
 
-    fn seal(&self, o: Open) {
-        // Sealed even if the last flush failed: whole frames are shipped, a cut one is counted.
-        let (file, flushed) = match o.file.into_inner() {
-            Ok(f) => (f, true),
-            Err(e) => (e.into_parts().1.into_parts().0, false),
-        };
-        if !flushed {
-            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+    /// Syncs what is due and seals a segment old or large enough.
+    pub(crate) fn tick(&mut self) {
+        if let Some(o) = self.open.as_mut()
+            && o.unsynced
+            && self.last_sync.elapsed() >= SYNC_EVERY
+        {
+            if o.file.flush().and_then(|()| o.file.get_ref().sync_data()).is_err() {
+                self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            o.unsynced = false;
+            self.last_sync = Instant::now();
         }
-        // Waits only if the syncer is that far behind: the disk is the limit then.
-        if self.sync.send(SyncJob::Seal { file, id: o.id }).is_err() {
-            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+        if seal_due(&self.cfg, self.open.as_ref()) {
+            self.seal();
         }
+    }
+
+    fn seal(&mut self) {
+        if let Some(o) = self.open.take() {
+            let (file, id) = finish(o, &self.counters);
+            make_ready(&self.cfg.dir, file, &id, &self.counters);
+        }
+    }
+}
+
+impl Drop for BackgroundLog {
+    fn drop(&mut self) {
+        self.seal();
     }
 }
 

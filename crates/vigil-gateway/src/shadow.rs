@@ -1,0 +1,233 @@
+//! Shadow runs: copies of live requests for shadow arms, run on a thread of their own that only
+//! gets CPU time no live request wants.
+//!
+//! The live path must never wait for this thread, even while the scheduler has put it aside:
+//! - Its queue is a vector behind a mutex that request threads only `try_lock` (a short spin,
+//!   then the copy is dropped and counted). A shadow thread that is descheduled while holding
+//!   the lock costs dropped copies, never a waiting request. (A ring-buffer channel is not
+//!   enough: when it is full, a sender can spin on the slot a descheduled receiver is reading;
+//!   with the receiver at idle priority that was a 230 ms p99 on the bench.)
+//! - Its log records go to segment files it writes and syncs itself
+//!   ([`crate::spool::BackgroundLog`]), not through the writer's queue, whose receiver would
+//!   spin on a frame a descheduled sender had half handed over.
+//!
+//! On Linux the thread runs under `SCHED_IDLE`: when live requests keep the CPUs busy it gets
+//! (almost) no time, its queue fills and copies are dropped and counted; when they leave time
+//! over, shadows use it.
+
+use crate::catalog::Served;
+use crate::spool::{BackgroundLog, LogJob};
+use crate::{Counters, RequestIds};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::{Duration, Instant};
+
+/// How many shadow copies may wait; more are dropped and counted.
+pub const SHADOW_QUEUE: usize = 1024;
+
+/// A copy of a request for a shadow arm.
+pub(crate) struct ShadowJob {
+    pub served: Arc<Served>,
+    pub inputs: Vec<(String, vigil_onnx::Tensor)>,
+    pub endpoint: String,
+    pub arm: String,
+    pub ids: RequestIds,
+    pub how: &'static str,
+    pub bucket: Option<u32>,
+    pub unit_hash: Option<String>,
+    pub feature_statuses: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// The bounded queue between request threads and the shadow thread.
+pub(crate) struct ShadowQueue {
+    jobs: Mutex<Vec<ShadowJob>>,
+    /// Copies waiting (read without the lock, to skip copying a request when the queue is full).
+    waiting: AtomicUsize,
+}
+
+impl ShadowQueue {
+    fn new() -> Self {
+        ShadowQueue { jobs: Mutex::new(Vec::with_capacity(SHADOW_QUEUE)), waiting: AtomicUsize::new(0) }
+    }
+
+    /// Whether a copy offered now would be dropped.
+    pub fn full(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) >= SHADOW_QUEUE
+    }
+
+    /// Queues a copy; `false` (dropped) if the queue is full or its lock stays taken for more
+    /// than a short spin. Never waits.
+    pub fn offer(&self, job: ShadowJob) -> bool {
+        if self.full() {
+            return false;
+        }
+        for _ in 0..64 {
+            let mut jobs = match self.jobs.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+            };
+            if jobs.len() >= SHADOW_QUEUE {
+                return false;
+            }
+            // Within the capacity reserved up front: no allocation under the lock.
+            jobs.push(job);
+            self.waiting.store(jobs.len(), Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Moves the waiting copies into `into` (empty, with the queue's capacity) and leaves its
+    /// allocation in their place.
+    fn take(&self, into: &mut Vec<ShadowJob>) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::swap(&mut *jobs, into);
+        self.waiting.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Starts the shadow thread; it ends once the returned queue is dropped (after running what
+/// waits in it) and seals its last log segment.
+pub(crate) fn start(counters: Arc<Counters>, log: Option<BackgroundLog>) -> Arc<ShadowQueue> {
+    let queue = Arc::new(ShadowQueue::new());
+    let q = queue.clone();
+    let spawned = std::thread::Builder::new().name("vigil-shadow".into()).spawn(move || run(&q, &counters, log));
+    if let Err(e) = spawned {
+        // Every copy is then dropped and counted: the queue fills and nothing drains it.
+        eprintln!("vigil gateway: the shadow thread could not be started: {e}");
+    }
+    queue
+}
+
+/// Idle naps grow to this (the thread polls: a request never wakes it).
+const LONGEST_NAP: Duration = Duration::from_millis(20);
+
+fn run(queue: &Arc<ShadowQueue>, c: &Counters, mut log: Option<BackgroundLog>) {
+    idle_priority();
+    let mut batch = Vec::with_capacity(SHADOW_QUEUE);
+    let mut nap = Duration::from_millis(1);
+    loop {
+        queue.take(&mut batch);
+        let gone = Arc::strong_count(queue) == 1;
+        if batch.is_empty() {
+            if let Some(l) = log.as_mut() {
+                l.tick();
+            }
+            if gone {
+                return;
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(LONGEST_NAP);
+            continue;
+        }
+        nap = Duration::from_millis(1);
+        for job in batch.drain(..) {
+            shadow_run(job, c, log.as_mut());
+        }
+        if let Some(l) = log.as_mut() {
+            l.tick();
+        }
+    }
+}
+
+fn shadow_run(job: ShadowJob, c: &Counters, log: Option<&mut BackgroundLog>) {
+    let start = Instant::now();
+    let logged = log.is_some().then(|| job.inputs.clone());
+    let outputs = match job.served.model.run(job.inputs) {
+        Ok(o) => {
+            c.shadow_ok.fetch_add(1, Ordering::Relaxed);
+            Ok(o)
+        }
+        Err(e) => {
+            c.shadow_failed.fetch_add(1, Ordering::Relaxed);
+            Err(e.message().to_owned())
+        }
+    };
+    if let (Some(log), Some(inputs)) = (log, logged) {
+        let rec = LogJob {
+            request_id: job.ids.request_id,
+            client_id: job.ids.client_id,
+            shadow: true,
+            endpoint: job.endpoint,
+            arm: job.arm,
+            served: job.served,
+            assignment: job.how,
+            unit_hash: job.unit_hash,
+            bucket: job.bucket,
+            at: vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock),
+            latency_us: start.elapsed().as_micros() as u64,
+            lookup_us: None,
+            inputs,
+            outputs,
+            feature_statuses: job.feature_statuses,
+        };
+        // A shadow record is never worth refusing anything for: a full spool drops it (counted).
+        log.write(&rec);
+    }
+}
+
+/// Puts the calling thread under `SCHED_IDLE` (Linux; elsewhere the lowest nice value the
+/// platform allows): it runs only when no other thread wants the CPU.
+fn idle_priority() {
+    use thread_priority::{ThreadPriority, ThreadSchedulePolicy};
+    #[cfg(target_os = "linux")]
+    let policy = ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Idle);
+    #[cfg(not(target_os = "linux"))]
+    let policy = ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Other);
+    #[cfg(unix)]
+    if let Err(e) = thread_priority::set_thread_priority_and_policy(thread_priority::thread_native_id(), ThreadPriority::Min, policy) {
+        eprintln!("vigil gateway: the shadow thread's priority could not be lowered: {e:?}");
+    }
+    #[cfg(not(unix))]
+    let _ = (policy, ThreadPriority::Min);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn job() -> ShadowJob {
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../vigil-onnx/tests/fixtures/lr_binary.onnx")).unwrap();
+        let model = vigil_onnx::Model::load(&bytes).unwrap();
+        let served = Arc::new(Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), input_names: vec![], columns: vec![], columns_named: false, model });
+        let ids = RequestIds { request_id: "r".into(), client_id: None };
+        ShadowJob { served, inputs: vec![], endpoint: "e".into(), arm: "s".into(), ids, how: "keyed", bucket: Some(1), unit_hash: None, feature_statuses: None }
+    }
+
+    #[test]
+    fn offering_never_waits_for_a_descheduled_shadow_thread() {
+        let q = Arc::new(ShadowQueue::new());
+        let template = job();
+        let served = template.served.clone();
+        // The shadow thread holds the lock (as if it were descheduled in the middle of `take`):
+        // an offer gives up and the copy is dropped.
+        let held = q.jobs.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q2 = q.clone();
+        let s2 = served.clone();
+        std::thread::spawn(move || {
+            let mut j = job();
+            j.served = s2;
+            tx.send(q2.offer(j)).unwrap();
+        });
+        let offered = rx.recv_timeout(Duration::from_secs(10)).expect("an offer must not wait for the lock");
+        assert!(!offered, "the copy is dropped while the lock is taken");
+        drop(held);
+        // Free: copies queue up to the bound, then are dropped.
+        for i in 0..SHADOW_QUEUE {
+            assert!(q.offer(job()), "copy {i} fits");
+        }
+        assert!(q.full());
+        assert!(!q.offer(job()));
+        let mut batch = Vec::with_capacity(SHADOW_QUEUE);
+        q.take(&mut batch);
+        assert_eq!(batch.len(), SHADOW_QUEUE);
+        assert!(!q.full());
+        assert!(q.offer(template));
+    }
+}
