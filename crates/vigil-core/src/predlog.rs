@@ -136,6 +136,46 @@ pub struct SegmentOutcome {
     pub not_monitored: Vec<(String, String)>,
 }
 
+/// A prediction-log segment ready to be stored (see [`Registry::prepare_prediction_segment`]).
+pub struct PreparedSegment {
+    segment_id: String,
+    instance: String,
+    records: usize,
+    damaged: usize,
+    body: Vec<u8>,
+    /// Per record: request id, role, version id, caller's id.
+    index: Vec<(String, &'static str, String, Option<String>)>,
+    groups: Vec<PreparedGroup>,
+}
+
+impl PreparedSegment {
+    /// The segment's id.
+    pub fn segment_id(&self) -> &str {
+        &self.segment_id
+    }
+
+    /// Bytes held (the compressed body and the drift batches), for a bound on how many may wait.
+    pub fn held_bytes(&self) -> usize {
+        self.body.len() + self.groups.iter().filter_map(|g| g.batch.as_ref()).map(|b| b.payload.len() * 2).sum::<usize>() + self.index.len() * 96
+    }
+}
+
+/// One version's records of a prepared segment.
+struct PreparedGroup {
+    version_id: String,
+    records: usize,
+    live: usize,
+    failed: usize,
+    batch: Option<PreparedBatch>,
+}
+
+/// A drift batch with its row count and encoded payload.
+struct PreparedBatch {
+    batch: Batch,
+    rows: usize,
+    payload: Vec<u8>,
+}
+
 /// Builds the monitoring batch of one version's successful records (one pass over them).
 fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
     let total: usize = records.iter().map(|r| r.rows).sum();
@@ -290,6 +330,16 @@ impl Registry {
     /// version. Frames that are damaged or cut short are skipped and counted
     /// ([`SegmentOutcome::damaged`]); a segment with a record the rules refuse is refused whole.
     pub fn record_prediction_segment(&self, segment_id: &str, instance: &str, bytes: &[u8]) -> Result<SegmentOutcome> {
+        let prepared = Self::prepare_prediction_segment(segment_id, instance, bytes)?;
+        self.store_prediction_segment(&prepared)
+    }
+
+    /// The work of [`Registry::record_prediction_segment`] that needs no store: the segment
+    /// decoded and checked, its drift batches built and encoded, its body compressed. A
+    /// gateway runs this where it may wait for idle CPU time, and the transaction
+    /// ([`Registry::store_prediction_segment`]) where it may not (it holds locks other
+    /// writers wait for).
+    pub fn prepare_prediction_segment(segment_id: &str, instance: &str, bytes: &[u8]) -> Result<PreparedSegment> {
         if segment_id.is_empty() || segment_id.len() > 128 || instance.len() > 128 {
             return Err(Error::new(ErrorCode::InvalidManifest, "segment and instance ids are at most 128 characters"));
         }
@@ -302,47 +352,66 @@ impl Registry {
         for r in &records {
             by_version.entry(r.head.version_id).or_default().push(r);
         }
-        // The drift batches are built before the transaction: it only writes.
-        let mut batches = Vec::with_capacity(by_version.len());
-        for recs in by_version.values() {
+        let mut groups = Vec::with_capacity(by_version.len());
+        for (version_id, recs) in &by_version {
             let ok: Vec<&RecordView<'_>> = recs.iter().copied().filter(|r| r.head.error.is_none()).collect();
-            batches.push(if ok.is_empty() { None } else { Some(monitoring_batch(&ok)?) });
+            let batch = if ok.is_empty() {
+                None
+            } else {
+                let batch = monitoring_batch(&ok)?;
+                let rows = batch.rows()?;
+                let payload = batch.encode();
+                Some(PreparedBatch { batch, rows, payload })
+            };
+            groups.push(PreparedGroup {
+                version_id: (*version_id).to_owned(),
+                records: recs.len(),
+                live: recs.iter().filter(|r| !r.head.shadow).count(),
+                failed: recs.iter().filter(|r| r.head.error.is_some()).count(),
+                batch,
+            });
         }
-        let index: Vec<IndexEntry<'_>> = records.iter().map(|r| IndexEntry { request_id: r.head.request_id, role: r.role(), version_id: r.head.version_id, client_id: r.head.client_id }).collect();
+        let index = records.iter().map(|r| (r.head.request_id.to_owned(), r.role(), r.head.version_id.to_owned(), r.head.client_id.map(str::to_owned))).collect();
+        Ok(PreparedSegment { segment_id: segment_id.to_owned(), instance: instance.to_owned(), records: records.len(), damaged, body, index, groups })
+    }
+
+    /// Stores a prepared segment in one transaction: the compressed body, an index row per
+    /// record, each version's drift batch and audit event. Idempotent by segment id.
+    pub fn store_prediction_segment(&self, p: &PreparedSegment) -> Result<SegmentOutcome> {
+        let (segment_id, instance) = (p.segment_id.as_str(), p.instance.as_str());
+        let index: Vec<IndexEntry<'_>> = p.index.iter().map(|(request_id, role, version_id, client_id)| IndexEntry { request_id, role, version_id, client_id: client_id.as_deref() }).collect();
         self.write(|tx| {
             let now = self.clock.now();
-            if !tx.insert_prediction_segment(segment_id, instance, records.len() as i64, now, &body)? {
+            if !tx.insert_prediction_segment(segment_id, instance, p.records as i64, now, &p.body)? {
                 return Ok(SegmentOutcome { duplicate: true, ..SegmentOutcome::default() });
             }
-            let mut out = SegmentOutcome { records: records.len(), damaged, ..SegmentOutcome::default() };
+            let mut out = SegmentOutcome { records: p.records, damaged: p.damaged, ..SegmentOutcome::default() };
             // Versions first: an index entry naming an unknown version is refused by name.
-            let mut versions = Vec::with_capacity(by_version.len());
-            for version_id in by_version.keys() {
-                versions.push(Self::load_version(tx, version_id)?);
+            let mut versions = Vec::with_capacity(p.groups.len());
+            for g in &p.groups {
+                versions.push(Self::load_version(tx, &g.version_id)?);
             }
             tx.insert_prediction_index(segment_id, &index)?;
-            for ((recs, batch), v) in by_version.values().zip(&batches).zip(&versions) {
-                let failed = recs.iter().filter(|r| r.head.error.is_some()).count();
-                let mut details = json!({"segment": segment_id, "instance": instance, "records": recs.len(),
-                    "live": recs.iter().filter(|r| !r.head.shadow).count(), "shadow": recs.iter().filter(|r| r.head.shadow).count(), "failed": failed});
-                if let Some(batch) = batch {
-                    let rows = batch.rows()?;
-                    match Self::kinds_match_baseline(tx, &v.id, batch)? {
+            for (g, v) in p.groups.iter().zip(&versions) {
+                let mut details = json!({"segment": segment_id, "instance": instance, "records": g.records,
+                    "live": g.live, "shadow": g.records - g.live, "failed": g.failed});
+                if let Some(b) = &g.batch {
+                    match Self::kinds_match_baseline(tx, &v.id, &b.batch)? {
                         Ok(()) => {
-                            let b = BatchRecord {
+                            let record = BatchRecord {
                                 id: self.ids.new_id("bt"),
                                 model_version_id: v.id.clone(),
                                 batch_seq: tx.max_batch_seq(&v.id)? + 1,
-                                rows: rows as i64,
+                                rows: b.rows as i64,
                                 received_at: now,
                                 created_by: GATEWAY_ACTOR.into(),
-                                payload: batch.encode(),
+                                payload: b.payload.clone(),
                             };
-                            tx.insert_batch(&b)?;
-                            details["batch_id"] = json!(b.id);
-                            details["batch_seq"] = json!(b.batch_seq);
-                            details["monitored_rows"] = json!(rows);
-                            out.monitored_rows += rows;
+                            tx.insert_batch(&record)?;
+                            details["batch_id"] = json!(record.id);
+                            details["batch_seq"] = json!(record.batch_seq);
+                            details["monitored_rows"] = json!(b.rows);
+                            out.monitored_rows += b.rows;
                         }
                         Err(why) => {
                             details["not_monitored"] = json!(why);
@@ -350,8 +419,8 @@ impl Registry {
                         }
                     }
                 }
-                if damaged > 0 {
-                    details["damaged_frames"] = json!(damaged);
+                if p.damaged > 0 {
+                    details["damaged_frames"] = json!(p.damaged);
                 }
                 tx.append_audit(self.version_event(GATEWAY_ACTOR, "prediction.log", v, json!({"new": details})))?;
             }

@@ -86,13 +86,27 @@ pub struct Counters {
     pub lookup_sum_us: AtomicU64,
 }
 
-/// Lowers the calling thread's scheduling priority (nice 10) so that background work (shadow
-/// runs, shipping the prediction log) yields the CPUs to live requests. Linux only, where the
-/// nice value belongs to the thread; elsewhere nothing changes.
+/// Lowers the calling thread's scheduling priority (nice 10) so that background work that
+/// must keep up (storing the prediction log) yields the CPUs to live requests. Linux only,
+/// where the nice value belongs to the thread; elsewhere nothing changes.
 pub(crate) fn background_priority() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::nice(10) {
         eprintln!("vigil gateway: could not lower a background thread's priority: {e}");
+    }
+}
+
+/// Puts the calling thread under `SCHED_IDLE` (Linux; elsewhere nothing changes): it runs only when no other thread wants
+/// the CPU. Such a thread must never hold anything a request thread (or another writer of the
+/// registry) could wait for: once there, an unprivileged thread cannot leave `SCHED_IDLE`.
+pub(crate) fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(e) = thread_priority::set_thread_priority_and_policy(thread_priority::thread_native_id(), ThreadPriority::Min, idle) {
+            eprintln!("vigil gateway: a background thread's priority could not be lowered: {e:?}");
+        }
     }
 }
 

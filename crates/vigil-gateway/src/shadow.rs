@@ -107,7 +107,7 @@ pub(crate) fn start(counters: Arc<Counters>, log: Option<BackgroundLog>) -> Arc<
 const LONGEST_NAP: Duration = Duration::from_millis(20);
 
 fn run(queue: &Arc<ShadowQueue>, c: &Counters, mut log: Option<BackgroundLog>) {
-    idle_priority();
+    crate::idle_priority();
     let mut batch = Vec::with_capacity(SHADOW_QUEUE);
     let mut nap = Duration::from_millis(1);
     loop {
@@ -168,22 +168,6 @@ fn shadow_run(job: ShadowJob, c: &Counters, log: Option<&mut BackgroundLog>) {
         // A shadow record is never worth refusing anything for: a full spool drops it (counted).
         log.write(&rec);
     }
-}
-
-/// Puts the calling thread under `SCHED_IDLE` (Linux; elsewhere the lowest nice value the
-/// platform allows): it runs only when no other thread wants the CPU.
-fn idle_priority() {
-    use thread_priority::{ThreadPriority, ThreadSchedulePolicy};
-    #[cfg(target_os = "linux")]
-    let policy = ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Idle);
-    #[cfg(not(target_os = "linux"))]
-    let policy = ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Other);
-    #[cfg(unix)]
-    if let Err(e) = thread_priority::set_thread_priority_and_policy(thread_priority::thread_native_id(), ThreadPriority::Min, policy) {
-        eprintln!("vigil gateway: the shadow thread's priority could not be lowered: {e:?}");
-    }
-    #[cfg(not(unix))]
-    let _ = (policy, ThreadPriority::Min);
 }
 
 #[cfg(test)]

@@ -158,7 +158,10 @@ impl Spool {
         let sync_alive = sync_tx.clone();
         let writer = Writer { cfg: cfg.clone(), rx, queued_bytes: queued_bytes.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
         std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
-        let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed };
+        let prepared = Arc::new(PreparedSegments::default());
+        let preparer = Preparer { dir: cfg.dir.clone(), instance: instance.clone(), shared: prepared.clone() };
+        std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
+        let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
         Ok(Spool { queue: tx, queued_bytes, queue_bytes: cfg.queue_bytes, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive })
     }
@@ -465,6 +468,68 @@ impl Drop for BackgroundLog {
     }
 }
 
+/// Constants of the split between the preparer and the shipper.
+mod catch_up {
+    use std::time::Duration;
+    /// Prepared segments that may wait for the shipper.
+    pub const PREPARED: usize = 4;
+    /// The shipper prepares segments itself (at its own priority) once the spool holds this
+    /// much…
+    pub const BACKLOG_BYTES: u64 = 64 << 20;
+    /// …or the oldest sealed segment has waited this long: under sustained load the log is
+    /// stored with the shipper's share of the CPUs, not only with idle time.
+    pub const OLDEST: Duration = Duration::from_secs(30);
+}
+
+/// Segments the preparer has made ready for the shipper, by file name (a segment that cannot
+/// be stored in any case is kept as its error).
+#[derive(Default)]
+struct PreparedSegments {
+    by_name: std::sync::Mutex<std::collections::BTreeMap<String, vigil_core::Result<vigil_core::predlog::PreparedSegment>>>,
+    /// Set by the shipper when it ends.
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// Prepares sealed segments ([`Registry::prepare_prediction_segment`]: decoding, drift
+/// batches, compression, most of the CPU work of storing the log) on a `SCHED_IDLE` thread,
+/// with time no request wants. It holds nothing the shipper waits for: the shipper takes a
+/// prepared segment with `try_lock`, or prepares it itself when it is behind.
+struct Preparer {
+    dir: PathBuf,
+    instance: String,
+    shared: Arc<PreparedSegments>,
+}
+
+impl Preparer {
+    fn run(self) {
+        crate::idle_priority();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            for (name, path) in list(&self.dir, "ready-").unwrap_or_default() {
+                let (known, waiting) = {
+                    let m = self.shared.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    (m.contains_key(&name), m.len())
+                };
+                if known {
+                    continue;
+                }
+                if waiting >= catch_up::PREPARED {
+                    break;
+                }
+                // Gone when the shipper got there first.
+                let Ok(bytes) = std::fs::read(&path) else { continue };
+                let prepared = Registry::prepare_prediction_segment(segment_id(&name), &self.instance, &bytes);
+                self.shared.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name, prepared);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The segment id in a `ready-{id}.vpl` file name.
+fn segment_id(name: &str) -> &str {
+    name.strip_prefix("ready-").and_then(|n| n.strip_suffix(".vpl")).unwrap_or(name)
+}
+
 struct Shipper {
     dir: PathBuf,
     registry: Arc<Registry>,
@@ -472,11 +537,14 @@ struct Shipper {
     counters: Arc<Counters>,
     instance: String,
     closed: Arc<std::sync::atomic::AtomicBool>,
+    prepared: Arc<PreparedSegments>,
 }
 
 impl Shipper {
     fn run(self) {
         // Storing the log can wait while live requests need the CPUs (the spool is on disk).
+        // Its transactions run here, never at idle priority: they hold locks other writers of
+        // the registry wait for.
         crate::background_priority();
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -484,9 +552,27 @@ impl Shipper {
             // shipped now stays on disk for the next start.
             let last = self.closed.load(Ordering::SeqCst);
             let ready = list(&self.dir, "ready-").unwrap_or_default();
+            // Prepared segments whose file is gone (shipped here first) are let go.
+            if let Ok(mut m) = self.prepared.by_name.try_lock() {
+                m.retain(|name, _| ready.iter().any(|(n, _)| n == name));
+            }
+            let behind = self.on_disk.load(Ordering::Relaxed) >= catch_up::BACKLOG_BYTES;
             let mut failed = false;
             for (name, path) in &ready {
-                match self.ship(name, path) {
+                let taken = self.prepared.by_name.try_lock().ok().and_then(|mut m| m.remove(name));
+                let prepared = match taken {
+                    Some(p) => p,
+                    // In order: a segment waits for the preparer unless the log is behind.
+                    None if !(last || behind || waited(path) >= catch_up::OLDEST) => break,
+                    None => match std::fs::read(path) {
+                        Ok(bytes) => Registry::prepare_prediction_segment(segment_id(name), &self.instance, &bytes),
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
+                    },
+                };
+                match self.ship(name, path, prepared) {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(()) => {
                         failed = true;
@@ -495,6 +581,7 @@ impl Shipper {
                 }
             }
             if last {
+                self.prepared.stop.store(true, Ordering::Relaxed);
                 return;
             }
             if failed {
@@ -506,12 +593,11 @@ impl Shipper {
         }
     }
 
-    /// Ships one sealed segment; `Err` when the registry could not take it now (retry later).
-    fn ship(&self, name: &str, path: &Path) -> Result<(), ()> {
-        let id = &name["ready-".len()..name.len() - ".vpl".len()];
-        let Ok(bytes) = std::fs::read(path) else { return Err(()) };
-        let size = bytes.len() as u64;
-        match self.registry.record_prediction_segment(id, &self.instance, &bytes) {
+    /// Stores one prepared segment; `Err` when the registry could not take it now (retry later).
+    fn ship(&self, name: &str, path: &Path, prepared: vigil_core::Result<vigil_core::predlog::PreparedSegment>) -> Result<(), ()> {
+        let id = segment_id(name);
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        match prepared.and_then(|p| self.registry.store_prediction_segment(&p)) {
             Ok(out) => {
                 if !out.duplicate {
                     self.counters.log_stored.fetch_add(out.records as u64, Ordering::Relaxed);
@@ -528,14 +614,19 @@ impl Shipper {
             }
             Err(e) => {
                 eprintln!("vigil gateway: prediction log segment {id} was refused ({}: {}); kept as failed-{id}.vpl", e.code().as_str(), e.message());
+                let records = std::fs::read(path).ok().and_then(|b| predwire::parse_segment(&b).ok().map(|(r, _)| r.len())).unwrap_or(0);
                 let _ = std::fs::rename(path, self.dir.join(format!("failed-{id}.vpl")));
                 self.on_disk.fetch_sub(size.min(self.on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
-                let records = predwire::parse_segment(&bytes).map_or(0, |(r, _)| r.len());
                 self.counters.log_quarantined.fetch_add(records as u64, Ordering::Relaxed);
                 Ok(())
             }
         }
     }
+}
+
+/// How long ago a sealed segment was last written.
+fn waited(path: &Path) -> Duration {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).unwrap_or_default()
 }
 
 /// The column names of a version's input vector: for a single `[N, k]` input, the version's
