@@ -4,7 +4,7 @@ through the `vigil` CLI, then served by `vigil gateway` and driven by wrk.
 
     cargo build --release -p vigil-cli && cargo build --release -p vigil-gateway --example unlogged_gateway
     apt-get install wrk
-    python3 bench/gateway_bench.py [SECONDS]
+    python3 bench/gateway_bench.py [SECONDS] [ROUNDS]
 
 Scenarios as in the reference's measurements of MLServer and `mlflow models serve`: single-row
 and 100-row requests at 16 connections, single-row at 1 connection, through the Open
@@ -12,10 +12,14 @@ Inference Protocol and MLflow's /invocations. CPU per request is the gateway pro
 user+system time (from /proc) over the requests wrk completed (the prediction log's writer
 and shipper run in the same process and are included); RSS is read at the end.
 
-`vigil gateway` always logs every prediction. To measure what the log costs, the first two
-scenarios are also run against `unlogged_gateway` (an example binary: the same gateway
-without a spool, with the same allocator and options; a reference point, never a way to
-serve). The online-feature scenario loads
+`vigil gateway` always logs every prediction. To measure what the log costs, the single-row
+scenario (plain, and A/B by a patient header) runs against `unlogged_gateway` too (an
+example binary: the same gateway without a spool, with the same allocator and options; a
+reference point, never a way to serve). Both processes run at once and follow the same
+registry; the logged and unlogged runs alternate, ROUNDS times (the order flips every round),
+and the medians are compared: this shared machine's load drifts between runs. The primary's
+p99 with a shadow copy of every request is compared the same way, interleaved with runs
+without the shadow. The online-feature scenario loads
 20 features for 1,000 patients into the embedded store and asks by patient id; the lookup
 time is read from the gateway's histogram at /metrics.
 """
@@ -27,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +44,7 @@ VIGIL = ROOT / "target" / "release" / "vigil"
 UNLOGGED = ROOT / "target" / "release" / "examples" / "unlogged_gateway"
 FIXTURE = ROOT / "crates" / "vigil-onnx" / "tests" / "fixtures" / "lr20_binary.onnx"
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 PW = "bench-passw0rd"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -179,69 +185,90 @@ def main() -> None:
         ("MLflow split, 100 rows, 16 connections", "/invocations", ml100, "application/json", 16),
         ("MLflow split, 1 row, 1 connection", "/invocations", ml1, "application/json", 1),
     ]
-    print(f"lr20 (20-feature logistic regression), wrk {SECONDS} s per scenario")
-    print(f"{'scenario':<48} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'errors':>7}")
+    print(f"lr20 (20-feature logistic regression), wrk {SECONDS} s per scenario, {ROUNDS} rounds of the compared pairs")
+    print(f"{'scenario':<52} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'errors':>7}")
 
-    def drained(url) -> None:
+    def drained(proc, url) -> None:
         # Until every queued record is stored (or the spool gave up on it), so that each
         # scenario's CPU includes all of its logging work and none of the previous one's.
-        if "UNLOGGED" in url:
+        if proc.args[0] == str(UNLOGGED):
             return
-        for _ in range(600):
+        for _ in range(1200):
             m = dict(l.split(" ") for l in urllib.request.urlopen(url + "/metrics").read().decode().splitlines() if l.startswith("vigil_gateway_log"))
             if int(m["vigil_gateway_log_stored_total"]) + int(m["vigil_gateway_log_failed_total"]) >= int(m["vigil_gateway_log_queued_total"]):
                 return
             time.sleep(0.1)
 
-    def run(proc, url, name, path, body, ctype, conns, patient=False, entity=False):
+    def run(proc, url, name, path, body, ctype, conns, patient=False, entity=False) -> dict:
         before = cpu_ticks(proc.pid)
         r = wrk(url, path, body, ctype, conns, tmp, patient, entity)
-        drained(url if proc.args[0] != str(UNLOGGED) else "UNLOGGED")
-        cpu = (cpu_ticks(proc.pid) - before) / TICK * 1000 / max(r["requests"], 1)
-        print(f"{name:<48} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {cpu:>11.3f} {r['errors']:>7}", flush=True)
+        drained(proc, url)
+        r["cpu"] = (cpu_ticks(proc.pid) - before) / TICK * 1000 / max(r["requests"], 1)
+        print(f"{name:<52} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['cpu']:>11.3f} {r['errors']:>7}", flush=True)
+        return r
 
     def deploy(*args):
         vigil(data, "deploy", "lr20", *args, "--reason", "bench", user="lead")
-        time.sleep(1.5)  # the gateway follows the registry every second
+        time.sleep(1.5)  # the gateways follow the registry every second
 
-    # Reference point: the same gateway without the prediction log.
-    proc, url = start([str(UNLOGGED), str(data), "127.0.0.1:0"])
-    try:
-        run(proc, url, "UNLOGGED OIP, 1 row, 16 conn.", "/v2/models/lr20/infer", oip1, "application/json", 16)
-        deploy("--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id")
-        run(proc, url, "UNLOGGED OIP, 1 row, 16 conn., A/B by patient", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=True)
-        deploy("--reset")
-    finally:
-        proc.kill()
-        proc.wait()
+    def counters(url) -> dict:
+        metrics = urllib.request.urlopen(url + "/metrics").read().decode()
+        return {k.removeprefix("vigil_gateway_").removesuffix("_total"): int(float(v)) for k, v in (l.split(" ") for l in metrics.splitlines() if l.startswith("vigil_gateway_") and "{" not in l)}
 
+    med = statistics.median
+    # What the log costs: the same gateway without a spool (`unlogged_gateway`) beside
+    # `vigil gateway`, both following the same registry, the compared runs interleaved and
+    # repeated (the machine's load drifts between runs; one pair does not resolve 10%).
+    unlogged, uurl = start([str(UNLOGGED), str(data), "127.0.0.1:0"])
     proc, url = start([str(VIGIL), "--data-dir", str(data), "gateway", "--addr", "127.0.0.1:0"])
     try:
-        # The same two scenarios with the log on (CPU until every record is stored).
-        run(proc, url, "LOGGED OIP, 1 row, 16 conn.", "/v2/models/lr20/infer", oip1, "application/json", 16)
-        deploy("--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id")
-        run(proc, url, "LOGGED OIP, 1 row, 16 conn., A/B by patient", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=True)
+        cost = {k: [] for k in ("plain U", "plain L", "ab U", "ab L")}
+        for rnd_i in range(ROUNDS):
+            pair = [("U", unlogged, uurl), ("L", proc, url)]
+            if rnd_i % 2:
+                pair.reverse()
+            deploy("--reset")
+            for tag, p, u in pair:
+                cost[f"plain {tag}"].append(run(p, u, f"{'UNLOGGED' if tag == 'U' else 'LOGGED'} OIP, 1 row, 16 conn.", "/v2/models/lr20/infer", oip1, "application/json", 16)["cpu"])
+            deploy("--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id")
+            for tag, p, u in pair:
+                cost[f"ab {tag}"].append(run(p, u, f"{'UNLOGGED' if tag == 'U' else 'LOGGED'} OIP, 1 row, 16 conn., A/B by patient", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=True)["cpu"])
+        unlogged.kill()
+        unlogged.wait()
+        for k in ("plain", "ab"):
+            u, l = med(cost[f"{k} U"]), med(cost[f"{k} L"])
+            print(f"median CPU/request {'A/B by patient' if k == 'ab' else 'plain'}: logged {l:.4f} ms, unlogged {u:.4f} ms: {100 * (l / u - 1):+.1f}% "
+                  f"(per round: {', '.join(f'{100 * (b / a - 1):+.0f}%' for a, b in zip(cost[f'{k} U'], cost[f'{k} L']))})", flush=True)
         deploy("--reset")
         print(f"resident memory after the single-row runs: {rss_mb(proc.pid):.1f} MB")
         for name, path, body, ctype, conns in scenarios:
             run(proc, url, name, path, body, ctype, conns)
-        run(proc, url, "OIP, 1 row, 16 conn., no shadow", "/v2/models/lr20/infer", oip1, "application/json", 16)
-        deploy("--shadow", "1.1.0=100")
-        run(proc, url, "OIP, 1 row, 16 conn., 100% shadow", "/v2/models/lr20/infer", oip1, "application/json", 16)
+        # A shadow copy of every request, interleaved with runs without one.
+        p99 = {"off": [], "on": []}
+        before = counters(url)
+        for rnd_i in range(ROUNDS):
+            for mode in (("off", "on") if rnd_i % 2 == 0 else ("on", "off")):
+                deploy(*(("--shadow", "1.1.0=100") if mode == "on" else ("--reset",)))
+                p99[mode].append(run(proc, url, f"OIP, 1 row, 16 conn., shadow {mode}", "/v2/models/lr20/infer", oip1, "application/json", 16)["p99"])
+        after = counters(url)
+        off, on = med(p99["off"]), med(p99["on"])
+        print(f"median primary p99: shadow off {off:.2f} ms, 100% shadow {on:.2f} ms: {100 * (on / off - 1):+.1f}%")
+        d = {k: after.get(k, 0) - before.get(k, 0) for k in ("shadow_queued", "shadow_dropped", "shadow_ok", "shadow_failed")}
+        offered = d["shadow_queued"] + d["shadow_dropped"]
+        print(f"shadow copies: {offered} offered, {d['shadow_ok']} run and logged ({100 * d['shadow_ok'] / max(offered, 1):.0f}%), "
+              f"{d['shadow_dropped']} dropped (queue full while the CPUs were busy), {d['shadow_failed']} failed")
         deploy("--reset", "--features", json.dumps({"entity": "patient_id", "source": "embedded", "feature_set": "lr20_features"}))
         run(proc, url, "OIP, patient id -> embedded features, 1 conn.", "/v2/models/lr20/infer", "", "application/json", 1, entity=True)
         run(proc, url, "OIP, patient id -> embedded features, 16 conn.", "/v2/models/lr20/infer", "", "application/json", 16, entity=True)
-        time.sleep(3)  # the last segments are shipped
-        metrics = urllib.request.urlopen(url + "/metrics").read().decode()
-        counters = dict(l.split(" ") for l in metrics.splitlines() if l.startswith("vigil_gateway_"))
-        short = lambda k: k.removeprefix("vigil_gateway_").removesuffix("_total")
-        print("shadow:", ", ".join(f"{short(k)} {v}" for k, v in counters.items() if "shadow" in k))
-        print("prediction log:", ", ".join(f"{short(k)} {v}" for k, v in counters.items() if "_log_" in k or "spool" in k))
+        drained(proc, url)
+        c = counters(url)
+        print("prediction log:", ", ".join(f"{k} {v}" for k, v in c.items() if k.startswith("log_") or "spool" in k))
         print("online feature lookup (gateway histogram):", lookup_percentiles(url))
         print(f"resident memory after the runs: {rss_mb(proc.pid):.1f} MB")
     finally:
-        proc.kill()
-        proc.wait()
+        for p in (unlogged, proc):
+            p.kill()
+            p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

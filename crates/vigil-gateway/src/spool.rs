@@ -6,17 +6,26 @@
 //! and appends them to the open segment file; at least every [`SYNC_EVERY`] a syncer thread
 //! flushes them to disk (`fdatasync`, which can take milliseconds: the writer never waits for
 //! it), and a segment old or large enough is sealed there (synced, renamed `ready-…`).
-//! A shipper thread stores each sealed segment in the registry
-//! ([`vigil_core::registry::Registry::record_prediction_segment`], one transaction, idempotent by
-//! segment id) and then deletes the file. While the registry cannot be reached, sealed
-//! segments wait on disk and are shipped, in order, once it can.
+//! Storing a sealed segment takes two threads. A preparer under `SCHED_IDLE` does most of the
+//! CPU work with time no request wants
+//! ([`vigil_core::registry::Registry::prepare_prediction_segment`]: decoding, drift batches,
+//! compression); the shipper, at nice 10, runs the transaction
+//! ([`vigil_core::registry::Registry::store_prediction_segment`], idempotent by segment id),
+//! which holds locks other writers of the registry wait for and so never runs at idle
+//! priority, and then deletes the file. When the preparer falls behind (the spool holds
+//! 64 MiB, or a segment waited 30 s: sustained load) the shipper prepares segments itself.
+//! While the registry cannot be reached, sealed segments wait on disk and are shipped, in
+//! order, once it can.
+//!
+//! Shadow runs log through a [`BackgroundLog`]: segment files of their own, written, synced and
+//! sealed by the shadow thread itself (see `crate::shadow` for why), shipped the same way.
 //!
 //! The spool is *full* when the queue is full or the files on disk reach their limit; each
 //! endpoint's deployment says what happens then (`reject`: the caller gets 503
 //! `prediction_log_full`; `drop`: the answer is returned unlogged). Both are counted.
 //!
 //! What a crash can lose: records still in the queue and at most the last [`SYNC_EVERY`] of
-//! appended frames. A segment cut short by a crash is shipped up to its last whole frame (each
+//! appended frames (of shadow records, which are never an answer, at most the last second). A segment cut short by a crash is shipped up to its last whole frame (each
 //! frame carries its length and CRC-32, so a torn or damaged one is counted, never read).
 //!
 //! One process owns a spool directory (an exclusive lock on `DIR/lock`); replicas each need
@@ -174,7 +183,6 @@ impl Spool {
             on_disk: self.on_disk.clone(),
             counters: self.counters.clone(),
             open: None,
-            last_sync: Instant::now(),
             line: Vec::with_capacity(4096),
             scratch: Vec::with_capacity(1024),
             _alive: self.sync_alive.clone(),
@@ -396,15 +404,17 @@ fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
 }
 
 /// A background thread's own segments (see [`Spool::background_log`]): records are written
-/// as they come, synced at least every [`SYNC_EVERY`] of [`BackgroundLog::tick`]s and sealed
-/// like the writer's, all on the calling thread. Records that find the spool full are dropped
-/// and counted. The last segment is sealed when the log is dropped.
+/// as they come and synced when the segment is sealed (after the spool's `seal_after` or at
+/// `seal_bytes`), all on the calling thread. Shadow records use it: they are never anyone's
+/// answer, so a crash may lose up to the last `seal_after` (1 s) of them, and a shadow does
+/// not add 50 journal commits a second to the disk's work (with them the primary's p99 rose
+/// measurably). Records that find the spool full are dropped and counted. The last segment
+/// is sealed when the log is dropped.
 pub(crate) struct BackgroundLog {
     cfg: SpoolConfig,
     on_disk: Arc<AtomicU64>,
     counters: Arc<Counters>,
     open: Option<Open>,
-    last_sync: Instant,
     line: Vec<u8>,
     scratch: Vec<u8>,
     /// Keeps the syncer running until this log is gone; nothing is sent on it.
@@ -437,18 +447,8 @@ impl BackgroundLog {
         }
     }
 
-    /// Syncs what is due and seals a segment old or large enough.
+    /// Seals (syncs and hands to the shipper) a segment old or large enough.
     pub(crate) fn tick(&mut self) {
-        if let Some(o) = self.open.as_mut()
-            && o.unsynced
-            && self.last_sync.elapsed() >= SYNC_EVERY
-        {
-            if o.file.flush().and_then(|()| o.file.get_ref().sync_data()).is_err() {
-                self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
-            }
-            o.unsynced = false;
-            self.last_sync = Instant::now();
-        }
         if seal_due(&self.cfg, self.open.as_ref()) {
             self.seal();
         }
