@@ -9,8 +9,9 @@ through the `vigil` CLI, then served by `vigil gateway` and driven by wrk.
 Scenarios as in the reference's measurements of MLServer and `mlflow models serve`: single-row
 and 100-row requests at 16 connections, single-row at 1 connection, through the Open
 Inference Protocol and MLflow's /invocations. CPU per request is the gateway process's
-user+system time (from /proc) over the requests wrk completed (the prediction log's writer
-and shipper run in the same process and are included); RSS is read at the end.
+user+system time (from /proc) over the requests wrk completed, until every record of the run
+is stored (the prediction log's writer, syncer, preparer and shipper threads run in the same
+process and are included); RSS is read after the single-row runs and at the end.
 
 `vigil gateway` always logs every prediction. To measure what the log costs, the single-row
 scenario (plain, and A/B by a patient header) runs against `unlogged_gateway` too (an
