@@ -462,7 +462,7 @@ impl Registry {
     /// or the caller's own id, with `#i` for row `i` of a multi-row request). Each label is
     /// stored for every version that made that prediction (the live answer and its shadows).
     /// Returns how many labels matched a logged prediction and how many did not.
-    pub fn add_prediction_labels(&self, actor: &Principal, labels: &[(String, String)]) -> Result<(usize, usize)> {
+    pub fn add_prediction_labels<'a>(&self, actor: &Principal, labels: &'a [(String, String)]) -> Result<(usize, usize)> {
         if labels.len() > 100_000 {
             return Err(Error::new(ErrorCode::InvalidManifest, "at most 100,000 labels per call"));
         }
@@ -474,30 +474,42 @@ impl Registry {
         let attempt = Attempt { actor: actor.user_id().as_str(), action: "drift.labels", entity_type: "prediction", entity_id: "", model: None, version: None };
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::Monitor)?;
-            let mut per_version: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-            // Each segment is read and decoded once per call, however many labels it holds.
-            let mut segments: HashMap<String, Vec<LabelTarget>> = HashMap::new();
-            let mut unmatched = 0;
-            for (id, label) in labels {
-                let (req, row) = match id.rsplit_once('#') {
-                    Some((r, i)) if i.parse::<u64>().is_ok() => (r, Some(i)),
-                    _ => (id.as_str(), None),
-                };
-                // (request id, rows, version) of every record logged under this id.
-                let mut found: Vec<(String, u64, String)> = tx.legacy_predictions_for_request(req)?.into_iter().map(|p| (p.record.request_id, p.record.rows, p.record.version_id)).collect();
+            let split = |id: &'a str| match id.rsplit_once('#') {
+                Some((r, i)) if i.parse::<u64>().is_ok() => (r, Some(i)),
+                _ => (id, None),
+            };
+            // Per label: (request id, rows, version) of every record logged under its id.
+            let mut found: Vec<Vec<(String, u64, String)>> = Vec::with_capacity(labels.len());
+            // The labels each segment holds records for: each segment is read and decoded once
+            // per call, and only the records a label asks for are kept.
+            let mut by_segment: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (li, (id, _)) in labels.iter().enumerate() {
+                let (req, _) = split(id);
+                found.push(tx.legacy_predictions_for_request(req)?.into_iter().map(|p| (p.record.request_id, p.record.rows, p.record.version_id)).collect());
                 for segment_id in tx.prediction_segment_ids_for(req)? {
-                    if !segments.contains_key(&segment_id) {
-                        let heads = match tx.prediction_segment_body(&segment_id)? {
-                            Some(body) => label_targets(&decompress(&body)?)?,
-                            None => Vec::new(),
-                        };
-                        segments.insert(segment_id.clone(), heads);
-                    }
-                    let heads = segments.get(&segment_id).map(Vec::as_slice).unwrap_or_default();
-                    for t in heads.iter().filter(|t| t.request_id == req || t.client_id.as_deref() == Some(req)) {
-                        found.push((t.request_id.clone(), t.rows, t.version_id.clone()));
+                    by_segment.entry(segment_id).or_default().push(li);
+                }
+            }
+            for (segment_id, wanted) in &by_segment {
+                let Some(body) = tx.prediction_segment_body(segment_id)? else { continue };
+                let bytes = decompress(&body)?;
+                let (records, _) = predwire::parse_segment(&bytes)?;
+                let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
+                for li in wanted {
+                    by_id.entry(split(&labels[*li].0).0).or_default().push(*li);
+                }
+                for r in &records {
+                    let h = &r.head;
+                    let keys = [Some(h.request_id), h.client_id.filter(|c| *c != h.request_id)];
+                    for li in keys.into_iter().flatten().filter_map(|k| by_id.get(k)).flatten() {
+                        found[*li].push((h.request_id.to_owned(), r.rows as u64, h.version_id.to_owned()));
                     }
                 }
+            }
+            let mut per_version: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+            let mut unmatched = 0;
+            for ((id, label), found) in labels.iter().zip(found) {
+                let (_, row) = split(id);
                 let mut hit = false;
                 for (request_id, rows, version_id) in found {
                     let pid = match row {
@@ -547,23 +559,6 @@ pub fn prediction_json(p: &StoredPrediction) -> Value {
     let mut v = serde_json::to_value(&p.record).unwrap_or(Value::Null);
     v["segment_id"] = json!(p.segment_id);
     v
-}
-
-/// What matching a label needs of a logged record.
-struct LabelTarget {
-    request_id: String,
-    client_id: Option<String>,
-    rows: u64,
-    version_id: String,
-}
-
-/// The label targets of a decompressed segment (damaged frames are skipped, as on every read).
-fn label_targets(segment: &[u8]) -> Result<Vec<LabelTarget>> {
-    let (records, _) = predwire::parse_segment(segment)?;
-    Ok(records
-        .iter()
-        .map(|r| LabelTarget { request_id: r.head.request_id.to_string(), client_id: r.head.client_id.map(str::to_string), rows: r.rows as u64, version_id: r.head.version_id.to_string() })
-        .collect())
 }
 
 #[cfg(test)]

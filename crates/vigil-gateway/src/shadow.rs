@@ -90,8 +90,8 @@ impl ShadowQueue {
     }
 }
 
-/// Starts the shadow thread; it ends once the returned queue is dropped (after running what
-/// waits in it) and seals its last log segment.
+/// Starts the shadow thread; it ends once the returned queue is dropped (copies still waiting
+/// then are dropped and counted) and seals its last log segment.
 pub(crate) fn start(counters: Arc<Counters>, log: Option<BackgroundLog>) -> Arc<ShadowQueue> {
     let queue = Arc::new(ShadowQueue::new());
     let q = queue.clone();
@@ -111,14 +111,18 @@ fn run(queue: &Arc<ShadowQueue>, c: &Counters, mut log: Option<BackgroundLog>) {
     let mut batch = Vec::with_capacity(SHADOW_QUEUE);
     let mut nap = Duration::from_millis(1);
     loop {
-        queue.take(&mut batch);
+        // Read before taking: once the gateway is gone no copy can arrive after the take.
         let gone = Arc::strong_count(queue) == 1;
+        queue.take(&mut batch);
+        if gone {
+            // Copies still waiting are not run at shutdown (that would make the spool's last
+            // pass wait for an idle-priority thread): dropped and counted.
+            c.shadow_dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return;
+        }
         if batch.is_empty() {
             if let Some(l) = log.as_mut() {
                 l.tick();
-            }
-            if gone {
-                return;
             }
             std::thread::sleep(nap);
             nap = (nap * 2).min(LONGEST_NAP);

@@ -148,30 +148,35 @@ impl Spool {
                 id
             }
         };
+        std::fs::create_dir_all(cfg.dir.join(SHADOW_DIR))?;
         // Segments left open by a previous run are sealed as they are.
         let mut bytes = 0u64;
-        for (name, path) in list(&cfg.dir, "open-")? {
-            let ready = cfg.dir.join(format!("ready-{}", &name["open-".len()..]));
-            std::fs::rename(&path, &ready)?;
+        for dir in [cfg.dir.clone(), cfg.dir.join(SHADOW_DIR)] {
+            for (name, path) in list(&dir, "open-")? {
+                std::fs::rename(&path, dir.join(format!("ready-{}", &name["open-".len()..])))?;
+            }
         }
-        for (_, path) in list(&cfg.dir, "ready-")? {
+        for (_, path) in ready_segments(&cfg.dir) {
             bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         }
+        // Held by the syncer and the shipper: released when both are done (the shipper's last
+        // pass included), so a new spool on this directory never overlaps them.
+        let lock = Arc::new(lock);
         let on_disk = Arc::new(AtomicU64::new(bytes));
         let (tx, rx) = std::sync::mpsc::sync_channel::<LogJob>(cfg.queue);
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let queued_bytes = Arc::new(AtomicU64::new(0));
         let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<SyncJob>(64);
-        let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), _lock: lock };
+        let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), _lock: lock.clone() };
         std::thread::Builder::new().name("vigil-spool-sync".into()).spawn(move || syncer.run())?;
         let sync_alive = sync_tx.clone();
         let writer = Writer { cfg: cfg.clone(), rx, queued_bytes: queued_bytes.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
         std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
         let prepared = Arc::new(PreparedSegments::default());
-        let preparer = Preparer { dir: cfg.dir.clone(), instance: instance.clone(), shared: prepared.clone() };
-        std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
-        let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared };
+        let preparer = Preparer { instance: instance.clone(), shared: prepared.clone() };
+        let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared, _lock: lock };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
+        std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
         Ok(Spool { queue: tx, queued_bytes, queue_bytes: cfg.queue_bytes, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive })
     }
 
@@ -179,7 +184,9 @@ impl Spool {
     /// writer: it writes, syncs and seals segment files of its own in this spool.
     pub(crate) fn background_log(&self) -> BackgroundLog {
         BackgroundLog {
-            cfg: self.cfg.clone(),
+            // A directory of their own: the idle-priority thread's file creations and renames
+            // never hold the lock of the directory the writer creates its files in.
+            cfg: SpoolConfig { dir: self.cfg.dir.join(SHADOW_DIR), ..self.cfg.clone() },
             on_disk: self.on_disk.clone(),
             counters: self.counters.clone(),
             open: None,
@@ -209,6 +216,18 @@ impl Spool {
     pub fn bytes_on_disk(&self) -> u64 {
         self.on_disk.load(Ordering::Relaxed)
     }
+}
+
+/// The subdirectory of shadow records' segments (see [`BackgroundLog`]).
+const SHADOW_DIR: &str = "shadow";
+
+/// Sealed segments of the spool and of its shadow subdirectory, by name (segment ids are
+/// time-ordered and unique across both).
+fn ready_segments(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = list(dir, "ready-").unwrap_or_default();
+    out.extend(list(&dir.join(SHADOW_DIR), "ready-").unwrap_or_default());
+    out.sort();
+    out
 }
 
 /// Files in `dir` whose name starts with `prefix` and ends in `.vpl` (segments), by name.
@@ -258,8 +277,9 @@ struct Syncer {
     counters: Arc<Counters>,
     /// Set when the last segment is sealed (the gateway is gone).
     closed: Arc<std::sync::atomic::AtomicBool>,
-    /// The spool directory's lock, held until the last file is sealed.
-    _lock: File,
+    /// The spool directory's lock, held until the last file is sealed (and by the shipper
+    /// until its last pass is done).
+    _lock: Arc<File>,
 }
 
 impl Syncer {
@@ -486,6 +506,10 @@ mod catch_up {
 #[derive(Default)]
 struct PreparedSegments {
     by_name: std::sync::Mutex<std::collections::BTreeMap<String, vigil_core::Result<vigil_core::predlog::PreparedSegment>>>,
+    /// The sealed segments as the shipper last listed them: the preparer never reads the
+    /// directory itself (a descheduled idle thread inside `readdir` would hold the
+    /// directory's lock that the writer needs to create files).
+    listing: std::sync::Mutex<Vec<(String, PathBuf)>>,
     /// Set by the shipper when it ends.
     stop: std::sync::atomic::AtomicBool,
 }
@@ -495,7 +519,6 @@ struct PreparedSegments {
 /// with time no request wants. It holds nothing the shipper waits for: the shipper takes a
 /// prepared segment with `try_lock`, or prepares it itself when it is behind.
 struct Preparer {
-    dir: PathBuf,
     instance: String,
     shared: Arc<PreparedSegments>,
 }
@@ -503,8 +526,10 @@ struct Preparer {
 impl Preparer {
     fn run(self) {
         crate::idle_priority();
-        while !self.shared.stop.load(Ordering::Relaxed) {
-            for (name, path) in list(&self.dir, "ready-").unwrap_or_default() {
+        // Ends with the shipper (or if the shipper never started).
+        while !self.shared.stop.load(Ordering::Relaxed) && Arc::strong_count(&self.shared) > 1 {
+            let listing = self.shared.listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            for (name, path) in listing {
                 let (known, waiting) = {
                     let m = self.shared.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     (m.contains_key(&name), m.len())
@@ -538,6 +563,8 @@ struct Shipper {
     instance: String,
     closed: Arc<std::sync::atomic::AtomicBool>,
     prepared: Arc<PreparedSegments>,
+    /// The spool directory's lock (see `Spool::open`).
+    _lock: Arc<File>,
 }
 
 impl Shipper {
@@ -551,7 +578,10 @@ impl Shipper {
             // Once the writer is gone, one last pass ships what it sealed; what cannot be
             // shipped now stays on disk for the next start.
             let last = self.closed.load(Ordering::SeqCst);
-            let ready = list(&self.dir, "ready-").unwrap_or_default();
+            let ready = ready_segments(&self.dir);
+            if let Ok(mut l) = self.prepared.listing.try_lock() {
+                l.clone_from(&ready);
+            }
             // Prepared segments whose file is gone (shipped here first) are let go.
             if let Ok(mut m) = self.prepared.by_name.try_lock() {
                 m.retain(|name, _| ready.iter().any(|(n, _)| n == name));
@@ -559,11 +589,20 @@ impl Shipper {
             let behind = self.on_disk.load(Ordering::Relaxed) >= catch_up::BACKLOG_BYTES;
             let mut failed = false;
             for (name, path) in &ready {
-                let taken = self.prepared.by_name.try_lock().ok().and_then(|mut m| m.remove(name));
+                // `None` when the map's lock is taken (the preparer is inserting): treated as
+                // "not prepared yet".
+                let (taken, others) = match self.prepared.by_name.try_lock() {
+                    Ok(mut m) => {
+                        let t = m.remove(name);
+                        (t, !m.is_empty())
+                    }
+                    Err(_) => (None, false),
+                };
                 let prepared = match taken {
                     Some(p) => p,
-                    // In order: a segment waits for the preparer unless the log is behind.
-                    None if !(last || behind || waited(path) >= catch_up::OLDEST) => break,
+                    // In order: a segment waits for the preparer unless the log is behind, or
+                    // the preparer has gone past it (it sealed late, or its store failed).
+                    None if !(last || behind || others || waited(path) >= catch_up::OLDEST) => break,
                     None => match std::fs::read(path) {
                         Ok(bytes) => Registry::prepare_prediction_segment(segment_id(name), &self.instance, &bytes),
                         Err(_) => {
@@ -572,9 +611,15 @@ impl Shipper {
                         }
                     },
                 };
-                match self.ship(name, path, prepared) {
+                match self.ship(name, path, &prepared) {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(()) => {
+                        // Kept for the retry, unless the preparer holds the map right now.
+                        if prepared.is_ok()
+                            && let Ok(mut m) = self.prepared.by_name.try_lock()
+                        {
+                            m.insert(name.clone(), prepared);
+                        }
                         failed = true;
                         break;
                     }
@@ -594,10 +639,14 @@ impl Shipper {
     }
 
     /// Stores one prepared segment; `Err` when the registry could not take it now (retry later).
-    fn ship(&self, name: &str, path: &Path, prepared: vigil_core::Result<vigil_core::predlog::PreparedSegment>) -> Result<(), ()> {
+    fn ship(&self, name: &str, path: &Path, prepared: &vigil_core::Result<vigil_core::predlog::PreparedSegment>) -> Result<(), ()> {
         let id = segment_id(name);
         let size = std::fs::metadata(path).map_or(0, |m| m.len());
-        match prepared.and_then(|p| self.registry.store_prediction_segment(&p)) {
+        let stored = match prepared {
+            Ok(p) => self.registry.store_prediction_segment(p),
+            Err(e) => Err(e.clone()),
+        };
+        match stored {
             Ok(out) => {
                 if !out.duplicate {
                     self.counters.log_stored.fetch_add(out.records as u64, Ordering::Relaxed);
@@ -615,7 +664,7 @@ impl Shipper {
             Err(e) => {
                 eprintln!("vigil gateway: prediction log segment {id} was refused ({}: {}); kept as failed-{id}.vpl", e.code().as_str(), e.message());
                 let records = std::fs::read(path).ok().and_then(|b| predwire::parse_segment(&b).ok().map(|(r, _)| r.len())).unwrap_or(0);
-                let _ = std::fs::rename(path, self.dir.join(format!("failed-{id}.vpl")));
+                let _ = std::fs::rename(path, path.with_file_name(format!("failed-{id}.vpl")));
                 self.on_disk.fetch_sub(size.min(self.on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
                 self.counters.log_quarantined.fetch_add(records as u64, Ordering::Relaxed);
                 Ok(())
