@@ -148,18 +148,6 @@ pub struct PreparedSegment {
     groups: Vec<PreparedGroup>,
 }
 
-impl PreparedSegment {
-    /// The segment's id.
-    pub fn segment_id(&self) -> &str {
-        &self.segment_id
-    }
-
-    /// Bytes held (the compressed body and the drift batches), for a bound on how many may wait.
-    pub fn held_bytes(&self) -> usize {
-        self.body.len() + self.groups.iter().filter_map(|g| g.batch.as_ref()).map(|b| b.payload.len() * 2).sum::<usize>() + self.index.len() * 96
-    }
-}
-
 /// One version's records of a prepared segment.
 struct PreparedGroup {
     version_id: String,

@@ -510,8 +510,6 @@ struct PreparedSegments {
     /// directory itself (a descheduled idle thread inside `readdir` would hold the
     /// directory's lock that the writer needs to create files).
     listing: std::sync::Mutex<Vec<(String, PathBuf)>>,
-    /// Set by the shipper when it ends.
-    stop: std::sync::atomic::AtomicBool,
 }
 
 /// Prepares sealed segments ([`Registry::prepare_prediction_segment`]: decoding, drift
@@ -526,8 +524,9 @@ struct Preparer {
 impl Preparer {
     fn run(self) {
         crate::idle_priority();
-        // Ends with the shipper (or if the shipper never started).
-        while !self.shared.stop.load(Ordering::Relaxed) && Arc::strong_count(&self.shared) > 1 {
+        // Ends with the shipper, whose handle on the shared state goes when it returns (or if
+        // it never started).
+        while Arc::strong_count(&self.shared) > 1 {
             let listing = self.shared.listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
             for (name, path) in listing {
                 let (known, waiting) = {
@@ -626,7 +625,6 @@ impl Shipper {
                 }
             }
             if last {
-                self.prepared.stop.store(true, Ordering::Relaxed);
                 return;
             }
             if failed {
