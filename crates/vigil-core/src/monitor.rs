@@ -756,9 +756,21 @@ impl Registry {
                 None => Vec::new(),
             };
             let labels = if batches.is_empty() { HashMap::new() } else { tx.labels(&v.id)? };
-            Ok((v, config, baseline, batches, labels))
+            // Batches of logged predictions are read from the segments that hold them.
+            let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
+            for b in &batches {
+                if let Some(segment_id) = crate::predlog::segment_ref(&b.payload)
+                    && !bodies.contains_key(segment_id)
+                {
+                    let body = tx
+                        .prediction_segment_body(segment_id)?
+                        .ok_or_else(|| Error::new(ErrorCode::IntegrityViolation, format!("drift batch {} refers to a prediction log segment that is not stored", b.id)))?;
+                    bodies.insert(segment_id.to_owned(), body);
+                }
+            }
+            Ok((v, config, baseline, batches, labels, bodies))
         });
-        let (v, config, (baseline, profiles), batches, labels) = match loaded {
+        let (v, config, (baseline, profiles), batches, labels, bodies) = match loaded {
             Ok(x) => x,
             Err(e) => {
                 if !matches!(e.code(), ErrorCode::StorageFailure | ErrorCode::DatabaseCorrupt) {
@@ -769,8 +781,12 @@ impl Registry {
         };
         let mut decoded = Vec::with_capacity(batches.len());
         for b in batches.iter().rev() {
-            decoded.push(Batch::decode(&b.payload)?);
+            decoded.push(match crate::predlog::segment_ref(&b.payload) {
+                Some(segment_id) => crate::predlog::logged_batch(&bodies[segment_id], &b.model_version_id)?,
+                None => Batch::decode(&b.payload)?,
+            });
         }
+        drop(bodies);
         let mut window_rows: usize = batches.iter().map(|b| b.rows as usize).sum();
         // Borrow the given data rather than copying it: a window can be most of the memory.
         let mut window: Vec<&Batch> = decoded.iter().collect();

@@ -5,14 +5,16 @@
 //! The gateway writes records to a durable spool of its own, off the request path, and ships
 //! each sealed segment here. [`Registry::record_prediction_segment`] stores a segment in one
 //! transaction: the segment itself, whole and zstd-compressed, under its id (so a segment
-//! shipped twice, after a crash between commit and cleanup, is stored once; append-only), a
-//! slim index entry per record (request id, role, version, caller id), one drift-monitoring
-//! batch per model version with the logged features, scores and prediction ids, and the audit
-//! events. Records are in the binary format of [`crate::predwire`]: the shipper reads the
-//! numbers it monitors without parsing text, and a read decodes a record only when asked. So
-//! logged predictions feed the drift monitor's windows without anyone uploading them, and
-//! labels posted later by request id ([`Registry::add_prediction_labels`]) join them for
-//! performance monitoring.
+//! shipped twice, after a crash between commit and cleanup, is stored once; append-only) with
+//! the range of the gateway's time-ordered request ids it covers, an index row only for the
+//! records that range does not find (a caller's own id, ids of another form), one drift
+//! batch per model version that refers to the segment (the features, scores and prediction
+//! ids are read from it when a check reads the window, so no input is stored twice), and the
+//! audit events. Records are in the binary format of [`crate::predwire`]: the shipper reads
+//! the column kinds it checks without building columns, and a read decodes a record only when
+//! asked. So logged predictions feed the drift monitor's windows without anyone uploading
+//! them, and labels posted later by request id ([`Registry::add_prediction_labels`]) join them
+//! for performance monitoring.
 //!
 //! Prediction ids: a one-row request's prediction id is its request id; row `i` of a larger
 //! request is `{request_id}#{i}`. A request may also carry the caller's own id (OIP `id`,
@@ -143,7 +145,10 @@ pub struct PreparedSegment {
     records: usize,
     damaged: usize,
     body: Vec<u8>,
-    /// Per record: request id, role, version id, caller's id.
+    /// The first and last time-ordered request id the segment covers (see [`covering`]).
+    covers: Option<(String, String)>,
+    /// Per record the segment does not cover, or that has a caller's id: request id, role,
+    /// version id, caller's id.
     index: Vec<(String, &'static str, String, Option<String>)>,
     groups: Vec<PreparedGroup>,
 }
@@ -154,14 +159,67 @@ struct PreparedGroup {
     records: usize,
     live: usize,
     failed: usize,
-    batch: Option<PreparedBatch>,
+    /// The rows its successful records add to drift monitoring, with each logged column's
+    /// kind (numeric or not); `None` if every record failed.
+    monitored: Option<(usize, BTreeMap<String, bool>)>,
 }
 
-/// A drift batch with its row count and encoded payload.
-struct PreparedBatch {
-    batch: Batch,
-    rows: usize,
-    payload: Vec<u8>,
+/// The rows of a version's successful records and each logged column's kind (numeric unless
+/// some record holds text in it, as [`monitoring_batch`] decides), without building the batch.
+/// Text values are parsed all the same, so a batch that would not build is refused here.
+fn column_kinds(records: &[&RecordView<'_>]) -> Result<(usize, BTreeMap<String, bool>)> {
+    let mut kinds: BTreeMap<String, bool> = BTreeMap::new();
+    let mut rows = 0;
+    // Records nearly always share one layout of feature names: the kinds of a run of records
+    // with the same layout are kept by position and merged by name when the run ends.
+    let mut run: Vec<bool> = Vec::new();
+    let mut first: Option<&RecordView<'_>> = None;
+    let merge = |kinds: &mut BTreeMap<String, bool>, r: &RecordView<'_>, run: &[bool]| {
+        for (f, numeric) in r.features.iter().zip(run) {
+            *kinds.entry(f.name.to_owned()).or_insert(true) &= *numeric;
+        }
+    };
+    for r in records {
+        rows += r.rows;
+        let same = first.is_some_and(|p| p.features.len() == r.features.len() && p.features.iter().zip(&r.features).all(|(a, b)| a.name == b.name));
+        if !same {
+            if let Some(p) = first {
+                merge(&mut kinds, p, &run);
+            }
+            run.clear();
+            run.resize(r.features.len(), true);
+            first = Some(r);
+        }
+        for (fi, f) in r.features.iter().enumerate() {
+            if !f.numeric() {
+                let all = f.values()?.iter().all(|v| v.is_null() || v.is_number());
+                run[fi] &= all;
+            }
+        }
+    }
+    if let Some(p) = first {
+        merge(&mut kinds, p, &run);
+    }
+    Ok((rows, kinds))
+}
+
+/// How a drift batch of logged predictions is stored: this, then the id of the segment that
+/// holds them. The batch ([`monitoring_batch`] of the segment's successful records of the
+/// batch's version) is built when a check reads it, so logging does not store every input a
+/// second time.
+const SEGMENT_REF_MAGIC: &[u8; 4] = b"VPSR";
+
+/// The segment a stored drift batch refers to, if it is one of logged predictions.
+pub(crate) fn segment_ref(payload: &[u8]) -> Option<&str> {
+    payload.strip_prefix(SEGMENT_REF_MAGIC.as_slice()).and_then(|id| std::str::from_utf8(id).ok())
+}
+
+/// The drift batch of a version's logged predictions in a stored segment body.
+pub(crate) fn logged_batch(body: &[u8], version_id: &str) -> Result<Batch> {
+    let bytes = decompress(body)?;
+    let (records, _) = predwire::parse_segment(&bytes)?;
+    let ok: Vec<&RecordView<'_>> = records.iter().filter(|r| r.head.version_id == version_id && r.head.error.is_none()).collect();
+    monitoring_batch(&ok)
 }
 
 /// Builds the monitoring batch of one version's successful records (one pass over them).
@@ -279,6 +337,40 @@ fn check_view(r: &RecordView<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The Unix time (ms) of a time-ordered request id: the gateway's ids are `req_` and a
+/// UUIDv7 in 32 lowercase hex digits, whose first 12 are that time, so they sort by time as
+/// text.
+fn time_ordered_ms(id: &str) -> Option<u64> {
+    let hex = id.strip_prefix("req_")?;
+    let ok = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && hex.as_bytes()[12] == b'7';
+    if !ok {
+        return None;
+    }
+    u64::from_str_radix(&hex[..12], 16).ok()
+}
+
+/// The longest time between the first and last request id a segment's range may cover.
+const COVER_SPAN_MS: u64 = 3_600_000;
+
+/// How a segment is found by request id without an index row per record: the range (first,
+/// last) of its time-ordered request ids, if they span at most [`COVER_SPAN_MS`] (a gateway
+/// segment spans about a second). Records it covers need no index row; a lookup reads the
+/// segments whose range holds the id (see [`covering_until`]) and keeps the records that match.
+fn covering<'a>(records: &[RecordView<'a>]) -> Option<(&'a str, &'a str)> {
+    let mut ids = records.iter().map(|r| r.head.request_id).filter(|id| time_ordered_ms(id).is_some());
+    let first = ids.next()?;
+    let (lo, hi) = ids.fold((first, first), |(lo, hi), id| (lo.min(id), hi.max(id)));
+    let span = time_ordered_ms(hi)?.checked_sub(time_ordered_ms(lo)?)?;
+    (span <= COVER_SPAN_MS).then_some((lo, hi))
+}
+
+/// For a time-ordered id, the latest end a covered range holding it can have: a range that
+/// starts at or before the id spans at most [`COVER_SPAN_MS`].
+fn covering_until(id: &str) -> Option<String> {
+    let t = time_ordered_ms(id)?;
+    Some(format!("req_{:012x}ffffffffffffffffffff", (t + COVER_SPAN_MS).min(0xffff_ffff_ffff)))
+}
+
 /// How stored segment bodies are compressed.
 const BODY_MAGIC: &[u8; 4] = b"VPZ1";
 
@@ -309,12 +401,15 @@ impl Registry {
             r.check()?;
             predwire::encode_record(r, &mut seg);
         }
-        self.record_prediction_segment(segment_id, instance, &seg)
+        // Records from elsewhere get an index row each, whatever their ids look like: a
+        // request id replayed in another segment is refused.
+        self.store_prediction_segment(&Self::prepare(segment_id, instance, &seg, false)?)
     }
 
     /// Stores a sealed spool segment of the gateway (its bytes as the spool wrote them, in
-    /// the [`predwire`] format): in one transaction, the segment (compressed, append-only),
-    /// an index entry per record, one drift batch per version and one audit event per
+    /// the [`predwire`] format): in one transaction, the segment (compressed, append-only,
+    /// with the request-id range it covers), index rows for the records the range does not
+    /// find, one drift batch per version (a reference to the segment) and one audit event per
     /// version. Frames that are damaged or cut short are skipped and counted
     /// ([`SegmentOutcome::damaged`]); a segment with a record the rules refuse is refused whole.
     pub fn record_prediction_segment(&self, segment_id: &str, instance: &str, bytes: &[u8]) -> Result<SegmentOutcome> {
@@ -323,11 +418,20 @@ impl Registry {
     }
 
     /// The work of [`Registry::record_prediction_segment`] that needs no store: the segment
-    /// decoded and checked, its drift batches built and encoded, its body compressed. A
+    /// decoded and checked, its covered range, index rows and column kinds found, its body
+    /// compressed. A
     /// gateway runs this where it may wait for idle CPU time, and the transaction
     /// ([`Registry::store_prediction_segment`]) where it may not (it holds locks other
     /// writers wait for).
     pub fn prepare_prediction_segment(segment_id: &str, instance: &str, bytes: &[u8]) -> Result<PreparedSegment> {
+        Self::prepare(segment_id, instance, bytes, true)
+    }
+
+    /// Prepares a segment; `cover`: records with the gateway's time-ordered request ids are
+    /// found through the segment's covered range (see [`covering`]) rather than index rows.
+    /// Only the gateway's own segments are covered: its request ids are new UUIDv7s, unique
+    /// by construction, and a segment shipped twice is stored once by its id.
+    fn prepare(segment_id: &str, instance: &str, bytes: &[u8], cover: bool) -> Result<PreparedSegment> {
         if segment_id.is_empty() || segment_id.len() > 128 || instance.len() > 128 {
             return Err(Error::new(ErrorCode::InvalidManifest, "segment and instance ids are at most 128 characters"));
         }
@@ -343,34 +447,36 @@ impl Registry {
         let mut groups = Vec::with_capacity(by_version.len());
         for (version_id, recs) in &by_version {
             let ok: Vec<&RecordView<'_>> = recs.iter().copied().filter(|r| r.head.error.is_none()).collect();
-            let batch = if ok.is_empty() {
-                None
-            } else {
-                let batch = monitoring_batch(&ok)?;
-                let rows = batch.rows()?;
-                let payload = batch.encode();
-                Some(PreparedBatch { batch, rows, payload })
-            };
+            let monitored = if ok.is_empty() { None } else { Some(column_kinds(&ok)?) };
             groups.push(PreparedGroup {
                 version_id: (*version_id).to_owned(),
                 records: recs.len(),
                 live: recs.iter().filter(|r| !r.head.shadow).count(),
                 failed: recs.iter().filter(|r| r.head.error.is_some()).count(),
-                batch,
+                monitored,
             });
         }
-        let index = records.iter().map(|r| (r.head.request_id.to_owned(), r.role(), r.head.version_id.to_owned(), r.head.client_id.map(str::to_owned))).collect();
-        Ok(PreparedSegment { segment_id: segment_id.to_owned(), instance: instance.to_owned(), records: records.len(), damaged, body, index, groups })
+        let covers = if cover { covering(&records) } else { None };
+        let covered = |id: &str| covers.is_some_and(|_| time_ordered_ms(id).is_some());
+        let index = records
+            .iter()
+            .filter(|r| r.head.client_id.is_some() || !covered(r.head.request_id))
+            .map(|r| (r.head.request_id.to_owned(), r.role(), r.head.version_id.to_owned(), r.head.client_id.map(str::to_owned)))
+            .collect();
+        let covers = covers.map(|(a, b)| (a.to_owned(), b.to_owned()));
+        Ok(PreparedSegment { segment_id: segment_id.to_owned(), instance: instance.to_owned(), records: records.len(), damaged, body, covers, index, groups })
     }
 
-    /// Stores a prepared segment in one transaction: the compressed body, an index row per
-    /// record, each version's drift batch and audit event. Idempotent by segment id.
+    /// Stores a prepared segment in one transaction: the compressed body with its covered
+    /// range, the index rows, each version's drift batch and audit event. Idempotent by
+    /// segment id.
     pub fn store_prediction_segment(&self, p: &PreparedSegment) -> Result<SegmentOutcome> {
         let (segment_id, instance) = (p.segment_id.as_str(), p.instance.as_str());
         let index: Vec<IndexEntry<'_>> = p.index.iter().map(|(request_id, role, version_id, client_id)| IndexEntry { request_id, role, version_id, client_id: client_id.as_deref() }).collect();
         self.write(|tx| {
             let now = self.clock.now();
-            if !tx.insert_prediction_segment(segment_id, instance, p.records as i64, now, &p.body)? {
+            let covers = p.covers.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+            if !tx.insert_prediction_segment(segment_id, instance, p.records as i64, now, &p.body, covers)? {
                 return Ok(SegmentOutcome { duplicate: true, ..SegmentOutcome::default() });
             }
             let mut out = SegmentOutcome { records: p.records, damaged: p.damaged, ..SegmentOutcome::default() };
@@ -379,27 +485,31 @@ impl Registry {
             for g in &p.groups {
                 versions.push(Self::load_version(tx, &g.version_id)?);
             }
-            tx.insert_prediction_index(segment_id, &index)?;
+            if !index.is_empty() {
+                tx.insert_prediction_index(segment_id, &index)?;
+            }
             for (g, v) in p.groups.iter().zip(&versions) {
                 let mut details = json!({"segment": segment_id, "instance": instance, "records": g.records,
                     "live": g.live, "shadow": g.records - g.live, "failed": g.failed});
-                if let Some(b) = &g.batch {
-                    match Self::kinds_match_baseline(tx, &v.id, &b.batch)? {
+                if let Some((rows, kinds)) = &g.monitored {
+                    match Self::kinds_agree(tx, &v.id, |name| kinds.get(name).copied())? {
                         Ok(()) => {
+                            let mut payload = SEGMENT_REF_MAGIC.to_vec();
+                            payload.extend_from_slice(segment_id.as_bytes());
                             let record = BatchRecord {
                                 id: self.ids.new_id("bt"),
                                 model_version_id: v.id.clone(),
                                 batch_seq: tx.max_batch_seq(&v.id)? + 1,
-                                rows: b.rows as i64,
+                                rows: *rows as i64,
                                 received_at: now,
                                 created_by: GATEWAY_ACTOR.into(),
-                                payload: b.payload.clone(),
+                                payload,
                             };
                             tx.insert_batch(&record)?;
                             details["batch_id"] = json!(record.id);
                             details["batch_seq"] = json!(record.batch_seq);
-                            details["monitored_rows"] = json!(b.rows);
-                            out.monitored_rows += b.rows;
+                            details["monitored_rows"] = json!(rows);
+                            out.monitored_rows += rows;
                         }
                         Err(why) => {
                             details["not_monitored"] = json!(why);
@@ -420,7 +530,7 @@ impl Registry {
     /// were stored whole are read from where they were kept).
     fn find_predictions(tx: &mut dyn Tx, id: &str) -> Result<Vec<StoredPrediction>> {
         let mut out = tx.legacy_predictions_for_request(id)?;
-        for segment_id in tx.prediction_segment_ids_for(id)? {
+        for segment_id in tx.prediction_segment_ids_for(id, covering_until(id).as_deref())? {
             let Some(body) = tx.prediction_segment_body(&segment_id)? else { continue };
             let bytes = decompress(&body)?;
             let (records, _) = predwire::parse_segment(&bytes)?;
@@ -434,12 +544,18 @@ impl Registry {
 
     /// Whether a batch's column kinds agree with the newest baseline's (the reason if not).
     pub(crate) fn kinds_match_baseline(tx: &mut dyn Tx, version_id: &str, data: &Batch) -> Result<std::result::Result<(), String>> {
+        Self::kinds_agree(tx, version_id, |name| data.features.get(name).map(|c| c.kind() == "numeric"))
+    }
+
+    /// Whether the kinds of a batch's columns (`numeric(name)`: numeric or not, `None` for a
+    /// column it lacks) agree with the newest baseline's (the reason if not).
+    fn kinds_agree(tx: &mut dyn Tx, version_id: &str, numeric: impl Fn(&str) -> Option<bool>) -> Result<std::result::Result<(), String>> {
+        let kind = |numeric: bool| if numeric { "numeric" } else { "categorical" };
         if let Some(kinds) = tx.baseline_kinds(version_id)? {
-            for (name, numeric) in kinds {
-                let Some(col) = data.features.get(&name) else { continue };
-                let expected = if numeric { "numeric" } else { "categorical" };
-                if col.kind() != expected {
-                    return Ok(Err(format!("column {} is {} here but {} in the baseline", crate::ids::quote_key(&name), col.kind(), expected)));
+            for (name, expected) in kinds {
+                let Some(here) = numeric(&name) else { continue };
+                if here != expected {
+                    return Ok(Err(format!("column {} is {} here but {} in the baseline", crate::ids::quote_key(&name), kind(here), kind(expected))));
                 }
             }
         }
@@ -474,7 +590,7 @@ impl Registry {
             for (li, (id, _)) in labels.iter().enumerate() {
                 let (req, _) = split(id);
                 found.push(tx.legacy_predictions_for_request(req)?.into_iter().map(|p| (p.record.request_id, p.record.rows, p.record.version_id)).collect());
-                for segment_id in tx.prediction_segment_ids_for(req)? {
+                for segment_id in tx.prediction_segment_ids_for(req, covering_until(req).as_deref())? {
                     by_segment.entry(segment_id).or_default().push(li);
                 }
             }
@@ -615,6 +731,84 @@ mod tests {
         assert_eq!(num("x"), vec![Some(1.0), None, None, Some(1.0)]);
         assert_eq!(num("y"), vec![Some(2.0), Some(5.0), Some(6.0), Some(2.0)]);
         assert_eq!(batch.features["z"], Column::categorical([None, Some("u"), Some("v"), None]));
+    }
+
+    #[test]
+    fn column_kinds_agree_with_the_batch_a_check_builds() {
+        let mut a = rec("req_a", 1, vec![json!(1.0)]);
+        a.features.insert("y".into(), vec![json!("2")]);
+        let mut b = rec("req_b", 2, vec![json!(3.0), json!(null)]);
+        b.features = [("y".to_owned(), vec![json!(5.0), json!(null)]), ("z".to_owned(), vec![json!("u"), json!(null)])].into_iter().collect();
+        let mut c = rec("req_c", 1, vec![json!("F")]);
+        c.version_id = "mv_2".into();
+        let mut failed = rec("req_d", 1, vec![json!(1.0)]);
+        failed.status = "error".into();
+        failed.error = Some("shadow failed".into());
+        let mut seg = predwire::new_segment();
+        for r in [&a, &b, &a, &b, &c, &failed] {
+            predwire::encode_record(r, &mut seg);
+        }
+        let (views, _) = predwire::parse_segment(&seg).unwrap();
+        let v1: Vec<&RecordView<'_>> = views.iter().filter(|r| r.head.version_id == "mv_1" && r.head.error.is_none()).collect();
+        let (rows, kinds) = column_kinds(&v1).unwrap();
+        let batch = monitoring_batch(&v1).unwrap();
+        assert_eq!(rows, batch.rows().unwrap());
+        assert_eq!(rows, 6);
+        let from_batch: BTreeMap<String, bool> = batch.features.iter().map(|(k, c)| (k.clone(), c.kind() == "numeric")).collect();
+        assert_eq!(kinds, from_batch);
+        // "2" is text in one record: y is categorical; z holds text; x is numeric.
+        assert_eq!(kinds, [("x".to_owned(), true), ("y".to_owned(), false), ("z".to_owned(), false)].into_iter().collect());
+        // A check reads the batch back from the stored segment: that version's successful
+        // records only, in order.
+        let stored = compress(&seg).unwrap();
+        let back = logged_batch(&stored, "mv_1").unwrap();
+        assert_eq!(back.encode(), batch.encode(), "NaN cells: compared encoded");
+        assert_eq!(back.prediction_ids.as_deref().unwrap(), ["req_a", "req_b#0", "req_b#1", "req_a", "req_b#0", "req_b#1"]);
+        let other = logged_batch(&stored, "mv_2").unwrap();
+        assert_eq!(other.prediction_ids.unwrap(), vec!["req_c"]);
+        assert_eq!(segment_ref(b"VPSRseg_1"), Some("seg_1"));
+        assert_eq!(segment_ref(b"VBT1...."), None);
+    }
+
+    #[test]
+    fn gateway_request_ids_are_time_ordered_and_segments_cover_their_range() {
+        use crate::ids::IdGenerator;
+        let id = crate::ids::UuidV7Ids.new_id("req");
+        let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap();
+        assert!(time_ordered_ms(&id).unwrap().abs_diff(now) < 60_000, "{id}");
+        for other in ["req_000001", "req_a", &id.to_uppercase(), &id.replacen("req_", "rq_", 1), &format!("{}0", &id), &format!("req_{}", "0".repeat(32))] {
+            assert_eq!(time_ordered_ms(other), None, "{other}");
+        }
+        let at = |ms: u64, tail: &str| format!("req_{ms:012x}7{tail:0>19}");
+        let segment = |ids: &[String]| {
+            let mut seg = predwire::new_segment();
+            for i in ids {
+                predwire::encode_record(&rec(i, 1, vec![json!(1.0)]), &mut seg);
+            }
+            seg
+        };
+        let t = 1_780_000_000_000u64;
+        let ids = [at(t + 5, "1"), at(t, "2"), "req_000001".to_owned(), at(t + 900, "3")];
+        let seg = segment(&ids);
+        let (views, _) = predwire::parse_segment(&seg).unwrap();
+        assert_eq!(covering(&views), Some((ids[1].as_str(), ids[3].as_str())));
+        // Covered records need no index row; others (and records with a caller's id) do.
+        let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
+        assert_eq!(p.index.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["req_000001"]);
+        assert_eq!(Registry::prepare("s", "gw", &seg, false).unwrap().index.len(), 4, "records from elsewhere are all indexed");
+        // Every id a range covers lies at or before the bound a lookup scans to.
+        for id in &ids[..2] {
+            assert!(covering_until(id).unwrap().as_str() >= ids[3].as_str());
+        }
+        assert!(covering_until("req_000001").is_none());
+        // A range longer than an hour covers nothing: every record is indexed.
+        let wide = segment(&[at(t, "1"), at(t + COVER_SPAN_MS + 1, "2")]);
+        let p = Registry::prepare_prediction_segment("s", "gw", &wide).unwrap();
+        assert_eq!((p.covers.is_none(), p.index.len()), (true, 2));
+        let edge = segment(&[at(t, "1"), at(t + COVER_SPAN_MS, "2")]);
+        let p = Registry::prepare_prediction_segment("s", "gw", &edge).unwrap();
+        assert_eq!((p.covers.is_some(), p.index.len()), (true, 0));
+        assert!(covering_until(&at(t, "1")).unwrap() >= at(t + COVER_SPAN_MS, "2"));
     }
 
     #[test]

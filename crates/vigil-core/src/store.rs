@@ -281,13 +281,16 @@ pub trait Tx {
     /// The newest baseline's features and whether each is numeric, without reading the
     /// profiles (`None` if the version has no baseline).
     fn baseline_kinds(&mut self, model_version_id: &str) -> Result<Option<Vec<(String, bool)>>>;
-    /// Records a prediction-log segment with its (compressed) body; `false` if that segment
-    /// id was recorded before.
-    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: &[u8]) -> Result<bool>;
-    /// Indexes a segment's records by request id (unique with role and version) and caller id.
+    /// Records a prediction-log segment with its (compressed) body and the range (first, last)
+    /// of the time-ordered request ids it covers, if any; `false` if that segment id was
+    /// recorded before.
+    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: &[u8], covers: Option<(&str, &str)>) -> Result<bool>;
+    /// Indexes records by request id (unique with role and version) and caller id.
     fn insert_prediction_index(&mut self, segment_id: &str, entries: &[IndexEntry<'_>]) -> Result<()>;
-    /// The ids of the segments holding a request id or a caller's id, in id order.
-    fn prediction_segment_ids_for(&mut self, id: &str) -> Result<Vec<String>>;
+    /// The ids of the segments that may hold a request id or a caller's id, in id order: those
+    /// with an index entry for it and, given `last_until`, those whose covered range holds `id`
+    /// and ends no later than `last_until`.
+    fn prediction_segment_ids_for(&mut self, id: &str, last_until: Option<&str>) -> Result<Vec<String>>;
     /// A segment's (compressed) body; `None` if there is no such segment or it has no body.
     fn prediction_segment_body(&mut self, segment_id: &str) -> Result<Option<Vec<u8>>>;
     /// Records stored one per row before segments were stored whole (schema 8), by the

@@ -8,7 +8,7 @@
 //! it), and a segment old or large enough is sealed there (synced, renamed `ready-…`).
 //! Storing a sealed segment takes two threads. A preparer under `SCHED_IDLE` does most of the
 //! CPU work with time no request wants
-//! ([`vigil_core::registry::Registry::prepare_prediction_segment`]: decoding, drift batches,
+//! ([`vigil_core::registry::Registry::prepare_prediction_segment`]: decoding, checks,
 //! compression); the shipper, at nice 10, runs the transaction
 //! ([`vigil_core::registry::Registry::store_prediction_segment`], idempotent by segment id),
 //! which holds locks other writers of the registry wait for and so never runs at idle
@@ -512,8 +512,8 @@ struct PreparedSegments {
     listing: std::sync::Mutex<Vec<(String, PathBuf)>>,
 }
 
-/// Prepares sealed segments ([`Registry::prepare_prediction_segment`]: decoding, drift
-/// batches, compression, most of the CPU work of storing the log) on a `SCHED_IDLE` thread,
+/// Prepares sealed segments ([`Registry::prepare_prediction_segment`]: decoding, checks,
+/// compression, most of the CPU work of storing the log) on a `SCHED_IDLE` thread,
 /// with time no request wants. It holds nothing the shipper waits for: the shipper takes a
 /// prepared segment with `try_lock`, or prepares it itself when it is behind.
 struct Preparer {

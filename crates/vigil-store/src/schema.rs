@@ -16,7 +16,14 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "validation evidence: report order, append-only reports, the report a promotion request rests on", V7),
     (8, "prediction log, online features", V8),
     (9, "prediction log segments stored whole (compressed), with a slim index per record", V9),
+    (10, "prediction log segments indexed by the range of the time-ordered request ids they hold", V10),
 ];
+
+const V10: &str = r#"
+ALTER TABLE prediction_segments ADD COLUMN first_request_id TEXT;
+ALTER TABLE prediction_segments ADD COLUMN last_request_id TEXT;
+CREATE INDEX prediction_segments_by_last_request_id ON prediction_segments (last_request_id) WHERE last_request_id IS NOT NULL;
+"#;
 
 const V9: &str = r#"
 ALTER TABLE prediction_segments ADD COLUMN body {BLOB};

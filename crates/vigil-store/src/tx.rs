@@ -896,11 +896,11 @@ impl Tx for SqlTx<'_> {
         Ok(Some(kinds.into_iter().map(|mut r| (r.text(0), r.take_bytes(1) == b"n")).collect()))
     }
 
-    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: &[u8]) -> Result<bool> {
+    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: &[u8], covers: Option<(&str, &str)>) -> Result<bool> {
         self.write_check()?;
         match self.c().exec(
-            "INSERT INTO prediction_segments (id, instance, records, received_at, body) VALUES ($1, $2, $3, $4, $5)",
-            &params![id, instance, records, at.to_rfc3339(), body.to_vec()],
+            "INSERT INTO prediction_segments (id, instance, records, received_at, body, first_request_id, last_request_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &params![id, instance, records, at.to_rfc3339(), body.to_vec(), covers.map(|c| c.0), covers.map(|c| c.1)],
         ) {
             Ok(_) => Ok(true),
             Err(DbError::Unique) => Ok(false),
@@ -935,11 +935,19 @@ impl Tx for SqlTx<'_> {
         Ok(())
     }
 
-    fn prediction_segment_ids_for(&mut self, id: &str) -> Result<Vec<String>> {
-        let rows = self.rows(
-            "SELECT segment_id FROM prediction_index WHERE request_id = $1 UNION SELECT segment_id FROM prediction_index WHERE client_id = $1 ORDER BY 1",
-            &params![id],
-        )?;
+    fn prediction_segment_ids_for(&mut self, id: &str, last_until: Option<&str>) -> Result<Vec<String>> {
+        let rows = match last_until {
+            None => self.rows(
+                "SELECT segment_id FROM prediction_index WHERE request_id = $1 UNION SELECT segment_id FROM prediction_index WHERE client_id = $1 ORDER BY 1",
+                &params![id],
+            )?,
+            // The covered ranges by their end (an index range scan), then by their start.
+            Some(until) => self.rows(
+                "SELECT segment_id FROM prediction_index WHERE request_id = $1 UNION SELECT segment_id FROM prediction_index WHERE client_id = $1 \
+                 UNION SELECT id FROM prediction_segments WHERE last_request_id >= $1 AND last_request_id <= $2 AND first_request_id <= $1 ORDER BY 1",
+                &params![id, until],
+            )?,
+        };
         Ok(rows.into_iter().map(|r| r.text(0)).collect())
     }
 

@@ -71,3 +71,73 @@ conformance!(prediction_segments_are_stored_once_append_only_and_feed_monitoring
     assert!(raw.refused("DELETE FROM prediction_segments"));
     assert!(env.verify().ok());
 });
+
+conformance!(gateway_segments_are_found_by_their_request_id_range_without_a_row_per_record, |env| {
+    use vigil_core::ids::IdGenerator;
+    env.with_team();
+    let reg = &env.registry;
+    let v = env.register("ds", "m", "1.0.0");
+    env.promote(&v, Stage::Production);
+    let shadow = env.register("ds", "m", "1.1.0");
+    let mut base = vigil_core::monitor::Batch::default();
+    base.features.insert("age".into(), vigil_core::monitor::Column::numeric((0..200).map(|i| Some(40.0 + f64::from(i % 30)))));
+    base.features.insert("sex".into(), vigil_core::monitor::Column::categorical((0..200).map(|i| Some(if i % 2 == 0 { "F" } else { "M" }))));
+    reg.set_baseline(&env.login("ds"), &v.id, &base).unwrap();
+    // Two segments as a gateway writes them: time-ordered request ids, live answers paired
+    // with shadow runs, one caller's id; the second segment's range overlaps the first's.
+    let ids: Vec<String> = (0..6).map(|_| vigil_core::ids::UuidV7Ids.new_id("req")).collect();
+    let gateway = |id: &str, version: &str, role: &str, rows: usize, client: bool| {
+        let mut r = record(version, id, role, rows);
+        if !client {
+            r.client_id = None;
+        }
+        r
+    };
+    let segment = |recs: &[PredictionRecord]| {
+        let mut seg = vigil_core::predwire::new_segment();
+        for r in recs {
+            vigil_core::predwire::encode_record(r, &mut seg);
+        }
+        seg
+    };
+    let first = segment(&[
+        gateway(&ids[0], &v.id, "live", 1, false),
+        gateway(&ids[0], &shadow.id, "shadow", 1, false),
+        gateway(&ids[2], &v.id, "live", 2, true),
+        gateway(&ids[4], &v.id, "live", 1, false),
+    ]);
+    let second = segment(&[gateway(&ids[1], &v.id, "live", 1, false), gateway(&ids[5], &v.id, "live", 1, false)]);
+    assert_eq!(reg.record_prediction_segment("seg_g1", "gw_1", &first).unwrap().records, 4);
+    assert_eq!(reg.record_prediction_segment("seg_g2", "gw_1", &second).unwrap().monitored_rows, 2);
+    assert!(reg.record_prediction_segment("seg_g1", "gw_1", &first).unwrap().duplicate);
+
+    let mut raw = env.raw();
+    assert_eq!(raw.scalar("SELECT COUNT(*) FROM prediction_index"), "1", "only the record with a caller's id has an index row");
+    assert_eq!(raw.scalar("SELECT first_request_id FROM prediction_segments WHERE id = 'seg_g1'"), ids[0]);
+    assert_eq!(raw.scalar("SELECT last_request_id FROM prediction_segments WHERE id = 'seg_g2'"), ids[5]);
+
+    // Reads find exactly the records of the id asked for, in either segment.
+    let comp = env.login("comp");
+    let got = reg.predictions(&comp, &ids[0]).unwrap();
+    assert_eq!(got.iter().map(|p| (p.segment_id.as_str(), p.record.role.as_str(), p.record.version_id.as_str())).collect::<Vec<_>>(), vec![("seg_g1", "live", v.id.as_str()), ("seg_g1", "shadow", shadow.id.as_str())]);
+    let got = reg.predictions(&comp, &ids[1]).unwrap();
+    assert_eq!((got.len(), got[0].segment_id.as_str()), (1, "seg_g2"));
+    assert_eq!(reg.predictions(&comp, &format!("enc-{}", ids[2])).unwrap()[0].record.rows, 2);
+    assert!(reg.predictions(&comp, &ids[3]).unwrap().is_empty(), "an id inside both ranges that neither segment holds");
+    assert!(reg.predictions(&comp, &vigil_core::ids::UuidV7Ids.new_id("req")).unwrap().is_empty());
+
+    // Labels join through the ranges too (both versions of a paired request), and the drift
+    // window is read from the stored segments.
+    let labels: Vec<(String, String)> = vec![(ids[0].clone(), "1".into()), (format!("{}#1", ids[2]), "0".into()), (ids[5].clone(), "1".into()), (ids[3].clone(), "1".into())];
+    assert_eq!(reg.add_prediction_labels(&env.login("ds"), &labels).unwrap(), (3, 1));
+    let check = reg.detect_drift(&env.login("ds"), &v.id, vigil_core::monitor::Window::LastRows(1000)).unwrap();
+    assert_eq!(check.window_rows, 6);
+    // The three labelled rows of the live version, joined by prediction id to the scores read
+    // back from the segments (scores 0.8, 0.2 and 0.8 against labels 1, 0 and 1).
+    let perf = check.performance.expect("labelled rows");
+    assert_eq!((perf.labelled, perf.accuracy), (3, 1.0));
+    // Age was logged, so the window's distribution of age is the logged rows'.
+    let (_, age) = check.distributions.iter().find(|(k, _)| k == "age").expect("age plotted");
+    assert!(format!("{age:?}").contains("50"), "{age:?}");
+    assert!(env.verify().ok());
+});
