@@ -4,7 +4,7 @@
 
 use crate::conformance;
 use serde_json::json;
-use vigil_core::model::Stage;
+use vigil_core::model::{ModelVersion, Stage};
 use vigil_core::predlog::PredictionRecord;
 use vigil_core::store::AuditQuery;
 
@@ -19,16 +19,23 @@ fn record(version_id: &str, request_id: &str, role: &str, rows: usize) -> Predic
     .unwrap()
 }
 
-conformance!(prediction_segments_are_stored_once_append_only_and_feed_monitoring, |env| {
+/// A team, version 1.0.0 of `m` in Production with a baseline of age and sex, and 1.1.0 to
+/// shadow it.
+fn production_and_shadow(env: &crate::support::Env) -> (ModelVersion, ModelVersion) {
     env.with_team();
-    let reg = &env.registry;
     let v = env.register("ds", "m", "1.0.0");
     env.promote(&v, Stage::Production);
     let shadow = env.register("ds", "m", "1.1.0");
     let mut base = vigil_core::monitor::Batch::default();
     base.features.insert("age".into(), vigil_core::monitor::Column::numeric((0..200).map(|i| Some(40.0 + f64::from(i % 30)))));
     base.features.insert("sex".into(), vigil_core::monitor::Column::categorical((0..200).map(|i| Some(if i % 2 == 0 { "F" } else { "M" }))));
-    reg.set_baseline(&env.login("ds"), &v.id, &base).unwrap();
+    env.registry.set_baseline(&env.login("ds"), &v.id, &base).unwrap();
+    (v, shadow)
+}
+
+conformance!(prediction_segments_are_stored_once_append_only_and_feed_monitoring, |env| {
+    let (v, shadow) = production_and_shadow(&env);
+    let reg = &env.registry;
     let recs = vec![record(&v.id, "req_a", "live", 1), record(&v.id, "req_b", "live", 3), record(&shadow.id, "req_a", "shadow", 1)];
     let out = reg.record_predictions("seg_1", "gw_1", &recs).unwrap();
     assert_eq!((out.duplicate, out.records, out.monitored_rows), (false, 3, 5));
@@ -74,15 +81,8 @@ conformance!(prediction_segments_are_stored_once_append_only_and_feed_monitoring
 
 conformance!(gateway_segments_are_found_by_their_request_id_range_without_a_row_per_record, |env| {
     use vigil_core::ids::IdGenerator;
-    env.with_team();
+    let (v, shadow) = production_and_shadow(&env);
     let reg = &env.registry;
-    let v = env.register("ds", "m", "1.0.0");
-    env.promote(&v, Stage::Production);
-    let shadow = env.register("ds", "m", "1.1.0");
-    let mut base = vigil_core::monitor::Batch::default();
-    base.features.insert("age".into(), vigil_core::monitor::Column::numeric((0..200).map(|i| Some(40.0 + f64::from(i % 30)))));
-    base.features.insert("sex".into(), vigil_core::monitor::Column::categorical((0..200).map(|i| Some(if i % 2 == 0 { "F" } else { "M" }))));
-    reg.set_baseline(&env.login("ds"), &v.id, &base).unwrap();
     // Two segments as a gateway writes them: time-ordered request ids, live answers paired
     // with shadow runs, one caller's id; the second segment's range overlaps the first's.
     let ids: Vec<String> = (0..6).map(|_| vigil_core::ids::UuidV7Ids.new_id("req")).collect();
