@@ -153,21 +153,21 @@ fn shadow_run(job: ShadowJob, c: &Counters, log: Option<&mut BackgroundLog>) {
     };
     if let (Some(log), Some(inputs)) = (log, logged) {
         let rec = LogJob {
-            request_id: job.ids.request_id,
-            client_id: job.ids.client_id,
+            request_id: &job.ids.request_id,
+            client_id: job.ids.client_id.as_deref(),
             shadow: true,
-            endpoint: job.endpoint,
-            arm: job.arm,
-            served: job.served,
+            endpoint: &job.endpoint,
+            arm: &job.arm,
+            served: &job.served,
             assignment: job.how,
-            unit_hash: job.unit_hash,
+            unit_hash: job.unit_hash.as_deref(),
             bucket: job.bucket,
             at: vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock),
             latency_us: start.elapsed().as_micros() as u64,
             lookup_us: None,
-            inputs,
-            outputs,
-            feature_statuses: job.feature_statuses,
+            inputs: &inputs,
+            outputs: outputs.as_deref().map_err(String::as_str),
+            feature_statuses: job.feature_statuses.as_ref(),
         };
         // A shadow record is never worth refusing anything for: a full spool drops it (counted).
         log.write(&rec);

@@ -1,11 +1,13 @@
 //! The prediction log's durable spool.
 //!
-//! The request path only hands a record to a bounded queue (`try_send`, no allocation beyond
-//! the record, no wake-up: the writer polls). A writer thread turns records into frames of the
-//! log's binary format ([`vigil_core::predwire`], the input values as the model saw them)
-//! and appends them to the open segment file; at least every [`SYNC_EVERY`] a syncer thread
-//! flushes them to disk (`fdatasync`, which can take milliseconds: the writer never waits for
-//! it), and a segment old or large enough is sealed there (synced, renamed `ready-…`).
+//! The request path encodes its record as a frame of the log's binary format
+//! ([`vigil_core::predwire`], the input values as the model saw them) straight into an
+//! in-memory buffer (one of several stripes, so appending threads do not wait for each
+//! other; bounded in bytes; no wake-up: the writer polls). A writer thread collects the
+//! buffers every [`WRITER_NAP`] and appends them to the open segment file; at least every
+//! [`SYNC_EVERY`] a syncer thread flushes them to disk (`fdatasync`, which can take
+//! milliseconds: the writer never waits for it), and a segment old or large enough is sealed
+//! there (synced, renamed `ready-…`).
 //! Storing a sealed segment takes two threads. A preparer under `SCHED_IDLE` does most of the
 //! CPU work with time no request wants
 //! ([`vigil_core::registry::Registry::prepare_prediction_segment`]: decoding, checks,
@@ -20,11 +22,11 @@
 //! Shadow runs log through a [`BackgroundLog`]: segment files of their own, written, synced and
 //! sealed by the shadow thread itself (see `crate::shadow` for why), shipped the same way.
 //!
-//! The spool is *full* when the queue is full or the files on disk reach their limit; each
+//! The spool is *full* when the buffers or the files on disk reach their limit; each
 //! endpoint's deployment says what happens then (`reject`: the caller gets 503
 //! `prediction_log_full`; `drop`: the answer is returned unlogged). Both are counted.
 //!
-//! What a crash can lose: records still in the queue and at most the last [`SYNC_EVERY`] of
+//! What a crash can lose: records still in the buffers and at most the last [`SYNC_EVERY`] of
 //! appended frames (of shadow records, which are never an answer, at most the last second). A segment cut short by a crash is shipped up to its last whole frame (each
 //! frame carries its length and CRC-32, so a torn or damaged one is counted, never read).
 //!
@@ -39,7 +41,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 use vigil_core::ids::IdGenerator;
 #[cfg(test)]
@@ -56,9 +58,7 @@ pub const SYNC_EVERY: Duration = Duration::from_millis(20);
 pub struct SpoolConfig {
     /// The directory (created if missing; one process at a time).
     pub dir: PathBuf,
-    /// Records that may wait in memory for the writer…
-    pub queue: usize,
-    /// …and the bytes of input and output values they may hold together.
+    /// Bytes of encoded records that may wait in memory for the writer.
     pub queue_bytes: u64,
     /// Bytes the spool's files may take on disk before it counts as full.
     pub max_bytes: u64,
@@ -69,56 +69,68 @@ pub struct SpoolConfig {
 }
 
 impl SpoolConfig {
-    /// Defaults: 4,096 queued records holding at most 16 MiB of values, 1 GiB on disk,
-    /// segments sealed after 1 s or 1 MiB (what the shipper holds in memory at once).
+    /// Defaults: at most 16 MiB of encoded records waiting for the writer (some 50,000
+    /// single-row records of 20 features), 1 GiB on disk, segments sealed after 1 s or 1 MiB
+    /// (what the shipper holds in memory at once).
     pub fn new(dir: PathBuf) -> Self {
-        SpoolConfig { dir, queue: 4_096, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 1 << 20 }
+        SpoolConfig { dir, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 1 << 20 }
     }
 }
 
-/// A prediction as the request path hands it over: the writer thread does the formatting.
-pub(crate) struct LogJob {
-    pub request_id: String,
-    pub client_id: Option<String>,
+/// A prediction to log, borrowed from the request (or the shadow run) that made it: it is
+/// encoded where it is offered, so nothing of it is copied or freed on another thread.
+pub(crate) struct LogJob<'a> {
+    pub request_id: &'a str,
+    pub client_id: Option<&'a str>,
     pub shadow: bool,
-    pub endpoint: String,
-    pub arm: String,
-    pub served: Arc<Served>,
+    pub endpoint: &'a str,
+    pub arm: &'a str,
+    pub served: &'a Served,
     pub assignment: &'static str,
-    pub unit_hash: Option<String>,
+    pub unit_hash: Option<&'a str>,
     pub bucket: Option<u32>,
     pub at: vigil_core::ids::Timestamp,
     pub latency_us: u64,
     pub lookup_us: Option<u64>,
-    pub inputs: Vec<(String, Tensor)>,
-    pub outputs: Result<Vec<(String, Value)>, String>,
-    pub feature_statuses: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    pub inputs: &'a [(String, Tensor)],
+    pub outputs: Result<&'a [(String, Value)], &'a str>,
+    pub feature_statuses: Option<&'a std::collections::BTreeMap<String, Vec<String>>>,
 }
 
-impl LogJob {
-    /// The bytes its values take (for the queue's memory bound).
-    fn size(&self) -> u64 {
-        let values = |d: &Data| (d.len() * if matches!(d, Data::Str(_)) { 32 } else { 8 }) as u64;
-        let inputs: u64 = self.inputs.iter().map(|(_, t)| values(&t.data)).sum();
-        let outputs: u64 = match &self.outputs {
-            Ok(o) => o
-                .iter()
-                .map(|(_, v)| match v {
-                    Value::Tensor(t) => values(&t.data),
-                    Value::MapsI64(m) => m.iter().map(|r| r.len() as u64 * 16).sum(),
-                    Value::MapsStr(m) => m.iter().map(|r| r.len() as u64 * 40).sum(),
-                })
-                .sum(),
-            Err(e) => e.len() as u64,
-        };
-        256 + inputs + outputs
-    }
+/// Encoded frames waiting for the writer, in stripes: a request thread appends its frame to
+/// the first stripe it can lock without waiting (with more stripes than threads that append,
+/// there always is one), and the writer swaps each stripe's buffer for an empty one every
+/// [`WRITER_NAP`]. So handing a record over costs one uncontended lock and a copy into a
+/// buffer that is reused, and the writer does per-buffer, not per-record, work.
+struct Stripes {
+    stripes: Vec<std::sync::Mutex<Frames>>,
+    /// Bytes waiting in all stripes.
+    bytes: AtomicU64,
 }
+
+/// One stripe's frames and how many records they are.
+#[derive(Default)]
+struct Frames {
+    buf: Vec<u8>,
+    records: u64,
+}
+
+/// How long the writer waits between collecting the stripes.
+const WRITER_NAP: Duration = Duration::from_millis(2);
+
+std::thread_local! {
+    /// The stripe this thread tries first (threads are spread over the stripes), and a buffer
+    /// for formatting outputs.
+    static HOME: std::cell::RefCell<(Option<usize>, Vec<u8>)> = const { std::cell::RefCell::new((None, Vec::new())) };
+}
+
+/// Spreads threads over the stripes.
+static NEXT_HOME: AtomicU64 = AtomicU64::new(0);
 
 /// The request path's handle on the spool.
 pub struct Spool {
-    queue: SyncSender<LogJob>,
-    queued_bytes: Arc<AtomicU64>,
+    /// Frames on their way to the writer (it ends once this is its only handle).
+    pending: Arc<Stripes>,
     queue_bytes: u64,
     on_disk: Arc<AtomicU64>,
     max_bytes: u64,
@@ -163,21 +175,21 @@ impl Spool {
         // pass included), so a new spool on this directory never overlaps them.
         let lock = Arc::new(lock);
         let on_disk = Arc::new(AtomicU64::new(bytes));
-        let (tx, rx) = std::sync::mpsc::sync_channel::<LogJob>(cfg.queue);
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let pending = Arc::new(Stripes { stripes: (0..(2 * threads + 2).max(4)).map(|_| std::sync::Mutex::new(Frames::default())).collect(), bytes: AtomicU64::new(0) });
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let queued_bytes = Arc::new(AtomicU64::new(0));
         let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<SyncJob>(64);
         let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), _lock: lock.clone() };
         std::thread::Builder::new().name("vigil-spool-sync".into()).spawn(move || syncer.run())?;
         let sync_alive = sync_tx.clone();
-        let writer = Writer { cfg: cfg.clone(), rx, queued_bytes: queued_bytes.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
+        let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
         std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
         let prepared = Arc::new(PreparedSegments::default());
         let preparer = Preparer { instance: instance.clone(), shared: prepared.clone() };
         let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared, _lock: lock };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
         std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
-        Ok(Spool { queue: tx, queued_bytes, queue_bytes: cfg.queue_bytes, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive })
+        Ok(Spool { pending, queue_bytes: cfg.queue_bytes, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive })
     }
 
     /// A log for a background thread that must never wait for (or make anyone wait for) the
@@ -196,20 +208,43 @@ impl Spool {
         }
     }
 
-    /// Hands a record to the writer; `false` if the spool is full (nothing was queued).
-    pub(crate) fn offer(&self, job: LogJob) -> bool {
-        let size = job.size();
-        if self.on_disk.load(Ordering::Relaxed) >= self.max_bytes || self.queued_bytes.load(Ordering::Relaxed) + size > self.queue_bytes {
+    /// Encodes a record and hands it to the writer; `false` if the spool is full (nothing was
+    /// queued). A record that cannot be encoded (never seen: a count over `u32`) is counted
+    /// as failed and the answer is not held up for it.
+    pub(crate) fn offer(&self, job: &LogJob<'_>) -> bool {
+        if self.on_disk.load(Ordering::Relaxed) >= self.max_bytes || self.pending.bytes.load(Ordering::Relaxed) >= self.queue_bytes {
             return false;
         }
-        self.queued_bytes.fetch_add(size, Ordering::Relaxed);
-        match self.queue.try_send(job) {
-            Ok(()) => true,
-            Err(_) => {
-                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-                false
+        let stripes = &self.pending.stripes;
+        HOME.with_borrow_mut(|(home, scratch)| {
+            let first = *home.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
+            let mut slot = None;
+            for i in 0..stripes.len() {
+                if let Ok(g) = stripes[(first + i) % stripes.len()].try_lock() {
+                    slot = Some(g);
+                    break;
+                }
             }
-        }
+            // Only if every stripe is held at once (more appending threads than stripes).
+            let mut frames = match slot {
+                Some(g) => g,
+                None => stripes[first % stripes.len()].lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+            let before = frames.buf.len();
+            if write_record(job, &mut frames.buf, scratch).is_err() {
+                frames.buf.truncate(before);
+                self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            let added = (frames.buf.len() - before) as u64;
+            if self.pending.bytes.fetch_add(added, Ordering::Relaxed) + added > self.queue_bytes {
+                frames.buf.truncate(before);
+                self.pending.bytes.fetch_sub(added, Ordering::Relaxed);
+                return false;
+            }
+            frames.records += 1;
+            true
+        })
     }
 
     /// Bytes of spool files on disk now.
@@ -253,8 +288,7 @@ struct Open {
 
 struct Writer {
     cfg: SpoolConfig,
-    rx: Receiver<LogJob>,
-    queued_bytes: Arc<AtomicU64>,
+    pending: Arc<Stripes>,
     on_disk: Arc<AtomicU64>,
     counters: Arc<Counters>,
     /// The syncer: flushing to disk waits there, never in the writer.
@@ -303,39 +337,33 @@ impl Writer {
     fn run(self) {
         let mut open: Option<Open> = None;
         let mut last_sync = Instant::now();
-        let mut line = Vec::with_capacity(4096);
-        let mut scratch = Vec::with_capacity(1024);
+        let mut spare = Frames::default();
         loop {
-            let mut got = 0usize;
-            let disconnected = loop {
-                match self.rx.try_recv() {
-                    Ok(job) => {
-                        got += 1;
-                        self.queued_bytes.fetch_sub(job.size(), Ordering::Relaxed);
-                        line.clear();
-                        if write_record(&job, &mut line, &mut scratch).is_err() {
-                            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        if let Err(e) = append(&self.cfg, &self.on_disk, &mut open, &line) {
-                            eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
-                            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
-                            // What was written before the failure is still shipped.
-                            if let Some(o) = open.take() {
-                                self.seal(o);
-                            }
-                            std::thread::sleep(Duration::from_millis(200));
-                        } else {
-                            self.counters.log_spooled.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if got >= 4096 {
-                            break false;
-                        }
+            // Read before collecting: once the spool is gone no frame can arrive after this.
+            let disconnected = Arc::strong_count(&self.pending) == 1;
+            for stripe in &self.pending.stripes {
+                {
+                    let mut frames = stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if frames.records == 0 {
+                        continue;
                     }
-                    Err(TryRecvError::Empty) => break false,
-                    Err(TryRecvError::Disconnected) => break true,
+                    std::mem::swap(&mut *frames, &mut spare);
                 }
-            };
+                self.pending.bytes.fetch_sub(spare.buf.len() as u64, Ordering::Relaxed);
+                if let Err(e) = append(&self.cfg, &self.on_disk, &mut open, &spare.buf) {
+                    eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
+                    self.counters.log_failed.fetch_add(spare.records, Ordering::Relaxed);
+                    // What was written before the failure is still shipped.
+                    if let Some(o) = open.take() {
+                        self.seal(o);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                } else {
+                    self.counters.log_spooled.fetch_add(spare.records, Ordering::Relaxed);
+                }
+                spare.buf.clear();
+                spare.records = 0;
+            }
             if let Some(o) = open.as_mut()
                 && o.unsynced
                 && (last_sync.elapsed() >= SYNC_EVERY || disconnected)
@@ -360,9 +388,7 @@ impl Writer {
                 // Dropping the writer closes the syncer's queue: it seals what it has and ends.
                 return;
             }
-            if got == 0 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            std::thread::sleep(WRITER_NAP);
         }
     }
 
@@ -443,7 +469,7 @@ pub(crate) struct BackgroundLog {
 
 impl BackgroundLog {
     /// Appends a record (counted as queued and spooled, or as dropped when the spool is full).
-    pub(crate) fn write(&mut self, job: &LogJob) {
+    pub(crate) fn write(&mut self, job: &LogJob<'_>) {
         if self.on_disk.load(Ordering::Relaxed) >= self.cfg.max_bytes {
             self.counters.log_dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -812,32 +838,32 @@ fn write_outputs(outs: &[(String, Value)], out: &mut Vec<u8>) -> std::io::Result
 /// straight from the job (on the writer thread, never the request path): the input values
 /// are copied as the model saw them; only the outputs are formatted (as JSON). `scratch` is
 /// a reusable buffer.
-fn write_record(job: &LogJob, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+fn write_record(job: &LogJob<'_>, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> std::io::Result<()> {
     let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
-    let s = &job.served;
+    let s = job.served;
     let features: usize = job.inputs.iter().map(|(_, t)| t.data.len() / rows).sum();
     let head = predwire::Head {
-        request_id: &job.request_id,
-        client_id: job.client_id.as_deref(),
+        request_id: job.request_id,
+        client_id: job.client_id,
         shadow: job.shadow,
-        endpoint: &job.endpoint,
+        endpoint: job.endpoint,
         version_id: &s.version_id,
         version: &s.version,
-        arm: &job.arm,
+        arm: job.arm,
         digest: &s.digest,
         assignment: job.assignment,
-        unit_hash: job.unit_hash.as_deref(),
+        unit_hash: job.unit_hash,
         bucket: job.bucket,
         at: job.at,
         latency_us: job.latency_us,
         lookup_us: job.lookup_us,
-        error: job.outputs.as_ref().err().map(String::as_str),
+        error: job.outputs.err(),
         rows: u32::try_from(rows).map_err(std::io::Error::other)?,
         features: u32::try_from(features).map_err(std::io::Error::other)?,
     };
     let mut frame = predwire::Frame::begin(out, &head);
     let mut name_buf: String;
-    for (name, t) in &job.inputs {
+    for (name, t) in job.inputs {
         let k = t.data.len() / rows;
         let names = s.columns_of(name).filter(|c| c.len() == k);
         for j in 0..k {
@@ -861,16 +887,16 @@ fn write_record(job: &LogJob, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> std::
         }
     }
     scratch.clear();
-    match &job.outputs {
+    match job.outputs {
         Ok(outs) => {
             write_outputs(outs, scratch)?;
             let outputs = std::str::from_utf8(scratch).map_err(std::io::Error::other)?;
             let mut sc = scores(outs, rows).map(Vec::into_iter);
-            let statuses = job.feature_statuses.as_ref().map(serde_json::to_string).transpose()?;
+            let statuses = job.feature_statuses.map(serde_json::to_string).transpose()?;
             frame.finish(sc.as_mut().map(|i| i as &mut dyn Iterator<Item = Option<f64>>), outputs, statuses.as_deref());
         }
         Err(_) => {
-            let statuses = job.feature_statuses.as_ref().map(serde_json::to_string).transpose()?;
+            let statuses = job.feature_statuses.map(serde_json::to_string).transpose()?;
             frame.finish(None, "{}", statuses.as_deref());
         }
     }
@@ -879,10 +905,10 @@ fn write_record(job: &LogJob, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> std::
 
 /// Formats a record by building it (the reference `write_record` is tested against).
 #[cfg(test)]
-fn record_of(job: LogJob) -> PredictionRecord {
+fn record_of(job: &LogJob<'_>) -> PredictionRecord {
     let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
     let mut features = std::collections::BTreeMap::new();
-    for (name, t) in &job.inputs {
+    for (name, t) in job.inputs {
         let k = t.data.len() / rows.max(1);
         let names = job.served.columns_of(name).filter(|c| c.len() == k).map(<[String]>::to_vec);
         for j in 0..k {
@@ -890,7 +916,7 @@ fn record_of(job: LogJob) -> PredictionRecord {
             features.insert(col, (0..rows).map(|r| cell(&t.data, r * k + j)).collect());
         }
     }
-    let (status, error, outputs, scores) = match &job.outputs {
+    let (status, error, outputs, scores) = match job.outputs {
         Ok(outs) => {
             let o = outs
                 .iter()
@@ -907,19 +933,19 @@ fn record_of(job: LogJob) -> PredictionRecord {
                 .collect();
             ("ok", None, o, scores(outs, rows))
         }
-        Err(e) => ("error", Some(e.clone()), Default::default(), None),
+        Err(e) => ("error", Some(e.to_owned()), Default::default(), None),
     };
     PredictionRecord {
-        request_id: job.request_id,
-        client_id: job.client_id,
+        request_id: job.request_id.to_owned(),
+        client_id: job.client_id.map(str::to_owned),
         role: if job.shadow { "shadow" } else { "live" }.into(),
-        endpoint: job.endpoint,
+        endpoint: job.endpoint.to_owned(),
         version_id: job.served.version_id.clone(),
         version: job.served.version.clone(),
-        arm: job.arm,
+        arm: job.arm.to_owned(),
         digest: job.served.digest.clone(),
         assignment: job.assignment.into(),
-        unit_hash: job.unit_hash,
+        unit_hash: job.unit_hash.map(str::to_owned),
         bucket: job.bucket,
         at: job.at,
         latency_us: job.latency_us,
@@ -930,7 +956,7 @@ fn record_of(job: LogJob) -> PredictionRecord {
         features,
         scores,
         outputs,
-        feature_statuses: job.feature_statuses,
+        feature_statuses: job.feature_statuses.cloned(),
     }
 }
 
@@ -939,29 +965,42 @@ fn record_of(job: LogJob) -> PredictionRecord {
 mod tests {
     use super::*;
 
-    fn job(rows: usize, outputs: Result<Vec<(String, Value)>, String>) -> LogJob {
+    /// What a record borrows from.
+    struct Owned {
+        served: Served,
+        inputs: Vec<(String, Tensor)>,
+        outputs: Result<Vec<(String, Value)>, String>,
+        statuses: std::collections::BTreeMap<String, Vec<String>>,
+    }
+
+    fn owned(rows: usize, outputs: Result<Vec<(String, Value)>, String>) -> Owned {
         let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../vigil-onnx/tests/fixtures/lr_binary.onnx")).unwrap();
         let model = vigil_onnx::Model::load(&bytes).unwrap();
         let features: Vec<String> = ["a\"q", "b", "c", "d", "e", "f", "g", "h"].iter().map(|s| (*s).to_owned()).collect();
         let columns = column_names(&model.inputs(), &features);
-        let served = Arc::new(Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), input_names: model.inputs().iter().map(|io| io.name.clone()).collect(), model, columns, columns_named: true });
+        let served = Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), input_names: model.inputs().iter().map(|io| io.name.clone()).collect(), model, columns, columns_named: true };
         let data: Vec<f32> = (0..rows * 8).map(|i| if i == 3 { f32::NAN } else { i as f32 * 0.1 + 0.123 }).collect();
+        let inputs = vec![("X".into(), Tensor::new(vec![rows, 8], Data::F32(data)).unwrap())];
+        Owned { served, inputs, outputs, statuses: [("b".to_owned(), vec!["present".to_owned(); rows])].into_iter().collect() }
+    }
+
+    fn job(o: &Owned) -> LogJob<'_> {
         LogJob {
-            request_id: "req_1".into(),
-            client_id: Some("c-1".into()),
+            request_id: "req_1",
+            client_id: Some("c-1"),
             shadow: false,
-            endpoint: "m".into(),
-            arm: "production".into(),
-            served,
+            endpoint: "m",
+            arm: "production",
+            served: &o.served,
             assignment: "keyed",
-            unit_hash: Some("ff".into()),
+            unit_hash: Some("ff"),
             bucket: Some(7),
             at: vigil_core::ids::Timestamp::parse("2026-11-29T10:00:00.123456Z").unwrap(),
             latency_us: 42,
             lookup_us: Some(9),
-            inputs: vec![("X".into(), Tensor::new(vec![rows, 8], Data::F32(data)).unwrap())],
-            outputs,
-            feature_statuses: Some([("b".to_owned(), vec!["present".to_owned(); rows])].into_iter().collect()),
+            inputs: &o.inputs,
+            outputs: o.outputs.as_deref().map_err(String::as_str),
+            feature_statuses: Some(&o.statuses),
         }
     }
 
@@ -973,10 +1012,11 @@ mod tests {
             let maps = Value::MapsI64((0..rows).map(|r| vec![(0, 0.25 + r as f32), (1, 0.75)]).collect());
             for outputs in [Ok(vec![("label".to_owned(), Value::Tensor(label.clone())), ("probabilities".to_owned(), Value::Tensor(probs.clone()))]), Ok(vec![("p".to_owned(), maps)]), Err("shadow failed".to_owned())] {
                 let mut seg = predwire::new_segment();
-                write_record(&job(rows, outputs.clone()), &mut seg, &mut Vec::new()).unwrap();
+                let o = owned(rows, outputs);
+                write_record(&job(&o), &mut seg, &mut Vec::new()).unwrap();
                 let (views, damaged) = predwire::parse_segment(&seg).unwrap();
                 assert_eq!((views.len(), damaged), (1, 0));
-                assert_eq!(views[0].to_record().unwrap(), record_of(job(rows, outputs)));
+                assert_eq!(views[0].to_record().unwrap(), record_of(&job(&o)));
             }
         }
     }

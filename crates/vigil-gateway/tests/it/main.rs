@@ -763,9 +763,9 @@ fn a_full_spool_refuses_or_drops_as_the_endpoint_says_and_counts_it() {
     for env in envs() {
         env.production("sepsis", "1.0.0", "lr_binary");
         env.wait_for("sepsis", "1.0.0");
-        // A queue of capacity zero is always full (the writer never waits on it).
+        // Buffers of capacity zero are always full.
         let mut cfg = spool_config(env.dir.path().join("full-spool"));
-        cfg.queue = 0;
+        cfg.queue_bytes = 0;
         let url = env.gateway(cfg).unwrap();
         for _ in 0..200 {
             if get(&format!("{url}/v2/models/sepsis/ready")).0 == 200 {
