@@ -349,13 +349,15 @@ fn time_ordered_ms(id: &str) -> Option<u64> {
     u64::from_str_radix(&hex[..12], 16).ok()
 }
 
-/// The longest time between the first and last request id a segment's range may cover.
-const COVER_SPAN_MS: u64 = 3_600_000;
+/// The longest time between the first and last request id a segment's range may cover. A
+/// gateway segment spans about a second (sealed at 1 s); a lookup scans the ranges that end
+/// within this long after the id, so it is kept short, and a segment that spans longer gets
+/// an index row per record instead.
+const COVER_SPAN_MS: u64 = 10_000;
 
 /// How a segment is found by request id without an index row per record: the range (first,
-/// last) of its time-ordered request ids, if they span at most [`COVER_SPAN_MS`] (a gateway
-/// segment spans about a second). Records it covers need no index row; a lookup reads the
-/// segments whose range holds the id (see [`covering_until`]) and keeps the records that match.
+/// last) of its time-ordered request ids, if they span at most [`COVER_SPAN_MS`]. Records it
+/// covers need no index row; a lookup reads the segments whose range holds the id (see [`covering_until`]) and keeps the records that match.
 fn covering<'a>(records: &[RecordView<'a>]) -> Option<(&'a str, &'a str)> {
     let mut ids = records.iter().map(|r| r.head.request_id).filter(|id| time_ordered_ms(id).is_some());
     let first = ids.next()?;
@@ -801,7 +803,7 @@ mod tests {
             assert!(covering_until(id).unwrap().as_str() >= ids[3].as_str());
         }
         assert!(covering_until("req_000001").is_none());
-        // A range longer than an hour covers nothing: every record is indexed.
+        // A range longer than the span covers nothing: every record is indexed.
         let wide = segment(&[at(t, "1"), at(t + COVER_SPAN_MS + 1, "2")]);
         let p = Registry::prepare_prediction_segment("s", "gw", &wide).unwrap();
         assert_eq!((p.covers.is_none(), p.index.len()), (true, 2));

@@ -14,8 +14,9 @@
 //!
 //! Every answer and every shadow run is logged (module `spool`): a record per request and
 //! arm with the request id, version, artifact digest, arm, hashed unit key, input vector,
-//! outputs and latency, written off the request path to a durable spool and shipped into the
-//! registry, where it feeds the drift monitor of that version.
+//! outputs and latency, encoded on the request path into an in-memory buffer, written by a
+//! thread of the spool to durable segment files and shipped into the registry, where it
+//! feeds the drift monitor of that version.
 
 mod catalog;
 mod decode;

@@ -8,8 +8,8 @@
 //!   enough: when it is full, a sender can spin on the slot a descheduled receiver is reading;
 //!   with the receiver at idle priority that was a 230 ms p99 on the bench.)
 //! - Its log records go to segment files it writes and syncs itself
-//!   ([`crate::spool::BackgroundLog`]), not through the writer's queue, whose receiver would
-//!   spin on a frame a descheduled sender had half handed over.
+//!   ([`crate::spool::BackgroundLog`]), not through the writer's buffers: an idle-priority
+//!   thread descheduled while holding one of their locks would make the writer wait for it.
 //!
 //! On Linux the thread runs under `SCHED_IDLE`: when live requests keep the CPUs busy it gets
 //! (almost) no time, its queue fills and copies are dropped and counted; when they leave time

@@ -118,10 +118,19 @@ struct Frames {
 /// How long the writer waits between collecting the stripes.
 const WRITER_NAP: Duration = Duration::from_millis(2);
 
+/// A thread's side of the hand-over.
+struct Home {
+    /// The stripe it tries first (threads are spread over the stripes).
+    stripe: Option<usize>,
+    /// The frame being encoded: a stripe only ever receives whole frames, so an encoding that
+    /// failed (or panicked) leaves nothing behind in it.
+    frame: Vec<u8>,
+    /// For formatting outputs.
+    scratch: Vec<u8>,
+}
+
 std::thread_local! {
-    /// The stripe this thread tries first (threads are spread over the stripes), and a buffer
-    /// for formatting outputs.
-    static HOME: std::cell::RefCell<(Option<usize>, Vec<u8>)> = const { std::cell::RefCell::new((None, Vec::new())) };
+    static HOME: std::cell::RefCell<Home> = const { std::cell::RefCell::new(Home { stripe: None, frame: Vec::new(), scratch: Vec::new() }) };
 }
 
 /// Spreads threads over the stripes.
@@ -216,32 +225,34 @@ impl Spool {
             return false;
         }
         let stripes = &self.pending.stripes;
-        HOME.with_borrow_mut(|(home, scratch)| {
-            let first = *home.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
+        HOME.with_borrow_mut(|home| {
+            home.frame.clear();
+            if write_record(job, &mut home.frame, &mut home.scratch).is_err() {
+                self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            let added = home.frame.len() as u64;
+            if self.pending.bytes.fetch_add(added, Ordering::Relaxed) + added > self.queue_bytes {
+                self.pending.bytes.fetch_sub(added, Ordering::Relaxed);
+                return false;
+            }
+            let first = *home.stripe.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
             let mut slot = None;
             for i in 0..stripes.len() {
-                if let Ok(g) = stripes[(first + i) % stripes.len()].try_lock() {
-                    slot = Some(g);
-                    break;
+                match stripes[(first + i) % stripes.len()].try_lock() {
+                    Ok(g) => slot = Some(g),
+                    // Whole frames only are ever appended, so a poisoned stripe is sound.
+                    Err(std::sync::TryLockError::Poisoned(p)) => slot = Some(p.into_inner()),
+                    Err(std::sync::TryLockError::WouldBlock) => continue,
                 }
+                break;
             }
             // Only if every stripe is held at once (more appending threads than stripes).
             let mut frames = match slot {
                 Some(g) => g,
                 None => stripes[first % stripes.len()].lock().unwrap_or_else(std::sync::PoisonError::into_inner),
             };
-            let before = frames.buf.len();
-            if write_record(job, &mut frames.buf, scratch).is_err() {
-                frames.buf.truncate(before);
-                self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
-                return true;
-            }
-            let added = (frames.buf.len() - before) as u64;
-            if self.pending.bytes.fetch_add(added, Ordering::Relaxed) + added > self.queue_bytes {
-                frames.buf.truncate(before);
-                self.pending.bytes.fetch_sub(added, Ordering::Relaxed);
-                return false;
-            }
+            frames.buf.extend_from_slice(&home.frame);
             frames.records += 1;
             true
         })
@@ -339,8 +350,12 @@ impl Writer {
         let mut last_sync = Instant::now();
         let mut spare = Frames::default();
         loop {
-            // Read before collecting: once the spool is gone no frame can arrive after this.
+            // Read before collecting: once the spool is gone no frame can arrive after this
+            // (the fence orders the collection after the request threads' last appends).
             let disconnected = Arc::strong_count(&self.pending) == 1;
+            if disconnected {
+                std::sync::atomic::fence(Ordering::Acquire);
+            }
             for stripe in &self.pending.stripes {
                 {
                     let mut frames = stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -349,18 +364,9 @@ impl Writer {
                     }
                     std::mem::swap(&mut *frames, &mut spare);
                 }
-                self.pending.bytes.fetch_sub(spare.buf.len() as u64, Ordering::Relaxed);
-                if let Err(e) = append(&self.cfg, &self.on_disk, &mut open, &spare.buf) {
-                    eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
-                    self.counters.log_failed.fetch_add(spare.records, Ordering::Relaxed);
-                    // What was written before the failure is still shipped.
-                    if let Some(o) = open.take() {
-                        self.seal(o);
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                } else {
-                    self.counters.log_spooled.fetch_add(spare.records, Ordering::Relaxed);
-                }
+                let len = spare.buf.len() as u64;
+                let _ = self.pending.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(len)));
+                self.write_frames(&mut open, &spare.buf);
                 spare.buf.clear();
                 spare.records = 0;
             }
@@ -389,6 +395,32 @@ impl Writer {
                 return;
             }
             std::thread::sleep(WRITER_NAP);
+        }
+    }
+
+    /// Appends a buffer of whole frames one by one (each counted as spooled or failed), sealing
+    /// the segment whenever it reaches its size.
+    fn write_frames(&self, open: &mut Option<Open>, mut buf: &[u8]) {
+        while buf.len() >= 8 {
+            let len = 8 + u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            let Some(frame) = buf.get(..len) else { break };
+            buf = &buf[len..];
+            if let Err(e) = append(&self.cfg, &self.on_disk, open, frame) {
+                eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
+                self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                // What was written before the failure is still shipped.
+                if let Some(o) = open.take() {
+                    self.seal(o);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            self.counters.log_spooled.fetch_add(1, Ordering::Relaxed);
+            if open.as_ref().is_some_and(|o| o.bytes >= self.cfg.seal_bytes)
+                && let Some(o) = open.take()
+            {
+                self.seal(o);
+            }
         }
     }
 
@@ -835,9 +867,9 @@ fn write_outputs(outs: &[(String, Value)], out: &mut Vec<u8>) -> std::io::Result
 }
 
 /// Appends a record as one frame of the log's binary format ([`vigil_core::predwire`]),
-/// straight from the job (on the writer thread, never the request path): the input values
-/// are copied as the model saw them; only the outputs are formatted (as JSON). `scratch` is
-/// a reusable buffer.
+/// straight from the job (on the thread that offers it: a request thread, or the shadow
+/// thread): the input values are copied as the model saw them; only the outputs are
+/// formatted (as JSON). `scratch` is a reusable buffer.
 fn write_record(job: &LogJob<'_>, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> std::io::Result<()> {
     let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
     let s = job.served;

@@ -22,7 +22,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
 const V10: &str = r#"
 ALTER TABLE prediction_segments ADD COLUMN first_request_id TEXT;
 ALTER TABLE prediction_segments ADD COLUMN last_request_id TEXT;
-CREATE INDEX prediction_segments_by_last_request_id ON prediction_segments (last_request_id) WHERE last_request_id IS NOT NULL;
+CREATE INDEX prediction_segments_by_request_range ON prediction_segments (last_request_id, first_request_id, id) WHERE last_request_id IS NOT NULL;
 "#;
 
 const V9: &str = r#"

@@ -941,7 +941,8 @@ impl Tx for SqlTx<'_> {
                 "SELECT segment_id FROM prediction_index WHERE request_id = $1 UNION SELECT segment_id FROM prediction_index WHERE client_id = $1 ORDER BY 1",
                 &params![id],
             )?,
-            // The covered ranges by their end (an index range scan), then by their start.
+            // The covered ranges by their end, then by their start: a range scan of one index
+            // that holds both (and the id), never the segments' rows.
             Some(until) => self.rows(
                 "SELECT segment_id FROM prediction_index WHERE request_id = $1 UNION SELECT segment_id FROM prediction_index WHERE client_id = $1 \
                  UNION SELECT id FROM prediction_segments WHERE last_request_id >= $1 AND last_request_id <= $2 AND first_request_id <= $1 ORDER BY 1",
