@@ -103,16 +103,10 @@ pub(crate) struct LogJob<'a> {
 /// [`WRITER_NAP`]. So handing a record over costs one uncontended lock and a copy into a
 /// buffer that is reused, and the writer does per-buffer, not per-record, work.
 struct Stripes {
-    stripes: Vec<std::sync::Mutex<Frames>>,
+    /// Whole encoded frames, back to back.
+    stripes: Vec<std::sync::Mutex<Vec<u8>>>,
     /// Bytes waiting in all stripes.
     bytes: AtomicU64,
-}
-
-/// One stripe's frames and how many records they are.
-#[derive(Default)]
-struct Frames {
-    buf: Vec<u8>,
-    records: u64,
 }
 
 /// How long the writer waits between collecting the stripes.
@@ -185,7 +179,7 @@ impl Spool {
         let lock = Arc::new(lock);
         let on_disk = Arc::new(AtomicU64::new(bytes));
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        let pending = Arc::new(Stripes { stripes: (0..(2 * threads + 2).max(4)).map(|_| std::sync::Mutex::new(Frames::default())).collect(), bytes: AtomicU64::new(0) });
+        let pending = Arc::new(Stripes { stripes: (0..(2 * threads + 2).max(4)).map(|_| std::sync::Mutex::new(Vec::new())).collect(), bytes: AtomicU64::new(0) });
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<SyncJob>(64);
         let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), _lock: lock.clone() };
@@ -252,8 +246,7 @@ impl Spool {
                 Some(g) => g,
                 None => stripes[first % stripes.len()].lock().unwrap_or_else(std::sync::PoisonError::into_inner),
             };
-            frames.buf.extend_from_slice(&home.frame);
-            frames.records += 1;
+            frames.extend_from_slice(&home.frame);
             true
         })
     }
@@ -348,7 +341,7 @@ impl Writer {
     fn run(self) {
         let mut open: Option<Open> = None;
         let mut last_sync = Instant::now();
-        let mut spare = Frames::default();
+        let mut spare: Vec<u8> = Vec::new();
         loop {
             // Read before collecting: once the spool is gone no frame can arrive after this
             // (the fence orders the collection after the request threads' last appends).
@@ -359,16 +352,15 @@ impl Writer {
             for stripe in &self.pending.stripes {
                 {
                     let mut frames = stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if frames.records == 0 {
+                    if frames.is_empty() {
                         continue;
                     }
                     std::mem::swap(&mut *frames, &mut spare);
                 }
-                let len = spare.buf.len() as u64;
+                let len = spare.len() as u64;
                 let _ = self.pending.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(len)));
-                self.write_frames(&mut open, &spare.buf);
-                spare.buf.clear();
-                spare.records = 0;
+                self.write_frames(&mut open, &spare);
+                spare.clear();
             }
             if let Some(o) = open.as_mut()
                 && o.unsynced

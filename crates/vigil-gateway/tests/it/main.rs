@@ -1102,7 +1102,7 @@ fn models_in_an_s3_artifact_store_are_served_digest_checked() {
 }
 
 #[test]
-fn records_from_concurrent_requests_are_each_spooled_once_in_segments_sealed_at_their_size() {
+fn records_from_concurrent_requests_are_each_spooled_and_stored_once() {
     for env in envs() {
         // Small segments: many seals while several threads hand records over at once.
         let url = sepsis_gateway(&env, "concurrent-spool", |c| c.seal_bytes = 4 << 10);
