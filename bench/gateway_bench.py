@@ -16,11 +16,17 @@ process and are included); RSS is read after the single-row runs and at the end.
 `vigil gateway` always logs every prediction. To measure what the log costs, the single-row
 scenario (plain, and A/B by a patient header) runs against `unlogged_gateway` too (an
 example binary: the same gateway without a spool, with the same allocator and options; a
-reference point, never a way to serve). Both processes run at once and follow the same
+reference point, never a way to serve). The processes run at once and follow the same
 registry; the logged and unlogged runs alternate, ROUNDS times (the order flips every round),
-and the medians are compared: this shared machine's load drifts between runs. The primary's
-p99 with a shadow copy of every request is compared the same way, interleaved with runs
-without the shadow. The online-feature scenario loads
+and the medians are compared: this shared machine's load drifts between runs.
+
+Two loads: saturation (wrk sends as fast as the gateway answers; wrk and the gateway share
+the 2 cores) and a paced load (each of the 16 connections waits PACE_MS after every answer:
+about half the saturated rate, as a gateway runs in service). At the paced load a third
+process joins: `unlogged_gateway --log`, the reference binary with the log on, so the log's
+cost is also measured within one binary. The primary's p99 with a shadow copy of every
+request is compared the same way at both loads, interleaved with runs without the shadow.
+The online-feature scenario loads
 20 features for 1,000 patients into the embedded store and asks by patient id; the lookup
 time is read from the gateway's histogram at /metrics.
 """
@@ -48,6 +54,7 @@ SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 PW = "bench-passw0rd"
 TICK = os.sysconf("SC_CLK_TCK")
+PACE_MS = 1
 
 
 def vigil(data: Path, *args: str, user: str | None = None) -> str:
@@ -110,7 +117,7 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path, patient: bool = False, entity: bool = False) -> dict:
+def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path, patient: bool = False, entity: bool = False, paced: bool = False) -> dict:
     script = tmp / "post.lua"
     # With `patient`, every request carries a different patient id (the unit key); with
     # `entity`, the body is only a patient id (P1..P1000 in turn), for the online store.
@@ -120,6 +127,10 @@ def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path, patie
         extra = ('counter = 0\nrequest = function()\n  counter = counter + 1\n'
                  '  local b = \'{"inputs": [{"name": "patient_id", "shape": [1], "datatype": "BYTES", "data": ["P\' .. (counter % 1000 + 1) .. \'"]}]}\'\n'
                  '  return wrk.format(nil, nil, nil, b)\nend\n')
+    if paced:
+        # Each connection waits PACE_MS after every answer: an offered load of about half
+        # what the gateway answers at saturation, the same for the gateways compared.
+        extra += f"function delay()\n  return {PACE_MS}\nend\n"
     script.write_text(f'wrk.method = "POST"\nwrk.headers["content-type"] = "{ctype}"\nwrk.body = {json.dumps(body)}\n{extra}')
     out = subprocess.run(["wrk", "-t", "1" if conns == 1 else "2", "-c", str(conns), "-d", f"{SECONDS}s", "--latency", "-s", str(script), url + path],
                          check=True, capture_output=True, text=True).stdout
@@ -192,7 +203,7 @@ def main() -> None:
     def drained(proc, url) -> None:
         # Until every queued record is stored (or the spool gave up on it), so that each
         # scenario's CPU includes all of its logging work and none of the previous one's.
-        if proc.args[0] == str(UNLOGGED):
+        if proc.args[0] == str(UNLOGGED) and "--log" not in proc.args:
             return
         for _ in range(1200):
             m = dict(l.split(" ") for l in urllib.request.urlopen(url + "/metrics").read().decode().splitlines() if l.startswith("vigil_gateway_log"))
@@ -200,9 +211,9 @@ def main() -> None:
                 return
             time.sleep(0.1)
 
-    def run(proc, url, name, path, body, ctype, conns, patient=False, entity=False) -> dict:
+    def run(proc, url, name, path, body, ctype, conns, patient=False, entity=False, paced=False) -> dict:
         before = cpu_ticks(proc.pid)
-        r = wrk(url, path, body, ctype, conns, tmp, patient, entity)
+        r = wrk(url, path, body, ctype, conns, tmp, patient, entity, paced)
         drained(proc, url)
         r["cpu"] = (cpu_ticks(proc.pid) - before) / TICK * 1000 / max(r["requests"], 1)
         print(f"{name:<52} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['cpu']:>11.3f} {r['errors']:>7}", flush=True)
@@ -221,43 +232,59 @@ def main() -> None:
     # `vigil gateway`, both following the same registry, the compared runs interleaved and
     # repeated (the machine's load drifts between runs; one pair does not resolve 10%).
     unlogged, uurl = start([str(UNLOGGED), str(data), "127.0.0.1:0"])
+    # The reference binary with its log on: the log's cost within one binary (a control on
+    # the comparison of two binaries), measured at the paced load.
+    logged_ref, rurl = start([str(UNLOGGED), str(data), "127.0.0.1:0", "--log"])
     proc, url = start([str(VIGIL), "--data-dir", str(data), "gateway", "--addr", "127.0.0.1:0"])
+    names = {"U": "UNLOGGED", "L": "LOGGED", "R": "LOGGED (reference binary --log)"}
     try:
-        cost = {k: [] for k in ("plain U", "plain L", "ab U", "ab L")}
+        cost: dict[str, list[float]] = {}
         for rnd_i in range(ROUNDS):
-            pair = [("U", unlogged, uurl), ("L", proc, url)]
+            trio = [("U", unlogged, uurl), ("L", proc, url), ("R", logged_ref, rurl)]
             if rnd_i % 2:
-                pair.reverse()
-            deploy("--reset")
-            for tag, p, u in pair:
-                cost[f"plain {tag}"].append(run(p, u, f"{'UNLOGGED' if tag == 'U' else 'LOGGED'} OIP, 1 row, 16 conn.", "/v2/models/lr20/infer", oip1, "application/json", 16)["cpu"])
-            deploy("--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id")
-            for tag, p, u in pair:
-                cost[f"ab {tag}"].append(run(p, u, f"{'UNLOGGED' if tag == 'U' else 'LOGGED'} OIP, 1 row, 16 conn., A/B by patient", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=True)["cpu"])
-        unlogged.kill()
-        unlogged.wait()
+                trio.reverse()
+            for mode, args, patient in (("plain", ("--reset",), False), ("ab", ("--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id"), True)):
+                deploy(*args)
+                what = "OIP, 1 row, 16 conn." + (", A/B by patient" if patient else "")
+                # At saturation (wrk as fast as it can) the two gateways; at the paced load all three.
+                for tag, p, u in trio:
+                    if tag != "R":
+                        cost.setdefault(f"{mode} sat {tag}", []).append(run(p, u, f"{names[tag]} {what}", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=patient)["cpu"])
+                for tag, p, u in trio:
+                    cost.setdefault(f"{mode} paced {tag}", []).append(run(p, u, f"{names[tag]} {what}, paced", "/v2/models/lr20/infer", oip1, "application/json", 16, patient=patient, paced=True)["cpu"])
+        for p in (unlogged, logged_ref):
+            p.kill()
+            p.wait()
         for k in ("plain", "ab"):
-            u, l = med(cost[f"{k} U"]), med(cost[f"{k} L"])
-            print(f"median CPU/request {'A/B by patient' if k == 'ab' else 'plain'}: logged {l:.4f} ms, unlogged {u:.4f} ms: {100 * (l / u - 1):+.1f}% "
-                  f"(per round: {', '.join(f'{100 * (b / a - 1):+.0f}%' for a, b in zip(cost[f'{k} U'], cost[f'{k} L']))})", flush=True)
+            for load in ("sat", "paced"):
+                for tag in ("L", "R") if load == "paced" else ("L",):
+                    us, ls = cost[f"{k} {load} U"], cost[f"{k} {load} {tag}"]
+                    u, l = med(us), med(ls)
+                    print(f"median CPU/request {'A/B by patient' if k == 'ab' else 'plain'}, {'saturated' if load == 'sat' else 'paced'}: {names[tag].lower()} {l:.4f} ms, unlogged {u:.4f} ms: {100 * (l / u - 1):+.1f}% "
+                          f"(per round: {', '.join(f'{100 * (b / a - 1):+.0f}%' for a, b in zip(us, ls))})", flush=True)
         deploy("--reset")
         print(f"resident memory after the single-row runs: {rss_mb(proc.pid):.1f} MB")
         for name, path, body, ctype, conns in scenarios:
             run(proc, url, name, path, body, ctype, conns)
-        # A shadow copy of every request, interleaved with runs without one.
-        p99 = {"off": [], "on": []}
-        before = counters(url)
-        for rnd_i in range(ROUNDS):
-            for mode in (("off", "on") if rnd_i % 2 == 0 else ("on", "off")):
-                deploy(*(("--shadow", "1.1.0=100") if mode == "on" else ("--reset",)))
-                p99[mode].append(run(proc, url, f"OIP, 1 row, 16 conn., shadow {mode}", "/v2/models/lr20/infer", oip1, "application/json", 16)["p99"])
-        after = counters(url)
-        off, on = med(p99["off"]), med(p99["on"])
-        print(f"median primary p99: shadow off {off:.2f} ms, 100% shadow {on:.2f} ms: {100 * (on / off - 1):+.1f}%")
-        d = {k: after.get(k, 0) - before.get(k, 0) for k in ("shadow_queued", "shadow_dropped", "shadow_ok", "shadow_failed")}
-        offered = d["shadow_queued"] + d["shadow_dropped"]
-        print(f"shadow copies: {offered} offered, {d['shadow_ok']} run and logged ({100 * d['shadow_ok'] / max(offered, 1):.0f}%), "
-              f"{d['shadow_dropped']} dropped (queue full while the CPUs were busy), {d['shadow_failed']} failed")
+        # A shadow copy of every request, interleaved with runs without one, at saturation and
+        # at the paced load.
+        for paced in (False, True):
+            p99: dict[str, list[float]] = {"off": [], "on": []}
+            before = counters(url)
+            errors = 0
+            for rnd_i in range(ROUNDS):
+                for mode in (("off", "on") if rnd_i % 2 == 0 else ("on", "off")):
+                    deploy(*(("--shadow", "1.1.0=100") if mode == "on" else ("--reset",)))
+                    r = run(proc, url, f"OIP, 1 row, 16 conn., shadow {mode}{', paced' if paced else ''}", "/v2/models/lr20/infer", oip1, "application/json", 16, paced=paced)
+                    p99[mode].append(r["p99"])
+                    errors += r["errors"]
+            after = counters(url)
+            off, on = med(p99["off"]), med(p99["on"])
+            print(f"median primary p99, {'paced' if paced else 'saturated'}: shadow off {off:.2f} ms, 100% shadow {on:.2f} ms: {100 * (on / off - 1):+.1f}%; primary errors {errors}")
+            d = {k: after.get(k, 0) - before.get(k, 0) for k in ("shadow_queued", "shadow_dropped", "shadow_ok", "shadow_failed")}
+            offered = d["shadow_queued"] + d["shadow_dropped"]
+            print(f"shadow copies: {offered} offered, {d['shadow_ok']} run and logged ({100 * d['shadow_ok'] / max(offered, 1):.0f}%), "
+                  f"{d['shadow_dropped']} dropped (queue full while the CPUs were busy), {d['shadow_failed']} failed", flush=True)
         deploy("--reset", "--features", json.dumps({"entity": "patient_id", "source": "embedded", "feature_set": "lr20_features"}))
         run(proc, url, "OIP, patient id -> embedded features, 1 conn.", "/v2/models/lr20/infer", "", "application/json", 1, entity=True)
         run(proc, url, "OIP, patient id -> embedded features, 16 conn.", "/v2/models/lr20/infer", "", "application/json", 16, entity=True)
@@ -267,7 +294,7 @@ def main() -> None:
         print("online feature lookup (gateway histogram):", lookup_percentiles(url))
         print(f"resident memory after the runs: {rss_mb(proc.pid):.1f} MB")
     finally:
-        for p in (unlogged, proc):
+        for p in (unlogged, logged_ref, proc):
             p.kill()
             p.wait()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,9 +1,10 @@
 //! The benchmark's reference point only: the gateway over a data directory WITHOUT the
 //! prediction log, so that `bench/gateway_bench.py` can measure what logging costs. Never a way
-//! to serve: `vigil gateway` always logs.
+//! to serve: `vigil gateway` always logs. With `--log` the same binary logs (as `vigil
+//! gateway` does), so that the log's cost can also be measured within one binary.
 //!
 //!     cargo build --release -p vigil-gateway --example unlogged_gateway
-//!     target/release/examples/unlogged_gateway DATA_DIR 127.0.0.1:0
+//!     target/release/examples/unlogged_gateway DATA_DIR 127.0.0.1:0 [--log]
 
 use std::sync::Arc;
 
@@ -23,7 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The same key as `vigil gateway`: the unit key (A/B buckets) is derived from it.
     let key = vigil_store::keyfile::load(&vigil_store::keyfile::default_path(&dir))?;
     let registry = Arc::new(vigil_core::registry::Registry::new(store, Arc::new(vigil_core::ids::SystemClock), Arc::new(vigil_core::ids::UuidV7Ids), Arc::new(key)));
-    let gw = Arc::new(vigil_gateway::Gateway::new(registry, vigil_gateway::Artifacts::local(dir.join("artifacts")), None));
+    let artifacts = vigil_gateway::Artifacts::local(dir.join("artifacts"));
+    // `--log`: the same binary with the prediction log on (spool `DATA_DIR/spool/bench`), so
+    // that the log's cost can be measured without the difference between two binaries.
+    let gw = Arc::new(if args.next().as_deref() == Some("--log") {
+        vigil_store::sqlite::set_cache_kib(2 << 10);
+        vigil_gateway::Gateway::with_log(registry, artifacts, None, vigil_gateway::SpoolConfig::new(dir.join("spool").join("bench")))?
+    } else {
+        vigil_gateway::Gateway::new(registry, artifacts, None)
+    });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let first = gw.clone();

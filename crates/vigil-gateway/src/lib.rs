@@ -142,11 +142,16 @@ struct Pending<'e> {
     routed: Routed<'e>,
     ids: RequestIds,
     start: Instant,
-    logged: Option<Vec<(String, vigil_onnx::Tensor)>>,
     /// `Some` when the endpoint has shadow arms: the copy of the input they get (`None` if
     /// their queue was full).
     shadows: Option<Option<Vec<(String, vigil_onnx::Tensor)>>>,
     looked: Option<Looked>,
+}
+
+/// A model's answer to a live request, with its input when that is to be logged.
+struct Answer {
+    outputs: Vec<(String, vigil_onnx::Value)>,
+    inputs: Option<Vec<(String, vigil_onnx::Tensor)>>,
 }
 
 /// What an online feature lookup gave a request (for the log).
@@ -256,21 +261,32 @@ impl Gateway {
         }
     }
 
-    /// What a routed request carries to its delivery: its ids, and the copies of its input the
-    /// log and the shadows need (made before the model consumes the tensors).
+    /// What a routed request carries to its delivery: its ids, and the copy of its input the
+    /// shadows need (made before the model consumes the tensors).
     fn pending<'e>(&self, ep: &Endpoint, routed: Routed<'e>, client: Option<String>, start: Instant, tensors: &[(String, vigil_onnx::Tensor)], looked: Option<Looked>) -> Pending<'e> {
         // No copy while the shadow queue is full (the copies are counted as dropped on delivery).
         let shadows = (!ep.shadows.is_empty() && routed.bucket.is_some()).then(|| (!self.shadow.full()).then(|| tensors.to_vec()));
-        let logged = self.spool.as_ref().map(|_| tensors.to_vec());
-        Pending { routed, ids: self.request_ids(client), start, logged, shadows, looked }
+        Pending { routed, ids: self.request_ids(client), start, shadows, looked }
+    }
+
+    /// Runs the routed arm's model on the request's input. When the answer is to be logged,
+    /// the model gives the input back with the outputs (the log records it as the model saw
+    /// it, without a copy made beforehand).
+    fn run_model(&self, p: &Pending<'_>, tensors: Vec<(String, vigil_onnx::Tensor)>) -> Result<Answer, vigil_onnx::Error> {
+        let model = &p.routed.arm.served.model;
+        if self.spool.is_some() {
+            model.run_keeping_inputs(tensors).map(|(outputs, inputs)| Answer { outputs, inputs: Some(inputs) })
+        } else {
+            model.run(tensors).map(|outputs| Answer { outputs, inputs: None })
+        }
     }
 
     /// Delivers a live answer (`resp`, in the caller's protocol): logs it (or refuses it with
     /// 503 when the spool is full and the endpoint does not answer unlogged), queues the shadow
     /// copies, and names what answered in the headers.
-    fn deliver(&self, ep: &Endpoint, p: Pending<'_>, outputs: Vec<(String, vigil_onnx::Value)>, mut resp: Response, oip: bool) -> Response {
+    fn deliver(&self, ep: &Endpoint, p: Pending<'_>, answer: Answer, mut resp: Response, oip: bool) -> Response {
         let statuses = p.shadows.as_ref().and(p.looked.as_ref()).map(|l| l.statuses.clone());
-        if self.log_answer(ep, &p.routed, &p.ids, p.start, p.logged, outputs, p.looked).is_err() {
+        if self.log_answer(ep, &p.routed, &p.ids, p.start, answer.inputs, answer.outputs, p.looked).is_err() {
             return spool_full(StatusCode::SERVICE_UNAVAILABLE, oip);
         }
         if let Some(copy) = p.shadows {
@@ -608,14 +624,14 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
     };
     let p = gw.pending(&ep, routed, client, start, &tensors, looked);
     let s = &p.routed.arm.served;
-    let outputs = match s.model.run(tensors) {
-        Ok(o) => o,
+    let answer = match gw.run_model(&p, tensors) {
+        Ok(a) => a,
         Err(e) => return oip_error(StatusCode::BAD_REQUEST, e.message()),
     };
-    let outs: Vec<Js> = outputs.iter().filter(|(n, _)| wanted.as_ref().is_none_or(|w| w.contains(n))).map(|(n, v)| decode::oip_output(n, v)).collect();
+    let outs: Vec<Js> = answer.outputs.iter().filter(|(n, _)| wanted.as_ref().is_none_or(|w| w.contains(n))).map(|(n, v)| decode::oip_output(n, v)).collect();
     let id = p.ids.client_id.clone().unwrap_or_else(|| p.ids.request_id.clone());
     let resp = Json(json!({"model_name": s.name, "model_version": s.version, "id": id, "outputs": outs})).into_response();
-    gw.deliver(&ep, p, outputs, resp, true)
+    gw.deliver(&ep, p, answer, resp, true)
 }
 
 /// The refusal for a full spool, in either protocol's format.
@@ -752,10 +768,10 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     };
     let routed = gw.route(&ep, unit_key(&ep, headers, params.as_ref()));
     let p = gw.pending(&ep, routed, client, start, &tensors, looked);
-    match p.routed.arm.served.model.run(tensors) {
-        Ok(outputs) => {
-            let resp = Json(json!({"predictions": decode::mlflow_predictions(&outputs)})).into_response();
-            gw.deliver(&ep, p, outputs, resp, false)
+    match gw.run_model(&p, tensors) {
+        Ok(answer) => {
+            let resp = Json(json!({"predictions": decode::mlflow_predictions(&answer.outputs)})).into_response();
+            gw.deliver(&ep, p, answer, resp, false)
         }
         Err(e) => mlflow_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.message()),
     }

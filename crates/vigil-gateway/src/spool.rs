@@ -58,7 +58,8 @@ pub const SYNC_EVERY: Duration = Duration::from_millis(20);
 pub struct SpoolConfig {
     /// The directory (created if missing; one process at a time).
     pub dir: PathBuf,
-    /// Bytes of encoded records that may wait in memory for the writer.
+    /// Bytes of encoded records that may wait in memory for the writer (shared out evenly
+    /// among the buffers request threads append to).
     pub queue_bytes: u64,
     /// Bytes the spool's files may take on disk before it counts as full.
     pub max_bytes: u64,
@@ -69,11 +70,13 @@ pub struct SpoolConfig {
 }
 
 impl SpoolConfig {
-    /// Defaults: at most 16 MiB of encoded records waiting for the writer (some 50,000
-    /// single-row records of 20 features), 1 GiB on disk, segments sealed after 1 s or 1 MiB
-    /// (what the shipper holds in memory at once).
+    /// Defaults: at most 16 MiB of encoded records waiting for the writer (some 30,000
+    /// single-row records of 20 features, about 550 bytes each), 1 GiB on disk, segments
+    /// sealed after 1 s or 4 MiB (what a preparer holds in memory at once; each stored
+    /// segment is a transaction and an audit event per version, so a busy gateway makes a
+    /// few a second rather than one per thousand records).
     pub fn new(dir: PathBuf) -> Self {
-        SpoolConfig { dir, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 1 << 20 }
+        SpoolConfig { dir, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 4 << 20 }
     }
 }
 
@@ -98,15 +101,16 @@ pub(crate) struct LogJob<'a> {
 }
 
 /// Encoded frames waiting for the writer, in stripes: a request thread appends its frame to
-/// the first stripe it can lock without waiting (with more stripes than threads that append,
-/// there always is one), and the writer swaps each stripe's buffer for an empty one every
-/// [`WRITER_NAP`]. So handing a record over costs one uncontended lock and a copy into a
-/// buffer that is reused, and the writer does per-buffer, not per-record, work.
+/// the first stripe it can lock without waiting that has room (with more stripes than threads
+/// that append, there always is an unlocked one), and the writer swaps each stripe's buffer
+/// for an empty one every [`WRITER_NAP`]. So handing a record over costs one uncontended lock
+/// and a copy into a buffer that is reused, with no counter shared between request threads,
+/// and the writer does per-buffer, not per-record, work.
 struct Stripes {
     /// Whole encoded frames, back to back.
     stripes: Vec<std::sync::Mutex<Vec<u8>>>,
-    /// Bytes waiting in all stripes.
-    bytes: AtomicU64,
+    /// Bytes a stripe may hold (the spool's `queue_bytes` shared out).
+    stripe_bytes: usize,
 }
 
 /// How long the writer waits between collecting the stripes.
@@ -134,7 +138,6 @@ static NEXT_HOME: AtomicU64 = AtomicU64::new(0);
 pub struct Spool {
     /// Frames on their way to the writer (it ends once this is its only handle).
     pending: Arc<Stripes>,
-    queue_bytes: u64,
     on_disk: Arc<AtomicU64>,
     max_bytes: u64,
     /// This spool's instance name (recorded with every segment).
@@ -179,7 +182,9 @@ impl Spool {
         let lock = Arc::new(lock);
         let on_disk = Arc::new(AtomicU64::new(bytes));
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        let pending = Arc::new(Stripes { stripes: (0..(2 * threads + 2).max(4)).map(|_| std::sync::Mutex::new(Vec::new())).collect(), bytes: AtomicU64::new(0) });
+        let n = (2 * threads + 2).max(4);
+        let stripe_bytes = usize::try_from(cfg.queue_bytes / n as u64).unwrap_or(usize::MAX);
+        let pending = Arc::new(Stripes { stripes: (0..n).map(|_| std::sync::Mutex::new(Vec::new())).collect(), stripe_bytes });
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<SyncJob>(64);
         let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), _lock: lock.clone() };
@@ -192,7 +197,7 @@ impl Spool {
         let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared, _lock: lock };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
         std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
-        Ok(Spool { pending, queue_bytes: cfg.queue_bytes, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive })
+        Ok(Spool { pending, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive })
     }
 
     /// A log for a background thread that must never wait for (or make anyone wait for) the
@@ -215,39 +220,46 @@ impl Spool {
     /// queued). A record that cannot be encoded (never seen: a count over `u32`) is counted
     /// as failed and the answer is not held up for it.
     pub(crate) fn offer(&self, job: &LogJob<'_>) -> bool {
-        if self.on_disk.load(Ordering::Relaxed) >= self.max_bytes || self.pending.bytes.load(Ordering::Relaxed) >= self.queue_bytes {
+        if self.on_disk.load(Ordering::Relaxed) >= self.max_bytes {
             return false;
         }
-        let stripes = &self.pending.stripes;
+        let Stripes { stripes, stripe_bytes } = &*self.pending;
         HOME.with_borrow_mut(|home| {
             home.frame.clear();
             if write_record(job, &mut home.frame, &mut home.scratch).is_err() {
                 self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
-            let added = home.frame.len() as u64;
-            if self.pending.bytes.fetch_add(added, Ordering::Relaxed) + added > self.queue_bytes {
-                self.pending.bytes.fetch_sub(added, Ordering::Relaxed);
-                return false;
-            }
+            let fits = |frames: &Vec<u8>| frames.len() + home.frame.len() <= *stripe_bytes;
             let first = *home.stripe.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
-            let mut slot = None;
+            let mut busy = false;
             for i in 0..stripes.len() {
-                match stripes[(first + i) % stripes.len()].try_lock() {
-                    Ok(g) => slot = Some(g),
+                let mut frames = match stripes[(first + i) % stripes.len()].try_lock() {
+                    Ok(g) => g,
                     // Whole frames only are ever appended, so a poisoned stripe is sound.
-                    Err(std::sync::TryLockError::Poisoned(p)) => slot = Some(p.into_inner()),
-                    Err(std::sync::TryLockError::WouldBlock) => continue,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        busy = true;
+                        continue;
+                    }
+                };
+                if fits(&frames) {
+                    frames.extend_from_slice(&home.frame);
+                    return true;
                 }
-                break;
             }
-            // Only if every stripe is held at once (more appending threads than stripes).
-            let mut frames = match slot {
-                Some(g) => g,
-                None => stripes[first % stripes.len()].lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-            };
-            frames.extend_from_slice(&home.frame);
-            true
+            // Every stripe was full, or held by another thread (more appending threads than
+            // stripes): waits for those, which are only ever held for a copy.
+            if busy {
+                for i in 0..stripes.len() {
+                    let mut frames = stripes[(first + i) % stripes.len()].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if fits(&frames) {
+                        frames.extend_from_slice(&home.frame);
+                        return true;
+                    }
+                }
+            }
+            false
         })
     }
 
@@ -357,8 +369,6 @@ impl Writer {
                     }
                     std::mem::swap(&mut *frames, &mut spare);
                 }
-                let len = spare.len() as u64;
-                let _ = self.pending.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(len)));
                 self.write_frames(&mut open, &spare);
                 spare.clear();
             }
@@ -391,29 +401,39 @@ impl Writer {
     }
 
     /// Appends a buffer of whole frames one by one (each counted as spooled or failed), sealing
-    /// the segment whenever it reaches its size.
+    /// the segment whenever it reaches its size. The shared counters are updated once per
+    /// buffer: request threads read them.
     fn write_frames(&self, open: &mut Option<Open>, mut buf: &[u8]) {
+        let (mut spooled, mut written) = (0u64, 0u64);
         while buf.len() >= 8 {
             let len = 8 + u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
             let Some(frame) = buf.get(..len) else { break };
             buf = &buf[len..];
-            if let Err(e) = append(&self.cfg, &self.on_disk, open, frame) {
-                eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
-                self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
-                // What was written before the failure is still shipped.
-                if let Some(o) = open.take() {
-                    self.seal(o);
+            match append(&self.cfg, open, frame) {
+                Ok(n) => written += n,
+                Err(e) => {
+                    eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
+                    self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                    // What was written before the failure is still shipped.
+                    if let Some(o) = open.take() {
+                        self.on_disk.fetch_add(std::mem::take(&mut written), Ordering::Relaxed);
+                        self.seal(o);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
                 }
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
             }
-            self.counters.log_spooled.fetch_add(1, Ordering::Relaxed);
+            spooled += 1;
             if open.as_ref().is_some_and(|o| o.bytes >= self.cfg.seal_bytes)
                 && let Some(o) = open.take()
             {
+                // Counted before the segment can be shipped (the shipper subtracts its size).
+                self.on_disk.fetch_add(std::mem::take(&mut written), Ordering::Relaxed);
                 self.seal(o);
             }
         }
+        self.on_disk.fetch_add(written, Ordering::Relaxed);
+        self.counters.log_spooled.fetch_add(spooled, Ordering::Relaxed);
     }
 
     fn seal(&self, o: Open) {
@@ -425,22 +445,23 @@ impl Writer {
     }
 }
 
-/// Appends a frame to the open segment, opening one first if there is none.
-fn append(cfg: &SpoolConfig, on_disk: &AtomicU64, open: &mut Option<Open>, line: &[u8]) -> std::io::Result<()> {
+/// Appends a frame to the open segment, opening one first if there is none; gives the bytes
+/// it added to the spool's files (for the caller to count on disk).
+fn append(cfg: &SpoolConfig, open: &mut Option<Open>, line: &[u8]) -> std::io::Result<u64> {
+    let mut added = 0;
     if open.is_none() {
         let id = vigil_core::ids::UuidV7Ids.new_id("seg");
         let file = OpenOptions::new().create_new(true).append(true).open(cfg.dir.join(format!("open-{id}.vpl")))?;
         let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
         file.write_all(predwire::SEGMENT_MAGIC)?;
-        on_disk.fetch_add(predwire::SEGMENT_MAGIC.len() as u64, Ordering::Relaxed);
+        added += predwire::SEGMENT_MAGIC.len() as u64;
         *open = Some(Open { id, file, opened: Instant::now(), bytes: predwire::SEGMENT_MAGIC.len() as u64, unsynced: true });
     }
-    let Some(o) = open.as_mut() else { return Ok(()) };
+    let Some(o) = open.as_mut() else { return Ok(added) };
     o.file.write_all(line)?;
     o.bytes += line.len() as u64;
     o.unsynced = true;
-    on_disk.fetch_add(line.len() as u64, Ordering::Relaxed);
-    Ok(())
+    Ok(added + line.len() as u64)
 }
 
 /// Whether the open segment is old or large enough to be sealed.
@@ -504,8 +525,9 @@ impl BackgroundLog {
             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match append(&self.cfg, &self.on_disk, &mut self.open, &self.line) {
-            Ok(()) => {
+        match append(&self.cfg, &mut self.open, &self.line) {
+            Ok(n) => {
+                self.on_disk.fetch_add(n, Ordering::Relaxed);
                 self.counters.log_spooled.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {

@@ -192,6 +192,17 @@ impl Model {
     /// Runs the model. Every declared input must be given once, with its element type and a
     /// shape that fits the declared one. Returns the outputs in the graph's order.
     pub fn run(&self, given: Vec<(String, Tensor)>) -> Result<Vec<(String, Value)>> {
+        self.evaluate(given, false).map(|(outputs, _)| outputs)
+    }
+
+    /// Runs the model as [`Model::run`] does and gives the inputs back as well (in the
+    /// model's input order), for a caller that still needs them after the run (to log them)
+    /// without copying them first.
+    pub fn run_keeping_inputs(&self, given: Vec<(String, Tensor)>) -> Result<(Vec<(String, Value)>, Vec<(String, Tensor)>)> {
+        self.evaluate(given, true)
+    }
+
+    fn evaluate(&self, given: Vec<(String, Tensor)>, keep: bool) -> Result<(Vec<(String, Value)>, Vec<(String, Tensor)>)> {
         let mut values: Vec<Option<Value>> = (0..self.slots).map(|_| None).collect();
         let mut seen = vec![false; self.inputs.len()];
         for (name, t) in given {
@@ -224,7 +235,21 @@ impl Model {
                 }
             }
         }
-        self.outputs
+        // Inputs are read by the steps, never changed: taken back before the outputs (cloned
+        // only where a graph returns an input as an output).
+        let mut kept = Vec::new();
+        if keep {
+            kept.reserve(self.inputs.len());
+            for (io, s) in &self.inputs {
+                let is_output = self.outputs.iter().any(|(_, o)| o == s);
+                let v = if is_output { values[*s].clone() } else { values[*s].take() };
+                if let Some(Value::Tensor(t)) = v {
+                    kept.push((io.name.clone(), t));
+                }
+            }
+        }
+        let outputs = self
+            .outputs
             .iter()
             .map(|(io, s)| {
                 let v = match self.constants.get(s) {
@@ -233,7 +258,8 @@ impl Model {
                 };
                 Ok((io.name.clone(), v))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((outputs, kept))
     }
 }
 

@@ -119,3 +119,32 @@ fn requests_that_do_not_fit_are_refused_without_values() {
     assert_eq!(*Model::load(b"definitely not onnx").unwrap_err().kind(), ErrorKind::Invalid);
     assert!(Model::load(&[]).is_err());
 }
+
+/// The gateway logs a request's input after the run from what `run_keeping_inputs` gives
+/// back: that must be the input as given, whole, beside the same outputs as `run`.
+#[test]
+fn running_while_keeping_the_inputs_gives_them_back_unchanged_with_the_same_outputs() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some(name) = name.strip_suffix(".json").filter(|n| *n != "VERSIONS") else { continue };
+        let fixture: Json = serde_json::from_str(&std::fs::read_to_string(dir().join(format!("{name}.json"))).unwrap()).unwrap();
+        let model = Model::load(&std::fs::read(dir().join(format!("{name}.onnx"))).unwrap()).unwrap();
+        let given: Vec<(String, Tensor)> = fixture["inputs"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), tensor(v))).collect();
+        let (outputs, mut kept) = model.run_keeping_inputs(given.clone()).unwrap();
+        // Compared as printed: the inputs hold NaN (missing values), never equal to itself.
+        assert_eq!(format!("{outputs:?}"), format!("{:?}", model.run(given.clone()).unwrap()), "{name}");
+        // In the model's input order, which need not be the order given.
+        let order: Vec<&str> = model.inputs().iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(kept.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), order, "{name}");
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut given = given;
+        given.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(format!("{kept:?}"), format!("{given:?}"), "{name}");
+        checked += usize::from(given.len() > 1);
+    }
+    assert!(checked > 0, "no fixture with several inputs");
+    // A refused run gives nothing back (the gateway answers 400 and logs nothing).
+    let model = Model::load(&std::fs::read(dir().join("lr_binary.onnx")).unwrap()).unwrap();
+    assert!(model.run_keeping_inputs(vec![("nope".into(), Tensor::new(vec![1, 8], Data::F32(vec![0.0; 8])).unwrap())]).is_err());
+}
