@@ -76,7 +76,7 @@ impl SpoolConfig {
     /// segment is a transaction and an audit event per version, so a busy gateway makes a
     /// few a second rather than one per thousand records).
     pub fn new(dir: PathBuf) -> Self {
-        SpoolConfig { dir, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 4 << 20 }
+        SpoolConfig { dir, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 1 << 20 }
     }
 }
 
@@ -230,7 +230,9 @@ impl Spool {
                 self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
-            let fits = |frames: &Vec<u8>| frames.len() + home.frame.len() <= *stripe_bytes;
+            // An empty stripe takes a frame larger than a stripe's share (a big batch): it is
+            // not refused while the spool is empty (unless the spool may queue nothing).
+            let fits = |frames: &Vec<u8>| frames.len() + home.frame.len() <= *stripe_bytes || (frames.is_empty() && *stripe_bytes > 0);
             let first = *home.stripe.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
             let mut busy = false;
             for i in 0..stripes.len() {

@@ -198,11 +198,11 @@ impl Model {
     /// Runs the model as [`Model::run`] does and gives the inputs back as well (in the
     /// model's input order), for a caller that still needs them after the run (to log them)
     /// without copying them first.
-    pub fn run_keeping_inputs(&self, given: Vec<(String, Tensor)>) -> Result<(Vec<(String, Value)>, Vec<(String, Tensor)>)> {
+    pub fn run_keeping_inputs(&self, given: Vec<(String, Tensor)>) -> Result<(Vec<(String, Value)>, Inputs)> {
         self.evaluate(given, true)
     }
 
-    fn evaluate(&self, given: Vec<(String, Tensor)>, keep: bool) -> Result<(Vec<(String, Value)>, Vec<(String, Tensor)>)> {
+    fn evaluate(&self, given: Inputs, keep: bool) -> Result<(Vec<(String, Value)>, Inputs)> {
         let mut values: Vec<Option<Value>> = (0..self.slots).map(|_| None).collect();
         let mut seen = vec![false; self.inputs.len()];
         for (name, t) in given {
@@ -262,6 +262,9 @@ impl Model {
         Ok((outputs, kept))
     }
 }
+
+/// Named input tensors.
+pub type Inputs = Vec<(String, Tensor)>;
 
 /// A declared shape for messages: `[-1, 8]`.
 pub fn show_shape(shape: &[Option<usize>]) -> String {

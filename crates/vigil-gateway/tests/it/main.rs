@@ -780,6 +780,26 @@ fn shadow_records_are_paired_with_the_live_answer_by_request_id() {
 }
 
 #[test]
+fn a_record_larger_than_a_buffers_share_is_queued_while_the_spool_has_room() {
+    for env in envs() {
+        // 64 bytes shared out over the buffers: every 50-row record (kilobytes) is larger than
+        // a buffer's share, and is still taken by an empty buffer, not refused as "full".
+        let url = sepsis_gateway(&env, "small-buffers", |c| c.queue_bytes = 64);
+        let rows: Vec<f64> = (0..50).flat_map(row).collect();
+        let body = json!({"inputs": [{"name": "X", "shape": [50, 8], "datatype": "FP32", "data": rows}]}).to_string();
+        // Fewer records than buffers (at least 4), sent one after another: there is always an
+        // empty one, whether or not the writer has collected the others yet.
+        for _ in 0..3 {
+            let (st, out, _) = post_with(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body, &[]);
+            assert_eq!(st, 200, "{out}");
+        }
+        wait_stored(&url, 3);
+        assert_eq!(counter_at(&url, "vigil_gateway_log_rejected_total"), 0);
+        assert_eq!(counter_at(&url, "vigil_gateway_log_failed_total"), 0);
+    }
+}
+
+#[test]
 fn a_full_spool_refuses_or_drops_as_the_endpoint_says_and_counts_it() {
     for env in envs() {
         // Buffers of capacity zero are always full.
