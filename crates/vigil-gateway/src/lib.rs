@@ -151,7 +151,7 @@ struct Pending<'e> {
 /// A model's answer to a live request, with its input when that is to be logged.
 struct Answer {
     outputs: Vec<(String, vigil_onnx::Value)>,
-    inputs: Option<Vec<(String, vigil_onnx::Tensor)>>,
+    inputs: Option<vigil_onnx::Inputs>,
 }
 
 /// What an online feature lookup gave a request (for the log).
@@ -272,7 +272,7 @@ impl Gateway {
     /// Runs the routed arm's model on the request's input. When the answer is to be logged,
     /// the model gives the input back with the outputs (the log records it as the model saw
     /// it, without a copy made beforehand).
-    fn run_model(&self, p: &Pending<'_>, tensors: Vec<(String, vigil_onnx::Tensor)>) -> Result<Answer, vigil_onnx::Error> {
+    fn run_model(&self, p: &Pending<'_>, tensors: vigil_onnx::Inputs) -> Result<Answer, vigil_onnx::Error> {
         let model = &p.routed.arm.served.model;
         if self.spool.is_some() {
             model.run_keeping_inputs(tensors).map(|(outputs, inputs)| Answer { outputs, inputs: Some(inputs) })

@@ -231,11 +231,19 @@ impl Spool {
             }
             // An empty stripe takes a frame larger than a stripe's share (a big batch): it is
             // not refused while the spool is empty (unless the spool may queue nothing).
-            let fits = |frames: &Vec<u8>| frames.len() + home.frame.len() <= *stripe_bytes || (frames.is_empty() && *stripe_bytes > 0);
             let first = *home.stripe.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
+            let frame = &home.frame;
+            let put = |mut frames: std::sync::MutexGuard<'_, Vec<u8>>| {
+                let fits = frames.len() + frame.len() <= *stripe_bytes || (frames.is_empty() && *stripe_bytes > 0);
+                if fits {
+                    frames.extend_from_slice(frame);
+                }
+                fits
+            };
+            let order = || (0..stripes.len()).map(|i| &stripes[(first + i) % stripes.len()]);
             let mut busy = false;
-            for i in 0..stripes.len() {
-                let mut frames = match stripes[(first + i) % stripes.len()].try_lock() {
+            for stripe in order() {
+                let frames = match stripe.try_lock() {
                     Ok(g) => g,
                     // Whole frames only are ever appended, so a poisoned stripe is sound.
                     Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
@@ -244,23 +252,13 @@ impl Spool {
                         continue;
                     }
                 };
-                if fits(&frames) {
-                    frames.extend_from_slice(&home.frame);
+                if put(frames) {
                     return true;
                 }
             }
             // Every stripe was full, or held by another thread (more appending threads than
             // stripes): waits for those, which are only ever held for a copy.
-            if busy {
-                for i in 0..stripes.len() {
-                    let mut frames = stripes[(first + i) % stripes.len()].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if fits(&frames) {
-                        frames.extend_from_slice(&home.frame);
-                        return true;
-                    }
-                }
-            }
-            false
+            busy && order().any(|stripe| put(stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner)))
         })
     }
 

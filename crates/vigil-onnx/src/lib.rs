@@ -22,5 +22,5 @@ mod proto;
 mod tensor;
 
 pub use error::{Error, ErrorKind, Result};
-pub use model::{Io, IoKind, Model, show_shape};
+pub use model::{Inputs, Io, IoKind, Model, show_shape};
 pub use tensor::{Data, ElemType, Tensor, Value};

@@ -191,14 +191,14 @@ impl Model {
 
     /// Runs the model. Every declared input must be given once, with its element type and a
     /// shape that fits the declared one. Returns the outputs in the graph's order.
-    pub fn run(&self, given: Vec<(String, Tensor)>) -> Result<Vec<(String, Value)>> {
+    pub fn run(&self, given: Inputs) -> Result<Vec<(String, Value)>> {
         self.evaluate(given, false).map(|(outputs, _)| outputs)
     }
 
     /// Runs the model as [`Model::run`] does and gives the inputs back as well (in the
     /// model's input order), for a caller that still needs them after the run (to log them)
     /// without copying them first.
-    pub fn run_keeping_inputs(&self, given: Vec<(String, Tensor)>) -> Result<(Vec<(String, Value)>, Inputs)> {
+    pub fn run_keeping_inputs(&self, given: Inputs) -> Result<(Vec<(String, Value)>, Inputs)> {
         self.evaluate(given, true)
     }
 
