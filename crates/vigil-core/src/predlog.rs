@@ -164,6 +164,12 @@ struct PreparedGroup {
     monitored: Option<(usize, BTreeMap<String, bool>)>,
 }
 
+/// Whether two feature names are the same: records under one schema share its names, so
+/// the comparison of their bytes is rarely needed.
+fn same_name(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
 /// The rows of a version's successful records and each logged column's kind (numeric unless
 /// some record holds text in it, as [`monitoring_batch`] decides), without building the batch.
 /// Text values are parsed all the same, so a batch that would not build is refused here.
@@ -181,7 +187,7 @@ fn column_kinds(records: &[&RecordView<'_>]) -> Result<(usize, BTreeMap<String, 
     };
     for r in records {
         rows += r.rows;
-        let same = first.is_some_and(|p| p.features.len() == r.features.len() && p.features.iter().zip(&r.features).all(|(a, b)| a.name == b.name));
+        let same = first.is_some_and(|p| p.features.len() == r.features.len() && p.features.iter().zip(&r.features).all(|(a, b)| same_name(a.name, b.name)));
         if !same {
             if let Some(p) = first {
                 merge(&mut kinds, p, &run);
@@ -237,7 +243,7 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
     for (ri, r) in records.iter().enumerate() {
         let same = ri > 0 && {
             let p = &records[ri - 1].features;
-            p.len() == r.features.len() && p.iter().zip(&r.features).all(|(a, b)| a.name == b.name)
+            p.len() == r.features.len() && p.iter().zip(&r.features).all(|(a, b)| same_name(a.name, b.name))
         };
         let lid = if same {
             rec_layout[ri - 1]

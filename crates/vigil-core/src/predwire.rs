@@ -6,13 +6,24 @@
 //! or a damaged one is detected and counted, never guessed at. All integers are little-endian;
 //! a string is its byte length (u32) and UTF-8 bytes, `u32::MAX` marking an absent one.
 //!
-//! A payload is: format byte (1); request id, client id?, role byte (0 live, 1 shadow),
-//! endpoint, version id, version, arm, digest, assignment, unit hash?; bucket (u32, MAX for
-//! none); time (i64 µs since the epoch); latency (u64 µs); lookup (u64 µs, MAX for none);
-//! error? (absent when the run succeeded); rows (u32); feature count (u32) and per feature
-//! its name, a kind byte and `rows` values: `f` f32, `d` f64 (NaN missing), `i` i64,
-//! `s` strings?, `j` one JSON array text; scores flag (u8) and `rows` f64 (NaN none); the
-//! outputs as JSON object text; feature statuses? as JSON object text.
+//! A payload starts with its form byte:
+//! - `1`, a whole record: request id, client id?, role byte (0 live, 1 shadow), endpoint,
+//!   version id, version, arm, digest, assignment, unit hash?; bucket (u32, MAX for none);
+//!   time (i64 µs since the epoch); latency (u64 µs); lookup (u64 µs, MAX for none); error?
+//!   (absent when the run succeeded); rows (u32); feature count (u32) and per feature its
+//!   name, a kind byte and `rows` values: `f` f32, `d` f64 (NaN missing), `i` i64, `s`
+//!   strings?, `j` one JSON array text; scores flag (u8) and `rows` f64 (NaN none); the
+//!   outputs as JSON object text; feature statuses? as JSON object text.
+//! - `2`, a schema: what every record of one arm shares: its id (u32, unique in the segment);
+//!   endpoint, version id, version, arm, digest; feature count (u32) and per feature its name
+//!   and kind byte.
+//! - `3`, a record under a schema: the schema's id (u32), then a whole record's fields without
+//!   those the schema holds (request id, client id?, role, assignment, unit hash?, bucket,
+//!   time, latency, lookup, error?, rows, feature count, per feature only its values, scores,
+//!   outputs, statuses?). The gateway writes these: a single-row record of 20 features is
+//!   about half the bytes of a whole one, and its names are read (and checked) once per
+//!   segment, not once per record. A schema frame comes before the first record that names
+//!   it; a record whose schema is missing or damaged counts as damaged.
 //!
 //! Numbers travel as the bytes the model saw: writing a record costs copies, not formatting,
 //! and reading one for monitoring costs no parsing.
@@ -25,7 +36,12 @@ use std::collections::BTreeMap;
 
 /// The first bytes of every segment.
 pub const SEGMENT_MAGIC: &[u8; 4] = b"VPL1";
+/// Form byte of a whole record.
 const FORMAT: u8 = 1;
+/// Form byte of a schema.
+const SCHEMA: u8 = 2;
+/// Form byte of a record under a schema.
+const KEYED: u8 = 3;
 const NONE: u32 = u32::MAX;
 
 /// The fixed part of a record, borrowed from wherever the writer has it.
@@ -84,15 +100,94 @@ fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
+/// A feature's kind: how its values are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// f32 values (NaN: missing).
+    F32 = b'f',
+    /// f64 values (non-finite: missing).
+    F64 = b'd',
+    /// Integers.
+    I64 = b'i',
+    /// Text (or missing) values.
+    Str = b's',
+    /// One JSON array of mixed values.
+    Json = b'j',
+}
+
+/// Writes what every record of one arm shares (a schema's content, without its id): equal
+/// bytes are the same schema. [`SchemaWriter::begin`], one [`SchemaWriter::feature`] per
+/// feature, then [`SchemaWriter::finish`].
+pub struct SchemaWriter<'a> {
+    out: &'a mut Vec<u8>,
+    count_at: usize,
+    count: u32,
+}
+
+impl<'a> SchemaWriter<'a> {
+    /// Starts a schema at the end of `out` with the fields every record of an arm shares.
+    pub fn begin(out: &'a mut Vec<u8>, endpoint: &str, version_id: &str, version: &str, arm: &str, digest: &str) -> SchemaWriter<'a> {
+        for s in [endpoint, version_id, version, arm, digest] {
+            put_str(out, s);
+        }
+        let count_at = out.len();
+        put_u32(out, 0);
+        SchemaWriter { out, count_at, count: 0 }
+    }
+
+    /// The next feature's name and kind.
+    pub fn feature(&mut self, name: &str, kind: Kind) {
+        put_str(self.out, name);
+        self.out.push(kind as u8);
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// Ends the schema.
+    pub fn finish(self) {
+        self.out[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_le_bytes());
+    }
+}
+
+/// The frame of a schema (its content as [`SchemaWriter`] wrote it) under an id.
+pub fn schema_frame(id: u32, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(13 + content.len());
+    out.extend_from_slice(&[0; 8]);
+    out.push(SCHEMA);
+    put_u32(&mut out, id);
+    out.extend_from_slice(content);
+    seal_frame(&mut out, 0);
+    out
+}
+
+/// The schema a whole frame (length and CRC included) names, if it is a record under one.
+pub fn frame_schema(frame: &[u8]) -> Option<u32> {
+    match frame.get(8..13)? {
+        [KEYED, a, b, c, d] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+/// Writes the length and CRC of the frame that starts at `start` of `out`.
+fn seal_frame(out: &mut [u8], start: usize) {
+    let payload = &out[start + 8..];
+    let len = u32::try_from(payload.len()).unwrap_or(NONE);
+    let crc = crc32fast::hash(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Writes one frame into a buffer: [`Frame::begin`] with the head, one `feature_*` call per
-/// feature the head announced, then [`Frame::finish`].
+/// feature the head announced, then [`Frame::finish`]. A record under a schema
+/// ([`Frame::begin_keyed`]) gives only each feature's values (`f32s`, `f64s`, `i64s`, `strs`),
+/// in the schema's order and of its kinds.
 pub struct Frame<'a> {
     out: &'a mut Vec<u8>,
     start: usize,
 }
 
 impl<'a> Frame<'a> {
-    /// Starts a frame at the end of `out`.
+    /// Starts a frame of a whole record at the end of `out`.
     pub fn begin(out: &'a mut Vec<u8>, h: &Head<'_>) -> Frame<'a> {
         let start = out.len();
         out.extend_from_slice(&[0; 8]);
@@ -103,6 +198,26 @@ impl<'a> Frame<'a> {
         for s in [h.endpoint, h.version_id, h.version, h.arm, h.digest, h.assignment] {
             put_str(out, s);
         }
+        Frame::rest_of_head(out, h);
+        Frame { out, start }
+    }
+
+    /// Starts a frame of a record under schema `schema` at the end of `out`: the head's
+    /// endpoint, version id, version, arm and digest are the schema's, and not written.
+    pub fn begin_keyed(out: &'a mut Vec<u8>, schema: u32, h: &Head<'_>) -> Frame<'a> {
+        let start = out.len();
+        out.extend_from_slice(&[0; 8]);
+        out.push(KEYED);
+        put_u32(out, schema);
+        put_str(out, h.request_id);
+        put_opt(out, h.client_id);
+        out.push(u8::from(h.shadow));
+        put_str(out, h.assignment);
+        Frame::rest_of_head(out, h);
+        Frame { out, start }
+    }
+
+    fn rest_of_head(out: &mut Vec<u8>, h: &Head<'_>) {
         put_opt(out, h.unit_hash);
         put_u32(out, h.bucket.unwrap_or(NONE));
         out.extend_from_slice(&h.at.micros().to_le_bytes());
@@ -111,49 +226,73 @@ impl<'a> Frame<'a> {
         put_opt(out, h.error);
         put_u32(out, h.rows);
         put_u32(out, h.features);
-        Frame { out, start }
+    }
+
+    fn label(&mut self, name: &str, kind: Kind) {
+        put_str(self.out, name);
+        self.out.push(kind as u8);
     }
 
     /// A feature of f32 values (NaN: missing).
     pub fn feature_f32(&mut self, name: &str, values: impl Iterator<Item = f32>) {
-        put_str(self.out, name);
-        self.out.push(b'f');
-        for v in values {
-            self.out.extend_from_slice(&v.to_le_bytes());
-        }
+        self.label(name, Kind::F32);
+        self.f32s(values);
     }
 
     /// A feature of f64 values (non-finite: missing).
     pub fn feature_f64(&mut self, name: &str, values: impl Iterator<Item = f64>) {
-        put_str(self.out, name);
-        self.out.push(b'd');
-        for v in values {
-            self.out.extend_from_slice(&v.to_le_bytes());
-        }
+        self.label(name, Kind::F64);
+        self.f64s(values);
     }
 
     /// A feature of integers.
     pub fn feature_i64(&mut self, name: &str, values: impl Iterator<Item = i64>) {
-        put_str(self.out, name);
-        self.out.push(b'i');
+        self.label(name, Kind::I64);
+        self.i64s(values);
+    }
+
+    /// A feature of text (or missing) values.
+    pub fn feature_str<'s>(&mut self, name: &str, values: impl Iterator<Item = Option<&'s str>>) {
+        self.label(name, Kind::Str);
+        self.strs(values);
+    }
+
+    /// A feature of mixed values, as one JSON array.
+    pub fn feature_json(&mut self, name: &str, array: &str) {
+        self.label(name, Kind::Json);
+        put_str(self.out, array);
+    }
+
+    /// The values of an f32 feature.
+    pub fn f32s(&mut self, values: impl Iterator<Item = f32>) {
         for v in values {
             self.out.extend_from_slice(&v.to_le_bytes());
         }
     }
 
-    /// A feature of text (or missing) values.
-    pub fn feature_str<'s>(&mut self, name: &str, values: impl Iterator<Item = Option<&'s str>>) {
-        put_str(self.out, name);
-        self.out.push(b's');
+    /// The values of an f64 feature.
+    pub fn f64s(&mut self, values: impl Iterator<Item = f64>) {
+        for v in values {
+            self.out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// The values of an integer feature.
+    pub fn i64s(&mut self, values: impl Iterator<Item = i64>) {
+        for v in values {
+            self.out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// The values of a text feature.
+    pub fn strs<'s>(&mut self, values: impl Iterator<Item = Option<&'s str>>) {
         for v in values {
             put_opt(self.out, v);
         }
     }
 
-    /// A feature of mixed values, as one JSON array.
-    pub fn feature_json(&mut self, name: &str, array: &str) {
-        put_str(self.out, name);
-        self.out.push(b'j');
+    /// The values of a mixed feature, as one JSON array.
+    pub fn json(&mut self, array: &str) {
         put_str(self.out, array);
     }
 
@@ -170,11 +309,7 @@ impl<'a> Frame<'a> {
         }
         put_str(self.out, outputs);
         put_opt(self.out, statuses);
-        let payload = &self.out[self.start + 8..];
-        let len = u32::try_from(payload.len()).unwrap_or(NONE);
-        let crc = crc32fast::hash(payload);
-        self.out[self.start..self.start + 4].copy_from_slice(&len.to_le_bytes());
-        self.out[self.start + 4..self.start + 8].copy_from_slice(&crc.to_le_bytes());
+        seal_frame(self.out, self.start);
     }
 }
 
@@ -329,8 +464,99 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads one frame's payload.
-pub fn view(payload: &[u8]) -> Result<RecordView<'_>> {
+/// A schema frame as read.
+struct SchemaView<'a> {
+    id: u32,
+    endpoint: &'a str,
+    version_id: &'a str,
+    version: &'a str,
+    arm: &'a str,
+    digest: &'a str,
+    features: Vec<(&'a str, u8)>,
+}
+
+fn schema_view(payload: &[u8]) -> Result<SchemaView<'_>> {
+    let mut r = Reader(payload);
+    if r.u8()? != SCHEMA {
+        return Err(corrupt());
+    }
+    let id = r.u32()?;
+    let (endpoint, version_id, version, arm, digest) = (r.str()?, r.str()?, r.str()?, r.str()?, r.str()?);
+    let n = r.u32()? as usize;
+    let mut features = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        let name = r.str()?;
+        let kind = r.u8()?;
+        if !matches!(kind, b'f' | b'd' | b'i' | b's' | b'j') {
+            return Err(corrupt());
+        }
+        features.push((name, kind));
+    }
+    if !r.0.is_empty() {
+        return Err(corrupt());
+    }
+    Ok(SchemaView { id, endpoint, version_id, version, arm, digest, features })
+}
+
+/// The stored values of a feature of `kind`.
+fn feature_data<'a>(r: &mut Reader<'a>, kind: u8, rows: usize) -> Result<&'a [u8]> {
+    Ok(match kind {
+        b'f' => r.take(rows.checked_mul(4).ok_or_else(corrupt)?)?,
+        b'd' | b'i' => r.take(rows.checked_mul(8).ok_or_else(corrupt)?)?,
+        b's' => {
+            let start = r.0;
+            for _ in 0..rows {
+                r.opt_str()?;
+            }
+            &start[..start.len() - r.0.len()]
+        }
+        b'j' => {
+            let start = r.0;
+            r.str()?;
+            &start[..start.len() - r.0.len()]
+        }
+        _ => return Err(corrupt()),
+    })
+}
+
+/// The fields of a record after its strings: unit hash? to feature count.
+struct Middle<'a> {
+    unit_hash: Option<&'a str>,
+    bucket: Option<u32>,
+    at: Timestamp,
+    latency_us: u64,
+    lookup_us: Option<u64>,
+    error: Option<&'a str>,
+    rows: usize,
+    features: usize,
+}
+
+fn middle<'a>(r: &mut Reader<'a>) -> Result<Middle<'a>> {
+    Ok(Middle {
+        unit_hash: r.opt_str()?,
+        bucket: Some(r.u32()?).filter(|b| *b != NONE),
+        at: Timestamp::from_micros(r.u64()? as i64).ok_or_else(corrupt)?,
+        latency_us: r.u64()?,
+        lookup_us: Some(r.u64()?).filter(|l| *l != u64::MAX),
+        error: r.opt_str()?,
+        rows: r.u32()? as usize,
+        features: r.u32()? as usize,
+    })
+}
+
+/// Reads the end of a record (scores, outputs, statuses) into its view.
+fn finish_view<'a>(r: &mut Reader<'a>, head: Head<'a>, rows: usize, features: Vec<FeatureView<'a>>) -> Result<RecordView<'a>> {
+    let scores = match r.u8()? {
+        0 => None,
+        _ => Some(r.take(rows.checked_mul(8).ok_or_else(corrupt)?)?),
+    };
+    let outputs = r.str()?;
+    let statuses = r.opt_str()?;
+    Ok(RecordView { head, rows, features, scores, outputs, statuses })
+}
+
+/// Reads the payload of a whole record's frame.
+fn view(payload: &[u8]) -> Result<RecordView<'_>> {
     let mut r = Reader(payload);
     if r.u8()? != FORMAT {
         return Err(corrupt());
@@ -339,45 +565,49 @@ pub fn view(payload: &[u8]) -> Result<RecordView<'_>> {
     let client_id = r.opt_str()?;
     let shadow = r.u8()? == 1;
     let (endpoint, version_id, version, arm, digest, assignment) = (r.str()?, r.str()?, r.str()?, r.str()?, r.str()?, r.str()?);
-    let unit_hash = r.opt_str()?;
-    let bucket = Some(r.u32()?).filter(|b| *b != NONE);
-    let at = Timestamp::from_micros(r.u64()? as i64).ok_or_else(corrupt)?;
-    let latency_us = r.u64()?;
-    let lookup_us = Some(r.u64()?).filter(|l| *l != u64::MAX);
-    let error = r.opt_str()?;
-    let rows = r.u32()? as usize;
-    let n = r.u32()? as usize;
-    let mut features = Vec::with_capacity(n.min(4096));
-    for _ in 0..n {
+    let m = middle(&mut r)?;
+    let mut features = Vec::with_capacity(m.features.min(4096));
+    for _ in 0..m.features {
         let name = r.str()?;
         let kind = r.u8()?;
-        let data = match kind {
-            b'f' => r.take(rows.checked_mul(4).ok_or_else(corrupt)?)?,
-            b'd' | b'i' => r.take(rows.checked_mul(8).ok_or_else(corrupt)?)?,
-            b's' => {
-                let start = r.0;
-                for _ in 0..rows {
-                    r.opt_str()?;
-                }
-                &start[..start.len() - r.0.len()]
-            }
-            b'j' => {
-                let start = r.0;
-                r.str()?;
-                &start[..start.len() - r.0.len()]
-            }
-            _ => return Err(corrupt()),
-        };
-        features.push(FeatureView { name, kind, data, rows });
+        let data = feature_data(&mut r, kind, m.rows)?;
+        features.push(FeatureView { name, kind, data, rows: m.rows });
     }
-    let scores = match r.u8()? {
-        0 => None,
-        _ => Some(r.take(rows.checked_mul(8).ok_or_else(corrupt)?)?),
+    let head = Head {
+        request_id, client_id, shadow, endpoint, version_id, version, arm, digest, assignment,
+        unit_hash: m.unit_hash, bucket: m.bucket, at: m.at, latency_us: m.latency_us, lookup_us: m.lookup_us, error: m.error,
+        rows: m.rows as u32, features: m.features as u32,
     };
-    let outputs = r.str()?;
-    let statuses = r.opt_str()?;
-    let head = Head { request_id, client_id, shadow, endpoint, version_id, version, arm, digest, assignment, unit_hash, bucket, at, latency_us, lookup_us, error, rows: rows as u32, features: n as u32 };
-    Ok(RecordView { head, rows, features, scores, outputs, statuses })
+    finish_view(&mut r, head, m.rows, features)
+}
+
+/// Reads the payload of a record under a schema, given the segment's schemas so far.
+fn keyed_view<'a>(payload: &'a [u8], schemas: &[SchemaView<'a>]) -> Result<RecordView<'a>> {
+    let mut r = Reader(payload);
+    if r.u8()? != KEYED {
+        return Err(corrupt());
+    }
+    let id = r.u32()?;
+    let s = schemas.iter().rev().find(|s| s.id == id).ok_or_else(corrupt)?;
+    let request_id = r.str()?;
+    let client_id = r.opt_str()?;
+    let shadow = r.u8()? == 1;
+    let assignment = r.str()?;
+    let m = middle(&mut r)?;
+    if m.features != s.features.len() {
+        return Err(corrupt());
+    }
+    let mut features = Vec::with_capacity(m.features);
+    for &(name, kind) in &s.features {
+        let data = feature_data(&mut r, kind, m.rows)?;
+        features.push(FeatureView { name, kind, data, rows: m.rows });
+    }
+    let head = Head {
+        request_id, client_id, shadow, endpoint: s.endpoint, version_id: s.version_id, version: s.version, arm: s.arm, digest: s.digest, assignment,
+        unit_hash: m.unit_hash, bucket: m.bucket, at: m.at, latency_us: m.latency_us, lookup_us: m.lookup_us, error: m.error,
+        rows: m.rows as u32, features: m.features as u32,
+    };
+    finish_view(&mut r, head, m.rows, features)
 }
 
 impl RecordView<'_> {
@@ -436,6 +666,7 @@ pub fn parse_segment(bytes: &[u8]) -> Result<(Vec<RecordView<'_>>, usize)> {
         return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
     };
     let mut out = Vec::new();
+    let mut schemas = Vec::new();
     let mut damaged = 0;
     while !rest.is_empty() {
         if rest.len() < 8 {
@@ -450,9 +681,17 @@ pub fn parse_segment(bytes: &[u8]) -> Result<(Vec<RecordView<'_>>, usize)> {
             break;
         };
         rest = &rest[8 + len..];
-        match (crc32fast::hash(payload) == crc).then(|| view(payload)) {
-            Some(Ok(v)) => out.push(v),
-            _ => damaged += 1,
+        if crc32fast::hash(payload) != crc {
+            damaged += 1;
+            continue;
+        }
+        let read = match payload.first() {
+            Some(&SCHEMA) => schema_view(payload).map(|s| schemas.push(s)),
+            Some(&KEYED) => keyed_view(payload, &schemas).map(|v| out.push(v)),
+            _ => view(payload).map(|v| out.push(v)),
+        };
+        if read.is_err() {
+            damaged += 1;
         }
     }
     Ok((out, damaged))
@@ -509,6 +748,78 @@ mod tests {
         let (_, payload) = seg[4..4 + one].split_at(8);
         for cut in 0..payload.len() {
             assert!(view(&payload[..cut]).is_err());
+        }
+    }
+
+    /// Appends `r` (shaped as [`record`]) under schema `id` (written first if `schema`).
+    fn keyed(seg: &mut Vec<u8>, id: u32, schema: bool, r: &PredictionRecord) {
+        if schema {
+            let mut content = Vec::new();
+            let mut w = SchemaWriter::begin(&mut content, &r.endpoint, &r.version_id, &r.version, &r.arm, &r.digest);
+            for (name, kind) in [("age", Kind::I64), ("bmi", Kind::F64), ("mixed", Kind::Json), ("sex", Kind::Str)] {
+                w.feature(name, kind);
+            }
+            w.finish();
+            seg.extend(schema_frame(id, &content));
+        }
+        let head = Head { request_id: &r.request_id, client_id: r.client_id.as_deref(), shadow: r.role == "shadow", endpoint: "", version_id: "", version: "", arm: "", digest: "",
+            assignment: &r.assignment, unit_hash: r.unit_hash.as_deref(), bucket: r.bucket, at: r.at, latency_us: r.latency_us, lookup_us: r.lookup_us,
+            error: r.error.as_deref(), rows: r.rows as u32, features: 4 };
+        let f = &r.features;
+        let mut w = Frame::begin_keyed(seg, id, &head);
+        w.i64s(f["age"].iter().map(|v| v.as_i64().unwrap()));
+        w.f64s(f["bmi"].iter().map(|v| v.as_f64().unwrap_or(f64::NAN)));
+        w.json(&Value::Array(f["mixed"].clone()).to_string());
+        w.strs(f["sex"].iter().map(Value::as_str));
+        let mut scores = r.scores.as_ref().map(|s| s.iter().copied());
+        let statuses = r.feature_statuses.as_ref().map(|s| serde_json::to_string(s).unwrap());
+        w.finish(scores.as_mut().map(|i| i as &mut dyn Iterator<Item = Option<f64>>), &serde_json::to_string(&r.outputs).unwrap(), statuses.as_deref());
+    }
+
+    #[test]
+    fn records_under_a_schema_read_as_whole_ones_in_fewer_bytes() {
+        let mut other = record();
+        (other.request_id, other.version_id, other.arm, other.role, other.error, other.status) = ("req_2".into(), "mv_2".into(), "a".into(), "live".into(), None, "ok".into());
+        let mut seg = new_segment();
+        keyed(&mut seg, 1, true, &record());
+        keyed(&mut seg, 9, true, &other);
+        keyed(&mut seg, 1, false, &record());
+        let (views, damaged) = parse_segment(&seg).unwrap();
+        assert_eq!(damaged, 0);
+        let read: Vec<PredictionRecord> = views.iter().map(|v| v.to_record().unwrap()).collect();
+        assert_eq!(read, vec![record(), other, record()]);
+        assert_eq!(frame_schema(&seg[4..]), None, "a schema frame names no schema");
+        let mut whole = new_segment();
+        encode_record(&record(), &mut whole);
+        let mut one = Vec::new();
+        keyed(&mut one, 1, false, &record());
+        assert_eq!(frame_schema(&one), Some(1));
+        assert!(one.len() + 40 < whole.len() - 4, "{} vs {}", one.len(), whole.len() - 4);
+    }
+
+    #[test]
+    fn records_whose_schema_is_missing_or_damaged_are_counted_damaged() {
+        let mut seg = new_segment();
+        keyed(&mut seg, 1, true, &record());
+        let schema_len = 8 + u32::from_le_bytes(seg[4..8].try_into().unwrap()) as usize;
+        keyed(&mut seg, 1, false, &record());
+        keyed(&mut seg, 2, false, &record());
+        encode_record(&record(), &mut seg);
+        assert_eq!(parse_segment(&seg).map(|(v, d)| (v.len(), d)).unwrap(), (3, 1), "schema 2 was never written");
+        let mut bad = seg.clone();
+        bad[4 + schema_len - 3] ^= 0xff;
+        assert_eq!(parse_segment(&bad).map(|(v, d)| (v.len(), d)).unwrap(), (1, 4), "the damaged schema and the three records under a schema");
+        // Any truncation of a schema or a record under one is an error, never a panic.
+        let (_, schema) = seg[4..4 + schema_len].split_at(8);
+        let schemas = vec![schema_view(schema).unwrap()];
+        let rest = &seg[4 + schema_len..];
+        let (_, payload) = rest[..8 + u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize].split_at(8);
+        assert!(keyed_view(payload, &schemas).is_ok());
+        for cut in 0..payload.len() {
+            assert!(keyed_view(&payload[..cut], &schemas).is_err());
+        }
+        for cut in 0..schema.len() {
+            assert!(schema_view(&schema[..cut]).is_err());
         }
     }
 

@@ -119,15 +119,81 @@ const WRITER_NAP: Duration = Duration::from_millis(2);
 struct Home {
     /// The stripe it tries first (threads are spread over the stripes).
     stripe: Option<usize>,
+    enc: Encoder,
+}
+
+std::thread_local! {
+    static HOME: std::cell::RefCell<Home> = const { std::cell::RefCell::new(Home { stripe: None, enc: Encoder::new() }) };
+}
+
+/// What a thread encodes records with ([`write_record`]), reused from record to record.
+struct Encoder {
     /// The frame being encoded: a stripe only ever receives whole frames, so an encoding that
     /// failed (or panicked) leaves nothing behind in it.
     frame: Vec<u8>,
     /// For formatting outputs.
     scratch: Vec<u8>,
+    /// The record's schema content, built to find its id.
+    schema: Vec<u8>,
+    /// The schemas this thread used last, with their ids (a few: the arms it serves).
+    known: Vec<(Box<[u8]>, u32)>,
 }
 
-std::thread_local! {
-    static HOME: std::cell::RefCell<Home> = const { std::cell::RefCell::new(Home { stripe: None, frame: Vec::new(), scratch: Vec::new() }) };
+impl Encoder {
+    const fn new() -> Encoder {
+        Encoder { frame: Vec::new(), scratch: Vec::new(), schema: Vec::new(), known: Vec::new() }
+    }
+
+    /// The id of the schema in `self.schema`.
+    fn schema_id(&mut self) -> std::io::Result<u32> {
+        if let Some((_, id)) = self.known.iter().find(|(c, _)| **c == *self.schema) {
+            return Ok(*id);
+        }
+        let id = SCHEMAS.id(&self.schema)?;
+        if self.known.len() >= 16 {
+            self.known.remove(0);
+        }
+        self.known.push((self.schema.as_slice().into(), id));
+        Ok(id)
+    }
+}
+
+/// Every schema ([`predwire::SchemaWriter`]: what the records of one arm share) this process
+/// has logged under, by content, with its frame: a record names its schema by id, and a
+/// segment's writer puts the schema's frame before the segment's first record under it. One
+/// per (endpoint, arm, version, input layout) served, never forgotten: a few hundred bytes
+/// each.
+#[derive(Default)]
+struct SchemaBook {
+    inner: std::sync::RwLock<BookInner>,
+}
+
+#[derive(Default)]
+struct BookInner {
+    ids: std::collections::HashMap<Box<[u8]>, u32>,
+    frames: Vec<Arc<[u8]>>,
+}
+
+static SCHEMAS: std::sync::LazyLock<SchemaBook> = std::sync::LazyLock::new(SchemaBook::default);
+
+impl SchemaBook {
+    fn id(&self, content: &[u8]) -> std::io::Result<u32> {
+        if let Some(id) = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).ids.get(content) {
+            return Ok(*id);
+        }
+        let mut book = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(id) = book.ids.get(content) {
+            return Ok(*id);
+        }
+        let id = u32::try_from(book.frames.len()).map_err(std::io::Error::other)?;
+        book.frames.push(predwire::schema_frame(id, content).into());
+        book.ids.insert(content.into(), id);
+        Ok(id)
+    }
+
+    fn frame(&self, id: u32) -> Option<Arc<[u8]>> {
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).frames.get(id as usize).cloned()
+    }
 }
 
 /// Spreads threads over the stripes.
@@ -209,8 +275,7 @@ impl Spool {
             on_disk: self.on_disk.clone(),
             counters: self.counters.clone(),
             open: None,
-            line: Vec::with_capacity(4096),
-            scratch: Vec::with_capacity(1024),
+            enc: Encoder::new(),
             _alive: self.sync_alive.clone(),
         }
     }
@@ -224,15 +289,14 @@ impl Spool {
         }
         let Stripes { stripes, stripe_bytes } = &*self.pending;
         HOME.with_borrow_mut(|home| {
-            home.frame.clear();
-            if write_record(job, &mut home.frame, &mut home.scratch).is_err() {
+            if write_record(job, &mut home.enc).is_err() {
                 self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
             // An empty stripe takes a frame larger than a stripe's share (a big batch): it is
             // not refused while the spool is empty (unless the spool may queue nothing).
             let first = *home.stripe.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
-            let frame = &home.frame;
+            let frame = &home.enc.frame;
             let put = |mut frames: std::sync::MutexGuard<'_, Vec<u8>>| {
                 let fits = frames.len() + frame.len() <= *stripe_bytes || (frames.is_empty() && *stripe_bytes > 0);
                 if fits {
@@ -299,6 +363,8 @@ struct Open {
     opened: Instant,
     bytes: u64,
     unsynced: bool,
+    /// The schemas whose frames it holds.
+    schemas: Vec<u32>,
 }
 
 struct Writer {
@@ -444,8 +510,9 @@ impl Writer {
     }
 }
 
-/// Appends a frame to the open segment, opening one first if there is none; gives the bytes
-/// it added to the spool's files (for the caller to count on disk).
+/// Appends a frame to the open segment, opening one first if there is none, and the frame of
+/// its schema before it if the segment has none; gives the bytes it added to the spool's
+/// files (for the caller to count on disk).
 fn append(cfg: &SpoolConfig, open: &mut Option<Open>, line: &[u8]) -> std::io::Result<u64> {
     let mut added = 0;
     if open.is_none() {
@@ -454,9 +521,18 @@ fn append(cfg: &SpoolConfig, open: &mut Option<Open>, line: &[u8]) -> std::io::R
         let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
         file.write_all(predwire::SEGMENT_MAGIC)?;
         added += predwire::SEGMENT_MAGIC.len() as u64;
-        *open = Some(Open { id, file, opened: Instant::now(), bytes: predwire::SEGMENT_MAGIC.len() as u64, unsynced: true });
+        *open = Some(Open { id, file, opened: Instant::now(), bytes: predwire::SEGMENT_MAGIC.len() as u64, unsynced: true, schemas: Vec::new() });
     }
     let Some(o) = open.as_mut() else { return Ok(added) };
+    if let Some(id) = predwire::frame_schema(line)
+        && !o.schemas.contains(&id)
+    {
+        let schema = SCHEMAS.frame(id).ok_or_else(|| std::io::Error::other("a record names a schema this process never made"))?;
+        o.file.write_all(&schema)?;
+        o.bytes += schema.len() as u64;
+        added += schema.len() as u64;
+        o.schemas.push(id);
+    }
     o.file.write_all(line)?;
     o.bytes += line.len() as u64;
     o.unsynced = true;
@@ -505,8 +581,7 @@ pub(crate) struct BackgroundLog {
     on_disk: Arc<AtomicU64>,
     counters: Arc<Counters>,
     open: Option<Open>,
-    line: Vec<u8>,
-    scratch: Vec<u8>,
+    enc: Encoder,
     /// Keeps the syncer running until this log is gone; nothing is sent on it.
     _alive: SyncSender<SyncJob>,
 }
@@ -519,12 +594,11 @@ impl BackgroundLog {
             return;
         }
         self.counters.log_queued.fetch_add(1, Ordering::Relaxed);
-        self.line.clear();
-        if write_record(job, &mut self.line, &mut self.scratch).is_err() {
+        if write_record(job, &mut self.enc).is_err() {
             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match append(&self.cfg, &mut self.open, &self.line) {
+        match append(&self.cfg, &mut self.open, &self.enc.frame) {
             Ok(n) => {
                 self.on_disk.fetch_add(n, Ordering::Relaxed);
                 self.counters.log_spooled.fetch_add(1, Ordering::Relaxed);
@@ -879,14 +953,41 @@ fn write_outputs(outs: &[(String, Value)], out: &mut Vec<u8>) -> std::io::Result
     Ok(())
 }
 
-/// Appends a record as one frame of the log's binary format ([`vigil_core::predwire`]),
-/// straight from the job (on the thread that offers it: a request thread, or the shadow
-/// thread): the input values are copied as the model saw them; only the outputs are
-/// formatted (as JSON). `scratch` is a reusable buffer.
-fn write_record(job: &LogJob<'_>, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+/// Encodes a record into `enc.frame` as one frame of the log's binary format
+/// ([`vigil_core::predwire`]), straight from the job (on the thread that offers it: a request
+/// thread, or the shadow thread): a record under its arm's schema (endpoint, version, digest,
+/// the features' names and kinds, written once per segment), with the input values copied as
+/// the model saw them; only the outputs are formatted (as JSON).
+fn write_record(job: &LogJob<'_>, enc: &mut Encoder) -> std::io::Result<()> {
     let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
     let s = job.served;
     let features: usize = job.inputs.iter().map(|(_, t)| t.data.len() / rows).sum();
+    enc.schema.clear();
+    let mut schema = predwire::SchemaWriter::begin(&mut enc.schema, job.endpoint, &s.version_id, &s.version, job.arm, &s.digest);
+    let mut name_buf: String;
+    for (name, t) in job.inputs {
+        let k = t.data.len() / rows;
+        let names = s.columns_of(name).filter(|c| c.len() == k);
+        let kind = match &t.data {
+            Data::F32(_) => predwire::Kind::F32,
+            Data::F64(_) => predwire::Kind::F64,
+            Data::I64(_) | Data::I32(_) | Data::Bool(_) => predwire::Kind::I64,
+            Data::Str(_) => predwire::Kind::Str,
+        };
+        for j in 0..k {
+            let col: &str = match names {
+                Some(n) => &n[j],
+                None if k == 1 => name,
+                None => {
+                    name_buf = format!("{name}[{j}]");
+                    &name_buf
+                }
+            };
+            schema.feature(col, kind);
+        }
+    }
+    schema.finish();
+    let id = enc.schema_id()?;
     let head = predwire::Head {
         request_id: job.request_id,
         client_id: job.client_id,
@@ -906,31 +1007,23 @@ fn write_record(job: &LogJob<'_>, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> s
         rows: u32::try_from(rows).map_err(std::io::Error::other)?,
         features: u32::try_from(features).map_err(std::io::Error::other)?,
     };
-    let mut frame = predwire::Frame::begin(out, &head);
-    let mut name_buf: String;
-    for (name, t) in job.inputs {
+    enc.frame.clear();
+    let mut frame = predwire::Frame::begin_keyed(&mut enc.frame, id, &head);
+    for (_, t) in job.inputs {
         let k = t.data.len() / rows;
-        let names = s.columns_of(name).filter(|c| c.len() == k);
         for j in 0..k {
-            let col: &str = match names {
-                Some(n) => &n[j],
-                None if k == 1 => name,
-                None => {
-                    name_buf = format!("{name}[{j}]");
-                    &name_buf
-                }
-            };
             let cells = (0..rows).map(|r| r * k + j);
             match &t.data {
-                Data::F32(x) => frame.feature_f32(col, cells.map(|i| x[i])),
-                Data::F64(x) => frame.feature_f64(col, cells.map(|i| x[i])),
-                Data::I64(x) => frame.feature_i64(col, cells.map(|i| x[i])),
-                Data::I32(x) => frame.feature_i64(col, cells.map(|i| i64::from(x[i]))),
-                Data::Bool(x) => frame.feature_i64(col, cells.map(|i| i64::from(x[i]))),
-                Data::Str(x) => frame.feature_str(col, cells.map(|i| Some(x[i].as_str()))),
+                Data::F32(x) => frame.f32s(cells.map(|i| x[i])),
+                Data::F64(x) => frame.f64s(cells.map(|i| x[i])),
+                Data::I64(x) => frame.i64s(cells.map(|i| x[i])),
+                Data::I32(x) => frame.i64s(cells.map(|i| i64::from(x[i]))),
+                Data::Bool(x) => frame.i64s(cells.map(|i| i64::from(x[i]))),
+                Data::Str(x) => frame.strs(cells.map(|i| Some(x[i].as_str()))),
             }
         }
     }
+    let scratch = &mut enc.scratch;
     scratch.clear();
     match job.outputs {
         Ok(outs) => {
@@ -1056,12 +1149,20 @@ mod tests {
             let label = Tensor::new(vec![rows], Data::I64((0..rows as i64).collect())).unwrap();
             let maps = Value::MapsI64((0..rows).map(|r| vec![(0, 0.25 + r as f32), (1, 0.75)]).collect());
             for outputs in [Ok(vec![("label".to_owned(), Value::Tensor(label.clone())), ("probabilities".to_owned(), Value::Tensor(probs.clone()))]), Ok(vec![("p".to_owned(), maps)]), Err("shadow failed".to_owned())] {
-                let mut seg = predwire::new_segment();
                 let o = owned(rows, outputs);
-                write_record(&job(&o), &mut seg, &mut Vec::new()).unwrap();
+                let mut enc = Encoder::new();
+                write_record(&job(&o), &mut enc).unwrap();
+                // The schema's frame comes from the book, as the writer puts it in a segment.
+                let id = predwire::frame_schema(&enc.frame).unwrap();
+                let mut seg = predwire::new_segment();
+                seg.extend_from_slice(&SCHEMAS.frame(id).unwrap());
+                seg.extend_from_slice(&enc.frame);
                 let (views, damaged) = predwire::parse_segment(&seg).unwrap();
                 assert_eq!((views.len(), damaged), (1, 0));
                 assert_eq!(views[0].to_record().unwrap(), record_of(&job(&o)));
+                // The same schema again: the same id, found without the book.
+                write_record(&job(&o), &mut enc).unwrap();
+                assert_eq!(predwire::frame_schema(&enc.frame), Some(id));
             }
         }
     }
