@@ -164,12 +164,6 @@ struct PreparedGroup {
     monitored: Option<(usize, BTreeMap<String, bool>)>,
 }
 
-/// Whether two feature names are the same: records under one schema share its names, so
-/// the comparison of their bytes is rarely needed.
-fn same_name(a: &str, b: &str) -> bool {
-    std::ptr::eq(a, b) || a == b
-}
-
 /// The rows of a version's successful records and each logged column's kind (numeric unless
 /// some record holds text in it, as [`monitoring_batch`] decides), without building the batch.
 /// Text values are parsed all the same, so a batch that would not build is refused here.
@@ -181,22 +175,25 @@ fn column_kinds(records: &[&RecordView<'_>]) -> Result<(usize, BTreeMap<String, 
     let mut run: Vec<bool> = Vec::new();
     let mut first: Option<&RecordView<'_>> = None;
     let merge = |kinds: &mut BTreeMap<String, bool>, r: &RecordView<'_>, run: &[bool]| {
-        for (f, numeric) in r.features.iter().zip(run) {
+        for (f, numeric) in r.features().zip(run) {
             *kinds.entry(f.name.to_owned()).or_insert(true) &= *numeric;
         }
     };
     for r in records {
         rows += r.rows;
-        let same = first.is_some_and(|p| p.features.len() == r.features.len() && p.features.iter().zip(&r.features).all(|(a, b)| same_name(a.name, b.name)));
+        let same = first.is_some_and(|p| p.same_features(r));
         if !same {
             if let Some(p) = first {
                 merge(&mut kinds, p, &run);
             }
             run.clear();
-            run.resize(r.features.len(), true);
+            run.resize(r.feature_count(), true);
             first = Some(r);
         }
-        for (fi, f) in r.features.iter().enumerate() {
+        if r.all_numeric() {
+            continue;
+        }
+        for (fi, f) in r.features().enumerate() {
             if !f.numeric() {
                 let all = f.values()?.iter().all(|v| v.is_null() || v.is_number());
                 run[fi] &= all;
@@ -241,16 +238,12 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
     let mut rec_layout: Vec<usize> = Vec::with_capacity(records.len());
     let mut parsed: BTreeMap<(usize, usize), Vec<Value>> = BTreeMap::new();
     for (ri, r) in records.iter().enumerate() {
-        let same = ri > 0 && {
-            let p = &records[ri - 1].features;
-            p.len() == r.features.len() && p.iter().zip(&r.features).all(|(a, b)| same_name(a.name, b.name))
-        };
+        let same = ri > 0 && records[ri - 1].same_features(r);
         let lid = if same {
             rec_layout[ri - 1]
         } else {
             let cols = r
-                .features
-                .iter()
+                .features()
                 .map(|f| {
                     *col_ids.entry(f.name).or_insert_with(|| {
                         names.push(f.name);
@@ -263,7 +256,10 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
             layouts.len() - 1
         };
         rec_layout.push(lid);
-        for (fi, f) in r.features.iter().enumerate() {
+        if r.all_numeric() {
+            continue;
+        }
+        for (fi, f) in r.features().enumerate() {
             let num = if f.numeric() {
                 true
             } else {
@@ -292,7 +288,7 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
         let cells = records.iter().enumerate().flat_map(|(ri, r)| (0..r.rows).map(move |i| (ri, at(ri), i)));
         let column = if numeric[c] {
             Column::numeric(cells.map(|(ri, fi, i)| {
-                let f = &records[ri].features[fi?];
+                let f = records[ri].feature(fi?)?;
                 if f.numeric() { f.number(i) } else { parsed.get(&(ri, fi?)).and_then(|v| v[i].as_f64()) }
             }))
         } else {
@@ -301,7 +297,9 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
                 if let Some(fi) = at(ri)
                     && !parsed.contains_key(&(ri, fi))
                 {
-                    owned.insert((ri, fi), r.features[fi].values()?);
+                    if let Some(f) = r.feature(fi) {
+                        owned.insert((ri, fi), f.values()?);
+                    }
                 }
             }
             Column::categorical(cells.map(|(ri, fi, i)| {

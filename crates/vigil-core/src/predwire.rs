@@ -421,8 +421,7 @@ pub struct RecordView<'a> {
     pub head: Head<'a>,
     /// Rows.
     pub rows: usize,
-    /// The features.
-    pub features: Vec<FeatureView<'a>>,
+    features: Features<'a>,
     scores: Option<&'a [u8]>,
     outputs: &'a str,
     statuses: Option<&'a str>,
@@ -464,6 +463,24 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A record's features: listed one by one, or the values of a schema whose kinds all have a
+/// fixed width (found by offset, so reading such a record builds no list).
+#[derive(Debug, Clone)]
+enum Features<'a> {
+    Listed(Vec<FeatureView<'a>>),
+    Fixed(std::sync::Arc<Layout<'a>>, &'a [u8]),
+}
+
+/// A schema's features.
+#[derive(Debug)]
+struct Layout<'a> {
+    features: Vec<(&'a str, u8)>,
+    /// Where each feature's values start in a one-row record, and where they end, if every
+    /// kind has a fixed width (values are stored feature by feature, so in a record of `rows`
+    /// rows feature `i` starts at `rows * offsets[i]`).
+    offsets: Option<Vec<usize>>,
+}
+
 /// A schema frame as read.
 struct SchemaView<'a> {
     id: u32,
@@ -472,7 +489,7 @@ struct SchemaView<'a> {
     version: &'a str,
     arm: &'a str,
     digest: &'a str,
-    features: Vec<(&'a str, u8)>,
+    layout: std::sync::Arc<Layout<'a>>,
 }
 
 fn schema_view(payload: &[u8]) -> Result<SchemaView<'_>> {
@@ -495,7 +512,22 @@ fn schema_view(payload: &[u8]) -> Result<SchemaView<'_>> {
     if !r.0.is_empty() {
         return Err(corrupt());
     }
-    Ok(SchemaView { id, endpoint, version_id, version, arm, digest, features })
+    let mut offsets = Some(Vec::with_capacity(features.len() + 1));
+    let mut at = 0usize;
+    for (_, kind) in &features {
+        let width = match kind {
+            b'f' => 4,
+            b'd' | b'i' => 8,
+            _ => {
+                offsets = None;
+                break;
+            }
+        };
+        offsets.as_mut().map(|o| o.push(at));
+        at += width;
+    }
+    offsets.as_mut().map(|o| o.push(at));
+    Ok(SchemaView { id, endpoint, version_id, version, arm, digest, layout: std::sync::Arc::new(Layout { features, offsets }) })
 }
 
 /// The stored values of a feature of `kind`.
@@ -545,7 +577,7 @@ fn middle<'a>(r: &mut Reader<'a>) -> Result<Middle<'a>> {
 }
 
 /// Reads the end of a record (scores, outputs, statuses) into its view.
-fn finish_view<'a>(r: &mut Reader<'a>, head: Head<'a>, rows: usize, features: Vec<FeatureView<'a>>) -> Result<RecordView<'a>> {
+fn finish_view<'a>(r: &mut Reader<'a>, head: Head<'a>, rows: usize, features: Features<'a>) -> Result<RecordView<'a>> {
     let scores = match r.u8()? {
         0 => None,
         _ => Some(r.take(rows.checked_mul(8).ok_or_else(corrupt)?)?),
@@ -573,6 +605,7 @@ fn view(payload: &[u8]) -> Result<RecordView<'_>> {
         let data = feature_data(&mut r, kind, m.rows)?;
         features.push(FeatureView { name, kind, data, rows: m.rows });
     }
+    let features = Features::Listed(features);
     let head = Head {
         request_id, client_id, shadow, endpoint, version_id, version, arm, digest, assignment,
         unit_hash: m.unit_hash, bucket: m.bucket, at: m.at, latency_us: m.latency_us, lookup_us: m.lookup_us, error: m.error,
@@ -594,14 +627,21 @@ fn keyed_view<'a>(payload: &'a [u8], schemas: &[SchemaView<'a>]) -> Result<Recor
     let shadow = r.u8()? == 1;
     let assignment = r.str()?;
     let m = middle(&mut r)?;
-    if m.features != s.features.len() {
+    let layout = &s.layout;
+    if m.features != layout.features.len() {
         return Err(corrupt());
     }
-    let mut features = Vec::with_capacity(m.features);
-    for &(name, kind) in &s.features {
-        let data = feature_data(&mut r, kind, m.rows)?;
-        features.push(FeatureView { name, kind, data, rows: m.rows });
-    }
+    let features = match &layout.offsets {
+        Some(o) => Features::Fixed(layout.clone(), r.take(m.rows.checked_mul(o[o.len() - 1]).ok_or_else(corrupt)?)?),
+        None => {
+            let mut features = Vec::with_capacity(m.features);
+            for &(name, kind) in &layout.features {
+                let data = feature_data(&mut r, kind, m.rows)?;
+                features.push(FeatureView { name, kind, data, rows: m.rows });
+            }
+            Features::Listed(features)
+        }
+    };
     let head = Head {
         request_id, client_id, shadow, endpoint: s.endpoint, version_id: s.version_id, version: s.version, arm: s.arm, digest: s.digest, assignment,
         unit_hash: m.unit_hash, bucket: m.bucket, at: m.at, latency_us: m.latency_us, lookup_us: m.lookup_us, error: m.error,
@@ -610,7 +650,53 @@ fn keyed_view<'a>(payload: &'a [u8], schemas: &[SchemaView<'a>]) -> Result<Recor
     finish_view(&mut r, head, m.rows, features)
 }
 
-impl RecordView<'_> {
+impl<'a> RecordView<'a> {
+    /// How many features it has.
+    pub fn feature_count(&self) -> usize {
+        match &self.features {
+            Features::Listed(f) => f.len(),
+            Features::Fixed(l, _) => l.features.len(),
+        }
+    }
+
+    /// Feature `i`.
+    pub fn feature(&self, i: usize) -> Option<FeatureView<'a>> {
+        match &self.features {
+            Features::Listed(f) => f.get(i).copied(),
+            Features::Fixed(l, values) => {
+                let (name, kind) = *l.features.get(i)?;
+                let o = l.offsets.as_ref()?;
+                let data = values.get(self.rows.checked_mul(o[i])?..self.rows.checked_mul(o[i + 1])?)?;
+                Some(FeatureView { name, kind, data, rows: self.rows })
+            }
+        }
+    }
+
+    /// The features in order.
+    pub fn features(&self) -> impl Iterator<Item = FeatureView<'a>> + '_ {
+        (0..self.feature_count()).filter_map(|i| self.feature(i))
+    }
+
+    /// Whether it has the same features (names, in order) as `other`: records under one
+    /// schema always do, and are not compared name by name.
+    pub fn same_features(&self, other: &RecordView<'_>) -> bool {
+        if let (Features::Fixed(a, _), Features::Fixed(b, _)) = (&self.features, &other.features)
+            && std::ptr::eq(std::sync::Arc::as_ptr(a).cast::<u8>(), std::sync::Arc::as_ptr(b).cast::<u8>())
+        {
+            return true;
+        }
+        self.feature_count() == other.feature_count() && self.features().zip(other.features()).all(|(a, b)| a.name == b.name)
+    }
+
+    /// Whether every feature is numeric (known without a look at each for records under a
+    /// schema of fixed-width kinds).
+    pub fn all_numeric(&self) -> bool {
+        match &self.features {
+            Features::Fixed(..) => true,
+            Features::Listed(f) => f.iter().all(FeatureView::numeric),
+        }
+    }
+
     /// `live` or `shadow`.
     pub fn role(&self) -> &'static str {
         if self.head.shadow { "shadow" } else { "live" }
@@ -630,7 +716,7 @@ impl RecordView<'_> {
     /// The whole record.
     pub fn to_record(&self) -> Result<PredictionRecord> {
         let mut features = BTreeMap::new();
-        for f in &self.features {
+        for f in self.features() {
             features.insert(f.name.to_owned(), f.values()?);
         }
         let h = &self.head;
@@ -724,9 +810,9 @@ mod tests {
         assert_eq!(damaged, 0);
         assert_eq!(views[0].to_record().unwrap(), record());
         assert_eq!(views[1].to_record().unwrap(), ok);
-        assert_eq!(views[0].features.iter().map(|f| f.numeric()).collect::<Vec<_>>(), vec![true, true, false, false]);
-        assert_eq!(views[0].features[1].number(1), None);
-        assert_eq!(views[0].features[0].number(2), Some(52.0));
+        assert_eq!(views[0].features().map(|f| f.numeric()).collect::<Vec<_>>(), vec![true, true, false, false]);
+        assert_eq!(views[0].feature(1).unwrap().number(1), None);
+        assert_eq!(views[0].feature(0).unwrap().number(2), Some(52.0));
     }
 
     #[test]
@@ -798,6 +884,52 @@ mod tests {
     }
 
     #[test]
+    fn records_under_a_schema_of_fixed_width_kinds_are_read_by_offset() {
+        let mut content = Vec::new();
+        let mut w = SchemaWriter::begin(&mut content, "m", "mv_1", "1.0.0", "a", "d");
+        for (name, kind) in [("x", Kind::F32), ("y", Kind::F64), ("n", Kind::I64)] {
+            w.feature(name, kind);
+        }
+        w.finish();
+        let mut seg = new_segment();
+        seg.extend(schema_frame(3, &content));
+        for rows in [3u32, 1] {
+            let head = Head { request_id: "r", client_id: None, shadow: false, endpoint: "", version_id: "", version: "", arm: "", digest: "", assignment: "random",
+                unit_hash: None, bucket: None, at: Timestamp::from_micros(0).unwrap(), latency_us: 1, lookup_us: None, error: None, rows, features: 3 };
+            let mut f = Frame::begin_keyed(&mut seg, 3, &head);
+            f.f32s([0.5f32, f32::NAN, 2.0].into_iter().take(rows as usize));
+            f.f64s([1.5, 2.5, 3.5].into_iter().take(rows as usize));
+            f.i64s([7, 8, 9].into_iter().take(rows as usize));
+            f.finish(None, "{}", None);
+        }
+        let mut whole = record();
+        whole.features = [("x", json!(1.0)), ("y", json!(2.0)), ("n", json!(3))].into_iter().map(|(k, v)| (k.to_owned(), vec![v; 3])).collect();
+        encode_record(&whole, &mut seg);
+        let (views, damaged) = parse_segment(&seg).unwrap();
+        assert_eq!((views.len(), damaged), (3, 0));
+        let v = &views[0];
+        assert!(v.all_numeric() && v.feature_count() == 3 && v.feature(3).is_none());
+        assert_eq!(v.features().map(|f| f.name).collect::<Vec<_>>(), ["x", "y", "n"]);
+        assert_eq!((0..3).map(|i| v.feature(0).unwrap().number(i)).collect::<Vec<_>>(), [Some(0.5), None, Some(2.0)]);
+        assert_eq!((0..3).map(|i| v.feature(1).unwrap().number(i)).collect::<Vec<_>>(), [Some(1.5), Some(2.5), Some(3.5)]);
+        assert_eq!(v.feature(2).unwrap().values().unwrap(), vec![json!(7), json!(8), json!(9)]);
+        assert_eq!(views[1].feature(2).unwrap().values().unwrap(), vec![json!(7)]);
+        assert!(v.same_features(&views[1]));
+        // The whole record lists its features by name order (n, x, y): not the same.
+        assert!(!v.same_features(&views[2]) && views[2].all_numeric());
+        assert_eq!(views[2].features().map(|f| f.name).collect::<Vec<_>>(), ["n", "x", "y"]);
+        // Any truncation of such a record is an error, never a panic.
+        let frame_at = |at: usize| &seg[at + 8..at + 8 + u32::from_le_bytes(seg[at..at + 4].try_into().unwrap()) as usize];
+        let schema = frame_at(4);
+        let schemas = vec![schema_view(schema).unwrap()];
+        let payload = frame_at(4 + 8 + schema.len());
+        assert!(keyed_view(payload, &schemas).is_ok());
+        for cut in 0..payload.len() {
+            assert!(keyed_view(&payload[..cut], &schemas).is_err());
+        }
+    }
+
+    #[test]
     fn records_whose_schema_is_missing_or_damaged_are_counted_damaged() {
         let mut seg = new_segment();
         keyed(&mut seg, 1, true, &record());
@@ -832,7 +964,7 @@ mod tests {
         f.feature_f32("x", [0.1234f32, f32::NAN].into_iter());
         f.finish(None, "{}", None);
         let (views, _) = parse_segment(&seg).unwrap();
-        assert_eq!(views[0].features[0].values().unwrap(), vec![json!(0.1234), Value::Null]);
-        assert_eq!(views[0].features[0].number(0), Some(f64::from(0.1234f32)));
+        assert_eq!(views[0].feature(0).unwrap().values().unwrap(), vec![json!(0.1234), Value::Null]);
+        assert_eq!(views[0].feature(0).unwrap().number(0), Some(f64::from(0.1234f32)));
     }
 }

@@ -70,7 +70,7 @@ impl Lookup {
         let table: Vec<Vec<FeatureValue>> = match &self.spec.source {
             FeatureSource::Embedded { feature_set } => {
                 let max_age = self.spec.max_age_seconds;
-                blocking(|| registry.lookup_online_features(feature_set, &ids, &self.names, max_age)).map_err(|e| Failure::Unavailable(format!("feature_store_unavailable: the online store could not be read ({})", e.code().as_str())))?
+                blocking(|| EMBEDDED_LOOKUPS.run(|| registry.lookup_online_features(feature_set, &ids, &self.names, max_age))).map_err(|e| Failure::Unavailable(format!("feature_store_unavailable: the online store could not be read ({})", e.code().as_str())))?
             }
             FeatureSource::Feast { url, feature_view, feature_service, .. } => blocking(|| self.feast(url, feature_view.as_deref(), feature_service.as_deref(), entities))?,
         };
@@ -157,9 +157,77 @@ impl Lookup {
 }
 
 /// Runs blocking IO from a request handler without stalling the runtime's other tasks.
+/// How many embedded lookups run at once. Each holds a database connection, and each
+/// connection keeps a page cache of its own: 16 connections of lookups at once held 16 of
+/// them (about 40 MB more resident memory), and more lookups at once than CPUs make none of
+/// them faster. A lookup over the limit waits for one to finish.
+static EMBEDDED_LOOKUPS: Gate = Gate { running: std::sync::Mutex::new(0), freed: std::sync::Condvar::new() };
+
+/// A counting gate for blocking work (on a thread that may block).
+struct Gate {
+    running: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Gate {
+    /// Runs `f` once fewer than the CPUs (at least 2) run under the gate.
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        let limit = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2);
+        {
+            let mut n = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            while *n >= limit {
+                n = self.freed.wait(n).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            *n += 1;
+        }
+        // Released even if `f` panics.
+        struct Leave<'a>(&'a Gate);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                *self.0.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
+                self.0.freed.notify_one();
+            }
+        }
+        let _leave = Leave(self);
+        f()
+    }
+}
+
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::Gate;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_gate_lets_no_more_than_its_limit_run_at_once_and_every_caller_through() {
+        let gate = Gate { running: std::sync::Mutex::new(0), freed: std::sync::Condvar::new() };
+        let limit = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2);
+        let (inside, most, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..limit * 4 {
+                s.spawn(|| {
+                    gate.run(|| {
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    });
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(done.load(Ordering::SeqCst), limit * 4);
+        assert_eq!(most.load(Ordering::SeqCst), limit, "the limit is reached and never passed");
+        // A panic inside releases its place.
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gate.run(|| panic!("boom")))).is_err());
+        assert_eq!(*gate.running.lock().unwrap(), 0);
     }
 }
