@@ -296,10 +296,9 @@ fn monitoring_batch(records: &[&RecordView<'_>]) -> Result<Batch> {
             for (ri, r) in records.iter().enumerate() {
                 if let Some(fi) = at(ri)
                     && !parsed.contains_key(&(ri, fi))
+                    && let Some(f) = r.feature(fi)
                 {
-                    if let Some(f) = r.feature(fi) {
-                        owned.insert((ri, fi), f.values()?);
-                    }
+                    owned.insert((ri, fi), f.values()?);
                 }
             }
             Column::categorical(cells.map(|(ri, fi, i)| {

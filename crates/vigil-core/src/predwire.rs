@@ -512,21 +512,22 @@ fn schema_view(payload: &[u8]) -> Result<SchemaView<'_>> {
     if !r.0.is_empty() {
         return Err(corrupt());
     }
-    let mut offsets = Some(Vec::with_capacity(features.len() + 1));
+    let mut offsets = Vec::with_capacity(features.len() + 1);
     let mut at = 0usize;
+    let mut fixed = true;
     for (_, kind) in &features {
-        let width = match kind {
-            b'f' => 4,
-            b'd' | b'i' => 8,
+        offsets.push(at);
+        match kind {
+            b'f' => at += 4,
+            b'd' | b'i' => at += 8,
             _ => {
-                offsets = None;
+                fixed = false;
                 break;
             }
-        };
-        offsets.as_mut().map(|o| o.push(at));
-        at += width;
+        }
     }
-    offsets.as_mut().map(|o| o.push(at));
+    offsets.push(at);
+    let offsets = fixed.then_some(offsets);
     Ok(SchemaView { id, endpoint, version_id, version, arm, digest, layout: std::sync::Arc::new(Layout { features, offsets }) })
 }
 

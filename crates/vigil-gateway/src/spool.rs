@@ -70,8 +70,8 @@ pub struct SpoolConfig {
 }
 
 impl SpoolConfig {
-    /// Defaults: at most 16 MiB of encoded records waiting for the writer (some 30,000
-    /// single-row records of 20 features, about 550 bytes each), 1 GiB on disk, segments
+    /// Defaults: at most 16 MiB of encoded records waiting for the writer (some 60,000
+    /// single-row records of 20 features, about 260 bytes each), 1 GiB on disk, segments
     /// sealed after 1 s or 1 MiB (what a preparer holds in memory at once; 4 MiB segments,
     /// fewer transactions and audit events, measured 39-50 MB resident against 25-32 MB).
     pub fn new(dir: PathBuf) -> Self {
