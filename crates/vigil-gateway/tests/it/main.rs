@@ -956,6 +956,9 @@ struct Feast {
 
 impl Drop for Feast {
     fn drop(&mut self) {
+        // `feast serve` forks its server processes: the whole process group goes (killing only
+        // the parent left them running after every test run).
+        let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -964,6 +967,7 @@ impl Drop for Feast {
 /// Starts Feast from the Python environment `VIGIL_FEAST_PYTHON` names; `None` when unset
 /// (a failure instead under CI or VIGIL_REQUIRE_FEAST).
 fn feast() -> Option<Feast> {
+    use std::os::unix::process::CommandExt;
     let python = match std::env::var("VIGIL_FEAST_PYTHON") {
         Ok(p) if !p.is_empty() => PathBuf::from(p),
         _ if std::env::var_os("CI").is_some() || std::env::var_os("VIGIL_REQUIRE_FEAST").is_some() => panic!("VIGIL_FEAST_PYTHON is not set but the Feast test is required"),
@@ -979,6 +983,7 @@ fn feast() -> Option<Feast> {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = std::process::Command::new(python.parent().unwrap().join("feast"))
         .args(["-c", repo.path().to_str().unwrap(), "serve", "-h", "127.0.0.1", "-p", &port.to_string(), "--max-requests", "0", "--no-access-log"])
+        .process_group(0)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
