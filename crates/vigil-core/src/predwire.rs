@@ -23,7 +23,9 @@
 //!   outputs, statuses?). The gateway writes these: a single-row record of 20 features is
 //!   about half the bytes of a whole one, and its names are read (and checked) once per
 //!   segment, not once per record. A schema frame comes before the first record that names
-//!   it; a record whose schema is missing or damaged counts as damaged.
+//!   it; a record whose schema is missing or damaged counts as damaged (so a damaged schema
+//!   frame loses the records of its arm in that segment). Records of very many columns are
+//!   written whole.
 //!
 //! Numbers travel as the bytes the model saw: writing a record costs copies, not formatting,
 //! and reading one for monitoring costs no parsing.

@@ -156,7 +156,6 @@ impl Lookup {
     }
 }
 
-/// Runs blocking IO from a request handler without stalling the runtime's other tasks.
 /// How many embedded lookups run at once. Each holds a database connection, and each
 /// connection keeps a page cache of its own: 16 connections of lookups at once held 16 of
 /// them (about 40 MB more resident memory), and more lookups at once than CPUs make none of
@@ -172,7 +171,8 @@ struct Gate {
 impl Gate {
     /// Runs `f` once fewer than the CPUs (at least 2) run under the gate.
     fn run<T>(&self, f: impl FnOnce() -> T) -> T {
-        let limit = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2);
+        static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let limit = *LIMIT.get_or_init(|| std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2));
         {
             let mut n = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             while *n >= limit {
@@ -193,6 +193,7 @@ impl Gate {
     }
 }
 
+/// Runs blocking IO from a request handler without stalling the runtime's other tasks.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),

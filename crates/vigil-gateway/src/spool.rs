@@ -144,17 +144,18 @@ impl Encoder {
         Encoder { frame: Vec::new(), scratch: Vec::new(), schema: Vec::new(), known: Vec::new() }
     }
 
-    /// The id of the schema in `self.schema`.
-    fn schema_id(&mut self) -> std::io::Result<u32> {
+    /// The id of the schema in `self.schema`; `None` if the book does not take it (the
+    /// record is written whole).
+    fn schema_id(&mut self) -> std::io::Result<Option<u32>> {
         if let Some((_, id)) = self.known.iter().find(|(c, _)| **c == *self.schema) {
-            return Ok(*id);
+            return Ok(Some(*id));
         }
-        let id = SCHEMAS.id(&self.schema)?;
+        let Some(id) = SCHEMAS.id(&self.schema)? else { return Ok(None) };
         if self.known.len() >= 16 {
             self.known.remove(0);
         }
         self.known.push((self.schema.as_slice().into(), id));
-        Ok(id)
+        Ok(Some(id))
     }
 }
 
@@ -162,7 +163,9 @@ impl Encoder {
 /// has logged under, by content, with its frame: a record names its schema by id, and a
 /// segment's writer puts the schema's frame before the segment's first record under it. One
 /// per (endpoint, arm, version, input layout) served, never forgotten: a few hundred bytes
-/// each.
+/// each. Bounded: a schema over [`MAX_SCHEMA_BYTES`], or one that would take the book past
+/// [`MAX_BOOK_BYTES`] (a model whose input width is open, called with ever new widths), is
+/// not taken, and its records are written whole.
 #[derive(Default)]
 struct SchemaBook {
     inner: std::sync::RwLock<BookInner>,
@@ -172,23 +175,39 @@ struct SchemaBook {
 struct BookInner {
     ids: std::collections::HashMap<Box<[u8]>, u32>,
     frames: Vec<Arc<[u8]>>,
+    /// The bytes of the schemas taken.
+    bytes: usize,
 }
+
+/// The largest schema the book takes (20 features: about 300 bytes).
+const MAX_SCHEMA_BYTES: usize = 64 << 10;
+/// The most the book holds, in schema bytes.
+const MAX_BOOK_BYTES: usize = 8 << 20;
 
 static SCHEMAS: std::sync::LazyLock<SchemaBook> = std::sync::LazyLock::new(SchemaBook::default);
 
 impl SchemaBook {
-    fn id(&self, content: &[u8]) -> std::io::Result<u32> {
+    /// The id of a schema, taken into the book if it is new; `None` if the book does not
+    /// take it.
+    fn id(&self, content: &[u8]) -> std::io::Result<Option<u32>> {
         if let Some(id) = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).ids.get(content) {
-            return Ok(*id);
+            return Ok(Some(*id));
+        }
+        if content.len() > MAX_SCHEMA_BYTES {
+            return Ok(None);
         }
         let mut book = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(id) = book.ids.get(content) {
-            return Ok(*id);
+            return Ok(Some(*id));
+        }
+        if book.bytes + content.len() > MAX_BOOK_BYTES {
+            return Ok(None);
         }
         let id = u32::try_from(book.frames.len()).map_err(std::io::Error::other)?;
         book.frames.push(predwire::schema_frame(id, content).into());
         book.ids.insert(content.into(), id);
-        Ok(id)
+        book.bytes += content.len();
+        Ok(Some(id))
     }
 
     fn frame(&self, id: u32) -> Option<Arc<[u8]>> {
@@ -953,27 +972,27 @@ fn write_outputs(outs: &[(String, Value)], out: &mut Vec<u8>) -> std::io::Result
     Ok(())
 }
 
-/// Encodes a record into `enc.frame` as one frame of the log's binary format
-/// ([`vigil_core::predwire`]), straight from the job (on the thread that offers it: a request
-/// thread, or the shadow thread): a record under its arm's schema (endpoint, version, digest,
-/// the features' names and kinds, written once per segment), with the input values copied as
-/// the model saw them; only the outputs are formatted (as JSON).
-fn write_record(job: &LogJob<'_>, enc: &mut Encoder) -> std::io::Result<()> {
-    let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
-    let s = job.served;
-    let features: usize = job.inputs.iter().map(|(_, t)| t.data.len() / rows).sum();
-    enc.schema.clear();
-    let mut schema = predwire::SchemaWriter::begin(&mut enc.schema, job.endpoint, &s.version_id, &s.version, job.arm, &s.digest);
+/// Records with more columns than this are written whole, without a schema (see
+/// [`write_record`]).
+const MAX_SCHEMA_FEATURES: usize = 4096;
+
+/// How the log stores a tensor's values.
+fn kind_of(d: &Data) -> predwire::Kind {
+    match d {
+        Data::F32(_) => predwire::Kind::F32,
+        Data::F64(_) => predwire::Kind::F64,
+        Data::I64(_) | Data::I32(_) | Data::Bool(_) => predwire::Kind::I64,
+        Data::Str(_) => predwire::Kind::Str,
+    }
+}
+
+/// Calls `f(column name, tensor, j, k)` for every logged column of a job's inputs in order:
+/// column `j` of an input `k` values wide per row.
+fn for_each_column(job: &LogJob<'_>, rows: usize, mut f: impl FnMut(&str, &Tensor, usize, usize)) {
     let mut name_buf: String;
     for (name, t) in job.inputs {
         let k = t.data.len() / rows;
-        let names = s.columns_of(name).filter(|c| c.len() == k);
-        let kind = match &t.data {
-            Data::F32(_) => predwire::Kind::F32,
-            Data::F64(_) => predwire::Kind::F64,
-            Data::I64(_) | Data::I32(_) | Data::Bool(_) => predwire::Kind::I64,
-            Data::Str(_) => predwire::Kind::Str,
-        };
+        let names = job.served.columns_of(name).filter(|c| c.len() == k);
         for j in 0..k {
             let col: &str = match names {
                 Some(n) => &n[j],
@@ -983,11 +1002,44 @@ fn write_record(job: &LogJob<'_>, enc: &mut Encoder) -> std::io::Result<()> {
                     &name_buf
                 }
             };
-            schema.feature(col, kind);
+            f(col, t, j, k);
         }
     }
-    schema.finish();
-    let id = enc.schema_id()?;
+}
+
+/// The values of column `j` of a `k`-wide input, for a record under a schema.
+fn column_values(frame: &mut predwire::Frame<'_>, t: &Tensor, rows: usize, j: usize, k: usize) {
+    let cells = (0..rows).map(|r| r * k + j);
+    match &t.data {
+        Data::F32(x) => frame.f32s(cells.map(|i| x[i])),
+        Data::F64(x) => frame.f64s(cells.map(|i| x[i])),
+        Data::I64(x) => frame.i64s(cells.map(|i| x[i])),
+        Data::I32(x) => frame.i64s(cells.map(|i| i64::from(x[i]))),
+        Data::Bool(x) => frame.i64s(cells.map(|i| i64::from(x[i]))),
+        Data::Str(x) => frame.strs(cells.map(|i| Some(x[i].as_str()))),
+    }
+}
+
+/// Encodes a record into `enc.frame` as one frame of the log's binary format
+/// ([`vigil_core::predwire`]), straight from the job (on the thread that offers it: a request
+/// thread, or the shadow thread): a record under its arm's schema (endpoint, version, digest,
+/// the features' names and kinds, written once per segment), with the input values copied as
+/// the model saw them; only the outputs are formatted (as JSON).
+fn write_record(job: &LogJob<'_>, enc: &mut Encoder) -> std::io::Result<()> {
+    let rows = job.inputs.first().map_or(1, |(_, t)| t.shape.first().copied().unwrap_or(1)).max(1);
+    let s = job.served;
+    let features: usize = job.inputs.iter().map(|(_, t)| t.data.len() / rows).sum();
+    // A record of very many columns (an input whose width the model leaves open) is written
+    // whole: its schema would be as large as its values, and kept.
+    let id = if features <= MAX_SCHEMA_FEATURES {
+        enc.schema.clear();
+        let mut schema = predwire::SchemaWriter::begin(&mut enc.schema, job.endpoint, &s.version_id, &s.version, job.arm, &s.digest);
+        for_each_column(job, rows, |col, t, _, _| schema.feature(col, kind_of(&t.data)));
+        schema.finish();
+        enc.schema_id()?
+    } else {
+        None
+    };
     let head = predwire::Head {
         request_id: job.request_id,
         client_id: job.client_id,
@@ -1008,21 +1060,33 @@ fn write_record(job: &LogJob<'_>, enc: &mut Encoder) -> std::io::Result<()> {
         features: u32::try_from(features).map_err(std::io::Error::other)?,
     };
     enc.frame.clear();
-    let mut frame = predwire::Frame::begin_keyed(&mut enc.frame, id, &head);
-    for (_, t) in job.inputs {
-        let k = t.data.len() / rows;
-        for j in 0..k {
-            let cells = (0..rows).map(|r| r * k + j);
-            match &t.data {
-                Data::F32(x) => frame.f32s(cells.map(|i| x[i])),
-                Data::F64(x) => frame.f64s(cells.map(|i| x[i])),
-                Data::I64(x) => frame.i64s(cells.map(|i| x[i])),
-                Data::I32(x) => frame.i64s(cells.map(|i| i64::from(x[i]))),
-                Data::Bool(x) => frame.i64s(cells.map(|i| i64::from(x[i]))),
-                Data::Str(x) => frame.strs(cells.map(|i| Some(x[i].as_str()))),
+    let frame = match id {
+        Some(id) => {
+            let mut frame = predwire::Frame::begin_keyed(&mut enc.frame, id, &head);
+            for (_, t) in job.inputs {
+                let k = t.data.len() / rows;
+                for j in 0..k {
+                    column_values(&mut frame, t, rows, j, k);
+                }
             }
+            frame
         }
-    }
+        None => {
+            let mut frame = predwire::Frame::begin(&mut enc.frame, &head);
+            for_each_column(job, rows, |col, t, j, k| {
+                let cells = (0..rows).map(|r| r * k + j);
+                match &t.data {
+                    Data::F32(x) => frame.feature_f32(col, cells.map(|i| x[i])),
+                    Data::F64(x) => frame.feature_f64(col, cells.map(|i| x[i])),
+                    Data::I64(x) => frame.feature_i64(col, cells.map(|i| x[i])),
+                    Data::I32(x) => frame.feature_i64(col, cells.map(|i| i64::from(x[i]))),
+                    Data::Bool(x) => frame.feature_i64(col, cells.map(|i| i64::from(x[i]))),
+                    Data::Str(x) => frame.feature_str(col, cells.map(|i| Some(x[i].as_str()))),
+                }
+            });
+            frame
+        }
+    };
     let scratch = &mut enc.scratch;
     scratch.clear();
     match job.outputs {
@@ -1165,5 +1229,41 @@ mod tests {
                 assert_eq!(predwire::frame_schema(&enc.frame), Some(id));
             }
         }
+    }
+
+    #[test]
+    fn records_of_very_many_columns_are_written_whole() {
+        let mut o = owned(2, Err("failed".to_owned()));
+        let width = MAX_SCHEMA_FEATURES + 1;
+        o.inputs = vec![("X".into(), Tensor::new(vec![2, width], Data::F32((0..2 * width).map(|i| i as f32).collect())).unwrap())];
+        let mut enc = Encoder::new();
+        write_record(&job(&o), &mut enc).unwrap();
+        assert_eq!(predwire::frame_schema(&enc.frame), None, "no schema for an input this wide");
+        let mut seg = predwire::new_segment();
+        seg.extend_from_slice(&enc.frame);
+        let (views, damaged) = predwire::parse_segment(&seg).unwrap();
+        assert_eq!((views.len(), damaged), (1, 0));
+        assert_eq!(views[0].to_record().unwrap(), record_of(&job(&o)));
+    }
+
+    #[test]
+    fn the_schema_book_is_bounded() {
+        let book = SchemaBook::default();
+        assert_eq!(book.id(&vec![1; MAX_SCHEMA_BYTES + 1]).unwrap(), None, "too large a schema");
+        let mut taken = 0;
+        for i in 0..(MAX_BOOK_BYTES / MAX_SCHEMA_BYTES + 4) {
+            let mut content = vec![0; MAX_SCHEMA_BYTES];
+            content[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            match book.id(&content).unwrap() {
+                Some(id) => {
+                    assert_eq!(id as usize, taken);
+                    assert_eq!(book.id(&content).unwrap(), Some(id), "the same content, the same id");
+                    assert!(book.frame(id).is_some());
+                    taken += 1;
+                }
+                None => assert!(taken * MAX_SCHEMA_BYTES + MAX_SCHEMA_BYTES > MAX_BOOK_BYTES, "refused only when full"),
+            }
+        }
+        assert_eq!(taken, MAX_BOOK_BYTES / MAX_SCHEMA_BYTES);
     }
 }
