@@ -230,7 +230,8 @@ impl<'a> Frame<'a> {
         put_u32(out, h.features);
     }
 
-    fn label(&mut self, name: &str, kind: Kind) {
+    /// A feature's name and kind, in a whole record's frame: its values follow (`f32s`, …).
+    pub fn label(&mut self, name: &str, kind: Kind) {
         put_str(self.out, name);
         self.out.push(kind as u8);
     }

@@ -1007,7 +1007,7 @@ fn for_each_column(job: &LogJob<'_>, rows: usize, mut f: impl FnMut(&str, &Tenso
     }
 }
 
-/// The values of column `j` of a `k`-wide input, for a record under a schema.
+/// The values of column `j` of a `k`-wide input (stored as [`kind_of`] says).
 fn column_values(frame: &mut predwire::Frame<'_>, t: &Tensor, rows: usize, j: usize, k: usize) {
     let cells = (0..rows).map(|r| r * k + j);
     match &t.data {
@@ -1074,15 +1074,8 @@ fn write_record(job: &LogJob<'_>, enc: &mut Encoder) -> std::io::Result<()> {
         None => {
             let mut frame = predwire::Frame::begin(&mut enc.frame, &head);
             for_each_column(job, rows, |col, t, j, k| {
-                let cells = (0..rows).map(|r| r * k + j);
-                match &t.data {
-                    Data::F32(x) => frame.feature_f32(col, cells.map(|i| x[i])),
-                    Data::F64(x) => frame.feature_f64(col, cells.map(|i| x[i])),
-                    Data::I64(x) => frame.feature_i64(col, cells.map(|i| x[i])),
-                    Data::I32(x) => frame.feature_i64(col, cells.map(|i| i64::from(x[i]))),
-                    Data::Bool(x) => frame.feature_i64(col, cells.map(|i| i64::from(x[i]))),
-                    Data::Str(x) => frame.feature_str(col, cells.map(|i| Some(x[i].as_str()))),
-                }
+                frame.label(col, kind_of(&t.data));
+                column_values(&mut frame, t, rows, j, k);
             });
             frame
         }
