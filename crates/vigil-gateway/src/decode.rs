@@ -106,25 +106,369 @@ fn oip_numeric(dt: &str) -> bool {
     matches!(dt, "FP32" | "FP64" | "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32" | "UINT64")
 }
 
+/// An Open Inference Protocol request body, parsed without a JSON tree for the tensors' data:
+/// each input's `data` goes straight into one flat list of values as it is read (a body of
+/// 100 rows × 20 features is 2,000 numbers, and building, flattening and dropping a tree of
+/// them was most of the time spent on such a request).
+#[derive(Default)]
+pub struct OipBody {
+    /// `inputs`: `None` when absent.
+    pub inputs: Option<OipInputs>,
+    /// The caller's request id, if given.
+    pub id: Option<Json>,
+    /// The outputs asked for, if given.
+    pub outputs: Option<Json>,
+    /// The request's parameters, if given.
+    pub parameters: Option<Json>,
+}
+
+/// `inputs` as given: a list of tensors, or something else (refused when used).
+pub enum OipInputs {
+    List(Vec<OipTensor>),
+    NotAList,
+}
+
+/// One element of `inputs`: its fields as given (`None` for an element that is not an object,
+/// which names no input).
+#[derive(Default)]
+pub struct OipTensor {
+    pub name: Option<Json>,
+    pub shape: Option<Json>,
+    pub datatype: Option<Json>,
+    pub data: Option<FlatData>,
+}
+
+impl OipTensor {
+    /// The tensor's name, when it is text.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().and_then(Json::as_str)
+    }
+}
+
+/// A tensor's `data`, flattened row-major as it is read: whole numbers while every value is
+/// one, numbers once one is not, JSON scalars once a value is not a number.
+pub struct FlatData {
+    pub cells: Cells,
+    /// Some value sat deeper than 32 nested lists (refused; the rest was skipped).
+    pub too_deep: bool,
+    /// `data` was a list (not a single value).
+    pub list: bool,
+}
+
+/// The values of a [`FlatData`].
+pub enum Cells {
+    Ints(Vec<i64>),
+    Nums(Vec<f64>),
+    /// Scalars (an object inside `data` is kept as an empty object: refused as a value).
+    Mixed(Vec<Json>),
+}
+
+impl Cells {
+    pub fn count(&self) -> usize {
+        match self {
+            Cells::Ints(v) => v.len(),
+            Cells::Nums(v) => v.len(),
+            Cells::Mixed(v) => v.len(),
+        }
+    }
+
+    /// The values as JSON scalars.
+    pub fn to_json(&self) -> Vec<Json> {
+        match self {
+            Cells::Ints(v) => v.iter().map(|x| Json::from(*x)).collect(),
+            Cells::Nums(v) => v.iter().map(|x| Json::from(*x)).collect(),
+            Cells::Mixed(v) => v.clone(),
+        }
+    }
+
+    fn push_int(&mut self, x: i64) {
+        match self {
+            Cells::Ints(v) => v.push(x),
+            Cells::Nums(v) => v.push(x as f64),
+            Cells::Mixed(v) => v.push(Json::from(x)),
+        }
+    }
+
+    fn push_num(&mut self, x: f64) {
+        if let Cells::Ints(v) = self {
+            *self = Cells::Nums(v.iter().map(|i| *i as f64).collect());
+        }
+        match self {
+            Cells::Nums(v) => v.push(x),
+            Cells::Mixed(v) => v.push(Json::from(x)),
+            Cells::Ints(_) => unreachable!("turned into numbers above"),
+        }
+    }
+
+    fn push_other(&mut self, x: Json) {
+        if !matches!(self, Cells::Mixed(_)) {
+            *self = Cells::Mixed(self.to_json());
+        }
+        if let Cells::Mixed(v) = self {
+            v.push(x);
+        }
+    }
+
+    /// As tensor data of the model's element type, with the same rules (and messages) as
+    /// [`to_data`] has for JSON values.
+    fn into_data(self, elem: ElemType, what: &str, missing_ok: bool) -> R<Data> {
+        let whole = || bad(format!("{what}: the model takes whole numbers here"));
+        let boolean = |x: f64| if x == 0.0 || x == 1.0 { Ok(x == 1.0) } else { Err(bad(format!("{what}: the model takes booleans here"))) };
+        Ok(match (self, elem) {
+            (Cells::Mixed(v), _) => return to_data(&v.iter().collect::<Vec<_>>(), elem, what, missing_ok),
+            (c, _) if c.count() == 0 => return to_data(&[], elem, what, missing_ok),
+            (_, ElemType::Str) => return Err(bad(format!("{what}: the model takes text here"))),
+            (Cells::Ints(v), ElemType::F32) => Data::F32(v.iter().map(|x| *x as f64 as f32).collect()),
+            (Cells::Ints(v), ElemType::F64) => Data::F64(v.iter().map(|x| *x as f64).collect()),
+            (Cells::Ints(v), ElemType::I64) => Data::I64(v),
+            (Cells::Ints(v), ElemType::I32) => Data::I32(v.into_iter().map(|x| i32::try_from(x).map_err(|_| bad(format!("{what}: a value is out of range for int32")))).collect::<R<_>>()?),
+            (Cells::Ints(v), ElemType::Bool) => Data::Bool(v.iter().map(|x| boolean(*x as f64)).collect::<R<_>>()?),
+            (Cells::Nums(v), ElemType::F32) => Data::F32(v.iter().map(|x| *x as f32).collect()),
+            (Cells::Nums(v), ElemType::F64) => Data::F64(v),
+            (Cells::Nums(_), ElemType::I64 | ElemType::I32) => return Err(whole()),
+            (Cells::Nums(v), ElemType::Bool) => Data::Bool(v.iter().map(|x| boolean(*x)).collect::<R<_>>()?),
+        })
+    }
+}
+
+/// Parses an OIP request body; `None` when it is not a JSON object.
+pub fn oip_body(body: &[u8]) -> Option<OipBody> {
+    serde_json::from_slice::<OipBody>(body).ok()
+}
+
+mod parse {
+    //! The deserializers behind [`super::oip_body`].
+    use super::{Cells, FlatData, Json, OipBody, OipInputs, OipTensor};
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// How deep `data` may nest (as the tree-based decoding allowed).
+    const MAX_DEPTH: usize = 32;
+
+    impl<'de> serde::Deserialize<'de> for OipBody {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = OipBody;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OipBody, A::Error> {
+                    let mut b = OipBody::default();
+                    // A repeated key: the last one counts (as in a JSON tree).
+                    while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                        match &*k {
+                            "inputs" => b.inputs = Some(m.next_value_seed(InputsSeed)?),
+                            "id" => b.id = Some(m.next_value()?),
+                            "outputs" => b.outputs = Some(m.next_value()?),
+                            "parameters" => b.parameters = Some(m.next_value()?),
+                            _ => {
+                                m.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    Ok(b)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    struct InputsSeed;
+
+    impl<'de> DeserializeSeed<'de> for InputsSeed {
+        type Value = OipInputs;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<OipInputs, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = OipInputs;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a list of tensors")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<OipInputs, A::Error> {
+                    let mut list = Vec::new();
+                    while let Some(t) = s.next_element_seed(TensorSeed)? {
+                        list.push(t);
+                    }
+                    Ok(OipInputs::List(list))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OipInputs, A::Error> {
+                    while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(OipInputs::NotAList)
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<OipInputs, E> {
+                    Ok(OipInputs::NotAList)
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<OipInputs, E> {
+                    Ok(OipInputs::NotAList)
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<OipInputs, E> {
+                    Ok(OipInputs::NotAList)
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<OipInputs, E> {
+                    Ok(OipInputs::NotAList)
+                }
+                fn visit_str<E>(self, _: &str) -> Result<OipInputs, E> {
+                    Ok(OipInputs::NotAList)
+                }
+                fn visit_unit<E>(self) -> Result<OipInputs, E> {
+                    Ok(OipInputs::NotAList)
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// An element of `inputs`: an object's fields, anything else skipped (it names no input).
+    struct TensorSeed;
+
+    impl<'de> DeserializeSeed<'de> for TensorSeed {
+        type Value = OipTensor;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<OipTensor, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = OipTensor;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a tensor")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OipTensor, A::Error> {
+                    let mut t = OipTensor::default();
+                    while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                        match &*k {
+                            "name" => t.name = Some(m.next_value()?),
+                            "shape" => t.shape = Some(m.next_value()?),
+                            "datatype" => t.datatype = Some(m.next_value()?),
+                            "data" => {
+                                let mut flat = FlatData { cells: Cells::Ints(Vec::new()), too_deep: false, list: false };
+                                m.next_value_seed(DataSeed { flat: &mut flat, depth: 0 })?;
+                                t.data = Some(flat);
+                            }
+                            _ => {
+                                m.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    Ok(t)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<OipTensor, A::Error> {
+                    while s.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(OipTensor::default())
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<OipTensor, E> {
+                    Ok(OipTensor::default())
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<OipTensor, E> {
+                    Ok(OipTensor::default())
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<OipTensor, E> {
+                    Ok(OipTensor::default())
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<OipTensor, E> {
+                    Ok(OipTensor::default())
+                }
+                fn visit_str<E>(self, _: &str) -> Result<OipTensor, E> {
+                    Ok(OipTensor::default())
+                }
+                fn visit_unit<E>(self) -> Result<OipTensor, E> {
+                    Ok(OipTensor::default())
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// A value of `data` at `depth` nested lists: a list's values are read in turn, a scalar is
+    /// added to the flat values.
+    struct DataSeed<'a> {
+        flat: &'a mut FlatData,
+        depth: usize,
+    }
+
+    impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            if self.depth > MAX_DEPTH {
+                self.flat.too_deep = true;
+                <IgnoredAny as serde::Deserialize>::deserialize(d)?;
+                return Ok(());
+            }
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for DataSeed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("tensor data")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
+            if self.depth == 0 {
+                self.flat.list = true;
+                if let (Cells::Ints(v), Some(n)) = (&mut self.flat.cells, s.size_hint()) {
+                    v.reserve(n.min(1 << 16));
+                }
+            }
+            while s.next_element_seed(DataSeed { flat: &mut *self.flat, depth: self.depth + 1 })?.is_some() {}
+            Ok(())
+        }
+        fn visit_i64<E>(self, x: i64) -> Result<(), E> {
+            self.flat.cells.push_int(x);
+            Ok(())
+        }
+        fn visit_u64<E>(self, x: u64) -> Result<(), E> {
+            match i64::try_from(x) {
+                Ok(i) => self.flat.cells.push_int(i),
+                Err(_) => self.flat.cells.push_other(Json::from(x)),
+            }
+            Ok(())
+        }
+        fn visit_f64<E>(self, x: f64) -> Result<(), E> {
+            self.flat.cells.push_num(x);
+            Ok(())
+        }
+        fn visit_bool<E>(self, x: bool) -> Result<(), E> {
+            self.flat.cells.push_other(Json::Bool(x));
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            self.flat.cells.push_other(Json::Null);
+            Ok(())
+        }
+        fn visit_str<E>(self, x: &str) -> Result<(), E> {
+            self.flat.cells.push_other(Json::String(x.to_owned()));
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+            while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            self.flat.cells.push_other(Json::Object(serde_json::Map::new()));
+            Ok(())
+        }
+    }
+}
+
 /// Open Inference Protocol `inputs` into the model's inputs.
-pub fn oip_inputs(model: &Model, inputs: &Json) -> R<Vec<(String, Tensor)>> {
-    let list = inputs.as_array().ok_or_else(|| bad("'inputs' must be a list of tensors"))?;
+pub fn oip_inputs(model: &Model, inputs: OipInputs) -> R<Vec<(String, Tensor)>> {
+    let OipInputs::List(mut list) = inputs else { return Err(bad("'inputs' must be a list of tensors")) };
+    // Refused after the model's own inputs are checked.
+    let extra = list.iter().filter_map(OipTensor::name).find(|n| !model.inputs().iter().any(|i| i.name == *n)).map(|extra| {
+        let shown = if vigil_core::ids::quote_key(extra).starts_with('\'') { format!("'{extra}'") } else { "(a name)".into() };
+        bad(format!("the model takes no input named {shown}"))
+    });
     let mut out = Vec::with_capacity(list.len());
     for want in model.inputs() {
-        let given = list
-            .iter()
-            .find(|t| t.get("name").and_then(Json::as_str) == Some(want.name.as_str()))
-            .ok_or_else(|| bad(format!("input '{}' is missing", want.name)))?;
+        let at = list.iter().position(|t| t.name() == Some(want.name.as_str())).ok_or_else(|| bad(format!("input '{}' is missing", want.name)))?;
+        let given = list.swap_remove(at);
         let what = format!("input '{}'", want.name);
         let (elem, _) = input_type(model, &want.name).ok_or_else(|| bad(format!("{what} is not a tensor")))?;
         let shape: Vec<usize> = given
-            .get("shape")
+            .shape
+            .as_ref()
             .and_then(Json::as_array)
             .ok_or_else(|| bad(format!("{what}: 'shape' must be a list of dimensions")))?
             .iter()
             .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()).ok_or_else(|| bad(format!("{what}: dimensions are whole numbers ≥ 0"))))
             .collect::<R<_>>()?;
-        let dt = given.get("datatype").and_then(Json::as_str).ok_or_else(|| bad(format!("{what}: 'datatype' is required")))?;
+        let dt = given.datatype.as_ref().and_then(Json::as_str).ok_or_else(|| bad(format!("{what}: 'datatype' is required")))?;
         match (dt, elem) {
             ("FP16", _) => return Err(bad(format!("{what}: FP16 has no JSON form; send FP32"))),
             ("BYTES", ElemType::Str) | ("BOOL", ElemType::Bool) => {}
@@ -135,24 +479,21 @@ pub fn oip_inputs(model: &Model, inputs: &Json) -> R<Vec<(String, Tensor)>> {
             }
             _ => return Err(bad(format!("{what}: unknown datatype; use one of BOOL, UINT8…UINT64, INT8…INT64, FP32, FP64, BYTES"))),
         }
-        let data = given.get("data").ok_or_else(|| bad(format!("{what}: 'data' is required")))?;
-        let mut flat = Vec::new();
-        flatten(data, &mut flat, 0)?;
+        let data = given.data.ok_or_else(|| bad(format!("{what}: 'data' is required")))?;
+        if data.too_deep {
+            return Err(bad("the data is nested too deeply"));
+        }
         let n = shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d)).ok_or_else(|| bad(format!("{what}: the shape is too large")))?;
-        if n != flat.len() {
-            return Err(bad(format!("{what}: the shape {shape:?} needs {n} values, {} were given", flat.len())));
+        if n != data.cells.count() {
+            return Err(bad(format!("{what}: the shape {shape:?} needs {n} values, {} were given", data.cells.count())));
         }
         // JSON has no NaN: null is a missing value, for models that impute them.
-        let data = to_data(&flat, elem, &what, model.accepts_missing)?;
+        let data = data.cells.into_data(elem, &what, model.accepts_missing)?;
         let t = Tensor::new(shape, data).map_err(|e| Bad(e.message().to_owned()))?;
         check_nan(&t, model, &what)?;
         out.push((want.name.clone(), t));
     }
-    if let Some(extra) = list.iter().filter_map(|t| t.get("name").and_then(Json::as_str)).find(|n| !model.inputs().iter().any(|i| i.name == *n)) {
-        let shown = if vigil_core::ids::quote_key(extra).starts_with('\'') { format!("'{extra}'") } else { "(a name)".into() };
-        return Err(bad(format!("the model takes no input named {shown}")));
-    }
-    Ok(out)
+    extra.map_or(Ok(out), Err)
 }
 
 /// A tabular request (MLflow's formats, CSV): named columns of row values.
@@ -304,4 +645,141 @@ pub fn named_inputs(model: &Model, named: &[(String, Json)]) -> R<Vec<(String, T
         out.push((i.name.clone(), Tensor::new(shape, data).map_err(|e| Bad(e.message().to_owned()))?));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The tree-based decoding the typed parser replaces: a JSON tree, flattened, then converted.
+    fn by_tree(data: &str, elem: ElemType, missing_ok: bool) -> Result<Data, String> {
+        let tree: Json = serde_json::from_str(data).unwrap();
+        let mut flat = Vec::new();
+        flatten(&tree, &mut flat, 0).map_err(|b| b.0)?;
+        to_data(&flat, elem, "input 'x'", missing_ok).map_err(|b| b.0)
+    }
+
+    fn typed(data: &str, elem: ElemType, missing_ok: bool) -> Result<Data, String> {
+        let body = oip_body(format!(r#"{{"inputs": [{{"name": "x", "data": {data}}}]}}"#).as_bytes()).expect("an object");
+        let Some(OipInputs::List(mut list)) = body.inputs else { panic!("a list") };
+        let flat = list.remove(0).data.expect("data");
+        if flat.too_deep {
+            return Err("the data is nested too deeply".into());
+        }
+        flat.cells.into_data(elem, "input 'x'", missing_ok).map_err(|b| b.0)
+    }
+
+    #[test]
+    fn tensor_data_decodes_as_the_json_tree_did() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let mut cases: Vec<String> = [
+            "[1, 2, 3]",
+            "[[1, 2], [3, 4]]",
+            "[[1, [2, 3]], 4]",
+            "[1.5, 2]",
+            "[1, 2.5, -3]",
+            "[0, 1, 1]",
+            "[0.0, 1.0]",
+            "[0.5]",
+            "[true, false]",
+            "[1, true]",
+            "[null, 1]",
+            "[1, null, 2.5]",
+            "[\"a\", \"b\"]",
+            "[1, \"a\"]",
+            "[{\"k\": 1}]",
+            "[1, {\"k\": [1, 2]}]",
+            "[]",
+            "[[], []]",
+            "5",
+            "2.5",
+            "\"a\"",
+            "null",
+            "[9223372036854775807, -9223372036854775808]",
+            "[9223372036854775808]",
+            "[1, 18446744073709551615]",
+            "[2147483647, -2147483648]",
+            "[2147483648]",
+            "[16777217, 9007199254740993]",
+            "[1e-5, -0.0, 3.4028235e38, 1e300]",
+            "[1.0000001, 0.1, 123456.789]",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        cases.extend([nested(32), nested(33), nested(34), format!("[1, {}]", nested(33))]);
+        let elems = [ElemType::F32, ElemType::F64, ElemType::I64, ElemType::I32, ElemType::Bool, ElemType::Str];
+        let mut compared = 0;
+        for data in &cases {
+            for elem in elems {
+                for missing_ok in [false, true] {
+                    let want = by_tree(data, elem, missing_ok);
+                    let got = typed(data, elem, missing_ok);
+                    match (&want, &got) {
+                        // NaN (a null for a model that imputes) is equal to NaN here.
+                        (Ok(Data::F32(a)), Ok(Data::F32(b))) => assert!(a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{data} as {elem:?}: {a:?} vs {b:?}"),
+                        (Ok(Data::F64(a)), Ok(Data::F64(b))) => assert!(a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{data} as {elem:?}: {a:?} vs {b:?}"),
+                        _ => assert_eq!(want, got, "{data} as {elem:?}, missing ok {missing_ok}"),
+                    }
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, cases.len() * 12);
+        // The cases cover each outcome: values of every kind, and refusals.
+        assert!(matches!(typed("[1, 2]", ElemType::I64, false), Ok(Data::I64(v)) if v == [1, 2]));
+        assert!(typed("[1.5]", ElemType::I64, false).unwrap_err().contains("whole numbers"));
+        assert_eq!(typed(&nested(33), ElemType::F32, false).unwrap_err(), "the data is nested too deeply");
+        assert!(typed(&nested(32), ElemType::F32, false).is_ok());
+    }
+
+    #[test]
+    fn the_body_is_read_as_a_json_object_would_be() {
+        for not_object in ["[]", "1", "\"inputs\"", "null", "{", "{\"inputs\": [}", ""] {
+            assert!(oip_body(not_object.as_bytes()).is_none(), "{not_object}");
+        }
+        let b = oip_body(br#"{"id": "r1", "inputs": 7, "outputs": [{"name": "y"}], "parameters": {"p": 1}, "other": [1, {"x": 2}]}"#).unwrap();
+        assert_eq!(b.id, Some(json!("r1")));
+        assert_eq!(b.outputs, Some(json!([{"name": "y"}])));
+        assert_eq!(b.parameters, Some(json!({"p": 1})));
+        assert!(matches!(b.inputs, Some(OipInputs::NotAList)));
+        assert!(oip_body(b"{}").unwrap().inputs.is_none());
+        // A repeated key: the last one counts.
+        let b = oip_body(br#"{"id": "a", "id": "b", "inputs": 1, "inputs": [{"name": "x", "name": "z", "data": [1], "data": [2, 3]}, 5, [1]]}"#).unwrap();
+        assert_eq!(b.id, Some(json!("b")));
+        let Some(OipInputs::List(list)) = b.inputs else { panic!("a list") };
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[0].name(), Some("z"));
+        assert!(matches!(&list[0].data, Some(FlatData { cells: Cells::Ints(v), list: true, too_deep: false }) if *v == [2, 3]));
+        // Elements that are not objects name no input.
+        assert!(list[1].name.is_none() && list[2].name.is_none() && list[2].data.is_none());
+    }
+
+    #[test]
+    fn oip_inputs_refuse_as_before() {
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../vigil-onnx/tests/fixtures/lr20_binary.onnx")).unwrap();
+        let model = Model::load(&bytes).unwrap();
+        let input = model.inputs()[0].name.clone();
+        let row: Vec<String> = (0..20).map(|i| format!("{i}.5")).collect();
+        let body = |tensors: &str| oip_body(tensors.replace("IN", &input).as_bytes()).unwrap().inputs.unwrap();
+        let ok = oip_inputs(&model, body(&format!(r#"{{"inputs": [{{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": [{}]}}]}}"#, row.join(",")))).unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].1.shape, vec![1, 20]);
+        assert!(matches!(&ok[0].1.data, Data::F32(v) if v[3] == 3.5));
+        let refused = |tensors: String| oip_inputs(&model, body(&tensors)).unwrap_err().0;
+        assert_eq!(refused(r#"{"inputs": {"name": "IN"}}"#.into()), "'inputs' must be a list of tensors");
+        assert_eq!(refused(r#"{"inputs": [7]}"#.into()), format!("input '{input}' is missing"));
+        assert_eq!(refused(r#"{"inputs": [{"name": "IN", "datatype": "FP32", "data": [1]}]}"#.into()), format!("input '{input}': 'shape' must be a list of dimensions"));
+        assert_eq!(refused(r#"{"inputs": [{"name": "IN", "shape": [1, 20], "data": [1]}]}"#.into()), format!("input '{input}': 'datatype' is required"));
+        assert_eq!(refused(r#"{"inputs": [{"name": "IN", "shape": [1, 20], "datatype": "FP32"}]}"#.into()), format!("input '{input}': 'data' is required"));
+        assert_eq!(refused(r#"{"inputs": [{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": [1, 2]}]}"#.into()), format!("input '{input}': the shape [1, 20] needs 20 values, 2 were given"));
+        assert_eq!(refused(format!(r#"{{"inputs": [{{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": [null{}]}}]}}"#, ",1".repeat(19))), format!("input '{input}': missing values are not accepted by this model (it has no imputer)"));
+        // Another input is refused only once the model's own are in order (as before).
+        assert_eq!(refused(r#"{"inputs": [{"name": "other"}]}"#.into()), format!("input '{input}' is missing"));
+        assert_eq!(refused(format!(r#"{{"inputs": [{{"name": "other"}}, {{"name": "IN", "shape": [1, 20], "datatype": "FP64", "data": [{}]}}]}}"#, row.join(","))), "the model takes no input named 'other'");
+        // No submitted value is ever in a message.
+        let secret = refused(format!(r#"{{"inputs": [{{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": ["MRN-4471"{}]}}]}}"#, ",1".repeat(19)));
+        assert!(!secret.contains("4471"), "{secret}");
+    }
 }

@@ -362,14 +362,15 @@ fn lookup(gw: &Gateway, ep: &Endpoint, entities: Option<Vec<Js>>) -> Result<Opti
 }
 
 /// The entity ids of an OIP request that names only the endpoint's join key as input.
-fn oip_entities(ep: &Endpoint, probe: &Served, inputs: &Js) -> Option<Vec<Js>> {
+fn oip_entities(ep: &Endpoint, probe: &Served, inputs: &decode::OipInputs) -> Option<Vec<Js>> {
     let Some(Ok(l)) = &ep.features else { return None };
-    let list = inputs.as_array()?;
+    let decode::OipInputs::List(list) = inputs else { return None };
     let [one] = list.as_slice() else { return None };
-    if one.get("name").and_then(Js::as_str) != Some(l.spec.entity.as_str()) || probe.model.inputs().iter().any(|i| i.name == l.spec.entity) {
+    if one.name() != Some(l.spec.entity.as_str()) || probe.model.inputs().iter().any(|i| i.name == l.spec.entity) {
         return None;
     }
-    one.get("data").and_then(Js::as_array).map(|d| d.iter().flat_map(|v| if let Js::Array(inner) = v { inner.clone() } else { vec![v.clone()] }).collect())
+    // The ids in row-major order, however the list nests them.
+    one.data.as_ref().filter(|d| d.list && !d.too_deep).map(|d| d.cells.to_json())
 }
 
 fn feature_error(oip: bool, (status, code, m): Refusal) -> Response {
@@ -577,12 +578,9 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
         Ok(e) => e,
         Err((st, msg)) => return oip_error(st, msg),
     };
-    let req: Js = match serde_json::from_slice(&body) {
-        Ok(Js::Object(o)) => Js::Object(o),
-        _ => return oip_error(StatusCode::BAD_REQUEST, "the body must be a JSON object with 'inputs'"),
-    };
-    let Some(inputs) = req.get("inputs") else { return oip_error(StatusCode::BAD_REQUEST, "'inputs' is required") };
-    let client = match req.get("id") {
+    let Some(mut req) = decode::oip_body(&body) else { return oip_error(StatusCode::BAD_REQUEST, "the body must be a JSON object with 'inputs'") };
+    let Some(inputs) = req.inputs.take() else { return oip_error(StatusCode::BAD_REQUEST, "'inputs' is required") };
+    let client = match &req.id {
         Some(Js::String(i)) if valid_client_id(i) => Some(i.clone()),
         Some(_) => return oip_error(StatusCode::BAD_REQUEST, "'id' must be 1-128 characters of letters, digits and . _ : -"),
         None => match client_request_id(headers) {
@@ -593,7 +591,7 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
     // Every arm of an endpoint takes the Production version's inputs (the catalog leaves out
     // an arm that does not), so the request is decoded once.
     let probe = &ep.live[0].served;
-    let (tensors, looked) = match lookup(gw, &ep, oip_entities(&ep, probe, inputs)) {
+    let (tensors, looked) = match lookup(gw, &ep, oip_entities(&ep, probe, &inputs)) {
         Err(e) => return feature_error(true, e),
         Ok(Some((frame, looked))) => (decode::frame_inputs(&probe.model, &frame), Some(looked)),
         Ok(None) => (decode::oip_inputs(&probe.model, inputs), None),
@@ -602,7 +600,7 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
         Ok(t) => t,
         Err(decode::Bad(m)) => return oip_error(StatusCode::BAD_REQUEST, m),
     };
-    let wanted: Option<Vec<String>> = match req.get("outputs") {
+    let wanted: Option<Vec<String>> = match &req.outputs {
         None | Some(Js::Null) => None,
         Some(Js::Array(a)) => match a.iter().map(|o| o.get("name").and_then(Js::as_str).map(str::to_owned)).collect::<Option<Vec<_>>>() {
             Some(n) => Some(n),
@@ -620,7 +618,7 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
             Some(a) => Routed { arm: a, how: "pinned", bucket: None, unit_hash: None },
             None => return oip_error(StatusCode::NOT_FOUND, "that version is not served"),
         },
-        None => gw.route(&ep, unit_key(&ep, headers, req.get("parameters"))),
+        None => gw.route(&ep, unit_key(&ep, headers, req.parameters.as_ref())),
     };
     let p = gw.pending(&ep, routed, client, start, &tensors, looked);
     let s = &p.routed.arm.served;
