@@ -155,7 +155,8 @@ pub struct FlatData {
     pub list: bool,
 }
 
-/// The values of a [`FlatData`].
+/// The values of a [`FlatData`] or a [`Frame`].
+#[derive(Debug)]
 pub enum Cells {
     Ints(Vec<i64>),
     Nums(Vec<f64>),
@@ -181,7 +182,27 @@ impl Cells {
         }
     }
 
-    fn push_int(&mut self, x: i64) {
+    /// Column `k` of rows `width` values wide.
+    pub fn column(&self, k: usize, width: usize) -> Cells {
+        let width = width.max(1);
+        match self {
+            Cells::Ints(v) => Cells::Ints(v.iter().skip(k).step_by(width).copied().collect()),
+            Cells::Nums(v) => Cells::Nums(v.iter().skip(k).step_by(width).copied().collect()),
+            Cells::Mixed(v) => Cells::Mixed(v.iter().skip(k).step_by(width).cloned().collect()),
+        }
+    }
+
+    /// Adds a JSON value as the parser would have read it: a whole number that fits `i64`, a
+    /// number, or another value (a list or an object stays one, refused as a value).
+    pub fn push_json(&mut self, v: Json) {
+        match &v {
+            Json::Number(n) if n.is_i64() => self.push_int(n.as_i64().unwrap_or_default()),
+            Json::Number(n) if n.is_f64() => self.push_num(n.as_f64().unwrap_or_default()),
+            _ => self.push_other(v),
+        }
+    }
+
+    pub(crate) fn push_int(&mut self, x: i64) {
         match self {
             Cells::Ints(v) => v.push(x),
             Cells::Nums(v) => v.push(x as f64),
@@ -189,18 +210,20 @@ impl Cells {
         }
     }
 
-    fn push_num(&mut self, x: f64) {
-        if let Cells::Ints(v) = self {
-            *self = Cells::Nums(v.iter().map(|i| *i as f64).collect());
-        }
+    pub(crate) fn push_num(&mut self, x: f64) {
         match self {
+            Cells::Ints(v) => {
+                let mut nums: Vec<f64> = Vec::with_capacity(v.capacity().max(v.len() + 1));
+                nums.extend(v.iter().map(|i| *i as f64));
+                nums.push(x);
+                *self = Cells::Nums(nums);
+            }
             Cells::Nums(v) => v.push(x),
             Cells::Mixed(v) => v.push(Json::from(x)),
-            Cells::Ints(_) => unreachable!("turned into numbers above"),
         }
     }
 
-    fn push_other(&mut self, x: Json) {
+    pub(crate) fn push_other(&mut self, x: Json) {
         if !matches!(self, Cells::Mixed(_)) {
             *self = Cells::Mixed(self.to_json());
         }
@@ -211,7 +234,7 @@ impl Cells {
 
     /// As tensor data of the model's element type, with the same rules (and messages) as
     /// [`to_data`] has for JSON values.
-    fn into_data(self, elem: ElemType, what: &str, missing_ok: bool) -> R<Data> {
+    pub(crate) fn into_data(self, elem: ElemType, what: &str, missing_ok: bool) -> R<Data> {
         let whole = || bad(format!("{what}: the model takes whole numbers here"));
         let boolean = |x: f64| if x == 0.0 || x == 1.0 { Ok(x == 1.0) } else { Err(bad(format!("{what}: the model takes booleans here"))) };
         Ok(match (self, elem) {
@@ -496,32 +519,47 @@ pub fn oip_inputs(model: &Model, inputs: OipInputs) -> R<Vec<(String, Tensor)>> 
     extra.map_or(Ok(out), Err)
 }
 
-/// A tabular request (MLflow's formats, CSV): named columns of row values.
+/// A tabular request (MLflow's formats, CSV, online features): named columns of row values.
+#[derive(Debug)]
 pub struct Frame {
     /// Column names in order.
     pub columns: Vec<String>,
-    /// Rows of values, one per column.
-    pub rows: Vec<Vec<Json>>,
+    /// The values row by row, one per column.
+    pub cells: Cells,
+    /// How many rows.
+    pub rows: usize,
+}
+
+impl Frame {
+    /// A frame of rows of JSON values (each as wide as `columns`).
+    pub fn from_rows(columns: Vec<String>, rows: Vec<Vec<Json>>) -> Frame {
+        let n = rows.len();
+        let mut cells = Cells::Ints(Vec::with_capacity(n * columns.len()));
+        for v in rows.into_iter().flatten() {
+            cells.push_json(v);
+        }
+        Frame { columns, cells, rows: n }
+    }
 }
 
 /// A frame into the model's inputs: a model with one 2-D numeric input takes every column in
 /// order as its features; a model with one input per column (skl2onnx's ColumnTransformer
 /// export) takes each by name, and other columns are ignored as MLflow does.
-pub fn frame_inputs(model: &Model, frame: &Frame) -> R<Vec<(String, Tensor)>> {
-    let n = frame.rows.len();
+pub fn frame_inputs(model: &Model, frame: Frame) -> R<Vec<(String, Tensor)>> {
+    let n = frame.rows;
     if n == 0 {
         return Err(bad("the request has no rows"));
     }
     let ins = model.inputs();
     let by_name = ins.iter().all(|i| frame.columns.contains(&i.name));
     let mut out = Vec::new();
+    let c = frame.columns.len();
     if by_name {
         for i in &ins {
             let k = frame.columns.iter().position(|c| *c == i.name).ok_or_else(|| bad(format!("column '{}' is missing", i.name)))?;
             let (elem, shape) = input_type(model, &i.name).ok_or_else(|| bad(format!("input '{}' is not a tensor", i.name)))?;
-            let vals: Vec<&Json> = frame.rows.iter().map(|r| &r[k]).collect();
             let what = format!("column '{}'", i.name);
-            let data = to_data(&vals, elem, &what, model.accepts_missing)?;
+            let data = frame.cells.column(k, c).into_data(elem, &what, model.accepts_missing)?;
             let shape = if shape.len() == 2 { vec![n, 1] } else { vec![n] };
             out.push((i.name.clone(), Tensor::new(shape, data).map_err(|e| Bad(e.message().to_owned()))?));
         }
@@ -532,14 +570,12 @@ pub fn frame_inputs(model: &Model, frame: &Frame) -> R<Vec<(String, Tensor)>> {
         return Err(bad(format!("the model takes the columns {names:?} by name")));
     };
     let (elem, shape) = input_type(model, &only.name).ok_or_else(|| bad("the model's input is not a tensor"))?;
-    let c = frame.columns.len();
     if let Some(Some(want)) = shape.get(1)
         && *want != c
     {
         return Err(bad(format!("the model takes {want} feature columns, {c} were given")));
     }
-    let vals: Vec<&Json> = frame.rows.iter().flatten().collect();
-    let data = to_data(&vals, elem, "a feature column", model.accepts_missing)?;
+    let data = frame.cells.into_data(elem, "a feature column", model.accepts_missing)?;
     out.push((only.name.clone(), Tensor::new(vec![n, c], data).map_err(|e| Bad(e.message().to_owned()))?));
     Ok(out)
 }

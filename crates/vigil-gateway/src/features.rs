@@ -96,7 +96,7 @@ impl Lookup {
             let list: Vec<String> = problems.iter().map(|(n, (s, _))| format!("{n} ({s})")).collect();
             return Err(Failure::Missing(format!("feature_missing: required features not present for up to {worst} of {} entities: {}", ids.len(), list.join(", "))));
         }
-        Ok(Assembled { frame: Frame { columns: self.names.clone(), rows }, statuses, micros: start.elapsed().as_micros() as u64 })
+        Ok(Assembled { frame: Frame::from_rows(self.names.clone(), rows), statuses, micros: start.elapsed().as_micros() as u64 })
     }
 
     /// `POST {url}/get-online-features`, answered column-wise: matched by name.

@@ -593,7 +593,7 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
     let probe = &ep.live[0].served;
     let (tensors, looked) = match lookup(gw, &ep, oip_entities(&ep, probe, &inputs)) {
         Err(e) => return feature_error(true, e),
-        Ok(Some((frame, looked))) => (decode::frame_inputs(&probe.model, &frame), Some(looked)),
+        Ok(Some((frame, looked))) => (decode::frame_inputs(&probe.model, frame), Some(looked)),
         Ok(None) => (decode::oip_inputs(&probe.model, inputs), None),
     };
     let tensors = match tensors {
@@ -736,7 +736,7 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     // A frame (or named input) holding only the join key asks for online features.
     let entities = match (&ep.features, &parsed) {
         (Some(Ok(l)), Ok(mlflow::Request::Frame(f))) if f.columns.len() == 1 && f.columns[0] == l.spec.entity && !probe.model.inputs().iter().any(|i| i.name == l.spec.entity) => {
-            Some(f.rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>())
+            Some(f.cells.to_json())
         }
         (Some(Ok(l)), Ok(mlflow::Request::Named(n))) if n.len() == 1 && n[0].0 == l.spec.entity => n[0].1.as_array().cloned(),
         _ => None,
@@ -746,10 +746,10 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
         Err(e) => return feature_error(false, e),
         Ok(Some((frame, l))) => {
             looked = Some(l);
-            decode::frame_inputs(&probe.model, &frame)
+            decode::frame_inputs(&probe.model, frame)
         }
         Ok(None) => match parsed {
-            Ok(mlflow::Request::Frame(f)) => decode::frame_inputs(&probe.model, &f),
+            Ok(mlflow::Request::Frame(f)) => decode::frame_inputs(&probe.model, f),
             Ok(mlflow::Request::Named(named)) => decode::named_inputs(&probe.model, &named),
             Err(e) => Err(e),
         },
