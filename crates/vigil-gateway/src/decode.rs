@@ -2,7 +2,8 @@
 //! Every error names the input, column or datatype at fault and never a submitted value
 //! (values may be patient data).
 
-use serde_json::{Map, Value as Json, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Value as Json, json};
 use vigil_onnx::{Data, ElemType, IoKind, Model, Tensor, Value};
 
 /// A client mistake, with a message safe to return.
@@ -580,31 +581,151 @@ pub fn frame_inputs(model: &Model, frame: Frame) -> R<Vec<(String, Tensor)>> {
     Ok(out)
 }
 
-/// An output as an OIP tensor: ZipMap's maps become an FP32 `[N, classes]` tensor with the
-/// classes in `parameters.classes`.
-pub fn oip_output(name: &str, v: &Value) -> Json {
-    match v {
-        Value::Tensor(t) => {
-            let data: Json = match &t.data {
-                Data::F32(x) => x.iter().map(|v| json!(f64::from(*v))).collect(),
-                Data::F64(x) => x.iter().map(|v| json!(v)).collect(),
-                Data::I64(x) => x.iter().map(|v| json!(v)).collect(),
-                Data::I32(x) => x.iter().map(|v| json!(v)).collect(),
-                Data::Str(x) => x.iter().map(|v| json!(v)).collect(),
-                Data::Bool(x) => x.iter().map(|v| json!(v)).collect(),
-            };
-            json!({"name": name, "shape": t.shape, "datatype": t.elem_type().oip_name(), "data": data})
+/// An output as an OIP tensor, serialized as it is written (no JSON tree): ZipMap's maps
+/// become an FP32 `[N, classes]` tensor with the classes in `parameters.classes`. Keys in
+/// alphabetical order, as a JSON object has them.
+pub struct OipOutput<'a>(pub &'a str, pub &'a Value);
+
+impl Serialize for OipOutput<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let OipOutput(name, v) = *self;
+        let mut m = s.serialize_map(None)?;
+        match v {
+            Value::Tensor(t) => {
+                m.serialize_entry("data", &Cells_(&t.data))?;
+                m.serialize_entry("datatype", t.elem_type().oip_name())?;
+                m.serialize_entry("name", name)?;
+                m.serialize_entry("shape", &t.shape)?;
+            }
+            Value::MapsI64(rows) => maps(&mut m, name, rows.len(), rows.first().map(|r| r.iter().map(|(k, _)| *k).collect::<Vec<_>>()), rows.iter().flat_map(|r| r.iter().map(|(_, v)| *v)))?,
+            Value::MapsStr(rows) => maps(&mut m, name, rows.len(), rows.first().map(|r| r.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>()), rows.iter().flat_map(|r| r.iter().map(|(_, v)| *v)))?,
         }
-        Value::MapsI64(rows) => maps(name, rows.iter().map(|r| r.iter().map(|(k, v)| (json!(k), *v)).collect()).collect()),
-        Value::MapsStr(rows) => maps(name, rows.iter().map(|r| r.iter().map(|(k, v)| (json!(k), *v)).collect()).collect()),
+        m.end()
     }
 }
 
-fn maps(name: &str, rows: Vec<Vec<(Json, f32)>>) -> Json {
-    let k = rows.first().map_or(0, Vec::len);
-    let classes: Vec<Json> = rows.first().map(|r| r.iter().map(|(c, _)| c.clone()).collect()).unwrap_or_default();
-    let data: Vec<Json> = rows.iter().flat_map(|r| r.iter().map(|(_, v)| json!(f64::from(*v)))).collect();
-    json!({"name": name, "shape": [rows.len(), k], "datatype": "FP32", "data": data, "parameters": {"classes": classes}})
+fn maps<M: SerializeMap, K: Serialize>(m: &mut M, name: &str, n: usize, classes: Option<Vec<K>>, probs: impl Iterator<Item = f32>) -> Result<(), M::Error> {
+    let classes = classes.unwrap_or_default();
+    let probs: Vec<f64> = probs.map(f64::from).collect();
+    m.serialize_entry("data", &probs)?;
+    m.serialize_entry("datatype", "FP32")?;
+    m.serialize_entry("name", name)?;
+    m.serialize_entry("parameters", &Classes(&classes))?;
+    m.serialize_entry("shape", &[n, classes.len()])
+}
+
+struct Classes<'a, K>(&'a [K]);
+
+impl<K: Serialize> Serialize for Classes<'_, K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("classes", self.0)?;
+        m.end()
+    }
+}
+
+/// A tensor's values as a JSON list (an f32 written as the f64 it widens to).
+struct Cells_<'a>(&'a Data);
+
+impl Serialize for Cells_<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Data::F32(x) => s.collect_seq(x.iter().map(|v| f64::from(*v))),
+            Data::F64(x) => s.collect_seq(x),
+            Data::I64(x) => s.collect_seq(x),
+            Data::I32(x) => s.collect_seq(x),
+            Data::Str(x) => s.collect_seq(x),
+            Data::Bool(x) => s.collect_seq(x),
+        }
+    }
+}
+
+/// Value `i` of a tensor.
+struct Cell<'a>(&'a Data, usize);
+
+impl Serialize for Cell<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let i = self.1;
+        match self.0 {
+            Data::F32(x) => s.serialize_f64(f64::from(x[i])),
+            Data::F64(x) => s.serialize_f64(x[i]),
+            Data::I64(x) => s.serialize_i64(x[i]),
+            Data::I32(x) => s.serialize_i32(x[i]),
+            Data::Str(x) => s.serialize_str(&x[i]),
+            Data::Bool(x) => s.serialize_bool(x[i]),
+        }
+    }
+}
+
+/// Row `r` of an output, as [`per_row`] gives it: a value, a list of a wider tensor's values,
+/// or a ZipMap's class → probability object (keys in alphabetical order).
+struct RowOf<'a>(&'a Value, usize);
+
+impl Serialize for RowOf<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let RowOf(v, r) = *self;
+        match v {
+            Value::Tensor(t) => {
+                let w = t.data.len() / t.shape.first().copied().unwrap_or(1).max(1);
+                if w == 1 { Cell(&t.data, r).serialize(s) } else { s.collect_seq((0..w).map(|j| Cell(&t.data, r * w + j))) }
+            }
+            Value::MapsI64(rows) => {
+                let sorted: std::collections::BTreeMap<String, f64> = rows[r].iter().map(|(k, p)| (k.to_string(), f64::from(*p))).collect();
+                sorted.serialize(s)
+            }
+            Value::MapsStr(rows) => {
+                let sorted: std::collections::BTreeMap<&str, f64> = rows[r].iter().map(|(k, p)| (k.as_str(), f64::from(*p))).collect();
+                sorted.serialize(s)
+            }
+        }
+    }
+}
+
+/// How many rows [`per_row`] gives for an output.
+fn rows_of(v: &Value) -> usize {
+    match v {
+        Value::Tensor(t) => t.shape.first().copied().unwrap_or(1).max(1),
+        Value::MapsI64(rows) => rows.len(),
+        Value::MapsStr(rows) => rows.len(),
+    }
+}
+
+/// Outputs as MLflow `predictions`, serialized as they are written: with one output, one value
+/// (or list) per row; with several, one record per row keyed by output name (in alphabetical
+/// order; a ZipMap output as a class → probability object).
+pub struct MlflowPredictions<'a>(pub &'a [(String, Value)]);
+
+impl Serialize for MlflowPredictions<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            [(_, v)] => s.collect_seq((0..rows_of(v)).map(|r| RowOf(v, r))),
+            many => {
+                // A repeated name: the last output counts (as in a JSON object).
+                let mut by_name: Vec<&(String, Value)> = many.iter().rev().collect();
+                by_name.sort_by(|a, b| a.0.cmp(&b.0));
+                by_name.dedup_by(|a, b| a.0 == b.0);
+                let n = many.first().map_or(0, |(_, v)| rows_of(v));
+                s.collect_seq((0..n).map(|r| Record(&by_name, r)))
+            }
+        }
+    }
+}
+
+/// Row `r` of several outputs, keyed by name (`null` for an output with fewer rows).
+struct Record<'a>(&'a [&'a (String, Value)], usize);
+
+impl Serialize for Record<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, v) in self.0.iter().copied() {
+            if self.1 < rows_of(v) {
+                m.serialize_entry(name, &RowOf(v, self.1))?;
+            } else {
+                m.serialize_entry(name, &())?;
+            }
+        }
+        m.end()
+    }
 }
 
 /// An output's values, one per row (a list per row for wider tensors, a class → probability
@@ -628,20 +749,6 @@ pub fn per_row(v: &Value) -> Vec<Json> {
         }
         Value::MapsI64(rows) => rows.iter().map(|r| Json::Object(r.iter().map(|(k, v)| (k.to_string(), json!(f64::from(*v)))).collect())).collect(),
         Value::MapsStr(rows) => rows.iter().map(|r| Json::Object(r.iter().map(|(k, v)| (k.clone(), json!(f64::from(*v)))).collect())).collect(),
-    }
-}
-
-/// Outputs as MLflow `predictions`: with one output, one value (or list) per row; with
-/// several, one record per row keyed by output name (a ZipMap output as a class → probability
-/// object).
-pub fn mlflow_predictions(outputs: &[(String, Value)]) -> Json {
-    match outputs {
-        [(_, v)] => Json::Array(per_row(v)),
-        many => {
-            let cols: Vec<(String, Vec<Json>)> = many.iter().map(|(n, v)| (n.clone(), per_row(v))).collect();
-            let n = cols.first().map_or(0, |c| c.1.len());
-            Json::Array((0..n).map(|r| Json::Object(cols.iter().map(|(name, vals)| (name.clone(), vals.get(r).cloned().unwrap_or(Json::Null))).collect::<Map<_, _>>())).collect())
-        }
     }
 }
 
@@ -687,6 +794,50 @@ pub fn named_inputs(model: &Model, named: &[(String, Json)]) -> R<Vec<(String, T
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    // The tree-building output functions the serializers replace: the reference they are
+    // checked against.
+    /// An output as an OIP tensor: ZipMap's maps become an FP32 `[N, classes]` tensor with the
+    /// classes in `parameters.classes`.
+    pub(super) fn oip_output_by_tree(name: &str, v: &Value) -> Json {
+        match v {
+            Value::Tensor(t) => {
+                let data: Json = match &t.data {
+                    Data::F32(x) => x.iter().map(|v| json!(f64::from(*v))).collect(),
+                    Data::F64(x) => x.iter().map(|v| json!(v)).collect(),
+                    Data::I64(x) => x.iter().map(|v| json!(v)).collect(),
+                    Data::I32(x) => x.iter().map(|v| json!(v)).collect(),
+                    Data::Str(x) => x.iter().map(|v| json!(v)).collect(),
+                    Data::Bool(x) => x.iter().map(|v| json!(v)).collect(),
+                };
+                json!({"name": name, "shape": t.shape, "datatype": t.elem_type().oip_name(), "data": data})
+            }
+            Value::MapsI64(rows) => maps(name, rows.iter().map(|r| r.iter().map(|(k, v)| (json!(k), *v)).collect()).collect()),
+            Value::MapsStr(rows) => maps(name, rows.iter().map(|r| r.iter().map(|(k, v)| (json!(k), *v)).collect()).collect()),
+        }
+    }
+
+    fn maps(name: &str, rows: Vec<Vec<(Json, f32)>>) -> Json {
+        let k = rows.first().map_or(0, Vec::len);
+        let classes: Vec<Json> = rows.first().map(|r| r.iter().map(|(c, _)| c.clone()).collect()).unwrap_or_default();
+        let data: Vec<Json> = rows.iter().flat_map(|r| r.iter().map(|(_, v)| json!(f64::from(*v)))).collect();
+        json!({"name": name, "shape": [rows.len(), k], "datatype": "FP32", "data": data, "parameters": {"classes": classes}})
+    }
+
+    /// Outputs as MLflow `predictions`: with one output, one value (or list) per row; with
+    /// several, one record per row keyed by output name (a ZipMap output as a class → probability
+    /// object).
+    pub(super) fn mlflow_predictions_by_tree(outputs: &[(String, Value)]) -> Json {
+        match outputs {
+            [(_, v)] => Json::Array(per_row(v)),
+            many => {
+                let cols: Vec<(String, Vec<Json>)> = many.iter().map(|(n, v)| (n.clone(), per_row(v))).collect();
+                let n = cols.first().map_or(0, |c| c.1.len());
+                Json::Array((0..n).map(|r| Json::Object(cols.iter().map(|(name, vals)| (name.clone(), vals.get(r).cloned().unwrap_or(Json::Null))).collect::<serde_json::Map<_, _>>())).collect())
+            }
+        }
+    }
+
 
     /// The tree-based decoding the typed parser replaces: a JSON tree, flattened, then converted.
     fn by_tree(data: &str, elem: ElemType, missing_ok: bool) -> Result<Data, String> {
@@ -817,5 +968,47 @@ mod tests {
         // No submitted value is ever in a message.
         let secret = refused(format!(r#"{{"inputs": [{{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": ["MRN-4471"{}]}}]}}"#, ",1".repeat(19)));
         assert!(!secret.contains("4471"), "{secret}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod output_tests {
+    use super::tests::{mlflow_predictions_by_tree, oip_output_by_tree};
+    use super::*;
+
+    fn tensor(shape: Vec<usize>, data: Data) -> Value {
+        Value::Tensor(Tensor::new(shape, data).unwrap())
+    }
+
+    #[test]
+    fn responses_are_written_as_the_json_trees_were() {
+        let outputs: Vec<(&str, Value)> = vec![
+            ("label", tensor(vec![3], Data::I64(vec![0, 1, -7]))),
+            ("probabilities", tensor(vec![3, 2], Data::F32(vec![0.1, 0.9, 0.333_333_34, 0.666_666_7, f32::NAN, f32::INFINITY]))),
+            ("y", tensor(vec![3, 1], Data::F64(vec![1.5, -0.0, 1e300]))),
+            ("i32", tensor(vec![3], Data::I32(vec![i32::MIN, 0, i32::MAX]))),
+            ("text", tensor(vec![3], Data::Str(vec!["a".into(), "\"q\"\n".into(), "é".into()]))),
+            ("flag", tensor(vec![3], Data::Bool(vec![true, false, true]))),
+            ("empty", tensor(vec![0, 2], Data::F32(vec![]))),
+            ("scalar", tensor(vec![], Data::F32(vec![2.5]))),
+            ("zipmap", Value::MapsI64(vec![vec![(0, 0.25), (10, 0.5), (2, 0.25)], vec![(0, 1.0), (10, 0.0), (2, 0.0)], vec![(0, 0.1), (10, 0.2), (2, 0.7)]])),
+            ("zipmap_str", Value::MapsStr(vec![vec![("no".into(), 0.4), ("Yes".into(), 0.6)]; 3])),
+            ("zipmap_empty", Value::MapsStr(vec![])),
+        ];
+        for (name, v) in &outputs {
+            let want = serde_json::to_string(&oip_output_by_tree(name, v)).unwrap();
+            assert_eq!(serde_json::to_string(&OipOutput(name, v)).unwrap(), want, "OIP {name}");
+            let one = [(name.to_string(), v.clone())];
+            assert_eq!(serde_json::to_string(&MlflowPredictions(&one)).unwrap(), serde_json::to_string(&mlflow_predictions_by_tree(&one)).unwrap(), "MLflow {name}");
+        }
+        // Several outputs (out of alphabetical order, one with fewer rows, a repeated name).
+        let owned = |names: &[usize]| names.iter().map(|i| (outputs[*i].0.to_string(), outputs[*i].1.clone())).collect::<Vec<_>>();
+        for pick in [vec![1, 0], vec![8, 0, 2], vec![4, 5, 3, 9], vec![0, 7], vec![6, 1], vec![0, 1, 0]] {
+            let many = owned(&pick);
+            let want = serde_json::to_string(&mlflow_predictions_by_tree(&many)).unwrap();
+            assert_eq!(serde_json::to_string(&MlflowPredictions(&many)).unwrap(), want, "{pick:?}");
+        }
+        assert_eq!(serde_json::to_string(&MlflowPredictions(&owned(&[1, 0]))).unwrap(), r#"[{"label":0,"probabilities":[0.10000000149011612,0.8999999761581421]},{"label":1,"probabilities":[0.3333333432674408,0.6666666865348816]},{"label":-7,"probabilities":[null,null]}]"#);
     }
 }

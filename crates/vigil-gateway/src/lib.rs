@@ -626,10 +626,25 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
         Ok(a) => a,
         Err(e) => return oip_error(StatusCode::BAD_REQUEST, e.message()),
     };
-    let outs: Vec<Js> = answer.outputs.iter().filter(|(n, _)| wanted.as_ref().is_none_or(|w| w.contains(n))).map(|(n, v)| decode::oip_output(n, v)).collect();
-    let id = p.ids.client_id.clone().unwrap_or_else(|| p.ids.request_id.clone());
-    let resp = Json(json!({"model_name": s.name, "model_version": s.version, "id": id, "outputs": outs})).into_response();
+    let outputs: Vec<decode::OipOutput<'_>> = answer.outputs.iter().filter(|(n, _)| wanted.as_ref().is_none_or(|w| w.contains(n))).map(|(n, v)| decode::OipOutput(n, v)).collect();
+    let id = p.ids.client_id.as_deref().unwrap_or(&p.ids.request_id);
+    let resp = Json(OipAnswer { id, model_name: &s.name, model_version: &s.version, outputs }).into_response();
     gw.deliver(&ep, p, answer, resp, true)
+}
+
+/// An OIP inference response (fields in alphabetical order, as a JSON object has them).
+#[derive(serde::Serialize)]
+struct OipAnswer<'a> {
+    id: &'a str,
+    model_name: &'a str,
+    model_version: &'a str,
+    outputs: Vec<decode::OipOutput<'a>>,
+}
+
+/// An MLflow scoring response.
+#[derive(serde::Serialize)]
+struct MlflowAnswer<'a> {
+    predictions: decode::MlflowPredictions<'a>,
 }
 
 /// The refusal for a full spool, in either protocol's format.
@@ -768,7 +783,7 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     let p = gw.pending(&ep, routed, client, start, &tensors, looked);
     match gw.run_model(&p, tensors) {
         Ok(answer) => {
-            let resp = Json(json!({"predictions": decode::mlflow_predictions(&answer.outputs)})).into_response();
+            let resp = Json(MlflowAnswer { predictions: decode::MlflowPredictions(&answer.outputs) }).into_response();
             gw.deliver(&ep, p, answer, resp, false)
         }
         Err(e) => mlflow_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.message()),
