@@ -139,9 +139,27 @@ struct Encoder {
     known: Vec<(Box<[u8]>, u32)>,
 }
 
+/// Buffers that grew past this are let go once used: a request of very many rows would
+/// otherwise keep its memory for as long as the thread (or the writer) lives.
+const KEEP_BUFFER: usize = 1 << 20;
+
+/// Lets a buffer go if it grew past [`KEEP_BUFFER`] (it is empty or about to be refilled).
+fn trim(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::new();
+    }
+}
+
 impl Encoder {
     const fn new() -> Encoder {
         Encoder { frame: Vec::new(), scratch: Vec::new(), schema: Vec::new(), known: Vec::new() }
+    }
+
+    /// After a record is handed over: lets go of buffers a very large one grew.
+    fn trim(&mut self) {
+        trim(&mut self.frame);
+        trim(&mut self.scratch);
+        trim(&mut self.schema);
     }
 
     /// The id of the schema in `self.schema`; `None` if the book does not take it (the
@@ -306,43 +324,50 @@ impl Spool {
         if self.on_disk.load(Ordering::Relaxed) >= self.max_bytes {
             return false;
         }
-        let Stripes { stripes, stripe_bytes } = &*self.pending;
         HOME.with_borrow_mut(|home| {
-            if write_record(job, &mut home.enc).is_err() {
-                self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+            let handed = self.hand_over(job, home);
+            home.enc.trim();
+            handed
+        })
+    }
+
+    /// Encodes a record with a thread's encoder and appends it to a stripe (see [`Self::offer`]).
+    fn hand_over(&self, job: &LogJob<'_>, home: &mut Home) -> bool {
+        let Stripes { stripes, stripe_bytes } = &*self.pending;
+        if write_record(job, &mut home.enc).is_err() {
+            self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        // An empty stripe takes a frame larger than a stripe's share (a big batch): it is
+        // not refused while the spool is empty (unless the spool may queue nothing).
+        let first = *home.stripe.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
+        let frame = &home.enc.frame;
+        let put = |mut frames: std::sync::MutexGuard<'_, Vec<u8>>| {
+            let fits = frames.len() + frame.len() <= *stripe_bytes || (frames.is_empty() && *stripe_bytes > 0);
+            if fits {
+                frames.extend_from_slice(frame);
+            }
+            fits
+        };
+        let order = || (0..stripes.len()).map(|i| &stripes[(first + i) % stripes.len()]);
+        let mut busy = false;
+        for stripe in order() {
+            let frames = match stripe.try_lock() {
+                Ok(g) => g,
+                // Whole frames only are ever appended, so a poisoned stripe is sound.
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    busy = true;
+                    continue;
+                }
+            };
+            if put(frames) {
                 return true;
             }
-            // An empty stripe takes a frame larger than a stripe's share (a big batch): it is
-            // not refused while the spool is empty (unless the spool may queue nothing).
-            let first = *home.stripe.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
-            let frame = &home.enc.frame;
-            let put = |mut frames: std::sync::MutexGuard<'_, Vec<u8>>| {
-                let fits = frames.len() + frame.len() <= *stripe_bytes || (frames.is_empty() && *stripe_bytes > 0);
-                if fits {
-                    frames.extend_from_slice(frame);
-                }
-                fits
-            };
-            let order = || (0..stripes.len()).map(|i| &stripes[(first + i) % stripes.len()]);
-            let mut busy = false;
-            for stripe in order() {
-                let frames = match stripe.try_lock() {
-                    Ok(g) => g,
-                    // Whole frames only are ever appended, so a poisoned stripe is sound.
-                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                    Err(std::sync::TryLockError::WouldBlock) => {
-                        busy = true;
-                        continue;
-                    }
-                };
-                if put(frames) {
-                    return true;
-                }
-            }
-            // Every stripe was full, or held by another thread (more appending threads than
-            // stripes): waits for those, which are only ever held for a copy.
-            busy && order().any(|stripe| put(stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner)))
-        })
+        }
+        // Every stripe was full, or held by another thread (more appending threads than
+        // stripes): waits for those, which are only ever held for a copy.
+        busy && order().any(|stripe| put(stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner)))
     }
 
     /// Bytes of spool files on disk now.
@@ -455,6 +480,7 @@ impl Writer {
                 }
                 self.write_frames(&mut open, &spare);
                 spare.clear();
+                trim(&mut spare);
             }
             if let Some(o) = open.as_mut()
                 && o.unsynced
@@ -617,7 +643,9 @@ impl BackgroundLog {
             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match append(&self.cfg, &mut self.open, &self.enc.frame) {
+        let appended = append(&self.cfg, &mut self.open, &self.enc.frame);
+        self.enc.trim();
+        match appended {
             Ok(n) => {
                 self.on_disk.fetch_add(n, Ordering::Relaxed);
                 self.counters.log_spooled.fetch_add(1, Ordering::Relaxed);
@@ -1197,6 +1225,28 @@ mod tests {
             outputs: o.outputs.as_deref().map_err(String::as_str),
             feature_statuses: Some(&o.statuses),
         }
+    }
+
+    #[test]
+    fn buffers_a_very_large_record_grew_are_let_go() {
+        // 40,000 rows of 8 values: a frame of over 1 MiB.
+        let big = owned(40_000, Ok(vec![]));
+        let mut enc = Encoder::new();
+        write_record(&job(&big), &mut enc).unwrap();
+        assert!(enc.frame.len() > KEEP_BUFFER, "{}", enc.frame.len());
+        enc.trim();
+        assert_eq!(enc.frame.capacity(), 0);
+        // An ordinary record keeps its buffers for the next one.
+        write_record(&job(&owned(3, Ok(vec![]))), &mut enc).unwrap();
+        let kept = enc.frame.capacity();
+        enc.trim();
+        assert!(kept > 0 && enc.frame.capacity() == kept);
+        let mut spare = Vec::with_capacity(KEEP_BUFFER + 1);
+        trim(&mut spare);
+        assert_eq!(spare.capacity(), 0);
+        let mut spare = Vec::with_capacity(KEEP_BUFFER);
+        trim(&mut spare);
+        assert_eq!(spare.capacity(), KEEP_BUFFER);
     }
 
     #[test]
