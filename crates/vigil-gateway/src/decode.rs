@@ -6,6 +6,32 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value as Json, json};
 use vigil_onnx::{Data, ElemType, IoKind, Model, Tensor, Value};
 
+/// The `visit_*` methods of a serde visitor that reads any JSON scalar as `$v` (a scalar where
+/// it wants a list or an object: kept as "not what was asked for", refused when used).
+macro_rules! scalars_as {
+    ($t:ty, $v:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$t, E> {
+            Ok($v)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$t, E> {
+            Ok($v)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$t, E> {
+            Ok($v)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$t, E> {
+            Ok($v)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<$t, E> {
+            Ok($v)
+        }
+        fn visit_unit<E>(self) -> Result<$t, E> {
+            Ok($v)
+        }
+    };
+}
+pub(crate) use scalars_as;
+
 /// A client mistake, with a message safe to return.
 #[derive(Debug)]
 pub struct Bad(pub String);
@@ -320,24 +346,7 @@ mod parse {
                     while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                     Ok(OipInputs::NotAList)
                 }
-                fn visit_bool<E>(self, _: bool) -> Result<OipInputs, E> {
-                    Ok(OipInputs::NotAList)
-                }
-                fn visit_i64<E>(self, _: i64) -> Result<OipInputs, E> {
-                    Ok(OipInputs::NotAList)
-                }
-                fn visit_u64<E>(self, _: u64) -> Result<OipInputs, E> {
-                    Ok(OipInputs::NotAList)
-                }
-                fn visit_f64<E>(self, _: f64) -> Result<OipInputs, E> {
-                    Ok(OipInputs::NotAList)
-                }
-                fn visit_str<E>(self, _: &str) -> Result<OipInputs, E> {
-                    Ok(OipInputs::NotAList)
-                }
-                fn visit_unit<E>(self) -> Result<OipInputs, E> {
-                    Ok(OipInputs::NotAList)
-                }
+                scalars_as!(OipInputs, OipInputs::NotAList);
             }
             d.deserialize_any(V)
         }
@@ -378,24 +387,7 @@ mod parse {
                     while s.next_element::<IgnoredAny>()?.is_some() {}
                     Ok(OipTensor::default())
                 }
-                fn visit_bool<E>(self, _: bool) -> Result<OipTensor, E> {
-                    Ok(OipTensor::default())
-                }
-                fn visit_i64<E>(self, _: i64) -> Result<OipTensor, E> {
-                    Ok(OipTensor::default())
-                }
-                fn visit_u64<E>(self, _: u64) -> Result<OipTensor, E> {
-                    Ok(OipTensor::default())
-                }
-                fn visit_f64<E>(self, _: f64) -> Result<OipTensor, E> {
-                    Ok(OipTensor::default())
-                }
-                fn visit_str<E>(self, _: &str) -> Result<OipTensor, E> {
-                    Ok(OipTensor::default())
-                }
-                fn visit_unit<E>(self) -> Result<OipTensor, E> {
-                    Ok(OipTensor::default())
-                }
+                scalars_as!(OipTensor, OipTensor::default());
             }
             d.deserialize_any(V)
         }

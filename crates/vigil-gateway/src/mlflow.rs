@@ -3,7 +3,7 @@
 //! are read in document order, as pandas reads them, because a model with one feature tensor
 //! takes the columns in the order they come.
 
-use crate::decode::{Bad, Cells, Frame};
+use crate::decode::{Bad, Cells, Frame, scalars_as};
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 use std::fmt;
@@ -193,24 +193,7 @@ impl<'de> Deserialize<'de> for Top {
                 while s.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Top(None))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
-                Ok(Top(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
-                Ok(Top(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
-                Ok(Top(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
-                Ok(Top(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Top, E> {
-                Ok(Top(None))
-            }
-            fn visit_unit<E>(self) -> Result<Top, E> {
-                Ok(Top(None))
-            }
+            scalars_as!(Top, Top(None));
         }
         d.deserialize_any(V)
     }
@@ -245,24 +228,7 @@ impl<'de> Deserialize<'de> for Split {
                 while s.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Split(None))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Split, E> {
-                Ok(Split(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Split, E> {
-                Ok(Split(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Split, E> {
-                Ok(Split(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Split, E> {
-                Ok(Split(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Split, E> {
-                Ok(Split(None))
-            }
-            fn visit_unit<E>(self) -> Result<Split, E> {
-                Ok(Split(None))
-            }
+            scalars_as!(Split, Split(None));
         }
         d.deserialize_any(V)
     }
@@ -292,24 +258,7 @@ impl<'de> Visitor<'de> for RowsSeed<'_> {
         while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(())
     }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    scalars_as!((), ());
 }
 
 /// One row: a list of values, or a single value (a row of one).
