@@ -229,6 +229,15 @@ impl Cells {
         }
     }
 
+    /// A whole number as read: one past `i64` is kept as JSON (refused where whole numbers
+    /// are wanted, a number elsewhere).
+    pub(crate) fn push_u64(&mut self, x: u64) {
+        match i64::try_from(x) {
+            Ok(i) => self.push_int(i),
+            Err(_) => self.push_other(Json::from(x)),
+        }
+    }
+
     pub(crate) fn push_int(&mut self, x: i64) {
         match self {
             Cells::Ints(v) => v.push(x),
@@ -420,9 +429,6 @@ mod parse {
         fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
             if self.depth == 0 {
                 self.flat.list = true;
-                if let (Cells::Ints(v), Some(n)) = (&mut self.flat.cells, s.size_hint()) {
-                    v.reserve(n.min(1 << 16));
-                }
             }
             while s.next_element_seed(DataSeed { flat: &mut *self.flat, depth: self.depth + 1 })?.is_some() {}
             Ok(())
@@ -432,10 +438,7 @@ mod parse {
             Ok(())
         }
         fn visit_u64<E>(self, x: u64) -> Result<(), E> {
-            match i64::try_from(x) {
-                Ok(i) => self.flat.cells.push_int(i),
-                Err(_) => self.flat.cells.push_other(Json::from(x)),
-            }
+            self.flat.cells.push_u64(x);
             Ok(())
         }
         fn visit_f64<E>(self, x: f64) -> Result<(), E> {

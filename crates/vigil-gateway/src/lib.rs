@@ -743,9 +743,13 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     if !params.is_empty() && !params.replace(' ', "").eq_ignore_ascii_case("charset=utf-8") {
         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type parameters other than charset=utf-8 are not supported").into_response();
     }
-    let parsed = match mime {
-        "application/json" => mlflow::parse_json(&body),
-        "text/csv" => mlflow::parse_csv(&body).map(mlflow::Request::Frame),
+    // A JSON body's `params` may hold the unit key.
+    let (parsed, params) = match mime {
+        "application/json" => match mlflow::parse_json(&body) {
+            Ok((request, params)) => (Ok(request), params),
+            Err(e) => (Err(e), None),
+        },
+        "text/csv" => (mlflow::parse_csv(&body).map(mlflow::Request::Frame), None),
         _ => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json or text/csv").into_response(),
     };
     // A frame (or named input) holding only the join key asks for online features.
@@ -772,12 +776,6 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
     let tensors = match tensors {
         Ok(t) => t,
         Err(decode::Bad(m)) => return mlflow_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", m),
-    };
-    // The unit key as a field comes from the JSON body's `params`.
-    let params = if mime == "application/json" && matches!(ep.unit_key, Some(vigil_core::deploy::UnitKey::Field(_))) {
-        serde_json::from_slice::<Js>(&body).ok().and_then(|v| v.get("params").cloned())
-    } else {
-        None
     };
     let routed = gw.route(&ep, unit_key(&ep, headers, params.as_ref()));
     let p = gw.pending(&ep, routed, client, start, &tensors, looked);

@@ -138,10 +138,13 @@ pub enum Request {
     Named(Vec<(String, Json)>),
 }
 
-/// A body's top level: the scoring formats it names (a repeated key: the last one counts), or
-/// `None` when it is not an object. `dataframe_split` (what MLflow's own client sends) is read
-/// without a JSON tree for its rows.
-struct Top(Option<Vec<(String, Format)>>);
+/// A body's top level: the scoring formats it names (a repeated key: the last one counts) and
+/// its `params`, or `None` when it is not an object. `dataframe_split` (what MLflow's own
+/// client sends) is read without a JSON tree for its rows.
+struct Top(Option<(Formats, Option<Json>)>);
+
+/// The formats a body names, each with its value.
+type Formats = Vec<(String, Format)>;
 
 enum Format {
     Split(Split),
@@ -174,9 +177,14 @@ impl<'de> Deserialize<'de> for Top {
                 f.write_str("JSON")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Top, A::Error> {
-                let mut formats: Vec<(String, Format)> = Vec::new();
+                let mut formats: Formats = Vec::new();
+                let mut params = None;
                 while let Some(k) = m.next_key::<String>()? {
                     let v = match k.as_str() {
+                        "params" => {
+                            params = Some(m.next_value()?);
+                            continue;
+                        }
                         "dataframe_split" => Format::Split(m.next_value()?),
                         "dataframe_records" | "instances" | "inputs" => Format::Tree(m.next_value()?),
                         _ => {
@@ -187,7 +195,7 @@ impl<'de> Deserialize<'de> for Top {
                     formats.retain(|(j, _)| *j != k);
                     formats.push((k, v));
                 }
-                Ok(Top(Some(formats)))
+                Ok(Top(Some((formats, params))))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Top, A::Error> {
                 while s.next_element::<IgnoredAny>()?.is_some() {}
@@ -317,7 +325,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         Ok(())
     }
     fn visit_u64<E>(self, x: u64) -> Result<(), E> {
-        self.0.cells.push_json(Json::from(x));
+        self.0.cells.push_u64(x);
         self.one_row(1);
         Ok(())
     }
@@ -372,22 +380,23 @@ fn split_frame(columns: Option<Ordered>, data: Option<Rows>) -> Result<Frame, Ba
     Ok(Frame { columns, cells: rows.cells, rows: rows.rows })
 }
 
-/// Reads a JSON body.
-pub fn parse_json(body: &[u8]) -> Result<Request, Bad> {
+/// Reads a JSON body: what it asks to score, and its `params` (where a unit key may be).
+pub fn parse_json(body: &[u8]) -> Result<(Request, Option<Json>), Bad> {
     let top: Top = serde_json::from_slice(body).map_err(|_| bad("the body is not valid JSON"))?;
-    let Some(formats) = top.0 else { return Err(bad("the body must be a JSON object with one of dataframe_split, dataframe_records, instances or inputs")) };
+    let Some((formats, params)) = top.0 else { return Err(bad("the body must be a JSON object with one of dataframe_split, dataframe_records, instances or inputs")) };
     let [(key, value)] = <[(String, Format); 1]>::try_from(formats).map_err(|_| bad("give exactly one of dataframe_split, dataframe_records, instances or inputs"))?;
-    match value {
-        Format::Split(Split(Some((columns, data)))) => Ok(Request::Frame(split_frame(columns, data)?)),
-        Format::Split(Split(None)) => Err(bad("the format's value has the wrong shape")),
+    let request = match value {
+        Format::Split(Split(Some((columns, data)))) => Request::Frame(split_frame(columns, data)?),
+        Format::Split(Split(None)) => return Err(bad("the format's value has the wrong shape")),
         Format::Tree(value) => match (key.as_str(), value) {
-            ("dataframe_records", Ordered::List(rs)) => Ok(Request::Frame(records(rs)?)),
-            ("instances", Ordered::List(rs)) if rs.first().is_some_and(|r| matches!(r, Ordered::Object(_))) => Ok(Request::Frame(records(rs)?)),
-            ("instances" | "inputs", Ordered::List(rs)) => Ok(Request::Frame(lists(rs, None)?)),
-            ("inputs", Ordered::Object(named)) => Ok(Request::Named(named.into_iter().map(|(k, v)| (k, v.plain())).collect())),
-            _ => Err(bad("the format's value has the wrong shape")),
+            ("dataframe_records", Ordered::List(rs)) => Request::Frame(records(rs)?),
+            ("instances", Ordered::List(rs)) if rs.first().is_some_and(|r| matches!(r, Ordered::Object(_))) => Request::Frame(records(rs)?),
+            ("instances" | "inputs", Ordered::List(rs)) => Request::Frame(lists(rs, None)?),
+            ("inputs", Ordered::Object(named)) => Request::Named(named.into_iter().map(|(k, v)| (k, v.plain())).collect()),
+            _ => return Err(bad("the format's value has the wrong shape")),
         },
-    }
+    };
+    Ok((request, params))
 }
 
 /// Reads a CSV body: a header row, then rows; numbers where a cell parses as one, empty cells
@@ -499,8 +508,8 @@ mod tests {
 
     fn split(body: &str) -> Result<Frame, String> {
         match parse_json(body.as_bytes()) {
-            Ok(Request::Frame(f)) => Ok(f),
-            Ok(Request::Named(_)) => Err("named".into()),
+            Ok((Request::Frame(f), _)) => Ok(f),
+            Ok((Request::Named(_), _)) => Err("named".into()),
             Err(b) => Err(b.0),
         }
     }
@@ -572,6 +581,6 @@ mod tests {
         // Once one value is not a whole number, all are numbers (converted to a tensor alike).
         let f = split(r#"{"instances": [[1, 2.5]]}"#).unwrap();
         assert_eq!((f.columns.clone(), f.cells.to_json()), (vec!["0".to_string(), "1".to_string()], vec![json!(1.0), json!(2.5)]));
-        assert!(matches!(parse_json(br#"{"inputs": {"x": [[1, 2]]}}"#), Ok(Request::Named(n)) if n[0].0 == "x"));
+        assert!(matches!(parse_json(br#"{"inputs": {"x": [[1, 2]]}}"#), Ok((Request::Named(n), _)) if n[0].0 == "x"));
     }
 }

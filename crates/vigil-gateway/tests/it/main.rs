@@ -563,6 +563,25 @@ fn canary_assignment_is_sticky_by_patient_and_raising_it_only_moves_patients_in(
             now_in += usize::from(arm == "canary");
         }
         assert!(now_in > in_canary + 30, "{now_in} vs {in_canary}");
+        // The unit key as a field of the body: MLflow's `params`, OIP's `parameters`.
+        env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 50}, {"name": "canary", "version": v2, "percent": 50}], "unit_key": "field:patient_id"}));
+        let routed = |path: &str, body: Value| {
+            let r = agent().post(&format!("{}{path}", env.url)).header("content-type", "application/json").send(&body.to_string()).unwrap();
+            let h = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            (r.status().as_u16(), h("x-vigil-arm"), h("x-vigil-assignment"))
+        };
+        let row = json!([0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, 0.8]);
+        let mut arms = std::collections::HashSet::new();
+        for p in patients.iter().take(40) {
+            let mlflow = routed("/invocations", json!({"params": {"patient_id": p}, "dataframe_split": {"data": [row]}}));
+            let oip = routed("/v2/models/sepsis/infer", json!({"parameters": {"patient_id": p}, "inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": row}]}));
+            assert_eq!((mlflow.0, mlflow.2.as_str()), (200, "keyed"), "{p}");
+            assert_eq!(mlflow, oip, "one patient, one arm, in either protocol");
+            assert_eq!(routed("/invocations", json!({"dataframe_split": {"data": [row]}, "params": {"patient_id": p}})), mlflow, "wherever params sits in the body");
+            arms.insert(mlflow.1);
+        }
+        assert_eq!(arms.len(), 2, "40 patients over a 50/50 split reach both arms");
+        assert_eq!(routed("/invocations", json!({"dataframe_split": {"data": [row]}})).2, "random", "no field: at random");
     }
 }
 
