@@ -376,8 +376,11 @@ fn covering_until(id: &str) -> Option<String> {
     Some(format!("req_{:012x}ffffffffffffffffffff", (t + COVER_SPAN_MS).min(0xffff_ffff_ffff)))
 }
 
-/// How stored segment bodies are compressed.
+/// How stored segment bodies are compressed: the whole segment as one zstd frame…
 const BODY_MAGIC: &[u8; 4] = b"VPZ1";
+/// …or, for a segment the gateway wrote in compressed blocks ([`predwire`] form `4`), the
+/// segment as it was spooled: compressed once, by the gateway's writer, not again here.
+const BLOCKS_MAGIC: &[u8; 4] = b"VPB1";
 
 fn compress(segment: &[u8]) -> Result<Vec<u8>> {
     let mut out = BODY_MAGIC.to_vec();
@@ -385,9 +388,14 @@ fn compress(segment: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The segment bytes of a stored body.
+/// The segment bytes of a stored body, in the plain forms (blocks expanded).
 pub(crate) fn decompress(body: &[u8]) -> Result<Vec<u8>> {
     let corrupt = || Error::new(ErrorCode::IntegrityViolation, "a stored prediction log segment is not readable");
+    if let Some(spooled) = body.strip_prefix(BLOCKS_MAGIC.as_slice()) {
+        // Blocks were checked when the segment was stored; one damaged since is skipped as
+        // the frames of a plain segment are.
+        return predwire::expand_segment(spooled).map(|(plain, _)| plain.into_owned()).map_err(|_| corrupt());
+    }
     let z = body.strip_prefix(BODY_MAGIC.as_slice()).ok_or_else(corrupt)?;
     let size = zstd::zstd_safe::get_frame_content_size(z).ok().flatten().ok_or_else(corrupt)?;
     if size > 1 << 31 {
@@ -440,11 +448,16 @@ impl Registry {
         if segment_id.is_empty() || segment_id.len() > 128 || instance.len() > 128 {
             return Err(Error::new(ErrorCode::InvalidManifest, "segment and instance ids are at most 128 characters"));
         }
-        let (records, damaged) = predwire::parse_segment(bytes)?;
+        let (plain, lost) = predwire::expand_segment(bytes)?;
+        let (records, damaged) = predwire::parse_segment(&plain)?;
+        let damaged = damaged + lost;
         for r in &records {
             check_view(r)?;
         }
-        let body = compress(bytes)?;
+        let body = match plain {
+            std::borrow::Cow::Borrowed(_) => compress(bytes)?,
+            std::borrow::Cow::Owned(_) => [BLOCKS_MAGIC.as_slice(), bytes].concat(),
+        };
         let mut by_version: BTreeMap<&str, Vec<&RecordView<'_>>> = BTreeMap::new();
         for r in &records {
             by_version.entry(r.head.version_id).or_default().push(r);
@@ -827,6 +840,26 @@ mod tests {
         assert_eq!(decompress(&body).unwrap(), seg);
         assert!(decompress(&body[..body.len() - 3]).is_err());
         assert!(decompress(b"VPZ1").is_err());
+        let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
+        assert!(p.body.starts_with(BODY_MAGIC));
+        // A segment the gateway wrote in compressed blocks is stored as it was spooled (not
+        // compressed again) and read back as the plain segment; a damaged block is counted.
+        let mut frames = Vec::new();
+        for i in 50..80 {
+            predwire::encode_record(&rec(&format!("req_{i}"), 1, vec![json!(f64::from(i))]), &mut frames);
+        }
+        let mut spooled = seg.clone();
+        let mut w = predwire::BlockWriter::new().unwrap();
+        assert_eq!(w.append(&frames, &mut spooled).unwrap(), predwire::Written::Block);
+        let p = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap();
+        assert_eq!((p.records, p.damaged), (80, 0));
+        assert_eq!(p.body, [BLOCKS_MAGIC.as_slice(), spooled.as_slice()].concat());
+        assert_eq!(decompress(&p.body).unwrap(), [seg.as_slice(), frames.as_slice()].concat());
+        let last = spooled.len() - 1;
+        spooled[last] ^= 1;
+        let p = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap();
+        assert_eq!((p.records, p.damaged), (50, 1));
+        assert_eq!(decompress(&p.body).unwrap(), seg);
     }
 
     #[test]

@@ -27,6 +27,13 @@
 //!   frame loses the records of its arm in that segment). Records of very many columns are
 //!   written whole.
 //!
+//! - `4`, a compressed block: the byte length (u32) of its content and the content
+//!   compressed with zstd; the content is whole frames of the forms above (records and
+//!   schemas) back to back. The gateway's writer puts each round's records in one block
+//!   (their schemas' frames before it, uncompressed). A damaged block counts as one damaged
+//!   frame and loses its records; the frames around it are read. Readers call
+//!   [`expand_segment`] first, which gives a segment of the plain forms.
+//!
 //! Numbers travel as the bytes the model saw: writing a record costs copies, not formatting,
 //! and reading one for monitoring costs no parsing.
 
@@ -44,6 +51,10 @@ const FORMAT: u8 = 1;
 const SCHEMA: u8 = 2;
 /// Form byte of a record under a schema.
 const KEYED: u8 = 3;
+/// Form byte of a compressed block of frames.
+const BLOCK: u8 = 4;
+/// The largest content a block may claim (a reader refuses to inflate more).
+pub const MAX_BLOCK_CONTENT: usize = 1 << 30;
 const NONE: u32 = u32::MAX;
 
 /// The fixed part of a record, borrowed from wherever the writer has it.
@@ -354,6 +365,112 @@ pub fn encode_record(r: &PredictionRecord, out: &mut Vec<u8>) {
     let statuses = r.feature_statuses.as_ref().and_then(|s| serde_json::to_string(s).ok());
     let mut scores = r.scores.as_ref().map(|s| s.iter().copied());
     f.finish(scores.as_mut().map(|i| i as &mut dyn Iterator<Item = Option<f64>>), &outputs, statuses.as_deref());
+}
+
+/// Compresses runs of whole frames into block frames (form `4`), reusing its compression
+/// context from block to block.
+pub struct BlockWriter {
+    z: zstd::bulk::Compressor<'static>,
+    scratch: Vec<u8>,
+}
+
+/// How [`BlockWriter::append`] wrote a run of frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// As one compressed block.
+    Block,
+    /// As they were: the block would not have been smaller.
+    Plain,
+}
+
+impl BlockWriter {
+    /// A writer at zstd level 1 (the fastest of its normal levels: the gateway's writer
+    /// compresses while requests are served).
+    pub fn new() -> std::io::Result<BlockWriter> {
+        Ok(BlockWriter { z: zstd::bulk::Compressor::new(1)?, scratch: Vec::new() })
+    }
+
+    /// Appends `frames` (whole frames, back to back) to `out`: as one block frame, or as they
+    /// are when the block would not be smaller.
+    pub fn append(&mut self, frames: &[u8], out: &mut Vec<u8>) -> std::io::Result<Written> {
+        let len = u32::try_from(frames.len()).map_err(std::io::Error::other)?;
+        if frames.len() > MAX_BLOCK_CONTENT {
+            return Err(std::io::Error::other("a block's content is at most 1 GiB"));
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&[0; 8]);
+        self.scratch.push(BLOCK);
+        put_u32(&mut self.scratch, len);
+        let head = self.scratch.len();
+        self.scratch.resize(head + zstd::zstd_safe::compress_bound(frames.len()), 0);
+        let n = self.z.compress_to_buffer(frames, &mut self.scratch[head..])?;
+        self.scratch.truncate(head + n);
+        if self.scratch.len() >= frames.len() {
+            out.extend_from_slice(frames);
+            return Ok(Written::Plain);
+        }
+        seal_frame(&mut self.scratch, 0);
+        out.extend_from_slice(&self.scratch);
+        if self.scratch.capacity() > 4 << 20 {
+            self.scratch = Vec::new();
+        }
+        Ok(Written::Block)
+    }
+}
+
+/// A segment of the plain forms (`1` to `3`) from one that may hold compressed blocks: the
+/// bytes themselves when it holds none, else a copy with each block replaced by its content.
+/// Also gives the number of blocks that were damaged (their CRC, length or compressed data
+/// wrong) and left out. Other frames, damaged or cut short ones included, are kept as they are
+/// for [`parse_segment`] to read and count.
+pub fn expand_segment(bytes: &[u8]) -> Result<(std::borrow::Cow<'_, [u8]>, usize)> {
+    let Some(body) = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()) else {
+        return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
+    };
+    let frames = || {
+        let mut rest = body;
+        std::iter::from_fn(move || {
+            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let frame = rest.get(..8usize.saturating_add(len)).unwrap_or(rest);
+            rest = &rest[frame.len()..];
+            Some(frame)
+        })
+    };
+    let is_block = |f: &[u8]| f.get(8) == Some(&BLOCK);
+    if !frames().any(is_block) {
+        return Ok((std::borrow::Cow::Borrowed(bytes), 0));
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3);
+    out.extend_from_slice(SEGMENT_MAGIC);
+    let mut damaged = 0;
+    let mut z = zstd::bulk::Decompressor::new().map_err(|_| Error::new(ErrorCode::StorageFailure, "a prediction log block could not be read"))?;
+    let mut buf = Vec::new();
+    let mut consumed = 0;
+    for frame in frames() {
+        consumed += frame.len();
+        if !is_block(frame) || frame.len() < 13 {
+            out.extend_from_slice(frame);
+            continue;
+        }
+        let payload = &frame[8..];
+        let whole = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize == payload.len();
+        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let size = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]) as usize;
+        if !whole || crc32fast::hash(payload) != crc || size > MAX_BLOCK_CONTENT {
+            damaged += 1;
+            continue;
+        }
+        // Capacity `size`: content longer than the block claims fails to inflate.
+        buf.clear();
+        buf.reserve_exact(size);
+        match z.decompress_to_buffer(&payload[5..], &mut buf) {
+            Ok(n) if n == size => out.extend_from_slice(&buf),
+            _ => damaged += 1,
+        }
+    }
+    // Fewer than 4 bytes left after the last frame: a cut frame's length, kept for the parser.
+    out.extend_from_slice(&body[consumed.min(body.len())..]);
+    Ok((std::borrow::Cow::Owned(out), damaged))
 }
 
 /// A new segment's bytes (the magic), to append frames to.
@@ -801,6 +918,98 @@ mod tests {
             "scores": [0.5, null, 0.25], "outputs": {"label": [1, 0, 1]}, "feature_statuses": {"bmi": ["present", "missing", "present"]}
         }))
         .unwrap()
+    }
+
+    /// `n` whole records (request ids `req_{first}`…), as frames back to back.
+    fn frames(first: usize, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in first..first + n {
+            let mut r = record();
+            r.request_id = format!("req_{i}");
+            encode_record(&r, &mut out);
+        }
+        out
+    }
+
+    fn ids(seg: &[u8]) -> (Vec<String>, usize) {
+        let (plain, lost) = expand_segment(seg).unwrap();
+        let (views, damaged) = parse_segment(&plain).unwrap();
+        (views.iter().map(|v| v.head.request_id.to_owned()).collect(), lost + damaged)
+    }
+
+    #[test]
+    fn blocks_hold_whole_frames_and_a_damaged_one_loses_only_its_own() {
+        let mut w = BlockWriter::new().unwrap();
+        let mut seg = new_segment();
+        assert_eq!(w.append(&frames(0, 20), &mut seg).unwrap(), Written::Block);
+        encode_record(&record(), &mut seg);
+        let second = seg.len();
+        assert_eq!(w.append(&frames(20, 20), &mut seg).unwrap(), Written::Block);
+        assert!(seg.len() < frames(0, 40).len() / 3, "repeated records compress: {} bytes", seg.len());
+        // Blocks and plain frames read back in order, as the plain segment would.
+        let mut plain = new_segment();
+        plain.extend(frames(0, 20));
+        encode_record(&record(), &mut plain);
+        plain.extend(frames(20, 20));
+        assert_eq!(expand_segment(&seg).unwrap(), (std::borrow::Cow::Owned(plain.clone()), 0));
+        let want: Vec<String> = (0..20).map(|i| format!("req_{i}")).chain(["req_1".into()]).chain((20..40).map(|i| format!("req_{i}"))).collect();
+        assert_eq!(ids(&seg), (want.clone(), 0));
+        // A segment without blocks is read in place.
+        assert!(matches!(expand_segment(&plain).unwrap(), (std::borrow::Cow::Borrowed(_), 0)));
+        // A flipped byte in the second block's data: that block is lost and counted, the rest read.
+        let mut bad = seg.clone();
+        let last = bad.len() - 2;
+        bad[last] ^= 0x40;
+        assert_eq!(ids(&bad), (want[..21].to_vec(), 1));
+        // The second block cut short (a crash mid-write): the same.
+        assert_eq!(ids(&seg[..seg.len() - 7]), (want[..21].to_vec(), 1));
+        assert_eq!(ids(&seg[..second + 2]), (want[..21].to_vec(), 1), "a cut length is a cut frame");
+        // A block whose CRC is right but whose stated length is wrong, or whose data is not
+        // zstd: lost and counted (never inflated past what it claims).
+        for edit in [|p: &mut Vec<u8>| p[1] ^= 1, |p: &mut Vec<u8>| p[7] ^= 0xff] {
+            let mut f = Vec::new();
+            w.append(&frames(0, 20), &mut f).unwrap();
+            let mut payload = f[8..].to_vec();
+            edit(&mut payload);
+            let mut forged = vec![0; 8];
+            forged.extend_from_slice(&payload);
+            seal_frame(&mut forged, 0);
+            let mut s2 = new_segment();
+            s2.extend_from_slice(&forged);
+            encode_record(&record(), &mut s2);
+            assert_eq!(ids(&s2), (vec!["req_1".to_owned()], 1));
+        }
+        // A block inside a block is not a record: counted as damaged.
+        let mut inner = Vec::new();
+        w.append(&frames(0, 20), &mut inner).unwrap();
+        let mut nested = new_segment();
+        assert_eq!(w.append(&[inner.as_slice(), inner.as_slice()].concat(), &mut nested).unwrap(), Written::Block);
+        assert_eq!(ids(&nested).0.len(), 0);
+        assert!(expand_segment(b"VPZ1").is_err());
+    }
+
+    #[test]
+    fn frames_that_do_not_compress_are_written_as_they_are() {
+        // One record of 4,000 random integers: zstd cannot shrink it.
+        let mut r = record();
+        r.rows = 4000;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as i64
+        };
+        r.features = [("v".to_owned(), (0..4000).map(|_| json!(next())).collect())].into_iter().collect();
+        r.scores = None;
+        r.feature_statuses = None;
+        r.outputs = BTreeMap::new();
+        let mut one = Vec::new();
+        encode_record(&r, &mut one);
+        let mut seg = new_segment();
+        assert_eq!(BlockWriter::new().unwrap().append(&one, &mut seg).unwrap(), Written::Plain);
+        assert_eq!(&seg[4..], one.as_slice());
+        assert_eq!(ids(&seg), (vec!["req_1".to_owned()], 0));
     }
 
     #[test]

@@ -65,14 +65,15 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// A segment is sealed (and shipped) once it is this old…
     pub seal_after: Duration,
-    /// …or this large.
+    /// …or holds this many bytes of records before compression (what storing it holds in
+    /// memory).
     pub seal_bytes: u64,
 }
 
 impl SpoolConfig {
     /// Defaults: at most 16 MiB of encoded records waiting for the writer (some 60,000
     /// single-row records of 20 features, about 260 bytes each), 1 GiB on disk, segments
-    /// sealed after 1 s or 1 MiB (what a preparer holds in memory at once; 4 MiB segments,
+    /// sealed after 1 s or 1 MiB of records (what a preparer holds in memory at once; 4 MiB segments,
     /// fewer transactions and audit events, measured 39-50 MB resident against 25-32 MB).
     pub fn new(dir: PathBuf) -> Self {
         SpoolConfig { dir, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 1 << 20 }
@@ -405,7 +406,10 @@ struct Open {
     id: String,
     file: std::io::BufWriter<File>,
     opened: Instant,
+    /// Bytes written to the file.
     bytes: u64,
+    /// Bytes of frames it holds before compression (what reading it back takes in memory).
+    raw: u64,
     unsynced: bool,
     /// The schemas whose frames it holds.
     schemas: Vec<u32>,
@@ -463,6 +467,15 @@ impl Writer {
         let mut open: Option<Open> = None;
         let mut last_sync = Instant::now();
         let mut spare: Vec<u8> = Vec::new();
+        // A round's frames from every stripe, written as compressed blocks.
+        let mut batch: Vec<u8> = Vec::new();
+        let mut blocks = match predwire::BlockWriter::new() {
+            Ok(b) => Some((b, Vec::new())),
+            Err(e) => {
+                eprintln!("vigil gateway: the prediction log is written uncompressed ({e})");
+                None
+            }
+        };
         loop {
             // Read before collecting: once the spool is gone no frame can arrive after this
             // (the fence orders the collection after the request threads' last appends).
@@ -478,9 +491,21 @@ impl Writer {
                     }
                     std::mem::swap(&mut *frames, &mut spare);
                 }
-                self.write_frames(&mut open, &spare);
-                spare.clear();
-                trim(&mut spare);
+                if batch.is_empty() {
+                    std::mem::swap(&mut batch, &mut spare);
+                } else {
+                    batch.extend_from_slice(&spare);
+                    spare.clear();
+                    trim(&mut spare);
+                }
+            }
+            if !batch.is_empty() {
+                self.write_frames(&mut open, &batch, blocks.as_mut());
+                batch.clear();
+                trim(&mut batch);
+                if let Some((_, out)) = blocks.as_mut() {
+                    trim(out);
+                }
             }
             if let Some(o) = open.as_mut()
                 && o.unsynced
@@ -510,20 +535,35 @@ impl Writer {
         }
     }
 
-    /// Appends a buffer of whole frames one by one (each counted as spooled or failed), sealing
-    /// the segment whenever it reaches its size. The shared counters are updated once per
-    /// buffer: request threads read them.
-    fn write_frames(&self, open: &mut Option<Open>, mut buf: &[u8]) {
+    /// Appends a buffer of whole frames in runs of at most [`BLOCK_BYTES`] (a larger frame
+    /// alone), each run one compressed block (each frame counted as spooled or failed),
+    /// sealing the segment whenever it reaches its size. The shared counters are updated once
+    /// per buffer: request threads read them.
+    fn write_frames(&self, open: &mut Option<Open>, mut buf: &[u8], mut blocks: Option<&mut (predwire::BlockWriter, Vec<u8>)>) {
         let (mut spooled, mut written) = (0u64, 0u64);
         while buf.len() >= 8 {
-            let len = 8 + u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            let Some(frame) = buf.get(..len) else { break };
-            buf = &buf[len..];
-            match append(&self.cfg, open, frame) {
+            let (mut run, mut frames) = (0, 0u64);
+            while let Some(head) = buf.get(run..run + 4) {
+                let len = 8 + u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+                if run + len > buf.len() || (run > 0 && run + len > BLOCK_BYTES) {
+                    break;
+                }
+                run += len;
+                frames += 1;
+                if blocks.is_none() {
+                    break;
+                }
+            }
+            if run == 0 {
+                break;
+            }
+            let chunk = &buf[..run];
+            buf = &buf[run..];
+            match append_run(&self.cfg, open, chunk, blocks.as_deref_mut()) {
                 Ok(n) => written += n,
                 Err(e) => {
                     eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
-                    self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                    self.counters.log_failed.fetch_add(frames, Ordering::Relaxed);
                     // What was written before the failure is still shipped.
                     if let Some(o) = open.take() {
                         self.on_disk.fetch_add(std::mem::take(&mut written), Ordering::Relaxed);
@@ -533,8 +573,8 @@ impl Writer {
                     continue;
                 }
             }
-            spooled += 1;
-            if open.as_ref().is_some_and(|o| o.bytes >= self.cfg.seal_bytes)
+            spooled += frames;
+            if open.as_ref().is_some_and(|o| o.raw >= self.cfg.seal_bytes)
                 && let Some(o) = open.take()
             {
                 // Counted before the segment can be shipped (the shipper subtracts its size).
@@ -555,10 +595,21 @@ impl Writer {
     }
 }
 
-/// Appends a frame to the open segment, opening one first if there is none, and the frame of
-/// its schema before it if the segment has none; gives the bytes it added to the spool's
-/// files (for the caller to count on disk).
+/// The most bytes of frames the writer puts in one compressed block (a frame larger than
+/// this makes a block of its own). A block is all or nothing when read back, so a damaged one
+/// loses at most this much.
+const BLOCK_BYTES: usize = 256 << 10;
+
+/// Appends a frame to the open segment (see [`append_run`]).
 fn append(cfg: &SpoolConfig, open: &mut Option<Open>, line: &[u8]) -> std::io::Result<u64> {
+    append_run(cfg, open, line, None)
+}
+
+/// Appends whole frames to the open segment, opening one first if there is none, and the
+/// frames of the schemas they name before them where the segment has none (uncompressed); with
+/// a block writer the frames go in one compressed block (as they are when that is not
+/// smaller). Gives the bytes it added to the spool's files (for the caller to count on disk).
+fn append_run(cfg: &SpoolConfig, open: &mut Option<Open>, frames: &[u8], blocks: Option<&mut (predwire::BlockWriter, Vec<u8>)>) -> std::io::Result<u64> {
     let mut added = 0;
     if open.is_none() {
         let id = vigil_core::ids::UuidV7Ids.new_id("seg");
@@ -566,27 +617,46 @@ fn append(cfg: &SpoolConfig, open: &mut Option<Open>, line: &[u8]) -> std::io::R
         let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
         file.write_all(predwire::SEGMENT_MAGIC)?;
         added += predwire::SEGMENT_MAGIC.len() as u64;
-        *open = Some(Open { id, file, opened: Instant::now(), bytes: predwire::SEGMENT_MAGIC.len() as u64, unsynced: true, schemas: Vec::new() });
+        let magic = predwire::SEGMENT_MAGIC.len() as u64;
+        *open = Some(Open { id, file, opened: Instant::now(), bytes: magic, raw: magic, unsynced: true, schemas: Vec::new() });
     }
     let Some(o) = open.as_mut() else { return Ok(added) };
-    if let Some(id) = predwire::frame_schema(line)
-        && !o.schemas.contains(&id)
-    {
-        let schema = SCHEMAS.frame(id).ok_or_else(|| std::io::Error::other("a record names a schema this process never made"))?;
-        o.file.write_all(&schema)?;
-        o.bytes += schema.len() as u64;
-        added += schema.len() as u64;
-        o.schemas.push(id);
+    let mut rest = frames;
+    while let Some(head) = rest.get(..4) {
+        let len = (8 + u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize).min(rest.len());
+        if let Some(id) = predwire::frame_schema(&rest[..len])
+            && !o.schemas.contains(&id)
+        {
+            let schema = SCHEMAS.frame(id).ok_or_else(|| std::io::Error::other("a record names a schema this process never made"))?;
+            o.file.write_all(&schema)?;
+            o.bytes += schema.len() as u64;
+            o.raw += schema.len() as u64;
+            added += schema.len() as u64;
+            o.schemas.push(id);
+        }
+        rest = &rest[len..];
     }
-    o.file.write_all(line)?;
-    o.bytes += line.len() as u64;
+    let n = match blocks {
+        Some((writer, out)) => {
+            out.clear();
+            writer.append(frames, out)?;
+            o.file.write_all(out)?;
+            out.len()
+        }
+        None => {
+            o.file.write_all(frames)?;
+            frames.len()
+        }
+    } as u64;
+    o.bytes += n;
+    o.raw += frames.len() as u64;
     o.unsynced = true;
-    Ok(added + line.len() as u64)
+    Ok(added + n)
 }
 
 /// Whether the open segment is old or large enough to be sealed.
 fn seal_due(cfg: &SpoolConfig, open: Option<&Open>) -> bool {
-    open.is_some_and(|o| o.bytes > predwire::SEGMENT_MAGIC.len() as u64 && (o.opened.elapsed() >= cfg.seal_after || o.bytes >= cfg.seal_bytes))
+    open.is_some_and(|o| o.bytes > predwire::SEGMENT_MAGIC.len() as u64 && (o.opened.elapsed() >= cfg.seal_after || o.raw >= cfg.seal_bytes))
 }
 
 /// Flushes a segment's buffer and gives back its file and id.
@@ -853,7 +923,10 @@ impl Shipper {
             }
             Err(e) => {
                 eprintln!("vigil gateway: prediction log segment {id} was refused ({}: {}); kept as failed-{id}.vpl", e.code().as_str(), e.message());
-                let records = std::fs::read(path).ok().and_then(|b| predwire::parse_segment(&b).ok().map(|(r, _)| r.len())).unwrap_or(0);
+                let records = std::fs::read(path)
+                    .ok()
+                    .and_then(|b| predwire::expand_segment(&b).ok().and_then(|(plain, _)| predwire::parse_segment(&plain).ok().map(|(r, _)| r.len())))
+                    .unwrap_or(0);
                 let _ = std::fs::rename(path, path.with_file_name(format!("failed-{id}.vpl")));
                 self.on_disk.fetch_sub(size.min(self.on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
                 self.counters.log_quarantined.fetch_add(records as u64, Ordering::Relaxed);
@@ -1247,6 +1320,74 @@ mod tests {
         let mut spare = Vec::with_capacity(KEEP_BUFFER);
         trim(&mut spare);
         assert_eq!(spare.capacity(), KEEP_BUFFER);
+    }
+
+    #[test]
+    fn the_writer_puts_each_round_in_compressed_blocks_and_seals_by_the_bytes_of_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig { seal_bytes: 64 << 10, ..SpoolConfig::new(dir.path().to_path_buf()) };
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let counters = Arc::new(Counters::default());
+        let pending = Arc::new(Stripes { stripes: Vec::new(), stripe_bytes: 0 });
+        let writer = Writer { cfg, pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx };
+        // 2,000 three-row records under one schema (some 300 KB), and one whole record of many
+        // columns.
+        let o = owned(3, Ok(vec![]));
+        let mut enc = Encoder::new();
+        let mut batch = Vec::new();
+        for _ in 0..2000 {
+            write_record(&job(&o), &mut enc).unwrap();
+            batch.extend_from_slice(&enc.frame);
+        }
+        let wide = owned(1, Ok(vec![]));
+        let wide = Owned { inputs: vec![("X".into(), Tensor::new(vec![1, MAX_SCHEMA_FEATURES + 1], Data::F32(vec![0.5; MAX_SCHEMA_FEATURES + 1])).unwrap())], ..wide };
+        write_record(&job(&wide), &mut enc).unwrap();
+        batch.extend_from_slice(&enc.frame);
+        let mut blocks = (predwire::BlockWriter::new().unwrap(), Vec::new());
+        let mut open = None;
+        writer.write_frames(&mut open, &batch, Some(&mut blocks));
+        if let Some(o) = open.take() {
+            writer.seal(o);
+        }
+        assert_eq!(counters.log_spooled.load(Ordering::Relaxed), 2001);
+        // Segments were sealed at 64 KiB of records (the files are much smaller).
+        let mut records = 0;
+        let mut on_disk = 0;
+        let mut sealed = 0;
+        while let Ok(SyncJob::Seal { file, id }) = rx.try_recv() {
+            drop(file);
+            sealed += 1;
+            let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
+            on_disk += bytes.len();
+            let (plain, lost) = predwire::expand_segment(&bytes).unwrap();
+            assert!(matches!(plain, std::borrow::Cow::Owned(_)), "written in blocks");
+            assert!(plain.len() <= (64 << 10) + BLOCK_BYTES + 30_000, "{}", plain.len());
+            let (views, damaged) = predwire::parse_segment(&plain).unwrap();
+            assert_eq!((lost, damaged), (0, 0));
+            for v in &views {
+                let job = if v.rows == 1 { job(&wide) } else { job(&o) };
+                assert_eq!(v.to_record().unwrap(), record_of(&job));
+            }
+            records += views.len();
+        }
+        assert_eq!(records, 2001);
+        assert!(sealed >= 2, "{sealed}");
+        assert!(on_disk * 4 < batch.len(), "{on_disk} bytes on disk for {} of records", batch.len());
+        assert_eq!(writer.on_disk.load(Ordering::Relaxed), on_disk as u64);
+        // Without a block writer (zstd could not start) the frames are written as they are.
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let writer = Writer { sync: tx, ..writer };
+        writer.write_frames(&mut open, &batch, None);
+        if let Some(o) = open.take() {
+            writer.seal(o);
+        }
+        let mut plain_bytes = 0;
+        while let Ok(SyncJob::Seal { id, .. }) = rx.try_recv() {
+            let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
+            assert!(matches!(predwire::expand_segment(&bytes).unwrap(), (std::borrow::Cow::Borrowed(_), 0)));
+            plain_bytes += bytes.len();
+        }
+        assert!(plain_bytes > batch.len(), "the frames and their schema frames");
     }
 
     #[test]

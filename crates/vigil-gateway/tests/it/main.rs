@@ -867,17 +867,38 @@ fn a_segment_left_by_a_crash_is_shipped_once_up_to_its_last_whole_frame() {
         // The second frame was cut short by the crash.
         seg.truncate(whole + (seg.len() - whole) / 2);
         std::fs::write(dir.join("open-seg_crash.vpl"), &seg).unwrap();
+        // The writer's form: records in compressed blocks; the second block was cut short.
+        let named = |id: &str| {
+            let mut r = first.clone();
+            r.request_id = id.into();
+            let mut frame = Vec::new();
+            vigil_core::predwire::encode_record(&r, &mut frame);
+            frame
+        };
+        let mut blocks = vigil_core::predwire::BlockWriter::new().unwrap();
+        let mut seg = vigil_core::predwire::new_segment();
+        let run: Vec<u8> = [named("req_crash3"), named("req_crash4"), named("req_crash5")].concat();
+        assert_eq!(blocks.append(&run, &mut seg).unwrap(), vigil_core::predwire::Written::Block);
+        let whole = seg.len();
+        blocks.append(&[named("req_crash6"), named("req_crash7"), named("req_crash8")].concat(), &mut seg).unwrap();
+        seg.truncate(seg.len() - 4);
+        assert!(seg.len() > whole);
+        std::fs::write(dir.join("open-seg_crash_blocks.vpl"), &seg).unwrap();
         let url = env.gateway(spool_config(dir.clone())).unwrap();
         // The same directory cannot be opened twice.
         let second = env.gateway(spool_config(dir.clone()));
         assert!(second.unwrap_err().to_string().contains("in use"));
-        wait_stored(&url, 1);
-        assert_eq!(counter_at(&url, "vigil_gateway_log_corrupt_total"), 1);
+        wait_stored(&url, 4);
+        assert_eq!(counter_at(&url, "vigil_gateway_log_corrupt_total"), 2);
         assert!(!dir.join("open-seg_crash.vpl").exists() && !dir.join("ready-seg_crash.vpl").exists());
+        assert!(!dir.join("ready-seg_crash_blocks.vpl").exists());
         // Shipped again (a crash between commit and delete): stored once.
         assert!(env.registry.record_predictions("seg_crash", "gw", &[first]).unwrap().duplicate);
         assert!(env.registry.predictions(&env.login("ds"), "req_crash2").unwrap().is_empty());
         assert_eq!(env.registry.predictions(&env.login("ds"), "req_crash1").unwrap().len(), 1);
+        for (id, n) in [("req_crash3", 1), ("req_crash5", 1), ("req_crash6", 0), ("req_crash8", 0)] {
+            assert_eq!(env.registry.predictions(&env.login("ds"), id).unwrap().len(), n, "{id}");
+        }
     }
 }
 
