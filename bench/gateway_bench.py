@@ -11,7 +11,15 @@ and 100-row requests at 16 connections, single-row at 1 connection, through the 
 Inference Protocol and MLflow's /invocations. CPU per request is the gateway process's
 user+system time (from /proc) over the requests wrk completed, until every record of the run
 is stored (the prediction log's writer, syncer, preparer and shipper threads run in the same
-process and are included); RSS is read after the single-row runs and at the end.
+process and are included); RSS is read after the single-row runs and at the end; disk is the
+bytes the process had written to disk per request (/proc/PID/io: its spool and its registry
+database), over the same span.
+
+The prediction log compresses what it writes, and one fixed body (the peers' harness)
+compresses far better than real inputs. So the 100-row scenario also runs with 300
+different bodies sent in turn: clinical-like raw values (ages, vital signs and counts as whole
+numbers, labs with one or two decimals, flags) and standard-normal noise to 4 decimals
+(the worst case: it hardly compresses).
 
 `vigil gateway` always logs every prediction. To measure what the log costs, the single-row
 scenario (plain, and A/B by a patient header) runs against `unlogged_gateway` too (an
@@ -107,6 +115,20 @@ def setup(tmp: Path) -> Path:
     return data
 
 
+def written(pid: int) -> int:
+    """Bytes the process has had written to disk (its spool and its registry database)."""
+    return int(re.search(r"write_bytes: (\d+)", Path(f"/proc/{pid}/io").read_text()).group(1))
+
+
+def clinical_row(rnd) -> list:
+    """20 values as a clinical model's raw inputs look: ages, vital signs and counts (whole
+    numbers), lab values with one or two decimals, flags."""
+    g, ln, i = rnd.gauss, rnd.lognormvariate, rnd.randint
+    return [i(18, 95), i(40, 180), i(80, 200), i(40, 120), i(8, 40), round(g(36.8, 0.7), 1), round(g(140, 4)), round(g(4.2, 0.5), 1),
+            round(ln(0, 0.5), 2), round(g(13, 2), 1), round(ln(2, 0.6), 1), round(g(7.4, 0.05), 2), i(0, 1), i(0, 1), i(0, 1), i(0, 4),
+            round(g(27, 5), 1), round(ln(0.5, 0.7), 2), i(0, 29), round(g(95, 3))]
+
+
 def cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
@@ -117,12 +139,17 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def wrk(url: str, path: str, body: str, ctype: str, conns: int, tmp: Path, patient: bool = False, entity: bool = False, paced: bool = False) -> dict:
+def wrk(url: str, path: str, body: str | list[str], ctype: str, conns: int, tmp: Path, patient: bool = False, entity: bool = False, paced: bool = False) -> dict:
     script = tmp / "post.lua"
     # With `patient`, every request carries a different patient id (the unit key); with
-    # `entity`, the body is only a patient id (P1..P1000 in turn), for the online store.
+    # `entity`, the body is only a patient id (P1..P1000 in turn), for the online store; a
+    # list of bodies is sent in turn.
     extra = ('counter = 0\nrequest = function()\n  counter = counter + 1\n  wrk.headers["x-patient-id"] = "MRN-" .. counter\n'
              '  return wrk.format(nil, nil, nil, nil)\nend\n') if patient else ""
+    if isinstance(body, list):
+        extra = ("local bodies = {" + ",".join(json.dumps(b) for b in body) + "}\ncounter = 0\nrequest = function()\n"
+                 "  counter = counter % #bodies + 1\n  return wrk.format(nil, nil, nil, bodies[counter])\nend\n")
+        body = body[0]
     if entity:
         extra = ('counter = 0\nrequest = function()\n  counter = counter + 1\n'
                  '  local b = \'{"inputs": [{"name": "patient_id", "shape": [1], "datatype": "BYTES", "data": ["P\' .. (counter % 1000 + 1) .. \'"]}]}\'\n'
@@ -189,16 +216,27 @@ def main() -> None:
     oip100 = json.dumps({"inputs": [{"name": "X", "shape": [100, 20], "datatype": "FP32", "data": [x for r in rows for x in r]}]})
     ml1 = json.dumps({"dataframe_split": {"columns": [f"f{i}" for i in range(20)], "data": [row]}})
     ml100 = json.dumps({"dataframe_split": {"columns": [f"f{i}" for i in range(20)], "data": rows}})
+
+    def oip(rows: list) -> str:
+        return json.dumps({"inputs": [{"name": "X", "shape": [len(rows), 20], "datatype": "FP32", "data": [x for r in rows for x in r]}]})
+    # One fixed body per scenario, as the peers were measured; and 300 different 100-row
+    # bodies sent in turn: the prediction log compresses what it writes, and a fixed body
+    # compresses far better than real inputs do.
+    crnd, nrnd = random.Random(2), random.Random(3)
+    clinical100 = [oip([clinical_row(crnd) for _ in range(100)]) for _ in range(300)]
+    noise100 = [oip([[round(nrnd.gauss(0, 1), 4) for _ in range(20)] for _ in range(100)]) for _ in range(300)]
     scenarios = [
         ("OIP, 1 row, 16 connections", "/v2/models/lr20/infer", oip1, "application/json", 16),
         ("OIP, 100 rows, 16 connections", "/v2/models/lr20/infer", oip100, "application/json", 16),
+        ("OIP, 100 rows, 16 conn., 300 clinical-like bodies", "/v2/models/lr20/infer", clinical100, "application/json", 16),
+        ("OIP, 100 rows, 16 conn., 300 noise bodies", "/v2/models/lr20/infer", noise100, "application/json", 16),
         ("OIP, 1 row, 1 connection", "/v2/models/lr20/infer", oip1, "application/json", 1),
         ("MLflow split, 1 row, 16 connections", "/invocations", ml1, "application/json", 16),
         ("MLflow split, 100 rows, 16 connections", "/invocations", ml100, "application/json", 16),
         ("MLflow split, 1 row, 1 connection", "/invocations", ml1, "application/json", 1),
     ]
     print(f"lr20 (20-feature logistic regression), wrk {SECONDS} s per scenario, {ROUNDS} rounds of the compared pairs")
-    print(f"{'scenario':<52} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'errors':>7}")
+    print(f"{'scenario':<52} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'errors':>7} {'disk B/req':>10}")
 
     def drained(proc, url) -> None:
         # Until every queued record is stored (or the spool gave up on it), so that each
@@ -212,11 +250,12 @@ def main() -> None:
             time.sleep(0.1)
 
     def run(proc, url, name, path, body, ctype, conns, patient=False, entity=False, paced=False) -> dict:
-        before = cpu_ticks(proc.pid)
+        before, wrote = cpu_ticks(proc.pid), written(proc.pid)
         r = wrk(url, path, body, ctype, conns, tmp, patient, entity, paced)
         drained(proc, url)
         r["cpu"] = (cpu_ticks(proc.pid) - before) / TICK * 1000 / max(r["requests"], 1)
-        print(f"{name:<52} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['cpu']:>11.3f} {r['errors']:>7}", flush=True)
+        r["disk"] = (written(proc.pid) - wrote) / max(r["requests"], 1)
+        print(f"{name:<52} {r['rps']:>8.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['cpu']:>11.3f} {r['errors']:>7} {r['disk']:>10.0f}", flush=True)
         return r
 
     def deploy(*args):

@@ -27,12 +27,15 @@
 //!   frame loses the records of its arm in that segment). Records of very many columns are
 //!   written whole.
 //!
-//! - `4`, a compressed block: the byte length (u32) of its content and the content
+//! - `4`, a compressed block: the byte length (u32) of its content, the schema (u32, MAX
+//!   for none) its content names when it is one record under a schema, and the content
 //!   compressed with zstd; the content is whole frames of the forms above (records and
-//!   schemas) back to back. The gateway's writer puts each round's records in one block
-//!   (their schemas' frames before it, uncompressed). A damaged block counts as one damaged
-//!   frame and loses its records; the frames around it are read. Readers call
-//!   [`expand_segment`] first, which gives a segment of the plain forms.
+//!   schemas) back to back. The gateway compresses a large record on the thread that made it
+//!   (a block of one record, whose schema the writer reads from the block's head) and puts
+//!   each round's smaller records in one block; the schemas' frames go before them,
+//!   uncompressed. A damaged block counts as one damaged frame and loses its records; the
+//!   frames around it are read. Readers call [`expand_segment`] first, which gives a segment
+//!   of the plain forms.
 //!
 //! Numbers travel as the bytes the model saw: writing a record costs copies, not formatting,
 //! and reading one for monitoring costs no parsing.
@@ -54,7 +57,7 @@ const KEYED: u8 = 3;
 /// Form byte of a compressed block of frames.
 const BLOCK: u8 = 4;
 /// The largest content a block may claim (a reader refuses to inflate more).
-pub const MAX_BLOCK_CONTENT: usize = 1 << 30;
+pub const MAX_BLOCK_CONTENT: usize = 256 << 20;
 const NONE: u32 = u32::MAX;
 
 /// The fixed part of a record, borrowed from wherever the writer has it.
@@ -175,10 +178,16 @@ pub fn schema_frame(id: u32, content: &[u8]) -> Vec<u8> {
 
 /// The schema a whole frame (length and CRC included) names, if it is a record under one.
 pub fn frame_schema(frame: &[u8]) -> Option<u32> {
-    match frame.get(8..13)? {
-        [KEYED, a, b, c, d] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
+    match frame.get(8..)? {
+        [KEYED, a, b, c, d, ..] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
+        [BLOCK, _, _, _, _, a, b, c, d, ..] => Some(u32::from_le_bytes([*a, *b, *c, *d])).filter(|s| *s != NONE),
         _ => None,
     }
+}
+
+/// Whether a whole frame is a compressed block.
+pub fn is_block(frame: &[u8]) -> bool {
+    frame.get(8) == Some(&BLOCK)
 }
 
 /// Writes the length and CRC of the frame that starts at `start` of `out`.
@@ -395,22 +404,26 @@ impl BlockWriter {
     pub fn append(&mut self, frames: &[u8], out: &mut Vec<u8>) -> std::io::Result<Written> {
         let len = u32::try_from(frames.len()).map_err(std::io::Error::other)?;
         if frames.len() > MAX_BLOCK_CONTENT {
-            return Err(std::io::Error::other("a block's content is at most 1 GiB"));
+            return Err(std::io::Error::other("a block's content is at most 256 MiB"));
         }
+        // Written from the start of the buffer, up to its capacity (no zero-filling).
         self.scratch.clear();
-        self.scratch.extend_from_slice(&[0; 8]);
-        self.scratch.push(BLOCK);
-        put_u32(&mut self.scratch, len);
-        let head = self.scratch.len();
-        self.scratch.resize(head + zstd::zstd_safe::compress_bound(frames.len()), 0);
-        let n = self.z.compress_to_buffer(frames, &mut self.scratch[head..])?;
-        self.scratch.truncate(head + n);
-        if self.scratch.len() >= frames.len() {
+        self.scratch.reserve(zstd::zstd_safe::compress_bound(frames.len()));
+        let n = self.z.compress_to_buffer(frames, &mut self.scratch)?;
+        if n + 17 >= frames.len() {
             out.extend_from_slice(frames);
             return Ok(Written::Plain);
         }
-        seal_frame(&mut self.scratch, 0);
-        out.extend_from_slice(&self.scratch);
+        // The schema of a block of one record, for the writer to put before it.
+        let one = frames.len() >= 8 && 8 + u32::from_le_bytes([frames[0], frames[1], frames[2], frames[3]]) as usize == frames.len();
+        let schema = if one { frame_schema(frames) } else { None };
+        let start = out.len();
+        out.extend_from_slice(&[0; 8]);
+        out.push(BLOCK);
+        put_u32(out, len);
+        put_u32(out, schema.unwrap_or(NONE));
+        out.extend_from_slice(&self.scratch[..n]);
+        seal_frame(out, start);
         if self.scratch.capacity() > 4 << 20 {
             self.scratch = Vec::new();
         }
@@ -436,40 +449,48 @@ pub fn expand_segment(bytes: &[u8]) -> Result<(std::borrow::Cow<'_, [u8]>, usize
             Some(frame)
         })
     };
-    let is_block = |f: &[u8]| f.get(8) == Some(&BLOCK);
+    // A block's content length, if the block is whole and its CRC right.
+    let sound = |frame: &[u8]| -> Option<usize> {
+        let payload = frame.get(8..)?;
+        let whole = u32::from_le_bytes(frame.get(..4)?.try_into().ok()?) as usize == payload.len();
+        let crc = u32::from_le_bytes(frame.get(4..8)?.try_into().ok()?);
+        let size = u32::from_le_bytes(payload.get(1..5)?.try_into().ok()?) as usize;
+        (whole && payload.len() >= 9 && size <= MAX_BLOCK_CONTENT && crc32fast::hash(payload) == crc).then_some(size)
+    };
     if !frames().any(is_block) {
         return Ok((std::borrow::Cow::Borrowed(bytes), 0));
     }
-    let mut out = Vec::with_capacity(bytes.len() * 3);
+    // Sized once, exactly: the plain segment is as large as a stored segment's records.
+    let consumed: usize = frames().map(<[u8]>::len).sum();
+    let tail = &body[consumed.min(body.len())..];
+    let size: usize = frames().map(|f| if is_block(f) { sound(f).unwrap_or(0) } else { f.len() }).sum();
+    // (Reserved up to a bound: a block that claims more than it holds fails below.)
+    let mut out = Vec::with_capacity((SEGMENT_MAGIC.len() + size + tail.len()).min(bytes.len().saturating_mul(64).saturating_add(1 << 20)));
     out.extend_from_slice(SEGMENT_MAGIC);
     let mut damaged = 0;
     let mut z = zstd::bulk::Decompressor::new().map_err(|_| Error::new(ErrorCode::StorageFailure, "a prediction log block could not be read"))?;
-    let mut buf = Vec::new();
-    let mut consumed = 0;
     for frame in frames() {
-        consumed += frame.len();
-        if !is_block(frame) || frame.len() < 13 {
+        if !is_block(frame) {
             out.extend_from_slice(frame);
             continue;
         }
-        let payload = &frame[8..];
-        let whole = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize == payload.len();
-        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let size = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]) as usize;
-        if !whole || crc32fast::hash(payload) != crc || size > MAX_BLOCK_CONTENT {
+        let Some(size) = sound(frame) else {
             damaged += 1;
             continue;
-        }
-        // Capacity `size`: content longer than the block claims fails to inflate.
-        buf.clear();
-        buf.reserve_exact(size);
-        match z.decompress_to_buffer(&payload[5..], &mut buf) {
-            Ok(n) if n == size => out.extend_from_slice(&buf),
-            _ => damaged += 1,
+        };
+        // Exactly `size` bytes of room: content longer than the block claims fails to inflate.
+        let at = out.len();
+        out.resize(at + size, 0);
+        match z.decompress_to_buffer(&frame[17..], &mut out[at..]) {
+            Ok(n) if n == size => {}
+            _ => {
+                out.truncate(at);
+                damaged += 1;
+            }
         }
     }
     // Fewer than 4 bytes left after the last frame: a cut frame's length, kept for the parser.
-    out.extend_from_slice(&body[consumed.min(body.len())..]);
+    out.extend_from_slice(tail);
     Ok((std::borrow::Cow::Owned(out), damaged))
 }
 
@@ -966,7 +987,7 @@ mod tests {
         assert_eq!(ids(&seg[..second + 2]), (want[..21].to_vec(), 1), "a cut length is a cut frame");
         // A block whose CRC is right but whose stated length is wrong, or whose data is not
         // zstd: lost and counted (never inflated past what it claims).
-        for edit in [|p: &mut Vec<u8>| p[1] ^= 1, |p: &mut Vec<u8>| p[7] ^= 0xff] {
+        for edit in [|p: &mut Vec<u8>| p[1] ^= 1, |p: &mut Vec<u8>| p[11] ^= 0xff] {
             let mut f = Vec::new();
             w.append(&frames(0, 20), &mut f).unwrap();
             let mut payload = f[8..].to_vec();
