@@ -4,14 +4,20 @@
 //! ([`vigil_core::predwire`], the input values as the model saw them) straight into an
 //! in-memory buffer (one of several stripes, so appending threads do not wait for each
 //! other; bounded in bytes; no wake-up: the writer polls). A writer thread collects the
-//! buffers every [`WRITER_NAP`] and appends them to the open segment file; at least every
+//! buffers every [`WRITER_NAP`] and appends them to the open segment file, each round's
+//! records compressed together as zstd blocks (a large record is compressed on its request
+//! thread instead while the writer is behind). On this VM the log's tail at 100 rows came
+//! from the bytes it wrote (the host takes CPU time from the guest for its disk work), so
+//! the spool writes fewer: 100-row records of clinical-like values take about 40% of their
+//! bytes, a repeated test body about 15%, noise about 90%; stored segments keep these blocks.
+//! At least every
 //! [`SYNC_EVERY`] a syncer thread flushes them to disk (`fdatasync`, which can take
 //! milliseconds: the writer never waits for it), and a segment old or large enough is sealed
 //! there (synced, renamed `ready-…`).
 //! Storing a sealed segment takes two threads. A preparer under `SCHED_IDLE` does most of the
 //! CPU work with time no request wants
-//! ([`vigil_core::registry::Registry::prepare_prediction_segment`]: decoding, checks,
-//! compression); the shipper, at nice 10, runs the transaction
+//! ([`vigil_core::registry::Registry::prepare_prediction_segment`]: expanding blocks,
+//! decoding, checks; compressing a segment the writer left plain); the shipper, at nice 10, runs the transaction
 //! ([`vigil_core::registry::Registry::store_prediction_segment`], idempotent by segment id),
 //! which holds locks other writers of the registry wait for and so never runs at idle
 //! priority, and then deletes the file. When the preparer falls behind (the spool holds
@@ -28,7 +34,9 @@
 //!
 //! What a crash can lose: records still in the buffers and at most the last [`SYNC_EVERY`] of
 //! appended frames (of shadow records, which are never an answer, at most the last second). A segment cut short by a crash is shipped up to its last whole frame (each
-//! frame carries its length and CRC-32, so a torn or damaged one is counted, never read).
+//! frame carries its length and CRC-32, so a torn or damaged one is counted, never read; a
+//! compressed block is one frame, so a cut one loses the records of its round, which were
+//! not synced yet).
 //!
 //! One process owns a spool directory (an exclusive lock on `DIR/lock`); replicas each need
 //! their own. A segment that the registry refuses for good (not a storage failure) is moved to
@@ -150,6 +158,10 @@ struct Encoder {
 /// Otherwise the writer compresses records a round's worth together (cheaper: measured with
 /// 100-row records, compressing each on its request thread cost 18% more CPU per request).
 const COMPRESS_ALONE: usize = 4 << 10;
+
+/// The writer compresses a round's records when they are at least this many bytes (16 MB a
+/// second at one round every [`WRITER_NAP`]).
+const COMPRESS_ROUND: usize = 32 << 10;
 
 /// The writer counts as behind while a thread's stripe holds more than this share of its
 /// bytes (1/`BEHIND`).
@@ -534,7 +546,10 @@ impl Writer {
                 trim(&mut spare);
             }
             if !batch.is_empty() {
-                self.write_frames(&mut open, &batch, blocks.as_mut());
+                // A light round is written as it is: compressing it costs CPU and saves the
+                // disk little (single-row records at 20,000 a second are some 10 KB a round).
+                let compress = batch.len() >= COMPRESS_ROUND;
+                self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| compress));
                 batch.clear();
                 trim(&mut batch);
                 if let Some((_, out)) = blocks.as_mut() {
