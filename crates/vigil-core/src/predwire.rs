@@ -30,10 +30,10 @@
 //! - `4`, a compressed block: the byte length (u32) of its content, the schema (u32, MAX
 //!   for none) its content names when it is one record under a schema, and the content
 //!   compressed with zstd; the content is whole frames of the forms above (records and
-//!   schemas) back to back. The gateway compresses a large record on the thread that made it
-//!   (a block of one record, whose schema the writer reads from the block's head) and puts
-//!   each round's smaller records in one block; the schemas' frames go before them,
-//!   uncompressed. A damaged block counts as one damaged frame and loses its records; the
+//!   schemas) back to back. The gateway's writer puts a round's records in one block (a
+//!   round of 32 KiB or more); while it is behind, a large record is compressed on the
+//!   thread that made it (a block of one record, whose schema the writer reads from the
+//!   block's head); the schemas' frames go before them, uncompressed. A damaged block counts as one damaged frame and loses its records; the
 //!   frames around it are read. Readers call [`expand_segment`] first, which gives a segment
 //!   of the plain forms.
 //!
