@@ -190,6 +190,15 @@ pub fn is_block(frame: &[u8]) -> bool {
     frame.get(8) == Some(&BLOCK)
 }
 
+/// The bytes of records a whole frame holds: a block's content length (as its head says),
+/// else the frame's own length.
+pub fn content_len(frame: &[u8]) -> usize {
+    match frame.get(8..13) {
+        Some([BLOCK, a, b, c, d]) => u32::from_le_bytes([*a, *b, *c, *d]) as usize,
+        _ => frame.len(),
+    }
+}
+
 /// Writes the length and CRC of the frame that starts at `start` of `out`.
 fn seal_frame(out: &mut [u8], start: usize) {
     let payload = &out[start + 8..];
@@ -460,21 +469,23 @@ pub fn expand_segment(bytes: &[u8]) -> Result<(std::borrow::Cow<'_, [u8]>, usize
     if !frames().any(is_block) {
         return Ok((std::borrow::Cow::Borrowed(bytes), 0));
     }
-    // Sized once, exactly: the plain segment is as large as a stored segment's records.
-    let consumed: usize = frames().map(<[u8]>::len).sum();
+    // Each frame with its block's content length if it is a sound block (checked once).
+    let checked: Vec<(&[u8], Option<usize>)> = frames().map(|f| (f, if is_block(f) { sound(f) } else { None })).collect();
+    let consumed: usize = checked.iter().map(|(f, _)| f.len()).sum();
     let tail = &body[consumed.min(body.len())..];
-    let size: usize = frames().map(|f| if is_block(f) { sound(f).unwrap_or(0) } else { f.len() }).sum();
+    // Sized once, exactly: the plain segment is as large as a stored segment's records.
+    let size: usize = checked.iter().map(|(f, s)| if is_block(f) { s.unwrap_or(0) } else { f.len() }).sum();
     // (Reserved up to a bound: a block that claims more than it holds fails below.)
     let mut out = Vec::with_capacity((SEGMENT_MAGIC.len() + size + tail.len()).min(bytes.len().saturating_mul(64).saturating_add(1 << 20)));
     out.extend_from_slice(SEGMENT_MAGIC);
     let mut damaged = 0;
     let mut z = zstd::bulk::Decompressor::new().map_err(|_| Error::new(ErrorCode::StorageFailure, "a prediction log block could not be read"))?;
-    for frame in frames() {
+    for (frame, sound) in checked {
         if !is_block(frame) {
             out.extend_from_slice(frame);
             continue;
         }
-        let Some(size) = sound(frame) else {
+        let Some(size) = sound else {
             damaged += 1;
             continue;
         };

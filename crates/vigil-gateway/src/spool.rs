@@ -679,10 +679,7 @@ fn append_run(cfg: &SpoolConfig, open: &mut Option<Open>, frames: &[u8], blocks:
     while let Some(head) = rest.get(..4) {
         let len = (8 + u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize).min(rest.len());
         // A block compressed by a request thread counts as the bytes of its content.
-        raw += match rest.get(9..13) {
-            Some(c) if predwire::is_block(rest) => u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64,
-            _ => len as u64,
-        };
+        raw += predwire::content_len(&rest[..len]) as u64;
         if let Some(id) = predwire::frame_schema(&rest[..len])
             && !o.schemas.contains(&id)
         {
