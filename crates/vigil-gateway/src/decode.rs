@@ -724,7 +724,8 @@ impl Serialize for Record<'_> {
 }
 
 /// An output's values, one per row (a list per row for wider tensors, a class → probability
-/// object per row for ZipMap).
+/// object per row for ZipMap). The reference the prediction log's writer is tested against.
+#[cfg(test)]
 pub fn per_row(v: &Value) -> Vec<Json> {
     match v {
         Value::Tensor(t) => {

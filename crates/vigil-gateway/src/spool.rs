@@ -4,7 +4,7 @@
 //! ([`vigil_core::predwire`], the input values as the model saw them) straight into an
 //! in-memory buffer (one of several stripes, so appending threads do not wait for each
 //! other; bounded in bytes; no wake-up: the writer polls). A writer thread collects the
-//! buffers every [`WRITER_NAP`] and appends them to the open segment file, each round's
+//! buffers every [`WRITER_NAP`] ([`LIGHT_NAP`] after a light round) and appends them to the open segment file, each round's
 //! records compressed together as zstd blocks when they are 32 KiB or more (a large record
 //! is compressed on its request thread instead while the writer is behind). On this VM the log's tail at 100 rows came
 //! from the bytes it wrote (the host takes CPU time from the guest for its disk work), so
@@ -96,7 +96,7 @@ pub(crate) struct LogJob<'a> {
     pub shadow: bool,
     pub endpoint: &'a str,
     pub arm: &'a str,
-    pub served: &'a Served,
+    pub served: &'a Arc<Served>,
     pub assignment: &'static str,
     pub unit_hash: Option<&'a str>,
     pub bucket: Option<u32>,
@@ -111,7 +111,7 @@ pub(crate) struct LogJob<'a> {
 /// Encoded frames waiting for the writer, in stripes: a request thread appends its frame to
 /// the first stripe it can lock without waiting that has room (with more stripes than threads
 /// that append, there always is an unlocked one), and the writer swaps each stripe's buffer
-/// for an empty one every [`WRITER_NAP`]. So handing a record over costs one uncontended lock
+/// for an empty one every few milliseconds. So handing a record over costs one uncontended lock
 /// and a copy into a buffer that is reused, with no counter shared between request threads,
 /// and the writer does per-buffer, not per-record, work.
 struct Stripes {
@@ -121,8 +121,14 @@ struct Stripes {
     stripe_bytes: usize,
 }
 
-/// How long the writer waits between collecting the stripes.
+/// How long the writer waits between collecting the stripes…
 const WRITER_NAP: Duration = Duration::from_millis(2);
+
+/// …and after a light round (less than [`COMPRESS_ROUND`] of records): each round wakes a
+/// thread, which cost as much CPU as writing the records of a light round (measured with
+/// single-row records: 10 µs a wake-up), and records wait in memory only a few milliseconds
+/// more.
+const LIGHT_NAP: Duration = Duration::from_millis(8);
 
 /// A thread's side of the hand-over.
 struct Home {
@@ -144,8 +150,9 @@ struct Encoder {
     scratch: Vec<u8>,
     /// The record's schema content, built to find its id.
     schema: Vec<u8>,
-    /// The schemas this thread used last, with their ids (a few: the arms it serves).
-    known: Vec<(Box<[u8]>, u32)>,
+    /// The schemas this thread used last, by what determines them (a few: the arms it
+    /// serves), so that a record's schema is built only the first time.
+    known: Vec<KnownSchema>,
     /// A large record compressed (see [`Encoder::compress_large`]), and what compresses it
     /// (made on first use).
     block: Vec<u8>,
@@ -209,18 +216,54 @@ impl Encoder {
         trim(&mut self.block);
     }
 
-    /// The id of the schema in `self.schema`; `None` if the book does not take it (the
-    /// record is written whole).
-    fn schema_id(&mut self) -> std::io::Result<Option<u32>> {
-        if let Some((_, id)) = self.known.iter().find(|(c, _)| **c == *self.schema) {
-            return Ok(Some(*id));
+    /// The id of a record's schema; `None` when the record is written whole (too many
+    /// columns, or a schema the book does not take). Built and looked up in the book only
+    /// the first time this thread logs for the arm and layout: a record's schema names every
+    /// column, and reading those names for each record cost more than encoding the values
+    /// (they are rarely in the CPU's cache when a request is logged).
+    fn schema_id(&mut self, job: &LogJob<'_>, rows: usize, features: usize) -> std::io::Result<Option<u32>> {
+        if let Some(k) = self.known.iter().find(|k| k.is(job, rows)) {
+            return Ok(k.id);
         }
-        let Some(id) = SCHEMAS.id(&self.schema)? else { return Ok(None) };
+        let id = if features <= MAX_SCHEMA_FEATURES {
+            self.schema.clear();
+            let s = job.served;
+            let mut schema = predwire::SchemaWriter::begin(&mut self.schema, job.endpoint, &s.version_id, &s.version, job.arm, &s.digest);
+            for_each_column(job, rows, |col, t, _, _| schema.feature(col, kind_of(&t.data)));
+            schema.finish();
+            SCHEMAS.id(&self.schema)?
+        } else {
+            None
+        };
         if self.known.len() >= 16 {
             self.known.remove(0);
         }
-        self.known.push((self.schema.as_slice().into(), id));
-        Ok(Some(id))
+        let layout = job.inputs.iter().map(|(name, t)| (name.as_str().into(), kind_of(&t.data), t.data.len() / rows)).collect();
+        self.known.push(KnownSchema { served: Arc::downgrade(job.served), endpoint: job.endpoint.into(), arm: job.arm.into(), layout, id });
+        Ok(id)
+    }
+}
+
+/// What a record's schema is made of: who served it (by identity: a `Weak` keeps the
+/// allocation, so its address is never another version's, without keeping the model), the
+/// endpoint and arm, and its inputs' names, kinds and widths (a schema names its columns
+/// after these); with the schema's id (`None`: the record is written whole, as the book
+/// never forgets a schema and never takes one it refused).
+struct KnownSchema {
+    served: std::sync::Weak<Served>,
+    endpoint: Box<str>,
+    arm: Box<str>,
+    layout: Vec<(Box<str>, predwire::Kind, usize)>,
+    id: Option<u32>,
+}
+
+impl KnownSchema {
+    fn is(&self, job: &LogJob<'_>, rows: usize) -> bool {
+        std::ptr::eq(self.served.as_ptr(), Arc::as_ptr(job.served))
+            && *self.endpoint == *job.endpoint
+            && *self.arm == *job.arm
+            && self.layout.len() == job.inputs.len()
+            && self.layout.iter().zip(job.inputs).all(|((name, kind, width), (n, t))| **name == **n && *kind == kind_of(&t.data) && *width == t.data.len() / rows)
     }
 }
 
@@ -545,10 +588,12 @@ impl Writer {
                 spare.clear();
                 trim(&mut spare);
             }
+            let heavy = batch.len() >= COMPRESS_ROUND;
             if !batch.is_empty() {
                 // A light round is written as it is: compressing it costs CPU and saves the
-                // disk little (single-row records at 20,000 a second are some 10 KB a round).
-                let compress = batch.len() >= COMPRESS_ROUND;
+                // disk little (single-row records at 10,000 a second are some 18 KB a round
+                // of `LIGHT_NAP`).
+                let compress = heavy;
                 self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| compress));
                 batch.clear();
                 trim(&mut batch);
@@ -580,7 +625,7 @@ impl Writer {
                 // Dropping the writer closes the syncer's queue: it seals what it has and ends.
                 return;
             }
-            std::thread::sleep(WRITER_NAP);
+            std::thread::sleep(if heavy { WRITER_NAP } else { LIGHT_NAP });
         }
     }
 
@@ -1082,8 +1127,8 @@ fn write_cell(out: &mut Vec<u8>, d: &Data, i: usize) -> std::io::Result<()> {
         Data::F32(x) if x[i].is_finite() => out.extend_from_slice(ryu::Buffer::new().format_finite(x[i]).as_bytes()),
         Data::F64(x) if x[i].is_finite() => out.extend_from_slice(ryu::Buffer::new().format_finite(x[i]).as_bytes()),
         Data::F32(_) | Data::F64(_) => out.extend_from_slice(b"null"),
-        Data::I64(x) => write!(out, "{}", x[i])?,
-        Data::I32(x) => write!(out, "{}", x[i])?,
+        Data::I64(x) => out.extend_from_slice(itoa::Buffer::new().format(x[i]).as_bytes()),
+        Data::I32(x) => out.extend_from_slice(itoa::Buffer::new().format(x[i]).as_bytes()),
         Data::Str(x) => serde_json::to_writer(&mut *out, &x[i])?,
         Data::Bool(x) => out.push(if x[i] { b'1' } else { b'0' }),
     }
@@ -1097,7 +1142,7 @@ fn write_outputs(outs: &[(String, Value)], out: &mut Vec<u8>) -> std::io::Result
         if n > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut *out, name)?;
+        json_str(out, name)?;
         out.push(b':');
         match v {
             Value::Tensor(t) => {
@@ -1122,11 +1167,59 @@ fn write_outputs(outs: &[(String, Value)], out: &mut Vec<u8>) -> std::io::Result
                 }
                 out.push(b']');
             }
-            other => serde_json::to_writer(&mut *out, &crate::decode::per_row(other))?,
+            // Per row, an object of class -> probability (in the model's class order), the
+            // probability as the answer gives it: widened to f64, null if not finite.
+            Value::MapsI64(rows) => maps(out, rows, |out, k| {
+                out.push(b'"');
+                out.extend_from_slice(itoa::Buffer::new().format(*k).as_bytes());
+                out.push(b'"');
+                Ok(())
+            })?,
+            Value::MapsStr(rows) => maps(out, rows, |out, k| json_str(out, k))?,
         }
     }
     out.push(b'}');
     Ok(())
+}
+
+/// Writes rows of (class, probability) as a JSON array of objects.
+fn maps<K>(out: &mut Vec<u8>, rows: &[Vec<(K, f32)>], key: impl Fn(&mut Vec<u8>, &K) -> std::io::Result<()>) -> std::io::Result<()> {
+    out.push(b'[');
+    for (r, row) in rows.iter().enumerate() {
+        if r > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        for (c, (k, p)) in row.iter().enumerate() {
+            if c > 0 {
+                out.push(b',');
+            }
+            key(out, k)?;
+            out.push(b':');
+            let p = f64::from(*p);
+            if p.is_finite() {
+                out.extend_from_slice(ryu::Buffer::new().format_finite(p).as_bytes());
+            } else {
+                out.extend_from_slice(b"null");
+            }
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// Writes a JSON string: as it is when it needs no escape (names usually do not), through
+/// serde_json otherwise.
+fn json_str(out: &mut Vec<u8>, s: &str) -> std::io::Result<()> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        Ok(serde_json::to_writer(out, s)?)
+    }
 }
 
 /// Records with more columns than this are written whole, without a schema (see
@@ -1188,15 +1281,7 @@ fn write_record(job: &LogJob<'_>, enc: &mut Encoder) -> std::io::Result<()> {
     let features: usize = job.inputs.iter().map(|(_, t)| t.data.len() / rows).sum();
     // A record of very many columns (an input whose width the model leaves open) is written
     // whole: its schema would be as large as its values, and kept.
-    let id = if features <= MAX_SCHEMA_FEATURES {
-        enc.schema.clear();
-        let mut schema = predwire::SchemaWriter::begin(&mut enc.schema, job.endpoint, &s.version_id, &s.version, job.arm, &s.digest);
-        for_each_column(job, rows, |col, t, _, _| schema.feature(col, kind_of(&t.data)));
-        schema.finish();
-        enc.schema_id()?
-    } else {
-        None
-    };
+    let id = enc.schema_id(job, rows, features)?;
     let head = predwire::Head {
         request_id: job.request_id,
         client_id: job.client_id,
@@ -1319,7 +1404,7 @@ mod tests {
 
     /// What a record borrows from.
     struct Owned {
-        served: Served,
+        served: Arc<Served>,
         inputs: Vec<(String, Tensor)>,
         outputs: Result<Vec<(String, Value)>, String>,
         statuses: std::collections::BTreeMap<String, Vec<String>>,
@@ -1330,7 +1415,7 @@ mod tests {
         let model = vigil_onnx::Model::load(&bytes).unwrap();
         let features: Vec<String> = ["a\"q", "b", "c", "d", "e", "f", "g", "h"].iter().map(|s| (*s).to_owned()).collect();
         let columns = column_names(&model.inputs(), &features);
-        let served = Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), input_names: model.inputs().iter().map(|io| io.name.clone()).collect(), model, columns, columns_named: true };
+        let served = Arc::new(Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), input_names: model.inputs().iter().map(|io| io.name.clone()).collect(), model, columns, columns_named: true });
         let data: Vec<f32> = (0..rows * 8).map(|i| if i == 3 { f32::NAN } else { i as f32 * 0.1 + 0.123 }).collect();
         let inputs = vec![("X".into(), Tensor::new(vec![rows, 8], Data::F32(data)).unwrap())];
         Owned { served, inputs, outputs, statuses: [("b".to_owned(), vec!["present".to_owned(); rows])].into_iter().collect() }
@@ -1490,6 +1575,85 @@ mod tests {
                 assert_eq!(predwire::frame_schema(&enc.frame), Some(id));
             }
         }
+    }
+
+    /// A record's frame and the schema frame it names, as a segment.
+    fn segment_of(enc: &Encoder) -> Vec<u8> {
+        let mut seg = predwire::new_segment();
+        if let Some(id) = predwire::frame_schema(&enc.frame) {
+            seg.extend_from_slice(&SCHEMAS.frame(id).unwrap());
+        }
+        seg.extend_from_slice(&enc.frame);
+        seg
+    }
+
+    #[test]
+    fn outputs_are_written_as_the_answer_gives_them() {
+        let classes: Vec<(i64, f32)> = (0..12).map(|c| (c, if c == 11 { f32::NAN } else { c as f32 / 66.0 })).collect();
+        let named = vec![("a \"b\"".to_owned(), 0.5), ("c\\d".to_owned(), f32::INFINITY), ("\u{1}é".to_owned(), 0.25)];
+        let outputs = vec![
+            ("zip\"map".to_owned(), Value::MapsI64(vec![classes.clone(), classes])),
+            ("named".to_owned(), Value::MapsStr(vec![named.clone(), named])),
+            ("count".to_owned(), Value::Tensor(Tensor::new(vec![2], Data::I32(vec![-7, i32::MAX])).unwrap())),
+            ("label".to_owned(), Value::Tensor(Tensor::new(vec![2], Data::I64(vec![i64::MIN, 3])).unwrap())),
+            ("flag".to_owned(), Value::Tensor(Tensor::new(vec![2], Data::Bool(vec![true, false])).unwrap())),
+            ("text".to_owned(), Value::Tensor(Tensor::new(vec![2], Data::Str(vec!["x\"y".into(), "z".into()])).unwrap())),
+        ];
+        let o = owned(2, Ok(outputs));
+        let mut enc = Encoder::new();
+        write_record(&job(&o), &mut enc).unwrap();
+        let seg = segment_of(&enc);
+        let (views, damaged) = predwire::parse_segment(&seg).unwrap();
+        assert_eq!((views.len(), damaged), (1, 0));
+        let record = views[0].to_record().unwrap();
+        assert_eq!(record, record_of(&job(&o)));
+        assert_eq!(record.outputs["zip\"map"][0]["11"], serde_json::Value::Null, "a probability that is not finite is null");
+        assert_eq!(record.outputs["named"][1]["c\\d"], serde_json::Value::Null);
+        assert_eq!(record.outputs["label"][0], serde_json::json!(i64::MIN));
+    }
+
+    #[test]
+    fn a_schema_is_found_by_what_makes_it_and_never_mixed_up() {
+        let o = owned(1, Ok(vec![]));
+        let mut enc = Encoder::new();
+        let id = |enc: &mut Encoder, job: &LogJob<'_>| {
+            write_record(job, enc).unwrap();
+            let seg = segment_of(enc);
+            let (views, _) = predwire::parse_segment(&seg).unwrap();
+            assert_eq!(views[0].to_record().unwrap(), record_of(job), "the record's schema is its own");
+            predwire::frame_schema(&enc.frame).unwrap()
+        };
+        let first = id(&mut enc, &job(&o));
+        assert_eq!(id(&mut enc, &job(&o)), first);
+        assert_eq!(enc.known.len(), 1, "found again without building it");
+        // Another arm, another endpoint: other schemas.
+        let arm = id(&mut enc, &LogJob { arm: "canary", ..job(&o) });
+        let endpoint = id(&mut enc, &LogJob { endpoint: "other", ..job(&o) });
+        assert!(arm != first && endpoint != first && arm != endpoint);
+        // The same version served again (a new `Served` after a reload): the same schema.
+        let again = Owned { served: Arc::new(clone_served(&o.served)), ..owned(1, Ok(vec![])) };
+        assert_eq!(id(&mut enc, &job(&again)), first);
+        // Another version, and other input kinds or widths: other schemas, though the old
+        // `Served` is gone (its address is never taken by another while it is remembered).
+        drop(o);
+        let other = Owned { served: Arc::new(Served { version_id: "mv_2".into(), version: "2.0.0".into(), ..clone_served(&again.served) }), ..owned(1, Ok(vec![])) };
+        let v2 = id(&mut enc, &job(&other));
+        assert_ne!(v2, first);
+        let f64s = Owned { inputs: vec![("X".into(), Tensor::new(vec![1, 8], Data::F64(vec![0.5; 8])).unwrap())], ..owned(1, Ok(vec![])) };
+        let wide = Owned { inputs: vec![("X".into(), Tensor::new(vec![1, 9], Data::F32(vec![0.5; 9])).unwrap())], ..owned(1, Ok(vec![])) };
+        let kinds = [id(&mut enc, &job(&f64s)), id(&mut enc, &job(&wide))];
+        assert!(!kinds.contains(&first) && kinds[0] != kinds[1]);
+        // A thread remembers a few: the oldest is forgotten, and found again in the book.
+        for i in 0..20 {
+            let name = format!("arm{i}");
+            id(&mut enc, &LogJob { arm: &name, ..job(&again) });
+        }
+        assert_eq!(enc.known.len(), 16);
+        assert_eq!(id(&mut enc, &job(&again)), first);
+    }
+
+    fn clone_served(s: &Served) -> Served {
+        Served { name: s.name.clone(), version: s.version.clone(), version_id: s.version_id.clone(), digest: s.digest.clone(), input_names: s.input_names.clone(), model: vigil_onnx::Model::load(&std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../vigil-onnx/tests/fixtures/lr_binary.onnx")).unwrap()).unwrap(), columns: s.columns.clone(), columns_named: s.columns_named }
     }
 
     #[test]
