@@ -3,7 +3,9 @@
 //! (values may be patient data).
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
+#[cfg(test)]
+use serde_json::json;
 use vigil_onnx::{Data, ElemType, IoKind, Model, Tensor, Value};
 
 /// The `visit_*` methods of a serde visitor that reads any JSON scalar as `$v` (a scalar where

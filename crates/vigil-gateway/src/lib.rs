@@ -302,24 +302,23 @@ impl Gateway {
     #[allow(clippy::too_many_arguments)]
     fn log_answer(&self, ep: &Endpoint, r: &Routed<'_>, ids: &RequestIds, start: Instant, inputs: Option<Vec<(String, vigil_onnx::Tensor)>>, outputs: Vec<(String, vigil_onnx::Value)>, looked_up: Option<Looked>) -> Result<(), ()> {
         let (Some(log), Some(inputs)) = (&self.spool, inputs) else { return Ok(()) };
-        let job = spool::LogJob {
-            request_id: &ids.request_id,
-            client_id: ids.client_id.as_deref(),
-            shadow: false,
-            endpoint: &ep.name,
-            arm: &r.arm.name,
-            served: &r.arm.served,
+        let live = spool::Live {
+            request_id: ids.request_id.clone(),
+            client_id: ids.client_id.clone(),
+            endpoint: ep.name.clone(),
+            arm: r.arm.name.clone(),
+            served: r.arm.served.clone(),
             assignment: r.how,
-            unit_hash: r.unit_hash.as_deref(),
+            unit_hash: r.unit_hash.clone(),
             bucket: r.bucket,
             at: vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock),
             latency_us: start.elapsed().as_micros() as u64,
             lookup_us: looked_up.as_ref().map(|l| l.micros),
-            inputs: &inputs,
-            outputs: Ok(&outputs),
-            feature_statuses: looked_up.as_ref().map(|l| &l.statuses),
+            inputs,
+            outputs,
+            feature_statuses: looked_up.map(|l| l.statuses),
         };
-        if log.offer(&job) {
+        if log.offer(live) {
             self.counters.log_queued.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
