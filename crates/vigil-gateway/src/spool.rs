@@ -120,7 +120,9 @@ pub(crate) struct Live {
     pub assignment: &'static str,
     pub unit_hash: Option<String>,
     pub bucket: Option<u32>,
-    pub at: vigil_core::ids::Timestamp,
+    /// When it was answered, in microseconds since the Unix epoch (made a time by the
+    /// writer: the conversion is a date calculation).
+    pub at_micros: i64,
     pub latency_us: u64,
     pub lookup_us: Option<u64>,
     pub inputs: Vec<(String, Tensor)>,
@@ -140,7 +142,7 @@ impl Live {
             assignment: self.assignment,
             unit_hash: self.unit_hash.as_deref(),
             bucket: self.bucket,
-            at: self.at,
+            at: vigil_core::ids::Timestamp::from_micros(self.at_micros).unwrap_or_else(|| vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock)),
             latency_us: self.latency_us,
             lookup_us: self.lookup_us,
             inputs: &self.inputs,
@@ -1604,7 +1606,7 @@ mod tests {
             assignment: "keyed",
             unit_hash: Some("ff".into()),
             bucket: Some(7),
-            at: vigil_core::ids::Timestamp::parse("2026-11-29T10:00:00.123456Z").unwrap(),
+            at_micros: vigil_core::ids::Timestamp::parse("2026-11-29T10:00:00.123456Z").unwrap().micros(),
             latency_us: 42,
             lookup_us: Some(9),
             inputs: o.inputs.clone(),
