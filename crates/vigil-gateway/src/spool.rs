@@ -1680,6 +1680,37 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_compresses_a_round_only_from_32_kib_of_records() {
+        let o = owned(3, Ok(vec![]));
+        let mut enc = Encoder::new();
+        write_record(&job(&o), &mut enc).unwrap();
+        let frame = enc.frame.clone();
+        for (records, compressed) in [(COMPRESS_ROUND / frame.len() - 1, false), (COMPRESS_ROUND / frame.len() + 1, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let (tx, rx) = std::sync::mpsc::sync_channel(64);
+            let counters = Arc::new(Counters::default());
+            let pending = Arc::new(Stripes { stripes: (0..2).map(|_| std::sync::Mutex::new(Queued::default())).collect(), stripe_bytes: 1 << 20 });
+            pending.stripes[1].lock().unwrap().frames = frame.repeat(records);
+            let writer = Writer { cfg: SpoolConfig::new(dir.path().to_path_buf()), pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx };
+            // The writer holds the only handle: it writes one round, seals and ends.
+            std::thread::spawn(move || writer.run()).join().unwrap();
+            let mut read = 0;
+            while let Ok(job) = rx.try_recv() {
+                let SyncJob::Seal { file, id } = job else { continue };
+                drop(file);
+                let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
+                let (plain, lost) = predwire::expand_segment(&bytes).unwrap();
+                assert_eq!(matches!(plain, std::borrow::Cow::Owned(_)), compressed, "{records} records of {} bytes", frame.len());
+                let (views, damaged) = predwire::parse_segment(&plain).unwrap();
+                assert_eq!((lost, damaged), (0, 0));
+                read += views.len();
+            }
+            assert_eq!(read, records);
+            assert_eq!(counters.log_spooled.load(Ordering::Relaxed), records as u64);
+        }
+    }
+
+    #[test]
     fn the_writer_puts_each_round_in_compressed_blocks_and_seals_by_the_bytes_of_records() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = SpoolConfig { seal_bytes: 64 << 10, ..SpoolConfig::new(dir.path().to_path_buf()) };
