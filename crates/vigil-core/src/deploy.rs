@@ -317,13 +317,10 @@ pub(crate) fn unit_key_of(key: &crate::approval::ServerKey) -> [u8; 32] {
 pub fn unit_hash(key: &[u8; 32], model: &str, unit: &str) -> (String, u32) {
     let mac = unit_mac(key, model, unit);
     // Into a buffer (`hex::encode` builds its string a char at a time: measured on the
-    // gateway's request path, 0.4 µs).
+    // gateway's request path, 0.4 µs). 32 bytes always fill the 64 digits, all ASCII.
     let mut text = [0u8; 64];
-    let hex = match hex::encode_to_slice(mac, &mut text).map(|()| std::str::from_utf8(&text)) {
-        Ok(Ok(hex)) => hex.to_owned(),
-        _ => hex::encode(mac),
-    };
-    (hex, bucket_of(&mac))
+    let _ = hex::encode_to_slice(mac, &mut text);
+    (String::from_utf8_lossy(&text).into_owned(), bucket_of(&mac))
 }
 
 fn unit_mac(key: &[u8; 32], model: &str, unit: &str) -> [u8; 32] {

@@ -694,8 +694,7 @@ impl Writer {
                 // A light round is written as it is: compressing it costs CPU and saves the
                 // disk little (single-row records at 10,000 a second are some 18 KB a round
                 // of `LIGHT_NAP`).
-                let compress = heavy;
-                self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| compress));
+                self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| heavy));
                 batch.clear();
                 trim(&mut batch);
                 if let Some((_, out)) = blocks.as_mut() {
@@ -1543,9 +1542,13 @@ mod tests {
         statuses: std::collections::BTreeMap<String, Vec<String>>,
     }
 
+    /// The 8-feature logistic regression fixture.
+    fn lr_model() -> vigil_onnx::Model {
+        vigil_onnx::Model::load(&std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../vigil-onnx/tests/fixtures/lr_binary.onnx")).unwrap()).unwrap()
+    }
+
     fn owned(rows: usize, outputs: Result<Vec<(String, Value)>, String>) -> Owned {
-        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../vigil-onnx/tests/fixtures/lr_binary.onnx")).unwrap();
-        let model = vigil_onnx::Model::load(&bytes).unwrap();
+        let model = lr_model();
         let features: Vec<String> = ["a\"q", "b", "c", "d", "e", "f", "g", "h"].iter().map(|s| (*s).to_owned()).collect();
         let columns = column_names(&model.inputs(), &features);
         let served = Arc::new(Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), input_names: model.inputs().iter().map(|io| io.name.clone()).collect(), model, columns, columns_named: true });
@@ -1900,7 +1903,7 @@ mod tests {
     }
 
     fn clone_served(s: &Served) -> Served {
-        Served { name: s.name.clone(), version: s.version.clone(), version_id: s.version_id.clone(), digest: s.digest.clone(), input_names: s.input_names.clone(), model: vigil_onnx::Model::load(&std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../vigil-onnx/tests/fixtures/lr_binary.onnx")).unwrap()).unwrap(), columns: s.columns.clone(), columns_named: s.columns_named }
+        Served { name: s.name.clone(), version: s.version.clone(), version_id: s.version_id.clone(), digest: s.digest.clone(), input_names: s.input_names.clone(), model: lr_model(), columns: s.columns.clone(), columns_named: s.columns_named }
     }
 
     #[test]
