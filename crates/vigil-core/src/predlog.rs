@@ -361,8 +361,9 @@ const COVER_SPAN_MS: u64 = 10_000;
 /// How a segment is found by request id without an index row per record: the range (first,
 /// last) of its time-ordered request ids, if they span at most [`COVER_SPAN_MS`]. Records it
 /// covers need no index row; a lookup reads the segments whose range holds the id (see [`covering_until`]) and keeps the records that match.
-fn covering<'a>(records: &[RecordView<'a>]) -> Option<(&'a str, &'a str)> {
-    let mut ids = records.iter().map(|r| r.head.request_id).filter(|id| time_ordered_ms(id).is_some());
+/// `ordered[i]`: whether record `i`'s id is time-ordered ([`time_ordered_ms`], found once).
+fn covering<'a>(records: &[RecordView<'a>], ordered: &[bool]) -> Option<(&'a str, &'a str)> {
+    let mut ids = records.iter().zip(ordered).filter(|(_, o)| **o).map(|(r, _)| r.head.request_id);
     let first = ids.next()?;
     let (lo, hi) = ids.fold((first, first), |(lo, hi), id| (lo.min(id), hi.max(id)));
     let span = time_ordered_ms(hi)?.checked_sub(time_ordered_ms(lo)?)?;
@@ -378,9 +379,16 @@ fn covering_until(id: &str) -> Option<String> {
 
 /// How stored segment bodies are compressed: the whole segment as one zstd frame…
 const BODY_MAGIC: &[u8; 4] = b"VPZ1";
-/// …or, for a segment the gateway wrote in compressed blocks ([`predwire`] form `4`), the
-/// segment as it was spooled: compressed once, by the gateway's writer, not again here.
+/// …or, for a segment the gateway wrote partly in compressed blocks ([`predwire`] form `4`),
+/// the segment with its blocks as the writer made them and its plain records compressed in
+/// blocks here ([`predwire::compress_runs`]): every record compressed once. (A segment was
+/// once stored as it was spooled, its plain records uncompressed: such bodies read back the
+/// same.)
 const BLOCKS_MAGIC: &[u8; 4] = b"VPB1";
+
+/// The most bytes of plain records a stored segment's block holds (as the gateway's writer
+/// makes them): a block is read all or nothing.
+const RUN_BYTES: usize = 256 << 10;
 
 fn compress(segment: &[u8]) -> Result<Vec<u8>> {
     let mut out = BODY_MAGIC.to_vec();
@@ -456,7 +464,8 @@ impl Registry {
         }
         let body = match plain {
             std::borrow::Cow::Borrowed(_) => compress(bytes)?,
-            std::borrow::Cow::Owned(_) => [BLOCKS_MAGIC.as_slice(), bytes].concat(),
+            // Its blocks kept, the rounds the writer left plain compressed here.
+            std::borrow::Cow::Owned(_) => [BLOCKS_MAGIC.as_slice(), &predwire::compress_runs(bytes, RUN_BYTES)?].concat(),
         };
         let mut by_version: BTreeMap<&str, Vec<&RecordView<'_>>> = BTreeMap::new();
         for r in &records {
@@ -474,12 +483,13 @@ impl Registry {
                 monitored,
             });
         }
-        let covers = if cover { covering(&records) } else { None };
-        let covered = |id: &str| covers.is_some_and(|_| time_ordered_ms(id).is_some());
+        let ordered: Vec<bool> = if cover { records.iter().map(|r| time_ordered_ms(r.head.request_id).is_some()).collect() } else { Vec::new() };
+        let covers = if cover { covering(&records, &ordered) } else { None };
         let index = records
             .iter()
-            .filter(|r| r.head.client_id.is_some() || !covered(r.head.request_id))
-            .map(|r| (r.head.request_id.to_owned(), r.role(), r.head.version_id.to_owned(), r.head.client_id.map(str::to_owned)))
+            .zip(ordered.iter().map(|o| covers.is_some() && *o).chain(std::iter::repeat(false)))
+            .filter(|(r, covered)| r.head.client_id.is_some() || !covered)
+            .map(|(r, _)| (r.head.request_id.to_owned(), r.role(), r.head.version_id.to_owned(), r.head.client_id.map(str::to_owned)))
             .collect();
         let covers = covers.map(|(a, b)| (a.to_owned(), b.to_owned()));
         Ok(PreparedSegment { segment_id: segment_id.to_owned(), instance: instance.to_owned(), records: records.len(), damaged, body, covers, index, groups })
@@ -809,7 +819,9 @@ mod tests {
         let ids = [at(t + 5, "1"), at(t, "2"), "req_000001".to_owned(), at(t + 900, "3")];
         let seg = segment(&ids);
         let (views, _) = predwire::parse_segment(&seg).unwrap();
-        assert_eq!(covering(&views), Some((ids[1].as_str(), ids[3].as_str())));
+        let ordered: Vec<bool> = ids.iter().map(|i| time_ordered_ms(i).is_some()).collect();
+        assert_eq!(ordered, [true, true, false, true]);
+        assert_eq!(covering(&views, &ordered), Some((ids[1].as_str(), ids[3].as_str())));
         // Covered records need no index row; others (and records with a caller's id) do.
         let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
         assert_eq!(p.index.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["req_000001"]);
@@ -842,8 +854,8 @@ mod tests {
         assert!(decompress(b"VPZ1").is_err());
         let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
         assert!(p.body.starts_with(BODY_MAGIC));
-        // A segment the gateway wrote in compressed blocks is stored as it was spooled (not
-        // compressed again) and read back as the plain segment; a damaged block is counted.
+        // A segment the gateway wrote partly in compressed blocks keeps its blocks (not
+        // compressed again) and is read back as the plain segment; a damaged block is counted.
         let mut frames = Vec::new();
         for i in 50..80 {
             predwire::encode_record(&rec(&format!("req_{i}"), 1, vec![json!(f64::from(i))]), &mut frames);
@@ -853,7 +865,11 @@ mod tests {
         assert_eq!(w.append(&frames, &mut spooled).unwrap(), predwire::Written::Block);
         let p = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap();
         assert_eq!((p.records, p.damaged), (80, 0));
-        assert_eq!(p.body, [BLOCKS_MAGIC.as_slice(), spooled.as_slice()].concat());
+        // Its block is kept as the writer made it; the records it left plain are compressed
+        // here (the 50 plain records alone were 3 times their compressed size).
+        assert!(p.body.starts_with(BLOCKS_MAGIC));
+        assert!(p.body.ends_with(&spooled[seg.len()..]));
+        assert!(p.body.len() < BLOCKS_MAGIC.len() + (spooled.len() - seg.len()) + seg.len() / 2, "{} of {}", p.body.len(), spooled.len());
         assert_eq!(decompress(&p.body).unwrap(), [seg.as_slice(), frames.as_slice()].concat());
         let last = spooled.len() - 1;
         spooled[last] ^= 1;

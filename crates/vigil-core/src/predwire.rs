@@ -505,6 +505,49 @@ pub fn expand_segment(bytes: &[u8]) -> Result<(std::borrow::Cow<'_, [u8]>, usize
     Ok((std::borrow::Cow::Owned(out), damaged))
 }
 
+/// A segment with each run of plain record frames (up to `run_bytes` of them) compressed as
+/// one block, its blocks and schema frames kept as they are: how a segment whose writer
+/// compressed only some of its rounds is stored, so that every record is kept compressed and
+/// none is compressed twice. Schema frames stay plain (a damaged block loses only its own
+/// records, never the schema of later ones); a frame cut short at the end is kept as it is.
+pub fn compress_runs(bytes: &[u8], run_bytes: usize) -> Result<Vec<u8>> {
+    let Some(body) = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()) else {
+        return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
+    };
+    let failed = |_| Error::new(ErrorCode::StorageFailure, "a prediction log segment could not be compressed");
+    let mut w = BlockWriter::new().map_err(failed)?;
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    out.extend_from_slice(SEGMENT_MAGIC);
+    // The run being gathered: `body[run..at]`.
+    let (mut run, mut at) = (0, 0);
+    loop {
+        let frame = body.get(at..at + 4).and_then(|h| body.get(at..at.saturating_add(8 + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize)));
+        let record = frame.filter(|f| !matches!(f.get(8), Some(&BLOCK | &SCHEMA)));
+        if let Some(f) = record
+            && (at == run || at - run + f.len() <= run_bytes)
+        {
+            at += f.len();
+            continue;
+        }
+        if at > run {
+            w.append(&body[run..at], &mut out).map_err(failed)?;
+        }
+        match (frame, record) {
+            // A record that starts the next run.
+            (Some(_), Some(_)) => run = at,
+            (Some(f), None) => {
+                out.extend_from_slice(f);
+                at += f.len();
+                run = at;
+            }
+            (None, _) => {
+                out.extend_from_slice(&body[at..]);
+                return Ok(out);
+            }
+        }
+    }
+}
+
 /// A new segment's bytes (the magic), to append frames to.
 pub fn new_segment() -> Vec<u8> {
     SEGMENT_MAGIC.to_vec()
@@ -1211,5 +1254,60 @@ mod tests {
         let (views, _) = parse_segment(&seg).unwrap();
         assert_eq!(views[0].feature(0).unwrap().values().unwrap(), vec![json!(0.1234), Value::Null]);
         assert_eq!(views[0].feature(0).unwrap().number(0), Some(f64::from(0.1234f32)));
+    }
+
+    #[test]
+    fn runs_of_plain_records_are_compressed_and_blocks_and_schemas_kept() {
+        // A segment as a writer leaves it when only some rounds were compressed: plain
+        // records, a schema frame, more plain records, a block, plain records, a cut frame.
+        let mut w = BlockWriter::new().unwrap();
+        let schema = schema_frame(7, b"not read here");
+        let mut seg = new_segment();
+        seg.extend(frames(1000, 40));
+        seg.extend(&schema);
+        seg.extend(frames(1040, 40));
+        let before_block = seg.len();
+        assert_eq!(w.append(&frames(1080, 20), &mut seg).unwrap(), Written::Block);
+        let block = seg[before_block..].to_vec();
+        seg.extend(frames(1100, 30));
+        let cut = frames(1130, 1);
+        seg.extend(&cut[..cut.len() - 5]);
+        // Records of one size (ids of 4 digits).
+        let one = frames(1000, 1).len();
+        // Runs of at most 25 records' bytes: 40 plain records make two blocks.
+        let out = compress_runs(&seg, 25 * one).unwrap();
+        assert!(out.len() * 3 < seg.len(), "{} of {}", out.len(), seg.len());
+        // The same segment once expanded: its 130 whole records in order, the cut one and the
+        // made-up schema counted as damaged.
+        assert_eq!(expand_segment(&out).unwrap(), (std::borrow::Cow::Owned(expand_segment(&seg).unwrap().0.into_owned()), 0));
+        let want: Vec<String> = (1000..1130).map(|i| format!("req_{i}")).collect();
+        assert_eq!(ids(&out), (want, 2));
+        assert_eq!(ids(&out), ids(&seg));
+        // What it is made of, frame by frame: blocks of the runs (cut at the run size), the
+        // schema frame and the writer's block as they were, and the cut frame at the end.
+        let mut rest = &out[SEGMENT_MAGIC.len()..];
+        let mut kinds = Vec::new();
+        while rest.len() >= 8 {
+            let len = 8 + u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            let Some(f) = rest.get(..len) else { break };
+            kinds.push(if f == schema.as_slice() { "schema".to_owned() } else if f == block.as_slice() { "writer's block".to_owned() } else if is_block(f) { format!("block of {}", content_len(f) / one) } else { "plain".to_owned() });
+            rest = &rest[len..];
+        }
+        assert_eq!(kinds, ["block of 25", "block of 15", "schema", "block of 25", "block of 15", "writer's block", "block of 25", "block of 5"]);
+        assert_eq!(rest, &cut[..cut.len() - 5]);
+        // Nothing to compress: the bytes as they were; a run that does not shrink stays plain.
+        let blocks_only = [SEGMENT_MAGIC.as_slice(), &block].concat();
+        assert_eq!(compress_runs(&blocks_only, 1 << 20).unwrap(), blocks_only);
+        let mut x = 1u64;
+        let mut noise = vec![0u8; 8];
+        noise.push(FORMAT);
+        noise.extend((0..300).map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        }));
+        seal_frame(&mut noise, 0);
+        let noisy = [SEGMENT_MAGIC.as_slice(), &noise].concat();
+        assert_eq!(compress_runs(&noisy, 1 << 20).unwrap(), noisy);
+        assert!(compress_runs(b"nope", 1).is_err());
     }
 }
