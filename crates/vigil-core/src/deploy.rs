@@ -316,11 +316,16 @@ pub(crate) fn unit_key_of(key: &crate::approval::ServerKey) -> [u8; 32] {
 /// A unit's keyed hash (hex, what logs carry instead of the identifier) and its bucket.
 pub fn unit_hash(key: &[u8; 32], model: &str, unit: &str) -> (String, u32) {
     let mac = unit_mac(key, model, unit);
-    // Into a buffer (`hex::encode` builds its string a char at a time: measured on the
-    // gateway's request path, 0.4 µs). 32 bytes always fill the 64 digits, all ASCII.
-    let mut text = [0u8; 64];
-    let _ = hex::encode_to_slice(mac, &mut text);
-    (String::from_utf8_lossy(&text).into_owned(), bucket_of(&mac))
+    // Digit by digit into a string of its size (`hex::encode` collects its chars through an
+    // iterator, 0.4 µs on the gateway's request path; a buffer made text with
+    // `from_utf8_lossy` still showed 0.3 µs in its profile).
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(64);
+    for b in mac {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    (text, bucket_of(&mac))
 }
 
 fn unit_mac(key: &[u8; 32], model: &str, unit: &str) -> [u8; 32] {

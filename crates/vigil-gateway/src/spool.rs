@@ -189,6 +189,13 @@ struct Queued {
     live: Vec<Live>,
     /// [`Live::bytes`] of `live`.
     live_bytes: usize,
+    /// Live records the writer has encoded, handed back for the thread that queued them to
+    /// free: it made their allocations, and freeing them there is the allocator's fast path
+    /// (freed by the writer, each of a record's dozen or so allocations went back to its
+    /// thread through the allocator's cross-thread list: measured, the request threads'
+    /// `mi_free` and `_mi_page_free_collect` took 0.8 µs a request more with the log than
+    /// without). Records not taken back by the writer's next round are freed by the writer.
+    done: Vec<Live>,
 }
 
 impl Queued {
@@ -228,10 +235,13 @@ struct Home {
     /// The stripe it tries first (threads are spread over the stripes).
     stripe: Option<usize>,
     enc: Encoder,
+    /// Encoded records taken back from the stripe, to free ([`Queued::done`]); empty between
+    /// two hand-overs (its allocation is kept).
+    done: Vec<Live>,
 }
 
 std::thread_local! {
-    static HOME: std::cell::RefCell<Home> = const { std::cell::RefCell::new(Home { stripe: None, enc: Encoder::new() }) };
+    static HOME: std::cell::RefCell<Home> = const { std::cell::RefCell::new(Home { stripe: None, enc: Encoder::new(), done: Vec::new() }) };
 }
 
 /// What a thread encodes records with ([`write_record`]), reused from record to record.
@@ -538,6 +548,10 @@ impl Spool {
         {
             q.live.push(live);
             q.live_bytes += size;
+            // The records of the writer's last round, freed here once the stripe is unlocked.
+            std::mem::swap(&mut q.done, &mut home.done);
+            drop(q);
+            home.done.clear();
             return true;
         }
         if write_record(&live.job(), &mut home.enc).is_err() {
@@ -746,7 +760,7 @@ impl Writer {
             spare.clear();
             trim(spare);
             let mut failed = 0;
-            for record in live.drain(..) {
+            for record in live.iter() {
                 // A record that cannot be encoded (or a fault in encoding it) costs that record
                 // only, never the log.
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_record(&record.job(), enc))) {
@@ -758,6 +772,10 @@ impl Writer {
                 self.counters.log_failed.fetch_add(failed, Ordering::Relaxed);
             }
             enc.trim();
+            // Handed back to be freed by the thread that queued them; those of the round before
+            // that it has not taken back (it serves no more) are freed here.
+            std::mem::swap(&mut stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner).done, live);
+            live.clear();
         }
     }
 
@@ -1632,7 +1650,7 @@ mod tests {
         let outputs = vec![("label".to_owned(), Value::Tensor(Tensor::new(vec![1], Data::I64(vec![1])).unwrap())), ("p".to_owned(), Value::MapsI64(vec![vec![(0, 0.25), (1, 0.75)]]))];
         let small = owned(1, Ok(outputs.clone()));
         assert!(live(&small, 0).bytes() <= DEFER_BYTES);
-        let mut home = Home { stripe: None, enc: Encoder::new() };
+        let mut home = Home { stripe: None, enc: Encoder::new(), done: Vec::new() };
         let mut sent = Vec::new();
         // Queued as they are while the stripe is at most 1/BEHIND full…
         let deferred = (stripe_bytes / BEHIND) / live(&small, 0).bytes();
@@ -1676,6 +1694,21 @@ mod tests {
         want.sort_by(|a, b| a.request_id.cmp(&b.request_id));
         assert_eq!(got, want);
         assert_eq!(counters.log_failed.load(Ordering::Relaxed), 0);
+        // The writer handed the records it encoded back to their stripe, for the thread that
+        // queued them to free at its next hand-over (each record holds the version's `Arc`)…
+        let alive = || Arc::strong_count(&small.served);
+        let base = alive();
+        assert_eq!(pending.stripes[first].lock().unwrap().done.len(), deferred);
+        assert!(spool.hand_over(live(&small, 0), &mut home));
+        assert!(pending.stripes[first].lock().unwrap().done.is_empty() && home.done.is_empty());
+        assert_eq!(alive(), base - deferred + 1);
+        // …and frees itself those not taken back by its next round.
+        writer.collect(&mut batch, &mut spare, &mut queued, &mut enc);
+        assert_eq!(pending.stripes[first].lock().unwrap().done.len(), 1);
+        pending.stripes[first].lock().unwrap().live.push(live(&small, 1));
+        writer.collect(&mut batch, &mut spare, &mut queued, &mut enc);
+        assert_eq!(pending.stripes[first].lock().unwrap().done.len(), 1);
+        assert_eq!(alive(), base - deferred + 1);
         // A full spool takes nothing.
         spool.on_disk.store(1 << 30, Ordering::Relaxed);
         assert!(!spool.offer(live(&small, 0)));
