@@ -4,7 +4,7 @@ through the `vigil` CLI, then served by `vigil gateway` and driven by wrk.
 
     cargo build --release -p vigil-cli && cargo build --release -p vigil-gateway --example unlogged_gateway
     apt-get install wrk
-    python3 bench/gateway_bench.py [SECONDS] [ROUNDS]
+    python3 bench/gateway_bench.py [SECONDS] [ROUNDS] [log]
 
 Scenarios as in the reference's measurements of MLServer and `mlflow models serve`: single-row
 and 100-row requests at 16 connections, single-row at 1 connection, through the Open
@@ -60,6 +60,9 @@ UNLOGGED = ROOT / "target" / "release" / "examples" / "unlogged_gateway"
 FIXTURE = ROOT / "crates" / "vigil-onnx" / "tests" / "fixtures" / "lr20_binary.onnx"
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+# `log`: only the comparisons of the log's cost (the single-row runs against the unlogged
+# reference), for working on the log.
+ONLY_LOG = len(sys.argv) > 3 and sys.argv[3] == "log"
 PW = "bench-passw0rd"
 TICK = os.sysconf("SC_CLK_TCK")
 PACE_MS = 1
@@ -301,6 +304,8 @@ def main() -> None:
                     u, l = med(us), med(ls)
                     print(f"median CPU/request {'A/B by patient' if k == 'ab' else 'plain'}, {'saturated' if load == 'sat' else 'paced'}: {names[tag].lower()} {l:.4f} ms, unlogged {u:.4f} ms: {100 * (l / u - 1):+.1f}% "
                           f"(per round: {', '.join(f'{100 * (b / a - 1):+.0f}%' for a, b in zip(us, ls))})", flush=True)
+        if ONLY_LOG:
+            return
         deploy("--reset")
         print(f"resident memory after the single-row runs: {rss_mb(proc.pid):.1f} MB")
         for name, path, body, ctype, conns in scenarios:
