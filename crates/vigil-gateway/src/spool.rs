@@ -749,6 +749,14 @@ impl Writer {
             {
                 let mut q = stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if q.is_empty() {
+                    // Records handed back last round and not taken (no thread queued here
+                    // since) are freed here: each holds its version, which must not stay
+                    // loaded once it is no longer served.
+                    if !q.done.is_empty() {
+                        std::mem::swap(&mut q.done, live);
+                        drop(q);
+                        live.clear();
+                    }
                     continue;
                 }
                 std::mem::swap(&mut q.frames, spare);
@@ -1709,6 +1717,10 @@ mod tests {
         writer.collect(&mut batch, &mut spare, &mut queued, &mut enc);
         assert_eq!(pending.stripes[first].lock().unwrap().done.len(), 1);
         assert_eq!(alive(), base - deferred + 1);
+        // A stripe nothing was queued to since: its records are freed all the same.
+        writer.collect(&mut batch, &mut spare, &mut queued, &mut enc);
+        assert!(pending.stripes[first].lock().unwrap().done.is_empty());
+        assert_eq!(alive(), base - deferred);
         // A full spool takes nothing.
         spool.on_disk.store(1 << 30, Ordering::Relaxed);
         assert!(!spool.offer(live(&small, 0)));
