@@ -4,7 +4,7 @@ through the `vigil` CLI, then served by `vigil gateway` and driven by wrk.
 
     cargo build --release -p vigil-cli && cargo build --release -p vigil-gateway --example unlogged_gateway
     apt-get install wrk
-    python3 bench/gateway_bench.py [SECONDS] [ROUNDS] [log]
+    python3 bench/gateway_bench.py [SECONDS] [ROUNDS] [log|shadow]
 
 Scenarios as in the reference's measurements of MLServer and `mlflow models serve`: single-row
 and 100-row requests at 16 connections, single-row at 1 connection, through the Open
@@ -61,8 +61,9 @@ FIXTURE = ROOT / "crates" / "vigil-onnx" / "tests" / "fixtures" / "lr20_binary.o
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 # `log`: only the comparisons of the log's cost (the single-row runs against the unlogged
-# reference), for working on the log.
+# reference), for working on the log; `shadow`: only the shadow's comparisons.
 ONLY_LOG = len(sys.argv) > 3 and sys.argv[3] == "log"
+ONLY_SHADOW = len(sys.argv) > 3 and sys.argv[3] == "shadow"
 PW = "bench-passw0rd"
 TICK = os.sysconf("SC_CLK_TCK")
 PACE_MS = 1
@@ -281,7 +282,7 @@ def main() -> None:
     names = {"U": "UNLOGGED", "L": "LOGGED", "R": "LOGGED (reference binary --log)"}
     try:
         cost: dict[str, list[float]] = {}
-        for rnd_i in range(ROUNDS):
+        for rnd_i in range(0 if ONLY_SHADOW else ROUNDS):
             trio = [("U", unlogged, uurl), ("L", proc, url), ("R", logged_ref, rurl)]
             if rnd_i % 2:
                 trio.reverse()
@@ -297,7 +298,7 @@ def main() -> None:
         for p in (unlogged, logged_ref):
             p.kill()
             p.wait()
-        for k in ("plain", "ab"):
+        for k in ("plain", "ab") if not ONLY_SHADOW else ():
             for load in ("sat", "paced"):
                 for tag in ("L", "R") if load == "paced" else ("L",):
                     us, ls = cost[f"{k} {load} U"], cost[f"{k} {load} {tag}"]
@@ -308,7 +309,7 @@ def main() -> None:
             return
         deploy("--reset")
         print(f"resident memory after the single-row runs: {rss_mb(proc.pid):.1f} MB")
-        for name, path, body, ctype, conns in scenarios:
+        for name, path, body, ctype, conns in scenarios if not ONLY_SHADOW else ():
             run(proc, url, name, path, body, ctype, conns)
         # A shadow copy of every request, interleaved with runs without one, at saturation and
         # at the paced load.
@@ -329,6 +330,8 @@ def main() -> None:
             offered = d["shadow_queued"] + d["shadow_dropped"]
             print(f"shadow copies: {offered} offered, {d['shadow_ok']} run and logged ({100 * d['shadow_ok'] / max(offered, 1):.0f}%), "
                   f"{d['shadow_dropped']} dropped (queue full while the CPUs were busy), {d['shadow_failed']} failed", flush=True)
+        if ONLY_SHADOW:
+            return
         deploy("--reset", "--features", json.dumps({"entity": "patient_id", "source": "embedded", "feature_set": "lr20_features"}))
         run(proc, url, "OIP, patient id -> embedded features, 1 conn.", "/v2/models/lr20/infer", "", "application/json", 1, entity=True)
         run(proc, url, "OIP, patient id -> embedded features, 16 conn.", "/v2/models/lr20/infer", "", "application/json", 16, entity=True)
