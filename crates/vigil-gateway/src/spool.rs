@@ -1016,6 +1016,9 @@ pub(crate) struct BackgroundLog {
 /// The longest a background log's round waits before it is written.
 const BACKGROUND_ROUND: Duration = Duration::from_millis(100);
 
+/// A background log that has had no record for this long lets go of its buffers.
+const BACKGROUND_IDLE: Duration = Duration::from_secs(2);
+
 impl BackgroundLog {
     /// Adds a record to the round (counted as queued, then as spooled once written; or as
     /// dropped when the spool is full).
@@ -1040,10 +1043,15 @@ impl BackgroundLog {
     }
 
     /// Writes a round that is large or old enough, and seals (syncs and hands to the shipper)
-    /// a segment old or large enough.
+    /// a segment old or large enough. Once nothing has come for [`BACKGROUND_IDLE`], lets go
+    /// of the compressor and the round's buffer (about 1.5 MB, for shadows that have stopped).
     pub(crate) fn tick(&mut self) {
         if self.round.len() >= COMPRESS_ROUND || (!self.round.is_empty() && self.round_since.elapsed() >= BACKGROUND_ROUND) {
             self.flush();
+        }
+        if self.round.is_empty() && self.blocks.is_some() && self.round_since.elapsed() >= BACKGROUND_IDLE {
+            self.blocks = None;
+            self.round = Vec::new();
         }
         if seal_due(&self.cfg, self.open.as_ref()) {
             self.seal();
@@ -1894,6 +1902,11 @@ mod tests {
         assert_eq!(spooled(), 2 + n as u64);
         let big_round = on_disk.load(Ordering::Relaxed) - small_round;
         assert!((big_round as usize) * 4 < n * frame_len, "{big_round} bytes for {} of records", n * frame_len);
+        // The compressor is kept while records come, let go once none has come for a while.
+        assert!(matches!(log.blocks, Some(Some(_))));
+        log.round_since = Instant::now() - BACKGROUND_IDLE;
+        log.tick();
+        assert!(log.blocks.is_none() && log.round.capacity() == 0);
         // The last records are written and the segment sealed when the log is dropped.
         log.write(&job(&o));
         drop(log);
