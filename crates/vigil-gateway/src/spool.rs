@@ -1267,6 +1267,11 @@ impl Shipper {
                 }
             }
             if last {
+                // The preparer ends once the shared state is the last handle on it: rung after
+                // this shipper's is gone, it does not nap a second for nothing.
+                let preparer = self.prepared.preparer.clone();
+                drop(self);
+                preparer.ring();
                 return;
             }
             if shipped {
