@@ -39,8 +39,11 @@
 //! endpoint's deployment says what happens then (`reject`: the caller gets 503
 //! `prediction_log_full`; `drop`: the answer is returned unlogged). Both are counted.
 //!
-//! What a crash can lose: records still in the buffers and at most the last [`SYNC_EVERY`] of
-//! appended frames (of shadow records, which are never an answer, at most the last second). A segment cut short by a crash is shipped up to its last whole frame (each
+//! What a crash can lose: records still in the buffers (the writer's last nap: 2 to 8 ms under
+//! load, up to [`IDLE_NAP`] after a quiet spell) and at most the last [`SYNC_EVERY`] of
+//! appended frames (of shadow records, which are never an answer, about the last 1.1 s: a
+//! round waits up to 100 ms, a segment is synced when sealed). A clean stop loses none
+//! that were handed over: dropping the spool wakes the writer, which writes what is left. A segment cut short by a crash is shipped up to its last whole frame (each
 //! frame carries its length and CRC-32, so a torn or damaged one is counted, never read; a
 //! compressed block is one frame, so a cut one loses the records of its round, which were
 //! not synced yet).
@@ -240,6 +243,11 @@ const LIGHT_NAP: Duration = Duration::from_millis(8);
 /// nothing to sync, up to this: an idle gateway's writer woke 125 times a second (2.9 ms of
 /// CPU a second). A record that comes after a quiet spell waits at most this long in memory.
 const IDLE_NAP: Duration = Duration::from_millis(64);
+
+/// Whether the writer's round was quiet: nothing came (`empty`) and nothing waits for a sync.
+fn quiet(empty: bool, open: Option<&Open>) -> bool {
+    empty && !open.is_some_and(|o| o.unsynced)
+}
 
 /// The writer's next nap: `heavy` after a round of [`COMPRESS_ROUND`] or more, `quiet` after
 /// an empty round with nothing left to sync.
@@ -467,6 +475,32 @@ pub struct Spool {
     sync_alive: SyncSender<SyncJob>,
     /// The shipper's bell, for background logs to ring when they seal a segment.
     shipper: Bell,
+    /// Rings the writer once the spool is gone and waits for it (declared last: dropped after
+    /// `pending`, so the writer wakes to find itself the last handle and writes what is left at
+    /// once, rather than after its nap).
+    _writer: WriterEnd,
+}
+
+/// The writer's bell and thread: when dropped, rings the writer and waits (at most
+/// [`WRITER_END`]) until it has written the records still in the buffers, so that a clean
+/// stop (the process exits right after) loses none.
+struct WriterEnd(Bell, Option<std::thread::JoinHandle<()>>);
+
+/// The longest a dropped spool waits for its writer's last round.
+const WRITER_END: Duration = Duration::from_secs(5);
+
+impl Drop for WriterEnd {
+    fn drop(&mut self) {
+        self.0.ring();
+        let Some(writer) = self.1.take() else { return };
+        let since = Instant::now();
+        while !writer.is_finished() && since.elapsed() < WRITER_END {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if writer.is_finished() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl Spool {
@@ -512,14 +546,14 @@ impl Spool {
         let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), shipper: shipper_bell.clone(), _lock: lock.clone() };
         std::thread::Builder::new().name("vigil-spool-sync".into()).spawn(move || syncer.run())?;
         let sync_alive = sync_tx.clone();
-        let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
-        std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
+        let writer_bell = Bell::default();
+        let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx, bell: writer_bell.clone() };
+        let writer = std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
         let preparer = Preparer { instance: instance.clone(), shared: prepared.clone() };
-        let preparer_bell = prepared.preparer.clone();
         let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared, _lock: lock };
-        shipper_bell.set(std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?.thread().clone());
-        preparer_bell.set(std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?.thread().clone());
-        Ok(Spool { pending, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive, shipper: shipper_bell })
+        std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
+        std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
+        Ok(Spool { pending, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive, shipper: shipper_bell, _writer: WriterEnd(writer_bell, Some(writer)) })
     }
 
     /// A log for a background thread that must never wait for (or make anyone wait for) the
@@ -669,6 +703,8 @@ struct Writer {
     counters: Arc<Counters>,
     /// The syncer: flushing to disk waits there, never in the writer.
     sync: SyncSender<SyncJob>,
+    /// Rung when the spool is gone (the writer naps in `park_timeout`).
+    bell: Bell,
 }
 
 /// Work for the syncer thread: `fdatasync` can take milliseconds on a busy disk, and a writer
@@ -717,6 +753,7 @@ impl Syncer {
 
 impl Writer {
     fn run(self) {
+        self.bell.set(std::thread::current());
         let mut open: Option<Open> = None;
         let mut last_sync = Instant::now();
         let mut nap = LIGHT_NAP;
@@ -778,8 +815,8 @@ impl Writer {
                 // Dropping the writer closes the syncer's queue: it seals what it has and ends.
                 return;
             }
-            nap = next_nap(nap, heavy, empty && !open.as_ref().is_some_and(|o| o.unsynced));
-            std::thread::sleep(nap);
+            nap = next_nap(nap, heavy, quiet(empty, open.as_ref()));
+            std::thread::park_timeout(nap);
         }
     }
 
@@ -828,8 +865,11 @@ impl Writer {
     }
 
     /// Appends a buffer of whole frames (see [`write_frames`]), handing segments to the syncer.
+    /// After a failure it pauses (a disk that fails now may come back).
     fn write_frames(&self, open: &mut Option<Open>, buf: &[u8], blocks: Option<&mut (predwire::BlockWriter, Vec<u8>)>) {
-        write_frames(&self.cfg, &self.counters, &self.on_disk, open, buf, blocks, &mut |o| self.seal(o));
+        if !write_frames(&self.cfg, &self.counters, &self.on_disk, open, buf, blocks, &mut |o| self.seal(o)) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn seal(&self, o: Open) {
@@ -845,9 +885,10 @@ impl Writer {
 /// in runs of at most [`BLOCK_BYTES`] (a larger frame alone), each run one compressed block
 /// with a block writer (each frame counted as spooled or failed), handing the segment to
 /// `seal` whenever it reaches its size. The shared counters are updated once per buffer:
-/// request threads read them.
-fn write_frames(cfg: &SpoolConfig, counters: &Counters, on_disk: &AtomicU64, open: &mut Option<Open>, mut buf: &[u8], mut blocks: Option<&mut (predwire::BlockWriter, Vec<u8>)>, seal: &mut dyn FnMut(Open)) {
-    let (mut spooled, mut written) = (0u64, 0u64);
+/// request threads read them. `false` if some run could not be written (counted as failed;
+/// the runs after it are still tried, in a new segment).
+fn write_frames(cfg: &SpoolConfig, counters: &Counters, on_disk: &AtomicU64, open: &mut Option<Open>, mut buf: &[u8], mut blocks: Option<&mut (predwire::BlockWriter, Vec<u8>)>, seal: &mut dyn FnMut(Open)) -> bool {
+    let (mut spooled, mut written, mut ok) = (0u64, 0u64, true);
     while buf.len() >= 8 {
         // A run of frames to compress together, or one the request thread compressed.
         let (mut run, mut frames, mut compressed) = (0, 0u64, false);
@@ -880,7 +921,7 @@ fn write_frames(cfg: &SpoolConfig, counters: &Counters, on_disk: &AtomicU64, ope
                     on_disk.fetch_add(std::mem::take(&mut written), Ordering::Relaxed);
                     seal(o);
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                ok = false;
                 continue;
             }
         }
@@ -895,6 +936,7 @@ fn write_frames(cfg: &SpoolConfig, counters: &Counters, on_disk: &AtomicU64, ope
     }
     on_disk.fetch_add(written, Ordering::Relaxed);
     counters.log_spooled.fetch_add(spooled, Ordering::Relaxed);
+    ok
 }
 
 /// The most bytes of frames the writer puts in one compressed block (a frame larger than
@@ -991,7 +1033,8 @@ fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
 /// requests: measured, a 100% shadow with its records written plain nearly doubled the bytes
 /// written per request) and synced when the segment is sealed (after the spool's `seal_after`
 /// or at `seal_bytes`), all on the calling thread. Shadow records use it: they are never
-/// anyone's answer, so a crash may lose up to the last `seal_after` (1 s) of them, and a
+/// anyone's answer, so a crash may lose about the last 1.1 s of them (a round's 100 ms and
+/// the segment's `seal_after`), and a
 /// shadow does not add 50 journal commits a second to the disk's work (with them the
 /// primary's p99 rose measurably). Records that find the spool full are dropped and counted.
 /// The last round is written and the segment sealed when the log is dropped.
@@ -1066,6 +1109,7 @@ impl BackgroundLog {
         let compress = self.round.len() >= COMPRESS_ALONE;
         let blocks = if compress { self.blocks.get_or_insert_with(|| predwire::BlockWriter::new().ok().map(|b| (b, Vec::new()))).as_mut() } else { None };
         let (dir, counters, shipper) = (&self.cfg.dir, &self.counters, &self.shipper);
+        // No pause after a failure here: the thread's next records find the disk as it is.
         write_frames(&self.cfg, counters, &self.on_disk, &mut self.open, &self.round, blocks, &mut |o| {
             let (file, id) = finish(o, counters);
             make_ready(dir, file, &id, counters);
@@ -1128,6 +1172,9 @@ struct PreparedSegments {
 /// lists two directories.)
 const SHIPPING_POLL: Duration = Duration::from_secs(1);
 
+/// The shipper's nap after a pass that found the preparer holding a lock it only tries.
+const CONTENDED_NAP: Duration = Duration::from_millis(20);
+
 /// A thread's wake-up call: it naps in `park_timeout` and others ring (unpark) it when there
 /// is work. Lock-free, so a thread at idle priority that rings never holds anything the other
 /// waits for. Rings before the thread is known do nothing (it polls).
@@ -1157,6 +1204,7 @@ struct Preparer {
 
 impl Preparer {
     fn run(self) {
+        self.shared.preparer.set(std::thread::current());
         crate::idle_priority();
         // Ends with the shipper, whose handle on the shared state goes when it returns (or if
         // it never started).
@@ -1206,6 +1254,7 @@ impl Shipper {
         // Storing the log can wait while live requests need the CPUs (the spool is on disk).
         // Its transactions run here, never at idle priority: they hold locks other writers of
         // the registry wait for.
+        self.prepared.shipper.set(std::thread::current());
         crate::background_priority();
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -1213,12 +1262,18 @@ impl Shipper {
             // shipped now stays on disk for the next start.
             let last = self.closed.load(Ordering::SeqCst);
             let ready = ready_segments(&self.dir);
-            if let Ok(mut l) = self.prepared.listing.try_lock()
-                && *l != ready
-            {
-                l.clone_from(&ready);
-                drop(l);
-                self.prepared.preparer.ring();
+            // A `try_lock` that finds the preparer holding the lock makes this pass incomplete:
+            // the next one comes after a short nap, not at the poll.
+            let mut contended = false;
+            match self.prepared.listing.try_lock() {
+                Ok(mut l) => {
+                    if *l != ready {
+                        l.clone_from(&ready);
+                        drop(l);
+                        self.prepared.preparer.ring();
+                    }
+                }
+                Err(_) => contended = true,
             }
             // Prepared segments whose file is gone (shipped here first) are let go.
             if let Ok(mut m) = self.prepared.by_name.try_lock() {
@@ -1234,7 +1289,10 @@ impl Shipper {
                         let t = m.remove(name);
                         (t, !m.is_empty())
                     }
-                    Err(_) => (None, false),
+                    Err(_) => {
+                        contended = true;
+                        (None, false)
+                    }
                 };
                 let prepared = match taken {
                     Some(p) => p,
@@ -1283,7 +1341,7 @@ impl Shipper {
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             } else {
                 // Until a segment is sealed or prepared.
-                std::thread::park_timeout(SHIPPING_POLL);
+                std::thread::park_timeout(if contended { CONTENDED_NAP } else { SHIPPING_POLL });
             }
         }
     }
@@ -1784,8 +1842,8 @@ mod tests {
         let stripe_bytes = 64 << 10;
         let pending = Arc::new(Stripes { stripes: (0..2).map(|_| std::sync::Mutex::new(Queued::default())).collect(), stripe_bytes });
         let on_disk = Arc::new(AtomicU64::new(0));
-        let spool = Spool { pending: pending.clone(), on_disk: on_disk.clone(), max_bytes: 1 << 30, instance: "i".into(), cfg: cfg.clone(), counters: counters.clone(), sync_alive: tx.clone(), shipper: Bell::default() };
-        let writer = Writer { cfg, pending: pending.clone(), on_disk, counters: counters.clone(), sync: tx };
+        let spool = Spool { pending: pending.clone(), on_disk: on_disk.clone(), max_bytes: 1 << 30, instance: "i".into(), cfg: cfg.clone(), counters: counters.clone(), sync_alive: tx.clone(), shipper: Bell::default(), _writer: WriterEnd(Bell::default(), None) };
+        let writer = Writer { cfg, pending: pending.clone(), on_disk, counters: counters.clone(), sync: tx, bell: Bell::default() };
         let outputs = vec![("label".to_owned(), Value::Tensor(Tensor::new(vec![1], Data::I64(vec![1])).unwrap())), ("p".to_owned(), Value::MapsI64(vec![vec![(0, 0.25), (1, 0.75)]]))];
         let small = owned(1, Ok(outputs.clone()));
         assert!(live(&small, 0).bytes() <= DEFER_BYTES);
@@ -1865,7 +1923,8 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let on_disk = Arc::new(AtomicU64::new(0));
         let mut log = BackgroundLog {
-            cfg: SpoolConfig::new(dir.path().to_path_buf()),
+            // Sealed only when dropped, however slow the machine.
+            cfg: SpoolConfig { seal_after: Duration::from_secs(3600), ..SpoolConfig::new(dir.path().to_path_buf()) },
             on_disk: on_disk.clone(),
             counters: counters.clone(),
             open: None,
@@ -1880,10 +1939,10 @@ mod tests {
         log.shipper.set(std::thread::current());
         let o = owned(3, Ok(vec![]));
         let spooled = || counters.log_spooled.load(Ordering::Relaxed);
-        let frame_len = {
+        let (frame_len, schema_len) = {
             let mut enc = Encoder::new();
             write_record(&job(&o), &mut enc).unwrap();
-            enc.frame.len()
+            (enc.frame.len(), SCHEMAS.frame(predwire::frame_schema(&enc.frame).unwrap()).unwrap().len())
         };
         // Two records: a round too young and too small to be written yet…
         log.write(&job(&o));
@@ -1896,7 +1955,7 @@ mod tests {
         log.tick();
         assert_eq!(spooled(), 2);
         let small_round = on_disk.load(Ordering::Relaxed);
-        assert!(small_round as usize > 2 * frame_len, "the frames as they are, after the segment's magic and schema: {small_round}");
+        assert_eq!(small_round as usize, predwire::SEGMENT_MAGIC.len() + schema_len + 2 * frame_len, "the two frames as they are, after the segment's magic and schema");
         // A round of 32 KiB of records is written at the next tick, compressed.
         let n = COMPRESS_ROUND / frame_len + 1;
         for _ in 0..n {
@@ -1912,13 +1971,19 @@ mod tests {
         log.round_since = Instant::now() - BACKGROUND_IDLE;
         log.tick();
         assert!(log.blocks.is_none() && log.round.capacity() == 0);
+        // A round that reaches a block's size is written at once, without a tick.
+        let m = BLOCK_BYTES / frame_len + 1;
+        for _ in 0..m {
+            log.write(&job(&o));
+        }
+        assert_eq!(spooled(), 2 + (n + m) as u64);
         // The last records are written and the segment sealed when the log is dropped.
         log.write(&job(&o));
         drop(log);
         let rung = Instant::now();
         std::thread::park_timeout(Duration::from_secs(20));
         assert!(rung.elapsed() < Duration::from_secs(10), "the shipper was rung");
-        assert_eq!(spooled(), 3 + n as u64);
+        assert_eq!(spooled(), 3 + (n + m) as u64);
         assert_eq!(counters.log_failed.load(Ordering::Relaxed), 0);
         let ready: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(ready.len(), 1, "{ready:?}");
@@ -1928,7 +1993,7 @@ mod tests {
         let (plain, lost) = predwire::expand_segment(&bytes).unwrap();
         assert!(matches!(plain, std::borrow::Cow::Owned(_)), "it holds compressed blocks");
         let (views, damaged) = predwire::parse_segment(&plain).unwrap();
-        assert_eq!((views.len(), lost, damaged), (3 + n, 0, 0));
+        assert_eq!((views.len(), lost, damaged), (3 + n + m, 0, 0));
         for v in &views {
             assert_eq!(v.to_record().unwrap(), record_of(&job(&o)));
         }
@@ -1949,6 +2014,51 @@ mod tests {
         assert_eq!(next_nap(IDLE_NAP, true, false), WRITER_NAP);
         assert_eq!(next_nap(WRITER_NAP, false, true), LIGHT_NAP);
         assert!(IDLE_NAP < SpoolConfig::new(PathBuf::new()).seal_after);
+        // Quiet: nothing came and nothing waits for a sync.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig::new(dir.path().to_path_buf());
+        let mut enc = Encoder::new();
+        write_record(&job(&owned(1, Ok(vec![]))), &mut enc).unwrap();
+        let mut open = None;
+        assert!(quiet(true, open.as_ref()));
+        append_run(&cfg, &mut open, &enc.frame, None).unwrap();
+        assert!(!quiet(false, open.as_ref()));
+        assert!(!quiet(true, open.as_ref()), "appended bytes wait for their sync");
+        open.as_mut().unwrap().unsynced = false;
+        assert!(quiet(true, open.as_ref()));
+    }
+
+    #[test]
+    fn a_dropped_spool_waits_for_its_writer_to_write_what_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig::new(dir.path().to_path_buf());
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let counters = Arc::new(Counters::default());
+        let pending = Arc::new(Stripes { stripes: (0..2).map(|_| std::sync::Mutex::new(Queued::default())).collect(), stripe_bytes: 64 << 10 });
+        let on_disk = Arc::new(AtomicU64::new(0));
+        let bell = Bell::default();
+        let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: tx.clone(), bell: bell.clone() };
+        let handle = std::thread::spawn(move || writer.run());
+        // Long enough for the writer's naps to grow towards `IDLE_NAP`.
+        std::thread::sleep(Duration::from_millis(300));
+        let spool = Spool { pending, on_disk, max_bytes: 1 << 30, instance: "i".into(), cfg, counters: counters.clone(), sync_alive: tx, shipper: Bell::default(), _writer: WriterEnd(bell, Some(handle)) };
+        let small = owned(1, Ok(vec![]));
+        let mut home = Home { stripe: None, enc: Encoder::new(), done: Vec::new() };
+        for n in 0..5 {
+            assert!(spool.hand_over(live(&small, n), &mut home));
+        }
+        drop(spool);
+        // Once the drop returns, the writer has written the records and sealed the segment.
+        let sealed = rx.try_iter().find_map(|job| match job {
+            SyncJob::Seal { file, id } => Some((file, id)),
+            SyncJob::Sync(_) => None,
+        });
+        let Some((file, id)) = sealed else { panic!("the segment is sealed before the drop returns") };
+        drop(file);
+        let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
+        let (views, damaged) = predwire::parse_segment(&bytes).unwrap();
+        assert_eq!((views.len(), damaged), (5, 0));
+        assert_eq!(counters.log_spooled.load(Ordering::Relaxed), 5);
     }
 
     #[test]
@@ -1963,7 +2073,7 @@ mod tests {
             let counters = Arc::new(Counters::default());
             let pending = Arc::new(Stripes { stripes: (0..2).map(|_| std::sync::Mutex::new(Queued::default())).collect(), stripe_bytes: 1 << 20 });
             pending.stripes[1].lock().unwrap().frames = frame.repeat(records);
-            let writer = Writer { cfg: SpoolConfig::new(dir.path().to_path_buf()), pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx };
+            let writer = Writer { cfg: SpoolConfig::new(dir.path().to_path_buf()), pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx, bell: Bell::default() };
             // The writer holds the only handle: it writes one round, seals and ends.
             std::thread::spawn(move || writer.run()).join().unwrap();
             let mut read = 0;
@@ -1989,7 +2099,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         let counters = Arc::new(Counters::default());
         let pending = Arc::new(Stripes { stripes: Vec::new(), stripe_bytes: 0 });
-        let writer = Writer { cfg, pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx };
+        let writer = Writer { cfg, pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx, bell: Bell::default() };
         // 2,000 three-row records under one schema (some 300 KB), and one whole record of many
         // columns.
         let o = owned(3, Ok(vec![]));
