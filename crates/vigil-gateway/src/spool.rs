@@ -42,8 +42,9 @@
 //! What a crash can lose: records still in the buffers (the writer's last nap: 2 to 8 ms under
 //! load, up to [`IDLE_NAP`] after a quiet spell) and at most the last [`SYNC_EVERY`] of
 //! appended frames (of shadow records, which are never an answer, about the last 1.1 s: a
-//! round waits up to 100 ms, a segment is synced when sealed). A clean stop loses none
-//! that were handed over: dropping the spool wakes the writer, which writes what is left. A segment cut short by a crash is shipped up to its last whole frame (each
+//! round waits up to 100 ms, a segment is synced when sealed). A clean stop loses no live
+//! record handed over: dropping the spool wakes the writer and waits for it to write what is
+//! left (the shadow's last round is not waited for). A segment cut short by a crash is shipped up to its last whole frame (each
 //! frame carries its length and CRC-32, so a torn or damaged one is counted, never read; a
 //! compressed block is one frame, so a cut one loses the records of its round, which were
 //! not synced yet).
@@ -481,18 +482,19 @@ pub struct Spool {
     _writer: WriterEnd,
 }
 
-/// The writer's bell and thread: when dropped, rings the writer and waits (at most
-/// [`WRITER_END`]) until it has written the records still in the buffers, so that a clean
-/// stop (the process exits right after) loses none.
-struct WriterEnd(Bell, Option<std::thread::JoinHandle<()>>);
+/// The writer's thread: when dropped, wakes the writer (`unpark`, kept for its next nap if it
+/// is not napping yet) and waits (at most [`WRITER_END`]) until it has written the records
+/// still in the buffers, so that a clean stop (the process exits right after) loses no live
+/// record.
+struct WriterEnd(Option<std::thread::JoinHandle<()>>);
 
 /// The longest a dropped spool waits for its writer's last round.
 const WRITER_END: Duration = Duration::from_secs(5);
 
 impl Drop for WriterEnd {
     fn drop(&mut self) {
-        self.0.ring();
-        let Some(writer) = self.1.take() else { return };
+        let Some(writer) = self.0.take() else { return };
+        writer.thread().unpark();
         let since = Instant::now();
         while !writer.is_finished() && since.elapsed() < WRITER_END {
             std::thread::sleep(Duration::from_millis(1));
@@ -546,14 +548,13 @@ impl Spool {
         let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), shipper: shipper_bell.clone(), _lock: lock.clone() };
         std::thread::Builder::new().name("vigil-spool-sync".into()).spawn(move || syncer.run())?;
         let sync_alive = sync_tx.clone();
-        let writer_bell = Bell::default();
-        let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx, bell: writer_bell.clone() };
+        let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
         let writer = std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
         let preparer = Preparer { instance: instance.clone(), shared: prepared.clone() };
         let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared, _lock: lock };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
         std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
-        Ok(Spool { pending, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive, shipper: shipper_bell, _writer: WriterEnd(writer_bell, Some(writer)) })
+        Ok(Spool { pending, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive, shipper: shipper_bell, _writer: WriterEnd(Some(writer)) })
     }
 
     /// A log for a background thread that must never wait for (or make anyone wait for) the
@@ -703,8 +704,6 @@ struct Writer {
     counters: Arc<Counters>,
     /// The syncer: flushing to disk waits there, never in the writer.
     sync: SyncSender<SyncJob>,
-    /// Rung when the spool is gone (the writer naps in `park_timeout`).
-    bell: Bell,
 }
 
 /// Work for the syncer thread: `fdatasync` can take milliseconds on a busy disk, and a writer
@@ -753,7 +752,6 @@ impl Syncer {
 
 impl Writer {
     fn run(self) {
-        self.bell.set(std::thread::current());
         let mut open: Option<Open> = None;
         let mut last_sync = Instant::now();
         let mut nap = LIGHT_NAP;
@@ -1172,7 +1170,8 @@ struct PreparedSegments {
 /// lists two directories.)
 const SHIPPING_POLL: Duration = Duration::from_secs(1);
 
-/// The shipper's nap after a pass that found the preparer holding a lock it only tries.
+/// The shipper's nap after a pass that found the preparer holding a lock it only tries
+/// (doubling while passes keep finding it so, up to [`SHIPPING_POLL`]).
 const CONTENDED_NAP: Duration = Duration::from_millis(20);
 
 /// A thread's wake-up call: it naps in `park_timeout` and others ring (unpark) it when there
@@ -1257,6 +1256,7 @@ impl Shipper {
         self.prepared.shipper.set(std::thread::current());
         crate::background_priority();
         let mut backoff = Duration::from_millis(100);
+        let mut contended_nap = CONTENDED_NAP;
         loop {
             // Once the writer is gone, one last pass ships what it sealed; what cannot be
             // shipped now stays on disk for the next start.
@@ -1341,7 +1341,15 @@ impl Shipper {
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             } else {
                 // Until a segment is sealed or prepared.
-                std::thread::park_timeout(if contended { CONTENDED_NAP } else { SHIPPING_POLL });
+                // Passes that keep finding the lock taken (the preparer descheduled while
+                // holding it, under load) back off towards the poll.
+                if contended {
+                    std::thread::park_timeout(contended_nap);
+                    contended_nap = (contended_nap * 2).min(SHIPPING_POLL);
+                } else {
+                    contended_nap = CONTENDED_NAP;
+                    std::thread::park_timeout(SHIPPING_POLL);
+                }
             }
         }
     }
@@ -1842,8 +1850,8 @@ mod tests {
         let stripe_bytes = 64 << 10;
         let pending = Arc::new(Stripes { stripes: (0..2).map(|_| std::sync::Mutex::new(Queued::default())).collect(), stripe_bytes });
         let on_disk = Arc::new(AtomicU64::new(0));
-        let spool = Spool { pending: pending.clone(), on_disk: on_disk.clone(), max_bytes: 1 << 30, instance: "i".into(), cfg: cfg.clone(), counters: counters.clone(), sync_alive: tx.clone(), shipper: Bell::default(), _writer: WriterEnd(Bell::default(), None) };
-        let writer = Writer { cfg, pending: pending.clone(), on_disk, counters: counters.clone(), sync: tx, bell: Bell::default() };
+        let spool = Spool { pending: pending.clone(), on_disk: on_disk.clone(), max_bytes: 1 << 30, instance: "i".into(), cfg: cfg.clone(), counters: counters.clone(), sync_alive: tx.clone(), shipper: Bell::default(), _writer: WriterEnd(None) };
+        let writer = Writer { cfg, pending: pending.clone(), on_disk, counters: counters.clone(), sync: tx };
         let outputs = vec![("label".to_owned(), Value::Tensor(Tensor::new(vec![1], Data::I64(vec![1])).unwrap())), ("p".to_owned(), Value::MapsI64(vec![vec![(0, 0.25), (1, 0.75)]]))];
         let small = owned(1, Ok(outputs.clone()));
         assert!(live(&small, 0).bytes() <= DEFER_BYTES);
@@ -1972,7 +1980,7 @@ mod tests {
         log.tick();
         assert!(log.blocks.is_none() && log.round.capacity() == 0);
         // A round that reaches a block's size is written at once, without a tick.
-        let m = BLOCK_BYTES / frame_len + 1;
+        let m = BLOCK_BYTES.div_ceil(frame_len);
         for _ in 0..m {
             log.write(&job(&o));
         }
@@ -2031,17 +2039,17 @@ mod tests {
     #[test]
     fn a_dropped_spool_waits_for_its_writer_to_write_what_is_left() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = SpoolConfig::new(dir.path().to_path_buf());
+        // Sealed only when the spool is gone, however slow the machine.
+        let cfg = SpoolConfig { seal_after: Duration::from_secs(3600), ..SpoolConfig::new(dir.path().to_path_buf()) };
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         let counters = Arc::new(Counters::default());
         let pending = Arc::new(Stripes { stripes: (0..2).map(|_| std::sync::Mutex::new(Queued::default())).collect(), stripe_bytes: 64 << 10 });
         let on_disk = Arc::new(AtomicU64::new(0));
-        let bell = Bell::default();
-        let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: tx.clone(), bell: bell.clone() };
+        let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: tx.clone() };
         let handle = std::thread::spawn(move || writer.run());
         // Long enough for the writer's naps to grow towards `IDLE_NAP`.
         std::thread::sleep(Duration::from_millis(300));
-        let spool = Spool { pending, on_disk, max_bytes: 1 << 30, instance: "i".into(), cfg, counters: counters.clone(), sync_alive: tx, shipper: Bell::default(), _writer: WriterEnd(bell, Some(handle)) };
+        let spool = Spool { pending, on_disk, max_bytes: 1 << 30, instance: "i".into(), cfg, counters: counters.clone(), sync_alive: tx, shipper: Bell::default(), _writer: WriterEnd(Some(handle)) };
         let small = owned(1, Ok(vec![]));
         let mut home = Home { stripe: None, enc: Encoder::new(), done: Vec::new() };
         for n in 0..5 {
@@ -2073,7 +2081,7 @@ mod tests {
             let counters = Arc::new(Counters::default());
             let pending = Arc::new(Stripes { stripes: (0..2).map(|_| std::sync::Mutex::new(Queued::default())).collect(), stripe_bytes: 1 << 20 });
             pending.stripes[1].lock().unwrap().frames = frame.repeat(records);
-            let writer = Writer { cfg: SpoolConfig::new(dir.path().to_path_buf()), pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx, bell: Bell::default() };
+            let writer = Writer { cfg: SpoolConfig::new(dir.path().to_path_buf()), pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx };
             // The writer holds the only handle: it writes one round, seals and ends.
             std::thread::spawn(move || writer.run()).join().unwrap();
             let mut read = 0;
@@ -2099,7 +2107,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         let counters = Arc::new(Counters::default());
         let pending = Arc::new(Stripes { stripes: Vec::new(), stripe_bytes: 0 });
-        let writer = Writer { cfg, pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx, bell: Bell::default() };
+        let writer = Writer { cfg, pending, on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx };
         // 2,000 three-row records under one schema (some 300 KB), and one whole record of many
         // columns.
         let o = owned(3, Ok(vec![]));
