@@ -1045,9 +1045,9 @@ pub(crate) struct BackgroundLog {
     /// Encoded frames not written yet, and when the first of them came.
     round: Vec<u8>,
     round_since: Instant,
-    /// What compresses rounds (made on first use; `None` if zstd could not start: rounds are
-    /// then written as they are).
-    blocks: Option<Option<(predwire::BlockWriter, Vec<u8>)>>,
+    /// What compresses rounds (made when a round is to be compressed; while zstd cannot
+    /// start, rounds are written as they are).
+    blocks: Option<(predwire::BlockWriter, Vec<u8>)>,
     /// Rung when a segment is sealed.
     shipper: Bell,
     /// Keeps the syncer running until this log is gone; nothing is sent on it.
@@ -1105,28 +1105,33 @@ impl BackgroundLog {
             return;
         }
         let compress = self.round.len() >= COMPRESS_ALONE;
-        let blocks = if compress { self.blocks.get_or_insert_with(|| predwire::BlockWriter::new().ok().map(|b| (b, Vec::new()))).as_mut() } else { None };
+        if compress && self.blocks.is_none() {
+            self.blocks = predwire::BlockWriter::new().ok().map(|b| (b, Vec::new()));
+        }
+        let blocks = self.blocks.as_mut().filter(|_| compress);
         let (dir, counters, shipper) = (&self.cfg.dir, &self.counters, &self.shipper);
         // No pause after a failure here: the thread's next records find the disk as it is.
-        write_frames(&self.cfg, counters, &self.on_disk, &mut self.open, &self.round, blocks, &mut |o| {
-            let (file, id) = finish(o, counters);
-            make_ready(dir, file, &id, counters);
-            shipper.ring();
-        });
+        write_frames(&self.cfg, counters, &self.on_disk, &mut self.open, &self.round, blocks, &mut |o| seal_here(dir, counters, shipper, o));
         self.round.clear();
         trim(&mut self.round);
-        if let Some(Some((_, out))) = self.blocks.as_mut() {
+        if let Some((_, out)) = self.blocks.as_mut() {
             trim(out);
         }
     }
 
     fn seal(&mut self) {
         if let Some(o) = self.open.take() {
-            let (file, id) = finish(o, &self.counters);
-            make_ready(&self.cfg.dir, file, &id, &self.counters);
-            self.shipper.ring();
+            seal_here(&self.cfg.dir, &self.counters, &self.shipper, o);
         }
     }
+}
+
+/// Seals a background log's segment on its own thread (synced, renamed `ready-…`) and rings
+/// the shipper.
+fn seal_here(dir: &Path, counters: &Counters, shipper: &Bell, o: Open) {
+    let (file, id) = finish(o, counters);
+    make_ready(dir, file, &id, counters);
+    shipper.ring();
 }
 
 impl Drop for BackgroundLog {
@@ -1340,16 +1345,12 @@ impl Shipper {
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             } else {
-                // Until a segment is sealed or prepared.
-                // Passes that keep finding the lock taken (the preparer descheduled while
-                // holding it, under load) back off towards the poll.
-                if contended {
-                    std::thread::park_timeout(contended_nap);
-                    contended_nap = (contended_nap * 2).min(SHIPPING_POLL);
-                } else {
-                    contended_nap = CONTENDED_NAP;
-                    std::thread::park_timeout(SHIPPING_POLL);
-                }
+                // Until a segment is sealed or prepared; passes that keep finding the lock
+                // taken (the preparer descheduled while holding it, under load) back off
+                // towards the poll.
+                let nap = if contended { contended_nap } else { SHIPPING_POLL };
+                contended_nap = if contended { (contended_nap * 2).min(SHIPPING_POLL) } else { CONTENDED_NAP };
+                std::thread::park_timeout(nap);
             }
         }
     }
@@ -1975,7 +1976,7 @@ mod tests {
         let big_round = on_disk.load(Ordering::Relaxed) - small_round;
         assert!((big_round as usize) * 4 < n * frame_len, "{big_round} bytes for {} of records", n * frame_len);
         // The compressor is kept while records come, let go once none has come for a while.
-        assert!(matches!(log.blocks, Some(Some(_))));
+        assert!(log.blocks.is_some());
         log.round_since = Instant::now() - BACKGROUND_IDLE;
         log.tick();
         assert!(log.blocks.is_none() && log.round.capacity() == 0);
