@@ -302,6 +302,16 @@ impl<'a> Frame<'a> {
         }
     }
 
+    /// The values of consecutive f32 features of one row, in one copy (what [`Self::f32s`]
+    /// writes for each of them in turn).
+    pub fn f32_row(&mut self, values: &[f32]) {
+        let at = self.out.len();
+        self.out.resize(at + 4 * values.len(), 0);
+        for (b, v) in self.out[at..].chunks_exact_mut(4).zip(values) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
     /// The values of an f64 feature.
     pub fn f64s(&mut self, values: impl Iterator<Item = f64>) {
         for v in values {
