@@ -56,7 +56,8 @@ pub struct PredictionRecord {
     pub digest: String,
     /// How the arm was chosen: `keyed`, `random` or `pinned`.
     pub assignment: String,
-    /// HMAC-SHA256 of the unit key (hex), never the key itself.
+    /// The HMAC-SHA256 of the unit key, its first 128 bits in hex (32 digits); never the key
+    /// itself.
     #[serde(default)]
     pub unit_hash: Option<String>,
     /// The bucket (0..10,000) the request fell in.
