@@ -277,7 +277,7 @@ def main() -> None:
     # repeated (the machine's load drifts between runs; one pair does not resolve 10%).
     unlogged, uurl = start([str(UNLOGGED), str(data), "127.0.0.1:0"])
     # The reference binary with its log on: the log's cost within one binary (a control on
-    # the comparison of two binaries), measured at the paced load.
+    # the comparison of two binaries), measured at both loads.
     logged_ref, rurl = start([str(UNLOGGED), str(data), "127.0.0.1:0", "--log"])
     proc, url = start([str(VIGIL), "--data-dir", str(data), "gateway", "--addr", "127.0.0.1:0"])
     names = {"U": "UNLOGGED", "L": "LOGGED", "R": "LOGGED (reference binary --log)"}

@@ -316,7 +316,8 @@ pub(crate) fn unit_key_of(key: &crate::approval::ServerKey) -> [u8; 32] {
 /// A unit's keyed hash (what logs carry instead of the identifier: the HMAC's first 128 bits
 /// in hex, 32 digits) and its bucket. 128 bits tell units apart as well as the whole MAC
 /// would (that two of a billion units share one has a chance of about 10^-21), and the
-/// other half was 32 bytes of every A/B record that no compression shortens.
+/// other half was 32 bytes of every A/B record that compress poorly. (Records logged before
+/// this carry all 64 digits; their first 32 are the same.)
 pub fn unit_hash(key: &[u8; 32], model: &str, unit: &str) -> (String, u32) {
     let mac = unit_mac(key, model, unit);
     // Digit by digit into a string of its size (`hex::encode` collects its chars through an

@@ -40,8 +40,8 @@
 //! `prediction_log_full`; `drop`: the answer is returned unlogged). Both are counted.
 //!
 //! What a crash can lose: records still in the buffers (the writer's last nap: 2 to 8 ms under
-//! load, up to [`IDLE_NAP`] after a quiet spell) and at most the last [`SYNC_EVERY`] of
-//! appended frames (of shadow records, which are never an answer, about the last 1.1 s: a
+//! load, up to [`IDLE_NAP`] after a quiet spell; each round is handed to the file as it is
+//! written) and, when the machine crashes, at most the last [`SYNC_EVERY`] of appended frames (of shadow records, which are never an answer, about the last 1.1 s: a
 //! round waits up to 100 ms, a segment is synced when sealed). A clean stop loses no live
 //! record handed over: dropping the spool wakes the writer and waits for it to write what is
 //! left (the shadow's last round is not waited for). A segment cut short by a crash is shipped up to its last whole frame (each
@@ -70,9 +70,10 @@ use vigil_core::registry::Registry;
 use vigil_onnx::{Data, Tensor, Value};
 
 /// Longest time appended records wait before they are flushed to disk. (Every 20 ms, the
-/// syncer's `fdatasync`s took 0.45 µs of CPU a request at 11,700 single-row requests a
-/// second, with a journal commit each; a crash of the machine, not of the process, loses at
-/// most this much more than the writer's nap.)
+/// syncer's `fdatasync`s took 0.45–0.6 µs of CPU a request, `perf stat --per-thread` at the
+/// bench's paced single-row load, with a journal commit each. Each round is written to the
+/// segment file as it is collected, so a crash of the process loses only the writer's nap;
+/// a crash of the machine at most this much more.)
 pub const SYNC_EVERY: Duration = Duration::from_millis(50);
 
 /// Spool settings.
@@ -786,6 +787,13 @@ impl Writer {
                 // disk little (single-row records at 10,000 a second are some 18 KB a round
                 // of `LIGHT_NAP`).
                 self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| heavy));
+                // Out of the process's buffer at once: a crash of the process then loses no
+                // more than this round's nap (the syncer's `fdatasync` is for the machine).
+                if let Some(o) = open.as_mut()
+                    && o.file.flush().is_err()
+                {
+                    self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                }
                 batch.clear();
                 trim(&mut batch);
                 if let Some((_, out)) = blocks.as_mut() {
@@ -1036,7 +1044,7 @@ fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
 /// or at `seal_bytes`), all on the calling thread. Shadow records use it: they are never
 /// anyone's answer, so a crash may lose about the last 1.1 s of them (a round's 100 ms and
 /// the segment's `seal_after`), and a
-/// shadow does not add 50 journal commits a second to the disk's work (with them the
+/// shadow does not add a journal commit every [`SYNC_EVERY`] to the disk's work (with them the
 /// primary's p99 rose measurably). Records that find the spool full are dropped and counted.
 /// The last round is written and the segment sealed when the log is dropped.
 pub(crate) struct BackgroundLog {
