@@ -787,13 +787,6 @@ impl Writer {
                 // disk little (single-row records at 10,000 a second are some 18 KB a round
                 // of `LIGHT_NAP`).
                 self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| heavy));
-                // Out of the process's buffer at once: a crash of the process then loses no
-                // more than this round's nap (the syncer's `fdatasync` is for the machine).
-                if let Some(o) = open.as_mut()
-                    && o.file.flush().is_err()
-                {
-                    self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
-                }
                 batch.clear();
                 trim(&mut batch);
                 if let Some((_, out)) = blocks.as_mut() {
@@ -942,6 +935,15 @@ fn write_frames(cfg: &SpoolConfig, counters: &Counters, on_disk: &AtomicU64, ope
             on_disk.fetch_add(std::mem::take(&mut written), Ordering::Relaxed);
             seal(o);
         }
+    }
+    // Out of the process's buffer at once: a crash of the process then loses nothing written
+    // here (the syncer's `fdatasync` is for a crash of the machine).
+    if let Some(o) = open.as_mut()
+        && let Err(e) = o.file.flush()
+    {
+        eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
+        counters.log_failed.fetch_add(1, Ordering::Relaxed);
+        ok = false;
     }
     on_disk.fetch_add(written, Ordering::Relaxed);
     counters.log_spooled.fetch_add(spooled, Ordering::Relaxed);
@@ -1906,6 +1908,10 @@ mod tests {
         assert!(pending.stripes.iter().all(|s| s.lock().unwrap().is_empty() && s.lock().unwrap().live_bytes == 0));
         let mut open = None;
         writer.write_frames(&mut open, &batch, None);
+        // The round left the process's buffer (a crash of the process would not lose it).
+        let o = open.as_ref().unwrap();
+        assert!(o.bytes < (64 << 10) && o.bytes > 1 << 10, "{}", o.bytes);
+        assert_eq!(std::fs::metadata(dir.path().join(format!("open-{}.vpl", o.id))).unwrap().len(), o.bytes);
         let (file, id) = finish(open.take().unwrap(), &counters);
         drop(file);
         drop(rx);
