@@ -12,7 +12,7 @@
 //! from the bytes it wrote (the host takes CPU time from the guest for its disk work), so
 //! the spool writes fewer: 100-row records of clinical-like values take about 40% of their
 //! bytes, a repeated test body about 15%, noise about 90%; stored segments keep these blocks.
-//! At least every
+//! About every
 //! [`SYNC_EVERY`] a syncer thread flushes them to disk (`fdatasync`, which can take
 //! milliseconds: the writer never waits for it), and a segment old or large enough is sealed
 //! there (synced, renamed `ready-…`).
