@@ -33,8 +33,8 @@ the 2 cores) and a paced load (each of the 16 connections waits PACE_MS after ev
 about half the saturated rate, as a gateway runs in service). A third process runs at both
 loads: `unlogged_gateway --log`, the reference binary with the log on, so the log's cost is
 also measured within one binary (`vigil gateway` is a larger binary, 35 MB of code against
-11, and has run a few microseconds a request above it with the same log). The primary's p99 with a shadow copy of every
-request is compared the same way at both loads, interleaved with runs without the shadow.
+11, and has run a few microseconds a request above it with the same log). The primary's p99
+with a shadow copy of every request is compared the same way at both loads, interleaved with runs without the shadow.
 The online-feature scenario loads
 20 features for 1,000 patients into the embedded store and asks by patient id; the lookup
 time is read from the gateway's histogram at /metrics.

@@ -210,9 +210,8 @@ fn seal_frame(out: &mut [u8], start: usize) {
 
 /// Writes one frame into a buffer: [`Frame::begin`] with the head, one `feature_*` call per
 /// feature the head announced, then [`Frame::finish`]. A record under a schema
-/// ([`Frame::begin_keyed`]) gives only each feature's values (`f32s`, `f64s`, `i64s`, `strs`; `f32_row` for a row of
-/// f32 features at once),
-/// in the schema's order and of its kinds.
+/// ([`Frame::begin_keyed`]) gives only each feature's values (`f32s`, `f64s`, `i64s`, `strs`;
+/// `f32_row` for a row of f32 features at once), in the schema's order and of its kinds.
 pub struct Frame<'a> {
     out: &'a mut Vec<u8>,
     start: usize,

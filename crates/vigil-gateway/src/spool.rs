@@ -41,10 +41,12 @@
 //!
 //! What a crash can lose: records still in the buffers (the writer's last nap: 2 to 8 ms under
 //! load, up to [`IDLE_NAP`] after a quiet spell; each round is handed to the file as it is
-//! written) and, when the machine crashes, at most the last [`SYNC_EVERY`] of appended frames (of shadow records, which are never an answer, about the last 1.1 s: a
-//! round waits up to 100 ms, a segment is synced when sealed). A clean stop loses no live
-//! record handed over: dropping the spool wakes the writer and waits for it to write what is
-//! left (the shadow's last round is not waited for). A segment cut short by a crash is shipped up to its last whole frame (each
+//! written) and, when the machine crashes, at most the last [`SYNC_EVERY`] of appended
+//! frames. Of shadow records, which are never an answer: the round not yet written (up to
+//! 100 ms), and when the machine crashes about the last 1.1 s (a segment is synced when
+//! sealed). A clean stop loses no live record handed over: dropping the spool wakes the
+//! writer and waits for it to write what is left (the shadow's last round is not waited
+//! for). A segment cut short by a crash is shipped up to its last whole frame (each
 //! frame carries its length and CRC-32, so a torn or damaged one is counted, never read; a
 //! compressed block is one frame, so a cut one loses the records of its round, which were
 //! not synced yet).
@@ -1044,10 +1046,10 @@ fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
 /// requests: measured, a 100% shadow with its records written plain nearly doubled the bytes
 /// written per request) and synced when the segment is sealed (after the spool's `seal_after`
 /// or at `seal_bytes`), all on the calling thread. Shadow records use it: they are never
-/// anyone's answer, so a crash may lose about the last 1.1 s of them (a round's 100 ms and
-/// the segment's `seal_after`), and a
-/// shadow does not add a journal commit every [`SYNC_EVERY`] to the disk's work (with them the
-/// primary's p99 rose measurably). Records that find the spool full are dropped and counted.
+/// anyone's answer, so a crash of the process may lose the round not yet written (up to
+/// 100 ms of them), a crash of the machine about the last 1.1 s (that round and the
+/// segment's `seal_after`), and a shadow does not add a journal commit every
+/// [`SYNC_EVERY`] to the disk's work (with them the primary's p99 rose measurably). Records that find the spool full are dropped and counted.
 /// The last round is written and the segment sealed when the log is dropped.
 pub(crate) struct BackgroundLog {
     cfg: SpoolConfig,
