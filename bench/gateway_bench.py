@@ -139,8 +139,9 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def rss_mb(pid: int) -> float:
-    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now (`VmHWM`: the most it has been since the process started)."""
+    m = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
@@ -178,9 +179,10 @@ def wrk(url: str, path: str, body: str | list[str], ctype: str, conns: int, tmp:
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    # `vigil gateway` restarts itself with this mimalloc option unless it is set; the unlogged
-    # reference binary gets it directly, so both run with the same allocator settings.
+    # `vigil gateway` restarts itself with these mimalloc options unless they are set; the
+    # unlogged reference binary gets them directly, so both run with the same allocator settings.
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+    env.setdefault("MIMALLOC_PURGE_DELAY", "10")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
     time.sleep(0.5)
@@ -339,7 +341,7 @@ def main() -> None:
         c = counters(url)
         print("prediction log:", ", ".join(f"{k} {v}" for k, v in c.items() if k.startswith("log_") or "spool" in k))
         print("online feature lookup (gateway histogram):", lookup_percentiles(url))
-        print(f"resident memory after the runs: {rss_mb(proc.pid):.1f} MB")
+        print(f"resident memory after the runs: {rss_mb(proc.pid):.1f} MB (peak during the bench: {rss_mb(proc.pid, 'VmHWM'):.1f} MB)")
     finally:
         for p in (unlogged, logged_ref, proc):
             p.kill()

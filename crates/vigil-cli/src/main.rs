@@ -25,23 +25,29 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
-/// The servers run long and keep little live data; mimalloc's default commits arena memory
-/// eagerly and keeps it resident, which doubled the gateway's resident memory under load
-/// (measured: 44–55 MB vs 25–30 MB without eager commit, at about the same CPU). mimalloc
-/// reads its options from the environment as the process starts, so a server process that
-/// was started without the option runs itself again with it (the same arguments and
-/// environment otherwise). An operator's own setting is kept.
+/// The servers run long and keep little live data, and mimalloc's defaults hold on to memory
+/// they freed: it commits arena memory eagerly and keeps it resident, which doubled the
+/// gateway's resident memory under load (measured: 44–55 MB vs 25–30 MB without eager
+/// commit, at about the same CPU), and it returns freed pages to the system only after they
+/// have been unused for a second (`purge_delay`, 1000 ms in mimalloc 3). After a burst (the
+/// gateway bench's 100-row, shadow and feature runs) that held the pages of the last second's
+/// work: 53–58 MB at the end of the runs, 43–46 MB with a delay of 10 ms (mimalloc 2's
+/// default). mimalloc reads its options from the environment as the process starts, so a
+/// server process that was started without them runs itself again with them (the same
+/// arguments and environment otherwise). An operator's own settings are kept.
+const LEAN_ALLOCATOR: [(&str, &str); 2] = [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_PURGE_DELAY", "10")];
+
 fn lean_allocator() {
-    const OPTION: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
-    if std::env::var_os(OPTION).is_some() {
+    let missing: Vec<(&str, &str)> = LEAN_ALLOCATOR.into_iter().filter(|(k, _)| std::env::var_os(k).is_none()).collect();
+    if missing.is_empty() {
         return;
     }
     #[cfg(unix)]
     if let Ok(exe) = std::env::current_exe() {
         use std::os::unix::process::CommandExt;
-        let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env(OPTION, "0").exec();
+        let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).envs(missing).exec();
         // Only a failed exec returns: carry on as started.
-        eprintln!("vigil: could not restart with {OPTION}=0 ({err}); running with the allocator's defaults");
+        eprintln!("vigil: could not restart with the allocator's options ({err}); running with its defaults");
     }
 }
 use vigil_core::ErrorKind;

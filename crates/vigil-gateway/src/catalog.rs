@@ -57,8 +57,8 @@ pub struct Unavailable {
 
 /// A live arm: answers the callers whose bucket is in `lo..hi`.
 pub struct LiveArm {
-    /// Arm name.
-    pub name: String,
+    /// Arm name (shared: every logged answer and shadow copy names it).
+    pub name: Arc<str>,
     /// Bucket range start (inclusive).
     pub lo: u32,
     /// Bucket range end (exclusive).
@@ -70,7 +70,7 @@ pub struct LiveArm {
 /// A shadow arm: gets a copy of `share` buckets' worth of requests.
 pub struct ShadowArm {
     /// Arm name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Share of requests copied to it, in buckets of 10,000.
     pub share: u32,
     /// Its version.
@@ -79,8 +79,8 @@ pub struct ShadowArm {
 
 /// A model's endpoint as the gateway serves it: its deployment resolved and loaded.
 pub struct Endpoint {
-    /// Model name.
-    pub name: String,
+    /// Model name (shared: every logged answer and shadow copy names it).
+    pub name: Arc<str>,
     /// The deployment revision (0: the default, Production only).
     pub revision: i64,
     /// How units are recognised.
@@ -316,11 +316,11 @@ impl Catalog {
                             prod.clone()
                         }
                     };
-                    live.push(LiveArm { name: r.arm.name.clone(), lo, hi: lo + r.arm.weight, served });
+                    live.push(LiveArm { name: r.arm.name.as_str().into(), lo, hi: lo + r.arm.weight, served });
                     lo += r.arm.weight;
                 }
                 Role::Shadow => match loaded {
-                    Ok(served) => shadows.push(ShadowArm { name: r.arm.name.clone(), share: r.arm.weight, served }),
+                    Ok(served) => shadows.push(ShadowArm { name: r.arm.name.as_str().into(), share: r.arm.weight, served }),
                     Err(why) => degraded.push((r.arm.name.clone(), why)),
                 },
             }
@@ -335,7 +335,7 @@ impl Catalog {
                 Err(format!("version {} records no feature names (lineage.features) to look its inputs up by", prod.version))
             }
         });
-        Entry::Ready(Arc::new(Endpoint { name: name.to_owned(), revision: d.revision, unit_key: d.spec.unit_key.clone(), full_spool: d.spec.full_spool, features, live, shadows, degraded, signature }))
+        Entry::Ready(Arc::new(Endpoint { name: name.into(), revision: d.revision, unit_key: d.spec.unit_key.clone(), full_spool: d.spec.full_spool, features, live, shadows, degraded, signature }))
     }
 
     /// Brings the catalog in line with the registry: every model with a Production version is

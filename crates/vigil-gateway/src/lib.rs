@@ -523,8 +523,8 @@ fn metadata(gw: &Gateway, m: &str, v: Option<&str>) -> Response {
             "parameters": {
                 "version_id": s.version_id, "artifact_sha256": s.digest, "accepts_missing_values": s.model.accepts_missing,
                 "deployment_revision": ep.revision,
-                "arms": ep.live.iter().map(|a| json!({"name": a.name, "version": a.served.version, "percent": f64::from(a.hi - a.lo) / 100.0})).collect::<Vec<_>>(),
-                "shadows": ep.shadows.iter().map(|a| json!({"name": a.name, "version": a.served.version, "percent": f64::from(a.share) / 100.0})).collect::<Vec<_>>(),
+                "arms": ep.live.iter().map(|a| json!({"name": &*a.name, "version": a.served.version, "percent": f64::from(a.hi - a.lo) / 100.0})).collect::<Vec<_>>(),
+                "shadows": ep.shadows.iter().map(|a| json!({"name": &*a.name, "version": a.served.version, "percent": f64::from(a.share) / 100.0})).collect::<Vec<_>>(),
                 "degraded": ep.degraded.iter().map(|(n, why)| json!({"arm": n, "reason": why})).collect::<Vec<_>>(),
             },
         }))
@@ -544,7 +544,7 @@ async fn model_metadata_v(State(gw): State<Arc<Gateway>>, Path((m, v)): Path<(St
 
 fn ready(gw: &Gateway, m: &str, v: Option<&str>) -> Response {
     match endpoint(gw, m, v) {
-        Ok(ep) => Json(json!({"name": ep.name, "ready": true})).into_response(),
+        Ok(ep) => Json(json!({"name": &*ep.name, "ready": true})).into_response(),
         Err((st, msg)) => oip_error(st, msg),
     }
 }

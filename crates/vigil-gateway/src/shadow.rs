@@ -29,8 +29,8 @@ pub const SHADOW_QUEUE: usize = 1024;
 pub(crate) struct ShadowJob {
     pub served: Arc<Served>,
     pub inputs: Vec<(String, vigil_onnx::Tensor)>,
-    pub endpoint: String,
-    pub arm: String,
+    pub endpoint: Arc<str>,
+    pub arm: Arc<str>,
     pub ids: RequestIds,
     pub how: &'static str,
     pub bucket: Option<u32>,

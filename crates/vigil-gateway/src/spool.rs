@@ -130,8 +130,9 @@ pub(crate) struct LogJob<'a> {
 pub(crate) struct Live {
     pub request_id: String,
     pub client_id: Option<String>,
-    pub endpoint: String,
-    pub arm: String,
+    /// Shared with the endpoint (a reference count, not a copy of the name).
+    pub endpoint: Arc<str>,
+    pub arm: Arc<str>,
     pub served: Arc<Served>,
     pub assignment: &'static str,
     pub unit_hash: Option<String>,

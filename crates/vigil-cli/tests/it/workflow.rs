@@ -321,6 +321,10 @@ fn the_demo_model_is_served_by_the_gateway() {
         .arg(dir.path())
         .args(["gateway", "--addr", "127.0.0.1:0"])
         .env_remove("VIGIL_USER")
+        // The allocator's options: the gateway restarts itself with those not set, and keeps an
+        // operator's own.
+        .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
+        .env("MIMALLOC_PURGE_DELAY", "250")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -328,6 +332,9 @@ fn the_demo_model_is_served_by_the_gateway() {
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("gateway listening on ").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+    // The restart is an exec: the same process, with the options in its environment.
+    #[cfg(target_os = "linux")]
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let body = r#"{"dataframe_records": [{"age": 72, "bmi": 36.5, "glucose": 190}, {"age": 24, "bmi": 21.0, "glucose": 82}]}"#;
     let r = agent.post(&format!("{url}/invocations")).header("content-type", "application/json").send(body).unwrap();
@@ -338,6 +345,13 @@ fn the_demo_model_is_served_by_the_gateway() {
     let _ = child.wait();
     assert_eq!(st, 200, "{j}");
     assert_eq!(version, "diabetes-risk-classifier@1.0.0");
+    #[cfg(target_os = "linux")]
+    {
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        assert!(vars.contains(&b"MIMALLOC_ARENA_EAGER_COMMIT=0".as_slice()), "the option not set is added");
+        assert!(vars.contains(&b"MIMALLOC_PURGE_DELAY=250".as_slice()), "the operator's own option is kept");
+        assert!(!vars.contains(&b"MIMALLOC_PURGE_DELAY=10".as_slice()));
+    }
     let p = |i: usize| j["predictions"][i]["probabilities"][1].as_f64().unwrap();
     assert!(p(0) > 0.5 && p(1) < 0.2, "older, heavier, higher glucose is riskier: {j}");
 }
