@@ -140,7 +140,7 @@ def cpu_ticks(pid: int) -> int:
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """Resident memory now (`VmHWM`: the most it has been since the process started)."""
+    """Resident memory: `VmRSS` (now) by default; `VmHWM` is the peak since the process started (since its exec)."""
     m = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(m.group(1)) / 1024 if m else float("nan")
 

@@ -25,6 +25,9 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
+/// The options, each with the older name mimalloc also reads it by.
+const LEAN_ALLOCATOR: [(&str, &str, &str); 2] = [("MIMALLOC_ARENA_EAGER_COMMIT", "MIMALLOC_EAGER_REGION_COMMIT", "0"), ("MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY", "10")];
+
 /// The servers run long and keep little live data, and mimalloc's defaults hold on to memory
 /// they freed: it commits arena memory eagerly and keeps it resident, which doubled the
 /// gateway's resident memory under load (measured: 44–55 MB vs 25–30 MB without eager
@@ -34,11 +37,13 @@ use std::process::ExitCode;
 /// work: 53–58 MB at the end of the runs, 43–46 MB with a delay of 10 ms (mimalloc 2's
 /// default). mimalloc reads its options from the environment as the process starts, so a
 /// server process that was started without them runs itself again with them (the same
-/// arguments and environment otherwise). An operator's own settings are kept.
-const LEAN_ALLOCATOR: [(&str, &str); 2] = [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_PURGE_DELAY", "10")];
-
+/// arguments and environment otherwise). An operator's own settings are kept, under any of
+/// the names and spellings mimalloc reads.
 fn lean_allocator() {
-    let missing: Vec<(&str, &str)> = LEAN_ALLOCATOR.into_iter().filter(|(k, _)| std::env::var_os(k).is_none()).collect();
+    // mimalloc matches the names without regard to case, and takes the older names too: an
+    // option the operator set under any of them is theirs.
+    let set: Vec<String> = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).map(|k| k.to_ascii_uppercase()).collect();
+    let missing: Vec<(&str, &str)> = LEAN_ALLOCATOR.into_iter().filter(|(name, older, _)| !set.iter().any(|k| k == name || k == older)).map(|(name, _, value)| (name, value)).collect();
     if missing.is_empty() {
         return;
     }
