@@ -284,45 +284,42 @@ impl Gateway {
     /// Delivers a live answer (`resp`, in the caller's protocol): logs it (or refuses it with
     /// 503 when the spool is full and the endpoint does not answer unlogged), queues the shadow
     /// copies, and names what answered in the headers.
-    fn deliver(&self, ep: &Endpoint, mut p: Pending<'_>, answer: Answer, mut resp: Response, oip: bool) -> Response {
-        let statuses = p.shadows.as_ref().and(p.looked.as_ref()).map(|l| l.statuses.clone());
-        // Named before the log takes the request's ids (a refused answer is replaced whole).
+    fn deliver(&self, ep: &Endpoint, p: Pending<'_>, answer: Answer, mut resp: Response, oip: bool) -> Response {
+        // (A refused answer is replaced whole, headers included.)
         answer_headers(&mut resp, &p.routed, &p.ids);
-        // The log takes the ids themselves unless shadow copies still need them.
-        let keep = p.shadows.is_some();
-        if self.log_answer(ep, &mut p.routed, &mut p.ids, keep, p.start, answer.inputs, answer.outputs, p.looked).is_err() {
+        if self.log_answer(ep, &p.routed, &p.ids, p.start, answer.inputs, &answer.outputs, p.looked.as_ref()).is_err() {
             return spool_full(StatusCode::SERVICE_UNAVAILABLE, oip);
         }
         if let Some(copy) = p.shadows {
-            self.shadow_copies(ep, &p.routed, copy, &p.ids, statuses.as_ref());
+            self.shadow_copies(ep, &p.routed, copy, &p.ids, p.looked.as_ref().map(|l| &l.statuses));
         }
         self.counters.answered.fetch_add(1, Ordering::Relaxed);
         resp
     }
 
-    /// Logs a live answer (with the request's ids and unit hash taken from `ids` and `r`
-    /// unless `keep`). `Err(())` when the spool is full and the endpoint refuses to answer
+    /// Logs a live answer (copied: the request frees its own input and outputs, see
+    /// `spool::flat`). `Err(())` when the spool is full and the endpoint refuses to answer
     /// unlogged.
     #[allow(clippy::too_many_arguments)]
-    fn log_answer(&self, ep: &Endpoint, r: &mut Routed<'_>, ids: &mut RequestIds, keep: bool, start: Instant, inputs: Option<Vec<(String, vigil_onnx::Tensor)>>, outputs: Vec<(String, vigil_onnx::Value)>, looked_up: Option<Looked>) -> Result<(), ()> {
+    fn log_answer(&self, ep: &Endpoint, r: &Routed<'_>, ids: &RequestIds, start: Instant, inputs: Option<Vec<(String, vigil_onnx::Tensor)>>, outputs: &[(String, vigil_onnx::Value)], looked_up: Option<&Looked>) -> Result<(), ()> {
         let (Some(log), Some(inputs)) = (&self.spool, inputs) else { return Ok(()) };
         let live = spool::Live {
-            request_id: if keep { ids.request_id.clone() } else { std::mem::take(&mut ids.request_id) },
-            client_id: if keep { ids.client_id.clone() } else { ids.client_id.take() },
-            endpoint: ep.name.clone(),
-            arm: r.arm.name.clone(),
-            served: r.arm.served.clone(),
+            request_id: &ids.request_id,
+            client_id: ids.client_id.as_deref(),
+            endpoint: &ep.name,
+            arm: &r.arm.name,
+            served: &r.arm.served,
             assignment: r.how,
-            unit_hash: if keep { r.unit_hash.clone() } else { r.unit_hash.take() },
+            unit_hash: r.unit_hash.as_deref(),
             bucket: r.bucket,
             at_micros: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64),
             latency_us: start.elapsed().as_micros() as u64,
-            lookup_us: looked_up.as_ref().map(|l| l.micros),
-            inputs,
+            lookup_us: looked_up.map(|l| l.micros),
+            inputs: &inputs,
             outputs,
-            feature_statuses: looked_up.map(|l| l.statuses),
+            feature_statuses: looked_up.map(|l| &l.statuses),
         };
-        if log.offer(live) {
+        if log.offer(&live) {
             self.counters.log_queued.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }

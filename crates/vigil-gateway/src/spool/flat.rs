@@ -1,0 +1,364 @@
+//! The hand-over's flat form of a small live record: what a request thread copies into a
+//! stripe's byte buffer instead of handing over the record's own allocations.
+//!
+//! Why: a record that kept its request's allocations (its input and output tensors, names and
+//! ids: a dozen or so) held them for the writer's round, a few milliseconds, so the request
+//! thread's next allocations came from memory that had gone cold, and the writer read a
+//! dozen scattered blocks another core had written. Profiled at the bench's paced single-row
+//! load (`perf record`, the same binary with and without the log), mimalloc's allocation path
+//! on the request threads was the largest part of what the log added there. Copied flat,
+//! the request frees its allocations as an unlogged one does, while they are still in its
+//! core's cache, and the writer reads one buffer front to back.
+//!
+//! The form lives only in memory, between two threads of one process: native byte order,
+//! no version. Each record starts with its length, so a record the writer cannot read (never
+//! seen: it would be a bug) costs that record only. The endpoint's and arm's names and the
+//! served version travel beside the bytes, as one entry of [`Refs`] for a run of records
+//! that share them.
+
+use super::Live;
+use crate::catalog::Served;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use vigil_onnx::{Data, Tensor, Value};
+
+/// What a run of records shares: the endpoint's and the arm's names and the version served.
+pub(super) type Refs = (Arc<str>, Arc<str>, Arc<Served>);
+
+/// The assignments a live record can have (a byte in the flat form).
+const ASSIGNMENTS: [&str; 3] = ["keyed", "random", "pinned"];
+
+const HAS_CLIENT: u8 = 1;
+const HAS_UNIT: u8 = 2;
+const HAS_BUCKET: u8 = 4;
+const HAS_LOOKUP: u8 = 8;
+const HAS_STATUSES: u8 = 16;
+
+const F32: u8 = 0;
+const F64: u8 = 1;
+const I64: u8 = 2;
+const I32: u8 = 3;
+const STR: u8 = 4;
+const BOOL: u8 = 5;
+
+const TENSOR: u8 = 0;
+const MAPS_I64: u8 = 1;
+const MAPS_STR: u8 = 2;
+
+/// Bytes of a string in the flat form.
+fn str_size(s: &str) -> usize {
+    4 + s.len()
+}
+
+fn tensor_size(t: &Tensor) -> usize {
+    let values = match &t.data {
+        Data::F32(x) => 4 * x.len(),
+        Data::F64(x) => 8 * x.len(),
+        Data::I64(x) => 8 * x.len(),
+        Data::I32(x) => 4 * x.len(),
+        Data::Str(x) => x.iter().map(|s| str_size(s)).sum(),
+        Data::Bool(x) => x.len(),
+    };
+    4 + 8 * t.shape.len() + 1 + 4 + values
+}
+
+/// The bytes [`put`] writes for a record: what the stripe holds for it.
+pub(super) fn size(live: &Live<'_>) -> usize {
+    let opt = |s: Option<&str>| s.map_or(0, str_size);
+    let head = 4 + 4 + 1 + 1 + 8 + 8 + 4 + 8 + str_size(live.request_id) + opt(live.client_id) + opt(live.unit_hash);
+    let inputs: usize = live.inputs.iter().map(|(n, t)| str_size(n) + tensor_size(t)).sum();
+    let outputs: usize = live
+        .outputs
+        .iter()
+        .map(|(n, v)| {
+            str_size(n)
+                + 1
+                + match v {
+                    Value::Tensor(t) => tensor_size(t),
+                    Value::MapsI64(rows) => 4 + rows.iter().map(|r| 4 + 12 * r.len()).sum::<usize>(),
+                    Value::MapsStr(rows) => 4 + rows.iter().map(|r| 4 + r.iter().map(|(k, _)| str_size(k) + 4).sum::<usize>()).sum::<usize>(),
+                }
+        })
+        .sum();
+    let statuses = live.feature_statuses.map_or(0, |s| 4 + s.iter().map(|(k, v)| str_size(k) + 4 + v.iter().map(|x| str_size(x)).sum::<usize>()).sum::<usize>());
+    head + 4 + inputs + 4 + outputs + statuses
+}
+
+/// Whether a record can take the flat form: its assignment is one of [`ASSIGNMENTS`]. (Its
+/// counts fit the form's 32 bits: only records of at most `DEFER_BYTES` are put.)
+pub(super) fn fits(live: &Live<'_>) -> bool {
+    ASSIGNMENTS.contains(&live.assignment)
+}
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    // Only records of at most `DEFER_BYTES` are put: every count fits.
+    out.extend_from_slice(&(n as u32).to_ne_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u32(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_tensor(out: &mut Vec<u8>, t: &Tensor) {
+    put_u32(out, t.shape.len());
+    for d in &t.shape {
+        out.extend_from_slice(&(*d as u64).to_ne_bytes());
+    }
+    match &t.data {
+        Data::F32(x) => {
+            out.push(F32);
+            put_u32(out, x.len());
+            x.iter().for_each(|v| out.extend_from_slice(&v.to_ne_bytes()));
+        }
+        Data::F64(x) => {
+            out.push(F64);
+            put_u32(out, x.len());
+            x.iter().for_each(|v| out.extend_from_slice(&v.to_ne_bytes()));
+        }
+        Data::I64(x) => {
+            out.push(I64);
+            put_u32(out, x.len());
+            x.iter().for_each(|v| out.extend_from_slice(&v.to_ne_bytes()));
+        }
+        Data::I32(x) => {
+            out.push(I32);
+            put_u32(out, x.len());
+            x.iter().for_each(|v| out.extend_from_slice(&v.to_ne_bytes()));
+        }
+        Data::Str(x) => {
+            out.push(STR);
+            put_u32(out, x.len());
+            x.iter().for_each(|s| put_str(out, s));
+        }
+        Data::Bool(x) => {
+            out.push(BOOL);
+            put_u32(out, x.len());
+            x.iter().for_each(|b| out.push(u8::from(*b)));
+        }
+    }
+}
+
+/// Appends a record's flat form (exactly [`size`] bytes), sharing `refs` entry `r`.
+pub(super) fn put(live: &Live<'_>, r: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.reserve(size(live));
+    put_u32(out, 0);
+    put_u32(out, r);
+    out.push(ASSIGNMENTS.iter().position(|a| *a == live.assignment).unwrap_or(0) as u8);
+    let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+    out.push(
+        flag(live.client_id.is_some(), HAS_CLIENT)
+            | flag(live.unit_hash.is_some(), HAS_UNIT)
+            | flag(live.bucket.is_some(), HAS_BUCKET)
+            | flag(live.lookup_us.is_some(), HAS_LOOKUP)
+            | flag(live.feature_statuses.is_some(), HAS_STATUSES),
+    );
+    out.extend_from_slice(&live.at_micros.to_ne_bytes());
+    out.extend_from_slice(&live.latency_us.to_ne_bytes());
+    out.extend_from_slice(&live.bucket.unwrap_or(0).to_ne_bytes());
+    out.extend_from_slice(&live.lookup_us.unwrap_or(0).to_ne_bytes());
+    put_str(out, live.request_id);
+    for s in [live.client_id, live.unit_hash].into_iter().flatten() {
+        put_str(out, s);
+    }
+    put_u32(out, live.inputs.len());
+    for (name, t) in live.inputs {
+        put_str(out, name);
+        put_tensor(out, t);
+    }
+    put_u32(out, live.outputs.len());
+    for (name, v) in live.outputs {
+        put_str(out, name);
+        match v {
+            Value::Tensor(t) => {
+                out.push(TENSOR);
+                put_tensor(out, t);
+            }
+            Value::MapsI64(rows) => {
+                out.push(MAPS_I64);
+                put_u32(out, rows.len());
+                for row in rows {
+                    put_u32(out, row.len());
+                    for (k, p) in row {
+                        out.extend_from_slice(&k.to_ne_bytes());
+                        out.extend_from_slice(&p.to_ne_bytes());
+                    }
+                }
+            }
+            Value::MapsStr(rows) => {
+                out.push(MAPS_STR);
+                put_u32(out, rows.len());
+                for row in rows {
+                    put_u32(out, row.len());
+                    for (k, p) in row {
+                        put_str(out, k);
+                        out.extend_from_slice(&p.to_ne_bytes());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(s) = live.feature_statuses {
+        put_u32(out, s.len());
+        for (k, v) in s {
+            put_str(out, k);
+            put_u32(out, v.len());
+            v.iter().for_each(|x| put_str(out, x));
+        }
+    }
+    let len = out.len() - start;
+    out[start..start + 4].copy_from_slice(&(len as u32).to_ne_bytes());
+}
+
+/// A record read back from its flat form: its strings borrowed from the buffer, its values
+/// in allocations of the reading thread.
+pub(super) struct Taken<'a> {
+    pub refs: usize,
+    pub assignment: &'static str,
+    pub request_id: &'a str,
+    pub client_id: Option<&'a str>,
+    pub unit_hash: Option<&'a str>,
+    pub bucket: Option<u32>,
+    pub at_micros: i64,
+    pub latency_us: u64,
+    pub lookup_us: Option<u64>,
+    pub inputs: Vec<(String, Tensor)>,
+    pub outputs: Vec<(String, Value)>,
+    pub feature_statuses: Option<BTreeMap<String, Vec<String>>>,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.buf.split_at_checked(n)?;
+        self.buf = rest;
+        Some(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.bytes(N)?.try_into().ok()
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Option<usize> {
+        Some(u32::from_ne_bytes(self.array()?) as usize)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_ne_bytes(self.array()?))
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()?;
+        std::str::from_utf8(self.bytes(n)?).ok()
+    }
+
+    /// `n` values of `N` bytes each (the count checked against what is left first, so that a
+    /// damaged count never reserves memory it does not describe).
+    fn values<const N: usize, T>(&mut self, n: usize, f: impl Fn([u8; N]) -> T) -> Option<Vec<T>> {
+        let raw = self.bytes(n.checked_mul(N)?)?;
+        Some(raw.chunks_exact(N).map(|c| f(c.try_into().unwrap_or([0; N]))).collect())
+    }
+
+    fn count(&mut self) -> Option<usize> {
+        let n = self.u32()?;
+        // Every element takes at least a byte.
+        (n <= self.buf.len()).then_some(n)
+    }
+
+    fn tensor(&mut self) -> Option<Tensor> {
+        let dims = self.count()?;
+        let shape = self.values(dims, |b: [u8; 8]| u64::from_ne_bytes(b) as usize)?;
+        let kind = self.u8()?;
+        let n = self.count()?;
+        let data = match kind {
+            F32 => Data::F32(self.values(n, f32::from_ne_bytes)?),
+            F64 => Data::F64(self.values(n, f64::from_ne_bytes)?),
+            I64 => Data::I64(self.values(n, i64::from_ne_bytes)?),
+            I32 => Data::I32(self.values(n, i32::from_ne_bytes)?),
+            STR => Data::Str((0..n).map(|_| self.str().map(str::to_owned)).collect::<Option<_>>()?),
+            BOOL => Data::Bool(self.values(n, |b: [u8; 1]| b[0] != 0)?),
+            _ => return None,
+        };
+        Tensor::new(shape, data).ok()
+    }
+
+    fn rows<K>(&mut self, mut key: impl FnMut(&mut Self) -> Option<K>) -> Option<Vec<Vec<(K, f32)>>> {
+        let n = self.count()?;
+        (0..n)
+            .map(|_| {
+                let m = self.count()?;
+                (0..m).map(|_| Some((key(self)?, f32::from_ne_bytes(self.array()?)))).collect()
+            })
+            .collect()
+    }
+}
+
+/// Reads the record at the front of `buf`: the record (`None` if it cannot be read) and the
+/// bytes after it (`None` when not even its length can be read: the rest is lost).
+pub(super) fn take(buf: &[u8]) -> (Option<Taken<'_>>, Option<&[u8]>) {
+    let Some(len) = buf.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize) else { return (None, None) };
+    let Some((record, rest)) = buf.split_at_checked(len).filter(|_| len >= 4) else { return (None, None) };
+    (read(&record[4..]), Some(rest))
+}
+
+fn read(buf: &[u8]) -> Option<Taken<'_>> {
+    let mut r = Reader { buf };
+    let refs = r.u32()?;
+    let assignment = *ASSIGNMENTS.get(usize::from(r.u8()?))?;
+    let flags = r.u8()?;
+    let has = |bit: u8| flags & bit != 0;
+    let at_micros = i64::from_ne_bytes(r.array()?);
+    let latency_us = r.u64()?;
+    let bucket = u32::from_ne_bytes(r.array()?);
+    let lookup_us = r.u64()?;
+    let request_id = r.str()?;
+    let client_id = if has(HAS_CLIENT) { Some(r.str()?) } else { None };
+    let unit_hash = if has(HAS_UNIT) { Some(r.str()?) } else { None };
+    let n = r.count()?;
+    let inputs = (0..n).map(|_| Some((r.str()?.to_owned(), r.tensor()?))).collect::<Option<Vec<_>>>()?;
+    let n = r.count()?;
+    let outputs = (0..n)
+        .map(|_| {
+            let name = r.str()?.to_owned();
+            let v = match r.u8()? {
+                TENSOR => Value::Tensor(r.tensor()?),
+                MAPS_I64 => Value::MapsI64(r.rows(|r| Some(i64::from_ne_bytes(r.array()?)))?),
+                MAPS_STR => Value::MapsStr(r.rows(|r| r.str().map(str::to_owned))?),
+                _ => return None,
+            };
+            Some((name, v))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let feature_statuses = if has(HAS_STATUSES) {
+        let n = r.count()?;
+        Some((0..n).map(|_| Some((r.str()?.to_owned(), (0..r.count()?).map(|_| r.str().map(str::to_owned)).collect::<Option<Vec<_>>>()?))).collect::<Option<BTreeMap<_, _>>>()?)
+    } else {
+        None
+    };
+    // Every byte read: a record longer than what it describes is not the record put.
+    if !r.buf.is_empty() {
+        return None;
+    }
+    Some(Taken {
+        refs,
+        assignment,
+        request_id,
+        client_id,
+        unit_hash,
+        bucket: has(HAS_BUCKET).then_some(bucket),
+        at_micros,
+        latency_us,
+        lookup_us: has(HAS_LOOKUP).then_some(lookup_us),
+        inputs,
+        outputs,
+        feature_statuses,
+    })
+}
