@@ -221,7 +221,7 @@ impl Queued {
 /// the first stripe it can lock without waiting that has room (with more stripes than threads
 /// that append, there always is an unlocked one), and the writer swaps each stripe's buffers
 /// for empty ones every few milliseconds. So handing a record over costs one uncontended lock
-/// and a copy into a buffer that is reused (or a push of a small live record), with no
+/// and a copy into a buffer that is reused (a small live record's flat form, or a frame), with no
 /// counter shared between request threads.
 struct Stripes {
     stripes: Vec<std::sync::Mutex<Queued>>,
@@ -609,7 +609,7 @@ impl Spool {
             && q.bytes() + size <= stripe_bytes / BEHIND
         {
             let r = q.refs_for(live);
-            flat::put(live, r, &mut q.flat);
+            flat::put(live, r, size, &mut q.flat);
             return true;
         }
         if write_record(&live.job(), &mut home.enc).is_err() {
@@ -834,7 +834,7 @@ impl Writer {
                 rest = after;
                 let job = record.as_ref().and_then(|t| refs.get(t.refs).map(|r| (t, r)));
                 // A record that cannot be read or encoded (or a fault in encoding it) costs that
-                // record only, never the log.
+                // record only (a damaged length the rest of this stripe's round), never the log.
                 let Some((t, (endpoint, arm, served))) = job else {
                     failed += 1;
                     continue;
@@ -1924,17 +1924,21 @@ mod tests {
             assert_eq!(q.flat.len(), deferred * size);
             assert!(!q.frames.is_empty());
         }
-        // A record of another arm (or version) gets an entry of its own.
+        // A record of another arm, version or endpoint gets an entry of its own.
         {
             let mut q = pending.stripes[1 - first].lock().unwrap();
-            let other: Arc<str> = "challenger".into();
+            let (other, reloaded) = (Arc::<str>::from("challenger"), Arc::new(clone_served(&small.served)));
+            let same_name = Arc::<str>::from("m");
             let a = Live { arm: &other, ..live(&small, &names, deferred + 2) };
             let b = live(&small, &names, deferred + 3);
-            for (l, want) in [(&a, 0), (&a, 0), (&b, 1), (&a, 2)] {
+            let c = Live { served: &reloaded, ..live(&small, &names, deferred + 4) };
+            let d = Live { endpoint: &same_name, ..live(&small, &names, deferred + 5) };
+            for (l, want) in [(&a, 0), (&a, 0), (&b, 1), (&a, 2), (&c, 3), (&c, 3), (&b, 4), (&d, 5)] {
                 assert_eq!(q.refs_for(l), want);
-                flat::put(l, want, &mut q.flat);
+                flat::put(l, want, flat::size(l), &mut q.flat);
             }
-            sent.extend([&a, &a, &b, &a].map(|l| record_of(&l.job())));
+            assert!(Arc::ptr_eq(&q.refs[3].2, &reloaded) && Arc::ptr_eq(&q.refs[5].0, &same_name));
+            sent.extend([&a, &a, &b, &a, &c, &c, &b, &d].map(|l| record_of(&l.job())));
         }
         // The writer empties the stripes and encodes what was copied flat.
         let (mut batch, mut spare, mut queued, mut enc) = (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), Encoder::new());
@@ -1963,17 +1967,20 @@ mod tests {
         want.sort_by(|a, b| (&a.request_id, &a.arm).cmp(&(&b.request_id, &b.arm)));
         assert_eq!(got, want);
         assert_eq!(counters.log_failed.load(Ordering::Relaxed), 0);
-        // A record the writer cannot read costs that record only, counted.
+        // A record the writer cannot read costs that record only, counted: the next is written.
         {
             let mut q = pending.stripes[first].lock().unwrap();
             for n in [0, 1] {
                 let r = q.refs_for(&live(&small, &names, n));
-                flat::put(&live(&small, &names, n), r, &mut q.flat);
+                flat::put(&live(&small, &names, n), r, size, &mut q.flat);
             }
             q.flat[8] = 200;
         }
+        batch.clear();
         writer.collect(&mut batch, &mut spare, &mut queued, &mut enc);
         assert_eq!(counters.log_failed.load(Ordering::Relaxed), 1);
+        let frame_len = u32::from_le_bytes(batch[..4].try_into().unwrap()) as usize;
+        assert_eq!(batch.len(), 8 + frame_len, "one record's frame");
         assert_eq!(Arc::strong_count(&small.served), base);
         // A full spool takes nothing.
         spool.on_disk.store(1 << 30, Ordering::Relaxed);
@@ -2024,7 +2031,7 @@ mod tests {
         let mut buf = Vec::new();
         for (r, l) in [&full, &bare, &random].into_iter().enumerate() {
             let at = buf.len();
-            flat::put(l, r + 5, &mut buf);
+            flat::put(l, r + 5, flat::size(l), &mut buf);
             assert_eq!(buf.len() - at, flat::size(l));
         }
         let mut rest = buf.as_slice();
@@ -2046,6 +2053,7 @@ mod tests {
         let mut damaged = buf.clone();
         let kind = 4 + 4 + 1 + 1 + 8 + 8 + 4 + 8 + 4 + "req_01".len() + 4 + "client-7".len() + 4 + "ab12".len() + 4 + 4 + 1 + 4 + 16;
         assert_eq!(damaged[kind], 0, "the first input's data kind (f32)");
+        assert_eq!(u32::from_ne_bytes(damaged[kind + 1..kind + 5].try_into().unwrap()), 4, "then its count of values");
         damaged[kind] = 77;
         let (got, after) = flat::take(&damaged);
         assert!(got.is_none());
@@ -2053,6 +2061,19 @@ mod tests {
         let cut = &buf[..flat::size(&full) - 1];
         assert!(matches!(flat::take(cut), (None, None)));
         assert!(matches!(flat::take(&buf[..3]), (None, None)));
+        // A length that does not cover itself is never read as a record (nor stepped over by
+        // nothing: the writer would never get past it).
+        for len in 0u32..4 {
+            let mut b = len.to_ne_bytes().to_vec();
+            b.extend_from_slice(&buf);
+            assert!(matches!(flat::take(&b), (None, None)), "{len}");
+        }
+        // A record longer than what it describes is not the record put.
+        let mut longer = buf[..flat::size(&full)].to_vec();
+        longer.push(0);
+        let n = longer.len() as u32;
+        longer[..4].copy_from_slice(&n.to_ne_bytes());
+        assert!(flat::take(&longer).0.is_none());
     }
 
     #[test]

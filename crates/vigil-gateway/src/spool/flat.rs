@@ -12,7 +12,8 @@
 //!
 //! The form lives only in memory, between two threads of one process: native byte order,
 //! no version. Each record starts with its length, so a record the writer cannot read (never
-//! seen: it would be a bug) costs that record only. The endpoint's and arm's names and the
+//! seen: it would be a bug) costs that record only; a damaged length (the same) costs the rest
+//! of its stripe's round, counted as one. The endpoint's and arm's names and the
 //! served version travel beside the bytes, as one entry of [`Refs`] for a run of records
 //! that share them.
 
@@ -139,10 +140,12 @@ fn put_tensor(out: &mut Vec<u8>, t: &Tensor) {
     }
 }
 
-/// Appends a record's flat form (exactly [`size`] bytes), sharing `refs` entry `r`.
-pub(super) fn put(live: &Live<'_>, r: usize, out: &mut Vec<u8>) {
+/// Appends a record's flat form (`size`: its [`size`], exactly the bytes written), sharing
+/// `refs` entry `r`. Only for a record that [`fits`].
+pub(super) fn put(live: &Live<'_>, r: usize, size: usize, out: &mut Vec<u8>) {
+    debug_assert!(fits(live), "an assignment the flat form has no byte for");
     let start = out.len();
-    out.reserve(size(live));
+    out.reserve(size);
     put_u32(out, 0);
     put_u32(out, r);
     out.push(ASSIGNMENTS.iter().position(|a| *a == live.assignment).unwrap_or(0) as u8);
@@ -208,6 +211,7 @@ pub(super) fn put(live: &Live<'_>, r: usize, out: &mut Vec<u8>) {
         }
     }
     let len = out.len() - start;
+    debug_assert_eq!(len, size);
     out[start..start + 4].copy_from_slice(&(len as u32).to_ne_bytes());
 }
 
@@ -287,7 +291,9 @@ impl<'a> Reader<'a> {
             BOOL => Data::Bool(self.values(n, |b: [u8; 1]| b[0] != 0)?),
             _ => return None,
         };
-        Tensor::new(shape, data).ok()
+        // As the answer held it: not checked against its shape (the encoder never required it,
+        // and a record is logged as the model gave it).
+        Some(Tensor { shape, data })
     }
 
     fn rows<K>(&mut self, mut key: impl FnMut(&mut Self) -> Option<K>) -> Option<Vec<Vec<(K, f32)>>> {
