@@ -186,6 +186,9 @@ fn timestamp(micros: i64) -> vigil_core::ids::Timestamp {
 /// request threads (the writer also compresses).
 const DEFER_BYTES: usize = 2 << 10;
 
+/// How many of a stripe's latest [`Queued::refs`] entries a record looks through for its own.
+const REFS_LOOKBACK: usize = 4;
+
 /// What waits in one stripe for the writer: encoded frames, and live records to encode.
 #[derive(Default)]
 struct Queued {
@@ -206,14 +209,18 @@ impl Queued {
         self.frames.is_empty() && self.flat.is_empty()
     }
 
-    /// The entry of `refs` for a record: the last one when the record shares it (the usual
-    /// case: one endpoint and arm after another), else a new one.
+    /// The entry of `refs` for a record: one of the last [`REFS_LOOKBACK`] when the record
+    /// shares it (the usual case: a few arms of one endpoint, records of an A/B test
+    /// alternating between two), else a new one (three reference counts taken, under the
+    /// stripe's lock).
     fn refs_for(&mut self, live: &Live<'_>) -> usize {
         let same = |(e, a, s): &flat::Refs| Arc::ptr_eq(e, live.endpoint) && Arc::ptr_eq(a, live.arm) && Arc::ptr_eq(s, live.served);
-        if !self.refs.last().is_some_and(same) {
-            self.refs.push((live.endpoint.clone(), live.arm.clone(), live.served.clone()));
+        let n = self.refs.len();
+        if let Some(back) = self.refs.iter().rev().take(REFS_LOOKBACK).position(same) {
+            return n - 1 - back;
         }
-        self.refs.len() - 1
+        self.refs.push((live.endpoint.clone(), live.arm.clone(), live.served.clone()));
+        n
     }
 }
 
@@ -1933,12 +1940,17 @@ mod tests {
             let b = live(&small, &names, deferred + 3);
             let c = Live { served: &reloaded, ..live(&small, &names, deferred + 4) };
             let d = Live { endpoint: &same_name, ..live(&small, &names, deferred + 5) };
-            for (l, want) in [(&a, 0), (&a, 0), (&b, 1), (&a, 2), (&c, 3), (&c, 3), (&b, 4), (&d, 5)] {
+            // Arms alternating share their entries; one of the last four is found.
+            let (e, f, g) = (Arc::<str>::from("e"), Arc::<str>::from("f"), Arc::<str>::from("g"));
+            let (e, f, g) = (Live { arm: &e, ..b }, Live { arm: &f, ..b }, Live { arm: &g, ..b });
+            let order = [(&a, 0), (&a, 0), (&b, 1), (&a, 0), (&c, 2), (&c, 2), (&b, 1), (&d, 3), (&e, 4), (&f, 5), (&g, 6), (&d, 3), (&c, 7)];
+            for (l, want) in order {
                 assert_eq!(q.refs_for(l), want);
                 flat::put(l, want, flat::size(l), &mut q.flat);
             }
-            assert!(Arc::ptr_eq(&q.refs[3].2, &reloaded) && Arc::ptr_eq(&q.refs[5].0, &same_name));
-            sent.extend([&a, &a, &b, &a, &c, &c, &b, &d].map(|l| record_of(&l.job())));
+            assert_eq!(q.refs.len(), 8);
+            assert!(Arc::ptr_eq(&q.refs[2].2, &reloaded) && Arc::ptr_eq(&q.refs[3].0, &same_name) && Arc::ptr_eq(&q.refs[7].2, &reloaded));
+            sent.extend(order.map(|(l, _)| record_of(&l.job())));
         }
         // The writer empties the stripes and encodes what was copied flat.
         let (mut batch, mut spare, mut queued, mut enc) = (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), Encoder::new());
