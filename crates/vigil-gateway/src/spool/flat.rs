@@ -107,35 +107,36 @@ fn put_tensor(out: &mut Vec<u8>, t: &Tensor) {
         out.extend_from_slice(&(*d as u64).to_ne_bytes());
     }
     match &t.data {
-        Data::F32(x) => {
-            out.push(F32);
-            put_u32(out, x.len());
-            x.iter().for_each(|v| out.extend_from_slice(&v.to_ne_bytes()));
-        }
-        Data::F64(x) => {
-            out.push(F64);
-            put_u32(out, x.len());
-            x.iter().for_each(|v| out.extend_from_slice(&v.to_ne_bytes()));
-        }
-        Data::I64(x) => {
-            out.push(I64);
-            put_u32(out, x.len());
-            x.iter().for_each(|v| out.extend_from_slice(&v.to_ne_bytes()));
-        }
-        Data::I32(x) => {
-            out.push(I32);
-            put_u32(out, x.len());
-            x.iter().for_each(|v| out.extend_from_slice(&v.to_ne_bytes()));
-        }
+        Data::F32(x) => put_values(out, F32, x, |v| v.to_ne_bytes()),
+        Data::F64(x) => put_values(out, F64, x, |v| v.to_ne_bytes()),
+        Data::I64(x) => put_values(out, I64, x, |v| v.to_ne_bytes()),
+        Data::I32(x) => put_values(out, I32, x, |v| v.to_ne_bytes()),
+        Data::Bool(x) => put_values(out, BOOL, x, |b| [u8::from(*b)]),
         Data::Str(x) => {
             out.push(STR);
             put_u32(out, x.len());
             x.iter().for_each(|s| put_str(out, s));
         }
-        Data::Bool(x) => {
-            out.push(BOOL);
-            put_u32(out, x.len());
-            x.iter().for_each(|b| out.push(u8::from(*b)));
+    }
+}
+
+/// A tensor's kind, count and values, each value as `bytes` gives it.
+fn put_values<T, const N: usize>(out: &mut Vec<u8>, kind: u8, x: &[T], bytes: impl Fn(&T) -> [u8; N]) {
+    out.push(kind);
+    put_u32(out, x.len());
+    x.iter().for_each(|v| out.extend_from_slice(&bytes(v)));
+}
+
+/// Rows of (class, probability): their kind, count, and per row its pairs, each class as
+/// `key` writes it.
+fn put_rows<K>(out: &mut Vec<u8>, kind: u8, rows: &[Vec<(K, f32)>], key: impl Fn(&mut Vec<u8>, &K)) {
+    out.push(kind);
+    put_u32(out, rows.len());
+    for row in rows {
+        put_u32(out, row.len());
+        for (k, p) in row {
+            key(out, k);
+            out.extend_from_slice(&p.to_ne_bytes());
         }
     }
 }
@@ -178,28 +179,8 @@ pub(super) fn put(live: &Live<'_>, r: usize, size: usize, out: &mut Vec<u8>) {
                 out.push(TENSOR);
                 put_tensor(out, t);
             }
-            Value::MapsI64(rows) => {
-                out.push(MAPS_I64);
-                put_u32(out, rows.len());
-                for row in rows {
-                    put_u32(out, row.len());
-                    for (k, p) in row {
-                        out.extend_from_slice(&k.to_ne_bytes());
-                        out.extend_from_slice(&p.to_ne_bytes());
-                    }
-                }
-            }
-            Value::MapsStr(rows) => {
-                out.push(MAPS_STR);
-                put_u32(out, rows.len());
-                for row in rows {
-                    put_u32(out, row.len());
-                    for (k, p) in row {
-                        put_str(out, k);
-                        out.extend_from_slice(&p.to_ne_bytes());
-                    }
-                }
-            }
+            Value::MapsI64(rows) => put_rows(out, MAPS_I64, rows, |out, k| out.extend_from_slice(&k.to_ne_bytes())),
+            Value::MapsStr(rows) => put_rows(out, MAPS_STR, rows, |out, k| put_str(out, k)),
         }
     }
     if let Some(s) = live.feature_statuses {
