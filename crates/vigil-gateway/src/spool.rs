@@ -2,9 +2,9 @@
 //!
 //! The request path hands its record to an in-memory buffer (one of several stripes, so
 //! appending threads do not wait for each other; bounded in bytes; no wake-up: the writer
-//! polls): a small record copied flat ([`flat`]: the request frees its own allocations, as
-//! an unlogged one does), which the writer encodes while it keeps up, a larger one encoded on
-//! the request thread as a frame of the log's binary format ([`vigil_core::predwire`], the input values as the model saw them).
+//! polls): a small record copied flat while the writer keeps up ([`flat`]: the request frees
+//! its own allocations, as an unlogged one does), which the writer encodes; any other encoded
+//! on the request thread as a frame of the log's binary format ([`vigil_core::predwire`], the input values as the model saw them).
 //! A writer thread collects the buffers every [`WRITER_NAP`] ([`LIGHT_NAP`] after a light round,
 //! up to [`IDLE_NAP`] while nothing comes) and appends them to the open segment file, each round's
 //! records compressed together as zstd blocks when they are 32 KiB or more (a large record
@@ -134,7 +134,7 @@ pub(crate) struct Live<'a> {
     pub request_id: &'a str,
     pub client_id: Option<&'a str>,
     /// Shared with the endpoint (a stripe keeps a reference count, not a copy of the name,
-    /// for a run of records).
+    /// in an entry the records of one arm share).
     pub endpoint: &'a Arc<str>,
     pub arm: &'a Arc<str>,
     pub served: &'a Arc<Served>,
@@ -196,7 +196,7 @@ struct Queued {
     frames: Vec<u8>,
     /// Live records in [`flat`] form, back to back.
     flat: Vec<u8>,
-    /// What runs of the flat records share (each record names its entry).
+    /// What the flat records share (each record names its entry).
     refs: Vec<flat::Refs>,
 }
 
@@ -1915,7 +1915,7 @@ mod tests {
         {
             let q = pending.stripes[first].lock().unwrap();
             assert_eq!((q.flat.len(), q.frames.len()), (deferred * size, 0), "none encoded on the request thread");
-            assert_eq!(q.refs.len(), 1, "a run of records of one arm shares one entry");
+            assert_eq!(q.refs.len(), 1, "the records of one arm share one entry");
         }
         // The stripe holds the version once for the run, not once a record.
         assert_eq!(Arc::strong_count(&small.served), base + 1);

@@ -2,7 +2,8 @@
 //! stripe's byte buffer instead of handing over the record's own allocations.
 //!
 //! Why: a record that kept its request's allocations (its input and output tensors, names and
-//! ids: a dozen or so) held them for the writer's round, a few milliseconds, so the request
+//! ids: a dozen or so) held them through the writer's round and until the thread's next
+//! hand-over (the writer handed encoded records back for their thread to free), so the request
 //! thread's next allocations came from memory that had gone cold, and the writer read a
 //! dozen scattered blocks another core had written. Profiled at the bench's paced single-row
 //! load (`perf record`, the same binary with and without the log), mimalloc's allocation path
@@ -12,10 +13,11 @@
 //!
 //! The form lives only in memory, between two threads of one process: native byte order,
 //! no version. Each record starts with its length, so a record the writer cannot read (never
-//! seen: it would be a bug) costs that record only; a damaged length (the same) costs the rest
-//! of its stripe's round, counted as one. The endpoint's and arm's names and the
-//! served version travel beside the bytes, as one entry of [`Refs`] for a run of records
-//! that share them.
+//! seen: it would be a bug) costs that record only; a damaged length (the same) that runs
+//! past the buffer costs the rest of its stripe's round, counted as one, and one that stays
+//! inside it has what follows misread, each record that fails counted. The endpoint's and
+//! arm's names and the served version travel beside the bytes, as an entry of [`Refs`] that
+//! a record finds among its stripe's latest (the arms of an A/B test alternate).
 
 use super::Live;
 use crate::catalog::Served;
@@ -23,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use vigil_onnx::{Data, Tensor, Value};
 
-/// What a run of records shares: the endpoint's and the arm's names and the version served.
+/// What records share: the endpoint's and the arm's names and the version served.
 pub(super) type Refs = (Arc<str>, Arc<str>, Arc<Served>);
 
 /// The assignments a live record can have (a byte in the flat form).
@@ -196,8 +198,8 @@ pub(super) fn put(live: &Live<'_>, r: usize, size: usize, out: &mut Vec<u8>) {
     out[start..start + 4].copy_from_slice(&(len as u32).to_ne_bytes());
 }
 
-/// A record read back from its flat form: its strings borrowed from the buffer, its values
-/// in allocations of the reading thread.
+/// A record read back from its flat form: its ids borrowed from the buffer, its names and
+/// values in allocations of the reading thread.
 pub(super) struct Taken<'a> {
     pub refs: usize,
     pub assignment: &'static str,
