@@ -163,7 +163,7 @@ impl Live<'_> {
             assignment: self.assignment,
             unit_hash: self.unit_hash,
             bucket: self.bucket,
-            at: timestamp(self.at_micros),
+            at: vigil_core::ids::Timestamp::from_micros(self.at_micros).unwrap_or_else(|| vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock)),
             latency_us: self.latency_us,
             lookup_us: self.lookup_us,
             inputs: self.inputs,
@@ -171,10 +171,6 @@ impl Live<'_> {
             feature_statuses: self.feature_statuses,
         }
     }
-}
-
-fn timestamp(micros: i64) -> vigil_core::ids::Timestamp {
-    vigil_core::ids::Timestamp::from_micros(micros).unwrap_or_else(|| vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock))
 }
 
 /// A live record whose [`flat`] form takes at most this many bytes is copied into a stripe
@@ -839,31 +835,13 @@ impl Writer {
             while let Some(buf) = rest.filter(|b| !b.is_empty()) {
                 let (record, after) = flat::take(buf);
                 rest = after;
-                let job = record.as_ref().and_then(|t| refs.get(t.refs).map(|r| (t, r)));
                 // A record that cannot be read or encoded (or a fault in encoding it) costs that
                 // record only (a damaged length the rest of this stripe's round), never the log.
-                let Some((t, (endpoint, arm, served))) = job else {
+                let Some(live) = record.as_ref().and_then(|t| refs.get(t.refs).map(|r| t.live(r))) else {
                     failed += 1;
                     continue;
                 };
-                let job = LogJob {
-                    request_id: t.request_id,
-                    client_id: t.client_id,
-                    shadow: false,
-                    endpoint,
-                    arm,
-                    served,
-                    assignment: t.assignment,
-                    unit_hash: t.unit_hash,
-                    bucket: t.bucket,
-                    at: timestamp(t.at_micros),
-                    latency_us: t.latency_us,
-                    lookup_us: t.lookup_us,
-                    inputs: &t.inputs,
-                    outputs: Ok(&t.outputs),
-                    feature_statuses: t.feature_statuses.as_ref(),
-                };
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_record(&job, enc))) {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_record(&live.job(), enc))) {
                     Ok(Ok(())) => batch.extend_from_slice(&enc.frame),
                     _ => failed += 1,
                 }

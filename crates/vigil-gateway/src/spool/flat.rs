@@ -215,6 +215,28 @@ pub(super) struct Taken<'a> {
     pub feature_statuses: Option<BTreeMap<String, Vec<String>>>,
 }
 
+impl Taken<'_> {
+    /// The record as the request handed it over, with the entry it shares.
+    pub fn live<'t>(&'t self, (endpoint, arm, served): &'t Refs) -> Live<'t> {
+        Live {
+            request_id: self.request_id,
+            client_id: self.client_id,
+            endpoint,
+            arm,
+            served,
+            assignment: self.assignment,
+            unit_hash: self.unit_hash,
+            bucket: self.bucket,
+            at_micros: self.at_micros,
+            latency_us: self.latency_us,
+            lookup_us: self.lookup_us,
+            inputs: &self.inputs,
+            outputs: &self.outputs,
+            feature_statuses: self.feature_statuses.as_ref(),
+        }
+    }
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
 }
