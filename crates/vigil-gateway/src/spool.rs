@@ -751,8 +751,9 @@ impl Writer {
         let mut last_sync = Instant::now();
         let mut nap = LIGHT_NAP;
         let mut spare: Vec<u8> = Vec::new();
-        // Live records handed over flat (and what they share), and what encodes them.
-        let mut live: (Vec<u8>, Vec<flat::Refs>) = (Vec::new(), Vec::new());
+        // Live records handed over flat (and what they share, and where they are read into),
+        // and what encodes them.
+        let mut live: (Vec<u8>, Vec<flat::Refs>, flat::Slots) = Default::default();
         let mut enc = Encoder::new();
         // A round's frames from every stripe, written as compressed blocks.
         let mut batch: Vec<u8> = Vec::new();
@@ -814,8 +815,8 @@ impl Writer {
     }
 
     /// Empties the stripes into `batch`: their frames, and their live records encoded.
-    fn collect(&self, batch: &mut Vec<u8>, spare: &mut Vec<u8>, live: &mut (Vec<u8>, Vec<flat::Refs>), enc: &mut Encoder) {
-        let (records, refs) = live;
+    fn collect(&self, batch: &mut Vec<u8>, spare: &mut Vec<u8>, live: &mut (Vec<u8>, Vec<flat::Refs>, flat::Slots), enc: &mut Encoder) {
+        let (records, refs, slots) = live;
         for stripe in &self.pending.stripes {
             {
                 let mut q = stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -833,11 +834,11 @@ impl Writer {
             let mut failed = 0;
             let mut rest = Some(records.as_slice());
             while let Some(buf) = rest.filter(|b| !b.is_empty()) {
-                let (record, after) = flat::take(buf);
+                let (record, after) = flat::take(buf, slots);
                 rest = after;
                 // A record that cannot be read or encoded (or a fault in encoding it) costs that
                 // record only (a damaged length the rest of this stripe's round), never the log.
-                let Some(live) = record.as_ref().and_then(|t| refs.get(t.refs).map(|r| t.live(r))) else {
+                let Some(live) = record.as_ref().and_then(|t| refs.get(t.refs).map(|r| t.live(r, slots))) else {
                     failed += 1;
                     continue;
                 };
@@ -1931,7 +1932,7 @@ mod tests {
             sent.extend(order.map(|(l, _)| record_of(&l.job())));
         }
         // The writer empties the stripes and encodes what was copied flat.
-        let (mut batch, mut spare, mut queued, mut enc) = (Vec::new(), Vec::new(), (Vec::new(), Vec::new()), Encoder::new());
+        let (mut batch, mut spare, mut queued, mut enc) = (Vec::new(), Vec::new(), Default::default(), Encoder::new());
         writer.collect(&mut batch, &mut spare, &mut queued, &mut enc);
         assert!(pending.stripes.iter().all(|s| s.lock().unwrap().is_empty() && s.lock().unwrap().refs.is_empty()));
         // Nothing holds the version once the round is encoded.
@@ -2016,26 +2017,36 @@ mod tests {
         };
         let bare = Live { client_id: None, assignment: "pinned", unit_hash: None, bucket: None, lookup_us: None, feature_statuses: None, outputs: &[], inputs: &inputs[..1], ..full };
         let random = Live { assignment: "random", ..bare };
-        assert!([&full, &bare, &random].iter().all(|l| flat::fits(l)));
+        // Each slot gets values of another kind than the record before left in it.
+        let (inputs_back, outputs_back): (Vec<_>, Vec<_>) = (inputs.iter().rev().cloned().collect(), outputs.iter().rev().cloned().collect());
+        let swapped = Live { inputs: &inputs_back, outputs: &outputs_back, ..full };
+        let records = [&full, &bare, &random, &full, &swapped, &full];
+        assert!(records.iter().all(|l| flat::fits(l)));
         assert!(!flat::fits(&Live { assignment: "other", ..bare }));
         let mut buf = Vec::new();
-        for (r, l) in [&full, &bare, &random].into_iter().enumerate() {
+        for (r, l) in records.into_iter().enumerate() {
             let at = buf.len();
             flat::put(l, r + 5, flat::size(l), &mut buf);
             assert_eq!(buf.len() - at, flat::size(l));
         }
+        // Read with one set of slots, as the writer reads a round: a record with fewer inputs,
+        // outputs or statuses than the one before gets its own, and values of another kind
+        // in a slot are read as theirs.
+        let mut slots = flat::Slots::default();
+        let refs: Vec<flat::Refs> = (0..5 + records.len()).map(|_| (endpoint.clone(), arm.clone(), o.served.clone())).collect();
         let mut rest = buf.as_slice();
-        for (r, l) in [&full, &bare, &random].into_iter().enumerate() {
-            let (got, after) = flat::take(rest);
+        for (r, l) in records.into_iter().enumerate() {
+            let (got, after) = flat::take(rest, &mut slots);
             let got = got.unwrap();
             rest = after.unwrap();
             assert_eq!(got.refs, r + 5);
-            assert_eq!((got.request_id, got.client_id, got.unit_hash, got.assignment), (l.request_id, l.client_id, l.unit_hash, l.assignment));
-            assert_eq!((got.bucket, got.at_micros, got.latency_us, got.lookup_us), (l.bucket, l.at_micros, l.latency_us, l.lookup_us));
+            let back = got.live(&refs[got.refs], &slots);
+            assert_eq!((back.request_id, back.client_id, back.unit_hash, back.assignment), (l.request_id, l.client_id, l.unit_hash, l.assignment));
+            assert_eq!((back.bucket, back.at_micros, back.latency_us, back.lookup_us), (l.bucket, l.at_micros, l.latency_us, l.lookup_us));
             // Compared through their debug forms, where a NaN equals a NaN.
-            assert_eq!(format!("{:?}", got.inputs), format!("{:?}", l.inputs));
-            assert_eq!(format!("{:?}", got.outputs), format!("{:?}", l.outputs));
-            assert_eq!(got.feature_statuses.as_ref(), l.feature_statuses);
+            assert_eq!(format!("{:?}", back.inputs), format!("{:?}", l.inputs));
+            assert_eq!(format!("{:?}", back.outputs), format!("{:?}", l.outputs));
+            assert_eq!(back.feature_statuses, l.feature_statuses);
         }
         assert!(rest.is_empty());
         // A damaged record is refused, and the records after it are still read; a record cut
@@ -2045,25 +2056,25 @@ mod tests {
         assert_eq!(damaged[kind], 0, "the first input's data kind (f32)");
         assert_eq!(u32::from_ne_bytes(damaged[kind + 1..kind + 5].try_into().unwrap()), 4, "then its count of values");
         damaged[kind] = 77;
-        let (got, after) = flat::take(&damaged);
+        let (got, after) = flat::take(&damaged, &mut slots);
         assert!(got.is_none());
-        assert_eq!(flat::take(after.unwrap()).0.unwrap().refs, 6);
+        assert_eq!(flat::take(after.unwrap(), &mut slots).0.unwrap().refs, 6);
         let cut = &buf[..flat::size(&full) - 1];
-        assert!(matches!(flat::take(cut), (None, None)));
-        assert!(matches!(flat::take(&buf[..3]), (None, None)));
+        assert!(matches!(flat::take(cut, &mut slots), (None, None)));
+        assert!(matches!(flat::take(&buf[..3], &mut slots), (None, None)));
         // A length that does not cover itself is never read as a record (nor stepped over by
         // nothing: the writer would never get past it).
         for len in 0u32..4 {
             let mut b = len.to_ne_bytes().to_vec();
             b.extend_from_slice(&buf);
-            assert!(matches!(flat::take(&b), (None, None)), "{len}");
+            assert!(matches!(flat::take(&b, &mut slots), (None, None)), "{len}");
         }
         // A record longer than what it describes is not the record put.
         let mut longer = buf[..flat::size(&full)].to_vec();
         longer.push(0);
         let n = longer.len() as u32;
         longer[..4].copy_from_slice(&n.to_ne_bytes());
-        assert!(flat::take(&longer).0.is_none());
+        assert!(flat::take(&longer, &mut slots).0.is_none());
     }
 
     #[test]
