@@ -968,13 +968,25 @@ fn frames(mut rest: &[u8]) -> usize {
 
 /// The records of a segment, and how many frames were damaged or cut short (skipped).
 pub fn parse_segment(bytes: &[u8]) -> Result<(Vec<RecordView<'_>>, usize)> {
-    let Some(mut rest) = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()) else {
-        return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
-    };
+    let body = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()).unwrap_or_default();
     // Sized once: a segment holds thousands of records, and a vector grown by doubling
     // copied them all again and again into fresh memory (in the gateway's preparer, a sixth
     // of its time with its page faults, `perf record` at the bench's single-row load).
-    let mut out = Vec::with_capacity(frames(rest));
+    let mut out = Vec::with_capacity(frames(body));
+    let damaged = each_record(bytes, |r| {
+        out.push(r);
+        Ok(())
+    })?;
+    Ok((out, damaged))
+}
+
+/// Calls `f` with each record of a segment in order, without holding them all (what
+/// storing a segment needs: its records are looked at one by one); returns how many frames
+/// were damaged or cut short (skipped). An error of `f` ends the walk and is returned.
+pub fn each_record<'a>(bytes: &'a [u8], mut f: impl FnMut(RecordView<'a>) -> Result<()>) -> Result<usize> {
+    let Some(mut rest) = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()) else {
+        return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
+    };
     let mut schemas = Vec::new();
     let mut damaged = 0;
     while !rest.is_empty() {
@@ -995,15 +1007,17 @@ pub fn parse_segment(bytes: &[u8]) -> Result<(Vec<RecordView<'_>>, usize)> {
             continue;
         }
         let read = match payload.first() {
-            Some(&SCHEMA) => schema_view(payload).map(|s| schemas.push(s)),
-            Some(&KEYED) => keyed_view(payload, &schemas).map(|v| out.push(v)),
-            _ => view(payload).map(|v| out.push(v)),
+            Some(&SCHEMA) => schema_view(payload).map(|s| schemas.push(s)).map(|()| None),
+            Some(&KEYED) => keyed_view(payload, &schemas).map(Some),
+            _ => view(payload).map(Some),
         };
-        if read.is_err() {
-            damaged += 1;
+        match read {
+            Ok(Some(r)) => f(r)?,
+            Ok(None) => {}
+            Err(_) => damaged += 1,
         }
     }
-    Ok((out, damaged))
+    Ok(damaged)
 }
 
 #[cfg(test)]
