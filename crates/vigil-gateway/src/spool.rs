@@ -1206,6 +1206,10 @@ impl Bell {
 /// compression, most of the CPU work of storing the log) on a `SCHED_IDLE` thread,
 /// with time no request wants. It holds nothing the shipper waits for: the shipper takes a
 /// prepared segment with `try_lock`, or prepares it itself when it is behind.
+/// The largest read buffer the preparer keeps from one segment to the next (a segment is
+/// sealed at `seal_bytes` of records, 1 MiB by default, and a round more).
+const KEEP_READ: usize = 4 << 20;
+
 struct Preparer {
     instance: String,
     shared: Arc<PreparedSegments>,
@@ -1215,9 +1219,15 @@ impl Preparer {
     fn run(self) {
         self.shared.preparer.set(std::thread::current());
         crate::idle_priority();
+        // The segment read, in a buffer kept while segments keep coming: a fresh one for each
+        // was most of the rest of its page faults (`perf record` at the bench's single-row
+        // load). Let go after a pass that found nothing to prepare, so a quiet gateway holds
+        // none, and after a segment larger than [`KEEP_READ`].
+        let mut buf: Vec<u8> = Vec::new();
         // Ends with the shipper, whose handle on the shared state goes when it returns (or if
         // it never started).
         while Arc::strong_count(&self.shared) > 1 {
+            let mut prepared_any = false;
             let listing = self.shared.listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
             for (name, path) in listing {
                 let (known, waiting) = {
@@ -1230,11 +1240,21 @@ impl Preparer {
                 if waiting >= catch_up::PREPARED {
                     break;
                 }
+                buf.clear();
                 // Gone when the shipper got there first.
-                let Ok(bytes) = std::fs::read(&path) else { continue };
-                let prepared = Registry::prepare_prediction_segment(segment_id(&name), &self.instance, &bytes);
+                if File::open(&path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf)).is_err() {
+                    continue;
+                }
+                let prepared = Registry::prepare_prediction_segment(segment_id(&name), &self.instance, &buf);
+                if buf.capacity() > KEEP_READ {
+                    buf = Vec::new();
+                }
+                prepared_any = true;
                 self.shared.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name, prepared);
                 self.shared.shipper.ring();
+            }
+            if !prepared_any {
+                buf = Vec::new();
             }
             std::thread::park_timeout(SHIPPING_POLL);
         }
