@@ -146,7 +146,7 @@ pub struct PreparedSegment {
     records: usize,
     damaged: usize,
     body: Vec<u8>,
-    /// The first and last time-ordered request id the segment covers (see [`covering`]).
+    /// The first and last time-ordered request id the segment covers (see [`Range`]).
     covers: Option<(String, String)>,
     /// Per record the segment does not cover, or that has a caller's id: request id, role,
     /// version id, caller's id.
@@ -165,9 +165,7 @@ struct PreparedGroup {
     monitored: Option<(usize, BTreeMap<String, bool>)>,
 }
 
-/// The rows of a version's successful records and each logged column's kind (numeric unless
-/// some record holds text in it, as [`monitoring_batch`] decides), without building the batch.
-/// Text values are parsed all the same, so a batch that would not build is refused here.
+/// [`Kinds`] of a list of records.
 #[cfg(test)]
 fn column_kinds(records: &[&RecordView<'_>]) -> Result<(usize, BTreeMap<String, bool>)> {
     let mut kinds = Kinds::default();
@@ -177,7 +175,10 @@ fn column_kinds(records: &[&RecordView<'_>]) -> Result<(usize, BTreeMap<String, 
     Ok(kinds.finish())
 }
 
-/// What [`column_kinds`] finds, gathered one record at a time.
+/// The rows of a version's successful records and each logged column's kind (numeric unless
+/// some record holds text in it, as [`monitoring_batch`] decides), without building the
+/// batch, gathered one record at a time. Text values are parsed all the same, so a batch
+/// that would not build is refused here.
 #[derive(Default)]
 struct Kinds<'a> {
     rows: usize,
@@ -484,7 +485,7 @@ impl Registry {
     }
 
     /// Prepares a segment; `cover`: records with the gateway's time-ordered request ids are
-    /// found through the segment's covered range (see [`covering`]) rather than index rows.
+    /// found through the segment's covered range (see [`Range`]) rather than index rows.
     /// Only the gateway's own segments are covered: its request ids are new UUIDv7s, unique
     /// by construction, and a segment shipped twice is stored once by its id.
     fn prepare(segment_id: &str, instance: &str, bytes: &[u8], cover: bool) -> Result<PreparedSegment> {
@@ -492,7 +493,7 @@ impl Registry {
             return Err(Error::new(ErrorCode::InvalidManifest, "segment and instance ids are at most 128 characters"));
         }
         let (plain, lost) = predwire::expand_segment(bytes)?;
-        // One pass over the records, none of them kept (a segment holds thousands: a list of
+        // The records are walked without being kept (a segment holds thousands: a list of
         // them was an eighth of the gateway's preparer time in page faults, `perf record` at the
         // bench's single-row load).
         #[derive(Default)]

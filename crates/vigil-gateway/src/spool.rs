@@ -838,7 +838,7 @@ impl Writer {
                 rest = after;
                 // A record that cannot be read or encoded (or a fault in encoding it) costs that
                 // record only (a damaged length the rest of this stripe's round), never the log.
-                let Some(live) = record.as_ref().and_then(|t| refs.get(t.refs).map(|r| t.live(r, slots))) else {
+                let Some(live) = record.as_ref().and_then(|t| refs.get(t.refs).map(|r| t.live(r))) else {
                     failed += 1;
                     continue;
                 };
@@ -849,6 +849,8 @@ impl Writer {
             }
             if failed > 0 {
                 self.counters.log_failed.fetch_add(failed, Ordering::Relaxed);
+                // What a damaged record grew is let go.
+                *slots = flat::Slots::default();
             }
             enc.trim();
             records.clear();
@@ -1202,14 +1204,17 @@ impl Bell {
     }
 }
 
+/// The largest read buffer the preparer keeps from one segment to the next (a segment is
+/// sealed at `seal_bytes` of records, 1 MiB by default, and a round more)…
+const KEEP_READ: usize = 4 << 20;
+
+/// …and for how long after its last segment.
+const KEEP_READ_FOR: Duration = Duration::from_secs(10);
+
 /// Prepares sealed segments ([`Registry::prepare_prediction_segment`]: decoding, checks,
 /// compression, most of the CPU work of storing the log) on a `SCHED_IDLE` thread,
 /// with time no request wants. It holds nothing the shipper waits for: the shipper takes a
 /// prepared segment with `try_lock`, or prepares it itself when it is behind.
-/// The largest read buffer the preparer keeps from one segment to the next (a segment is
-/// sealed at `seal_bytes` of records, 1 MiB by default, and a round more).
-const KEEP_READ: usize = 4 << 20;
-
 struct Preparer {
     instance: String,
     shared: Arc<PreparedSegments>,
@@ -1221,13 +1226,13 @@ impl Preparer {
         crate::idle_priority();
         // The segment read, in a buffer kept while segments keep coming: a fresh one for each
         // was most of the rest of its page faults (`perf record` at the bench's single-row
-        // load). Let go after a pass that found nothing to prepare, so a quiet gateway holds
+        // load). Let go [`KEEP_READ_FOR`] after the last segment, so a quiet gateway holds
         // none, and after a segment larger than [`KEEP_READ`].
         let mut buf: Vec<u8> = Vec::new();
+        let mut last_read = Instant::now();
         // Ends with the shipper, whose handle on the shared state goes when it returns (or if
         // it never started).
         while Arc::strong_count(&self.shared) > 1 {
-            let mut prepared_any = false;
             let listing = self.shared.listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
             for (name, path) in listing {
                 let (known, waiting) = {
@@ -1249,11 +1254,11 @@ impl Preparer {
                 if buf.capacity() > KEEP_READ {
                     buf = Vec::new();
                 }
-                prepared_any = true;
+                last_read = Instant::now();
                 self.shared.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name, prepared);
                 self.shared.shipper.ring();
             }
-            if !prepared_any {
+            if last_read.elapsed() >= KEEP_READ_FOR {
                 buf = Vec::new();
             }
             std::thread::park_timeout(SHIPPING_POLL);
@@ -2037,10 +2042,18 @@ mod tests {
         };
         let bare = Live { client_id: None, assignment: "pinned", unit_hash: None, bucket: None, lookup_us: None, feature_statuses: None, outputs: &[], inputs: &inputs[..1], ..full };
         let random = Live { assignment: "random", ..bare };
-        // Each slot gets values of another kind than the record before left in it.
-        let (inputs_back, outputs_back): (Vec<_>, Vec<_>) = (inputs.iter().rev().cloned().collect(), outputs.iter().rev().cloned().collect());
-        let swapped = Live { inputs: &inputs_back, outputs: &outputs_back, ..full };
-        let records = [&full, &bare, &random, &full, &swapped, &full];
+        // Each slot gets values of another kind than the record before left in it (inputs
+        // reversed; outputs rotated: a tensor's slot gets class rows and the other way round)…
+        let (inputs_back, mut outputs_turned): (Vec<_>, Vec<_>) = (inputs.iter().rev().cloned().collect(), outputs.clone());
+        outputs_turned.rotate_left(1);
+        let swapped = Live { inputs: &inputs_back, outputs: &outputs_turned, ..full };
+        // …or fewer values of the same kind: one string, one row of one class.
+        let (mut inputs_less, mut outputs_less) = (inputs.clone(), outputs.clone());
+        inputs_less[4].1 = t(vec![1], Data::Str(vec!["z".into()]));
+        outputs_less[1].1 = Value::MapsI64(vec![vec![(3, 0.5)]]);
+        outputs_less[2].1 = Value::MapsStr(vec![vec![("no".into(), 0.25)]]);
+        let fewer = Live { inputs: &inputs_less, outputs: &outputs_less, ..full };
+        let records = [&full, &bare, &random, &full, &swapped, &full, &fewer, &swapped];
         assert!(records.iter().all(|l| flat::fits(l)));
         assert!(!flat::fits(&Live { assignment: "other", ..bare }));
         let mut buf = Vec::new();
@@ -2054,19 +2067,21 @@ mod tests {
         // in a slot are read as theirs.
         let mut slots = flat::Slots::default();
         let refs: Vec<flat::Refs> = (0..5 + records.len()).map(|_| (endpoint.clone(), arm.clone(), o.served.clone())).collect();
-        let mut rest = buf.as_slice();
-        for (r, l) in records.into_iter().enumerate() {
-            let (got, after) = flat::take(rest, &mut slots);
-            let got = got.unwrap();
-            rest = after.unwrap();
-            assert_eq!(got.refs, r + 5);
-            let back = got.live(&refs[got.refs], &slots);
+        let same = |back: &Live<'_>, l: &Live<'_>| {
             assert_eq!((back.request_id, back.client_id, back.unit_hash, back.assignment), (l.request_id, l.client_id, l.unit_hash, l.assignment));
             assert_eq!((back.bucket, back.at_micros, back.latency_us, back.lookup_us), (l.bucket, l.at_micros, l.latency_us, l.lookup_us));
             // Compared through their debug forms, where a NaN equals a NaN.
             assert_eq!(format!("{:?}", back.inputs), format!("{:?}", l.inputs));
             assert_eq!(format!("{:?}", back.outputs), format!("{:?}", l.outputs));
             assert_eq!(back.feature_statuses, l.feature_statuses);
+        };
+        let mut rest = buf.as_slice();
+        for (r, l) in records.into_iter().enumerate() {
+            let (got, after) = flat::take(rest, &mut slots);
+            let got = got.unwrap();
+            rest = after.unwrap();
+            assert_eq!(got.refs, r + 5);
+            same(&got.live(&refs[got.refs]), l);
         }
         assert!(rest.is_empty());
         // A damaged record is refused, and the records after it are still read; a record cut
@@ -2078,7 +2093,9 @@ mod tests {
         damaged[kind] = 77;
         let (got, after) = flat::take(&damaged, &mut slots);
         assert!(got.is_none());
-        assert_eq!(flat::take(after.unwrap(), &mut slots).0.unwrap().refs, 6);
+        let next = flat::take(after.unwrap(), &mut slots).0.unwrap();
+        assert_eq!(next.refs, 6);
+        same(&next.live(&refs[6]), &bare);
         let cut = &buf[..flat::size(&full) - 1];
         assert!(matches!(flat::take(cut, &mut slots), (None, None)));
         assert!(matches!(flat::take(&buf[..3], &mut slots), (None, None)));

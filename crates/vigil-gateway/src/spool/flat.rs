@@ -199,8 +199,8 @@ pub(super) fn put(live: &Live<'_>, r: usize, size: usize, out: &mut Vec<u8>) {
 }
 
 /// A record read back from its flat form: its ids borrowed from the buffer, its names and
-/// values in the reading thread's [`Slots`].
-pub(super) struct Taken<'a> {
+/// values from the [`Slots`] it was read into (held until the next record is read there).
+pub(super) struct Taken<'a, 's> {
     pub refs: usize,
     pub assignment: &'static str,
     pub request_id: &'a str,
@@ -215,12 +215,15 @@ pub(super) struct Taken<'a> {
     inputs: usize,
     outputs: usize,
     statuses: bool,
+    slots: &'s Slots,
 }
 
 /// Where the reading thread puts records' names and values, reused from record to record:
-/// a round's records of one shape are read without allocating (profiled at the bench's
-/// paced single-row load, building each record's dozen allocations and freeing them was
-/// about a sixth of the writer's time).
+/// a round's records of one shape are read without allocating, feature statuses aside
+/// (profiled at the bench's paced single-row load, building each record's dozen allocations
+/// and freeing them was about a sixth of the writer's time). Entries are added only as
+/// values are read, so a damaged count grows them no further than the bytes that follow
+/// it; the writer lets them go after a round with a record it could not read.
 #[derive(Default)]
 pub(super) struct Slots {
     inputs: Vec<(String, Tensor)>,
@@ -228,9 +231,10 @@ pub(super) struct Slots {
     statuses: BTreeMap<String, Vec<String>>,
 }
 
-impl Taken<'_> {
-    /// The record as the request handed it over, with the entry it shares and its values.
-    pub fn live<'t>(&'t self, (endpoint, arm, served): &'t Refs, slots: &'t Slots) -> Live<'t> {
+impl Taken<'_, '_> {
+    /// The record as the request handed it over, with the entry it shares.
+    pub fn live<'t>(&'t self, (endpoint, arm, served): &'t Refs) -> Live<'t> {
+        let slots = self.slots;
         Live {
             request_id: self.request_id,
             client_id: self.client_id,
@@ -255,12 +259,12 @@ fn empty_tensor() -> Tensor {
     Tensor { shape: Vec::new(), data: Data::Bool(Vec::new()) }
 }
 
-/// The first `n` entries of `slots`, made as `empty` where there are fewer.
-fn first<T>(slots: &mut Vec<T>, n: usize, empty: impl Fn() -> T) -> &mut [T] {
-    if slots.len() < n {
-        slots.resize_with(n, empty);
+/// Entry `i` of `slots`, made as `empty` when it is the next one (filled in order).
+fn slot<T>(slots: &mut Vec<T>, i: usize, empty: impl FnOnce() -> T) -> Option<&mut T> {
+    if i == slots.len() {
+        slots.push(empty());
     }
-    &mut slots[..n]
+    slots.get_mut(i)
 }
 
 /// Overwrites `dst` with `s`, in its allocation.
@@ -347,10 +351,10 @@ impl<'a> Reader<'a> {
             BOOL => Data::Bool(self.values(n, reused!(old, Bool), |b: [u8; 1]| b[0] != 0)?),
             STR => {
                 let mut v = reused!(old, Str);
-                for s in first(&mut v, n, String::new) {
-                    self.str_into(s)?;
-                }
                 v.truncate(n);
+                for i in 0..n {
+                    self.str_into(slot(&mut v, i, String::new)?)?;
+                }
                 Data::Str(v)
             }
             _ => return None,
@@ -362,10 +366,12 @@ impl<'a> Reader<'a> {
     fn rows<K: Default>(&mut self, mut v: Vec<Vec<(K, f32)>>, key: impl Fn(&mut Self, &mut K) -> Option<()>) -> Option<Vec<Vec<(K, f32)>>> {
         let n = self.count()?;
         v.truncate(n);
-        for row in first(&mut v, n, Vec::new) {
+        for i in 0..n {
+            let row = slot(&mut v, i, Vec::new)?;
             let m = self.count()?;
             row.truncate(m);
-            for (k, p) in first(row, m, <(K, f32)>::default) {
+            for j in 0..m {
+                let (k, p) = slot(row, j, <(K, f32)>::default)?;
                 key(self, k)?;
                 *p = f32::from_ne_bytes(self.array()?);
             }
@@ -377,13 +383,13 @@ impl<'a> Reader<'a> {
 /// Reads the record at the front of `buf`, its names and values into `slots`: the record
 /// (`None` if it cannot be read) and the bytes after it (`None` when not even its length can
 /// be read: the rest is lost).
-pub(super) fn take<'a>(buf: &'a [u8], slots: &mut Slots) -> (Option<Taken<'a>>, Option<&'a [u8]>) {
+pub(super) fn take<'a, 's>(buf: &'a [u8], slots: &'s mut Slots) -> (Option<Taken<'a, 's>>, Option<&'a [u8]>) {
     let Some(len) = buf.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize) else { return (None, None) };
     let Some((record, rest)) = buf.split_at_checked(len).filter(|_| len >= 4) else { return (None, None) };
     (read(&record[4..], slots), Some(rest))
 }
 
-fn read<'a>(buf: &'a [u8], slots: &mut Slots) -> Option<Taken<'a>> {
+fn read<'a, 's>(buf: &'a [u8], slots: &'s mut Slots) -> Option<Taken<'a, 's>> {
     let mut r = Reader { buf };
     let refs = r.u32()?;
     let assignment = *ASSIGNMENTS.get(usize::from(r.u8()?))?;
@@ -397,12 +403,14 @@ fn read<'a>(buf: &'a [u8], slots: &mut Slots) -> Option<Taken<'a>> {
     let client_id = if has(HAS_CLIENT) { Some(r.str()?) } else { None };
     let unit_hash = if has(HAS_UNIT) { Some(r.str()?) } else { None };
     let inputs = r.count()?;
-    for (name, t) in first(&mut slots.inputs, inputs, || (String::new(), empty_tensor())) {
+    for i in 0..inputs {
+        let (name, t) = slot(&mut slots.inputs, i, || (String::new(), empty_tensor()))?;
         r.str_into(name)?;
         r.tensor(t)?;
     }
     let outputs = r.count()?;
-    for (name, v) in first(&mut slots.outputs, outputs, || (String::new(), Value::Tensor(empty_tensor()))) {
+    for i in 0..outputs {
+        let (name, v) = slot(&mut slots.outputs, i, || (String::new(), Value::Tensor(empty_tensor())))?;
         r.str_into(name)?;
         let kind = r.u8()?;
         *v = match (kind, std::mem::replace(v, Value::MapsI64(Vec::new()))) {
@@ -450,5 +458,6 @@ fn read<'a>(buf: &'a [u8], slots: &mut Slots) -> Option<Taken<'a>> {
         inputs,
         outputs,
         statuses,
+        slots,
     })
 }
