@@ -4,7 +4,7 @@
 //!
 //! The gateway writes records to a durable spool of its own, off the request path, and ships
 //! each sealed segment here. [`Registry::record_prediction_segment`] stores a segment in one
-//! transaction: the segment itself, whole and zstd-compressed, under its id (so a segment
+//! transaction: the segment itself, whole and compressed, under its id (so a segment
 //! shipped twice, after a crash between commit and cleanup, is stored once; append-only) with
 //! the range of the gateway's time-ordered request ids it covers, an index row only for the
 //! records that range does not find (a caller's own id, ids of another form), one drift
@@ -415,9 +415,9 @@ fn covering_until(id: &str) -> Option<String> {
 
 /// How stored segment bodies are compressed: the whole segment as one zstd frame…
 const BODY_MAGIC: &[u8; 4] = b"VPZ1";
-/// …or, for a segment the gateway wrote partly in compressed blocks ([`predwire`] form `4`),
-/// the segment with its blocks as the writer made them and its plain records compressed in
-/// blocks here ([`predwire::compress_runs`]): every record compressed once. (A segment was
+/// …or, for a segment the gateway wrote partly in compressed blocks ([`predwire`] form `5`,
+/// LZ4; `4`, zstd, before 2026-12-01), the segment with its blocks as the writer made them
+/// and its plain records compressed in zstd blocks here ([`predwire::compress_runs`]): every record compressed once. (A segment was
 /// once stored as it was spooled, its plain records uncompressed: such bodies read back the
 /// same.)
 const BLOCKS_MAGIC: &[u8; 4] = b"VPB1";
@@ -540,7 +540,11 @@ impl Registry {
         let body = match plain {
             std::borrow::Cow::Borrowed(_) => compress(bytes)?,
             // Its blocks kept, the rounds the writer left plain compressed here.
-            std::borrow::Cow::Owned(_) => [BLOCKS_MAGIC.as_slice(), &predwire::compress_runs(bytes, RUN_BYTES)?].concat(),
+            std::borrow::Cow::Owned(_) => {
+                let mut body = BLOCKS_MAGIC.to_vec();
+                predwire::compress_runs_into(bytes, RUN_BYTES, &mut body)?;
+                body
+            }
         };
         let groups = groups
             .into_iter()

@@ -7,7 +7,7 @@
 //! on the request thread as a frame of the log's binary format ([`vigil_core::predwire`], the input values as the model saw them).
 //! A writer thread collects the buffers every [`WRITER_NAP`] ([`LIGHT_NAP`] after a light round,
 //! up to [`IDLE_NAP`] while nothing comes) and appends them to the open segment file, each round's
-//! records compressed together as zstd blocks when they are 32 KiB or more (a large record
+//! records compressed together as LZ4 blocks when they are 32 KiB or more (a large record
 //! is compressed on its request thread instead while the writer is behind). On this VM the log's tail at 100 rows came
 //! from the bytes it wrote (the host takes CPU time from the guest for its disk work), so
 //! the spool writes fewer: 100-row records of clinical-like values take about 40% of their
@@ -330,10 +330,7 @@ impl Encoder {
         if !compress || self.frame.len() < COMPRESS_ALONE {
             return &self.frame;
         }
-        if self.z.is_none() {
-            self.z = predwire::BlockWriter::new().ok();
-        }
-        let Some(z) = self.z.as_mut() else { return &self.frame };
+        let z = self.z.get_or_insert_with(predwire::BlockWriter::fast);
         self.block.clear();
         match z.append(&self.frame, &mut self.block) {
             Ok(predwire::Written::Block) => &self.block,
@@ -757,13 +754,7 @@ impl Writer {
         let mut enc = Encoder::new();
         // A round's frames from every stripe, written as compressed blocks.
         let mut batch: Vec<u8> = Vec::new();
-        let mut blocks = match predwire::BlockWriter::new() {
-            Ok(b) => Some((b, Vec::new())),
-            Err(e) => {
-                eprintln!("vigil gateway: the prediction log is written uncompressed ({e})");
-                None
-            }
-        };
+        let mut blocks = Some((predwire::BlockWriter::fast(), Vec::new()));
         loop {
             // Read before collecting: once the spool is gone no frame can arrive after this
             // (the fence orders the collection after the request threads' last appends).
@@ -1052,8 +1043,8 @@ pub(crate) struct BackgroundLog {
     /// Encoded frames not written yet, and when the first of them came.
     round: Vec<u8>,
     round_since: Instant,
-    /// What compresses rounds (made when a round is to be compressed; while zstd cannot
-    /// start, rounds are written as they are).
+    /// What compresses rounds (made when a round is first to be compressed; `None`: rounds
+    /// are written as they are).
     blocks: Option<(predwire::BlockWriter, Vec<u8>)>,
     /// Rung when a segment is sealed.
     shipper: Bell,
@@ -1113,7 +1104,7 @@ impl BackgroundLog {
         }
         let compress = self.round.len() >= COMPRESS_ALONE;
         if compress && self.blocks.is_none() {
-            self.blocks = predwire::BlockWriter::new().ok().map(|b| (b, Vec::new()));
+            self.blocks = Some((predwire::BlockWriter::fast(), Vec::new()));
         }
         let blocks = self.blocks.as_mut().filter(|_| compress);
         let (dir, counters, shipper) = (&self.cfg.dir, &self.counters, &self.shipper);
@@ -2360,7 +2351,7 @@ mod tests {
         assert!(sealed >= 2, "{sealed}");
         assert!(on_disk * 4 < batch.len(), "{on_disk} bytes on disk for {} of records", batch.len());
         assert_eq!(writer.on_disk.load(Ordering::Relaxed), on_disk as u64);
-        // Without a block writer (zstd could not start) the frames are written as they are.
+        // Without a block writer the frames are written as they are.
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         let writer = Writer { sync: tx, ..writer };
         writer.write_frames(&mut open, &batch, None);
