@@ -925,22 +925,30 @@ mod tests {
         for i in 50..80 {
             predwire::encode_record(&rec(&format!("req_{i}"), 1, vec![json!(f64::from(i))]), &mut frames);
         }
-        let mut spooled = seg.clone();
-        let mut w = predwire::BlockWriter::new().unwrap();
-        assert_eq!(w.append(&frames, &mut spooled).unwrap(), predwire::Written::Block);
-        let p = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap();
-        assert_eq!((p.records, p.damaged), (80, 0));
-        // Its block is kept as the writer made it; the records it left plain are compressed
-        // here (the 50 plain records alone were 3 times their compressed size).
-        assert!(p.body.starts_with(BLOCKS_MAGIC));
-        assert!(p.body.ends_with(&spooled[seg.len()..]));
-        assert!(p.body.len() < BLOCKS_MAGIC.len() + (spooled.len() - seg.len()) + seg.len() / 2, "{} of {}", p.body.len(), spooled.len());
-        assert_eq!(decompress(&p.body).unwrap(), [seg.as_slice(), frames.as_slice()].concat());
-        let last = spooled.len() - 1;
-        spooled[last] ^= 1;
-        let p = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap();
-        assert_eq!((p.records, p.damaged), (50, 1));
-        assert_eq!(decompress(&p.body).unwrap(), seg);
+        // The writer's LZ4 blocks, and zstd blocks (what it made before) alike.
+        for mut w in [predwire::BlockWriter::fast(), predwire::BlockWriter::new().unwrap()] {
+            let mut spooled = seg.clone();
+            assert_eq!(w.append(&frames, &mut spooled).unwrap(), predwire::Written::Block);
+            let p = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap();
+            assert_eq!((p.records, p.damaged), (80, 0));
+            // Its block is kept as the writer made it; the records it left plain are compressed
+            // here (the 50 plain records alone were 3 times their compressed size).
+            assert!(p.body.starts_with(BLOCKS_MAGIC));
+            assert!(p.body.ends_with(&spooled[seg.len()..]));
+            assert!(p.body.len() < BLOCKS_MAGIC.len() + (spooled.len() - seg.len()) + seg.len() / 2, "{} of {}", p.body.len(), spooled.len());
+            assert_eq!(decompress(&p.body).unwrap(), [seg.as_slice(), frames.as_slice()].concat());
+            let last = spooled.len() - 1;
+            spooled[last] ^= 1;
+            let p = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap();
+            assert_eq!((p.records, p.damaged), (50, 1));
+            assert_eq!(decompress(&p.body).unwrap(), seg);
+        }
+        // A segment from before LZ4 blocks (its magic `VPL1`) is read as it was.
+        let mut old = seg.clone();
+        old[..4].copy_from_slice(b"VPL1");
+        let p = Registry::prepare_prediction_segment("s", "gw", &old).unwrap();
+        assert_eq!((p.records, p.damaged), (50, 0));
+        assert_eq!(decompress(&p.body).unwrap(), old);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The prediction log's binary record format: how the gateway's spool writes records and how
 //! stored segments keep them.
 //!
-//! A segment is [`SEGMENT_MAGIC`] followed by frames; a frame is its payload's length (u32),
+//! A segment is [`SEGMENT_MAGIC`] (`VPL2`; `VPL1` before LZ4 blocks, read as before)
+//! followed by frames; a frame is its payload's length (u32),
 //! the payload's CRC-32 (u32) and the payload. A torn frame at the end (a crash mid-write)
 //! or a damaged one is detected and counted, never guessed at. All integers are little-endian;
 //! a string is its byte length (u32) and UTF-8 bytes, `u32::MAX` marking an absent one.
@@ -30,19 +31,21 @@
 //! - `4`, a compressed block: the byte length (u32) of its content, the schema (u32, MAX
 //!   for none) its content names when it is one record under a schema, and the content
 //!   compressed with zstd; the content is whole frames of the forms above (records and
-//!   schemas) back to back. The gateway's writer puts a round's records in one block (a
-//!   round of 32 KiB or more); while it is behind, a large record is compressed on the
-//!   thread that made it (a block of one record, whose schema the writer reads from the
-//!   block's head); the schemas' frames go before them, uncompressed. A damaged block counts as one damaged frame and loses its records; the
-//!   frames around it are read. Readers call [`expand_segment`] first, which gives a segment
-//!   of the plain forms.
+//!   schemas) back to back. Storing a segment compresses its plain runs into these
+//!   ([`compress_runs`]); before 2026-12-01 the gateway's writer made them too.
 //!
 //! - `5`, a block as `4` with its content compressed with LZ4 (the block format, no frame):
-//!   what the gateway's writer and request threads make ([`BlockWriter::fast`]), cheaper to
-//!   make and to read than zstd's (measured on 100-row records of clinical-like values: 2x
-//!   and 4x) at about 80% of its ratio. zstd blocks (`4`) are what storing a segment
-//!   compresses its plain runs into ([`compress_runs`]), on time no request wants, and are
-//!   read as before.
+//!   what the gateway makes ([`BlockWriter::fast`]). Its writer puts a round's records in
+//!   one block (a round of 32 KiB or more); while it is behind, a large record is compressed
+//!   on the thread that made it (a block of one record, whose schema the writer reads from
+//!   the block's head); the schemas' frames go before them, uncompressed. LZ4 because it is
+//!   cheaper to make and to read than zstd level 1 (measured on this machine with 100-row
+//!   records of clinical-like values: 2x and 4x) at about 80% of its ratio; stored segments
+//!   keep these blocks as they are.
+//!
+//! A damaged block of either kind counts as one damaged frame and loses its records; the
+//! frames around it are read. Readers call [`expand_segment`] first, which gives a segment
+//! of the plain forms.
 //!
 //! Numbers travel as the bytes the model saw: writing a record costs copies, not formatting,
 //! and reading one for monitoring costs no parsing.
@@ -53,8 +56,18 @@ use crate::predlog::PredictionRecord;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// The first bytes of every segment.
-pub const SEGMENT_MAGIC: &[u8; 4] = b"VPL1";
+/// The first bytes of every segment written. `VPL2` since segments may hold LZ4 blocks
+/// (form `5`): a binary from before them refuses such a segment as not one of its own (a
+/// spooled one is set aside as failed, a stored one reported unreadable) rather than counting
+/// its LZ4 blocks' records as damaged and going on without them.
+pub const SEGMENT_MAGIC: &[u8; 4] = b"VPL2";
+/// The first bytes of a segment from before LZ4 blocks (its blocks are zstd's).
+const SEGMENT_MAGIC_V1: &[u8; 4] = b"VPL1";
+
+/// A segment's frames (after its magic, either version's), or `None` if it is not a segment.
+fn segment_body(bytes: &[u8]) -> Option<&[u8]> {
+    bytes.strip_prefix(SEGMENT_MAGIC.as_slice()).or_else(|| bytes.strip_prefix(SEGMENT_MAGIC_V1.as_slice()))
+}
 /// Form byte of a whole record.
 const FORMAT: u8 = 1;
 /// Form byte of a schema.
@@ -404,12 +417,21 @@ pub fn encode_record(r: &PredictionRecord, out: &mut Vec<u8>) {
     f.finish(scores.as_mut().map(|i| i as &mut dyn Iterator<Item = Option<f64>>), &outputs, statuses.as_deref());
 }
 
-/// Compresses runs of whole frames into block frames: zstd (form `4`, reusing its
-/// compression context from block to block) or LZ4 (form `5`).
+/// Compresses runs of whole frames into block frames: zstd (form `4`) or LZ4 (form `5`),
+/// reusing its compression context or hash table from block to block.
 pub struct BlockWriter {
-    z: Option<zstd::bulk::Compressor<'static>>,
+    codec: Codec,
     scratch: Vec<u8>,
 }
+
+enum Codec {
+    Zstd(zstd::bulk::Compressor<'static>),
+    Lz4(lz4_flex::block::CompressTable),
+}
+
+/// A writer lets go of a compression buffer that grew past this (a run of a very large
+/// record would otherwise keep its memory for as long as the writer lives).
+const KEEP_SCRATCH: usize = 1 << 20;
 
 /// How [`BlockWriter::append`] wrote a run of frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,13 +446,13 @@ impl BlockWriter {
     /// A writer at zstd level 1 (the fastest of its normal levels), for what is kept: the
     /// runs a stored segment compresses ([`compress_runs`]).
     pub fn new() -> std::io::Result<BlockWriter> {
-        Ok(BlockWriter { z: Some(zstd::bulk::Compressor::new(1)?), scratch: Vec::new() })
+        Ok(BlockWriter { codec: Codec::Zstd(zstd::bulk::Compressor::new(1)?), scratch: Vec::new() })
     }
 
     /// A writer of LZ4 blocks, for the gateway's writer and request threads, which compress
     /// while requests are served.
     pub fn fast() -> BlockWriter {
-        BlockWriter { z: None, scratch: Vec::new() }
+        BlockWriter { codec: Codec::Lz4(lz4_flex::block::CompressTable::large()), scratch: Vec::new() }
     }
 
     /// Appends `frames` (whole frames, back to back) to `out`: as one block frame, or as they
@@ -440,21 +462,21 @@ impl BlockWriter {
         if frames.len() > MAX_BLOCK_CONTENT {
             return Err(std::io::Error::other("a block's content is at most 256 MiB"));
         }
-        let (form, n) = match self.z.as_mut() {
-            Some(z) => {
+        let (form, n) = match &mut self.codec {
+            Codec::Zstd(z) => {
                 // Written from the start of the buffer, up to its capacity (no zero-filling).
                 self.scratch.clear();
                 self.scratch.reserve(zstd::zstd_safe::compress_bound(frames.len()));
                 (BLOCK, z.compress_to_buffer(frames, &mut self.scratch)?)
             }
-            None => {
+            Codec::Lz4(table) => {
                 // LZ4 writes into initialised bytes: the buffer keeps its length (zeroed
                 // once, as it grows).
                 let bound = lz4_flex::block::get_maximum_output_size(frames.len());
                 if self.scratch.len() < bound {
                     self.scratch.resize(bound, 0);
                 }
-                (BLOCK_LZ4, lz4_flex::block::compress_into(frames, &mut self.scratch).map_err(std::io::Error::other)?)
+                (BLOCK_LZ4, lz4_flex::block::compress_into_with_table(frames, &mut self.scratch, table).map_err(std::io::Error::other)?)
             }
         };
         if n + 17 >= frames.len() {
@@ -478,7 +500,7 @@ impl BlockWriter {
 
     /// Lets go of a buffer a very large run grew.
     fn trim(&mut self) {
-        if self.scratch.capacity() > 4 << 20 {
+        if self.scratch.capacity() > KEEP_SCRATCH {
             self.scratch = Vec::new();
         }
     }
@@ -490,7 +512,7 @@ impl BlockWriter {
 /// wrong) and left out. Other frames, damaged or cut short ones included, are kept as they are
 /// for [`parse_segment`] to read and count.
 pub fn expand_segment(bytes: &[u8]) -> Result<(std::borrow::Cow<'_, [u8]>, usize)> {
-    let Some(body) = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()) else {
+    let Some(body) = segment_body(bytes) else {
         return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
     };
     let frames = || {
@@ -534,6 +556,12 @@ pub fn expand_segment(bytes: &[u8]) -> Result<(std::borrow::Cow<'_, [u8]>, usize
             damaged += 1;
             continue;
         };
+        // LZ4 expands a byte to at most 255 (one byte of a match's length each): a block
+        // claiming more is damaged, found before its room is zeroed.
+        if frame[8] == BLOCK_LZ4 && size > (frame.len() - 17).saturating_mul(255).saturating_add(16) {
+            damaged += 1;
+            continue;
+        }
         // Exactly `size` bytes of room: content longer than the block claims fails to inflate.
         let at = out.len();
         out.resize(at + size, 0);
@@ -572,7 +600,7 @@ pub fn compress_runs(bytes: &[u8], run_bytes: usize) -> Result<Vec<u8>> {
 
 /// [`compress_runs`], appending to `out` (what is there is kept: a stored body's magic).
 pub fn compress_runs_into(bytes: &[u8], run_bytes: usize, out: &mut Vec<u8>) -> Result<()> {
-    let Some(body) = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()) else {
+    let Some(body) = segment_body(bytes) else {
         return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
     };
     let failed = |_| Error::new(ErrorCode::StorageFailure, "a prediction log segment could not be compressed");
@@ -1027,7 +1055,7 @@ fn frames(mut rest: &[u8]) -> usize {
 
 /// The records of a segment, and how many frames were damaged or cut short (skipped).
 pub fn parse_segment(bytes: &[u8]) -> Result<(Vec<RecordView<'_>>, usize)> {
-    let body = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()).unwrap_or_default();
+    let body = segment_body(bytes).unwrap_or_default();
     // Sized once: a segment holds thousands of records, and a vector grown by doubling
     // copied them all again and again into fresh memory (in the gateway's preparer, a sixth
     // of its time with its page faults, `perf record` at the bench's single-row load).
@@ -1043,7 +1071,7 @@ pub fn parse_segment(bytes: &[u8]) -> Result<(Vec<RecordView<'_>>, usize)> {
 /// storing a segment needs: its records are looked at one by one); returns how many frames
 /// were damaged or cut short (skipped). An error of `f` ends the walk and is returned.
 pub fn each_record<'a>(bytes: &'a [u8], mut f: impl FnMut(RecordView<'a>) -> Result<()>) -> Result<usize> {
-    let Some(mut rest) = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()) else {
+    let Some(mut rest) = segment_body(bytes) else {
         return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
     };
     let mut schemas = Vec::new();
@@ -1117,8 +1145,8 @@ mod tests {
         // zstd's blocks (form 4) and LZ4's (form 5) alike.
         blocks_of(BlockWriter::new().unwrap(), BLOCK);
         blocks_of(BlockWriter::fast(), BLOCK_LZ4);
-        // One segment may hold both (a segment stored before the writer made LZ4 blocks,
-        // read beside new ones): each read with its own codec, in order.
+        // One segment may hold both (a stored body: the writer's LZ4 blocks beside the zstd
+        // blocks its plain runs were compressed into): each read with its own codec, in order.
         let mut seg = new_segment();
         BlockWriter::new().unwrap().append(&frames(0, 20), &mut seg).unwrap();
         BlockWriter::fast().append(&frames(20, 20), &mut seg).unwrap();
@@ -1154,8 +1182,11 @@ mod tests {
         assert_eq!(expand_segment(&seg).unwrap(), (std::borrow::Cow::Owned(plain.clone()), 0));
         let want: Vec<String> = (0..20).map(|i| format!("req_{i}")).chain(["req_1".into()]).chain((20..40).map(|i| format!("req_{i}"))).collect();
         assert_eq!(ids(&seg), (want.clone(), 0));
-        // A segment without blocks is read in place.
+        // A segment without blocks is read in place; one from before LZ4 blocks (`VPL1`) too.
         assert!(matches!(expand_segment(&plain).unwrap(), (std::borrow::Cow::Borrowed(_), 0)));
+        let mut old = seg.clone();
+        old[..4].copy_from_slice(SEGMENT_MAGIC_V1);
+        assert_eq!(ids(&old), (want.clone(), 0));
         // A flipped byte in the second block's data: that block is lost and counted, the rest read.
         let mut bad = seg.clone();
         let last = bad.len() - 2;
@@ -1166,12 +1197,18 @@ mod tests {
         assert_eq!(ids(&seg[..second + 2]), (want[..21].to_vec(), 1), "a cut length is a cut frame");
         // A block whose CRC is right but whose stated length is wrong, whose data is cut
         // short, or is not of its codec: lost and counted (never inflated past what it claims).
-        let edits: [fn(&mut Vec<u8>); 3] = [
+        let edits: [fn(&mut Vec<u8>); 4] = [
             |p| p[1] ^= 1,
             |p| p.truncate(p.len() - 3),
             |p| {
                 p.truncate(9);
                 p.extend([0xff; 40]);
+            },
+            // For LZ4: a match 65,535 bytes back at the start of the content.
+            |p| {
+                p.truncate(9);
+                p.extend([0x0f, 0xff, 0xff, 0x00]);
+                p.extend([0; 40]);
             },
         ];
         for edit in edits {
@@ -1198,7 +1235,7 @@ mod tests {
 
     #[test]
     fn frames_that_do_not_compress_are_written_as_they_are() {
-        // One record of 4,000 random integers: zstd cannot shrink it.
+        // One record of 4,000 random integers: neither zstd nor LZ4 can shrink it.
         let mut r = record();
         r.rows = 4000;
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -1393,9 +1430,14 @@ mod tests {
 
     #[test]
     fn runs_of_plain_records_are_compressed_and_blocks_and_schemas_kept() {
+        // The gateway's writer's blocks are LZ4's; before 2026-12-01 they were zstd's.
+        runs_around(BlockWriter::fast());
+        runs_around(BlockWriter::new().unwrap());
+    }
+
+    fn runs_around(mut w: BlockWriter) {
         // A segment as a writer leaves it when only some rounds were compressed: plain
         // records, a schema frame, more plain records, a block, plain records, a cut frame.
-        let mut w = BlockWriter::new().unwrap();
         let schema = schema_frame(7, b"not read here");
         let mut seg = new_segment();
         seg.extend(frames(1000, 40));
@@ -1444,5 +1486,14 @@ mod tests {
         let noisy = [SEGMENT_MAGIC.as_slice(), &noise].concat();
         assert_eq!(compress_runs(&noisy, 1 << 20).unwrap(), noisy);
         assert!(compress_runs(b"nope", 1).is_err());
+        // What a run is compressed into when stored: zstd (form 4), whichever the writer's are.
+        let mut rest = &out[SEGMENT_MAGIC.len()..];
+        let mut forms = Vec::new();
+        while let Some(len) = rest.get(..4).map(|h| 8 + u32::from_le_bytes(h.try_into().unwrap()) as usize) {
+            let Some(f) = rest.get(..len) else { break };
+            forms.push(f[8]);
+            rest = &rest[len..];
+        }
+        assert_eq!(forms, [BLOCK, BLOCK, SCHEMA, BLOCK, BLOCK, block[8], BLOCK, BLOCK]);
     }
 }

@@ -10,8 +10,10 @@
 //! records compressed together as LZ4 blocks when they are 32 KiB or more (a large record
 //! is compressed on its request thread instead while the writer is behind). On this VM the log's tail at 100 rows came
 //! from the bytes it wrote (the host takes CPU time from the guest for its disk work), so
-//! the spool writes fewer: 100-row records of clinical-like values take about 40% of their
-//! bytes, a repeated test body about 15%, noise about 90%; stored segments keep these blocks.
+//! the spool writes fewer: 100-row records of clinical-like values take about 55–65% of
+//! their bytes, noise all of them (it is left plain); stored segments keep these blocks. (They
+//! were zstd blocks until 2026-12-01, at about 40% and 90%: LZ4 costs half the CPU time to
+//! write and a quarter to read back here, see [`predwire`]'s form `5`.)
 //! About every
 //! [`SYNC_EVERY`] a syncer thread flushes them to disk (`fdatasync`, which can take
 //! milliseconds: the writer never waits for it), and a segment old or large enough is sealed
@@ -325,7 +327,7 @@ impl Encoder {
 
     /// The record to hand over: the frame itself, or when `compress` and for one of at least
     /// [`COMPRESS_ALONE`] bytes, the frame compressed as a block of its own (the frame as it
-    /// is if that is not smaller, or if compression cannot start).
+    /// is if that is not smaller).
     fn compress_large(&mut self, compress: bool) -> &[u8] {
         if !compress || self.frame.len() < COMPRESS_ALONE {
             return &self.frame;
@@ -1083,7 +1085,7 @@ impl BackgroundLog {
 
     /// Writes a round that is large or old enough, and seals (syncs and hands to the shipper)
     /// a segment old or large enough. Once nothing has come for [`BACKGROUND_IDLE`], lets go
-    /// of the compressor and the round's buffer (about 1.5 MB, for shadows that have stopped).
+    /// of the compressor and the round's buffer (a few hundred KiB, for shadows that have stopped).
     pub(crate) fn tick(&mut self) {
         if self.round.len() >= COMPRESS_ROUND || (!self.round.is_empty() && self.round_since.elapsed() >= BACKGROUND_ROUND) {
             self.flush();
@@ -2316,7 +2318,7 @@ mod tests {
         let wide = Owned { inputs: vec![("X".into(), Tensor::new(vec![1, MAX_SCHEMA_FEATURES + 1], Data::F32(vec![0.5; MAX_SCHEMA_FEATURES + 1])).unwrap())], ..wide };
         write_record(&job(&wide), &mut enc).unwrap();
         batch.extend_from_slice(&enc.frame);
-        let mut blocks = (predwire::BlockWriter::new().unwrap(), Vec::new());
+        let mut blocks = (predwire::BlockWriter::fast(), Vec::new());
         let mut open = None;
         writer.write_frames(&mut open, &batch, Some(&mut blocks));
         if let Some(o) = open.take() {

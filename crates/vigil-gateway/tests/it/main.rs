@@ -875,7 +875,7 @@ fn a_segment_left_by_a_crash_is_shipped_once_up_to_its_last_whole_frame() {
             vigil_core::predwire::encode_record(&r, &mut frame);
             frame
         };
-        let mut blocks = vigil_core::predwire::BlockWriter::new().unwrap();
+        let mut blocks = vigil_core::predwire::BlockWriter::fast();
         let mut seg = vigil_core::predwire::new_segment();
         let run: Vec<u8> = [named("req_crash3"), named("req_crash4"), named("req_crash5")].concat();
         assert_eq!(blocks.append(&run, &mut seg).unwrap(), vigil_core::predwire::Written::Block);
