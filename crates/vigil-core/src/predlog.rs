@@ -943,12 +943,18 @@ mod tests {
             assert_eq!((p.records, p.damaged), (50, 1));
             assert_eq!(decompress(&p.body).unwrap(), seg);
         }
-        // A segment from before LZ4 blocks (its magic `VPL1`) is read as it was.
+        // A segment from before LZ4 blocks (its magic `VPL1`) is read as it was, plain or
+        // with the zstd blocks its writer made then (stored with its blocks kept).
         let mut old = seg.clone();
         old[..4].copy_from_slice(b"VPL1");
         let p = Registry::prepare_prediction_segment("s", "gw", &old).unwrap();
         assert_eq!((p.records, p.damaged), (50, 0));
         assert_eq!(decompress(&p.body).unwrap(), old);
+        predwire::BlockWriter::new().unwrap().append(&frames, &mut old).unwrap();
+        let p = Registry::prepare_prediction_segment("s", "gw", &old).unwrap();
+        assert_eq!((p.records, p.damaged), (80, 0));
+        assert!(p.body.starts_with(BLOCKS_MAGIC) && p.body.ends_with(&old[seg.len()..]));
+        assert_eq!(decompress(&p.body).unwrap(), [seg.as_slice(), frames.as_slice()].concat());
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! from the bytes it wrote (the host takes CPU time from the guest for its disk work), so
 //! the spool writes fewer: 100-row records of clinical-like values take about 55–65% of
 //! their bytes, noise all of them (it is left plain); stored segments keep these blocks. (They
-//! were zstd blocks until 2026-12-01, at about 40% and 90%: LZ4 costs half the CPU time to
-//! write and a quarter to read back here, see [`predwire`]'s form `5`.)
+//! were zstd blocks until 2026-12-01, at 41–51% and 93%: LZ4 takes 40–70% of the CPU time to
+//! write and a quarter to a third to read back here, see [`predwire`]'s form `5`.)
 //! About every
 //! [`SYNC_EVERY`] a syncer thread flushes them to disk (`fdatasync`, which can take
 //! milliseconds: the writer never waits for it), and a segment old or large enough is sealed
@@ -2311,6 +2311,7 @@ mod tests {
             let plain = enc.frame.len();
             let block = enc.compress_large(true).to_vec();
             assert!(predwire::is_block(&block) && block.len() < plain, "{} of {plain}", block.len());
+            assert_eq!(block[8], 5, "a request thread's blocks are LZ4's (form 5)");
             assert_eq!(predwire::frame_schema(&block), id);
             batch.extend_from_slice(&block);
         }
