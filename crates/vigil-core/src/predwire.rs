@@ -1135,6 +1135,18 @@ mod tests {
         out
     }
 
+    /// The form byte of each whole frame of a segment, in order (a cut frame at the end left out).
+    fn forms(seg: &[u8]) -> Vec<u8> {
+        let mut rest = &seg[SEGMENT_MAGIC.len()..];
+        std::iter::from_fn(|| {
+            let len = 8 + u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let f = rest.get(..len)?;
+            rest = &rest[len..];
+            Some(f[8])
+        })
+        .collect()
+    }
+
     fn ids(seg: &[u8]) -> (Vec<String>, usize) {
         let (plain, lost) = expand_segment(seg).unwrap();
         let (views, damaged) = parse_segment(&plain).unwrap();
@@ -1152,17 +1164,7 @@ mod tests {
         BlockWriter::new().unwrap().append(&frames(0, 20), &mut seg).unwrap();
         BlockWriter::fast().append(&frames(20, 20), &mut seg).unwrap();
         BlockWriter::new().unwrap().append(&frames(40, 20), &mut seg).unwrap();
-        let forms: Vec<u8> = {
-            let mut rest = &seg[4..];
-            std::iter::from_fn(|| {
-                let len = 8 + u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-                let f = rest.get(..len)?;
-                rest = &rest[len..];
-                Some(f[8])
-            })
-            .collect()
-        };
-        assert_eq!(forms, [BLOCK, BLOCK_LZ4, BLOCK]);
+        assert_eq!(forms(&seg), [BLOCK, BLOCK_LZ4, BLOCK]);
         assert_eq!(ids(&seg), ((0..60).map(|i| format!("req_{i}")).collect(), 0));
         assert_eq!(expand_segment(&seg).unwrap().0.as_ref(), [SEGMENT_MAGIC.as_slice(), &frames(0, 60)].concat().as_slice());
     }
@@ -1524,13 +1526,6 @@ mod tests {
         assert_eq!(compress_runs(&noisy, 1 << 20).unwrap(), noisy);
         assert!(compress_runs(b"nope", 1).is_err());
         // What a run is compressed into when stored: zstd (form 4), whichever the writer's are.
-        let mut rest = &out[SEGMENT_MAGIC.len()..];
-        let mut forms = Vec::new();
-        while let Some(len) = rest.get(..4).map(|h| 8 + u32::from_le_bytes(h.try_into().unwrap()) as usize) {
-            let Some(f) = rest.get(..len) else { break };
-            forms.push(f[8]);
-            rest = &rest[len..];
-        }
-        assert_eq!(forms, [BLOCK, BLOCK, SCHEMA, BLOCK, BLOCK, block[8], BLOCK, BLOCK]);
+        assert_eq!(forms(&out), [BLOCK, BLOCK, SCHEMA, BLOCK, BLOCK, block[8], BLOCK, BLOCK]);
     }
 }
