@@ -26,7 +26,7 @@ use crate::ids::Timestamp;
 use crate::monitor::{Batch, Column};
 use crate::registry::{Attempt, Registry};
 use crate::predwire::{self, RecordView};
-use crate::store::{BatchRecord, IndexEntry, Tx};
+use crate::store::{BatchRecord, IndexEntry, SegmentBody, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -145,13 +145,24 @@ pub struct PreparedSegment {
     instance: String,
     records: usize,
     damaged: usize,
+    /// The body to store in the database (empty when `file` is kept instead).
     body: Vec<u8>,
+    /// The sealed spool file to keep as the body, where the store keeps such files (see
+    /// [`Registry::prepare_spooled_segment`]).
+    file: Option<SpooledFile>,
     /// The first and last time-ordered request id the segment covers (see [`Range`]).
     covers: Option<(String, String)>,
     /// Per record the segment does not cover, or that has a caller's id: request id, role,
     /// version id, caller's id.
     index: Vec<(String, &'static str, String, Option<String>)>,
     groups: Vec<PreparedGroup>,
+}
+
+/// A sealed spool file kept as a segment's body: where it is, its length and CRC-32.
+struct SpooledFile {
+    path: std::path::PathBuf,
+    len: u64,
+    crc32: u32,
 }
 
 /// One version's records of a prepared segment.
@@ -422,6 +433,12 @@ const BODY_MAGIC: &[u8; 4] = b"VPZ1";
 /// same.)
 const BLOCKS_MAGIC: &[u8; 4] = b"VPB1";
 
+/// The smallest sealed spool file kept as a segment's body
+/// ([`Registry::prepare_spooled_segment`]): a quiet gateway seals a segment of a few records
+/// every second, and a file of its own would take a file-system block and an inode for
+/// them; such segments go into the database, compressed.
+pub const KEEP_FILE_BYTES: usize = 64 << 10;
+
 /// The most bytes of plain records a stored segment's block holds (as the gateway's writer
 /// makes them): a block is read all or nothing.
 const RUN_BYTES: usize = 256 << 10;
@@ -435,6 +452,10 @@ fn compress(segment: &[u8]) -> Result<Vec<u8>> {
 /// The segment bytes of a stored body, in the plain forms (blocks expanded).
 pub(crate) fn decompress(body: &[u8]) -> Result<Vec<u8>> {
     let corrupt = || Error::new(ErrorCode::IntegrityViolation, "a stored prediction log segment is not readable");
+    if predwire::is_segment(body) {
+        // A sealed spool file kept as it was written (see `Registry::prepare_spooled_segment`).
+        return predwire::expand_segment(body).map(|(plain, _)| plain.into_owned()).map_err(|_| corrupt());
+    }
     if let Some(spooled) = body.strip_prefix(BLOCKS_MAGIC.as_slice()) {
         // Blocks were checked when the segment was stored; one damaged since is skipped as
         // the frames of a plain segment are.
@@ -460,7 +481,7 @@ impl Registry {
         }
         // Records from elsewhere get an index row each, whatever their ids look like: a
         // request id replayed in another segment is refused.
-        self.store_prediction_segment(&Self::prepare(segment_id, instance, &seg, false)?)
+        self.store_prediction_segment(&Self::prepare(segment_id, instance, &seg, false, None)?)
     }
 
     /// Stores a sealed spool segment of the gateway (its bytes as the spool wrote them, in
@@ -481,14 +502,30 @@ impl Registry {
     /// ([`Registry::store_prediction_segment`]) where it may not (it holds locks other
     /// writers wait for).
     pub fn prepare_prediction_segment(segment_id: &str, instance: &str, bytes: &[u8]) -> Result<PreparedSegment> {
-        Self::prepare(segment_id, instance, bytes, true)
+        Self::prepare(segment_id, instance, bytes, true, None)
+    }
+
+    /// Like [`Registry::prepare_prediction_segment`] for a sealed spool file (`bytes` are its
+    /// contents) that is to be kept as the segment's body: nothing is compressed, and the store
+    /// keeps the file itself (see [`Registry::keeps_segment_files`]; the embedded store links
+    /// it into its data directory), so the body is not written again. The file must not change
+    /// until the segment is stored. A segment under [`KEEP_FILE_BYTES`] is prepared as by
+    /// [`Registry::prepare_prediction_segment`] instead.
+    pub fn prepare_spooled_segment(segment_id: &str, instance: &str, bytes: &[u8], path: &std::path::Path) -> Result<PreparedSegment> {
+        Self::prepare(segment_id, instance, bytes, true, (bytes.len() >= KEEP_FILE_BYTES).then_some(path))
+    }
+
+    /// Whether this registry's store keeps sealed spool files as segment bodies (see
+    /// [`Registry::prepare_spooled_segment`]); if not, bodies are compressed into the database.
+    pub fn keeps_segment_files(&self) -> bool {
+        self.store.keeps_segment_files()
     }
 
     /// Prepares a segment; `cover`: records with the gateway's time-ordered request ids are
     /// found through the segment's covered range (see [`Range`]) rather than index rows.
     /// Only the gateway's own segments are covered: its request ids are new UUIDv7s, unique
     /// by construction, and a segment shipped twice is stored once by its id.
-    fn prepare(segment_id: &str, instance: &str, bytes: &[u8], cover: bool) -> Result<PreparedSegment> {
+    fn prepare(segment_id: &str, instance: &str, bytes: &[u8], cover: bool, file: Option<&std::path::Path>) -> Result<PreparedSegment> {
         if segment_id.is_empty() || segment_id.len() > 128 || instance.len() > 128 {
             return Err(Error::new(ErrorCode::InvalidManifest, "segment and instance ids are at most 128 characters"));
         }
@@ -537,7 +574,9 @@ impl Registry {
                 Ok(())
             })?;
         }
+        let file = file.map(|path| SpooledFile { path: path.to_owned(), len: bytes.len() as u64, crc32: crc32fast::hash(bytes) });
         let body = match plain {
+            _ if file.is_some() => Vec::new(),
             std::borrow::Cow::Borrowed(_) => compress(bytes)?,
             // Its blocks kept, the rounds the writer left plain compressed here.
             std::borrow::Cow::Owned(_) => {
@@ -551,7 +590,7 @@ impl Registry {
             .map(|(version_id, g)| PreparedGroup { version_id: version_id.to_owned(), records: g.records, live: g.live, failed: g.failed, monitored: g.kinds.map(Kinds::finish) })
             .collect();
         let covers = covers.map(|(a, b)| (a.to_owned(), b.to_owned()));
-        Ok(PreparedSegment { segment_id: segment_id.to_owned(), instance: instance.to_owned(), records, damaged, body, covers, index, groups })
+        Ok(PreparedSegment { segment_id: segment_id.to_owned(), instance: instance.to_owned(), records, damaged, body, file, covers, index, groups })
     }
 
     /// Stores a prepared segment in one transaction: the compressed body with its covered
@@ -563,7 +602,11 @@ impl Registry {
         self.write(|tx| {
             let now = self.clock.now();
             let covers = p.covers.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
-            if !tx.insert_prediction_segment(segment_id, instance, p.records as i64, now, &p.body, covers)? {
+            let body = match &p.file {
+                Some(f) => SegmentBody::File { path: &f.path, len: f.len, crc32: f.crc32 },
+                None => SegmentBody::Inline(&p.body),
+            };
+            if !tx.insert_prediction_segment(segment_id, instance, p.records as i64, now, body, covers)? {
                 return Ok(SegmentOutcome { duplicate: true, ..SegmentOutcome::default() });
             }
             let mut out = SegmentOutcome { records: p.records, damaged: p.damaged, ..SegmentOutcome::default() };
@@ -884,7 +927,7 @@ mod tests {
         // Covered records need no index row; others (and records with a caller's id) do.
         let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
         assert_eq!(p.index.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["req_000001"]);
-        assert_eq!(Registry::prepare("s", "gw", &seg, false).unwrap().index.len(), 4, "records from elsewhere are all indexed");
+        assert_eq!(Registry::prepare("s", "gw", &seg, false, None).unwrap().index.len(), 4, "records from elsewhere are all indexed");
         // Every id a range covers lies at or before the bound a lookup scans to.
         for id in &ids[..2] {
             assert!(covering_until(id).unwrap().as_str() >= ids[3].as_str());
@@ -937,6 +980,16 @@ mod tests {
             assert!(p.body.ends_with(&spooled[seg.len()..]));
             assert!(p.body.len() < BLOCKS_MAGIC.len() + (spooled.len() - seg.len()) + seg.len() / 2, "{} of {}", p.body.len(), spooled.len());
             assert_eq!(decompress(&p.body).unwrap(), [seg.as_slice(), frames.as_slice()].concat());
+            // Kept as the sealed file itself (the embedded store's way), the same segment reads
+            // back the same; a small one is compressed into the database instead.
+            let big: Vec<u8> = spooled.iter().copied().chain(std::iter::repeat_n(frames.clone(), 2000).flatten()).collect();
+            let file = std::path::Path::new("/spool/ready-s.vpl");
+            let kept = Registry::prepare_spooled_segment("s", "gw", &big, file).unwrap();
+            let f = kept.file.as_ref().expect("kept as a file");
+            assert_eq!((kept.records, kept.body.is_empty(), f.path.as_path(), f.len, f.crc32), (80 + 60_000, true, file, big.len() as u64, crc32fast::hash(&big)));
+            assert_eq!(decompress(&spooled).unwrap(), [seg.as_slice(), frames.as_slice()].concat());
+            let small = Registry::prepare_spooled_segment("s", "gw", &spooled, file).unwrap();
+            assert!(small.file.is_none() && small.body.starts_with(BLOCKS_MAGIC));
             let last = spooled.len() - 1;
             spooled[last] ^= 1;
             let p = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap();

@@ -65,6 +65,11 @@ pub const SEGMENT_MAGIC: &[u8; 4] = b"VPL2";
 /// segments of 8c793a3, the one commit that wrote LZ4 blocks under `VPL1`: read alike).
 const SEGMENT_MAGIC_V1: &[u8; 4] = b"VPL1";
 
+/// Whether `bytes` begin as a segment (either version's magic).
+pub fn is_segment(bytes: &[u8]) -> bool {
+    segment_body(bytes).is_some()
+}
+
 /// A segment's frames (after its magic, either version's), or `None` if it is not a segment.
 fn segment_body(bytes: &[u8]) -> Option<&[u8]> {
     bytes.strip_prefix(SEGMENT_MAGIC.as_slice()).or_else(|| bytes.strip_prefix(SEGMENT_MAGIC_V1.as_slice()))

@@ -48,6 +48,29 @@ pub trait Store: Send + Sync {
     fn pool_stats(&self) -> (usize, usize) {
         (0, 0)
     }
+    /// Whether [`SegmentBody::File`] bodies are kept as files (the embedded store, in its
+    /// data directory) rather than copied into the database.
+    fn keeps_segment_files(&self) -> bool {
+        false
+    }
+}
+
+/// A prediction-log segment's body as it is handed to the store.
+#[derive(Debug, Clone, Copy)]
+pub enum SegmentBody<'a> {
+    /// Bytes to keep in the database (compressed, see `predlog`).
+    Inline(&'a [u8]),
+    /// A sealed spool file, kept as it is: a store that keeps segment files links it into
+    /// its own directory (a copy where a link cannot be made) with its length and CRC-32 in
+    /// the row; any other store keeps its bytes in the database. The file must not change.
+    File {
+        /// The sealed file.
+        path: &'a std::path::Path,
+        /// Its length in bytes.
+        len: u64,
+        /// Its CRC-32 (IEEE).
+        crc32: u32,
+    },
 }
 
 /// Filter for listing promotion requests.
@@ -281,17 +304,20 @@ pub trait Tx {
     /// The newest baseline's features and whether each is numeric, without reading the
     /// profiles (`None` if the version has no baseline).
     fn baseline_kinds(&mut self, model_version_id: &str) -> Result<Option<Vec<(String, bool)>>>;
-    /// Records a prediction-log segment with its (compressed) body and the range (first, last)
-    /// of the time-ordered request ids it covers, if any; `false` if that segment id was
-    /// recorded before.
-    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: &[u8], covers: Option<(&str, &str)>) -> Result<bool>;
+    /// Records a prediction-log segment with its body and the range (first, last) of the
+    /// time-ordered request ids it covers, if any; `false` if that segment id was recorded
+    /// before (a file body is then not taken). A file body is taken only if the transaction
+    /// commits.
+    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: SegmentBody<'_>, covers: Option<(&str, &str)>) -> Result<bool>;
     /// Indexes records by request id (unique with role and version) and caller id.
     fn insert_prediction_index(&mut self, segment_id: &str, entries: &[IndexEntry<'_>]) -> Result<()>;
     /// The ids of the segments that may hold a request id or a caller's id, in id order: those
     /// with an index entry for it and, given `last_until`, those whose covered range holds `id`
     /// and ends no later than `last_until`.
     fn prediction_segment_ids_for(&mut self, id: &str, last_until: Option<&str>) -> Result<Vec<String>>;
-    /// A segment's (compressed) body; `None` if there is no such segment or it has no body.
+    /// A segment's body as it was stored (a file body read back and checked against its
+    /// length and CRC-32: `IntegrityViolation` if it is missing or differs); `None` if there
+    /// is no such segment or it has no body.
     fn prediction_segment_body(&mut self, segment_id: &str) -> Result<Option<Vec<u8>>>;
     /// Records stored one per row before segments were stored whole (schema 8), by the
     /// gateway's request id or the caller's id.

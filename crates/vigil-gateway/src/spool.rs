@@ -24,7 +24,11 @@
 //! decoding, checks; compressing a segment the writer left plain); the shipper, at nice 10, runs the transaction
 //! ([`vigil_core::registry::Registry::store_prediction_segment`], idempotent by segment id),
 //! which holds locks other writers of the registry wait for and so never runs at idle
-//! priority, and then deletes the file. When the preparer falls behind (the spool holds
+//! priority, and then deletes the file. On the embedded store a segment of 64 KiB or more is
+//! stored as the sealed file itself ([`vigil_core::registry::Registry::prepare_spooled_segment`]:
+//! the store links it into the data directory in the transaction; deleting the spool's name
+//! leaves it there): nothing compresses it again, and its bytes are not written a second and
+//! third time (SQLite's write-ahead log, then its database file). When the preparer falls behind (the spool holds
 //! 64 MiB, or a segment waited 30 s: sustained load) the shipper prepares segments itself.
 //! While the registry cannot be reached, sealed segments wait on disk and are shipped, in
 //! order, once it can.
@@ -547,7 +551,7 @@ impl Spool {
         let sync_alive = sync_tx.clone();
         let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
         let writer = std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
-        let preparer = Preparer { instance: instance.clone(), shared: prepared.clone() };
+        let preparer = Preparer { instance: instance.clone(), shared: prepared.clone(), keep_files: registry.keeps_segment_files() };
         let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared, _lock: lock };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
         std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
@@ -1211,6 +1215,19 @@ const KEEP_READ_FOR: Duration = Duration::from_secs(10);
 struct Preparer {
     instance: String,
     shared: Arc<PreparedSegments>,
+    /// Whether the registry keeps the sealed files as the stored bodies ([`prepare`]).
+    keep_files: bool,
+}
+
+/// Prepares a sealed segment (`bytes`: the file at `path`) for the registry: to be kept as
+/// the file itself where the registry keeps such files (the embedded store: written to disk
+/// once, never copied into the database), else compressed into the database.
+fn prepare(name: &str, instance: &str, bytes: &[u8], path: &Path, keep_file: bool) -> vigil_core::Result<vigil_core::predlog::PreparedSegment> {
+    if keep_file {
+        Registry::prepare_spooled_segment(segment_id(name), instance, bytes, path)
+    } else {
+        Registry::prepare_prediction_segment(segment_id(name), instance, bytes)
+    }
 }
 
 impl Preparer {
@@ -1243,7 +1260,7 @@ impl Preparer {
                 if File::open(&path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf)).is_err() {
                     continue;
                 }
-                let prepared = Registry::prepare_prediction_segment(segment_id(&name), &self.instance, &buf);
+                let prepared = prepare(&name, &self.instance, &buf, &path, self.keep_files);
                 if buf.capacity() > KEEP_READ {
                     buf = Vec::new();
                 }
@@ -1328,7 +1345,7 @@ impl Shipper {
                     // the preparer has gone past it (it sealed late, or its store failed).
                     None if !(last || behind || others || waited(path) >= catch_up::OLDEST) => break,
                     None => match std::fs::read(path) {
-                        Ok(bytes) => Registry::prepare_prediction_segment(segment_id(name), &self.instance, &bytes),
+                        Ok(bytes) => prepare(name, &self.instance, &bytes, path, self.registry.keeps_segment_files()),
                         Err(_) => {
                             failed = true;
                             break;

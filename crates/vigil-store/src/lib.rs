@@ -24,6 +24,10 @@ use vigil_core::{Error, ErrorCode, Result};
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "vigil.db";
 
+/// The directory inside a data directory where the gateway's sealed prediction-log segments
+/// are kept as the stored bodies (one file per segment, `SEGMENT_ID.vpl`, named in its row).
+pub const SEGMENT_DIR: &str = "predictions";
+
 /// Where a store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -52,7 +56,7 @@ pub fn open_sqlite(dir: &Path) -> Result<Arc<tx::SqlStore>> {
         .map_err(|e| Error::storage(format!("cannot create data directory {}: {e}", dir.display())))?;
     let path = dir.join(DB_FILE);
     let factory = move || sqlite::SqliteConn::open(&path, true).map(|c| Box::new(c) as Box<dyn sql::Conn>);
-    tx::SqlStore::new("sqlite", Box::new(factory)).map(Arc::new)
+    tx::SqlStore::new("sqlite", Box::new(factory)).map(|s| Arc::new(s.with_segment_dir(dir.join(SEGMENT_DIR))))
 }
 
 /// Connects to PostgreSQL and applies migrations.

@@ -17,7 +17,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "prediction log, online features", V8),
     (9, "prediction log segments stored whole (compressed), with a slim index per record", V9),
     (10, "prediction log segments indexed by the range of the time-ordered request ids they hold", V10),
+    (11, "prediction log segment bodies kept as files beside the embedded database", V11),
 ];
+
+/// A segment's body may be a file in the data directory (`predictions/NAME`) instead of
+/// `body`: its name, length and CRC-32 (see `SqlStore`'s segment directory).
+const V11: &str = r#"
+ALTER TABLE prediction_segments ADD COLUMN body_file TEXT;
+ALTER TABLE prediction_segments ADD COLUMN body_len BIGINT;
+ALTER TABLE prediction_segments ADD COLUMN body_crc32 BIGINT;
+"#;
 
 const V10: &str = r#"
 ALTER TABLE prediction_segments ADD COLUMN first_request_id TEXT;

@@ -24,6 +24,18 @@ impl From<Vec<u8>> for Param {
     }
 }
 
+impl From<Option<Vec<u8>>> for Param {
+    fn from(b: Option<Vec<u8>>) -> Self {
+        Param::Bytes(b)
+    }
+}
+
+impl From<Option<i64>> for Param {
+    fn from(n: Option<i64>) -> Self {
+        Param::Int(n)
+    }
+}
+
 impl From<&str> for Param {
     fn from(s: &str) -> Self {
         Param::Text(Some(s.to_owned()))

@@ -15,7 +15,7 @@ use vigil_core::card::ModelCard;
 use vigil_core::ids::{ModelName, Sha256Digest, Timestamp, UserId};
 use vigil_core::model::{Lineage, Metrics, ModelType, ModelVersion, RegisteredModel, Stage, StageTransition, VersionContent};
 use vigil_core::semver::Version;
-use vigil_core::store::{AlertRecord, AuditQuery, BaselineRecord, BatchRecord, ReportRecord, RequestFilter, Store, StoredBaseline, Tx, TxMode};
+use vigil_core::store::{AlertRecord, AuditQuery, BaselineRecord, BatchRecord, ReportRecord, RequestFilter, SegmentBody, Store, StoredBaseline, Tx, TxMode};
 use vigil_core::session::ApiToken;
 use vigil_core::store::RunsData;
 use vigil_core::tracking::{Experiment, Lifecycle, Metric, MetricPoint, RunInfo, RunQuery, ViewType};
@@ -37,6 +37,9 @@ pub struct SqlStore {
     /// SQLite's busy handler, which polls with sleeps of up to 100 ms under contention.
     /// (Other processes still meet SQLite's own lock; correctness never depends on this.)
     write_gate: Mutex<()>,
+    /// Where sealed prediction-log segments are kept as bodies (the embedded store's data
+    /// directory); `None`: bodies are kept in the database.
+    segment_dir: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn db(e: DbError) -> Error {
@@ -56,6 +59,46 @@ fn on_unique(code: ErrorCode, msg: &str) -> impl Fn(DbError) -> Error + '_ {
     }
 }
 
+/// Whether a segment id can name a file: only ASCII letters, digits, `-` and `_`, at most 128.
+fn is_file_safe(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A segment's file name in the segment directory, in a directory per day it was stored
+/// (`2026-12-01/seg_….vpl`: a busy gateway stores a few segments a second); `None` for an id
+/// that cannot name a file.
+fn segment_file_name(id: &str, at: Timestamp) -> Option<String> {
+    let day = at.to_rfc3339();
+    let day = day.get(..10).filter(|d| d.bytes().all(|b| b.is_ascii_digit() || b == b'-'))?;
+    is_file_safe(id).then(|| format!("{day}/{id}.vpl"))
+}
+
+/// Whether a stored file name is one [`segment_file_name`] makes for this segment id.
+fn is_segment_file_name(name: &str, id: &str) -> bool {
+    let Some((day, file)) = name.split_once('/') else { return false };
+    is_file_safe(id) && day.len() == 10 && day.bytes().all(|b| b.is_ascii_digit() || b == b'-') && file.strip_suffix(".vpl") == Some(id)
+}
+
+/// Puts a sealed segment file into the segment directory as `name`: a hard link (no byte is
+/// written again), or a copy where the two are on different file systems, made under a
+/// temporary name, synced and renamed over any file of that name (left by a transaction
+/// that did not commit); the directory is synced. Returns the kept path.
+fn keep_segment_file(dir: &std::path::Path, name: &str, from: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let to = dir.join(name);
+    let dir = to.parent().unwrap_or(dir);
+    std::fs::create_dir_all(dir)?;
+    let tmp = to.with_extension("vpl.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(from, &tmp).is_err() {
+        std::fs::copy(from, &tmp)?;
+    }
+    // (A sealed segment was synced when sealed: this finds nothing left to write.)
+    std::fs::File::open(&tmp)?.sync_data()?;
+    std::fs::rename(&tmp, &to)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(to)
+}
+
 pub(crate) fn corrupt(what: &str) -> Error {
     Error::new(ErrorCode::IntegrityViolation, format!("stored {what} is not valid"))
 }
@@ -63,9 +106,17 @@ pub(crate) fn corrupt(what: &str) -> Error {
 impl SqlStore {
     /// Builds a store from a connection factory, applying pending migrations.
     pub(crate) fn new(backend: &'static str, factory: Factory) -> Result<Self> {
-        let store = SqlStore { backend, factory, idle: Mutex::new(Vec::new()), live: Default::default(), write_gate: Mutex::new(()) };
+        let store = SqlStore { backend, factory, idle: Mutex::new(Vec::new()), live: Default::default(), write_gate: Mutex::new(()), segment_dir: None };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Keeps sealed prediction-log segments as files in `dir` (created when the first one
+    /// comes) instead of copying their bytes into the database: written once, not into the
+    /// write-ahead log and again into the database file.
+    pub(crate) fn with_segment_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.segment_dir = Some(dir);
+        self
     }
 
     fn checkout(&self) -> Result<Box<dyn Conn>> {
@@ -192,11 +243,15 @@ impl Store for SqlStore {
             (false, TxMode::Read) => "BEGIN",
         };
         c.batch(begin).map_err(db)?;
-        Ok(Box::new(SqlTx { store: self, conn: Some(c), audit: Vec::new(), mode, _gate: gate }))
+        Ok(Box::new(SqlTx { store: self, conn: Some(c), audit: Vec::new(), mode, kept: Vec::new(), _gate: gate }))
     }
 
     fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    fn keeps_segment_files(&self) -> bool {
+        self.segment_dir.is_some()
     }
 
     fn optimize(&self) -> Result<()> {
@@ -220,6 +275,8 @@ struct SqlTx<'a> {
     conn: Option<Box<dyn Conn>>,
     audit: Vec<AuditEvent>,
     mode: TxMode,
+    /// Segment files this transaction put in the segment directory: removed unless it commits.
+    kept: Vec<std::path::PathBuf>,
     /// Held until commit or rollback (declared last: released after the connection is back).
     _gate: Option<WriteGate<'a>>,
 }
@@ -239,6 +296,11 @@ impl Drop for WriteGate<'_> {
 
 impl Drop for SqlTx<'_> {
     fn drop(&mut self) {
+        // Not committed: no row names these files (each was put there only after its row
+        // was inserted, so none is a file an earlier transaction stored).
+        for path in self.kept.drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
         if let Some(mut c) = self.conn.take() {
             // Not committed: roll back. A connection that cannot roll back is discarded.
             if c.batch("ROLLBACK").is_ok() {
@@ -459,6 +521,7 @@ impl Tx for SqlTx<'_> {
         let mut c = self.conn.take().ok_or_else(|| Error::storage("transaction already finished"))?;
         match c.batch("COMMIT") {
             Ok(()) => {
+                self.kept.clear();
                 self.store.checkin(c);
                 Ok(())
             }
@@ -896,16 +959,33 @@ impl Tx for SqlTx<'_> {
         Ok(Some(kinds.into_iter().map(|mut r| (r.text(0), r.take_bytes(1) == b"n")).collect()))
     }
 
-    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: &[u8], covers: Option<(&str, &str)>) -> Result<bool> {
+    fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: SegmentBody<'_>, covers: Option<(&str, &str)>) -> Result<bool> {
         self.write_check()?;
+        let unreadable = |e: std::io::Error| Error::storage(format!("a sealed prediction log segment could not be read: {}", e.kind()));
+        // (inline bytes, or the file to keep: its name in the segment directory, length, CRC-32)
+        let (inline, file) = match body {
+            SegmentBody::Inline(b) => (Some(b.to_vec()), None),
+            SegmentBody::File { path, len, crc32 } => match (&self.store.segment_dir, segment_file_name(id, at)) {
+                (Some(dir), Some(name)) => (None, Some((dir.clone(), name, path, len, crc32))),
+                _ => (Some(std::fs::read(path).map_err(unreadable)?), None),
+            },
+        };
+        let (name, len, crc) = file.as_ref().map_or((None, None, None), |(_, n, _, l, c)| (Some(n.clone()), Some(*l as i64), Some(i64::from(*c))));
         match self.c().exec(
-            "INSERT INTO prediction_segments (id, instance, records, received_at, body, first_request_id, last_request_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &params![id, instance, records, at.to_rfc3339(), body.to_vec(), covers.map(|c| c.0), covers.map(|c| c.1)],
+            "INSERT INTO prediction_segments (id, instance, records, received_at, body, first_request_id, last_request_id, body_file, body_len, body_crc32) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &params![id, instance, records, at.to_rfc3339(), inline, covers.map(|c| c.0), covers.map(|c| c.1), name, len, crc],
         ) {
-            Ok(_) => Ok(true),
-            Err(DbError::Unique) => Ok(false),
-            Err(e) => Err(db(e)),
+            Ok(_) => {}
+            Err(DbError::Unique) => return Ok(false),
+            Err(e) => return Err(db(e)),
         }
+        // Only now (no earlier row names this file): put it in place, durably, before the commit.
+        if let Some((dir, name, path, _, _)) = file {
+            let kept = keep_segment_file(&dir, &name, path).map_err(|e| Error::storage(format!("a prediction log segment could not be kept in {}: {}", dir.display(), e.kind())))?;
+            self.kept.push(kept);
+        }
+        Ok(true)
     }
 
     fn insert_prediction_index(&mut self, segment_id: &str, entries: &[vigil_core::store::IndexEntry<'_>]) -> Result<()> {
@@ -953,8 +1033,22 @@ impl Tx for SqlTx<'_> {
     }
 
     fn prediction_segment_body(&mut self, segment_id: &str) -> Result<Option<Vec<u8>>> {
-        let rows = self.rows("SELECT body FROM prediction_segments WHERE id = $1 AND body IS NOT NULL", &params![segment_id])?;
-        Ok(rows.into_iter().next().map(|r| r.bytes(0)))
+        let rows = self.rows(
+            "SELECT body, body_file, body_len, body_crc32 FROM prediction_segments WHERE id = $1 AND (body IS NOT NULL OR body_file IS NOT NULL)",
+            &params![segment_id],
+        )?;
+        let Some(mut r) = rows.into_iter().next() else { return Ok(None) };
+        let Some(name) = r.opt_text(1) else { return Ok(Some(r.take_bytes(0))) };
+        let bad = |what: &str| Error::new(ErrorCode::IntegrityViolation, format!("stored prediction log segment {segment_id}: its file {what}"));
+        let dir = self.store.segment_dir.as_ref().ok_or_else(|| bad("is kept in a data directory, and this store has none"))?;
+        if !is_segment_file_name(&name, segment_id) {
+            return Err(bad("has a name that is not its own"));
+        }
+        let bytes = std::fs::read(dir.join(&name)).map_err(|e| bad(if e.kind() == std::io::ErrorKind::NotFound { "is missing" } else { "cannot be read" }))?;
+        if bytes.len() as i64 != r.int(2) || i64::from(crc32fast::hash(&bytes)) != r.int(3) {
+            return Err(bad("differs from what was stored (length or CRC-32)"));
+        }
+        Ok(Some(bytes))
     }
 
     fn legacy_predictions_for_request(&mut self, id: &str) -> Result<Vec<vigil_core::predlog::StoredPrediction>> {

@@ -1215,3 +1215,46 @@ fn records_from_concurrent_requests_are_each_spooled_and_stored_once() {
         assert!(segments >= 10, "{segments} segments");
     }
 }
+
+#[test]
+fn large_sealed_segments_are_kept_as_files_on_the_embedded_store_never_copied_into_it() {
+    for env in envs() {
+        let url = sepsis_gateway(&env, "kept-spool", |c| c.seal_after = Duration::from_millis(500));
+        // 100-row requests of values that hardly compress: the segment sealed is well over
+        // the size kept as a file.
+        let value = |k: usize| ((k * 2_654_435_761) % 10_007) as f64 / 10_007.0 - 0.5;
+        let n = 60;
+        let ids: Vec<String> = (0..n)
+            .map(|i| {
+                let data: Vec<f64> = (0..800).map(|k| value(i * 800 + k)).collect();
+                let body = json!({"inputs": [{"name": "X", "shape": [100, 8], "datatype": "FP32", "data": data}]}).to_string();
+                let (st, out, h) = post_with(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body, &[]);
+                assert_eq!(st, 200, "{out}");
+                header(&h, "x-vigil-request-id")
+            })
+            .collect();
+        wait_stored(&url, n as u64);
+        let kept: Vec<PathBuf> = std::fs::read_dir(env.dir.path().join(vigil_store::SEGMENT_DIR))
+            .map(|days| days.flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap()).map(|f| f.unwrap().path()).collect())
+            .unwrap_or_default();
+        let embedded = env.dir.path().join(vigil_store::DB_FILE).exists();
+        assert_eq!(env.registry.keeps_segment_files(), embedded);
+        if embedded {
+            assert!(!kept.is_empty() && kept.iter().all(|p| p.extension().is_some_and(|e| e == "vpl")), "{kept:?}");
+            // The spool let its names go; the bodies are the files it sealed, unchanged.
+            let spooled: Vec<_> = std::fs::read_dir(env.dir.path().join("kept-spool")).unwrap().map(|f| f.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with("ready-")).collect();
+            assert!(spooled.is_empty(), "{spooled:?}");
+            assert!(kept.iter().any(|p| std::fs::metadata(p).unwrap().len() >= vigil_core::predlog::KEEP_FILE_BYTES as u64));
+        } else {
+            assert!(kept.is_empty(), "PostgreSQL keeps bodies in the database: {kept:?}");
+        }
+        // Every record reads back, with the input it was sent.
+        for (i, id) in ids.iter().enumerate().step_by(13) {
+            let got = env.registry.predictions(&env.login("ds"), id).unwrap();
+            assert_eq!((got.len(), got[0].record.rows), (1, 100), "{id}");
+            let first: Vec<f32> = FEATURES.iter().map(|f| got[0].record.features[*f][0].as_f64().unwrap() as f32).collect();
+            let sent: Vec<f32> = (0..8).map(|k| value(i * 800 + k) as f32).collect();
+            assert_eq!(first, sent, "{id}");
+        }
+    }
+}

@@ -144,3 +144,107 @@ conformance!(gateway_segments_are_found_by_their_request_id_range_without_a_row_
     assert_eq!((share("F"), share("M")), (Some(5.0 / 6.0), Some(1.0 / 6.0)), "{sex:?}");
     assert!(env.verify().ok());
 });
+
+conformance!(sealed_spool_files_are_kept_as_bodies_on_the_embedded_store_and_read_back_checked, |env| {
+    use vigil_core::ids::IdGenerator;
+    use vigil_core::registry::Registry;
+    use vigil_core::store::Store;
+    let (v, _) = production_and_shadow(&env);
+    let reg = &env.registry;
+    let comp = env.login("comp");
+    let spool = tempfile::tempdir().unwrap();
+    // A sealed segment as a gateway writes it, large enough to be kept as a file.
+    let sealed = |name: &str, n: usize, version: &str| {
+        let ids: Vec<String> = (0..n).map(|_| vigil_core::ids::UuidV7Ids.new_id("req")).collect();
+        let mut seg = vigil_core::predwire::new_segment();
+        for id in &ids {
+            let mut r = record(version, id, "live", 2);
+            r.client_id = None;
+            vigil_core::predwire::encode_record(&r, &mut seg);
+        }
+        let path = spool.path().join(format!("ready-{name}.vpl"));
+        std::fs::write(&path, &seg).unwrap();
+        (ids, seg, path)
+    };
+    let (ids, seg, path) = sealed("seg_f1", 600, &v.id);
+    assert!(seg.len() >= vigil_core::predlog::KEEP_FILE_BYTES, "{}", seg.len());
+    let files = env.store.keeps_segment_files();
+    assert_eq!(files, env.data_dir().is_some(), "the embedded store keeps files, PostgreSQL does not");
+    let out = reg.store_prediction_segment(&Registry::prepare_spooled_segment("seg_f1", "gw_1", &seg, &path).unwrap()).unwrap();
+    assert_eq!((out.duplicate, out.records, out.monitored_rows), (false, 600, 1200));
+    // The spool lets its name go once the segment is stored; the body stays (linked, not
+    // written again).
+    if env.data_dir().is_some() {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().nlink(), 2, "linked, not copied");
+    }
+    std::fs::remove_file(&path).unwrap();
+    let mut raw = env.raw();
+    let kept = env.data_dir().map(|d| d.join(vigil_store::SEGMENT_DIR).join("2026-01-01").join("seg_f1.vpl"));
+    if let Some(kept) = &kept {
+        assert_eq!(raw.scalar("SELECT body_file FROM prediction_segments WHERE id = 'seg_f1'"), "2026-01-01/seg_f1.vpl");
+        assert_eq!(raw.scalar("SELECT COUNT(*) FROM prediction_segments WHERE id = 'seg_f1' AND body IS NULL"), "1", "not copied into the database");
+        assert_eq!(std::fs::read(kept).unwrap(), seg, "kept as it was sealed");
+    } else {
+        assert_eq!(raw.scalar("SELECT COUNT(*) FROM prediction_segments WHERE id = 'seg_f1' AND body IS NOT NULL AND body_file IS NULL"), "1");
+    }
+    // Read back: by request id, and as the drift window.
+    let got = reg.predictions(&comp, &ids[7]).unwrap();
+    assert_eq!((got.len(), got[0].segment_id.as_str(), got[0].record.rows), (1, "seg_f1", 2));
+    assert_eq!(reg.detect_drift(&env.login("ds"), &v.id, vigil_core::monitor::Window::LastRows(5000)).unwrap().window_rows, 1200);
+    // Shipped again (a crash between the commit and the spool's cleanup): nothing changes.
+    let (_, _, again) = sealed("seg_f1", 600, &v.id);
+    assert!(reg.store_prediction_segment(&Registry::prepare_spooled_segment("seg_f1", "gw_1", &seg, &again).unwrap()).unwrap().duplicate);
+    if let Some(kept) = &kept {
+        assert_eq!(std::fs::read(kept).unwrap(), seg);
+    }
+
+    // A segment the registry refuses in its transaction (an unknown version) leaves no row and
+    // no file behind.
+    let (_, bad, bad_path) = sealed("seg_f2", 600, "mv_unknown");
+    assert!(reg.store_prediction_segment(&Registry::prepare_spooled_segment("seg_f2", "gw_1", &bad, &bad_path).unwrap()).is_err());
+    assert_eq!(raw.scalar("SELECT COUNT(*) FROM prediction_segments WHERE id = 'seg_f2'"), "0");
+    if let Some(d) = env.data_dir() {
+        assert!(!d.join(vigil_store::SEGMENT_DIR).join("2026-01-01").join("seg_f2.vpl").exists());
+        assert!(bad_path.exists(), "the spool's file is the spool's to keep or set aside");
+    }
+
+    // A sealed file on another file system (tmpfs here) is copied in instead of linked.
+    if let (Some(d), true) = (env.data_dir(), std::path::Path::new("/dev/shm").is_dir()) {
+        use std::os::unix::fs::MetadataExt;
+        let other = tempfile::tempdir_in("/dev/shm").unwrap();
+        let (other_ids, other_seg, _) = sealed("seg_f4", 600, &v.id);
+        let other_path = other.path().join("ready-seg_f4.vpl");
+        std::fs::write(&other_path, &other_seg).unwrap();
+        reg.store_prediction_segment(&Registry::prepare_spooled_segment("seg_f4", "gw_1", &other_seg, &other_path).unwrap()).unwrap();
+        let copied = d.join(vigil_store::SEGMENT_DIR).join("2026-01-01").join("seg_f4.vpl");
+        assert_eq!((std::fs::read(&copied).unwrap(), std::fs::metadata(&copied).unwrap().nlink()), (other_seg, 1));
+        assert_eq!(std::fs::metadata(d.join(vigil_store::SEGMENT_DIR).join("2026-01-01").join("seg_f1.vpl")).unwrap().nlink(), 1, "the spool's name went");
+        assert_eq!(reg.predictions(&comp, &other_ids[3]).unwrap().len(), 1);
+    }
+
+    // A small segment goes into the database, compressed, on either store.
+    let (small_ids, small, small_path) = sealed("seg_f3", 3, &v.id);
+    assert!(small.len() < vigil_core::predlog::KEEP_FILE_BYTES);
+    reg.store_prediction_segment(&Registry::prepare_spooled_segment("seg_f3", "gw_1", &small, &small_path).unwrap()).unwrap();
+    assert_eq!(raw.scalar("SELECT COUNT(*) FROM prediction_segments WHERE id = 'seg_f3' AND body IS NOT NULL AND body_file IS NULL"), "1");
+    assert_eq!(reg.predictions(&comp, &small_ids[1]).unwrap().len(), 1);
+
+    // A kept file that changed, or went missing, is reported, never read as if it were whole.
+    if let Some(kept) = &kept {
+        let mut damaged = seg.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        std::fs::write(kept, &damaged).unwrap();
+        let e = reg.predictions(&comp, &ids[7]).unwrap_err();
+        assert_eq!(e.code(), vigil_core::ErrorCode::IntegrityViolation, "{e:?}");
+        assert!(e.message().contains("differs"), "{e:?}");
+        std::fs::remove_file(kept).unwrap();
+        let e = reg.predictions(&comp, &ids[7]).unwrap_err();
+        assert_eq!(e.code(), vigil_core::ErrorCode::IntegrityViolation);
+        assert!(e.message().contains("missing"), "{e:?}");
+        // The row cannot be pointed elsewhere.
+        assert!(raw.refused("UPDATE prediction_segments SET body_file = '2026-01-01/seg_f3.vpl' WHERE id = 'seg_f1'"));
+    }
+    assert!(env.verify().ok());
+});

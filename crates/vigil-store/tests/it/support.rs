@@ -143,6 +143,12 @@ impl Env {
         Some(Env { backend, store, registry, clock, key, _dir: dir, location })
     }
 
+    /// The data directory of an embedded store (`None` on PostgreSQL).
+    #[allow(dead_code)]
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(tempfile::TempDir::path)
+    }
+
     /// A second, independent registry (own connection pool, real clock) on the same database,
     /// as another process would have.
     pub fn second_registry(&self) -> Registry {
