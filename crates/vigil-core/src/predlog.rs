@@ -4,8 +4,11 @@
 //!
 //! The gateway writes records to a durable spool of its own, off the request path, and ships
 //! each sealed segment here. [`Registry::record_prediction_segment`] stores a segment in one
-//! transaction: the segment itself, whole and compressed, under its id (so a segment
-//! shipped twice, after a crash between commit and cleanup, is stored once; append-only) with
+//! transaction: the segment itself, whole, under its id (so a segment shipped twice, after
+//! a crash between commit and cleanup, is stored once; append-only) — compressed into the
+//! database, or, for a large sealed spool file on a store that keeps such files
+//! ([`Registry::prepare_spooled_segment`]), kept as that file, checked by length and CRC-32
+//! on every read — with
 //! the range of the gateway's time-ordered request ids it covers, an index row only for the
 //! records that range does not find (a caller's own id, ids of another form), one drift
 //! batch per model version that refers to the segment (the features, scores and prediction
@@ -439,6 +442,24 @@ const BLOCKS_MAGIC: &[u8; 4] = b"VPB1";
 /// them; such segments go into the database, compressed.
 pub const KEEP_FILE_BYTES: usize = 64 << 10;
 
+/// Whether a sealed segment is stored as well kept as the file it is (nothing compressed
+/// again) as compressed into the database: its writer compressed most of it (three-quarters
+/// or more of its bytes are blocks or schemas), or the records it left plain do not compress
+/// (a sample of them, at most 64 KiB, does not shrink by a fifth as an LZ4 block: noise-like
+/// values). A segment of light traffic's small rounds, left plain because each was small,
+/// would take several times its compressed size on disk kept as it is.
+fn keeps_well(bytes: &[u8]) -> bool {
+    let Some((plain, sample)) = predwire::plain_records(bytes, 64 << 10) else { return false };
+    if plain * 4 <= bytes.len() {
+        return true;
+    }
+    let mut probe = Vec::with_capacity(sample.len());
+    match predwire::BlockWriter::fast().append(sample, &mut probe) {
+        Ok(predwire::Written::Block) => probe.len() * 5 > sample.len() * 4,
+        _ => true,
+    }
+}
+
 /// The most bytes of plain records a stored segment's block holds (as the gateway's writer
 /// makes them): a block is read all or nothing.
 const RUN_BYTES: usize = 256 << 10;
@@ -509,8 +530,9 @@ impl Registry {
     /// contents) that is to be kept as the segment's body: nothing is compressed, and the store
     /// keeps the file itself (see [`Registry::keeps_segment_files`]; the embedded store links
     /// it into its data directory), so the body is not written again. The file must not change
-    /// until the segment is stored. A segment under [`KEEP_FILE_BYTES`] is prepared as by
-    /// [`Registry::prepare_prediction_segment`] instead.
+    /// until the segment is stored. A segment under [`KEEP_FILE_BYTES`], or one of mostly
+    /// plain records that compress (see `keeps_well`: light traffic's rounds), is prepared as
+    /// by [`Registry::prepare_prediction_segment`] instead.
     pub fn prepare_spooled_segment(segment_id: &str, instance: &str, bytes: &[u8], path: &std::path::Path) -> Result<PreparedSegment> {
         Self::prepare(segment_id, instance, bytes, true, (bytes.len() >= KEEP_FILE_BYTES).then_some(path))
     }
@@ -574,7 +596,7 @@ impl Registry {
                 Ok(())
             })?;
         }
-        let file = file.map(|path| SpooledFile { path: path.to_owned(), len: bytes.len() as u64, crc32: crc32fast::hash(bytes) });
+        let file = file.filter(|_| keeps_well(bytes)).map(|path| SpooledFile { path: path.to_owned(), len: bytes.len() as u64, crc32: crc32fast::hash(bytes) });
         let body = match plain {
             _ if file.is_some() => Vec::new(),
             std::borrow::Cow::Borrowed(_) => compress(bytes)?,
@@ -593,9 +615,9 @@ impl Registry {
         Ok(PreparedSegment { segment_id: segment_id.to_owned(), instance: instance.to_owned(), records, damaged, body, file, covers, index, groups })
     }
 
-    /// Stores a prepared segment in one transaction: the compressed body with its covered
-    /// range, the index rows, each version's drift batch and audit event. Idempotent by
-    /// segment id.
+    /// Stores a prepared segment in one transaction: the body (compressed, or the sealed file
+    /// the store keeps) with its covered range, the index rows, each version's drift batch and
+    /// audit event. Idempotent by segment id.
     pub fn store_prediction_segment(&self, p: &PreparedSegment) -> Result<SegmentOutcome> {
         let (segment_id, instance) = (p.segment_id.as_str(), p.instance.as_str());
         let index: Vec<IndexEntry<'_>> = p.index.iter().map(|(request_id, role, version_id, client_id)| IndexEntry { request_id, role, version_id, client_id: client_id.as_deref() }).collect();
@@ -980,9 +1002,14 @@ mod tests {
             assert!(p.body.ends_with(&spooled[seg.len()..]));
             assert!(p.body.len() < BLOCKS_MAGIC.len() + (spooled.len() - seg.len()) + seg.len() / 2, "{} of {}", p.body.len(), spooled.len());
             assert_eq!(decompress(&p.body).unwrap(), [seg.as_slice(), frames.as_slice()].concat());
-            // Kept as the sealed file itself (the embedded store's way), the same segment reads
-            // back the same; a small one is compressed into the database instead.
-            let big: Vec<u8> = spooled.iter().copied().chain(std::iter::repeat_n(frames.clone(), 2000).flatten()).collect();
+            // Kept as the sealed file itself (the embedded store's way) when most of it is
+            // blocks, the same segment reads back the same; a small one, or one of plain
+            // records that compress (light traffic's rounds), is compressed into the database.
+            let mut big = spooled.clone();
+            let mut lz4 = predwire::BlockWriter::fast();
+            for _ in 0..2000 {
+                assert_eq!(lz4.append(&frames, &mut big).unwrap(), predwire::Written::Block);
+            }
             let file = std::path::Path::new("/spool/ready-s.vpl");
             let kept = Registry::prepare_spooled_segment("s", "gw", &big, file).unwrap();
             let f = kept.file.as_ref().expect("kept as a file");
@@ -990,6 +1017,9 @@ mod tests {
             assert_eq!(decompress(&spooled).unwrap(), [seg.as_slice(), frames.as_slice()].concat());
             let small = Registry::prepare_spooled_segment("s", "gw", &spooled, file).unwrap();
             assert!(small.file.is_none() && small.body.starts_with(BLOCKS_MAGIC));
+            let light: Vec<u8> = spooled.iter().copied().chain(std::iter::repeat_n(frames.clone(), 2000).flatten()).collect();
+            let light = Registry::prepare_spooled_segment("s", "gw", &light, file).unwrap();
+            assert!(light.file.is_none() && light.body.starts_with(BLOCKS_MAGIC) && light.records == 80 + 60_000);
             let last = spooled.len() - 1;
             spooled[last] ^= 1;
             let p = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap();

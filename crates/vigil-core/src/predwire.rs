@@ -651,6 +651,31 @@ pub fn compress_runs_into(bytes: &[u8], run_bytes: usize, out: &mut Vec<u8>) -> 
     }
 }
 
+/// How many bytes of a segment are record frames outside blocks (left plain by its writer),
+/// and a sample of them: the first run of such frames, whole frames up to `sample` bytes (or
+/// the first frame, if larger). `None` if it is not a segment.
+pub fn plain_records(bytes: &[u8], sample: usize) -> Option<(usize, &[u8])> {
+    let body = segment_body(bytes)?;
+    let (mut plain, mut at) = (0, 0);
+    // The sample: `body[from..to]`, closed at the first frame that is not a plain record.
+    let (mut from, mut to, mut closed) = (None, 0, false);
+    while let Some(f) = body.get(at..at + 4).and_then(|h| body.get(at..at.saturating_add(8 + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize))) {
+        if matches!(f.get(8), Some(&(BLOCK | BLOCK_LZ4 | SCHEMA))) {
+            closed |= from.is_some();
+        } else {
+            plain += f.len();
+            let start = *from.get_or_insert(at);
+            if !closed && (to <= start || at + f.len() - start <= sample) {
+                to = at + f.len();
+            } else {
+                closed = true;
+            }
+        }
+        at += f.len();
+    }
+    Some((plain, from.map_or(&body[..0], |f| &body[f..to])))
+}
+
 /// A new segment's bytes (the magic), to append frames to.
 pub fn new_segment() -> Vec<u8> {
     SEGMENT_MAGIC.to_vec()
@@ -1156,6 +1181,30 @@ mod tests {
         let (plain, lost) = expand_segment(seg).unwrap();
         let (views, damaged) = parse_segment(&plain).unwrap();
         (views.iter().map(|v| v.head.request_id.to_owned()).collect(), lost + damaged)
+    }
+
+    #[test]
+    fn plain_records_are_counted_and_sampled_from_the_first_run() {
+        let frame = |n: usize| {
+            let mut f = Vec::new();
+            encode_record(&PredictionRecord { request_id: format!("req_{n}"), ..record() }, &mut f);
+            f
+        };
+        let (a, b, c) = (frame(1), frame(2), frame(3));
+        let mut seg = new_segment();
+        seg.extend_from_slice(&a);
+        seg.extend_from_slice(&b);
+        BlockWriter::fast().append(&[a.as_slice(); 40].concat(), &mut seg).unwrap();
+        seg.extend_from_slice(&c);
+        let body = &seg[SEGMENT_MAGIC.len()..];
+        let plain = a.len() + b.len() + c.len();
+        // The first run whole (closed by the block), or as much of it as fits in whole frames,
+        // or its first frame when that alone is larger.
+        assert_eq!(plain_records(&seg, 1 << 20), Some((plain, &body[..a.len() + b.len()])));
+        assert_eq!(plain_records(&seg, a.len() + b.len() - 1), Some((plain, &body[..a.len()])));
+        assert_eq!(plain_records(&seg, 1), Some((plain, &body[..a.len()])));
+        assert_eq!(plain_records(&new_segment(), 10), Some((0, &[][..])));
+        assert_eq!(plain_records(b"nope", 10), None);
     }
 
     #[test]

@@ -21,11 +21,13 @@
 //! Storing a sealed segment takes two threads. A preparer under `SCHED_IDLE` does most of the
 //! CPU work with time no request wants
 //! ([`vigil_core::registry::Registry::prepare_prediction_segment`]: expanding blocks,
-//! decoding, checks; compressing a segment the writer left plain); the shipper, at nice 10, runs the transaction
+//! decoding, checks; compressing what the writer left plain, unless the file itself is to be
+//! kept, below); the shipper, at nice 10, runs the transaction
 //! ([`vigil_core::registry::Registry::store_prediction_segment`], idempotent by segment id),
 //! which holds locks other writers of the registry wait for and so never runs at idle
-//! priority, and then deletes the file. On the embedded store a segment of 64 KiB or more is
-//! stored as the sealed file itself ([`vigil_core::registry::Registry::prepare_spooled_segment`]:
+//! priority, and then deletes the file. On the embedded store a segment of 64 KiB or more
+//! that the writer compressed (most of it in blocks) or whose plain records do not compress
+//! (noise) is stored as the sealed file itself ([`vigil_core::registry::Registry::prepare_spooled_segment`]:
 //! the store links it into the data directory in the transaction; deleting the spool's name
 //! leaves it there): nothing compresses it again, and its bytes are not written a second and
 //! third time (SQLite's write-ahead log, then its database file). When the preparer falls behind (the spool holds
@@ -1208,8 +1210,8 @@ const KEEP_READ: usize = 4 << 20;
 /// …and for how long after its last segment.
 const KEEP_READ_FOR: Duration = Duration::from_secs(10);
 
-/// Prepares sealed segments ([`Registry::prepare_prediction_segment`]: decoding, checks,
-/// compression, most of the CPU work of storing the log) on a `SCHED_IDLE` thread,
+/// Prepares sealed segments ([`prepare`]: decoding, checks, compression unless the file is
+/// kept, most of the CPU work of storing the log) on a `SCHED_IDLE` thread,
 /// with time no request wants. It holds nothing the shipper waits for: the shipper takes a
 /// prepared segment with `try_lock`, or prepares it itself when it is behind.
 struct Preparer {

@@ -25,7 +25,8 @@ use vigil_core::{Error, ErrorCode, Result};
 pub const DB_FILE: &str = "vigil.db";
 
 /// The directory inside a data directory where the gateway's sealed prediction-log segments
-/// are kept as the stored bodies (one file per segment, `SEGMENT_ID.vpl`, named in its row).
+/// are kept as the stored bodies (one file per segment, `DAY/SEGMENT_ID.vpl`, named in its
+/// row with its length and CRC-32).
 pub const SEGMENT_DIR: &str = "predictions";
 
 /// Where a store lives.

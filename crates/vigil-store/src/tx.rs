@@ -79,21 +79,33 @@ fn is_segment_file_name(name: &str, id: &str) -> bool {
     is_file_safe(id) && day.len() == 10 && day.bytes().all(|b| b.is_ascii_digit() || b == b'-') && file.strip_suffix(".vpl") == Some(id)
 }
 
-/// Puts a sealed segment file into the segment directory as `name`: a hard link (no byte is
-/// written again), or a copy where the two are on different file systems, made under a
-/// temporary name, synced and renamed over any file of that name (left by a transaction
-/// that did not commit); the directory is synced. Returns the kept path.
-fn keep_segment_file(dir: &std::path::Path, name: &str, from: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+/// Puts a sealed segment file of `len` bytes into the segment directory as `name`: a hard
+/// link (no byte is written again), or a copy where the two are on different file systems,
+/// made under a temporary name, checked for its length, synced and renamed over any file of
+/// that name (left by a transaction that did not commit); the directory is synced (and the
+/// directories above it when the day's is new). Returns the kept path.
+fn keep_segment_file(dir: &std::path::Path, name: &str, from: &std::path::Path, len: u64) -> std::io::Result<std::path::PathBuf> {
     let to = dir.join(name);
     let dir = to.parent().unwrap_or(dir);
-    std::fs::create_dir_all(dir)?;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir)?;
+        // The new directories' entries, up to the data directory.
+        for up in dir.ancestors().skip(1).take(2) {
+            std::fs::File::open(up)?.sync_all()?;
+        }
+    }
     let tmp = to.with_extension("vpl.tmp");
     let _ = std::fs::remove_file(&tmp);
     if std::fs::hard_link(from, &tmp).is_err() {
         std::fs::copy(from, &tmp)?;
     }
+    let kept = std::fs::File::open(&tmp)?;
+    if kept.metadata()?.len() != len {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the sealed file is not the segment prepared"));
+    }
     // (A sealed segment was synced when sealed: this finds nothing left to write.)
-    std::fs::File::open(&tmp)?.sync_data()?;
+    kept.sync_data()?;
     std::fs::rename(&tmp, &to)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(to)
@@ -526,6 +538,10 @@ impl Tx for SqlTx<'_> {
                 Ok(())
             }
             Err(e) => {
+                // A failed COMMIT may still have committed (SQLite recovers a transaction
+                // whose commit record reached the log before the sync failed): its files stay.
+                // If it did not, a segment shipped again puts its file in place anew.
+                self.kept.clear();
                 let _ = c.batch("ROLLBACK");
                 Err(db(e))
             }
@@ -977,12 +993,29 @@ impl Tx for SqlTx<'_> {
             &params![id, instance, records, at.to_rfc3339(), inline, covers.map(|c| c.0), covers.map(|c| c.1), name, len, crc],
         ) {
             Ok(_) => {}
-            Err(DbError::Unique) => return Ok(false),
+            Err(DbError::Unique) => {
+                // Stored before. If its row names a file that is gone (a commit reported as
+                // failed that the database recovered all the same), the file shipped again
+                // (the same length and CRC-32) puts it back.
+                if let Some((dir, _, path, len, crc)) = &file {
+                    let rows = self.rows("SELECT body_file, body_len, body_crc32 FROM prediction_segments WHERE id = $1", &params![id])?;
+                    if let Some(r) = rows.first()
+                        && let Some(stored) = r.opt_text(0)
+                        && is_segment_file_name(&stored, id)
+                        && r.int(1) == *len as i64
+                        && r.int(2) == i64::from(*crc)
+                        && !dir.join(&stored).exists()
+                    {
+                        keep_segment_file(dir, &stored, path, *len).map_err(|e| Error::storage(format!("a prediction log segment could not be kept in {}: {}", dir.display(), e.kind())))?;
+                    }
+                }
+                return Ok(false);
+            }
             Err(e) => return Err(db(e)),
         }
         // Only now (no earlier row names this file): put it in place, durably, before the commit.
-        if let Some((dir, name, path, _, _)) = file {
-            let kept = keep_segment_file(&dir, &name, path).map_err(|e| Error::storage(format!("a prediction log segment could not be kept in {}: {}", dir.display(), e.kind())))?;
+        if let Some((dir, name, path, len, _)) = file {
+            let kept = keep_segment_file(&dir, &name, path, len).map_err(|e| Error::storage(format!("a prediction log segment could not be kept in {}: {}", dir.display(), e.kind())))?;
             self.kept.push(kept);
         }
         Ok(true)
