@@ -69,14 +69,19 @@ fn is_file_safe(id: &str) -> bool {
 /// that cannot name a file.
 fn segment_file_name(id: &str, at: Timestamp) -> Option<String> {
     let day = at.to_rfc3339();
-    let day = day.get(..10).filter(|d| d.bytes().all(|b| b.is_ascii_digit() || b == b'-'))?;
+    let day = day.get(..10).filter(|d| is_day(d))?;
     is_file_safe(id).then(|| format!("{day}/{id}.vpl"))
+}
+
+/// Whether a directory name is a day as [`segment_file_name`] writes it (`YYYY-MM-DD`).
+fn is_day(d: &str) -> bool {
+    d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit() || b == b'-')
 }
 
 /// Whether a stored file name is one [`segment_file_name`] makes for this segment id.
 fn is_segment_file_name(name: &str, id: &str) -> bool {
     let Some((day, file)) = name.split_once('/') else { return false };
-    is_file_safe(id) && day.len() == 10 && day.bytes().all(|b| b.is_ascii_digit() || b == b'-') && file.strip_suffix(".vpl") == Some(id)
+    is_file_safe(id) && is_day(day) && file.strip_suffix(".vpl") == Some(id)
 }
 
 /// Puts a sealed segment file of `len` bytes into the segment directory as `name`: a hard
@@ -978,6 +983,7 @@ impl Tx for SqlTx<'_> {
     fn insert_prediction_segment(&mut self, id: &str, instance: &str, records: i64, at: Timestamp, body: SegmentBody<'_>, covers: Option<(&str, &str)>) -> Result<bool> {
         self.write_check()?;
         let unreadable = |e: std::io::Error| Error::storage(format!("a sealed prediction log segment could not be read: {}", e.kind()));
+        let unkept = |dir: &std::path::Path, e: std::io::Error| Error::storage(format!("a prediction log segment could not be kept in {}: {}", dir.display(), e.kind()));
         // (inline bytes, or the file to keep: its name in the segment directory, length, CRC-32)
         let (inline, file) = match body {
             SegmentBody::Inline(b) => (Some(b.to_vec()), None),
@@ -1006,7 +1012,7 @@ impl Tx for SqlTx<'_> {
                         && r.int(2) == i64::from(*crc)
                         && !dir.join(&stored).exists()
                     {
-                        keep_segment_file(dir, &stored, path, *len).map_err(|e| Error::storage(format!("a prediction log segment could not be kept in {}: {}", dir.display(), e.kind())))?;
+                        keep_segment_file(dir, &stored, path, *len).map_err(|e| unkept(dir, e))?;
                     }
                 }
                 return Ok(false);
@@ -1015,7 +1021,7 @@ impl Tx for SqlTx<'_> {
         }
         // Only now (no earlier row names this file): put it in place, durably, before the commit.
         if let Some((dir, name, path, len, _)) = file {
-            let kept = keep_segment_file(&dir, &name, path, len).map_err(|e| Error::storage(format!("a prediction log segment could not be kept in {}: {}", dir.display(), e.kind())))?;
+            let kept = keep_segment_file(&dir, &name, path, len).map_err(|e| unkept(&dir, e))?;
             self.kept.push(kept);
         }
         Ok(true)
