@@ -36,7 +36,7 @@
 //!
 //! - `5`, a block as `4` with its content compressed with LZ4 (the block format, no frame):
 //!   what the gateway makes ([`BlockWriter::fast`]). Its writer puts a round's records in
-//!   one block (a round of 32 KiB or more); while it is behind, a large record is compressed
+//!   one block (a round of 4 KiB or more); while it is behind, a large record is compressed
 //!   on the thread that made it (a block of one record, whose schema the writer reads from
 //!   the block's head); the schemas' frames go before them, uncompressed. LZ4 because it is
 //!   cheaper to make and to read than zstd level 1 (measured on this machine with 100-row

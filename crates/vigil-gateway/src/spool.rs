@@ -7,7 +7,7 @@
 //! on the request thread as a frame of the log's binary format ([`vigil_core::predwire`], the input values as the model saw them).
 //! A writer thread collects the buffers every [`WRITER_NAP`] ([`LIGHT_NAP`] after a light round,
 //! up to [`IDLE_NAP`] while nothing comes) and appends them to the open segment file, each round's
-//! records compressed together as LZ4 blocks when they are 32 KiB or more (a large record
+//! records compressed together as LZ4 blocks when they are 4 KiB or more (a large record
 //! is compressed on its request thread instead while the writer is behind). On this VM the log's tail at 100 rows came
 //! from the bytes it wrote (the host takes CPU time from the guest for its disk work), so
 //! the spool writes fewer: 100-row records of clinical-like values take about 55–65% of
@@ -307,9 +307,20 @@ struct Encoder {
 /// 100-row records, compressing each on its request thread cost 18% more CPU per request).
 const COMPRESS_ALONE: usize = 4 << 10;
 
-/// The writer compresses a round's records when they are at least this many bytes (16 MB a
-/// second at one round every [`WRITER_NAP`]).
+/// A round of at least this many bytes of records is heavy: the writer naps only
+/// [`WRITER_NAP`] after it (16 MB a second at one round every [`WRITER_NAP`]).
 const COMPRESS_ROUND: usize = 32 << 10;
+
+/// The writer (and a background log) compresses a round's records when they are at least
+/// this many bytes. Until 2026-12-01 the writer's floor was [`COMPRESS_ROUND`]: single-row
+/// rounds were written plain, and storing their segments meant compressing them again (zstd,
+/// on the preparer) and writing them into the registry. Compressed, they are kept as their
+/// files (see [`vigil_core::registry::Registry::prepare_spooled_segment`]); measured with
+/// single-row records, 16 connections, A/B by patient (3 interleaved rounds against the
+/// build before): disk bytes a request 167–188 → 52–60 saturated and 310–366 → 61–66 paced,
+/// preparer and shipper 2.3 → 1.7 µs a request saturated and 2.6 → 1.6 paced, the writer's
+/// time unchanged within the noise.
+const COMPRESS_MIN: usize = 4 << 10;
 
 /// The writer counts as behind while a thread's stripe holds more than this share of its
 /// bytes (1/`BEHIND`).
@@ -774,10 +785,8 @@ impl Writer {
             let heavy = batch.len() >= COMPRESS_ROUND;
             let empty = batch.is_empty();
             if !batch.is_empty() {
-                // A light round is written as it is: compressing it costs CPU and saves the
-                // disk little (single-row records at 10,000 a second are some 18 KB a round
-                // of `LIGHT_NAP`).
-                self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| heavy));
+                // A round of a few records is written as it is (compressing it saves little).
+                self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| batch.len() >= COMPRESS_MIN));
                 batch.clear();
                 trim(&mut batch);
                 if let Some((_, out)) = blocks.as_mut() {
@@ -1032,7 +1041,7 @@ fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
 
 /// A background thread's own segments (see [`Spool::background_log`]): records are gathered
 /// in rounds (written once a round holds [`COMPRESS_ROUND`] of records or has waited
-/// [`BACKGROUND_ROUND`], compressed from [`COMPRESS_ALONE`]: the thread runs on idle CPU time,
+/// [`BACKGROUND_ROUND`], compressed from [`COMPRESS_MIN`]: the thread runs on idle CPU time,
 /// and fewer bytes make less disk work for the host, which takes CPU time from the live
 /// requests: measured, a 100% shadow with its records written plain nearly doubled the bytes
 /// written per request) and synced when the segment is sealed (after the spool's `seal_after`
@@ -1105,12 +1114,12 @@ impl BackgroundLog {
         }
     }
 
-    /// Writes the round: in compressed blocks from [`COMPRESS_ALONE`] bytes.
+    /// Writes the round: in compressed blocks from [`COMPRESS_MIN`] bytes.
     fn flush(&mut self) {
         if self.round.is_empty() {
             return;
         }
-        let compress = self.round.len() >= COMPRESS_ALONE;
+        let compress = self.round.len() >= COMPRESS_MIN;
         if compress && self.blocks.is_none() {
             self.blocks = Some((predwire::BlockWriter::fast(), Vec::new()));
         }
@@ -2273,12 +2282,12 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_compresses_a_round_only_from_32_kib_of_records() {
+    fn the_writer_compresses_a_round_only_from_4_kib_of_records() {
         let o = owned(3, Ok(vec![]));
         let mut enc = Encoder::new();
         write_record(&job(&o), &mut enc).unwrap();
         let frame = enc.frame.clone();
-        for (records, compressed) in [(COMPRESS_ROUND / frame.len() - 1, false), (COMPRESS_ROUND / frame.len() + 1, true)] {
+        for (records, compressed) in [(COMPRESS_MIN / frame.len() - 1, false), (COMPRESS_MIN / frame.len() + 1, true)] {
             let dir = tempfile::tempdir().unwrap();
             let (tx, rx) = std::sync::mpsc::sync_channel(64);
             let counters = Arc::new(Counters::default());
