@@ -378,12 +378,20 @@ fn check_view(r: &RecordView<'_>) -> Result<()> {
 /// UUIDv7 in 32 lowercase hex digits, whose first 12 are that time, so they sort by time as
 /// text.
 fn time_ordered_ms(id: &str) -> Option<u64> {
-    let hex = id.strip_prefix("req_")?;
-    let ok = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && hex.as_bytes()[12] == b'7';
-    if !ok {
-        return None;
+    let hex: &[u8; 32] = id.as_bytes().strip_prefix(b"req_")?.try_into().ok()?;
+    // One pass: every digit checked (lowercase hex), the first 12 read as the time.
+    let mut ms = 0u64;
+    for (i, &b) in hex.iter().enumerate() {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        if i < 12 {
+            ms = ms << 4 | u64::from(d);
+        }
     }
-    u64::from_str_radix(&hex[..12], 16).ok()
+    (hex[12] == b'7').then_some(ms)
 }
 
 /// The longest time between the first and last request id a segment's range may cover. A
@@ -940,6 +948,8 @@ mod tests {
             seg
         };
         let t = 1_780_000_000_000u64;
+        assert_eq!(time_ordered_ms(&at(t, "abc")), Some(t));
+        assert_eq!(time_ordered_ms(&at(t, "abg")), None, "not hex");
         let ids = [at(t + 5, "1"), at(t, "2"), "req_000001".to_owned(), at(t + 900, "3")];
         let seg = segment(&ids);
         let (views, _) = predwire::parse_segment(&seg).unwrap();
