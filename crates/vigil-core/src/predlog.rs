@@ -950,6 +950,12 @@ mod tests {
         let t = 1_780_000_000_000u64;
         assert_eq!(time_ordered_ms(&at(t, "abc")), Some(t));
         assert_eq!(time_ordered_ms(&at(t, "abg")), None, "not hex");
+        let good = at(t, "abc");
+        // A digit of the time not hex, or uppercase; a multibyte character in the tail.
+        for bad in [format!("{}g{}", &good[..9], &good[10..]), format!("{}E{}", &good[..9], &good[10..]), format!("{}é", &good[..good.len() - 2])] {
+            assert_eq!(bad.len(), good.len());
+            assert_eq!(time_ordered_ms(&bad), None, "{bad}");
+        }
         let ids = [at(t + 5, "1"), at(t, "2"), "req_000001".to_owned(), at(t + 900, "3")];
         let seg = segment(&ids);
         let (views, _) = predwire::parse_segment(&seg).unwrap();

@@ -243,7 +243,7 @@ struct Stripes {
 /// How long the writer waits between collecting the stripes…
 const WRITER_NAP: Duration = Duration::from_millis(2);
 
-/// …and after a light round (less than [`COMPRESS_ROUND`] of records): each round wakes a
+/// …and after a light round (less than [`HEAVY_ROUND`] of records): each round wakes a
 /// thread, which cost as much CPU as writing the records of a light round (measured with
 /// single-row records: 10 µs a wake-up), and records wait in memory only a few milliseconds
 /// more.
@@ -259,7 +259,7 @@ fn quiet(empty: bool, open: Option<&Open>) -> bool {
     empty && !open.is_some_and(|o| o.unsynced)
 }
 
-/// The writer's next nap: `heavy` after a round of [`COMPRESS_ROUND`] or more, `quiet` after
+/// The writer's next nap: `heavy` after a round of [`HEAVY_ROUND`] or more, `quiet` after
 /// an empty round with nothing left to sync.
 fn next_nap(last: Duration, heavy: bool, quiet: bool) -> Duration {
     if heavy {
@@ -309,10 +309,10 @@ const COMPRESS_ALONE: usize = 4 << 10;
 
 /// A round of at least this many bytes of records is heavy: the writer naps only
 /// [`WRITER_NAP`] after it (16 MB a second at one round every [`WRITER_NAP`]).
-const COMPRESS_ROUND: usize = 32 << 10;
+const HEAVY_ROUND: usize = 32 << 10;
 
 /// The writer (and a background log) compresses a round's records when they are at least
-/// this many bytes. Until 2026-12-01 the writer's floor was [`COMPRESS_ROUND`]: single-row
+/// this many bytes. Until 2026-12-01 the writer's floor was [`HEAVY_ROUND`]: single-row
 /// rounds were written plain, and storing their segments meant compressing them again (zstd,
 /// on the preparer) and writing them into the registry. Compressed, they are kept as their
 /// files (see [`vigil_core::registry::Registry::prepare_spooled_segment`]); measured with
@@ -782,7 +782,7 @@ impl Writer {
                 std::sync::atomic::fence(Ordering::Acquire);
             }
             self.collect(&mut batch, &mut spare, &mut live, &mut enc);
-            let heavy = batch.len() >= COMPRESS_ROUND;
+            let heavy = batch.len() >= HEAVY_ROUND;
             let empty = batch.is_empty();
             if !batch.is_empty() {
                 // A round of a few records is written as it is (compressing it saves little).
@@ -894,13 +894,16 @@ impl Writer {
 fn write_frames(cfg: &SpoolConfig, counters: &Counters, on_disk: &AtomicU64, open: &mut Option<Open>, mut buf: &[u8], mut blocks: Option<&mut (predwire::BlockWriter, Vec<u8>)>, seal: &mut dyn FnMut(Open)) -> bool {
     let (mut spooled, mut written, mut ok) = (0u64, 0u64, true);
     while buf.len() >= 8 {
-        // A run of frames to compress together, or one the request thread compressed.
+        // A run of frames to compress together, or one the request thread compressed; it
+        // ends where the open segment reaches its size, so that segments are sealed at their
+        // size however large a round is.
         let (mut run, mut frames, mut compressed) = (0, 0u64, false);
+        let room = usize::try_from(cfg.seal_bytes.saturating_sub(open.as_ref().map_or(0, |o| o.raw))).unwrap_or(usize::MAX);
         while let Some(head) = buf.get(run..run + 4) {
             let len = 8 + u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
             let Some(frame) = buf.get(run..run + len) else { break };
             let block = predwire::is_block(frame);
-            if run > 0 && (block || run + len > BLOCK_BYTES) {
+            if run > 0 && (block || run + len > BLOCK_BYTES || run + len > room) {
                 break;
             }
             run += len;
@@ -1040,7 +1043,7 @@ fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
 }
 
 /// A background thread's own segments (see [`Spool::background_log`]): records are gathered
-/// in rounds (written once a round holds [`COMPRESS_ROUND`] of records or has waited
+/// in rounds (written once a round holds [`HEAVY_ROUND`] of records or has waited
 /// [`BACKGROUND_ROUND`], compressed from [`COMPRESS_MIN`]: the thread runs on idle CPU time,
 /// and fewer bytes make less disk work for the host, which takes CPU time from the live
 /// requests: measured, a 100% shadow with its records written plain nearly doubled the bytes
@@ -1102,7 +1105,7 @@ impl BackgroundLog {
     /// a segment old or large enough. Once nothing has come for [`BACKGROUND_IDLE`], lets go
     /// of the compressor and the round's buffer (a few hundred KiB, for shadows that have stopped).
     pub(crate) fn tick(&mut self) {
-        if self.round.len() >= COMPRESS_ROUND || (!self.round.is_empty() && self.round_since.elapsed() >= BACKGROUND_ROUND) {
+        if self.round.len() >= HEAVY_ROUND || (!self.round.is_empty() && self.round_since.elapsed() >= BACKGROUND_ROUND) {
             self.flush();
         }
         if self.round.is_empty() && self.blocks.is_some() && self.round_since.elapsed() >= BACKGROUND_IDLE {
@@ -1213,7 +1216,7 @@ impl Bell {
 }
 
 /// The largest read buffer the preparer keeps from one segment to the next (a segment is
-/// sealed at `seal_bytes` of records, 1 MiB by default, and a round more)…
+/// sealed at `seal_bytes` of records, 1 MiB by default, and at most a frame more)…
 const KEEP_READ: usize = 4 << 20;
 
 /// …and for how long after its last segment.
@@ -2176,7 +2179,7 @@ mod tests {
         let small_round = on_disk.load(Ordering::Relaxed);
         assert_eq!(small_round as usize, predwire::SEGMENT_MAGIC.len() + schema_len + 2 * frame_len, "the two frames as they are, after the segment's magic and schema");
         // A round of 32 KiB of records is written at the next tick, compressed.
-        let n = COMPRESS_ROUND / frame_len + 1;
+        let n = HEAVY_ROUND / frame_len + 1;
         for _ in 0..n {
             log.write(&job(&o));
         }
@@ -2332,11 +2335,13 @@ mod tests {
         // And records large enough to be compressed where they are made: blocks of their own,
         // whose schema the writer reads from the block's head.
         let large = owned(700, Ok(vec![]));
+        let mut largest = 0;
         for _ in 0..5 {
             write_record(&job(&large), &mut enc).unwrap();
             let id = predwire::frame_schema(&enc.frame);
             assert!(enc.frame.len() >= COMPRESS_ALONE && id.is_some());
             let plain = enc.frame.len();
+            largest = largest.max(plain);
             let block = enc.compress_large(true).to_vec();
             assert!(predwire::is_block(&block) && block.len() < plain, "{} of {plain}", block.len());
             assert_eq!(block[8], 5, "a request thread's blocks are LZ4's (form 5)");
@@ -2347,6 +2352,7 @@ mod tests {
         let wide = Owned { inputs: vec![("X".into(), Tensor::new(vec![1, MAX_SCHEMA_FEATURES + 1], Data::F32(vec![0.5; MAX_SCHEMA_FEATURES + 1])).unwrap())], ..wide };
         write_record(&job(&wide), &mut enc).unwrap();
         batch.extend_from_slice(&enc.frame);
+        largest = largest.max(enc.frame.len());
         let mut blocks = (predwire::BlockWriter::fast(), Vec::new());
         let mut open = None;
         writer.write_frames(&mut open, &batch, Some(&mut blocks));
@@ -2365,7 +2371,9 @@ mod tests {
             on_disk += bytes.len();
             let (plain, lost) = predwire::expand_segment(&bytes).unwrap();
             assert!(matches!(plain, std::borrow::Cow::Owned(_)), "written in blocks");
-            assert!(plain.len() <= (64 << 10) + BLOCK_BYTES + 30_000, "{}", plain.len());
+            // (Runs end at the segment's size: at most one frame over it, and the segment's
+            // magic and schemas.)
+            assert!(plain.len() <= (64 << 10) + largest + 4096, "{} (largest frame {largest})", plain.len());
             let (views, damaged) = predwire::parse_segment(&plain).unwrap();
             assert_eq!((lost, damaged), (0, 0));
             for v in &views {
@@ -2379,7 +2387,7 @@ mod tests {
             records += views.len();
         }
         assert_eq!(records, 2006);
-        assert!(sealed >= 2, "{sealed}");
+        assert!(sealed >= 4, "{sealed} segments for some 300 KB of records sealed at 64 KiB");
         assert!(on_disk * 4 < batch.len(), "{on_disk} bytes on disk for {} of records", batch.len());
         assert_eq!(writer.on_disk.load(Ordering::Relaxed), on_disk as u64);
         // Without a block writer the frames are written as they are.
