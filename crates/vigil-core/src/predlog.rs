@@ -472,6 +472,21 @@ fn keeps_well(bytes: &[u8]) -> bool {
 /// makes them): a block is read all or nothing.
 const RUN_BYTES: usize = 256 << 10;
 
+/// The largest buffer a thread keeps for the plain segments it prepares (see
+/// [`predwire::expand_segment_into`]; a gateway's sealed segment is about 1 MiB of records)…
+const KEEP_PLAIN: usize = 4 << 20;
+
+std::thread_local! {
+    /// …the buffer ([`let_go_of_buffers`] frees it).
+    static PLAIN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Frees the buffer this thread keeps for preparing segments (a gateway's preparer calls
+/// it once segments stop coming, so a quiet gateway holds none).
+pub fn let_go_of_buffers() {
+    PLAIN.with_borrow_mut(|buf| *buf = Vec::new());
+}
+
 fn compress(segment: &[u8]) -> Result<Vec<u8>> {
     let mut out = BODY_MAGIC.to_vec();
     out.extend(zstd::bulk::compress(segment, 1).map_err(|_| Error::new(ErrorCode::StorageFailure, "a prediction log segment could not be compressed"))?);
@@ -559,7 +574,22 @@ impl Registry {
         if segment_id.is_empty() || segment_id.len() > 128 || instance.len() > 128 {
             return Err(Error::new(ErrorCode::InvalidManifest, "segment and instance ids are at most 128 characters"));
         }
-        let (plain, lost) = predwire::expand_segment(bytes)?;
+        PLAIN.with_borrow_mut(|buf| {
+            let prepared = Self::prepare_in(segment_id, instance, bytes, cover, file, buf);
+            if buf.capacity() > KEEP_PLAIN {
+                *buf = Vec::new();
+            }
+            prepared
+        })
+    }
+
+    /// [`Self::prepare`] with the thread's buffer for the plain segment.
+    fn prepare_in(segment_id: &str, instance: &str, bytes: &[u8], cover: bool, file: Option<&std::path::Path>, buf: &mut Vec<u8>) -> Result<PreparedSegment> {
+        let (expanded, lost) = predwire::expand_segment_into(bytes, buf)?;
+        let plain: &[u8] = match expanded {
+            Some(n) => &buf[..n],
+            None => bytes,
+        };
         // The records are walked without being kept (a segment holds thousands: a list of
         // them was an eighth of the gateway's preparer time in page faults, `perf record` at the
         // bench's single-row load).
@@ -576,7 +606,7 @@ impl Registry {
         let entry = |r: &RecordView<'_>| (r.head.request_id.to_owned(), r.role(), r.head.version_id.to_owned(), r.head.client_id.map(str::to_owned));
         // Index rows of the records that need one however the range turns out.
         let mut index = Vec::new();
-        let damaged = predwire::each_record(&plain, |r| {
+        let damaged = predwire::each_record(plain, |r| {
             check_view(&r)?;
             records += 1;
             let g = groups.entry(r.head.version_id).or_default();
@@ -599,17 +629,17 @@ impl Registry {
         if covers.is_none() && index.len() < records {
             // The ids span too long to be covered: every record gets an index row, in order.
             index.clear();
-            predwire::each_record(&plain, |r| {
+            predwire::each_record(plain, |r| {
                 index.push(entry(&r));
                 Ok(())
             })?;
         }
         let file = file.filter(|_| keeps_well(bytes)).map(|path| SpooledFile { path: path.to_owned(), len: bytes.len() as u64, crc32: crc32fast::hash(bytes) });
-        let body = match plain {
+        let body = match expanded {
             _ if file.is_some() => Vec::new(),
-            std::borrow::Cow::Borrowed(_) => compress(bytes)?,
+            None => compress(bytes)?,
             // Its blocks kept, the rounds the writer left plain compressed here.
-            std::borrow::Cow::Owned(_) => {
+            Some(_) => {
                 let mut body = BLOCKS_MAGIC.to_vec();
                 predwire::compress_runs_into(bytes, RUN_BYTES, &mut body)?;
                 body

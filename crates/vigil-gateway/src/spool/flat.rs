@@ -320,9 +320,15 @@ impl<'a> Reader<'a> {
         (n <= self.buf.len()).then_some(n)
     }
 
-    /// A string into `dst`, in its allocation.
+    /// A string into `dst`, in its allocation; nothing to do when it holds those bytes
+    /// already (a slot's names: the same for every record of an arm), so they are not
+    /// checked as UTF-8 again.
     fn str_into(&mut self, dst: &mut String) -> Option<()> {
-        set(dst, self.str()?);
+        let n = self.u32()?;
+        let bytes = self.bytes(n)?;
+        if dst.as_bytes() != bytes {
+            set(dst, std::str::from_utf8(bytes).ok()?);
+        }
         Some(())
     }
 
