@@ -567,7 +567,7 @@ pub fn expand_segment_into(bytes: &[u8], buf: &mut Vec<u8>) -> Result<(Option<us
     let size: usize = checked.iter().map(|(f, s)| if is_block(f) { s.unwrap_or(0) } else { f.len() }).sum();
     // (Reserved up to a bound: a block that claims more than it holds fails below.)
     let want = (SEGMENT_MAGIC.len() + size + tail.len()).min(bytes.len().saturating_mul(64).saturating_add(1 << 20));
-    buf.reserve(want.saturating_sub(buf.len()));
+    buf.reserve_exact(want.saturating_sub(buf.len()));
     // Bytes written so far; `room` makes the buffer at least `n` long (zeroing only what it
     // had never held).
     let mut w = 0;
@@ -1259,26 +1259,41 @@ mod tests {
             let (n, lost) = expand_segment_into(seg, buf).unwrap();
             (n.map_or_else(|| seg.to_vec(), |n| buf[..n].to_vec()), lost)
         };
-        // A large segment first, then a smaller one with a damaged block between two sound
-        // ones: the smaller one reads back exactly, nothing of the first one after it.
+        // A large segment of other records first (zstd and LZ4 blocks), so that the buffer
+        // holds bytes none of the later segments has.
         let mut big = new_segment();
-        BlockWriter::fast().append(&frames(0, 60), &mut big).unwrap();
-        assert_eq!(expand(&big, &mut buf), ([SEGMENT_MAGIC.as_slice(), &frames(0, 60)].concat(), 0));
+        BlockWriter::new().unwrap().append(&frames(100, 30), &mut big).unwrap();
+        BlockWriter::fast().append(&frames(130, 30), &mut big).unwrap();
+        assert_eq!(expand(&big, &mut buf), ([SEGMENT_MAGIC.as_slice(), &frames(100, 60)].concat(), 0));
         let high = buf.len();
+        // Then a smaller one: a sound LZ4 block; one whose CRC is wrong (refused unread); one
+        // whose CRC is right but which claims more than it holds (it fails to inflate after
+        // writing into the buffer), followed by a plain frame shorter than that; a sound
+        // zstd block; and a cut length (3 bytes) at the end.
         let mut small = new_segment();
         BlockWriter::fast().append(&frames(0, 5), &mut small).unwrap();
-        let damaged = small.len();
+        let bad_crc = small.len();
         BlockWriter::fast().append(&frames(5, 5), &mut small).unwrap();
-        small[damaged + 20] ^= 0xff;
+        small[bad_crc + 20] ^= 0xff;
+        let mut forged = Vec::new();
+        BlockWriter::fast().append(&frames(10, 20), &mut forged).unwrap();
+        let claim = u32::from_le_bytes(forged[9..13].try_into().unwrap()) + 1;
+        forged[9..13].copy_from_slice(&claim.to_le_bytes());
+        seal_frame(&mut forged, 0);
+        small.extend(&forged);
         encode_record(&record(), &mut small);
-        BlockWriter::fast().append(&frames(10, 5), &mut small).unwrap();
+        BlockWriter::new().unwrap().append(&frames(30, 5), &mut small).unwrap();
+        small.extend([1, 2, 3]);
         let mut want = [SEGMENT_MAGIC.as_slice(), &frames(0, 5)].concat();
         encode_record(&record(), &mut want);
-        want.extend(frames(10, 5));
-        assert_eq!(expand(&small, &mut buf), (want.clone(), 1));
+        want.extend(frames(30, 5));
+        want.extend([1, 2, 3]);
+        assert!(want.len() < high, "the smaller segment reads within what the buffer held");
+        assert_eq!(expand(&small, &mut buf), (want.clone(), 2));
         assert_eq!(buf.len(), high, "the buffer is reused, not shrunk");
-        // As `expand_segment` reads it; a segment without blocks is its own bytes.
-        assert_eq!(expand_segment(&small).unwrap(), (std::borrow::Cow::Owned(want), 1));
+        // As `expand_segment` reads it, from a fresh buffer.
+        assert_eq!(expand_segment(&small).unwrap(), (std::borrow::Cow::Owned(want), 2));
+        // A segment without blocks is its own bytes; what is not a segment is refused.
         let plain = [SEGMENT_MAGIC.as_slice(), &frames(0, 3)].concat();
         assert_eq!(expand_segment_into(&plain, &mut buf).unwrap(), (None, 0));
         assert!(expand_segment_into(b"nope", &mut buf).is_err());

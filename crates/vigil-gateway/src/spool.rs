@@ -1364,7 +1364,13 @@ impl Shipper {
                     // the preparer has gone past it (it sealed late, or its store failed).
                     None if !(last || behind || others || waited(path) >= catch_up::OLDEST) => break,
                     None => match std::fs::read(path) {
-                        Ok(bytes) => prepare(name, &self.instance, &bytes, path, self.registry.keeps_segment_files()),
+                        Ok(bytes) => {
+                            let p = prepare(name, &self.instance, &bytes, path, self.registry.keeps_segment_files());
+                            // Rare here (the preparer does this): the buffer it was expanded
+                            // into is not kept.
+                            vigil_core::predlog::let_go_of_buffers();
+                            p
+                        }
                         Err(_) => {
                             failed = true;
                             break;
