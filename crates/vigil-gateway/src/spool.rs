@@ -248,8 +248,9 @@ const WRITER_NAP: Duration = Duration::from_millis(2);
 /// single-row records: 10 µs a wake-up), and records wait in memory only a few milliseconds
 /// more. 16 ms rather than 8 since 2026-12-01: at the bench's paced single-row load a round
 /// was about 90 records, and its fixed part (the wake-up, the `write` into the page cache,
-/// which updates the file's times) a third of the writer's time; the writer took 0.3–0.5 µs
-/// a request less (4 interleaved rounds against 8 ms, per-thread CPU time).
+/// which updates the file's times) a third of the writer's time; the writer took 0.2–0.5 µs
+/// a request less per round, 0.4 at the median (4 interleaved rounds against 8 ms, per-thread
+/// CPU time).
 const LIGHT_NAP: Duration = Duration::from_millis(16);
 
 /// …and while nothing comes, doubling from [`LIGHT_NAP`] after each empty round that left

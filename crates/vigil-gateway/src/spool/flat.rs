@@ -300,9 +300,14 @@ impl<'a> Reader<'a> {
         Some(u64::from_ne_bytes(self.array()?))
     }
 
-    fn str(&mut self) -> Option<&'a str> {
+    /// A string's bytes (its length, then them), not yet checked as UTF-8.
+    fn str_bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()?;
-        std::str::from_utf8(self.bytes(n)?).ok()
+        self.bytes(n)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.str_bytes()?).ok()
     }
 
     /// `n` values of `N` bytes each, in `v`'s allocation (the count checked against what is
@@ -324,8 +329,7 @@ impl<'a> Reader<'a> {
     /// already (a slot's names: the same for every record of an arm), so they are not
     /// checked as UTF-8 again.
     fn str_into(&mut self, dst: &mut String) -> Option<()> {
-        let n = self.u32()?;
-        let bytes = self.bytes(n)?;
+        let bytes = self.str_bytes()?;
         if dst.as_bytes() != bytes {
             set(dst, std::str::from_utf8(bytes).ok()?);
         }
