@@ -30,7 +30,8 @@ and the medians are compared: this shared machine's load drifts between runs.
 
 Two loads: saturation (wrk sends as fast as the gateway answers; wrk and the gateway share
 the 2 cores) and a paced load (each of the 16 connections waits PACE_MS after every answer:
-about half the saturated rate, as a gateway runs in service). A third process runs at both
+a fixed offered load, as a gateway runs in service: half the saturated rate on one machine
+of this kind, a quarter on a faster one). A third process runs at both
 loads: `unlogged_gateway --log`, the reference binary with the log on, so the log's cost is
 also measured within one binary (`vigil gateway` is a larger binary, 35 MB of code against
 11, and has run a few microseconds a request above it with the same log). The primary's p99
