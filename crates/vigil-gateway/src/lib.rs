@@ -61,7 +61,7 @@ pub struct Counters {
     pub shadow_ok: AtomicU64,
     /// Shadow runs that failed (never affecting the caller).
     pub shadow_failed: AtomicU64,
-    /// Pauses the shadow thread took to hold itself to 1% of a CPU while the CPUs were saturated.
+    /// Pauses the shadow thread took to hold itself to about 1% of a CPU while the CPUs were saturated.
     pub shadow_pauses: AtomicU64,
     /// Prediction records queued for the spool.
     pub log_queued: AtomicU64,
@@ -676,7 +676,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         ("vigil_gateway_shadow_dropped_total", "Shadow copies dropped because the queue was full", &c.shadow_dropped),
         ("vigil_gateway_shadow_ok_total", "Shadow runs that succeeded", &c.shadow_ok),
         ("vigil_gateway_shadow_failed_total", "Shadow runs that failed", &c.shadow_failed),
-        ("vigil_gateway_shadow_pauses_total", "Pauses of the shadow thread while the CPUs were saturated (it holds itself to 1% of a CPU)", &c.shadow_pauses),
+        ("vigil_gateway_shadow_pauses_total", "Pauses of the shadow thread while the CPUs were saturated (it holds itself to about 1% of a CPU)", &c.shadow_pauses),
         ("vigil_gateway_log_queued_total", "Prediction records queued for the spool", &c.log_queued),
         ("vigil_gateway_log_spooled_total", "Prediction records written to spool files", &c.log_spooled),
         ("vigil_gateway_log_stored_total", "Prediction records stored in the registry", &c.log_stored),
