@@ -144,20 +144,34 @@ fn pause_after(ran: u64, waited: u64) -> Duration {
 
 /// The calling thread's own run time and time spent waiting for a CPU so far, in
 /// nanoseconds (Linux, from its `schedstat`, kept open; elsewhere, or if unreadable, `None`,
-/// and the thread never pauses). Tied to the thread that opened it (not `Send`).
+/// and the thread never pauses), and what they were when it last looked. Tied to the thread
+/// that opened it (not `Send`).
 struct OwnTimes {
     #[cfg(target_os = "linux")]
     file: Option<std::fs::File>,
+    last: Option<(u64, u64)>,
     _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl OwnTimes {
     fn open() -> OwnTimes {
-        OwnTimes {
+        let mut t = OwnTimes {
             #[cfg(target_os = "linux")]
             file: std::fs::File::open("/proc/thread-self/schedstat").ok(),
+            last: None,
             _thread: std::marker::PhantomData,
-        }
+        };
+        t.last = t.read();
+        t
+    }
+
+    /// The run and wait times since the thread last looked (or since it opened them): a
+    /// look's wait includes the waits for a CPU after naps and pauses, not only the
+    /// preemptions while copies run.
+    fn since_last(&mut self) -> Option<(u64, u64)> {
+        let (ran, waited) = self.read()?;
+        let (ran0, waited0) = self.last.replace((ran, waited)).unwrap_or((ran, waited));
+        Some((ran.saturating_sub(ran0), waited.saturating_sub(waited0)))
     }
 
     #[cfg(target_os = "linux")]
@@ -198,11 +212,7 @@ fn run(queue: &Arc<ShadowQueue>, c: &Counters, mut log: Option<BackgroundLog>) {
     crate::idle_priority();
     let mut batch = Vec::with_capacity(SHADOW_QUEUE);
     let mut nap = Duration::from_millis(1);
-    let times = OwnTimes::open();
-    // The thread's times when it last looked: a look's wait counts from there, so that it
-    // includes the waits for a CPU after naps and pauses, not only the preemptions while
-    // copies run.
-    let mut last = times.read();
+    let mut times = OwnTimes::open();
     let mut since_look = 0;
     loop {
         // Read before taking: once the gateway is gone no copy can arrive after the take.
@@ -231,9 +241,8 @@ fn run(queue: &Arc<ShadowQueue>, c: &Counters, mut log: Option<BackgroundLog>) {
                 continue;
             }
             since_look = 0;
-            let Some((ran, waited)) = times.read() else { continue };
-            let (ran0, waited0) = last.replace((ran, waited)).unwrap_or((ran, waited));
-            let pause = pause_after(ran.saturating_sub(ran0), waited.saturating_sub(waited0));
+            let Some((ran, waited)) = times.since_last() else { continue };
+            let pause = pause_after(ran, waited);
             if !pause.is_zero() {
                 c.shadow_pauses.fetch_add(1, Ordering::Relaxed);
                 pause_for(pause, queue, &mut log);
@@ -301,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn the_thread_pauses_only_after_a_batch_it_waited_long_for_and_then_for_99_times_its_run() {
+    fn the_thread_pauses_only_after_waiting_long_for_a_cpu_and_then_for_99_times_its_run() {
         // A CPU to spare (a paced load waits about twice its run time): no pause.
         assert_eq!(pause_after(2_000_000, 4_000_000), Duration::ZERO);
         assert_eq!(pause_after(2_000_000, 15_999_999), Duration::ZERO);
