@@ -7,7 +7,8 @@
 //! on the request thread as a frame of the log's binary format ([`vigil_core::predwire`], the input values as the model saw them).
 //! A writer thread collects the buffers every [`WRITER_NAP`] ([`LIGHT_NAP`] after a light round,
 //! up to [`IDLE_NAP`] while nothing comes) and appends them to the open segment file, each round's
-//! records compressed together as LZ4 blocks when they are 4 KiB or more (a large record
+//! records compressed together as LZ4 blocks when they are 4 KiB or more (a large round in
+//! parts as it is collected, [`ROUND_PART`]) (a large record
 //! is compressed on its request thread instead while the writer is behind). On this VM the log's tail at 100 rows came
 //! from the bytes it wrote (the host takes CPU time from the guest for its disk work), so
 //! the spool writes fewer: 100-row records of clinical-like values take about 55–65% of
@@ -336,10 +337,27 @@ const KEEP_BUFFER: usize = 1 << 20;
 
 /// Lets a buffer go if it grew past [`KEEP_BUFFER`] (it is empty or about to be refilled).
 fn trim(buf: &mut Vec<u8>) {
-    if buf.capacity() > KEEP_BUFFER {
+    trim_to(buf, KEEP_BUFFER);
+}
+
+/// Lets a buffer go if it grew past `keep` bytes.
+fn trim_to(buf: &mut Vec<u8>, keep: usize) {
+    if buf.capacity() > keep {
         *buf = Vec::new();
     }
 }
+
+/// The buffers the writer hands back to the stripes are let go past this: a stripe's round
+/// is tens of KiB under a steady load (100-row records at saturation: about 10,000 a second
+/// over six stripes, collected every 2 ms), and only a writer held up for a while sees
+/// more; kept, such a burst's buffers (up to the spool's whole queue) would stay resident.
+const KEEP_STRIPE: usize = 256 << 10;
+
+/// The writer writes a round in parts of at least this many bytes of records as it collects
+/// them (about three compressed blocks, [`BLOCK_BYTES`]), rather than copying the whole round
+/// into one buffer first: after the writer was held up, a round can be most of the queue
+/// ([`SpoolConfig::queue_bytes`]), and a copy of it doubled what the log held in memory.
+const ROUND_PART: usize = 3 * BLOCK_BYTES;
 
 impl Encoder {
     const fn new() -> Encoder {
@@ -785,17 +803,18 @@ impl Writer {
             if disconnected {
                 std::sync::atomic::fence(Ordering::Acquire);
             }
-            self.collect(&mut batch, &mut spare, &mut live, &mut enc);
-            let heavy = batch.len() >= HEAVY_ROUND;
-            let empty = batch.is_empty();
+            // A large round is written in parts as it is collected (see [`ROUND_PART`]).
+            let round = self.collect(&mut batch, &mut spare, &mut live, &mut enc, &mut |part| self.write_frames(&mut open, part, blocks.as_mut()));
+            let heavy = round >= HEAVY_ROUND;
+            let empty = round == 0;
             if !batch.is_empty() {
                 // A round of a few records is written as it is (compressing it saves little).
-                self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| batch.len() >= COMPRESS_MIN));
-                batch.clear();
-                trim(&mut batch);
-                if let Some((_, out)) = blocks.as_mut() {
-                    trim(out);
-                }
+                self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| round >= COMPRESS_MIN));
+            }
+            batch.clear();
+            trim(&mut batch);
+            if let Some((_, out)) = blocks.as_mut() {
+                trim(out);
             }
             if let Some(o) = open.as_mut()
                 && o.unsynced
@@ -826,9 +845,19 @@ impl Writer {
         }
     }
 
-    /// Empties the stripes into `batch`: their frames, and their live records encoded.
-    fn collect(&self, batch: &mut Vec<u8>, spare: &mut Vec<u8>, live: &mut (Vec<u8>, Vec<flat::Refs>, flat::Slots), enc: &mut Encoder) {
+    /// Empties the stripes into `batch`: their frames, and their live records encoded. Once
+    /// `batch` holds [`ROUND_PART`] bytes it is handed to `part` (to be written) and emptied,
+    /// and a stripe's frames of that size or more go to `part` as they are, so the writer
+    /// never holds a second copy of a large round. Gives the bytes of records collected.
+    fn collect(&self, batch: &mut Vec<u8>, spare: &mut Vec<u8>, live: &mut (Vec<u8>, Vec<flat::Refs>, flat::Slots), enc: &mut Encoder, part: &mut dyn FnMut(&[u8])) -> usize {
         let (records, refs, slots) = live;
+        let mut collected = 0;
+        fn full(batch: &mut Vec<u8>, part: &mut dyn FnMut(&[u8])) {
+            if batch.len() >= ROUND_PART {
+                part(batch);
+                batch.clear();
+            }
+        }
         for stripe in &self.pending.stripes {
             {
                 let mut q = stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -839,10 +868,17 @@ impl Writer {
                 std::mem::swap(&mut q.flat, records);
                 std::mem::swap(&mut q.refs, refs);
             }
-            // Copied, so that each stripe gets back a buffer of its own size.
-            batch.extend_from_slice(spare);
+            collected += spare.len();
+            if spare.len() >= ROUND_PART {
+                // (Records are independent: which is written first does not matter.)
+                part(spare);
+            } else {
+                batch.extend_from_slice(spare);
+                full(batch, part);
+            }
+            // The buffers go back to the stripes: one that a burst grew is let go.
             spare.clear();
-            trim(spare);
+            trim_to(spare, KEEP_STRIPE);
             let mut failed = 0;
             let mut rest = Some(records.as_slice());
             while let Some(buf) = rest.filter(|b| !b.is_empty()) {
@@ -855,7 +891,11 @@ impl Writer {
                     continue;
                 };
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_record(&live.job(), enc))) {
-                    Ok(Ok(())) => batch.extend_from_slice(&enc.frame),
+                    Ok(Ok(())) => {
+                        collected += enc.frame.len();
+                        batch.extend_from_slice(&enc.frame);
+                        full(batch, part);
+                    }
                     _ => failed += 1,
                 }
             }
@@ -866,10 +906,11 @@ impl Writer {
             }
             enc.trim();
             records.clear();
-            trim(records);
+            trim_to(records, KEEP_STRIPE);
             // The versions they hold must not stay loaded once they are no longer served.
             refs.clear();
         }
+        collected
     }
 
     /// Appends a buffer of whole frames (see [`write_frames`]), handing segments to the syncer.
@@ -1994,7 +2035,7 @@ mod tests {
         }
         // The writer empties the stripes and encodes what was copied flat.
         let (mut batch, mut spare, mut queued, mut enc) = (Vec::new(), Vec::new(), Default::default(), Encoder::new());
-        writer.collect(&mut batch, &mut spare, &mut queued, &mut enc);
+        writer.collect(&mut batch, &mut spare, &mut queued, &mut enc, &mut |_| unreachable!("a small round is written whole"));
         assert!(pending.stripes.iter().all(|s| s.lock().unwrap().is_empty() && s.lock().unwrap().refs.is_empty()));
         // Nothing holds the version once the round is encoded.
         assert!(queued.0.is_empty() && queued.1.is_empty());
@@ -2029,7 +2070,7 @@ mod tests {
             q.flat[8] = 200;
         }
         batch.clear();
-        writer.collect(&mut batch, &mut spare, &mut queued, &mut enc);
+        writer.collect(&mut batch, &mut spare, &mut queued, &mut enc, &mut |_| unreachable!("a small round is written whole"));
         assert_eq!(counters.log_failed.load(Ordering::Relaxed), 1);
         let frame_len = u32::from_le_bytes(batch[..4].try_into().unwrap()) as usize;
         assert_eq!(batch.len(), 8 + frame_len, "one record's frame");
@@ -2038,6 +2079,86 @@ mod tests {
         spool.on_disk.store(1 << 30, Ordering::Relaxed);
         assert!(!spool.offer(&live(&small, &names, 0)));
         assert!(pending.stripes.iter().all(|s| s.lock().unwrap().is_empty()));
+    }
+
+    #[test]
+    fn a_large_round_is_written_in_parts_as_it_is_collected_and_burst_buffers_are_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig::new(dir.path().to_path_buf());
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let counters = Arc::new(Counters::default());
+        let pending = Arc::new(Stripes { stripes: (0..3).map(|_| std::sync::Mutex::new(Queued::default())).collect(), stripe_bytes: 16 << 20 });
+        let writer = Writer { cfg, pending: pending.clone(), on_disk: Arc::new(AtomicU64::new(0)), counters: counters.clone(), sync: tx };
+        let outputs = vec![("label".to_owned(), Value::Tensor(Tensor::new(vec![1], Data::I64(vec![1])).unwrap())), ("p".to_owned(), Value::MapsI64(vec![vec![(0, 0.25), (1, 0.75)]]))];
+        let small = owned(1, Ok(outputs));
+        let names = names(60_000);
+        let mut sent = Vec::new();
+        let mut enc = Encoder::new();
+        let mut n = 0;
+        {
+            // A writer held up: stripe 0 holds live records copied flat (their frames some
+            // three parts' worth), stripe 1 a run of encoded frames larger than a part, stripe 2
+            // a few frames.
+            let mut q = pending.stripes[0].lock().unwrap();
+            while q.flat.len() < 3 * ROUND_PART {
+                let l = live(&small, &names, n);
+                let r = q.refs_for(&l);
+                flat::put(&l, r, flat::size(&l), &mut q.flat);
+                sent.push(record_of(&l.job()));
+                n += 1;
+            }
+            for (stripe, bytes) in [(1, ROUND_PART + 1000), (2, 1000)] {
+                let mut q = pending.stripes[stripe].lock().unwrap();
+                while q.frames.len() < bytes {
+                    let l = live(&small, &names, n);
+                    write_record(&l.job(), &mut enc).unwrap();
+                    q.frames.extend_from_slice(&enc.frame);
+                    sent.push(record_of(&l.job()));
+                    n += 1;
+                }
+            }
+        }
+        let stripe_1 = pending.stripes[1].lock().unwrap().frames.len();
+        assert!(stripe_1 >= ROUND_PART);
+        let (mut batch, mut spare, mut queued, mut enc) = (Vec::new(), Vec::new(), Default::default(), Encoder::new());
+        let (mut open, mut blocks) = (None, Some((predwire::BlockWriter::fast(), Vec::new())));
+        let mut parts = Vec::new();
+        let round = writer.collect(&mut batch, &mut spare, &mut queued, &mut enc, &mut |part| {
+            parts.push(part.len());
+            writer.write_frames(&mut open, part, blocks.as_mut());
+        });
+        // Written in parts of at least `ROUND_PART` (stripe 1's frames as they were), the rest
+        // left for the round's end; the writer's buffer never held much more than a part.
+        assert!(parts.len() >= 3 && parts.iter().all(|&n| n >= ROUND_PART), "{parts:?}");
+        assert!(parts.contains(&stripe_1), "stripe 1's frames handed over as they were: {parts:?}");
+        assert_eq!(round, parts.iter().sum::<usize>() + batch.len());
+        assert!(batch.capacity() <= 2 * ROUND_PART && batch.len() < ROUND_PART, "{}", batch.capacity());
+        // What goes back to the stripes is small again.
+        assert!(spare.capacity() <= KEEP_STRIPE && queued.0.capacity() <= KEEP_STRIPE);
+        writer.write_frames(&mut open, &batch, blocks.as_mut());
+        // Every record is in the segment, once.
+        let mut got = Vec::new();
+        let mut rest = open.take();
+        while let Some(o) = rest.take() {
+            let (file, id) = finish(o, &counters);
+            drop(file);
+            let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
+            let (plain, lost) = predwire::expand_segment(&bytes).unwrap();
+            let (views, damaged) = predwire::parse_segment(&plain).unwrap();
+            assert_eq!((damaged, lost), (0, 0));
+            got.extend(views.iter().map(|v| v.to_record().unwrap()));
+        }
+        // (Segments sealed on the way, at their size, went to the syncer.)
+        while let Ok(SyncJob::Seal { file, id }) = rx.try_recv() {
+            drop(file);
+            let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
+            let (plain, _) = predwire::expand_segment(&bytes).unwrap();
+            got.extend(predwire::parse_segment(&plain).unwrap().0.iter().map(|v| v.to_record().unwrap()));
+        }
+        got.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+        sent.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+        assert_eq!(got, sent);
+        assert_eq!(counters.log_failed.load(Ordering::Relaxed), 0);
     }
 
     #[test]
