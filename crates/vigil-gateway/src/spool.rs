@@ -7,8 +7,8 @@
 //! on the request thread as a frame of the log's binary format ([`vigil_core::predwire`], the input values as the model saw them).
 //! A writer thread collects the buffers every [`WRITER_NAP`] ([`LIGHT_NAP`] after a light round,
 //! up to [`IDLE_NAP`] while nothing comes) and appends them to the open segment file, each round's
-//! records compressed together as LZ4 blocks when they are 4 KiB or more (a large round in
-//! parts as it is collected, [`ROUND_PART`]) (a large record
+//! records compressed together as LZ4 blocks when they are 4 KiB or more (a large round is
+//! written in parts as it is collected, [`ROUND_PART`]; a large record
 //! is compressed on its request thread instead while the writer is behind). On this VM the log's tail at 100 rows came
 //! from the bytes it wrote (the host takes CPU time from the guest for its disk work), so
 //! the spool writes fewer: 100-row records of clinical-like values take about 55–65% of
@@ -347,14 +347,19 @@ fn trim_to(buf: &mut Vec<u8>, keep: usize) {
     }
 }
 
-/// The buffers the writer hands back to the stripes are let go past this: a stripe's round
-/// is tens of KiB under a steady load (100-row records at saturation: about 10,000 a second
-/// over six stripes, collected every 2 ms), and only a writer held up for a while sees
-/// more; kept, such a burst's buffers (up to the spool's whole queue) would stay resident.
+/// The buffers the writer hands back to the stripes are let go past this. A stripe's round
+/// is tens of KiB under a steady load (100-row records at saturation: about 10,000 a second,
+/// 90 MB/s, appended mostly to the stripes of the two runtime threads, collected every 2
+/// ms), and more whenever the writer waits for a CPU for a while (on 2 saturated CPUs that
+/// happens now and then: up to about 10 MB waited in the stripes); kept, such a burst's
+/// buffers (up to the spool's whole queue) would stay resident. A request thread then grows
+/// its stripe's buffer again (a few reallocations per burst; the 100-row CPU per request
+/// measured the same).
 const KEEP_STRIPE: usize = 256 << 10;
 
 /// The writer writes a round in parts of at least this many bytes of records as it collects
-/// them (about three compressed blocks, [`BLOCK_BYTES`]), rather than copying the whole round
+/// them (about three compressed blocks, [`BLOCK_BYTES`]; a part is at most about twice this,
+/// or a stripe's frames as they are, up to a stripe's share of the queue), rather than copying the whole round
 /// into one buffer first: after the writer was held up, a round can be most of the queue
 /// ([`SpoolConfig::queue_bytes`]), and a copy of it doubled what the log held in memory.
 const ROUND_PART: usize = 3 * BLOCK_BYTES;
@@ -804,12 +809,16 @@ impl Writer {
                 std::sync::atomic::fence(Ordering::Acquire);
             }
             // A large round is written in parts as it is collected (see [`ROUND_PART`]).
-            let round = self.collect(&mut batch, &mut spare, &mut live, &mut enc, &mut |part| self.write_frames(&mut open, part, blocks.as_mut()));
+            let mut written = true;
+            let round = self.collect(&mut batch, &mut spare, &mut live, &mut enc, &mut |part| written &= self.write_frames(&mut open, part, blocks.as_mut()));
             let heavy = round >= HEAVY_ROUND;
             let empty = round == 0;
             if !batch.is_empty() {
                 // A round of a few records is written as it is (compressing it saves little).
-                self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| round >= COMPRESS_MIN));
+                written &= self.write_frames(&mut open, &batch, blocks.as_mut().filter(|_| round >= COMPRESS_MIN));
+            }
+            if !written {
+                std::thread::sleep(Duration::from_millis(200));
             }
             batch.clear();
             trim(&mut batch);
@@ -914,11 +923,10 @@ impl Writer {
     }
 
     /// Appends a buffer of whole frames (see [`write_frames`]), handing segments to the syncer.
-    /// After a failure it pauses (a disk that fails now may come back).
-    fn write_frames(&self, open: &mut Option<Open>, buf: &[u8], blocks: Option<&mut (predwire::BlockWriter, Vec<u8>)>) {
-        if !write_frames(&self.cfg, &self.counters, &self.on_disk, open, buf, blocks, &mut |o| self.seal(o)) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    /// `false` if some run could not be written: the writer then pauses once, at the end of
+    /// the round (a disk that fails now may come back), not after each part of it.
+    fn write_frames(&self, open: &mut Option<Open>, buf: &[u8], blocks: Option<&mut (predwire::BlockWriter, Vec<u8>)>) -> bool {
+        write_frames(&self.cfg, &self.counters, &self.on_disk, open, buf, blocks, &mut |o| self.seal(o))
     }
 
     fn seal(&self, o: Open) {
@@ -2041,7 +2049,7 @@ mod tests {
         assert!(queued.0.is_empty() && queued.1.is_empty());
         assert_eq!(Arc::strong_count(&small.served), base);
         let mut open = None;
-        writer.write_frames(&mut open, &batch, None);
+        assert!(writer.write_frames(&mut open, &batch, None));
         // The round left the process's buffer (a crash of the process would not lose it).
         let o = open.as_ref().unwrap();
         assert!(o.bytes < (64 << 10) && o.bytes > 1 << 10, "{}", o.bytes);
@@ -2125,7 +2133,7 @@ mod tests {
         let mut parts = Vec::new();
         let round = writer.collect(&mut batch, &mut spare, &mut queued, &mut enc, &mut |part| {
             parts.push(part.len());
-            writer.write_frames(&mut open, part, blocks.as_mut());
+            assert!(writer.write_frames(&mut open, part, blocks.as_mut()));
         });
         // Written in parts of at least `ROUND_PART` (stripe 1's frames as they were), the rest
         // left for the round's end; the writer's buffer never held much more than a part.
@@ -2133,9 +2141,13 @@ mod tests {
         assert!(parts.contains(&stripe_1), "stripe 1's frames handed over as they were: {parts:?}");
         assert_eq!(round, parts.iter().sum::<usize>() + batch.len());
         assert!(batch.capacity() <= 2 * ROUND_PART && batch.len() < ROUND_PART, "{}", batch.capacity());
-        // What goes back to the stripes is small again.
+        // What went back to the stripes is small again (stripes 0 and 1 grew theirs past it).
+        assert!(pending.stripes.iter().all(|s| {
+            let q = s.lock().unwrap();
+            q.is_empty() && q.frames.capacity() <= KEEP_STRIPE && q.flat.capacity() <= KEEP_STRIPE
+        }));
         assert!(spare.capacity() <= KEEP_STRIPE && queued.0.capacity() <= KEEP_STRIPE);
-        writer.write_frames(&mut open, &batch, blocks.as_mut());
+        assert!(writer.write_frames(&mut open, &batch, blocks.as_mut()));
         // Every record is in the segment, once.
         let mut got = Vec::new();
         let mut rest = open.take();
@@ -2488,7 +2500,7 @@ mod tests {
         largest = largest.max(enc.frame.len());
         let mut blocks = (predwire::BlockWriter::fast(), Vec::new());
         let mut open = None;
-        writer.write_frames(&mut open, &batch, Some(&mut blocks));
+        assert!(writer.write_frames(&mut open, &batch, Some(&mut blocks)));
         if let Some(o) = open.take() {
             writer.seal(o);
         }
@@ -2526,7 +2538,7 @@ mod tests {
         // Without a block writer the frames are written as they are.
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         let writer = Writer { sync: tx, ..writer };
-        writer.write_frames(&mut open, &batch, None);
+        assert!(writer.write_frames(&mut open, &batch, None));
         if let Some(o) = open.take() {
             writer.seal(o);
         }
