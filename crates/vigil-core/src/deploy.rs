@@ -534,12 +534,12 @@ impl Registry {
 
     /// The keyed hash of a unit identifier and its bucket, under this server's key.
     pub fn unit_bucket(&self, model: &str, unit: &str) -> (String, u32) {
-        keyed_unit_hash(&self.unit_key, model, unit)
+        keyed_unit_hash(&self.unit_mac, model, unit)
     }
 
     /// Only the bucket of a unit identifier (routing needs no more).
     pub fn unit_bucket_only(&self, model: &str, unit: &str) -> u32 {
-        bucket_of(&unit_mac(&self.unit_key, model, unit))
+        bucket_of(&unit_mac(&self.unit_mac, model, unit))
     }
 }
 

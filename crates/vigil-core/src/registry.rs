@@ -117,7 +117,7 @@ pub struct Registry {
     pub(crate) key: Arc<ServerKey>,
     /// The key unit identifiers are hashed under (derived from the server key once, its
     /// HMAC state keyed once).
-    pub(crate) unit_key: crate::deploy::UnitMac,
+    pub(crate) unit_mac: crate::deploy::UnitMac,
     parallel_verify_min: i64,
     verify_segments: Option<i64>,
 }
@@ -135,8 +135,8 @@ pub(crate) fn not_found(code: ErrorCode, what: &str) -> Error {
 impl Registry {
     /// Builds the service over a store, with an injected clock, id generator and server key.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGenerator>, key: Arc<ServerKey>) -> Self {
-        let unit_key = crate::deploy::UnitMac::new(&crate::deploy::unit_key_of(&key));
-        Registry { store, clock, ids, key, unit_key, parallel_verify_min: PARALLEL_VERIFY_MIN, verify_segments: None }
+        let unit_mac = crate::deploy::UnitMac::new(&crate::deploy::unit_key_of(&key));
+        Registry { store, clock, ids, key, unit_mac, parallel_verify_min: PARALLEL_VERIFY_MIN, verify_segments: None }
     }
 
     /// Always verifies the audit chain in exactly `segments` parallel segments (tests use this

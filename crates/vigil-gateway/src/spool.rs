@@ -2148,24 +2148,21 @@ mod tests {
         }));
         assert!(spare.capacity() <= KEEP_STRIPE && queued.0.capacity() <= KEEP_STRIPE);
         assert!(writer.write_frames(&mut open, &batch, blocks.as_mut()));
-        // Every record is in the segment, once.
-        let mut got = Vec::new();
-        let mut rest = open.take();
-        while let Some(o) = rest.take() {
-            let (file, id) = finish(o, &counters);
-            drop(file);
+        // Every record is in the segments, once: those sealed on the way (at their size, handed
+        // to the syncer) and the open one.
+        let read = |id: &str| {
             let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
             let (plain, lost) = predwire::expand_segment(&bytes).unwrap();
             let (views, damaged) = predwire::parse_segment(&plain).unwrap();
             assert_eq!((damaged, lost), (0, 0));
-            got.extend(views.iter().map(|v| v.to_record().unwrap()));
-        }
-        // (Segments sealed on the way, at their size, went to the syncer.)
+            views.iter().map(|v| v.to_record().unwrap()).collect::<Vec<_>>()
+        };
+        let (file, id) = finish(open.take().unwrap(), &counters);
+        drop(file);
+        let mut got = read(&id);
         while let Ok(SyncJob::Seal { file, id }) = rx.try_recv() {
             drop(file);
-            let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
-            let (plain, _) = predwire::expand_segment(&bytes).unwrap();
-            got.extend(predwire::parse_segment(&plain).unwrap().0.iter().map(|v| v.to_record().unwrap()));
+            got.extend(read(&id));
         }
         got.sort_by(|a, b| a.request_id.cmp(&b.request_id));
         sent.sort_by(|a, b| a.request_id.cmp(&b.request_id));
