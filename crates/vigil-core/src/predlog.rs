@@ -473,9 +473,8 @@ fn keeps_well(bytes: &[u8]) -> bool {
 const RUN_BYTES: usize = 256 << 10;
 
 /// The largest buffer a thread keeps for the plain segments it prepares (see
-/// [`predwire::expand_segment_into`]; a gateway's sealed segment holds at most about 4 MiB of
-/// records, and its schemas)…
-const KEEP_PLAIN: usize = 5 << 20;
+/// [`predwire::expand_segment_into`]; a gateway's sealed segment is about 1 MiB of records)…
+const KEEP_PLAIN: usize = 4 << 20;
 
 std::thread_local! {
     /// …the buffer ([`let_go_of_buffers`] frees it).

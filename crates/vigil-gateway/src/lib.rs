@@ -63,10 +63,7 @@ pub struct Counters {
     pub shadow_failed: AtomicU64,
     /// Pauses the shadow thread took to hold itself to about 1% of a CPU while the CPUs were saturated.
     pub shadow_pauses: AtomicU64,
-    /// Prediction records queued for the spool: live records once the spool's writer has
-    /// collected them (those still waiting in its buffers are counted there, so that request
-    /// threads share no counter: [`Spool::queued`] gives both, as `/metrics` does), shadow
-    /// records as they are queued.
+    /// Prediction records queued for the spool.
     pub log_queued: AtomicU64,
     /// Records written to spool files.
     pub log_spooled: AtomicU64,
@@ -325,6 +322,7 @@ impl Gateway {
             feature_statuses: looked_up.map(|l| &l.statuses),
         };
         if log.offer(&live) {
+            self.counters.log_queued.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         match ep.full_spool {
@@ -670,7 +668,6 @@ async fn infer_v(State(gw): State<Arc<Gateway>>, Path((m, v)): Path<(String, Str
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     let c = &gw.counters;
     let mut out = String::new();
-    let queued = gw.spool.as_ref().map(|s| AtomicU64::new(s.queued()));
     for (name, help, v) in [
         ("vigil_gateway_answered_total", "Requests answered by a live arm", &c.answered),
         ("vigil_gateway_assigned_keyed_total", "Requests assigned by the unit key", &c.keyed),
@@ -680,7 +677,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         ("vigil_gateway_shadow_ok_total", "Shadow runs that succeeded", &c.shadow_ok),
         ("vigil_gateway_shadow_failed_total", "Shadow runs that failed", &c.shadow_failed),
         ("vigil_gateway_shadow_pauses_total", "Pauses of the shadow thread while the CPUs were saturated (it holds itself to about 1% of a CPU)", &c.shadow_pauses),
-        ("vigil_gateway_log_queued_total", "Prediction records queued for the spool", queued.as_ref().unwrap_or(&c.log_queued)),
+        ("vigil_gateway_log_queued_total", "Prediction records queued for the spool", &c.log_queued),
         ("vigil_gateway_log_spooled_total", "Prediction records written to spool files", &c.log_spooled),
         ("vigil_gateway_log_stored_total", "Prediction records stored in the registry", &c.log_stored),
         ("vigil_gateway_log_rejected_total", "Answers refused because the spool was full (policy reject)", &c.log_rejected),
