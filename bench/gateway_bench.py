@@ -25,9 +25,9 @@ numbers, labs with one or two decimals, flags) and standard-normal noise to 4 de
 scenario (plain, and A/B by a patient header) runs against `unlogged_gateway` too (an
 example binary: the same gateway without a spool, with the same allocator and options; a
 reference point, never a way to serve). The processes run at once and follow the same
-registry; the logged and unlogged runs alternate, ROUNDS times (the order rotates every round,
-so that each binary runs first, second and third equally often: with the order flipped
-instead, `vigil gateway` always ran second),
+registry; the three take turns, ROUNDS times (each round in the next of the six orders of
+three, so that in 6 rounds each binary runs first, second and third, and after each of the
+others, equally often: with the order flipped instead, `vigil gateway` always ran second),
 and the medians are compared: this shared machine's load drifts between runs.
 
 Two loads: saturation (wrk sends as fast as the gateway answers; wrk and the gateway share
@@ -36,8 +36,8 @@ a fixed offered load, as a gateway runs in service: half the saturated rate on o
 of this kind, a quarter on a faster one). A third process runs at both
 loads: `unlogged_gateway --log`, the reference binary with the log on, so the log's cost is
 also measured within one binary (`vigil gateway` is a larger binary, 35 MB of code against
-10; it ran 1.6-3.7 points above the reference binary with the same log while it always ran
-second, and alike, within the noise either way, since the order rotates). The primary's p99
+10; it measured 1.4-3.7 points above the reference binary with the same log while it always
+ran second, and alike, within the noise, once the order rotated). The primary's p99
 with a shadow copy of every request is compared the same way at both loads, interleaved with runs without the shadow.
 The online-feature scenario loads
 20 features for 1,000 patients into the embedded store and asks by patient id; the lookup
@@ -47,6 +47,7 @@ time is read from the gateway's histogram at /metrics.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -290,8 +291,7 @@ def main() -> None:
     try:
         cost: dict[str, list[float]] = {}
         for rnd_i in range(0 if ONLY_SHADOW else ROUNDS):
-            trio = [("U", unlogged, uurl), ("L", proc, url), ("R", logged_ref, rurl)]
-            trio = trio[rnd_i % 3:] + trio[:rnd_i % 3]
+            trio = list(itertools.permutations([("U", unlogged, uurl), ("L", proc, url), ("R", logged_ref, rurl)]))[rnd_i % 6]
             for mode, args, patient in (("plain", ("--reset",), False), ("ab", ("--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id"), True)):
                 deploy(*args)
                 what = "OIP, 1 row, 16 conn." + (", A/B by patient" if patient else "")

@@ -233,9 +233,9 @@ impl Queued {
 /// the first stripe it can lock without waiting that has room (with more stripes than threads
 /// that append, there always is an unlocked one), and the writer swaps each stripe's buffers
 /// for empty ones every few milliseconds. So handing a record over costs one uncontended lock
-/// and a copy into a buffer that is reused (a small live record's flat form, or a frame), with no
-/// counter shared between request threads, and each stripe on cache lines of its own
-/// ([`Stripe`]).
+/// and a copy into a buffer that is reused (a small live record's flat form, or a frame); the
+/// hand-over writes no memory another request thread writes (each stripe is on cache lines of
+/// its own, [`Stripe`]; the gateway then counts the record in its shared counters).
 struct Stripes {
     stripes: Vec<Stripe>,
     /// Bytes a stripe may hold (the spool's `queue_bytes` shared out).
@@ -250,8 +250,8 @@ impl Stripes {
 
 /// One stripe, aligned to 128 bytes (two cache lines: the CPU may fetch lines in pairs). A
 /// stripe's lock and buffers take 80 bytes, so unpadded two threads' stripes shared a cache
-/// line, which every record handed over then took from the other CPU (until 2026-12-02;
-/// measured, the request threads' time did not change beyond the runs' noise).
+/// line, which every record handed over then took from the other CPU. (Aligned since
+/// 2026-12-02; measured, the request threads' time did not change beyond the runs' noise.)
 #[repr(align(128))]
 struct Stripe(std::sync::Mutex<Queued>);
 
