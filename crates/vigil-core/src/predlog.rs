@@ -191,27 +191,34 @@ fn column_kinds(records: &[&RecordView<'_>]) -> Result<(usize, BTreeMap<String, 
 
 /// The rows of a version's successful records and each logged column's kind (numeric unless
 /// some record holds text in it, as [`monitoring_batch`] decides), without building the
-/// batch, gathered one record at a time. Text values are parsed all the same, so a batch
-/// that would not build is refused here.
+/// batch, gathered one record at a time (owning what it keeps: a segment is walked a block
+/// at a time, [`predwire::each_record_streamed`]). Text values are parsed all the same, so a
+/// batch that would not build is refused here.
 #[derive(Default)]
-struct Kinds<'a> {
+struct Kinds {
     rows: usize,
     kinds: BTreeMap<String, bool>,
     /// Records nearly always share one layout of feature names: the kinds of a run of
-    /// records with the same layout are kept by position (`run`, the layout `first`'s) and
-    /// merged by name when the run ends.
+    /// records with the same layout are kept by position (`run`, of the features `names`)
+    /// and merged by name when the run ends; a run of records under one schema is known by
+    /// its key (`schema`, [`RecordView::schema_key`]) without their names compared.
     run: Vec<bool>,
-    first: Option<RecordView<'a>>,
+    names: Vec<String>,
+    schema: Option<usize>,
+    started: bool,
 }
 
-impl<'a> Kinds<'a> {
-    fn add(&mut self, r: &RecordView<'a>) -> Result<()> {
+impl Kinds {
+    fn add(&mut self, r: &RecordView<'_>) -> Result<()> {
         self.rows += r.rows;
-        if !self.first.as_ref().is_some_and(|p| p.same_features(r)) {
+        if !self.same_run(r) {
             self.merge();
             self.run.clear();
             self.run.resize(r.feature_count(), true);
-            self.first = Some(r.clone());
+            self.names.clear();
+            self.names.extend(r.features().map(|f| f.name.to_owned()));
+            self.schema = r.schema_key();
+            self.started = true;
         }
         if r.all_numeric() {
             return Ok(());
@@ -225,11 +232,25 @@ impl<'a> Kinds<'a> {
         Ok(())
     }
 
+    /// Whether `r` has the run's features (names, in order).
+    fn same_run(&self, r: &RecordView<'_>) -> bool {
+        if !self.started {
+            return false;
+        }
+        if self.schema.is_some() && self.schema == r.schema_key() {
+            return true;
+        }
+        r.feature_count() == self.names.len() && r.features().zip(&self.names).all(|(f, n)| f.name == n)
+    }
+
     /// Merges the run that ends by name.
     fn merge(&mut self) {
-        if let Some(p) = &self.first {
-            for (f, numeric) in p.features().zip(&self.run) {
-                *self.kinds.entry(f.name.to_owned()).or_insert(true) &= *numeric;
+        for (name, numeric) in self.names.iter().zip(&self.run) {
+            match self.kinds.get_mut(name.as_str()) {
+                Some(k) => *k &= *numeric,
+                None => {
+                    self.kinds.insert(name.clone(), *numeric);
+                }
             }
         }
     }
@@ -405,24 +426,36 @@ const COVER_SPAN_MS: u64 = 10_000;
 /// covers need no index row; a lookup reads the segments whose range holds the id (see
 /// [`covering_until`]) and keeps the records that match. Gathered one id at a time.
 #[derive(Default)]
-struct Range<'a>(Option<(&'a str, &'a str)>);
+struct Range(Option<(String, String)>);
 
-impl<'a> Range<'a> {
+impl Range {
     /// Adds a time-ordered id ([`time_ordered_ms`]).
-    fn add(&mut self, id: &'a str) {
-        self.0 = Some(self.0.map_or((id, id), |(lo, hi)| (lo.min(id), hi.max(id))));
+    fn add(&mut self, id: &str) {
+        match &mut self.0 {
+            None => self.0 = Some((id.to_owned(), id.to_owned())),
+            Some((lo, hi)) => {
+                if id < lo.as_str() {
+                    lo.clear();
+                    lo.push_str(id);
+                }
+                if id > hi.as_str() {
+                    hi.clear();
+                    hi.push_str(id);
+                }
+            }
+        }
     }
 
-    fn covers(&self) -> Option<(&'a str, &'a str)> {
+    fn covers(self) -> Option<(String, String)> {
         let (lo, hi) = self.0?;
-        let span = time_ordered_ms(hi)?.checked_sub(time_ordered_ms(lo)?)?;
+        let span = time_ordered_ms(&hi)?.checked_sub(time_ordered_ms(&lo)?)?;
         (span <= COVER_SPAN_MS).then_some((lo, hi))
     }
 }
 
 /// The range of `records` (`ordered[i]`: whether record `i`'s id is time-ordered).
 #[cfg(test)]
-fn covering<'a>(records: &[RecordView<'a>], ordered: &[bool]) -> Option<(&'a str, &'a str)> {
+fn covering(records: &[RecordView<'_>], ordered: &[bool]) -> Option<(String, String)> {
     let mut range = Range::default();
     records.iter().zip(ordered).filter(|(_, o)| **o).for_each(|(r, _)| range.add(r.head.request_id));
     range.covers()
@@ -472,9 +505,10 @@ fn keeps_well(bytes: &[u8]) -> bool {
 /// makes them): a block is read all or nothing.
 const RUN_BYTES: usize = 256 << 10;
 
-/// The largest buffer a thread keeps for the plain segments it prepares (see
-/// [`predwire::expand_segment_into`]; a gateway's sealed segment is about 1 MiB of records)…
-const KEEP_PLAIN: usize = 4 << 20;
+/// The largest buffer a thread keeps for the blocks of the segments it prepares (see
+/// [`predwire::each_record_streamed`]; a gateway's writer makes blocks of at most 256 KiB of
+/// records, and a block of one larger record alone)…
+const KEEP_PLAIN: usize = 1 << 20;
 
 std::thread_local! {
     /// …the buffer ([`let_go_of_buffers`] frees it).
@@ -511,6 +545,64 @@ pub(crate) fn decompress(body: &[u8]) -> Result<Vec<u8>> {
         return Err(corrupt());
     }
     zstd::bulk::decompress(z, size as usize).map_err(|_| corrupt())
+}
+
+/// An index row of a record: request id, role, version id, caller's id.
+fn index_entry(r: &RecordView<'_>) -> (String, &'static str, String, Option<String>) {
+    (r.head.request_id.to_owned(), r.role(), r.head.version_id.to_owned(), r.head.client_id.map(str::to_owned))
+}
+
+/// One version's records in a segment's walk.
+#[derive(Default)]
+struct Group {
+    records: usize,
+    live: usize,
+    failed: usize,
+    kinds: Option<Kinds>,
+}
+
+/// What preparing a segment gathers from its records, one record at a time: the records
+/// are walked without being kept (a segment holds thousands: a list of them was an eighth of
+/// the gateway's preparer time in page faults, `perf record` at the bench's single-row load),
+/// a block at a time.
+struct Walked {
+    records: usize,
+    damaged: usize,
+    groups: BTreeMap<String, Group>,
+    range: Range,
+    /// Index rows of the records that need one however the range turns out.
+    index: Vec<(String, &'static str, String, Option<String>)>,
+}
+
+impl Walked {
+    /// Walks a segment ([`predwire::each_record_streamed`]; `None` if it must be walked in
+    /// its plain form), checking each record.
+    fn of(bytes: &[u8], cover: bool, buf: &mut Vec<u8>) -> Result<Option<Walked>> {
+        let mut w = Walked { records: 0, damaged: 0, groups: BTreeMap::new(), range: Range::default(), index: Vec::new() };
+        let walked = predwire::each_record_streamed(bytes, buf, |r| {
+            check_view(&r)?;
+            w.records += 1;
+            let g = match w.groups.get_mut(r.head.version_id) {
+                Some(g) => g,
+                None => w.groups.entry(r.head.version_id.to_owned()).or_default(),
+            };
+            g.records += 1;
+            g.live += usize::from(!r.head.shadow);
+            match r.head.error {
+                Some(_) => g.failed += 1,
+                None => g.kinds.get_or_insert_default().add(&r)?,
+            }
+            let ordered = cover && time_ordered_ms(r.head.request_id).is_some();
+            if ordered {
+                w.range.add(r.head.request_id);
+            }
+            if r.head.client_id.is_some() || !ordered {
+                w.index.push(index_entry(&r));
+            }
+            Ok(())
+        })?;
+        Ok(walked.map(|damaged| Walked { damaged, ..w }))
+    }
 }
 
 impl Registry {
@@ -583,73 +675,52 @@ impl Registry {
         })
     }
 
-    /// [`Self::prepare`] with the thread's buffer for the plain segment.
+    /// [`Self::prepare`] with the thread's buffer for a block's records.
     fn prepare_in(segment_id: &str, instance: &str, bytes: &[u8], cover: bool, file: Option<&std::path::Path>, buf: &mut Vec<u8>) -> Result<PreparedSegment> {
-        let (expanded, lost) = predwire::expand_segment_into(bytes, buf)?;
-        let plain: &[u8] = match expanded {
-            Some(n) => &buf[..n],
-            None => bytes,
+        // The segment is walked a block at a time; one whose blocks hold schemas (never
+        // written so since blocks were: read for old segments) is walked in its plain form.
+        let walked = match Walked::of(bytes, cover, buf)? {
+            Some(w) => w,
+            None => {
+                let (plain, lost) = predwire::expand_segment(bytes)?;
+                let mut w = Walked::of(&plain, cover, buf)?.ok_or_else(|| Error::new(ErrorCode::IntegrityViolation, "a prediction log segment is not readable"))?;
+                w.damaged += lost;
+                w
+            }
         };
-        // The records are walked without being kept (a segment holds thousands: a list of
-        // them was an eighth of the gateway's preparer time in page faults, `perf record` at the
-        // bench's single-row load).
-        #[derive(Default)]
-        struct Group<'a> {
-            records: usize,
-            live: usize,
-            failed: usize,
-            kinds: Option<Kinds<'a>>,
-        }
-        let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
-        let mut range = Range::default();
-        let mut records = 0;
-        let entry = |r: &RecordView<'_>| (r.head.request_id.to_owned(), r.role(), r.head.version_id.to_owned(), r.head.client_id.map(str::to_owned));
-        // Index rows of the records that need one however the range turns out.
-        let mut index = Vec::new();
-        let damaged = predwire::each_record(plain, |r| {
-            check_view(&r)?;
-            records += 1;
-            let g = groups.entry(r.head.version_id).or_default();
-            g.records += 1;
-            g.live += usize::from(!r.head.shadow);
-            match r.head.error {
-                Some(_) => g.failed += 1,
-                None => g.kinds.get_or_insert_default().add(&r)?,
-            }
-            let ordered = cover && time_ordered_ms(r.head.request_id).is_some();
-            if ordered {
-                range.add(r.head.request_id);
-            }
-            if r.head.client_id.is_some() || !ordered {
-                index.push(entry(&r));
-            }
-            Ok(())
-        })? + lost;
+        let Walked { records, damaged, groups, range, mut index } = walked;
         let covers = range.covers();
         if covers.is_none() && index.len() < records {
             // The ids span too long to be covered: every record gets an index row, in order.
             index.clear();
-            predwire::each_record(plain, |r| {
-                index.push(entry(&r));
+            let all = |r: RecordView<'_>| {
+                index.push(index_entry(&r));
                 Ok(())
-            })?;
+            };
+            if predwire::each_record_streamed(bytes, buf, all)?.is_none() {
+                index.clear();
+                let (plain, _) = predwire::expand_segment(bytes)?;
+                predwire::each_record(&plain, |r| {
+                    index.push(index_entry(&r));
+                    Ok(())
+                })?;
+            }
         }
         let file = file.filter(|_| keeps_well(bytes)).map(|path| SpooledFile { path: path.to_owned(), len: bytes.len() as u64, crc32: crc32fast::hash(bytes) });
-        let body = match expanded {
-            _ if file.is_some() => Vec::new(),
-            None => compress(bytes)?,
+        let body = if file.is_some() {
+            Vec::new()
+        } else if predwire::holds_blocks(bytes) {
             // Its blocks kept, the rounds the writer left plain compressed here.
-            Some(_) => {
-                let mut body = BLOCKS_MAGIC.to_vec();
-                predwire::compress_runs_into(bytes, RUN_BYTES, &mut body)?;
-                body
-            }
+            let mut body = BLOCKS_MAGIC.to_vec();
+            predwire::compress_runs_into(bytes, RUN_BYTES, &mut body)?;
+            body
+        } else {
+            compress(bytes)?
         };
         let groups = groups
             .into_iter()
-            .map(|(version_id, g)| PreparedGroup { version_id: version_id.to_owned(), records: g.records, live: g.live, failed: g.failed, monitored: g.kinds.map(Kinds::finish) })
+            .map(|(version_id, g)| PreparedGroup { version_id, records: g.records, live: g.live, failed: g.failed, monitored: g.kinds.map(Kinds::finish) })
             .collect();
-        let covers = covers.map(|(a, b)| (a.to_owned(), b.to_owned()));
         Ok(PreparedSegment { segment_id: segment_id.to_owned(), instance: instance.to_owned(), records, damaged, body, file, covers, index, groups })
     }
 
@@ -960,6 +1031,100 @@ mod tests {
         assert_eq!(segment_ref(b"VBT1...."), None);
     }
 
+    /// What a prepared segment gathered, comparable.
+    #[allow(clippy::type_complexity)]
+    fn gathered(p: &PreparedSegment) -> (usize, usize, Option<(String, String)>, Vec<(String, &'static str, String, Option<String>)>, Vec<(String, usize, usize, usize, Option<(usize, BTreeMap<String, bool>)>)>) {
+        let groups = p.groups.iter().map(|g| (g.version_id.clone(), g.records, g.live, g.failed, g.monitored.clone())).collect();
+        (p.records, p.damaged, p.covers.clone(), p.index.clone(), groups)
+    }
+
+    #[test]
+    fn a_segment_prepared_a_block_at_a_time_gathers_what_its_plain_form_holds() {
+        let t = 1_780_000_000_000u64;
+        let at = |ms: u64, tail: usize| format!("req_{ms:012x}7{tail:0>19}");
+        // Two versions; shadow, failed and caller-identified records; one version's column
+        // holding text in some records, and two layouts of features in the other.
+        let records: Vec<PredictionRecord> = (0..60)
+            .map(|i| {
+                let mut r = rec(&at(t + i as u64, i), 2, vec![json!(1.5), json!(2)]);
+                if i % 3 == 0 {
+                    r.version_id = "mv_2".into();
+                    r.features.insert("x".into(), vec![if i % 2 == 0 { json!("high") } else { json!(3) }, json!(null)]);
+                }
+                if i % 7 == 0 {
+                    r.features.insert("y".into(), vec![json!(0), json!(1)]);
+                }
+                if i % 11 == 0 {
+                    r.role = "shadow".into();
+                }
+                if i % 13 == 0 {
+                    (r.status, r.error) = ("error".into(), Some("failed".into()));
+                }
+                if i % 17 == 0 {
+                    r.client_id = Some(format!("c{i}"));
+                }
+                r
+            })
+            .collect();
+        let frames = |rs: &[PredictionRecord]| {
+            let mut out = Vec::new();
+            rs.iter().for_each(|r| predwire::encode_record(r, &mut out));
+            out
+        };
+        let mut seg = predwire::new_segment();
+        predwire::BlockWriter::fast().append(&frames(&records[..25]), &mut seg).unwrap();
+        seg.extend(frames(&records[25..30]));
+        predwire::BlockWriter::fast().append(&frames(&records[30..]), &mut seg).unwrap();
+        // A damaged block, and a cut frame at the end.
+        let damaged_at = seg.len() + 30;
+        predwire::BlockWriter::fast().append(&frames(&records[..5]), &mut seg).unwrap();
+        seg[damaged_at] ^= 0xff;
+        seg.extend([7, 0, 0]);
+        let (plain, lost) = predwire::expand_segment(&seg).unwrap();
+        assert_eq!(lost, 1);
+        let streamed = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
+        let whole = Registry::prepare_prediction_segment("s", "gw", &plain).unwrap();
+        let (mut want, got) = (gathered(&whole), gathered(&streamed));
+        want.1 += lost;
+        assert_eq!(got, want);
+        assert_eq!((got.0, got.1, got.4.len()), (60, 2, 2));
+        assert!(got.2.is_some() && got.3.len() == 4, "covered, the callers' records indexed: {:?}", got.3);
+        let kinds = |v: &str| got.4.iter().find(|g| g.0 == v).and_then(|g| g.4.clone()).unwrap().1;
+        assert_eq!(kinds("mv_2")["x"], false);
+        assert_eq!((kinds("mv_1")["x"], kinds("mv_1")["y"]), (true, true));
+        // A range too wide to cover: every record is indexed, in order, walked again.
+        let mut wide = records[..3].to_vec();
+        wide[2].request_id = at(t + COVER_SPAN_MS + 1, 2);
+        let mut seg = predwire::new_segment();
+        predwire::BlockWriter::fast().append(&frames(&wide), &mut seg).unwrap();
+        let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
+        assert_eq!(p.index.iter().map(|e| e.0.clone()).collect::<Vec<_>>(), wide.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>());
+        // A block holding a schema (never written so since blocks were): the segment is
+        // walked in its plain form, every record read.
+        let mut content = Vec::new();
+        let mut w = predwire::SchemaWriter::begin(&mut content, "m", "mv_3", "3.0.0", "a", "d");
+        w.feature("x", predwire::Kind::F64);
+        w.finish();
+        let schema = predwire::schema_frame(4, &content);
+        let keyed = |out: &mut Vec<u8>, i: usize| {
+            let id = at(t, 100 + i);
+            let head = predwire::Head { request_id: &id, client_id: None, shadow: false, endpoint: "", version_id: "", version: "", arm: "", digest: "", assignment: "random",
+                unit_hash: None, bucket: None, at: crate::ids::Timestamp::from_micros(0).unwrap(), latency_us: 1, lookup_us: None, error: None, rows: 1, features: 1 };
+            let mut f = predwire::Frame::begin_keyed(out, 4, &head);
+            f.f64s([0.5].into_iter());
+            f.finish(None, "{}", None);
+        };
+        let mut inner = schema;
+        keyed(&mut inner, 0);
+        let mut seg = predwire::new_segment();
+        predwire::BlockWriter::fast().append(&[inner, frames(&records[..40])].concat(), &mut seg).unwrap();
+        keyed(&mut seg, 1);
+        let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
+        let (plain, _) = predwire::expand_segment(&seg).unwrap();
+        assert_eq!(gathered(&p), gathered(&Registry::prepare_prediction_segment("s", "gw", &plain).unwrap()));
+        assert_eq!((p.records, p.damaged, p.groups.iter().find(|g| g.version_id == "mv_3").map(|g| g.records)), (42, 0, Some(2)));
+    }
+
     #[test]
     fn gateway_request_ids_are_time_ordered_and_segments_cover_their_range() {
         use crate::ids::IdGenerator;
@@ -991,7 +1156,7 @@ mod tests {
         let (views, _) = predwire::parse_segment(&seg).unwrap();
         let ordered: Vec<bool> = ids.iter().map(|i| time_ordered_ms(i).is_some()).collect();
         assert_eq!(ordered, [true, true, false, true]);
-        assert_eq!(covering(&views, &ordered), Some((ids[1].as_str(), ids[3].as_str())));
+        assert_eq!(covering(&views, &ordered), Some((ids[1].clone(), ids[3].clone())));
         // Covered records need no index row; others (and records with a caller's id) do.
         let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
         assert_eq!(p.index.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["req_000001"]);

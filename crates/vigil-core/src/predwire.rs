@@ -548,19 +548,11 @@ pub fn expand_segment_into(bytes: &[u8], buf: &mut Vec<u8>) -> Result<(Option<us
             Some(frame)
         })
     };
-    // A block's content length, if the block is whole and its CRC right.
-    let sound = |frame: &[u8]| -> Option<usize> {
-        let payload = frame.get(8..)?;
-        let whole = u32::from_le_bytes(frame.get(..4)?.try_into().ok()?) as usize == payload.len();
-        let crc = u32::from_le_bytes(frame.get(4..8)?.try_into().ok()?);
-        let size = u32::from_le_bytes(payload.get(1..5)?.try_into().ok()?) as usize;
-        (whole && payload.len() >= 9 && size <= MAX_BLOCK_CONTENT && crc32fast::hash(payload) == crc).then_some(size)
-    };
     if !frames().any(is_block) {
         return Ok((None, 0));
     }
     // Each frame with its block's content length if it is a sound block (checked once).
-    let checked: Vec<(&[u8], Option<usize>)> = frames().map(|f| (f, if is_block(f) { sound(f) } else { None })).collect();
+    let checked: Vec<(&[u8], Option<usize>)> = frames().map(|f| (f, if is_block(f) { block_size(f) } else { None })).collect();
     let consumed: usize = checked.iter().map(|(f, _)| f.len()).sum();
     let tail = &body[consumed.min(body.len())..];
     // Sized once, exactly: the plain segment is as large as a stored segment's records.
@@ -571,11 +563,6 @@ pub fn expand_segment_into(bytes: &[u8], buf: &mut Vec<u8>) -> Result<(Option<us
     // Bytes written so far; `room` makes the buffer at least `n` long (zeroing only what it
     // had never held).
     let mut w = 0;
-    let room = |buf: &mut Vec<u8>, n: usize| {
-        if buf.len() < n {
-            buf.resize(n, 0);
-        }
-    };
     let put = |buf: &mut Vec<u8>, w: &mut usize, src: &[u8]| {
         room(buf, *w + src.len());
         buf[*w..*w + src.len()].copy_from_slice(src);
@@ -584,42 +571,81 @@ pub fn expand_segment_into(bytes: &[u8], buf: &mut Vec<u8>) -> Result<(Option<us
     put(buf, &mut w, SEGMENT_MAGIC);
     let mut damaged = 0;
     // Made at the first zstd block (a gateway's segment holds LZ4 blocks).
-    let mut z: Option<zstd::bulk::Decompressor<'static>> = None;
+    let mut z = None;
     for (frame, sound) in checked {
         if !is_block(frame) {
             put(buf, &mut w, frame);
             continue;
         }
-        let Some(size) = sound else {
+        let Some(size) = sound.filter(|size| !claims_too_much(frame, *size)) else {
             damaged += 1;
             continue;
         };
-        // LZ4 expands a byte to at most 255 (one byte of a match's length each): a block
-        // claiming more is damaged, found before its room is made.
-        if frame[8] == BLOCK_LZ4 && size > (frame.len() - 17).saturating_mul(255).saturating_add(16) {
-            damaged += 1;
-            continue;
-        }
         // Exactly `size` bytes of room: content longer than the block claims fails to inflate.
         room(buf, w + size);
-        let into = &mut buf[w..w + size];
-        let inflated = match frame[8] {
-            BLOCK_LZ4 => lz4_flex::block::decompress_into(&frame[17..], into).ok(),
-            _ => {
-                if z.is_none() {
-                    z = Some(zstd::bulk::Decompressor::new().map_err(|_| Error::new(ErrorCode::StorageFailure, "a prediction log block could not be read"))?);
-                }
-                z.as_mut().and_then(|z| z.decompress_to_buffer(&frame[17..], into).ok())
-            }
-        };
-        match inflated {
-            Some(n) if n == size => w += size,
-            _ => damaged += 1,
+        if inflate(frame, &mut buf[w..w + size], &mut z)? {
+            w += size;
+        } else {
+            damaged += 1;
         }
     }
     // Fewer than 4 bytes left after the last frame: a cut frame's length, kept for the parser.
     put(buf, &mut w, tail);
     Ok((Some(w), damaged))
+}
+
+/// Makes `buf` at least `n` long, zeroing only what it had never held.
+fn room(buf: &mut Vec<u8>, n: usize) {
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+}
+
+/// A block's content length, if the block is whole and its CRC right.
+fn block_size(frame: &[u8]) -> Option<usize> {
+    let payload = frame.get(8..)?;
+    let whole = u32::from_le_bytes(frame.get(..4)?.try_into().ok()?) as usize == payload.len();
+    let crc = u32::from_le_bytes(frame.get(4..8)?.try_into().ok()?);
+    let size = u32::from_le_bytes(payload.get(1..5)?.try_into().ok()?) as usize;
+    (whole && payload.len() >= 9 && size <= MAX_BLOCK_CONTENT && crc32fast::hash(payload) == crc).then_some(size)
+}
+
+/// Whether a sound block claims more content than its compressed bytes can hold: LZ4
+/// expands a byte to at most 255 (one byte of a match's length each). Found before room is
+/// made for it.
+fn claims_too_much(frame: &[u8], size: usize) -> bool {
+    frame[8] == BLOCK_LZ4 && size > (frame.len() - 17).saturating_mul(255).saturating_add(16)
+}
+
+/// Inflates a sound block ([`block_size`]) into `into`, exactly its content's length:
+/// `false` if its data does not inflate to exactly that (content longer than the block
+/// claims fails). `z`: a zstd decompressor, made at the first zstd block.
+fn inflate(frame: &[u8], into: &mut [u8], z: &mut Option<zstd::bulk::Decompressor<'static>>) -> Result<bool> {
+    let size = into.len();
+    let inflated = match frame[8] {
+        BLOCK_LZ4 => lz4_flex::block::decompress_into(&frame[17..], into).ok(),
+        _ => {
+            if z.is_none() {
+                *z = Some(zstd::bulk::Decompressor::new().map_err(|_| Error::new(ErrorCode::StorageFailure, "a prediction log block could not be read"))?);
+            }
+            z.as_mut().and_then(|z| z.decompress_to_buffer(&frame[17..], into).ok())
+        }
+    };
+    Ok(inflated == Some(size))
+}
+
+/// Whether a segment holds compressed blocks (`false` too if it is not a segment).
+pub fn holds_blocks(bytes: &[u8]) -> bool {
+    let mut rest = segment_body(bytes).unwrap_or_default();
+    while let Some(h) = rest.get(..4) {
+        let len = 8usize.saturating_add(u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize);
+        let frame = rest.get(..len).unwrap_or(rest);
+        if is_block(frame) {
+            return true;
+        }
+        rest = &rest[frame.len()..];
+    }
+    false
 }
 
 /// A segment with each run of plain record frames (up to `run_bytes` of them) compressed as
@@ -1041,6 +1067,17 @@ impl<'a> RecordView<'a> {
         self.feature_count() == other.feature_count() && self.features().zip(other.features()).all(|(a, b)| a.name == b.name)
     }
 
+    /// What identifies the schema of a record under one, while the schemas read from its
+    /// segment are held (as a walk of the segment does): records with equal keys have the
+    /// same features. `None` for a whole record (and one under a schema of variable-width
+    /// kinds).
+    pub fn schema_key(&self) -> Option<usize> {
+        match &self.features {
+            Features::Fixed(layout, _) => Some(std::sync::Arc::as_ptr(layout).cast::<u8>() as usize),
+            Features::Listed(_) => None,
+        }
+    }
+
     /// Whether every feature is numeric (known without a look at each for records under a
     /// schema of fixed-width kinds).
     pub fn all_numeric(&self) -> bool {
@@ -1137,34 +1174,106 @@ pub fn each_record<'a>(bytes: &'a [u8], mut f: impl FnMut(RecordView<'a>) -> Res
     let mut schemas = Vec::new();
     let mut damaged = 0;
     while !rest.is_empty() {
-        if rest.len() < 8 {
-            damaged += 1;
-            break;
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        let Some(payload) = rest.get(8..8usize.saturating_add(len)) else {
+        let Some(frame) = whole_frame(rest) else {
             // Cut short: the last frame of a segment a crash interrupted.
             damaged += 1;
             break;
         };
-        rest = &rest[8 + len..];
-        if crc32fast::hash(payload) != crc {
-            damaged += 1;
-            continue;
-        }
-        let read = match payload.first() {
-            Some(&SCHEMA) => schema_view(payload).map(|s| schemas.push(s)).map(|()| None),
-            Some(&KEYED) => keyed_view(payload, &schemas).map(Some),
-            _ => view(payload).map(Some),
-        };
-        match read {
-            Ok(Some(r)) => f(r)?,
-            Ok(None) => {}
-            Err(_) => damaged += 1,
+        rest = &rest[frame.len()..];
+        match read_frame(frame, &schemas) {
+            Read::Record(r) => f(r)?,
+            Read::Schema(s) => schemas.push(s),
+            Read::Damaged => damaged += 1,
         }
     }
     Ok(damaged)
+}
+
+/// [`each_record`] of a segment that may hold compressed blocks, without its plain form
+/// made whole: each block is inflated into `buf` (a buffer the caller keeps from segment to
+/// segment) and its records walked before the next block is. A preparer held a sealed
+/// segment's plain form whole, several times its file for records that compress well.
+/// The records come as [`expand_segment`] then [`each_record`] give them, in order, and so
+/// does the count of damaged frames and blocks; a block's content that ends inside a frame
+/// (never written so) counts that frame as cut and the walk goes on after the block.
+/// `Ok(None)` (after `f` saw some records, perhaps) when a block holds a schema frame,
+/// which a record after the block may name: the walk needs the whole plain segment then
+/// (writers put schemas outside blocks; [`compress_runs`] keeps them there).
+pub fn each_record_streamed(bytes: &[u8], buf: &mut Vec<u8>, mut f: impl FnMut(RecordView<'_>) -> Result<()>) -> Result<Option<usize>> {
+    let Some(mut rest) = segment_body(bytes) else {
+        return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
+    };
+    let mut schemas = Vec::new();
+    let mut damaged = 0;
+    let mut z = None;
+    while !rest.is_empty() {
+        let Some(frame) = whole_frame(rest) else {
+            // Cut short: the last frame of a segment a crash interrupted.
+            damaged += 1;
+            break;
+        };
+        rest = &rest[frame.len()..];
+        if !is_block(frame) {
+            match read_frame(frame, &schemas) {
+                Read::Record(r) => f(r)?,
+                Read::Schema(s) => schemas.push(s),
+                Read::Damaged => damaged += 1,
+            }
+            continue;
+        }
+        let Some(size) = block_size(frame).filter(|size| !claims_too_much(frame, *size)) else {
+            damaged += 1;
+            continue;
+        };
+        room(buf, size);
+        if !inflate(frame, &mut buf[..size], &mut z)? {
+            damaged += 1;
+            continue;
+        }
+        let mut inner = &buf[..size];
+        while !inner.is_empty() {
+            let Some(frame) = whole_frame(inner) else {
+                damaged += 1;
+                break;
+            };
+            inner = &inner[frame.len()..];
+            match read_frame(frame, &schemas) {
+                Read::Record(r) => f(r)?,
+                Read::Schema(_) => return Ok(None),
+                Read::Damaged => damaged += 1,
+            }
+        }
+    }
+    Ok(Some(damaged))
+}
+
+/// A whole frame as [`each_record`] reads it.
+enum Read<'a> {
+    Record(RecordView<'a>),
+    Schema(SchemaView<'a>),
+    /// Its CRC wrong, or its payload not readable.
+    Damaged,
+}
+
+/// The whole frame at the front of `rest` (`None` if it is cut short: fewer than 8 bytes, or
+/// fewer than its length says).
+fn whole_frame(rest: &[u8]) -> Option<&[u8]> {
+    let h = rest.get(..8)?;
+    rest.get(..8usize.saturating_add(u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize))
+}
+
+/// Reads a whole frame ([`whole_frame`]) with the schemas read before it.
+fn read_frame<'a>(frame: &'a [u8], schemas: &[SchemaView<'a>]) -> Read<'a> {
+    let payload = &frame[8..];
+    if crc32fast::hash(payload) != u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]) {
+        return Read::Damaged;
+    }
+    let read = match payload.first() {
+        Some(&SCHEMA) => schema_view(payload).map(Read::Schema),
+        Some(&KEYED) => keyed_view(payload, schemas).map(Read::Record),
+        _ => view(payload).map(Read::Record),
+    };
+    read.unwrap_or(Read::Damaged)
 }
 
 #[cfg(test)]
@@ -1250,6 +1359,87 @@ mod tests {
         assert_eq!(forms(&seg), [BLOCK, BLOCK_LZ4, BLOCK]);
         assert_eq!(ids(&seg), ((0..60).map(|i| format!("req_{i}")).collect(), 0));
         assert_eq!(expand_segment(&seg).unwrap().0.as_ref(), [SEGMENT_MAGIC.as_slice(), &frames(0, 60)].concat().as_slice());
+    }
+
+    /// The request ids and damaged count of a streamed walk (`None`: it needs the plain form).
+    fn streamed_ids(seg: &[u8], buf: &mut Vec<u8>) -> Option<(Vec<String>, usize)> {
+        let mut out = Vec::new();
+        let damaged = each_record_streamed(seg, buf, |r| {
+            out.push(r.head.request_id.to_owned());
+            Ok(())
+        })
+        .unwrap()?;
+        Some((out, damaged))
+    }
+
+    #[test]
+    fn a_streamed_walk_reads_what_the_plain_form_holds_a_block_at_a_time() {
+        let mut buf = Vec::new();
+        // Sound LZ4 and zstd blocks, one whose CRC is wrong, one that claims more than it
+        // holds, a plain record between them, a cut length at the end.
+        let mut seg = new_segment();
+        BlockWriter::fast().append(&frames(0, 40), &mut seg).unwrap();
+        let bad_crc = seg.len();
+        BlockWriter::fast().append(&frames(40, 5), &mut seg).unwrap();
+        seg[bad_crc + 20] ^= 0xff;
+        let mut forged = Vec::new();
+        BlockWriter::fast().append(&frames(45, 20), &mut forged).unwrap();
+        let claim = u32::from_le_bytes(forged[9..13].try_into().unwrap()) + 1;
+        forged[9..13].copy_from_slice(&claim.to_le_bytes());
+        seal_frame(&mut forged, 0);
+        seg.extend(&forged);
+        encode_record(&PredictionRecord { request_id: "req_plain".into(), ..record() }, &mut seg);
+        BlockWriter::new().unwrap().append(&frames(65, 5), &mut seg).unwrap();
+        let plain_len = expand_segment(&seg).unwrap().0.len();
+        for tail in [&[][..], &[1, 2, 3], &[9, 0, 0, 0, 0, 0, 0, 0, 1]] {
+            let seg = [seg.as_slice(), tail].concat();
+            let (want, damaged) = ids(&seg);
+            assert_eq!(want.len(), 40 + 1 + 5);
+            assert_eq!(damaged, 2 + usize::from(!tail.is_empty()));
+            assert_eq!(streamed_ids(&seg, &mut buf), Some((want, damaged)));
+        }
+        // One block's records at a time: the buffer holds the largest block's, never the plain form.
+        assert_eq!(buf.len(), frames(0, 40).len());
+        assert!(buf.len() < plain_len);
+        // Records under schemas inside blocks, their schemas outside (as the gateway's writer
+        // puts them): among them one damaged inside its block, and one under a schema the
+        // segment lacks.
+        let mut seg = new_segment();
+        let r = |i: usize| PredictionRecord { request_id: format!("req_{i}"), ..record() };
+        keyed(&mut seg, 1, true, &r(0));
+        let mut content = Vec::new();
+        for i in 1..6 {
+            keyed(&mut content, 1, false, &r(i));
+        }
+        let damaged_at = content.len() + 30;
+        keyed(&mut content, 1, false, &r(6));
+        content[damaged_at] ^= 0xff;
+        keyed(&mut content, 7, false, &r(7));
+        keyed(&mut content, 1, false, &r(8));
+        BlockWriter::fast().append(&content, &mut seg).unwrap();
+        keyed(&mut seg, 2, true, &r(9));
+        let (want, damaged) = ids(&seg);
+        assert_eq!((want.len(), damaged), (8, 2));
+        assert_eq!(streamed_ids(&seg, &mut buf), Some((want, damaged)));
+        // A block whose content ends inside a frame: that frame counts as cut, and the walk
+        // goes on after the block (the plain form would read on into the next frame).
+        let mut seg = new_segment();
+        let whole = frames(0, 3);
+        BlockWriter::fast().append(&whole[..whole.len() - 10], &mut seg).unwrap();
+        seg.extend(frames(3, 2));
+        assert_eq!(streamed_ids(&seg, &mut buf), Some((["req_0", "req_1", "req_3", "req_4"].map(String::from).to_vec(), 1)));
+        // A schema inside a block: a record after the block may name it, so the walk asks for
+        // the plain form.
+        let mut seg = new_segment();
+        let mut content = Vec::new();
+        keyed(&mut content, 1, true, &r(0));
+        BlockWriter::fast().append(&content, &mut seg).unwrap();
+        keyed(&mut seg, 1, false, &r(1));
+        assert_eq!(ids(&seg), (vec!["req_0".to_owned(), "req_1".to_owned()], 0));
+        assert_eq!(streamed_ids(&seg, &mut buf), None);
+        // What is not a segment is refused.
+        assert!(each_record_streamed(b"nope", &mut buf, |_| Ok(())).is_err());
+        assert!(!holds_blocks(b"nope") && !holds_blocks(&[SEGMENT_MAGIC.as_slice(), &frames(0, 2)].concat()) && holds_blocks(&seg));
     }
 
     #[test]

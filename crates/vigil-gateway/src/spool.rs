@@ -101,18 +101,30 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// A segment is sealed (and shipped) once it is this old…
     pub seal_after: Duration,
-    /// …or holds this many bytes of records before compression (what storing it holds in
-    /// memory).
+    /// …or holds this many bytes of records before compression…
     pub seal_bytes: u64,
+    /// …or its file holds this many bytes (at most a compressed block more): records that
+    /// compress well fill a segment by [`SpoolConfig::seal_bytes`], those that do not by this.
+    pub seal_file_bytes: u64,
 }
 
 impl SpoolConfig {
     /// Defaults: at most 16 MiB of encoded records waiting for the writer (some 60,000
     /// single-row records of 20 features, about 260 bytes each), 1 GiB on disk, segments
-    /// sealed after 1 s or 1 MiB of records (what a preparer holds in memory at once; 4 MiB segments,
-    /// fewer transactions and audit events, measured 39-50 MB resident against 25-32 MB).
+    /// sealed after 1 s, 4 MiB of records or a 1 MiB file, whichever comes first. Single-row
+    /// records take about a quarter of their bytes in the file, so they fill a segment by its
+    /// records; 100-row records, which compress far less, by its file. Until 2026-12-02 a
+    /// segment was sealed at 1 MiB of records: 2.6 segments a second at the bench's paced
+    /// single-row load, each a transaction, a sync and a rename (storing them took about 0.2
+    /// µs a request more); larger ones then held the preparer's memory up, as it expanded a
+    /// segment whole (it reads one block at a time since).
     pub fn new(dir: PathBuf) -> Self {
-        SpoolConfig { dir, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 1 << 20 }
+        SpoolConfig { dir, queue_bytes: 16 << 20, max_bytes: 1 << 30, seal_after: Duration::from_secs(1), seal_bytes: 4 << 20, seal_file_bytes: 1 << 20 }
+    }
+
+    /// Whether a segment of `bytes` in its file and `raw` bytes of records is full.
+    fn full(&self, bytes: u64, raw: u64) -> bool {
+        raw >= self.seal_bytes || bytes >= self.seal_file_bytes
     }
 }
 
@@ -1010,7 +1022,7 @@ fn write_frames(cfg: &SpoolConfig, counters: &Counters, on_disk: &AtomicU64, ope
             }
         }
         spooled += frames;
-        if open.as_ref().is_some_and(|o| o.raw >= cfg.seal_bytes)
+        if open.as_ref().is_some_and(|o| cfg.full(o.bytes, o.raw))
             && let Some(o) = open.take()
         {
             // Counted before the segment can be shipped (the shipper subtracts its size).
@@ -1091,7 +1103,7 @@ fn append_run(cfg: &SpoolConfig, open: &mut Option<Open>, frames: &[u8], blocks:
 
 /// Whether the open segment is old or large enough to be sealed.
 fn seal_due(cfg: &SpoolConfig, open: Option<&Open>) -> bool {
-    open.is_some_and(|o| o.bytes > predwire::SEGMENT_MAGIC.len() as u64 && (o.opened.elapsed() >= cfg.seal_after || o.raw >= cfg.seal_bytes))
+    open.is_some_and(|o| o.bytes > predwire::SEGMENT_MAGIC.len() as u64 && (o.opened.elapsed() >= cfg.seal_after || cfg.full(o.bytes, o.raw)))
 }
 
 /// Flushes a segment's buffer and gives back its file and id.
@@ -1125,7 +1137,7 @@ fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
 /// and fewer bytes make less disk work for the host, which takes CPU time from the live
 /// requests: measured, a 100% shadow with its records written plain nearly doubled the bytes
 /// written per request) and synced when the segment is sealed (after the spool's `seal_after`
-/// or at `seal_bytes`), all on the calling thread. Shadow records use it: they are never
+/// or when full, [`SpoolConfig::seal_bytes`] and [`SpoolConfig::seal_file_bytes`]), all on the calling thread. Shadow records use it: they are never
 /// anyone's answer, so a crash of the process may lose the round not yet written (up to
 /// 100 ms of them), a crash of the machine about the last 1.1 s (that round and the
 /// segment's `seal_after`), and a shadow does not add a journal commit every
@@ -1292,8 +1304,8 @@ impl Bell {
     }
 }
 
-/// The largest read buffer the preparer keeps from one segment to the next (a segment is
-/// sealed at `seal_bytes` of records, 1 MiB by default, and at most a frame more)…
+/// The largest read buffer the preparer keeps from one segment to the next (a segment's
+/// file is sealed at `seal_file_bytes`, 1 MiB by default, and at most a block more)…
 const KEEP_READ: usize = 4 << 20;
 
 /// …and for how long after its last segment.
@@ -2116,7 +2128,8 @@ mod tests {
     #[test]
     fn a_large_round_is_written_in_parts_as_it_is_collected_and_burst_buffers_are_let_go() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = SpoolConfig::new(dir.path().to_path_buf());
+        // Segments sealed at 1 MiB of records, so that this round fills several.
+        let cfg = SpoolConfig { seal_bytes: 1 << 20, ..SpoolConfig::new(dir.path().to_path_buf()) };
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         let counters = Arc::new(Counters::default());
         let pending = Arc::new(Stripes::new(3, 16 << 20));
@@ -2577,6 +2590,29 @@ mod tests {
         }
         assert!(plain_bytes > batch.len(), "the frames and their schema frames");
         assert_eq!(plain_records, 2006);
+        // Records that fill a file before they reach `seal_bytes` (here written plain) are
+        // sealed by the file's bytes.
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let cfg = SpoolConfig { seal_bytes: 1 << 30, seal_file_bytes: 32 << 10, ..writer.cfg.clone() };
+        let writer = Writer { sync: tx, cfg, ..writer };
+        assert!(writer.write_frames(&mut open, &batch, None));
+        let (mut sealed, mut records) = (0, 0);
+        while let Ok(SyncJob::Seal { id, .. }) = rx.try_recv() {
+            let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
+            // At its size, and at most one run over it.
+            assert!(bytes.len() >= 32 << 10 && bytes.len() <= (32 << 10) + largest + 4096, "{}", bytes.len());
+            let (plain, _) = predwire::expand_segment(&bytes).unwrap();
+            records += predwire::parse_segment(&plain).unwrap().0.len();
+            sealed += 1;
+        }
+        // (What is left stays open, unless the last run filled its segment.)
+        if let Some(last) = open.take() {
+            assert!(last.bytes < 32 << 10);
+            let last = std::fs::read(dir.path().join(format!("open-{}.vpl", last.id))).unwrap();
+            records += predwire::parse_segment(&predwire::expand_segment(&last).unwrap().0).unwrap().0.len();
+        }
+        assert!(sealed >= batch.len() / (40 << 10), "{sealed} segments of 32 KiB for {} bytes", batch.len());
+        assert_eq!(records, 2006);
     }
 
     #[test]
