@@ -1090,7 +1090,7 @@ mod tests {
         assert_eq!((got.0, got.1, got.4.len()), (60, 2, 2));
         assert!(got.2.is_some() && got.3.len() == 4, "covered, the callers' records indexed: {:?}", got.3);
         let kinds = |v: &str| got.4.iter().find(|g| g.0 == v).and_then(|g| g.4.clone()).unwrap().1;
-        assert_eq!(kinds("mv_2")["x"], false);
+        assert!(!kinds("mv_2")["x"]);
         assert_eq!((kinds("mv_1")["x"], kinds("mv_1")["y"]), (true, true));
         // A range too wide to cover: every record is indexed, in order, walked again.
         let mut wide = records[..3].to_vec();

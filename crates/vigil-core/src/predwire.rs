@@ -1247,7 +1247,9 @@ pub fn each_record_streamed(bytes: &[u8], buf: &mut Vec<u8>, mut f: impl FnMut(R
     Ok(Some(damaged))
 }
 
-/// A whole frame as [`each_record`] reads it.
+/// A whole frame as [`each_record`] reads it (returned by value, never stored: boxing the
+/// record would allocate once per record).
+#[allow(clippy::large_enum_variant)]
 enum Read<'a> {
     Record(RecordView<'a>),
     Schema(SchemaView<'a>),

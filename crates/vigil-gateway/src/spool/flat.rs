@@ -122,11 +122,16 @@ fn put_tensor(out: &mut Vec<u8>, t: &Tensor) {
     }
 }
 
-/// A tensor's kind, count and values, each value as `bytes` gives it.
+/// A tensor's kind, count and values, each value as `bytes` gives it: into room made once
+/// (appended one by one, each value's capacity check kept the copy from being vectorised).
 fn put_values<T, const N: usize>(out: &mut Vec<u8>, kind: u8, x: &[T], bytes: impl Fn(&T) -> [u8; N]) {
     out.push(kind);
     put_u32(out, x.len());
-    x.iter().for_each(|v| out.extend_from_slice(&bytes(v)));
+    let at = out.len();
+    out.resize(at + N * x.len(), 0);
+    for (dst, v) in out[at..].chunks_exact_mut(N).zip(x) {
+        dst.copy_from_slice(&bytes(v));
+    }
 }
 
 /// Rows of (class, probability): their kind, count, and per row its pairs, each class as
