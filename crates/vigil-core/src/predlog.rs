@@ -237,7 +237,9 @@ impl Kinds {
         if !self.started {
             return false;
         }
-        if self.schema.is_some() && self.schema == r.schema_key() {
+        // (A key is only ever compared within one walk, while the schema it names is held; the
+        // count is checked all the same, so that `run` always has a place per feature.)
+        if self.schema.is_some() && self.schema == r.schema_key() && r.feature_count() == self.names.len() {
             return true;
         }
         r.feature_count() == self.names.len() && r.features().zip(&self.names).all(|(f, n)| f.name == n)
@@ -575,33 +577,32 @@ struct Walked {
 }
 
 impl Walked {
-    /// Walks a segment ([`predwire::each_record_streamed`]; `None` if it must be walked in
-    /// its plain form), checking each record.
-    fn of(bytes: &[u8], cover: bool, buf: &mut Vec<u8>) -> Result<Option<Walked>> {
-        let mut w = Walked { records: 0, damaged: 0, groups: BTreeMap::new(), range: Range::default(), index: Vec::new() };
-        let walked = predwire::each_record_streamed(bytes, buf, |r| {
-            check_view(&r)?;
-            w.records += 1;
-            let g = match w.groups.get_mut(r.head.version_id) {
-                Some(g) => g,
-                None => w.groups.entry(r.head.version_id.to_owned()).or_default(),
-            };
-            g.records += 1;
-            g.live += usize::from(!r.head.shadow);
-            match r.head.error {
-                Some(_) => g.failed += 1,
-                None => g.kinds.get_or_insert_default().add(&r)?,
-            }
-            let ordered = cover && time_ordered_ms(r.head.request_id).is_some();
-            if ordered {
-                w.range.add(r.head.request_id);
-            }
-            if r.head.client_id.is_some() || !ordered {
-                w.index.push(index_entry(&r));
-            }
-            Ok(())
-        })?;
-        Ok(walked.map(|damaged| Walked { damaged, ..w }))
+    fn new() -> Walked {
+        Walked { records: 0, damaged: 0, groups: BTreeMap::new(), range: Range::default(), index: Vec::new() }
+    }
+
+    /// Checks a record and gathers it.
+    fn add(&mut self, r: &RecordView<'_>, cover: bool) -> Result<()> {
+        check_view(r)?;
+        self.records += 1;
+        let g = match self.groups.get_mut(r.head.version_id) {
+            Some(g) => g,
+            None => self.groups.entry(r.head.version_id.to_owned()).or_default(),
+        };
+        g.records += 1;
+        g.live += usize::from(!r.head.shadow);
+        match r.head.error {
+            Some(_) => g.failed += 1,
+            None => g.kinds.get_or_insert_default().add(r)?,
+        }
+        let ordered = cover && time_ordered_ms(r.head.request_id).is_some();
+        if ordered {
+            self.range.add(r.head.request_id);
+        }
+        if r.head.client_id.is_some() || !ordered {
+            self.index.push(index_entry(r));
+        }
+        Ok(())
     }
 }
 
@@ -678,16 +679,19 @@ impl Registry {
     /// [`Self::prepare`] with the thread's buffer for a block's records.
     fn prepare_in(segment_id: &str, instance: &str, bytes: &[u8], cover: bool, file: Option<&std::path::Path>, buf: &mut Vec<u8>) -> Result<PreparedSegment> {
         // The segment is walked a block at a time; one whose blocks hold schemas (never
-        // written so since blocks were: read for old segments) is walked in its plain form.
-        let walked = match Walked::of(bytes, cover, buf)? {
-            Some(w) => w,
+        // written so since blocks were: read for old segments) is walked in its plain form,
+        // as it was before (`each_record`), kept for a second walk.
+        let mut walked = Walked::new();
+        let mut plain = None;
+        match predwire::each_record_streamed(bytes, buf, |r| walked.add(&r, cover))? {
+            Some(damaged) => walked.damaged = damaged,
             None => {
-                let (plain, lost) = predwire::expand_segment(bytes)?;
-                let mut w = Walked::of(&plain, cover, buf)?.ok_or_else(|| Error::new(ErrorCode::IntegrityViolation, "a prediction log segment is not readable"))?;
-                w.damaged += lost;
-                w
+                let (whole, lost) = predwire::expand_segment(bytes)?;
+                walked = Walked::new();
+                walked.damaged = predwire::each_record(&whole, |r| walked.add(&r, cover))? + lost;
+                plain = Some(whole);
             }
-        };
+        }
         let Walked { records, damaged, groups, range, mut index } = walked;
         let covers = range.covers();
         if covers.is_none() && index.len() < records {
@@ -697,13 +701,14 @@ impl Registry {
                 index.push(index_entry(&r));
                 Ok(())
             };
-            if predwire::each_record_streamed(bytes, buf, all)?.is_none() {
-                index.clear();
-                let (plain, _) = predwire::expand_segment(bytes)?;
-                predwire::each_record(&plain, |r| {
-                    index.push(index_entry(&r));
-                    Ok(())
-                })?;
+            match &plain {
+                Some(whole) => {
+                    predwire::each_record(whole, all)?;
+                }
+                None => {
+                    // (Walked a block at a time before, so again.)
+                    predwire::each_record_streamed(bytes, buf, all)?.ok_or_else(|| Error::new(ErrorCode::IntegrityViolation, "a prediction log segment is not readable"))?;
+                }
             }
         }
         let file = file.filter(|_| keeps_well(bytes)).map(|path| SpooledFile { path: path.to_owned(), len: bytes.len() as u64, crc32: crc32fast::hash(bytes) });
@@ -1106,23 +1111,37 @@ mod tests {
         w.feature("x", predwire::Kind::F64);
         w.finish();
         let schema = predwire::schema_frame(4, &content);
-        let keyed = |out: &mut Vec<u8>, i: usize| {
-            let id = at(t, 100 + i);
+        let keyed = |out: &mut Vec<u8>, i: usize, ms: u64| {
+            let id = at(t + ms, 100 + i);
             let head = predwire::Head { request_id: &id, client_id: None, shadow: false, endpoint: "", version_id: "", version: "", arm: "", digest: "", assignment: "random",
                 unit_hash: None, bucket: None, at: crate::ids::Timestamp::from_micros(0).unwrap(), latency_us: 1, lookup_us: None, error: None, rows: 1, features: 1 };
             let mut f = predwire::Frame::begin_keyed(out, 4, &head);
             f.f64s([0.5].into_iter());
             f.finish(None, "{}", None);
         };
-        let mut inner = schema;
-        keyed(&mut inner, 0);
+        let mut inner = schema.clone();
+        keyed(&mut inner, 0, 0);
         let mut seg = predwire::new_segment();
         predwire::BlockWriter::fast().append(&[inner, frames(&records[..40])].concat(), &mut seg).unwrap();
-        keyed(&mut seg, 1);
+        keyed(&mut seg, 1, 0);
         let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
         let (plain, _) = predwire::expand_segment(&seg).unwrap();
         assert_eq!(gathered(&p), gathered(&Registry::prepare_prediction_segment("s", "gw", &plain).unwrap()));
         assert_eq!((p.records, p.damaged, p.groups.iter().find(|g| g.version_id == "mv_3").map(|g| g.records)), (42, 0, Some(2)));
+        // …and, its ids too far apart to be covered, indexed record by record, in order, once
+        // each (a damaged block beside it counted).
+        let mut inner = schema;
+        keyed(&mut inner, 0, 0);
+        let mut seg = predwire::new_segment();
+        predwire::BlockWriter::fast().append(&[inner, frames(&records[..3])].concat(), &mut seg).unwrap();
+        keyed(&mut seg, 1, COVER_SPAN_MS + 1);
+        let damaged_at = seg.len() + 30;
+        predwire::BlockWriter::fast().append(&frames(&records[3..6]), &mut seg).unwrap();
+        seg[damaged_at] ^= 0xff;
+        let p = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
+        let want: Vec<String> = [at(t, 100)].into_iter().chain(records[..3].iter().map(|r| r.request_id.clone())).chain([at(t + COVER_SPAN_MS + 1, 101)]).collect();
+        assert_eq!((p.covers.clone(), p.records, p.damaged), (None, 5, 1));
+        assert_eq!(p.index.iter().map(|e| e.0.clone()).collect::<Vec<_>>(), want);
     }
 
     #[test]

@@ -529,12 +529,13 @@ pub fn expand_segment(bytes: &[u8]) -> Result<(std::borrow::Cow<'_, [u8]>, usize
     })
 }
 
-/// [`expand_segment`] into a buffer a thread keeps from segment to segment: the plain
+/// [`expand_segment`] into a buffer a caller may keep from segment to segment: the plain
 /// segment is `buf[..n]` when this gives `Some(n)` (`None`: `bytes` hold no block and are
 /// the plain segment themselves); what `buf` holds after `n` is left from before. The buffer
-/// only grows, and is never zeroed again: a fresh one per segment (a megabyte for a sealed
-/// spool file) was a quarter of the gateway's preparer time, zeroing it and faulting its
-/// pages in (`perf record` at the bench's paced single-row load).
+/// only grows, and is never zeroed again (a fresh one per segment was a quarter of the
+/// gateway's preparer time, zeroing it and faulting its pages in, when the preparer
+/// expanded segments whole; it walks them a block at a time since,
+/// [`each_record_streamed`]).
 pub fn expand_segment_into(bytes: &[u8], buf: &mut Vec<u8>) -> Result<(Option<usize>, usize)> {
     let Some(body) = segment_body(bytes) else {
         return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));

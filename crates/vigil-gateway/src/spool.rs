@@ -21,8 +21,8 @@
 //! there (synced, renamed `ready-…`).
 //! Storing a sealed segment takes two threads. A preparer under `SCHED_IDLE` does most of the
 //! CPU work with time no request wants
-//! ([`vigil_core::registry::Registry::prepare_prediction_segment`]: expanding blocks,
-//! decoding, checks; compressing what the writer left plain, unless the file itself is to be
+//! ([`vigil_core::registry::Registry::prepare_prediction_segment`]: inflating blocks one
+//! at a time, decoding, checks; compressing what the writer left plain, unless the file itself is to be
 //! kept, below); the shipper, at nice 10, runs the transaction
 //! ([`vigil_core::registry::Registry::store_prediction_segment`], idempotent by segment id),
 //! which holds locks other writers of the registry wait for and so never runs at idle
@@ -103,8 +103,10 @@ pub struct SpoolConfig {
     pub seal_after: Duration,
     /// …or holds this many bytes of records before compression…
     pub seal_bytes: u64,
-    /// …or its file holds this many bytes (at most a compressed block more): records that
-    /// compress well fill a segment by [`SpoolConfig::seal_bytes`], those that do not by this.
+    /// …or its file holds this many bytes (at most a run more: a compressed block, or a
+    /// record larger than a block written alone, with the schema frames it needs): records
+    /// that compress well fill a segment by [`SpoolConfig::seal_bytes`], those that do not
+    /// by this.
     pub seal_file_bytes: u64,
 }
 
@@ -1340,8 +1342,8 @@ impl Preparer {
         // The segment read, in a buffer kept while segments keep coming: a fresh one for each
         // was most of the rest of its page faults (`perf record` at the bench's single-row
         // load). Let go [`KEEP_READ_FOR`] after the last segment, so a quiet gateway holds
-        // none, and after a segment larger than [`KEEP_READ`]; the buffer the segment is
-        // expanded into (the registry's, kept per thread) likewise.
+        // none, and after a segment larger than [`KEEP_READ`]; the buffer its blocks are
+        // inflated into, one at a time (the registry's, kept per thread), likewise.
         let mut buf: Vec<u8> = Vec::new();
         let mut last_read = Instant::now();
         // Ends with the shipper, whose handle on the shared state goes when it returns (or if
@@ -1452,8 +1454,8 @@ impl Shipper {
                     None => match std::fs::read(path) {
                         Ok(bytes) => {
                             let p = prepare(name, &self.instance, &bytes, path, self.registry.keeps_segment_files());
-                            // Rare here (the preparer does this): the buffer it was expanded
-                            // into is not kept.
+                            // Rare here (the preparer does this): the buffer its blocks were
+                            // inflated into is not kept.
                             vigil_core::predlog::let_go_of_buffers();
                             p
                         }
