@@ -1364,6 +1364,27 @@ mod tests {
         assert_eq!(expand_segment(&seg).unwrap().0.as_ref(), [SEGMENT_MAGIC.as_slice(), &frames(0, 60)].concat().as_slice());
     }
 
+    /// A segment of blocks, sound and damaged: a sound LZ4 block of records `0..n`; one of the
+    /// 5 after them whose CRC is wrong; one of the 20 after those whose CRC is right but which
+    /// claims a byte more than it holds; `plain` as a plain frame; a sound zstd block of the 5
+    /// after those.
+    fn damaged_blocks(n: usize, plain: &PredictionRecord) -> Vec<u8> {
+        let mut seg = new_segment();
+        BlockWriter::fast().append(&frames(0, n), &mut seg).unwrap();
+        let bad_crc = seg.len();
+        BlockWriter::fast().append(&frames(n, 5), &mut seg).unwrap();
+        seg[bad_crc + 20] ^= 0xff;
+        let mut forged = Vec::new();
+        BlockWriter::fast().append(&frames(n + 5, 20), &mut forged).unwrap();
+        let claim = u32::from_le_bytes(forged[9..13].try_into().unwrap()) + 1;
+        forged[9..13].copy_from_slice(&claim.to_le_bytes());
+        seal_frame(&mut forged, 0);
+        seg.extend(&forged);
+        encode_record(plain, &mut seg);
+        BlockWriter::new().unwrap().append(&frames(n + 25, 5), &mut seg).unwrap();
+        seg
+    }
+
     /// The request ids and damaged count of a streamed walk (`None`: it needs the plain form).
     fn streamed_ids(seg: &[u8], buf: &mut Vec<u8>) -> Option<(Vec<String>, usize)> {
         let mut out = Vec::new();
@@ -1380,19 +1401,7 @@ mod tests {
         let mut buf = Vec::new();
         // Sound LZ4 and zstd blocks, one whose CRC is wrong, one that claims more than it
         // holds, a plain record between them, a cut length at the end.
-        let mut seg = new_segment();
-        BlockWriter::fast().append(&frames(0, 40), &mut seg).unwrap();
-        let bad_crc = seg.len();
-        BlockWriter::fast().append(&frames(40, 5), &mut seg).unwrap();
-        seg[bad_crc + 20] ^= 0xff;
-        let mut forged = Vec::new();
-        BlockWriter::fast().append(&frames(45, 20), &mut forged).unwrap();
-        let claim = u32::from_le_bytes(forged[9..13].try_into().unwrap()) + 1;
-        forged[9..13].copy_from_slice(&claim.to_le_bytes());
-        seal_frame(&mut forged, 0);
-        seg.extend(&forged);
-        encode_record(&PredictionRecord { request_id: "req_plain".into(), ..record() }, &mut seg);
-        BlockWriter::new().unwrap().append(&frames(65, 5), &mut seg).unwrap();
+        let seg = damaged_blocks(40, &PredictionRecord { request_id: "req_plain".into(), ..record() });
         let plain_len = expand_segment(&seg).unwrap().0.len();
         for tail in [&[][..], &[1, 2, 3], &[9, 0, 0, 0, 0, 0, 0, 0, 1]] {
             let seg = [seg.as_slice(), tail].concat();
@@ -1463,19 +1472,7 @@ mod tests {
         // whose CRC is right but which claims more than it holds (it fails to inflate after
         // writing into the buffer), followed by a plain frame shorter than that; a sound
         // zstd block; and a cut length (3 bytes) at the end.
-        let mut small = new_segment();
-        BlockWriter::fast().append(&frames(0, 5), &mut small).unwrap();
-        let bad_crc = small.len();
-        BlockWriter::fast().append(&frames(5, 5), &mut small).unwrap();
-        small[bad_crc + 20] ^= 0xff;
-        let mut forged = Vec::new();
-        BlockWriter::fast().append(&frames(10, 20), &mut forged).unwrap();
-        let claim = u32::from_le_bytes(forged[9..13].try_into().unwrap()) + 1;
-        forged[9..13].copy_from_slice(&claim.to_le_bytes());
-        seal_frame(&mut forged, 0);
-        small.extend(&forged);
-        encode_record(&record(), &mut small);
-        BlockWriter::new().unwrap().append(&frames(30, 5), &mut small).unwrap();
+        let mut small = damaged_blocks(5, &record());
         small.extend([1, 2, 3]);
         let mut want = [SEGMENT_MAGIC.as_slice(), &frames(0, 5)].concat();
         encode_record(&record(), &mut want);
