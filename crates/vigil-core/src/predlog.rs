@@ -549,6 +549,26 @@ pub(crate) fn decompress(body: &[u8]) -> Result<Vec<u8>> {
     zstd::bulk::decompress(z, size as usize).map_err(|_| corrupt())
 }
 
+/// What `keep` takes from each record of a stored segment body, in order. Read a block at a
+/// time where the body keeps its blocks (a kept spool file, or a body stored with them), so
+/// that a lookup holds one block's records rather than the whole plain segment (up to 4 MiB
+/// of records since 2026-12-02); a body compressed whole, or a segment with a schema inside
+/// a block, is read in its plain form (what `keep` took from the partial walk dropped).
+fn each_stored<T>(body: &[u8], mut keep: impl FnMut(&RecordView<'_>, &mut Vec<T>) -> Result<()>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    let segment = if predwire::is_segment(body) { Some(body) } else { body.strip_prefix(BLOCKS_MAGIC.as_slice()).filter(|s| predwire::is_segment(s)) };
+    if let Some(segment) = segment {
+        let mut buf = Vec::new();
+        if predwire::each_record_streamed(segment, &mut buf, |r| keep(&r, &mut out))?.is_some() {
+            return Ok(out);
+        }
+        out.clear();
+    }
+    let bytes = decompress(body)?;
+    predwire::each_record(&bytes, |r| keep(&r, &mut out))?;
+    Ok(out)
+}
+
 /// An index row of a record: request id, role, version id, caller's id.
 fn index_entry(r: &RecordView<'_>) -> (String, &'static str, String, Option<String>) {
     (r.head.request_id.to_owned(), r.role(), r.head.version_id.to_owned(), r.head.client_id.map(str::to_owned))
@@ -798,11 +818,12 @@ impl Registry {
         let mut out = tx.legacy_predictions_for_request(id)?;
         for segment_id in tx.prediction_segment_ids_for(id, covering_until(id).as_deref())? {
             let Some(body) = tx.prediction_segment_body(&segment_id)? else { continue };
-            let bytes = decompress(&body)?;
-            let (records, _) = predwire::parse_segment(&bytes)?;
-            for r in records.iter().filter(|r| r.head.request_id == id || r.head.client_id == Some(id)) {
-                out.push(StoredPrediction { segment_id: segment_id.clone(), record: r.to_record()? });
-            }
+            out.extend(each_stored(&body, |r, found| {
+                if r.head.request_id == id || r.head.client_id == Some(id) {
+                    found.push(StoredPrediction { segment_id: segment_id.clone(), record: r.to_record()? });
+                }
+                Ok(())
+            })?);
         }
         out.sort_by(|a, b| (a.record.request_id.as_str(), a.record.role != "live", a.record.version_id.as_str()).cmp(&(b.record.request_id.as_str(), b.record.role != "live", b.record.version_id.as_str())));
         Ok(out)
@@ -862,18 +883,20 @@ impl Registry {
             }
             for (segment_id, wanted) in &by_segment {
                 let Some(body) = tx.prediction_segment_body(segment_id)? else { continue };
-                let bytes = decompress(&body)?;
-                let (records, _) = predwire::parse_segment(&bytes)?;
                 let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
                 for li in wanted {
                     by_id.entry(split(&labels[*li].0).0).or_default().push(*li);
                 }
-                for r in &records {
+                let hits = each_stored(&body, |r, hits| {
                     let h = &r.head;
                     let keys = [Some(h.request_id), h.client_id.filter(|c| *c != h.request_id)];
                     for li in keys.into_iter().flatten().filter_map(|k| by_id.get(k)).flatten() {
-                        found[*li].push((h.request_id.to_owned(), r.rows as u64, h.version_id.to_owned()));
+                        hits.push((*li, (h.request_id.to_owned(), r.rows as u64, h.version_id.to_owned())));
                     }
+                    Ok(())
+                })?;
+                for (li, hit) in hits {
+                    found[li].push(hit);
                 }
             }
             let mut per_version: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -1142,6 +1165,56 @@ mod tests {
         let want: Vec<String> = [at(t, 100)].into_iter().chain(records[..3].iter().map(|r| r.request_id.clone())).chain([at(t + COVER_SPAN_MS + 1, 101)]).collect();
         assert_eq!((p.covers.clone(), p.records, p.damaged), (None, 5, 1));
         assert_eq!(p.index.iter().map(|e| e.0.clone()).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn stored_bodies_are_read_a_block_at_a_time_as_their_plain_form_reads() {
+        let records: Vec<PredictionRecord> = (0..30).map(|i| rec(&format!("req_{i}"), 1, vec![json!(i)])).collect();
+        let frames = |rs: &[PredictionRecord]| {
+            let mut out = Vec::new();
+            rs.iter().for_each(|r| predwire::encode_record(r, &mut out));
+            out
+        };
+        // A sealed spool file (kept as the body), with a plain run between its blocks; the
+        // body stored with its blocks; the body compressed whole.
+        let mut spooled = predwire::new_segment();
+        predwire::BlockWriter::fast().append(&frames(&records[..10]), &mut spooled).unwrap();
+        spooled.extend(frames(&records[10..20]));
+        predwire::BlockWriter::fast().append(&frames(&records[20..]), &mut spooled).unwrap();
+        let with_blocks = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap().body;
+        assert!(with_blocks.starts_with(BLOCKS_MAGIC));
+        let plain = [predwire::SEGMENT_MAGIC.as_slice(), &frames(&records)].concat();
+        let whole = compress(&plain).unwrap();
+        // What a lookup of a few ids keeps, against the plain form's records.
+        let wanted = ["req_3", "req_12", "req_29", "req_missing"];
+        let lookup = |body: &[u8]| each_stored(body, |r, out| {
+            if wanted.contains(&r.head.request_id) {
+                out.push(r.to_record()?);
+            }
+            Ok(())
+        });
+        let want: Vec<PredictionRecord> = records.iter().filter(|r| wanted.contains(&r.request_id.as_str())).cloned().collect();
+        for body in [&spooled, &with_blocks, &whole] {
+            assert_eq!(lookup(body).unwrap(), want);
+        }
+        // A block holding a schema: read in the plain form, what the partial walk kept
+        // dropped (no record twice).
+        let mut content = Vec::new();
+        let mut w = predwire::SchemaWriter::begin(&mut content, "m", "mv_1", "1.0.0", "a", "d");
+        w.feature("x", predwire::Kind::F64);
+        w.finish();
+        let mut inner = frames(&records[..5]);
+        inner.extend(predwire::schema_frame(4, &content));
+        let mut seg = predwire::new_segment();
+        predwire::BlockWriter::fast().append(&inner, &mut seg).unwrap();
+        let all = each_stored(&seg, |r, out| {
+            out.push(r.head.request_id.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(all, (0..5).map(|i| format!("req_{i}")).collect::<Vec<_>>());
+        // A body that is none of these is refused as unreadable.
+        assert_eq!(each_stored::<()>(b"VPB1nope", |_, _| Ok(())).unwrap_err().code(), ErrorCode::IntegrityViolation);
     }
 
     #[test]
