@@ -1094,15 +1094,7 @@ mod tests {
                 r
             })
             .collect();
-        let frames = |rs: &[PredictionRecord]| {
-            let mut out = Vec::new();
-            rs.iter().for_each(|r| predwire::encode_record(r, &mut out));
-            out
-        };
-        let mut seg = predwire::new_segment();
-        predwire::BlockWriter::fast().append(&frames(&records[..25]), &mut seg).unwrap();
-        seg.extend(frames(&records[25..30]));
-        predwire::BlockWriter::fast().append(&frames(&records[30..]), &mut seg).unwrap();
+        let mut seg = blocks_around_a_plain_run(&records, 25, 30);
         // A damaged block, and a cut frame at the end.
         let damaged_at = seg.len() + 30;
         predwire::BlockWriter::fast().append(&frames(&records[..5]), &mut seg).unwrap();
@@ -1167,20 +1159,29 @@ mod tests {
         assert_eq!(p.index.iter().map(|e| e.0.clone()).collect::<Vec<_>>(), want);
     }
 
+    /// Records as frames, back to back.
+    fn frames(rs: &[PredictionRecord]) -> Vec<u8> {
+        let mut out = Vec::new();
+        rs.iter().for_each(|r| predwire::encode_record(r, &mut out));
+        out
+    }
+
+    /// A segment of `records`: those before `a` in an LZ4 block, those from `a` to `b` plain,
+    /// the rest in another block.
+    fn blocks_around_a_plain_run(records: &[PredictionRecord], a: usize, b: usize) -> Vec<u8> {
+        let mut seg = predwire::new_segment();
+        predwire::BlockWriter::fast().append(&frames(&records[..a]), &mut seg).unwrap();
+        seg.extend(frames(&records[a..b]));
+        predwire::BlockWriter::fast().append(&frames(&records[b..]), &mut seg).unwrap();
+        seg
+    }
+
     #[test]
     fn stored_bodies_are_read_a_block_at_a_time_as_their_plain_form_reads() {
         let records: Vec<PredictionRecord> = (0..30).map(|i| rec(&format!("req_{i}"), 1, vec![json!(i)])).collect();
-        let frames = |rs: &[PredictionRecord]| {
-            let mut out = Vec::new();
-            rs.iter().for_each(|r| predwire::encode_record(r, &mut out));
-            out
-        };
         // A sealed spool file (kept as the body), with a plain run between its blocks; the
         // body stored with its blocks; the body compressed whole.
-        let mut spooled = predwire::new_segment();
-        predwire::BlockWriter::fast().append(&frames(&records[..10]), &mut spooled).unwrap();
-        spooled.extend(frames(&records[10..20]));
-        predwire::BlockWriter::fast().append(&frames(&records[20..]), &mut spooled).unwrap();
+        let spooled = blocks_around_a_plain_run(&records, 10, 20);
         let with_blocks = Registry::prepare_prediction_segment("s", "gw", &spooled).unwrap().body;
         assert!(with_blocks.starts_with(BLOCKS_MAGIC));
         let plain = [predwire::SEGMENT_MAGIC.as_slice(), &frames(&records)].concat();
