@@ -540,15 +540,7 @@ pub fn expand_segment_into(bytes: &[u8], buf: &mut Vec<u8>) -> Result<(Option<us
     let Some(body) = segment_body(bytes) else {
         return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
     };
-    let frames = || {
-        let mut rest = body;
-        std::iter::from_fn(move || {
-            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-            let frame = rest.get(..8usize.saturating_add(len)).unwrap_or(rest);
-            rest = &rest[frame.len()..];
-            Some(frame)
-        })
-    };
+    let frames = || frames_by_length(body);
     if !frames().any(is_block) {
         return Ok((None, 0));
     }
@@ -635,18 +627,21 @@ fn inflate(frame: &[u8], into: &mut [u8], z: &mut Option<zstd::bulk::Decompresso
     Ok(inflated == Some(size))
 }
 
+/// The frames of a segment's body by their lengths alone (nothing checked), the last one
+/// cut short if the body is; fewer than 4 bytes after the last frame are left out.
+fn frames_by_length(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = body;
+    std::iter::from_fn(move || {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let frame = rest.get(..8usize.saturating_add(len)).unwrap_or(rest);
+        rest = &rest[frame.len()..];
+        Some(frame)
+    })
+}
+
 /// Whether a segment holds compressed blocks (`false` too if it is not a segment).
 pub fn holds_blocks(bytes: &[u8]) -> bool {
-    let mut rest = segment_body(bytes).unwrap_or_default();
-    while let Some(h) = rest.get(..4) {
-        let len = 8usize.saturating_add(u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize);
-        let frame = rest.get(..len).unwrap_or(rest);
-        if is_block(frame) {
-            return true;
-        }
-        rest = &rest[frame.len()..];
-    }
-    false
+    frames_by_length(segment_body(bytes).unwrap_or_default()).any(is_block)
 }
 
 /// A segment with each run of plain record frames (up to `run_bytes` of them) compressed as
@@ -1140,15 +1135,8 @@ impl<'a> RecordView<'a> {
 /// How many frames a segment's body holds, by their lengths alone (at most: schema frames and
 /// damaged ones are counted too), and never more than one a 32 bytes (a damaged body of tiny
 /// frames reserves no more than that).
-fn frames(mut rest: &[u8]) -> usize {
-    let most = rest.len() / 32;
-    let mut n = 0;
-    while let Some(h) = rest.get(..4) {
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        n += 1;
-        rest = rest.get(8usize.saturating_add(len)..).unwrap_or_default();
-    }
-    n.min(most)
+fn frames(body: &[u8]) -> usize {
+    frames_by_length(body).count().min(body.len() / 32)
 }
 
 /// The records of a segment, and how many frames were damaged or cut short (skipped).
