@@ -4,7 +4,7 @@
 //! gateway` does), so that the log's cost can also be measured within one binary.
 //!
 //!     cargo build --release -p vigil-gateway --example unlogged_gateway
-//!     target/release/examples/unlogged_gateway DATA_DIR 127.0.0.1:0 [--log]
+//!     target/release/examples/unlogged_gateway DATA_DIR 127.0.0.1:0 [--log [SPOOL_NAME]]
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(dir), Some(addr)) = (args.next(), args.next()) else {
-        eprintln!("usage: unlogged_gateway DATA_DIR ADDR");
+        eprintln!("usage: unlogged_gateway DATA_DIR ADDR [--log [SPOOL_NAME]]");
         std::process::exit(2);
     };
     let dir = std::path::PathBuf::from(dir);
@@ -25,11 +25,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = vigil_store::keyfile::load(&vigil_store::keyfile::default_path(&dir))?;
     let registry = Arc::new(vigil_core::registry::Registry::new(store, Arc::new(vigil_core::ids::SystemClock), Arc::new(vigil_core::ids::UuidV7Ids), Arc::new(key)));
     let artifacts = vigil_gateway::Artifacts::local(dir.join("artifacts"));
-    // `--log`: the same binary with the prediction log on (spool `DATA_DIR/spool/bench`), so
-    // that the log's cost can be measured without the difference between two binaries.
+    // `--log`: the same binary with the prediction log on (spool `DATA_DIR/spool/bench`, or
+    // the name given after it: two logged builds compared over one data directory), so that
+    // the log's cost can be measured without the difference between two binaries.
     let gw = Arc::new(if args.next().as_deref() == Some("--log") {
         vigil_store::sqlite::set_cache_kib(2 << 10);
-        vigil_gateway::Gateway::with_log(registry, artifacts, None, vigil_gateway::SpoolConfig::new(dir.join("spool").join("bench")))?
+        let spool = args.next().unwrap_or_else(|| "bench".into());
+        vigil_gateway::Gateway::with_log(registry, artifacts, None, vigil_gateway::SpoolConfig::new(dir.join("spool").join(spool)))?
     } else {
         vigil_gateway::Gateway::new(registry, artifacts, None)
     });

@@ -44,8 +44,12 @@ use vigil_core::ids::IdGenerator;
 /// Largest request body (bytes).
 pub const MAX_BODY: usize = 16 << 20;
 
-/// Counters, exposed at `/metrics`.
+/// Counters, exposed at `/metrics`. The four every live request counts come first, on one
+/// cache line (the struct starts one, `repr(C)` keeps the order): a request takes that line
+/// from the other CPU once. `log_queued` sat on the next line with the counters the log's
+/// writer and shipper count, so a logged request took two lines from the other CPU.
 #[derive(Default)]
+#[repr(C, align(64))]
 pub struct Counters {
     /// Requests answered (2xx) by a live arm.
     pub answered: AtomicU64,
@@ -53,6 +57,8 @@ pub struct Counters {
     pub keyed: AtomicU64,
     /// Requests assigned at random (no unit key given).
     pub random: AtomicU64,
+    /// Prediction records queued for the spool.
+    pub log_queued: AtomicU64,
     /// Copies queued for shadow arms.
     pub shadow_queued: AtomicU64,
     /// Copies dropped because the shadow queue was full.
@@ -63,8 +69,6 @@ pub struct Counters {
     pub shadow_failed: AtomicU64,
     /// Pauses the shadow thread took to hold itself to about 1% of a CPU while the CPUs were saturated.
     pub shadow_pauses: AtomicU64,
-    /// Prediction records queued for the spool.
-    pub log_queued: AtomicU64,
     /// Records written to spool files.
     pub log_spooled: AtomicU64,
     /// Records stored in the registry.
@@ -88,6 +92,8 @@ pub struct Counters {
     /// Their total duration (µs).
     pub lookup_sum_us: AtomicU64,
 }
+
+const _: () = assert!(std::mem::align_of::<Counters>() == 64 && std::mem::offset_of!(Counters, log_queued) + 8 <= 64);
 
 /// Lowers the calling thread's scheduling priority (nice 10) so that background work that
 /// must keep up (storing the prediction log) yields the CPUs to live requests. Linux only,

@@ -5,8 +5,9 @@
 //! polls): a small record copied flat while the writer keeps up ([`flat`]: the request frees
 //! its own allocations, as an unlogged one does), which the writer encodes; any other encoded
 //! on the request thread as a frame of the log's binary format ([`vigil_core::predwire`], the input values as the model saw them).
-//! A writer thread collects the buffers every [`WRITER_NAP`] ([`LIGHT_NAP`] after a light round,
-//! up to [`IDLE_NAP`] while nothing comes) and appends them to the open segment file, each round's
+//! A writer thread collects the buffers every [`WRITER_NAP`] to [`LIGHT_NAP`] (as long as half a
+//! stripe's share takes to fill at the rate records come, [`next_nap`]; up to [`IDLE_NAP`] while
+//! nothing comes) and appends them to the open segment file, each round's
 //! records compressed together as LZ4 blocks when they are 4 KiB or more (a large round is
 //! written in parts as it is collected, [`ROUND_PART`]; a large record
 //! is compressed on its request thread instead while the writer is behind). On this VM the log's tail at 100 rows came
@@ -279,17 +280,16 @@ impl std::ops::Deref for Stripe {
     }
 }
 
-/// How long the writer waits between collecting the stripes…
+/// How long the writer waits between collecting the stripes at the least…
 const WRITER_NAP: Duration = Duration::from_millis(2);
 
-/// …and after a light round (less than [`HEAVY_ROUND`] of records): each round wakes a
-/// thread, which cost as much CPU as writing the records of a light round (measured with
-/// single-row records: 10 µs a wake-up), and records wait in memory only a few milliseconds
-/// more. 16 ms rather than 8 since 2026-12-01: at the bench's paced single-row load a round
-/// was about 90 records, and its fixed part (the wake-up, the `write` into the page cache,
-/// which updates the file's times) a third of the writer's time; the writer took 0.2–0.5 µs
-/// a request less per round, 0.4 at the median (4 interleaved rounds against 8 ms, per-thread
-/// CPU time).
+/// …and at the most while records come ([`next_nap`]): each round wakes a thread, which cost
+/// as much CPU as writing the records of a light round (measured with single-row records: 10
+/// µs a wake-up), and records wait in memory only a few milliseconds more. 16 ms rather than
+/// 8 since 2026-12-01: at the bench's paced single-row load a round was about 90 records,
+/// and its fixed part (the wake-up, the `write` into the page cache, which updates the
+/// file's times) a third of the writer's time; the writer took 0.2–0.5 µs a request less per
+/// round, 0.4 at the median (4 interleaved rounds against 8 ms, per-thread CPU time).
 const LIGHT_NAP: Duration = Duration::from_millis(16);
 
 /// …and while nothing comes, doubling from [`LIGHT_NAP`] after each empty round that left
@@ -302,16 +302,23 @@ fn quiet(empty: bool, open: Option<&Open>) -> bool {
     empty && !open.is_some_and(|o| o.unsynced)
 }
 
-/// The writer's next nap: `heavy` after a round of [`HEAVY_ROUND`] or more, `quiet` after
-/// an empty round with nothing left to sync.
-fn next_nap(last: Duration, heavy: bool, quiet: bool) -> Duration {
-    if heavy {
-        WRITER_NAP
-    } else if quiet {
-        (last * 2).clamp(LIGHT_NAP, IDLE_NAP)
-    } else {
-        LIGHT_NAP
+/// The writer's next nap after a round that collected `round` bytes of records that came
+/// over `span` (since the round before): as long as `target` bytes take to come at that rate,
+/// from [`WRITER_NAP`] to [`LIGHT_NAP`]; after a `quiet` round, doubling up to [`IDLE_NAP`].
+/// The target is half of what a stripe holds before its thread counts the writer as behind
+/// ([`BEHIND`]), so that a steady load never gets there however its records fall over the
+/// stripes. Until 2026-12-02 the writer napped [`WRITER_NAP`] after any round of 32 KiB or
+/// more: a steady single-row load at the bench's paced rate (about 45 KiB in [`LIGHT_NAP`])
+/// then alternated a full round and one of 2 ms (107 wake-ups a second rather than 62), and
+/// the rounds' fixed part, cold caches mostly, came to about 60 µs a round (the writer's CPU
+/// per request at the paced and saturated rates, fitted as a cost per round and one per
+/// record).
+fn next_nap(last: Duration, round: usize, span: Duration, target: usize, quiet: bool) -> Duration {
+    if quiet {
+        return (last * 2).clamp(LIGHT_NAP, IDLE_NAP);
     }
+    let fill = span.as_secs_f64() * target as f64 / round.max(1) as f64;
+    Duration::try_from_secs_f64(fill).unwrap_or(LIGHT_NAP).clamp(WRITER_NAP, LIGHT_NAP)
 }
 
 /// A thread's side of the hand-over.
@@ -350,8 +357,9 @@ struct Encoder {
 /// 100-row records, compressing each on its request thread cost 18% more CPU per request).
 const COMPRESS_ALONE: usize = 4 << 10;
 
-/// A round of at least this many bytes of records is heavy: the writer naps only
-/// [`WRITER_NAP`] after it (16 MB a second at one round every [`WRITER_NAP`]).
+/// A background log writes its round once it holds this many bytes of records (and the
+/// writer napped only [`WRITER_NAP`] after a round this large until 2026-12-02, see
+/// [`next_nap`]).
 const HEAVY_ROUND: usize = 32 << 10;
 
 /// The writer (and a background log) compresses a round's records when they are at least
@@ -831,6 +839,7 @@ impl Writer {
         let mut open: Option<Open> = None;
         let mut last_sync = Instant::now();
         let mut nap = LIGHT_NAP;
+        let mut last_round = Instant::now();
         let mut spare: Vec<u8> = Vec::new();
         // Live records handed over flat (and what they share, and where they are read into),
         // and what encodes them.
@@ -848,8 +857,9 @@ impl Writer {
             }
             // A large round is written in parts as it is collected (see [`ROUND_PART`]).
             let mut written = true;
+            let collected = Instant::now();
             let round = self.collect(&mut batch, &mut spare, &mut live, &mut enc, &mut |part| written &= self.write_frames(&mut open, part, blocks.as_mut()));
-            let heavy = round >= HEAVY_ROUND;
+            let span = collected.duration_since(std::mem::replace(&mut last_round, collected));
             let empty = round == 0;
             if !batch.is_empty() {
                 // A round of a few records is written as it is (compressing it saves little).
@@ -887,7 +897,7 @@ impl Writer {
                 // Dropping the writer closes the syncer's queue: it seals what it has and ends.
                 return;
             }
-            nap = next_nap(nap, heavy, quiet(empty, open.as_ref()));
+            nap = next_nap(nap, round, span, self.pending.stripe_bytes / BEHIND / 2, quiet(empty, open.as_ref()));
             std::thread::park_timeout(nap);
         }
     }
@@ -2406,19 +2416,26 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_naps_longer_only_while_nothing_comes_and_nothing_waits_for_a_sync() {
+    fn the_writer_naps_as_long_as_a_round_takes_to_fill_and_longer_only_while_nothing_comes_and_nothing_waits_for_a_sync() {
         let mut nap = LIGHT_NAP;
         let mut naps = Vec::new();
         for _ in 0..6 {
-            nap = next_nap(nap, false, true);
+            nap = next_nap(nap, 0, nap, 1 << 20, true);
             naps.push(nap.as_millis());
         }
         assert_eq!(naps, [32, 64, 64, 64, 64, 64]);
-        // A light round (or one that left bytes to sync) brings it back at once, a heavy one
-        // to the shortest nap.
-        assert_eq!(next_nap(IDLE_NAP, false, false), LIGHT_NAP);
-        assert_eq!(next_nap(IDLE_NAP, true, false), WRITER_NAP);
-        assert_eq!(next_nap(WRITER_NAP, false, true), LIGHT_NAP);
+        // A round (or one that left bytes to sync) brings it back at once: to as long as the
+        // target takes to come at the round's rate, within the shortest and longest nap.
+        let ms = Duration::from_millis;
+        let target = 175 << 10;
+        assert_eq!(next_nap(IDLE_NAP, 0, ms(64), target, false), LIGHT_NAP, "nothing came, bytes wait for their sync");
+        assert_eq!(next_nap(IDLE_NAP, 45 << 10, ms(16), target, false), LIGHT_NAP, "a steady single-row load: 45 KiB in 16 ms");
+        assert_eq!(next_nap(LIGHT_NAP, 1440 << 10, ms(16), target, false), WRITER_NAP, "100-row records at 90 MB/s");
+        assert_eq!(next_nap(WRITER_NAP, 180 << 10, ms(2), target, false), WRITER_NAP, "and their next round");
+        assert_eq!(next_nap(LIGHT_NAP, 350 << 10, ms(16), target, false), ms(8), "in between, in proportion");
+        assert_eq!(next_nap(LIGHT_NAP, 1, ms(16), 0, false), WRITER_NAP, "a spool that may queue nothing");
+        assert_eq!(next_nap(LIGHT_NAP, 1, Duration::MAX, target, false), LIGHT_NAP, "never more than the longest nap");
+        assert_eq!(next_nap(WRITER_NAP, 0, ms(2), target, true), LIGHT_NAP);
         assert!(IDLE_NAP < SpoolConfig::new(PathBuf::new()).seal_after);
         // Quiet: nothing came and nothing waits for a sync.
         let dir = tempfile::tempdir().unwrap();
