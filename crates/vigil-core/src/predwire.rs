@@ -1156,11 +1156,35 @@ pub fn parse_segment(bytes: &[u8]) -> Result<(Vec<RecordView<'_>>, usize)> {
 /// Calls `f` with each record of a segment in order, without holding them all (what
 /// storing a segment needs: its records are looked at one by one); returns how many frames
 /// were damaged or cut short (skipped). An error of `f` ends the walk and is returned.
-pub fn each_record<'a>(bytes: &'a [u8], mut f: impl FnMut(RecordView<'a>) -> Result<()>) -> Result<usize> {
-    let Some(mut rest) = segment_body(bytes) else {
+pub fn each_record<'a>(bytes: &'a [u8], f: impl FnMut(RecordView<'a>) -> Result<()>) -> Result<usize> {
+    let Some(rest) = segment_body(bytes) else {
         return Err(Error::new(ErrorCode::InvalidManifest, "not a prediction log segment"));
     };
-    let mut schemas = Vec::new();
+    walk(rest, &mut Vec::new(), true, f)
+}
+
+/// [`each_record`] over a run of frames as a writer appends them to a segment, after the
+/// frames of the schemas its records name (`schemas`, each a whole frame): what a writer
+/// that follows its own records reads back of a round, without the segment. Their CRCs are
+/// not checked (they guard what is stored; these frames were just encoded in memory). Gives
+/// how many frames could not be read (never, for frames this process encoded) or are not
+/// plain frames (a compressed block is not read here), counted alike.
+pub fn each_record_in_run<'a>(schemas: &[&'a [u8]], frames: &'a [u8], f: impl FnMut(RecordView<'a>) -> Result<()>) -> Result<usize> {
+    let mut views = Vec::with_capacity(schemas.len());
+    let mut damaged = 0;
+    for s in schemas {
+        match whole_frame(s).map(|frame| read_payload(&frame[8..], &[])) {
+            Some(Read::Schema(v)) => views.push(v),
+            _ => damaged += 1,
+        }
+    }
+    Ok(damaged + walk(frames, &mut views, false, f)?)
+}
+
+/// Walks whole frames back to back (their CRCs checked if `check`), keeping the schemas it
+/// reads for the records after them; gives how many frames were damaged or cut short (the
+/// last).
+fn walk<'a>(mut rest: &'a [u8], schemas: &mut Vec<SchemaView<'a>>, check: bool, mut f: impl FnMut(RecordView<'a>) -> Result<()>) -> Result<usize> {
     let mut damaged = 0;
     while !rest.is_empty() {
         let Some(frame) = whole_frame(rest) else {
@@ -1169,7 +1193,7 @@ pub fn each_record<'a>(bytes: &'a [u8], mut f: impl FnMut(RecordView<'a>) -> Res
             break;
         };
         rest = &rest[frame.len()..];
-        match read_frame(frame, &schemas) {
+        match if check { read_frame(frame, schemas) } else { read_payload(&frame[8..], schemas) } {
             Read::Record(r) => f(r)?,
             Read::Schema(s) => schemas.push(s),
             Read::Damaged => damaged += 1,
@@ -1259,6 +1283,11 @@ fn read_frame<'a>(frame: &'a [u8], schemas: &[SchemaView<'a>]) -> Read<'a> {
     if crc32fast::hash(payload) != u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]) {
         return Read::Damaged;
     }
+    read_payload(payload, schemas)
+}
+
+/// Reads a frame's payload (its CRC checked or trusted by the caller).
+fn read_payload<'a>(payload: &'a [u8], schemas: &[SchemaView<'a>]) -> Read<'a> {
     let read = match payload.first() {
         Some(&SCHEMA) => schema_view(payload).map(Read::Schema),
         Some(&KEYED) => keyed_view(payload, schemas).map(Read::Record),

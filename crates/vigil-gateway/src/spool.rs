@@ -27,7 +27,13 @@
 //! kept, below); the shipper, at nice 10, runs the transaction
 //! ([`vigil_core::registry::Registry::store_prediction_segment`], idempotent by segment id),
 //! which holds locks other writers of the registry wait for and so never runs at idle
-//! priority, and then deletes the file. On the embedded store a segment of 64 KiB or more
+//! priority, and then deletes the file. A segment's writer (the writer thread, or a
+//! background log) follows what it appends ([`Open::digest`]: each run's records walked as
+//! the preparer walks them, the file's CRC-32 and its plain bytes), so that on the embedded
+//! store a sealed file it kept is prepared without being read back
+//! ([`vigil_core::registry::Registry::prepare_written_segment`]); a segment it could not
+//! follow (a record a request thread compressed, a failed write), one left from an earlier
+//! run, and every segment on PostgreSQL are read back as before. On the embedded store a segment of 64 KiB or more
 //! that the writer compressed (most of it in blocks) or whose plain records do not compress
 //! (noise) is stored as the sealed file itself ([`vigil_core::registry::Registry::prepare_spooled_segment`]:
 //! the store links it into the data directory in the transaction; deleting the spool's name
@@ -561,8 +567,8 @@ pub struct Spool {
     /// Handed to background logs: the syncer (and with it the directory lock and the
     /// shipper's last pass) lasts until the last of them is gone. Nothing is sent on it here.
     sync_alive: SyncSender<SyncJob>,
-    /// The shipper's bell, for background logs to ring when they seal a segment.
-    shipper: Bell,
+    /// The preparer's and shipper's shared state, for background logs that seal a segment.
+    prepared: Arc<PreparedSegments>,
     /// Rings the writer once the spool is gone and waits for it (declared last: dropped after
     /// `pending`, so the writer wakes to find itself the last handle and writes what is left at
     /// once, rather than after its nap).
@@ -630,18 +636,17 @@ impl Spool {
         let pending = Arc::new(Stripes::new(n, stripe_bytes));
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let prepared = Arc::new(PreparedSegments::default());
-        let shipper_bell = prepared.shipper.clone();
         let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<SyncJob>(64);
-        let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), shipper: shipper_bell.clone(), _lock: lock.clone() };
+        let syncer = Syncer { dir: cfg.dir.clone(), rx: sync_rx, counters: counters.clone(), closed: closed.clone(), prepared: prepared.clone(), _lock: lock.clone() };
         std::thread::Builder::new().name("vigil-spool-sync".into()).spawn(move || syncer.run())?;
         let sync_alive = sync_tx.clone();
         let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx };
         let writer = std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
         let preparer = Preparer { instance: instance.clone(), shared: prepared.clone(), keep_files: registry.keeps_segment_files() };
-        let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared, _lock: lock };
+        let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared: prepared.clone(), _lock: lock };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
         std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
-        Ok(Spool { pending, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive, shipper: shipper_bell, _writer: WriterEnd(Some(writer)) })
+        Ok(Spool { pending, on_disk, max_bytes: cfg.max_bytes, instance, cfg, counters, sync_alive, prepared, _writer: WriterEnd(Some(writer)) })
     }
 
     /// A log for a background thread that must never wait for (or make anyone wait for) the
@@ -658,7 +663,7 @@ impl Spool {
             round: Vec::new(),
             round_since: Instant::now(),
             blocks: None,
-            shipper: self.shipper.clone(),
+            prepared: self.prepared.clone(),
             _alive: self.sync_alive.clone(),
         }
     }
@@ -777,8 +782,23 @@ struct Open {
     /// Bytes of frames it holds before compression (what reading it back takes in memory).
     raw: u64,
     unsynced: bool,
-    /// The schemas whose frames it holds.
+    /// The schemas whose frames it holds, and their frames.
     schemas: Vec<u32>,
+    schema_frames: Vec<Arc<[u8]>>,
+    /// What it holds, followed as it is written, so that it is prepared for the registry
+    /// without being read back ([`Written`]): its records, the CRC-32 of its bytes, and the
+    /// bytes of records left outside compressed blocks.
+    digest: vigil_core::predlog::SegmentDigest,
+    crc: crc32fast::Hasher,
+    plain: u64,
+}
+
+/// What the writer of a sealed segment followed of it ([`Open::digest`]), for the preparer.
+struct Written {
+    digest: vigil_core::predlog::SegmentDigest,
+    len: u64,
+    crc32: u32,
+    plain: u64,
 }
 
 struct Writer {
@@ -797,7 +817,7 @@ enum SyncJob {
     /// Flush this (duplicated) handle of the open segment to disk.
     Sync(File),
     /// Flush a finished segment to disk and mark it ready for shipping.
-    Seal { file: File, id: String },
+    Seal { file: File, id: String, written: Option<Written> },
 }
 
 struct Syncer {
@@ -806,8 +826,9 @@ struct Syncer {
     counters: Arc<Counters>,
     /// Set when the last segment is sealed (the gateway is gone).
     closed: Arc<std::sync::atomic::AtomicBool>,
-    /// Rung when a segment is ready to ship, and when the last one is.
-    shipper: Bell,
+    /// Where a sealed segment's [`Written`] is left for the preparer; its shipper's bell is
+    /// rung when a segment is ready to ship, and when the last one is.
+    prepared: Arc<PreparedSegments>,
     /// The spool directory's lock, held until the last file is sealed (and by the shipper
     /// until its last pass is done).
     _lock: Arc<File>,
@@ -822,15 +843,12 @@ impl Syncer {
                         self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                SyncJob::Seal { file, id } => {
-                    make_ready(&self.dir, file, &id, &self.counters);
-                    self.shipper.ring();
-                }
+                SyncJob::Seal { file, id, written } => hand_to_shipper(&self.dir, file, &id, written, &self.counters, &self.prepared),
             }
         }
         // The writer is gone and everything it handed over is on disk.
         self.closed.store(true, Ordering::SeqCst);
-        self.shipper.ring();
+        self.prepared.shipper.ring();
     }
 }
 
@@ -978,9 +996,9 @@ impl Writer {
     }
 
     fn seal(&self, o: Open) {
-        let (file, id) = finish(o, &self.counters);
+        let (file, id, written) = finish(o, &self.counters);
         // Waits only if the syncer is that far behind: the disk is the limit then.
-        if self.sync.send(SyncJob::Seal { file, id }).is_err() {
+        if self.sync.send(SyncJob::Seal { file, id, written }).is_err() {
             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -1047,6 +1065,7 @@ fn write_frames(cfg: &SpoolConfig, counters: &Counters, on_disk: &AtomicU64, ope
     if let Some(o) = open.as_mut()
         && let Err(e) = o.file.flush()
     {
+        o.digest.give_up();
         eprintln!("vigil gateway: the prediction spool cannot be written: {e}");
         counters.log_failed.fetch_add(1, Ordering::Relaxed);
         ok = false;
@@ -1074,9 +1093,22 @@ fn append_run(cfg: &SpoolConfig, open: &mut Option<Open>, frames: &[u8], blocks:
         file.write_all(predwire::SEGMENT_MAGIC)?;
         added += predwire::SEGMENT_MAGIC.len() as u64;
         let magic = predwire::SEGMENT_MAGIC.len() as u64;
-        *open = Some(Open { id, file, opened: Instant::now(), bytes: magic, raw: magic, unsynced: true, schemas: Vec::new() });
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(predwire::SEGMENT_MAGIC);
+        *open = Some(Open { id, file, opened: Instant::now(), bytes: magic, raw: magic, unsynced: true, schemas: Vec::new(), schema_frames: Vec::new(), digest: Default::default(), crc, plain: 0 });
     }
     let Some(o) = open.as_mut() else { return Ok(added) };
+    let appended = append_to(o, frames, blocks);
+    if appended.is_err() {
+        // What reached the file is not known.
+        o.digest.give_up();
+    }
+    Ok(added + appended?)
+}
+
+/// [`append_run`] to an open segment.
+fn append_to(o: &mut Open, frames: &[u8], blocks: Option<&mut (predwire::BlockWriter, Vec<u8>)>) -> std::io::Result<u64> {
+    let mut added = 0;
     let mut rest = frames;
     let mut raw = 0;
     while let Some(head) = rest.get(..4) {
@@ -1088,28 +1120,38 @@ fn append_run(cfg: &SpoolConfig, open: &mut Option<Open>, frames: &[u8], blocks:
         {
             let schema = SCHEMAS.frame(id).ok_or_else(|| std::io::Error::other("a record names a schema this process never made"))?;
             o.file.write_all(&schema)?;
+            o.crc.update(&schema);
             o.bytes += schema.len() as u64;
             o.raw += schema.len() as u64;
             added += schema.len() as u64;
             o.schemas.push(id);
+            o.schema_frames.push(schema);
         }
         rest = &rest[len..];
     }
-    let n = match blocks {
+    let (n, plain) = match blocks {
         Some((writer, out)) => {
             out.clear();
-            writer.append(frames, out)?;
+            let how = writer.append(frames, out)?;
             o.file.write_all(out)?;
-            out.len()
+            o.crc.update(out);
+            (out.len(), matches!(how, predwire::Written::Plain))
         }
         None => {
             o.file.write_all(frames)?;
-            frames.len()
+            o.crc.update(frames);
+            (frames.len(), true)
         }
-    } as u64;
+    };
+    let n = n as u64;
     o.bytes += n;
     o.raw += raw;
+    o.plain += if plain { n } else { 0 };
     o.unsynced = true;
+    if o.digest.is_usable() {
+        let schemas: Vec<&[u8]> = o.schema_frames.iter().map(|f| &f[..]).collect();
+        o.digest.add_run(&schemas, frames);
+    }
     Ok(added + n)
 }
 
@@ -1118,21 +1160,23 @@ fn seal_due(cfg: &SpoolConfig, open: Option<&Open>) -> bool {
     open.is_some_and(|o| o.bytes > predwire::SEGMENT_MAGIC.len() as u64 && (o.opened.elapsed() >= cfg.seal_after || cfg.full(o.bytes, o.raw)))
 }
 
-/// Flushes a segment's buffer and gives back its file and id.
-fn finish(o: Open, counters: &Counters) -> (File, String) {
+/// Flushes a segment's buffer and gives back its file and id, and what its writer followed
+/// of it (`None` if the last flush failed).
+fn finish(o: Open, counters: &Counters) -> (File, String, Option<Written>) {
     // Sealed even if the last flush failed: whole frames are shipped, a cut one is counted.
-    let file = match o.file.into_inner() {
-        Ok(f) => f,
+    let Open { file, id, digest, crc, plain, bytes, .. } = o;
+    match file.into_inner() {
+        Ok(f) => (f, id, digest.is_usable().then(|| Written { digest, len: bytes, crc32: crc.finalize(), plain })),
         Err(e) => {
             counters.log_failed.fetch_add(1, Ordering::Relaxed);
-            e.into_parts().1.into_parts().0
+            (e.into_parts().1.into_parts().0, id, None)
         }
-    };
-    (file, o.id)
+    }
 }
 
-/// Syncs a finished segment to disk and renames it `ready-…` for the shipper.
-fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
+/// Syncs a finished segment to disk and renames it `ready-…` for the shipper; `false` (counted
+/// as failed) if either failed.
+fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) -> bool {
     // Sealed even if the flush failed: whole frames are shipped, a cut one is counted.
     let synced = file.sync_data();
     drop(file);
@@ -1140,7 +1184,20 @@ fn make_ready(dir: &Path, file: File, id: &str, counters: &Counters) {
     let to = dir.join(format!("ready-{id}.vpl"));
     if synced.is_err() || std::fs::rename(&from, &to).is_err() {
         counters.log_failed.fetch_add(1, Ordering::Relaxed);
+        return false;
     }
+    true
+}
+
+/// Makes a sealed segment ready ([`make_ready`]), leaves what its writer followed of it for
+/// the preparer, and rings the shipper.
+fn hand_to_shipper(dir: &Path, file: File, id: &str, written: Option<Written>, counters: &Counters, prepared: &PreparedSegments) {
+    if make_ready(dir, file, id, counters)
+        && let Some(w) = written
+    {
+        prepared.written.put(format!("ready-{id}.vpl"), w);
+    }
+    prepared.shipper.ring();
 }
 
 /// A background thread's own segments (see [`Spool::background_log`]): records are gathered
@@ -1167,8 +1224,8 @@ pub(crate) struct BackgroundLog {
     /// What compresses rounds (made when a round is first to be compressed; `None`: rounds
     /// are written as they are).
     blocks: Option<(predwire::BlockWriter, Vec<u8>)>,
-    /// Rung when a segment is sealed.
-    shipper: Bell,
+    /// Where a sealed segment's [`Written`] is left, and the shipper rung.
+    prepared: Arc<PreparedSegments>,
     /// Keeps the syncer running until this log is gone; nothing is sent on it.
     _alive: SyncSender<SyncJob>,
 }
@@ -1228,9 +1285,9 @@ impl BackgroundLog {
             self.blocks = Some((predwire::BlockWriter::fast(), Vec::new()));
         }
         let blocks = self.blocks.as_mut().filter(|_| compress);
-        let (dir, counters, shipper) = (&self.cfg.dir, &self.counters, &self.shipper);
+        let (dir, counters, prepared) = (&self.cfg.dir, &self.counters, &self.prepared);
         // No pause after a failure here: the thread's next records find the disk as it is.
-        write_frames(&self.cfg, counters, &self.on_disk, &mut self.open, &self.round, blocks, &mut |o| seal_here(dir, counters, shipper, o));
+        write_frames(&self.cfg, counters, &self.on_disk, &mut self.open, &self.round, blocks, &mut |o| seal_here(dir, counters, prepared, o));
         self.round.clear();
         trim(&mut self.round);
         if let Some((_, out)) = self.blocks.as_mut() {
@@ -1240,17 +1297,16 @@ impl BackgroundLog {
 
     fn seal(&mut self) {
         if let Some(o) = self.open.take() {
-            seal_here(&self.cfg.dir, &self.counters, &self.shipper, o);
+            seal_here(&self.cfg.dir, &self.counters, &self.prepared, o);
         }
     }
 }
 
 /// Seals a background log's segment on its own thread (synced, renamed `ready-…`) and rings
 /// the shipper.
-fn seal_here(dir: &Path, counters: &Counters, shipper: &Bell, o: Open) {
-    let (file, id) = finish(o, counters);
-    make_ready(dir, file, &id, counters);
-    shipper.ring();
+fn seal_here(dir: &Path, counters: &Counters, prepared: &PreparedSegments, o: Open) {
+    let (file, id, written) = finish(o, counters);
+    hand_to_shipper(dir, file, &id, written, counters, prepared);
 }
 
 impl Drop for BackgroundLog {
@@ -1286,6 +1342,42 @@ struct PreparedSegments {
     preparer: Bell,
     /// Rung when a segment is sealed or prepared.
     shipper: Bell,
+    /// What writers followed of sealed segments.
+    written: WrittenSegments,
+}
+
+/// What writers followed of the sealed segments ([`Written`]), by file name, for the
+/// preparer (or the shipper) to prepare them without reading them back. Bounded: past
+/// [`MAX_WRITTEN`] a sealed segment's is not kept, and the segment is read back. Each is taken
+/// by whichever of the two prepares its segment.
+#[derive(Default)]
+struct WrittenSegments(std::sync::Mutex<std::collections::HashMap<String, Written>>);
+
+/// The most [`WrittenSegments`] holds (each a few hundred bytes, more with an index row per
+/// record that has a caller's id): segments pile up only while the registry cannot take them.
+const MAX_WRITTEN: usize = 64;
+
+impl WrittenSegments {
+    fn put(&self, name: String, w: Written) {
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() < MAX_WRITTEN {
+            m.insert(name, w);
+        }
+    }
+
+    fn take(&self, name: &str) -> Option<Written> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name)
+    }
+}
+
+/// A sealed segment prepared from what its writer followed of it (`None`: to be read back):
+/// only where the registry keeps sealed files as they are, and only while the file is as
+/// long as it was written (see [`Registry::prepare_written_segment`]).
+fn prepare_written(name: &str, instance: &str, path: &Path, w: Written, keep_files: bool) -> Option<vigil_core::Result<vigil_core::predlog::PreparedSegment>> {
+    if !keep_files || std::fs::metadata(path).ok()?.len() != w.len {
+        return None;
+    }
+    Registry::prepare_written_segment(segment_id(name), instance, w.digest, path, w.len, w.crc32, w.plain)
 }
 
 /// How long the preparer and the shipper nap when nobody rings them: segments are shipped as
@@ -1371,16 +1463,22 @@ impl Preparer {
                 if waiting >= catch_up::PREPARED {
                     break;
                 }
-                buf.clear();
-                // Gone when the shipper got there first.
-                if File::open(&path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf)).is_err() {
-                    continue;
-                }
-                let prepared = prepare(&name, &self.instance, &buf, &path, self.keep_files);
-                if buf.capacity() > KEEP_READ {
-                    buf = Vec::new();
-                }
-                last_read = Instant::now();
+                let prepared = match self.shared.written.take(&name).and_then(|w| prepare_written(&name, &self.instance, &path, w, self.keep_files)) {
+                    Some(p) => p,
+                    None => {
+                        buf.clear();
+                        // Gone when the shipper got there first.
+                        if File::open(&path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf)).is_err() {
+                            continue;
+                        }
+                        let p = prepare(&name, &self.instance, &buf, &path, self.keep_files);
+                        if buf.capacity() > KEEP_READ {
+                            buf = Vec::new();
+                        }
+                        last_read = Instant::now();
+                        p
+                    }
+                };
                 self.shared.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name, prepared);
                 self.shared.shipper.ring();
             }
@@ -1461,18 +1559,21 @@ impl Shipper {
                     // In order: a segment waits for the preparer unless the log is behind, or
                     // the preparer has gone past it (it sealed late, or its store failed).
                     None if !(last || behind || others || waited(path) >= catch_up::OLDEST) => break,
-                    None => match std::fs::read(path) {
-                        Ok(bytes) => {
-                            let p = prepare(name, &self.instance, &bytes, path, self.registry.keeps_segment_files());
-                            // Rare here (the preparer does this): the buffer its blocks were
-                            // inflated into is not kept.
-                            vigil_core::predlog::let_go_of_buffers();
-                            p
-                        }
-                        Err(_) => {
-                            failed = true;
-                            break;
-                        }
+                    None => match self.prepared.written.take(name).and_then(|w| prepare_written(name, &self.instance, path, w, self.registry.keeps_segment_files())) {
+                        Some(p) => p,
+                        None => match std::fs::read(path) {
+                            Ok(bytes) => {
+                                let p = prepare(name, &self.instance, &bytes, path, self.registry.keeps_segment_files());
+                                // Rare here (the preparer does this): the buffer its blocks were
+                                // inflated into is not kept.
+                                vigil_core::predlog::let_go_of_buffers();
+                                p
+                            }
+                            Err(_) => {
+                                failed = true;
+                                break;
+                            }
+                        },
                     },
                 };
                 match self.ship(name, path, &prepared) {
@@ -2032,7 +2133,7 @@ mod tests {
         let stripe_bytes = 64 << 10;
         let pending = Arc::new(Stripes::new(2, stripe_bytes));
         let on_disk = Arc::new(AtomicU64::new(0));
-        let spool = Spool { pending: pending.clone(), on_disk: on_disk.clone(), max_bytes: 1 << 30, instance: "i".into(), cfg: cfg.clone(), counters: counters.clone(), sync_alive: tx.clone(), shipper: Bell::default(), _writer: WriterEnd(None) };
+        let spool = Spool { pending: pending.clone(), on_disk: on_disk.clone(), max_bytes: 1 << 30, instance: "i".into(), cfg: cfg.clone(), counters: counters.clone(), sync_alive: tx.clone(), prepared: Default::default(), _writer: WriterEnd(None) };
         let writer = Writer { cfg, pending: pending.clone(), on_disk, counters: counters.clone(), sync: tx };
         let outputs = vec![("label".to_owned(), Value::Tensor(Tensor::new(vec![1], Data::I64(vec![1])).unwrap())), ("p".to_owned(), Value::MapsI64(vec![vec![(0, 0.25), (1, 0.75)]]))];
         let small = owned(1, Ok(outputs.clone()));
@@ -2102,7 +2203,7 @@ mod tests {
         let o = open.as_ref().unwrap();
         assert!(o.bytes < (64 << 10) && o.bytes > 1 << 10, "{}", o.bytes);
         assert_eq!(std::fs::metadata(dir.path().join(format!("open-{}.vpl", o.id))).unwrap().len(), o.bytes);
-        let (file, id) = finish(open.take().unwrap(), &counters);
+        let (file, id, _) = finish(open.take().unwrap(), &counters);
         drop(file);
         drop(rx);
         let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
@@ -2206,11 +2307,11 @@ mod tests {
             assert_eq!((damaged, lost), (0, 0));
             views.iter().map(|v| v.to_record().unwrap()).collect::<Vec<_>>()
         };
-        let (file, id) = finish(open.take().unwrap(), &counters);
+        let (file, id, _) = finish(open.take().unwrap(), &counters);
         drop(file);
         let mut got = read(&id);
         let mut sealed = 0;
-        while let Ok(SyncJob::Seal { file, id }) = rx.try_recv() {
+        while let Ok(SyncJob::Seal { file, id, .. }) = rx.try_recv() {
             drop(file);
             got.extend(read(&id));
             sealed += 1;
@@ -2348,11 +2449,11 @@ mod tests {
             round: Vec::new(),
             round_since: Instant::now(),
             blocks: None,
-            shipper: Bell::default(),
+            prepared: Default::default(),
             _alive: tx,
         };
         // The test thread stands for the shipper: the log rings it when it seals a segment.
-        log.shipper.set(std::thread::current());
+        log.prepared.shipper.set(std::thread::current());
         let o = owned(3, Ok(vec![]));
         let spooled = || counters.log_spooled.load(Ordering::Relaxed);
         let (frame_len, schema_len) = {
@@ -2464,7 +2565,7 @@ mod tests {
         let handle = std::thread::spawn(move || writer.run());
         // Long enough for the writer's naps to grow towards `IDLE_NAP`.
         std::thread::sleep(Duration::from_millis(300));
-        let spool = Spool { pending, on_disk, max_bytes: 1 << 30, instance: "i".into(), cfg, counters: counters.clone(), sync_alive: tx, shipper: Bell::default(), _writer: WriterEnd(Some(handle)) };
+        let spool = Spool { pending, on_disk, max_bytes: 1 << 30, instance: "i".into(), cfg, counters: counters.clone(), sync_alive: tx, prepared: Default::default(), _writer: WriterEnd(Some(handle)) };
         let small = owned(1, Ok(vec![]));
         let names = names(5);
         let mut home = Home { stripe: None, enc: Encoder::new() };
@@ -2474,7 +2575,7 @@ mod tests {
         drop(spool);
         // Once the drop returns, the writer has written the records and sealed the segment.
         let sealed = rx.try_iter().find_map(|job| match job {
-            SyncJob::Seal { file, id } => Some((file, id)),
+            SyncJob::Seal { file, id, .. } => Some((file, id)),
             SyncJob::Sync(_) => None,
         });
         let Some((file, id)) = sealed else { panic!("the segment is sealed before the drop returns") };
@@ -2502,7 +2603,7 @@ mod tests {
             std::thread::spawn(move || writer.run()).join().unwrap();
             let mut read = 0;
             while let Ok(job) = rx.try_recv() {
-                let SyncJob::Seal { file, id } = job else { continue };
+                let SyncJob::Seal { file, id, .. } = job else { continue };
                 drop(file);
                 let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
                 let (plain, lost) = predwire::expand_segment(&bytes).unwrap();
@@ -2565,7 +2666,7 @@ mod tests {
         let mut records = 0;
         let mut on_disk = 0;
         let mut sealed = 0;
-        while let Ok(SyncJob::Seal { file, id }) = rx.try_recv() {
+        while let Ok(SyncJob::Seal { file, id, .. }) = rx.try_recv() {
             drop(file);
             sealed += 1;
             let bytes = std::fs::read(dir.path().join(format!("open-{id}.vpl"))).unwrap();
@@ -2632,6 +2733,99 @@ mod tests {
         }
         assert!(sealed >= batch.len() / (40 << 10), "{sealed} segments of 32 KiB for {} bytes", batch.len());
         assert_eq!(records, 2006);
+    }
+
+    #[test]
+    fn a_sealed_segment_is_prepared_from_what_its_writer_followed_as_from_its_bytes() {
+        use vigil_core::ids::IdGenerator;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let writer = Writer { cfg: SpoolConfig::new(dir.path().to_path_buf()), pending: Arc::new(Stripes::new(0, 0)), on_disk: Arc::new(AtomicU64::new(0)), counters: Arc::new(Counters::default()), sync: tx };
+        // Single-row records of varied values under two versions (one a copy of the other's
+        // model), live and shadow, failed, with and without a caller's id, and one of many
+        // columns written whole; in rounds compressed and one small round left plain.
+        let a = owned(1, Ok(vec![("label".into(), Value::Tensor(Tensor::new(vec![1], Data::I64(vec![1])).unwrap()))]));
+        let b_served = Arc::new(Served { version_id: "mv_2".into(), version: "2.0.0".into(), ..clone_served(&a.served) });
+        let mut enc = Encoder::new();
+        let mut blocks = (predwire::BlockWriter::fast(), Vec::new());
+        let mut open = None;
+        let mut n = 0;
+        for round in 0..12 {
+            let mut batch = Vec::new();
+            let size = if round == 5 { 3 } else { 300 };
+            for _ in 0..size {
+                n += 1;
+                let data: Vec<f32> = (0..8).map(|k| ((n * 7919 + k * 104_729) % 100_003) as f32 / 7.0).collect();
+                let mut o = Owned { inputs: vec![("X".into(), Tensor::new(vec![1, 8], Data::F32(data)).unwrap())], ..owned(1, a.outputs.clone()) };
+                if n % 2 == 0 {
+                    o.served = b_served.clone();
+                }
+                if n % 13 == 0 {
+                    o.outputs = Err("the model failed".into());
+                }
+                let id = vigil_core::ids::UuidV7Ids.new_id("req");
+                let client = format!("c-{n}");
+                let j = LogJob { request_id: &id, client_id: (n % 17 == 0).then_some(client.as_str()), shadow: n % 11 == 0, feature_statuses: None, ..job(&o) };
+                write_record(&j, &mut enc).unwrap();
+                batch.extend_from_slice(&enc.frame);
+            }
+            if round == 7 {
+                let wide = owned(1, Ok(vec![]));
+                let wide = Owned { inputs: vec![("X".into(), Tensor::new(vec![1, MAX_SCHEMA_FEATURES + 1], Data::F32(vec![0.5; MAX_SCHEMA_FEATURES + 1])).unwrap())], ..wide };
+                let id = vigil_core::ids::UuidV7Ids.new_id("req");
+                write_record(&LogJob { request_id: &id, ..job(&wide) }, &mut enc).unwrap();
+                batch.extend_from_slice(&enc.frame);
+            }
+            assert!(writer.write_frames(&mut open, &batch, Some(&mut blocks).filter(|_| batch.len() >= COMPRESS_MIN)));
+        }
+        writer.seal(open.take().unwrap());
+        let mut compared = 0;
+        while let Ok(SyncJob::Seal { file, id, written }) = rx.try_recv() {
+            drop(file);
+            let name = format!("ready-{id}.vpl");
+            let path = dir.path().join(format!("open-{id}.vpl"));
+            let bytes = std::fs::read(&path).unwrap();
+            let w = written.expect("followed");
+            assert_eq!((w.len, w.crc32), (bytes.len() as u64, crc32fast::hash(&bytes)));
+            let read = prepare(&name, "i", &bytes, &path, true).unwrap();
+            match prepare_written(&name, "i", &path, w, true) {
+                Some(p) => {
+                    assert_eq!(p.unwrap(), read);
+                    compared += 1;
+                }
+                None => assert!(bytes.len() < vigil_core::predlog::KEEP_FILE_BYTES, "only a small file is read back ({} bytes)", bytes.len()),
+            }
+        }
+        assert!(compared >= 1);
+        // Not where the registry compresses bodies into its database, nor once the file has
+        // changed.
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let writer = Writer { sync: tx, ..writer };
+        let mut batch = Vec::new();
+        for _ in 0..2000 {
+            let data: Vec<f32> = (0..8).map(|k| ((n * 31 + k * 7) % 1009) as f32 / 3.0).collect();
+            n += 1;
+            let o = Owned { inputs: vec![("X".into(), Tensor::new(vec![1, 8], Data::F32(data)).unwrap())], ..owned(1, a.outputs.clone()) };
+            let id = vigil_core::ids::UuidV7Ids.new_id("req");
+            write_record(&LogJob { request_id: &id, ..job(&o) }, &mut enc).unwrap();
+            batch.extend_from_slice(&enc.frame);
+        }
+        assert!(writer.write_frames(&mut open, &batch, Some(&mut blocks)));
+        writer.seal(open.take().unwrap());
+        let Ok(SyncJob::Seal { file, id, written: Some(w) }) = rx.try_recv() else { panic!("sealed, followed") };
+        drop(file);
+        let path = dir.path().join(format!("open-{id}.vpl"));
+        assert!(w.len >= vigil_core::predlog::KEEP_FILE_BYTES as u64);
+        let name = format!("ready-{id}.vpl");
+        let again = |w: &Written| Written { digest: vigil_core::predlog::SegmentDigest::default(), ..*w };
+        assert!(prepare_written(&name, "i", &path, again(&w), false).is_none());
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"more").unwrap();
+        assert!(prepare_written(&name, "i", &path, again(&w), true).is_none());
+        // A flush that fails leaves nothing followed (what reached the file is not known).
+        let file = std::io::BufWriter::new(File::open(&path).unwrap());
+        let mut o = Open { id: id.clone(), file, opened: Instant::now(), bytes: 0, raw: 0, unsynced: true, schemas: Vec::new(), schema_frames: Vec::new(), digest: Default::default(), crc: crc32fast::Hasher::new(), plain: 0 };
+        o.file.write_all(b"x").unwrap();
+        assert!(finish(o, &writer.counters).2.is_none());
     }
 
     #[test]
