@@ -143,7 +143,7 @@ pub struct SegmentOutcome {
 }
 
 /// A prediction-log segment ready to be stored (see [`Registry::prepare_prediction_segment`]).
-#[derive(Debug, PartialEq)]
+#[derive(PartialEq)]
 pub struct PreparedSegment {
     segment_id: String,
     instance: String,
@@ -160,6 +160,23 @@ pub struct PreparedSegment {
     /// version id, caller's id.
     index: Vec<(String, &'static str, String, Option<String>)>,
     groups: Vec<PreparedGroup>,
+}
+
+/// Printed without its index rows' ids (callers' ids among them), as their count.
+impl std::fmt::Debug for PreparedSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedSegment")
+            .field("segment_id", &self.segment_id)
+            .field("instance", &self.instance)
+            .field("records", &self.records)
+            .field("damaged", &self.damaged)
+            .field("body_bytes", &self.body.len())
+            .field("file", &self.file)
+            .field("covers", &self.covers)
+            .field("index_rows", &self.index.len())
+            .field("groups", &self.groups)
+            .finish()
+    }
 }
 
 /// A sealed spool file kept as a segment's body: where it is, its length and CRC-32.
@@ -696,6 +713,15 @@ impl SegmentDigest {
     pub fn is_usable(&self) -> bool {
         self.walked.is_some()
     }
+
+    /// About the bytes it holds: its index rows (one per record with a caller's id) are most
+    /// of them.
+    pub fn held_bytes(&self) -> usize {
+        self.walked.as_ref().map_or(64, |w| {
+            let rows: usize = w.index.iter().map(|(r, _, v, c)| 96 + r.len() + v.len() + c.as_ref().map_or(0, String::len)).sum();
+            256 + rows + w.groups.values().map(|g| 128 + g.kinds.as_ref().map_or(0, |k| k.kinds.keys().map(|n| 64 + n.len()).sum())).sum::<usize>()
+        })
+    }
 }
 
 impl Registry {
@@ -819,10 +845,10 @@ impl Registry {
     /// kept as the segment's body, as [`Registry::prepare_spooled_segment`] prepares it from
     /// its bytes, without reading it back: `len` and `crc32` are the file's, `plain` the bytes
     /// of records it holds outside compressed blocks (or more). `None` when that cannot be, and
-    /// the file is to be prepared from its bytes: the digest is not usable, or the file would
-    /// not be kept (it is under [`KEEP_FILE_BYTES`], or a quarter or more of it is plain
-    /// records), or its ids span too long to be covered (every record then needs an index
-    /// row, in order). (Measured at the bench's paced single-row load, reading a sealed
+    /// the file is to be prepared from its bytes: the digest is not usable, or the file might
+    /// not be kept (it is under [`KEEP_FILE_BYTES`], or more than a quarter of it is plain
+    /// records, which are kept only if they do not compress), or its ids span too long to be
+    /// covered (every record then needs an index row, in order). (Measured at the bench's paced single-row load, reading a sealed
     /// file back, inflating it and walking its records took the gateway 0.3 µs of CPU a
     /// request.)
     pub fn prepare_written_segment(segment_id: &str, instance: &str, digest: SegmentDigest, path: &std::path::Path, len: u64, crc32: u32, plain: u64) -> Option<Result<PreparedSegment>> {
@@ -1281,14 +1307,14 @@ mod tests {
             })
             .collect();
         // …and records under two schemas (as a gateway writes them), one of text.
-        let schema = |id: u32, version_id: &str, kind: predwire::Kind| {
+        let schema = |id: u32, version_id: &str, name: &str, kind: predwire::Kind| {
             let mut content = Vec::new();
             let mut w = predwire::SchemaWriter::begin(&mut content, "m", version_id, "3.0.0", "a", "d");
-            w.feature("k", kind);
+            w.feature(name, kind);
             w.finish();
             predwire::schema_frame(id, &content)
         };
-        let schemas = [schema(4, "mv_3", predwire::Kind::F64), schema(5, "mv_1", predwire::Kind::Str)];
+        let schemas = [schema(4, "mv_3", "k", predwire::Kind::F64), schema(5, "mv_1", "k", predwire::Kind::Str)];
         let keyed = |out: &mut Vec<u8>, i: usize| {
             let id = at(t + 2000 + i as u64, 5000 + i);
             let client = format!("k{i}");
@@ -1320,7 +1346,10 @@ mod tests {
                     file.extend_from_slice(run);
                     plain += run.len() as u64;
                 } else {
-                    predwire::BlockWriter::fast().append(run, &mut file).unwrap();
+                    let at = file.len();
+                    if predwire::BlockWriter::fast().append(run, &mut file).unwrap() == predwire::Written::Plain {
+                        plain += (file.len() - at) as u64;
+                    }
                 }
                 digest.add_run(&named, run);
             }
@@ -1374,6 +1403,41 @@ mod tests {
         let mut d = SegmentDigest::default();
         d.give_up();
         assert!(!d.is_usable());
+        // A version under two schemas of one width and different features, each run naming
+        // one: a run's schema read at an address the run before used for the other is not
+        // taken for it.
+        let six = [schema(6, "mv_4", "p", predwire::Kind::F64), schema(7, "mv_4", "q", predwire::Kind::F32)];
+        let one = |id: u32, i: usize| {
+            let mut out = Vec::new();
+            let rid = at(t + i as u64, 9000 + i);
+            let head = predwire::Head { request_id: &rid, client_id: None, shadow: false, endpoint: "", version_id: "", version: "", arm: "", digest: "", assignment: "keyed",
+                unit_hash: None, bucket: None, at: crate::ids::Timestamp::from_micros(0).unwrap(), latency_us: 1, lookup_us: None, error: None, rows: 1, features: 1 };
+            let mut f = predwire::Frame::begin_keyed(&mut out, id, &head);
+            if id == 6 {
+                f.f64s([1.0].into_iter());
+            } else {
+                f.f32s([2.0].into_iter());
+            }
+            f.finish(None, "{}", None);
+            out
+        };
+        let mut seg = predwire::new_segment();
+        six.iter().for_each(|s| seg.extend_from_slice(s));
+        let mut d = SegmentDigest::default();
+        for i in 0..6 {
+            let (id, s) = if i % 2 == 0 { (6, &six[0]) } else { (7, &six[1]) };
+            let run = one(id, i);
+            seg.extend_from_slice(&run);
+            d.add_run(&[s.as_slice()], &run);
+        }
+        let read = Registry::prepare_prediction_segment("s", "gw", &seg).unwrap();
+        let kinds = |groups: Vec<PreparedGroup>| groups.into_iter().find(|g| g.version_id == "mv_4").and_then(|g| g.monitored).unwrap().1;
+        let mut walked = d.walked.unwrap();
+        let covers = std::mem::take(&mut walked.range).covers();
+        let followed = walked.prepared("s", "gw", covers, Vec::new(), None);
+        let want = BTreeMap::from([("p".to_owned(), true), ("q".to_owned(), true)]);
+        assert_eq!(kinds(read.groups), want);
+        assert_eq!(kinds(followed.groups), want);
     }
 
     /// Records as frames, back to back.

@@ -44,10 +44,12 @@ use vigil_core::ids::IdGenerator;
 /// Largest request body (bytes).
 pub const MAX_BODY: usize = 16 << 20;
 
-/// Counters, exposed at `/metrics`. The four every live request counts come first, on one
-/// cache line (the struct starts one, `repr(C)` keeps the order): a request takes that line
-/// from the other CPU once. `log_queued` sat on the next line with the counters the log's
-/// writer and shipper count, so a logged request took two lines from the other CPU.
+/// Counters, exposed at `/metrics`. The first cache line (the struct starts one, `repr(C)`
+/// keeps the order) holds only what request threads count: a live request counts three of
+/// them (answered, keyed or random, and queued for the log), so it takes that line from the
+/// other CPU once; the shadow thread's and the log's threads' counters come after it. Until
+/// 2026-12-02 the struct was not aligned and `log_queued` came after the shadow thread's
+/// counters, most likely on another line than `answered`.
 #[derive(Default)]
 #[repr(C, align(64))]
 pub struct Counters {
@@ -63,6 +65,11 @@ pub struct Counters {
     pub shadow_queued: AtomicU64,
     /// Copies dropped because the shadow queue was full.
     pub shadow_dropped: AtomicU64,
+    /// Answers refused (503) because the spool was full and the endpoint's policy is `reject`.
+    pub log_rejected: AtomicU64,
+    /// Answers returned unlogged because the spool was full and the policy is `drop` (shadow
+    /// records are always dropped, never refused).
+    pub log_dropped: AtomicU64,
     /// Shadow runs that succeeded.
     pub shadow_ok: AtomicU64,
     /// Shadow runs that failed (never affecting the caller).
@@ -73,11 +80,6 @@ pub struct Counters {
     pub log_spooled: AtomicU64,
     /// Records stored in the registry.
     pub log_stored: AtomicU64,
-    /// Answers refused (503) because the spool was full and the endpoint's policy is `reject`.
-    pub log_rejected: AtomicU64,
-    /// Answers returned unlogged because the spool was full and the policy is `drop` (shadow
-    /// records are always dropped, never refused).
-    pub log_dropped: AtomicU64,
     /// Records that could not be written to the spool.
     pub log_failed: AtomicU64,
     /// Spool frames that could not be read back (cut short by a crash, or damaged).
@@ -93,7 +95,7 @@ pub struct Counters {
     pub lookup_sum_us: AtomicU64,
 }
 
-const _: () = assert!(std::mem::align_of::<Counters>() == 64 && std::mem::offset_of!(Counters, log_queued) + 8 <= 64);
+const _: () = assert!(std::mem::align_of::<Counters>() == 64 && std::mem::offset_of!(Counters, log_dropped) + 8 <= 64 && std::mem::offset_of!(Counters, shadow_ok) >= 64);
 
 /// Lowers the calling thread's scheduling priority (nice 10) so that background work that
 /// must keep up (storing the prediction log) yields the CPUs to live requests. Linux only,
