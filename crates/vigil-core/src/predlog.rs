@@ -1183,21 +1183,21 @@ mod tests {
         (p.records, p.damaged, p.covers.clone(), p.index.clone(), groups)
     }
 
-    #[test]
-    fn a_segment_prepared_a_block_at_a_time_gathers_what_its_plain_form_holds() {
+    /// `n` records with the gateway's time-ordered ids, two rows each: two versions; shadow,
+    /// failed and caller-identified records; text in a column of one version's records and
+    /// two layouts of features in the other's; `value(i, k)` the `k`th number of record `i`.
+    fn mixed_records(n: usize, value: impl Fn(usize, usize) -> Value) -> Vec<PredictionRecord> {
         let t = 1_780_000_000_000u64;
-        let at = |ms: u64, tail: usize| format!("req_{ms:012x}7{tail:0>19}");
-        // Two versions; shadow, failed and caller-identified records; one version's column
-        // holding text in some records, and two layouts of features in the other.
-        let records: Vec<PredictionRecord> = (0..60)
+        (0..n)
             .map(|i| {
-                let mut r = rec(&at(t + i as u64, i), 2, vec![json!(1.5), json!(2)]);
+                let v = |k: usize| value(i, k);
+                let mut r = rec(&format!("req_{:012x}7{i:0>19}", t + i as u64), 2, vec![v(1), v(2)]);
                 if i % 3 == 0 {
                     r.version_id = "mv_2".into();
-                    r.features.insert("x".into(), vec![if i % 2 == 0 { json!("high") } else { json!(3) }, json!(null)]);
+                    r.features.insert("x".into(), vec![if i % 2 == 0 { json!("high") } else { v(3) }, json!(null)]);
                 }
                 if i % 7 == 0 {
-                    r.features.insert("y".into(), vec![json!(0), json!(1)]);
+                    r.features.insert("y".into(), vec![v(4), v(5)]);
                 }
                 if i % 11 == 0 {
                     r.role = "shadow".into();
@@ -1210,7 +1210,16 @@ mod tests {
                 }
                 r
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_segment_prepared_a_block_at_a_time_gathers_what_its_plain_form_holds() {
+        let t = 1_780_000_000_000u64;
+        let at = |ms: u64, tail: usize| format!("req_{ms:012x}7{tail:0>19}");
+        // Two versions; shadow, failed and caller-identified records; one version's column
+        // holding text in some records, and two layouts of features in the other.
+        let records = mixed_records(60, |_, k| [json!(0), json!(1.5), json!(2), json!(3), json!(0), json!(1)][k].clone());
         let mut seg = blocks_around_a_plain_run(&records, 25, 30);
         // A damaged block, and a cut frame at the end.
         let damaged_at = seg.len() + 30;
@@ -1283,29 +1292,7 @@ mod tests {
         // Records written whole: two versions; shadow, failed and caller-identified records;
         // text in a column of one version, two layouts of features in the other (values that
         // compress only so far, so that the file is kept as it is)…
-        let records: Vec<PredictionRecord> = (0..3000)
-            .map(|i| {
-                let v = |k: usize| json!(((i * 7919 + k * 104_729) % 100_003) as f64 / 7.0);
-                let mut r = rec(&at(t + i as u64, i), 2, vec![v(1), v(2)]);
-                if i % 3 == 0 {
-                    r.version_id = "mv_2".into();
-                    r.features.insert("x".into(), vec![if i % 2 == 0 { json!("high") } else { v(3) }, json!(null)]);
-                }
-                if i % 7 == 0 {
-                    r.features.insert("y".into(), vec![v(4), v(5)]);
-                }
-                if i % 11 == 0 {
-                    r.role = "shadow".into();
-                }
-                if i % 13 == 0 {
-                    (r.status, r.error) = ("error".into(), Some("failed".into()));
-                }
-                if i % 17 == 0 {
-                    r.client_id = Some(format!("c{i}"));
-                }
-                r
-            })
-            .collect();
+        let records = mixed_records(3000, |i, k| json!(((i * 7919 + k * 104_729) % 100_003) as f64 / 7.0));
         // …and records under two schemas (as a gateway writes them), one of text.
         let schema = |id: u32, version_id: &str, name: &str, kind: predwire::Kind| {
             let mut content = Vec::new();
