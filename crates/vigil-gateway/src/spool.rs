@@ -652,7 +652,7 @@ impl Spool {
         let sync_alive = sync_tx.clone();
         let writer = Writer { cfg: cfg.clone(), pending: pending.clone(), on_disk: on_disk.clone(), counters: counters.clone(), sync: sync_tx, follow: prepared.keep_files };
         let writer = std::thread::Builder::new().name("vigil-spool-writer".into()).spawn(move || writer.run())?;
-        let preparer = Preparer { instance: instance.clone(), shared: prepared.clone(), keep_files: prepared.keep_files };
+        let preparer = Preparer { instance: instance.clone(), shared: prepared.clone() };
         let shipper = Shipper { dir: cfg.dir.clone(), registry, on_disk: on_disk.clone(), counters: counters.clone(), instance: instance.clone(), closed, prepared: prepared.clone(), _lock: lock };
         std::thread::Builder::new().name("vigil-spool-shipper".into()).spawn(move || shipper.run())?;
         std::thread::Builder::new().name("vigil-log-prep".into()).spawn(move || preparer.run())?;
@@ -855,7 +855,7 @@ impl Syncer {
                         self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                SyncJob::Seal { file, id, written } => hand_to_shipper(&self.dir, file, &id, written, &self.counters, &self.prepared),
+                SyncJob::Seal { file, id, written } => make_ready(&self.dir, file, &id, written, &self.counters, &self.prepared),
             }
         }
         // The writer is gone and everything it handed over is on disk. (The shared state let
@@ -1207,8 +1207,9 @@ fn finish(o: Open, counters: &Counters) -> (File, String, Option<Written>) {
 }
 
 /// Syncs a finished segment to disk and renames it `ready-…` for the shipper (counted as
-/// failed if either fails), leaving what its writer followed of it for the preparer first:
-/// once the name is listed the preparer or the shipper may look for it.
+/// failed if either fails), leaving what its writer followed of it for the preparer first
+/// (once the name is listed the preparer or the shipper may look for it), and rings the
+/// shipper.
 fn make_ready(dir: &Path, file: File, id: &str, written: Option<Written>, counters: &Counters, prepared: &PreparedSegments) {
     // Sealed even if the flush failed: whole frames are shipped, a cut one is counted.
     let synced = file.sync_data();
@@ -1222,11 +1223,6 @@ fn make_ready(dir: &Path, file: File, id: &str, written: Option<Written>, counte
         }
         counters.log_failed.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Makes a sealed segment ready ([`make_ready`]) and rings the shipper.
-fn hand_to_shipper(dir: &Path, file: File, id: &str, written: Option<Written>, counters: &Counters, prepared: &PreparedSegments) {
-    make_ready(dir, file, id, written, counters, prepared);
     prepared.shipper.ring();
 }
 
@@ -1336,7 +1332,7 @@ impl BackgroundLog {
 /// the shipper.
 fn seal_here(dir: &Path, counters: &Counters, prepared: &PreparedSegments, o: Open) {
     let (file, id, written) = finish(o, counters);
-    hand_to_shipper(dir, file, &id, written, counters, prepared);
+    make_ready(dir, file, &id, written, counters, prepared);
 }
 
 impl Drop for BackgroundLog {
@@ -1489,9 +1485,8 @@ const KEEP_READ_FOR: Duration = Duration::from_secs(10);
 /// prepared segment with `try_lock`, or prepares it itself when it is behind.
 struct Preparer {
     instance: String,
+    /// (With whether the registry keeps the sealed files as the stored bodies, [`prepare`].)
     shared: Arc<PreparedSegments>,
-    /// Whether the registry keeps the sealed files as the stored bodies ([`prepare`]).
-    keep_files: bool,
 }
 
 /// Prepares a sealed segment (`bytes`: the file at `path`) for the registry: to be kept as
@@ -1532,7 +1527,7 @@ impl Preparer {
                 if waiting >= catch_up::PREPARED {
                     break;
                 }
-                let prepared = match self.shared.written.take(&name).and_then(|w| prepare_written(&name, &self.instance, &path, w, self.keep_files)) {
+                let prepared = match self.shared.written.take(&name).and_then(|w| prepare_written(&name, &self.instance, &path, w, self.shared.keep_files)) {
                     Some(p) => p,
                     None => {
                         buf.clear();
@@ -1540,7 +1535,7 @@ impl Preparer {
                         if File::open(&path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf)).is_err() {
                             continue;
                         }
-                        let p = prepare(&name, &self.instance, &buf, &path, self.keep_files);
+                        let p = prepare(&name, &self.instance, &buf, &path, self.shared.keep_files);
                         if buf.capacity() > KEEP_READ {
                             buf = Vec::new();
                         }
@@ -1630,11 +1625,11 @@ impl Shipper {
                     // In order: a segment waits for the preparer unless the log is behind, or
                     // the preparer has gone past it (it sealed late, or its store failed).
                     None if !(last || behind || others || waited(path) >= catch_up::OLDEST) => break,
-                    None => match self.prepared.written.take(name).and_then(|w| prepare_written(name, &self.instance, path, w, self.registry.keeps_segment_files())) {
+                    None => match self.prepared.written.take(name).and_then(|w| prepare_written(name, &self.instance, path, w, self.prepared.keep_files)) {
                         Some(p) => p,
                         None => match std::fs::read(path) {
                             Ok(bytes) => {
-                                let p = prepare(name, &self.instance, &bytes, path, self.registry.keeps_segment_files());
+                                let p = prepare(name, &self.instance, &bytes, path, self.prepared.keep_files);
                                 // Rare here (the preparer does this): the buffer its blocks were
                                 // inflated into is not kept.
                                 vigil_core::predlog::let_go_of_buffers();
