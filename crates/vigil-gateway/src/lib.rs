@@ -144,7 +144,7 @@ struct Routed<'e> {
     arm: &'e LiveArm,
     how: &'static str,
     bucket: Option<u32>,
-    unit_hash: Option<String>,
+    unit_hash: Option<vigil_core::deploy::UnitHash>,
 }
 
 /// A routed request between routing and delivery (see `Gateway::pending`).
@@ -260,7 +260,7 @@ impl Gateway {
                 ids: ids.clone(),
                 how: r.how,
                 bucket: r.bucket,
-                unit_hash: r.unit_hash.clone(),
+                unit_hash: r.unit_hash,
                 feature_statuses: statuses.cloned(),
             };
             if self.shadow.offer(job) {
@@ -320,7 +320,7 @@ impl Gateway {
             arm: &r.arm.name,
             served: &r.arm.served,
             assignment: r.how,
-            unit_hash: r.unit_hash.as_deref(),
+            unit_hash: r.unit_hash.as_ref().map(vigil_core::deploy::UnitHash::as_str),
             bucket: r.bucket,
             at_micros: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64),
             latency_us: start.elapsed().as_micros() as u64,

@@ -43,7 +43,7 @@ pub(crate) struct ShadowJob {
     pub ids: RequestIds,
     pub how: &'static str,
     pub bucket: Option<u32>,
-    pub unit_hash: Option<String>,
+    pub unit_hash: Option<vigil_core::deploy::UnitHash>,
     pub feature_statuses: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
@@ -282,7 +282,7 @@ fn shadow_run(job: ShadowJob, c: &Counters, log: Option<&mut BackgroundLog>) {
             arm: &job.arm,
             served: &job.served,
             assignment: job.how,
-            unit_hash: job.unit_hash.as_deref(),
+            unit_hash: job.unit_hash.as_ref().map(vigil_core::deploy::UnitHash::as_str),
             bucket: job.bucket,
             at: vigil_core::ids::Clock::now(&vigil_core::ids::SystemClock),
             latency_us: start.elapsed().as_micros() as u64,

@@ -686,28 +686,26 @@ impl Spool {
         if self.on_disk.load(Ordering::Relaxed) >= self.max_bytes {
             return false;
         }
-        HOME.with_borrow_mut(|home| {
-            let handed = self.hand_over(live, home);
-            home.enc.trim();
-            handed
-        })
+        HOME.with_borrow_mut(|home| self.hand_over(live, home))
     }
 
-    /// Copies a live record into the thread's first stripe (see [`Self::offer`]), or encodes
-    /// it with the thread's encoder and appends its frame to a stripe.
+    /// Copies a live record into the thread's first stripe, or encodes it with the thread's
+    /// encoder and appends its frame to a stripe (see [`Self::offer`]).
     fn hand_over(&self, live: &Live<'_>, home: &mut Home) -> bool {
-        let Stripes { stripes, stripe_bytes } = &*self.pending;
-        // An empty stripe takes a frame larger than a stripe's share (a big batch): it is
-        // not refused while the spool is empty (unless the spool may queue nothing).
         let first = *home.stripe.get_or_insert_with(|| NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize);
-        fn lock(stripe: &std::sync::Mutex<Queued>) -> Option<std::sync::MutexGuard<'_, Queued>> {
-            match stripe.try_lock() {
-                Ok(g) => Some(g),
-                // Only whole frames and records are ever added, so a poisoned stripe is sound.
-                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => None,
-            }
+        if self.put_flat(live, first) {
+            // (The encoder is left untouched: a copy is all most records take.)
+            return true;
         }
+        let handed = self.append_encoded(live, first, &mut home.enc);
+        home.enc.trim();
+        handed
+    }
+
+    /// Copies a small live record into the thread's first stripe while the writer keeps up
+    /// (see [`Self::offer`]); `false` if it was not copied.
+    fn put_flat(&self, live: &Live<'_>, first: usize) -> bool {
+        let Stripes { stripes, stripe_bytes } = &*self.pending;
         let size = flat::size(live);
         if size <= DEFER_BYTES
             && flat::fits(live)
@@ -719,13 +717,21 @@ impl Spool {
             flat::put(live, r, size, &mut q.flat);
             return true;
         }
-        if write_record(&live.job(), &mut home.enc).is_err() {
+        false
+    }
+
+    /// Encodes a live record with `enc` and appends its frame to a stripe, `first` first.
+    fn append_encoded(&self, live: &Live<'_>, first: usize, enc: &mut Encoder) -> bool {
+        let Stripes { stripes, stripe_bytes } = &*self.pending;
+        if write_record(&live.job(), enc).is_err() {
             self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         // A large record is compressed here while the writer is behind (its stripe fills up).
-        let behind = home.enc.frame.len() >= COMPRESS_ALONE && lock(&stripes[first % stripes.len()]).is_none_or(|q| q.bytes() > stripe_bytes / BEHIND);
-        let frame = home.enc.compress_large(behind);
+        let behind = enc.frame.len() >= COMPRESS_ALONE && lock(&stripes[first % stripes.len()]).is_none_or(|q| q.bytes() > stripe_bytes / BEHIND);
+        let frame = enc.compress_large(behind);
+        // An empty stripe takes a frame larger than a stripe's share (a big batch): it is
+        // not refused while the spool is empty (unless the spool may queue nothing).
         let put = |mut q: std::sync::MutexGuard<'_, Queued>| {
             let fits = q.bytes() + frame.len() <= *stripe_bytes || (q.is_empty() && *stripe_bytes > 0);
             if fits {
@@ -755,6 +761,16 @@ impl Spool {
     /// Bytes of spool files on disk now.
     pub fn bytes_on_disk(&self) -> u64 {
         self.on_disk.load(Ordering::Relaxed)
+    }
+}
+
+/// A stripe, unless another thread holds it.
+fn lock(stripe: &std::sync::Mutex<Queued>) -> Option<std::sync::MutexGuard<'_, Queued>> {
+    match stripe.try_lock() {
+        Ok(g) => Some(g),
+        // Only whole frames and records are ever added, so a poisoned stripe is sound.
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 

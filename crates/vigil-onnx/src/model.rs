@@ -204,10 +204,11 @@ impl Model {
 
     fn evaluate(&self, given: Inputs, keep: bool) -> Result<(Vec<(String, Value)>, Inputs)> {
         let mut values: Vec<Option<Value>> = (0..self.slots).map(|_| None).collect();
-        let mut seen = vec![false; self.inputs.len()];
+        // The names given, by input: kept to give back with the inputs (no copy of each).
+        let mut names: Vec<Option<String>> = (0..self.inputs.len()).map(|_| None).collect();
         for (name, t) in given {
             let k = self.inputs.iter().position(|(i, _)| i.name == name).ok_or_else(|| Error::input("an input the model does not take was given"))?;
-            if std::mem::replace(&mut seen[k], true) {
+            if names[k].replace(name).is_some() {
                 return Err(Error::input(format!("input '{}' was given twice", self.inputs[k].0.name)));
             }
             let (io, s) = &self.inputs[k];
@@ -221,7 +222,7 @@ impl Model {
             }
             values[*s] = Some(Value::Tensor(t));
         }
-        if let Some(k) = seen.iter().position(|s| !s) {
+        if let Some(k) = names.iter().position(Option::is_none) {
             return Err(Error::input(format!("input '{}' is missing", self.inputs[k].0.name)));
         }
         for step in &self.steps {
@@ -240,11 +241,11 @@ impl Model {
         let mut kept = Vec::new();
         if keep {
             kept.reserve(self.inputs.len());
-            for (io, s) in &self.inputs {
+            for ((io, s), name) in self.inputs.iter().zip(names) {
                 let is_output = self.outputs.iter().any(|(_, o)| o == s);
                 let v = if is_output { values[*s].clone() } else { values[*s].take() };
                 if let Some(Value::Tensor(t)) = v {
-                    kept.push((io.name.clone(), t));
+                    kept.push((name.unwrap_or_else(|| io.name.clone()), t));
                 }
             }
         }
