@@ -72,7 +72,29 @@ pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
     }
     let key = if initializing { keyfile::load_or_create(&t.key_path)? } else { keyfile::load(&t.key_path)? };
     let store = vigil_store::open(&t.location)?;
-    Ok(Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(key)))
+    let registry = Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(key));
+    // On an embedded store, deployments are checked against the artifact store the gateway
+    // reads (`VIGIL_ARTIFACTS`, as `vigil serve` and `vigil gateway` take it, else the data
+    // directory's), opened when a deployment is first checked. `vigil serve` puts its own in
+    // its place.
+    Ok(match &t.data_dir {
+        Some(dir) => {
+            let store = std::env::var_os("VIGIL_ARTIFACTS").map_or_else(|| dir.join("artifacts"), PathBuf::from);
+            let opened: std::sync::OnceLock<std::result::Result<Arc<vigil_gateway::Artifacts>, String>> = std::sync::OnceLock::new();
+            registry.with_servable_check(Arc::new(move |v| {
+                let artifacts = opened.get_or_init(|| gateway_artifacts(&store).map(Arc::new).map_err(|e| format!("the artifact store could not be opened: {e}")));
+                vigil_gateway::load_version(artifacts.as_ref().map_err(String::clone)?, v).map(|_| ())
+            }))
+        }
+        None => registry,
+    })
+}
+
+/// The gateway's own loading (artifacts read and verified, the graph parsed, every operator
+/// known), as the registry's check of the versions a deployment names.
+fn servable_check(artifacts: vigil_gateway::Artifacts) -> vigil_core::registry::ServableCheck {
+    let artifacts = Arc::new(artifacts);
+    Arc::new(move |v| vigil_gateway::load_version(&artifacts, v).map(|_| ()))
 }
 
 /// `vigil serve`: binds, prints `listening on http://ADDR` once ready, and serves until
@@ -143,7 +165,7 @@ fn gateway(g: &Global, addr: &str, artifacts: Option<PathBuf>, default_model: Op
 }
 
 fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_server::tls::TlsConfig>, gateway_addr: Option<String>, spool: &crate::cli::SpoolArgs) -> Result<()> {
-    let registry = Arc::new(open(g, false)?);
+    let registry = open(g, false)?;
     let spool = if gateway_addr.is_some() { Some(spool_config(g, spool)?) } else { None };
     let data_dir = target(g)?.data_dir;
     let s3 = artifacts.as_ref().and_then(|a| a.to_str()).filter(|a| a.starts_with("s3://")).map(str::to_owned);
@@ -155,6 +177,12 @@ fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_s
         (None, None, Some(dir)) => dir.join("artifacts"),
         (None, None, None) => return Err(usage("--artifacts DIR or s3://bucket/prefix (or VIGIL_ARTIFACTS) is required with --database-url")),
     };
+    // Deployments made through this server are checked against the artifacts it stores.
+    let check = match &s3 {
+        Some(url) => gateway_artifacts(std::path::Path::new(url))?,
+        None => vigil_gateway::Artifacts::local(local.clone()),
+    };
+    let registry = Arc::new(registry.with_servable_check(servable_check(check)));
     let mut state = vigil_server::AppState::new(registry, local).context("creating the artifact directory")?;
     if let Some(url) = &s3 {
         state = state.with_s3(url)?;

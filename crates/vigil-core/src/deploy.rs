@@ -490,6 +490,27 @@ impl Registry {
     /// deployment. Returns the stored deployment.
     pub fn set_deployment(&self, actor: &Principal, model: &ModelName, spec: &DeploymentSpec, reason: &str) -> Result<Deployment> {
         let attempt = Attempt { actor: actor.user_id().as_str(), action: "deployment.update", entity_type: "registered_model", entity_id: model.as_str(), model: Some(model.to_string()), version: None };
+        if let Some(check) = &self.servable {
+            // The versions' artifacts are read before the transaction (never holding the
+            // store's write lock over a read from an artifact store). What the transaction
+            // refuses anyway (the role, the policy, a bad spec) is left to it.
+            let pinned = self.read(|tx| {
+                Self::acting_user(tx, actor, Action::Deploy)?;
+                spec.check()?;
+                let m = tx.get_model_by_name(model, false)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+                let policy = Self::load_deployment_policy(tx)?;
+                Self::resolve_arms(tx, &m.id, spec, &policy)
+            });
+            for r in pinned.unwrap_or_default() {
+                if let (ArmVersion::Pinned(_), Some(v), Ok(())) = (&r.arm.version, &r.version, &r.permitted)
+                    && let Err(why) = check(v)
+                {
+                    let e = Error::new(ErrorCode::ModelNotServable, format!("arm {}: version {} cannot be deployed: {why}", r.arm.name, v.version));
+                    self.audit_denial(&attempt, &e)?;
+                    return Err(e);
+                }
+            }
+        }
         self.governed(attempt, |tx| {
             let user = Self::acting_user(tx, actor, Action::Deploy)?;
             let reason = crate::ids::required_text("reason", reason, 2000)?;

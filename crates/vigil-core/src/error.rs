@@ -140,6 +140,9 @@ codes! {
     ValidationRequired = "validation_required" => Denied,
     /// A deployment arm runs a version the deployment policy does not permit.
     DeploymentNotPermitted = "deployment_not_permitted" => Denied,
+    /// A deployment arm names a version the gateway cannot serve (an operator its engine
+    /// does not run, artifacts it cannot read or verify); the message says which and why.
+    ModelNotServable = "model_not_servable" => Denied,
 
     /// The model does not exist.
     ModelNotFound = "model_not_found" => NotFound,

@@ -120,7 +120,15 @@ pub struct Registry {
     pub(crate) unit_mac: crate::deploy::UnitMac,
     parallel_verify_min: i64,
     verify_segments: Option<i64>,
+    /// Whether the gateway can serve a version (see [`Registry::with_servable_check`]).
+    pub(crate) servable: Option<ServableCheck>,
 }
+
+/// Tells whether a version can be served, or why not (operator names, an artifact that cannot
+/// be read or no longer matches its digest; never values): the gateway's own loading, given
+/// to the registry by whoever runs one beside it, so that a deployment naming a version it
+/// cannot serve is refused when it is made.
+pub type ServableCheck = Arc<dyn Fn(&crate::model::ModelVersion) -> std::result::Result<(), String> + Send + Sync>;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,7 +144,15 @@ impl Registry {
     /// Builds the service over a store, with an injected clock, id generator and server key.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGenerator>, key: Arc<ServerKey>) -> Self {
         let unit_mac = crate::deploy::UnitMac::new(&crate::deploy::unit_key_of(&key));
-        Registry { store, clock, ids, key, unit_mac, parallel_verify_min: PARALLEL_VERIFY_MIN, verify_segments: None }
+        Registry { store, clock, ids, key, unit_mac, parallel_verify_min: PARALLEL_VERIFY_MIN, verify_segments: None, servable: None }
+    }
+
+    /// Refuses deployments whose pinned arms name a version `check` finds the gateway cannot
+    /// serve (`model_not_servable`, audited as a denial). Without one (a registry that runs no
+    /// gateway), such an arm is left out by the gateway when it loads, reported as degraded.
+    pub fn with_servable_check(mut self, check: ServableCheck) -> Self {
+        self.servable = Some(check);
+        self
     }
 
     /// Always verifies the audit chain in exactly `segments` parallel segments (tests use this

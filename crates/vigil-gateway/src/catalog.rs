@@ -6,11 +6,14 @@
 //! flight finish on the version they started with and none is dropped. A version whose bytes
 //! no longer match their recorded digest, or whose graph Vigil's engine cannot run, is never
 //! served; the model then answers 503 with the reason (no values in it), and the previous
-//! version is not served either, because it is no longer the approved one.
+//! version is not served either, because it is no longer the approved one. A load that failed
+//! is tried again 2 s later, then after waits that double up to 5 minutes (an artifact store
+//! that did not answer, a file being replaced); so is an arm left out as degraded.
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use std::sync::{Arc, RwLock};
 use vigil_core::model::{ModelVersion, Stage};
 use vigil_core::registry::Registry;
@@ -53,7 +56,22 @@ pub struct Unavailable {
     pub version: String,
     /// Why it is not (operator names, digest mismatch; never values).
     pub reason: String,
+    /// When it was last tried, and how many times in a row it failed: a load that failed
+    /// (an artifact store that did not answer, a file being replaced) is tried again after
+    /// [`retry_after`] (the registry's state unchanged).
+    tried: Instant,
+    failures: u32,
 }
+
+/// How long after its `failures`-th failure in a row a model's load is tried again: 2 s,
+/// doubling, at most 5 minutes (a graph with an operator the engine does not run fails
+/// every time; trying it costs a read and a parse).
+pub fn retry_after(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16))).min(RETRY_LONGEST)
+}
+
+/// The longest wait between tries of a load that keeps failing.
+const RETRY_LONGEST: Duration = Duration::from_secs(300);
 
 /// A live arm: answers the callers whose bucket is in `lo..hi`.
 pub struct LiveArm {
@@ -98,6 +116,10 @@ pub struct Endpoint {
     pub degraded: Vec<(String, String)>,
     /// What this endpoint was built from (to skip rebuilding an unchanged one).
     signature: String,
+    /// When it was built, and how many builds in a row left some arm degraded (such an
+    /// endpoint is built again as a failed load is, see [`retry_after`]).
+    built: Instant,
+    degraded_builds: u32,
 }
 
 impl Endpoint {
@@ -292,7 +314,7 @@ impl Catalog {
         use vigil_core::deploy::{ArmVersion, BUCKETS, Role};
         let prod = match self.load(production) {
             Ok(s) => s,
-            Err(reason) => return Entry::Failed(Unavailable { version: production.version.to_string(), reason }),
+            Err(reason) => return Entry::Failed(Unavailable { version: production.version.to_string(), reason, tried: Instant::now(), failures: 1 }),
         };
         let (mut live, mut shadows, mut degraded) = (Vec::new(), Vec::new(), Vec::new());
         let mut lo = 0u32;
@@ -335,7 +357,8 @@ impl Catalog {
                 Err(format!("version {} records no feature names (lineage.features) to look its inputs up by", prod.version))
             }
         });
-        Entry::Ready(Arc::new(Endpoint { name: name.into(), revision: d.revision, unit_key: d.spec.unit_key.clone(), full_spool: d.spec.full_spool, features, live, shadows, degraded, signature }))
+        let degraded_builds = u32::from(!degraded.is_empty());
+        Entry::Ready(Arc::new(Endpoint { name: name.into(), revision: d.revision, unit_key: d.spec.unit_key.clone(), full_spool: d.spec.full_spool, features, live, shadows, degraded, signature, built: Instant::now(), degraded_builds }))
     }
 
     /// Brings the catalog in line with the registry: every model with a Production version is
@@ -352,14 +375,27 @@ impl Catalog {
             keep.insert(name.clone());
             let (d, arms) = self.registry.resolved_deployment(&m.name)?;
             let signature_now = signature(&d, &production, &arms);
-            let same = match current.get(&name) {
-                Some(Entry::Ready(e)) => e.signature == signature_now,
-                Some(Entry::Failed(u)) => u.version == production.version.to_string(),
-                None => false,
+            // A load that failed is tried again in a while (see `retry_after`), the registry
+            // unchanged; so is an endpoint with a degraded arm.
+            let (same, failed_before) = match current.get(&name) {
+                Some(Entry::Ready(e)) => (e.signature == signature_now && (e.degraded.is_empty() || e.built.elapsed() < retry_after(e.degraded_builds)), e.degraded_builds),
+                Some(Entry::Failed(u)) => (u.version == production.version.to_string() && u.tried.elapsed() < retry_after(u.failures), u.failures),
+                None => (false, 0),
             };
             if !same {
                 // Loading happens outside the lock: requests keep being answered meanwhile.
-                changes.push((name, Some(self.build(m.name.as_str(), &d, &arms, &production, signature_now))));
+                let mut built = self.build(m.name.as_str(), &d, &arms, &production, signature_now);
+                // Failures in a row (of the same version) wait longer each time.
+                match (&mut built, current.get(&name)) {
+                    (Entry::Failed(u), Some(Entry::Failed(before))) if before.version == u.version => u.failures = failed_before + 1,
+                    (Entry::Ready(e), Some(Entry::Ready(_))) if !e.degraded.is_empty() => {
+                        if let Some(e) = Arc::get_mut(e) {
+                            e.degraded_builds = failed_before + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                changes.push((name, Some(built)));
             }
         }
         for name in current.keys().filter(|n| !keep.contains(*n)) {

@@ -130,6 +130,32 @@ fn check_nan(t: &Tensor, model: &Model, what: &str) -> R<()> {
     Ok(())
 }
 
+/// Whether every value is one of the declared integer datatype's (a whole number in its
+/// range; a missing value, `null`, is left to the model's rules); any value fits the others.
+fn fits_datatype(cells: &Cells, dt: &str) -> bool {
+    let (lo, hi): (i128, i128) = match dt {
+        "INT8" => (i8::MIN.into(), i8::MAX.into()),
+        "INT16" => (i16::MIN.into(), i16::MAX.into()),
+        "INT32" => (i32::MIN.into(), i32::MAX.into()),
+        "INT64" => (i64::MIN.into(), i64::MAX.into()),
+        "UINT8" => (0, u8::MAX.into()),
+        "UINT16" => (0, u16::MAX.into()),
+        "UINT32" => (0, u32::MAX.into()),
+        "UINT64" => (0, u64::MAX.into()),
+        _ => return true,
+    };
+    let float = |x: f64| x.fract() == 0.0 && x >= lo as f64 && x <= hi as f64;
+    match cells {
+        Cells::Ints(v) => v.iter().all(|x| (lo..=hi).contains(&i128::from(*x))),
+        Cells::Nums(v) => v.iter().all(|x| float(*x)),
+        Cells::Mixed(v) => v.iter().all(|j| match j {
+            Json::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)).map_or_else(|| n.as_f64().is_some_and(float), |x| (lo..=hi).contains(&x)),
+            // (Refused later, each with its own message.)
+            _ => true,
+        }),
+    }
+}
+
 /// The OIP datatypes that carry numbers.
 fn oip_numeric(dt: &str) -> bool {
     matches!(dt, "FP32" | "FP64" | "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32" | "UINT64")
@@ -218,6 +244,19 @@ impl Cells {
             Cells::Ints(v) => Cells::Ints(v.iter().skip(k).step_by(width).copied().collect()),
             Cells::Nums(v) => Cells::Nums(v.iter().skip(k).step_by(width).copied().collect()),
             Cells::Mixed(v) => Cells::Mixed(v.iter().skip(k).step_by(width).cloned().collect()),
+        }
+    }
+
+    /// The cells of the columns `pick` (indices into rows `width` wide), row by row.
+    pub fn select(&self, pick: &[usize], width: usize) -> Cells {
+        let width = width.max(1);
+        fn rows<T: Clone>(v: &[T], pick: &[usize], width: usize) -> Vec<T> {
+            v.chunks_exact(width).flat_map(|row| pick.iter().map(|&k| row[k].clone())).collect()
+        }
+        match self {
+            Cells::Ints(v) => Cells::Ints(rows(v, pick, width)),
+            Cells::Nums(v) => Cells::Nums(rows(v, pick, width)),
+            Cells::Mixed(v) => Cells::Mixed(rows(v, pick, width)),
         }
     }
 
@@ -505,6 +544,9 @@ pub fn oip_inputs(model: &Model, inputs: OipInputs) -> R<Vec<(String, Tensor)>> 
             return Err(bad("the data is nested too deeply"));
         }
         let n = shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d)).ok_or_else(|| bad(format!("{what}: the shape is too large")))?;
+        if !fits_datatype(&data.cells, dt) {
+            return Err(bad(format!("{what}: a value is not a {dt} (a whole number in its range)")));
+        }
         if n != data.cells.count() {
             return Err(bad(format!("{what}: the shape {shape:?} needs {n} values, {} were given", data.cells.count())));
         }
@@ -540,10 +582,13 @@ impl Frame {
     }
 }
 
-/// A frame into the model's inputs: a model with one 2-D numeric input takes every column in
-/// order as its features; a model with one input per column (skl2onnx's ColumnTransformer
-/// export) takes each by name, and other columns are ignored as MLflow does.
-pub fn frame_inputs(model: &Model, frame: Frame) -> R<Vec<(String, Tensor)>> {
+/// A frame into the model's inputs: a model with one input per column (skl2onnx's
+/// ColumnTransformer export) takes each by name, and other columns are ignored as MLflow does.
+/// A model with one 2-D numeric input takes the columns as its features: by name when the
+/// version's feature names are recorded (`features`) and the request names them (in any
+/// order; other columns ignored; some named and some missing is refused, never filled by
+/// position), else in the order given (as MLflow feeds a tensor model).
+pub fn frame_inputs(model: &Model, frame: Frame, features: Option<&[String]>) -> R<Vec<(String, Tensor)>> {
     let n = frame.rows;
     if n == 0 {
         return Err(bad("the request has no rows"));
@@ -568,6 +613,11 @@ pub fn frame_inputs(model: &Model, frame: Frame) -> R<Vec<(String, Tensor)>> {
         return Err(bad(format!("the model takes the columns {names:?} by name")));
     };
     let (elem, shape) = input_type(model, &only.name).ok_or_else(|| bad("the model's input is not a tensor"))?;
+    let frame = match features {
+        Some(names) if frame.columns != names => by_feature_name(frame, names)?,
+        _ => frame,
+    };
+    let c = frame.columns.len();
     if let Some(Some(want)) = shape.get(1)
         && *want != c
     {
@@ -576,6 +626,23 @@ pub fn frame_inputs(model: &Model, frame: Frame) -> R<Vec<(String, Tensor)>> {
     let data = frame.cells.into_data(elem, "a feature column", model.accepts_missing)?;
     out.push((only.name.clone(), Tensor::new(vec![n, c], data).map_err(|e| Bad(e.message().to_owned()))?));
     Ok(out)
+}
+
+/// A frame's columns in the order of the recorded feature `names`, when it names any of them
+/// (as it is when it names none: the caller's columns are positions, `0`, `1`, … for rows
+/// given as lists, or names of its own).
+fn by_feature_name(frame: Frame, names: &[String]) -> R<Frame> {
+    let at: Vec<Option<usize>> = names.iter().map(|n| frame.columns.iter().position(|c| c == n)).collect();
+    if at.iter().all(Option::is_none) {
+        return Ok(frame);
+    }
+    let missing: Vec<&str> = names.iter().zip(&at).filter(|(_, a)| a.is_none()).map(|(n, _)| n.as_str()).collect();
+    if !missing.is_empty() {
+        return Err(bad(format!("the request names the model's features but not all of them: {missing:?} missing")));
+    }
+    let pick: Vec<usize> = at.into_iter().flatten().collect();
+    let cells = frame.cells.select(&pick, frame.columns.len());
+    Ok(Frame { columns: names.to_vec(), cells, rows: frame.rows })
 }
 
 /// An output as an OIP tensor, serialized as it is written (no JSON tree): ZipMap's maps
@@ -957,6 +1024,19 @@ mod tests {
         assert_eq!(refused(r#"{"inputs": [7]}"#.into()), format!("input '{input}' is missing"));
         assert_eq!(refused(r#"{"inputs": [{"name": "IN", "datatype": "FP32", "data": [1]}]}"#.into()), format!("input '{input}': 'shape' must be a list of dimensions"));
         assert_eq!(refused(r#"{"inputs": [{"name": "IN", "shape": [1, 20], "data": [1]}]}"#.into()), format!("input '{input}': 'datatype' is required"));
+        // Values that are not of the declared datatype: refused, without the value. (The
+        // input's name goes in as it is: `body` would also rewrite the "IN" of "INT8".)
+        let typed = |dt: &str, v: &str| {
+            let text = format!(r#"{{"inputs": [{{"name": "{input}", "shape": [1, 20], "datatype": "{dt}", "data": [{v}{}]}}]}}"#, ",1".repeat(19));
+            oip_inputs(&model, oip_body(text.as_bytes()).unwrap().inputs.unwrap())
+        };
+        for (dt, v) in [("UINT8", "-5"), ("UINT8", "256"), ("INT8", "128"), ("INT64", "1.5"), ("UINT64", "-1"), ("INT32", "3000000000"), ("INT16", "2.5e9")] {
+            assert_eq!(typed(dt, v).unwrap_err().0, format!("input '{input}': a value is not a {dt} (a whole number in its range)"), "{dt} {v}");
+        }
+        // Whole numbers in range (written as integers or not) are taken, as are floats for FP32.
+        for (dt, v) in [("UINT8", "255"), ("INT8", "-128"), ("INT64", "2.0"), ("UINT64", "18446744073709551615"), ("FP32", "1.5"), ("FP64", "-2.5e300")] {
+            assert!(typed(dt, v).is_ok(), "{dt} {v}");
+        }
         assert_eq!(refused(r#"{"inputs": [{"name": "IN", "shape": [1, 20], "datatype": "FP32"}]}"#.into()), format!("input '{input}': 'data' is required"));
         assert_eq!(refused(r#"{"inputs": [{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": [1, 2]}]}"#.into()), format!("input '{input}': the shape [1, 20] needs 20 values, 2 were given"));
         assert_eq!(refused(format!(r#"{{"inputs": [{{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": [null{}]}}]}}"#, ",1".repeat(19))), format!("input '{input}': missing values are not accepted by this model (it has no imputer)"));

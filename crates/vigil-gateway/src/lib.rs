@@ -25,7 +25,7 @@ mod mlflow;
 mod shadow;
 pub mod spool;
 
-pub use catalog::{Artifacts, Catalog, Endpoint, Entry, LiveArm, Served, ShadowArm, load_version};
+pub use catalog::{Artifacts, Catalog, Endpoint, Entry, LiveArm, Served, ShadowArm, load_version, retry_after};
 pub use shadow::SHADOW_QUEUE;
 pub use spool::{Spool, SpoolConfig};
 
@@ -74,6 +74,9 @@ pub struct Counters {
     pub shadow_ok: AtomicU64,
     /// Shadow runs that failed (never affecting the caller).
     pub shadow_failed: AtomicU64,
+    /// Model runs (live or shadow) the engine broke off with a panic: a defect, contained (a
+    /// live request gets a 500 `model_fault`; a shadow run counts as failed too).
+    pub model_faults: AtomicU64,
     /// Pauses the shadow thread took to hold itself to about 1% of a CPU while the CPUs were saturated.
     pub shadow_pauses: AtomicU64,
     /// Records written to spool files.
@@ -163,6 +166,38 @@ struct Answer {
     outputs: Vec<(String, vigil_onnx::Value)>,
     inputs: Option<vigil_onnx::Inputs>,
 }
+
+/// Why a model's run gave no answer: the request does not fit the model (the caller's
+/// mistake: 400, `bad_input`), or the model failed on a request that fits it (ours: 500,
+/// `model_fault`). Messages name inputs and operators, never a value.
+enum RunFailure {
+    Bad(String),
+    Fault(String),
+}
+
+impl RunFailure {
+    fn of(e: &vigil_onnx::Error) -> RunFailure {
+        match e.kind() {
+            vigil_onnx::ErrorKind::BadInput => RunFailure::Bad(e.message().to_owned()),
+            // An operator or attribute form met only while running (a load checks what it can).
+            vigil_onnx::ErrorKind::Unsupported | vigil_onnx::ErrorKind::Invalid => RunFailure::Fault(format!("model_fault: the model could not be run: {}", e.message())),
+        }
+    }
+
+    /// The refusal in the caller's protocol, with its stable code in `x-vigil-error`.
+    fn response(self, oip: bool) -> Response {
+        let (status, code, m) = match self {
+            RunFailure::Bad(m) => (StatusCode::BAD_REQUEST, "bad_input", m),
+            RunFailure::Fault(m) => (StatusCode::INTERNAL_SERVER_ERROR, "model_fault", m),
+        };
+        let mut r = if oip { oip_error(status, m) } else { mlflow_error(status, if status == StatusCode::BAD_REQUEST { "BAD_REQUEST" } else { "INTERNAL_ERROR" }, m) };
+        r.headers_mut().insert("x-vigil-error", HeaderValue::from_static(code));
+        r
+    }
+}
+
+/// The message of a run the engine broke off with a panic.
+const MODEL_PANICKED: &str = "model_fault: the model failed while running this request (an internal fault, counted in vigil_gateway_model_faults_total)";
 
 /// What an online feature lookup gave a request (for the log).
 struct Looked {
@@ -281,13 +316,25 @@ impl Gateway {
 
     /// Runs the routed arm's model on the request's input. When the answer is to be logged,
     /// the model gives the input back with the outputs (the log records it as the model saw
-    /// it, without a copy made beforehand).
-    fn run_model(&self, p: &Pending<'_>, tensors: vigil_onnx::Inputs) -> Result<Answer, vigil_onnx::Error> {
+    /// it, without a copy made beforehand). A panic in the engine (a defect, never seen) is
+    /// contained: the request gets a 500 and the gateway goes on.
+    fn run_model(&self, p: &Pending<'_>, tensors: vigil_onnx::Inputs) -> Result<Answer, RunFailure> {
         let model = &p.routed.arm.served.model;
-        if self.spool.is_some() {
-            model.run_keeping_inputs(tensors).map(|(outputs, inputs)| Answer { outputs, inputs: Some(inputs) })
-        } else {
-            model.run(tensors).map(|outputs| Answer { outputs, inputs: None })
+        let keep = self.spool.is_some();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if keep {
+                model.run_keeping_inputs(tensors).map(|(outputs, inputs)| Answer { outputs, inputs: Some(inputs) })
+            } else {
+                model.run(tensors).map(|outputs| Answer { outputs, inputs: None })
+            }
+        }));
+        match ran {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(RunFailure::of(&e)),
+            Err(_) => {
+                self.counters.model_faults.fetch_add(1, Ordering::Relaxed);
+                Err(RunFailure::Fault(MODEL_PANICKED.into()))
+            }
         }
     }
 
@@ -391,6 +438,15 @@ fn feature_error(oip: bool, (status, code, m): Refusal) -> Response {
 
 /// The message of a refusal for a full spool.
 const SPOOL_FULL: &str = "prediction_log_full: the prediction log is full and this endpoint does not answer unlogged; retry later";
+
+/// The recorded feature names of a version whose one input takes them as its columns (a
+/// tabular request's columns are then taken by these names).
+fn recorded_features(s: &Served) -> Option<&[String]> {
+    match s.columns.as_slice() {
+        [only] if s.columns_named && only.len() > 1 => Some(only),
+        _ => None,
+    }
+}
 
 /// The caller's request id from `x-request-id`: `Ok(None)` when absent, `Err` when malformed.
 fn client_request_id(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
@@ -603,7 +659,7 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
     let probe = &ep.live[0].served;
     let (tensors, looked) = match lookup(gw, &ep, oip_entities(&ep, probe, &inputs)) {
         Err(e) => return feature_error(true, e),
-        Ok(Some((frame, looked))) => (decode::frame_inputs(&probe.model, frame), Some(looked)),
+        Ok(Some((frame, looked))) => (decode::frame_inputs(&probe.model, frame, recorded_features(probe)), Some(looked)),
         Ok(None) => (decode::oip_inputs(&probe.model, inputs), None),
     };
     let tensors = match tensors {
@@ -634,7 +690,7 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
     let s = &p.routed.arm.served;
     let answer = match gw.run_model(&p, tensors) {
         Ok(a) => a,
-        Err(e) => return oip_error(StatusCode::BAD_REQUEST, e.message()),
+        Err(f) => return f.response(true),
     };
     let outputs: Vec<decode::OipOutput<'_>> = answer.outputs.iter().filter(|(n, _)| wanted.as_ref().is_none_or(|w| w.contains(n))).map(|(n, v)| decode::OipOutput(n, v)).collect();
     let id = p.ids.client_id.as_deref().unwrap_or(&p.ids.request_id);
@@ -684,6 +740,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         ("vigil_gateway_shadow_dropped_total", "Shadow copies dropped because the queue was full", &c.shadow_dropped),
         ("vigil_gateway_shadow_ok_total", "Shadow runs that succeeded", &c.shadow_ok),
         ("vigil_gateway_shadow_failed_total", "Shadow runs that failed", &c.shadow_failed),
+        ("vigil_gateway_model_faults_total", "Model runs the engine broke off with a panic (contained)", &c.model_faults),
         ("vigil_gateway_shadow_pauses_total", "Pauses of the shadow thread while the CPUs were saturated (it holds itself to about 1% of a CPU)", &c.shadow_pauses),
         ("vigil_gateway_log_queued_total", "Prediction records queued for the spool", &c.log_queued),
         ("vigil_gateway_log_spooled_total", "Prediction records written to spool files", &c.log_spooled),
@@ -776,10 +833,10 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
         Err(e) => return feature_error(false, e),
         Ok(Some((frame, l))) => {
             looked = Some(l);
-            decode::frame_inputs(&probe.model, frame)
+            decode::frame_inputs(&probe.model, frame, recorded_features(probe))
         }
         Ok(None) => match parsed {
-            Ok(mlflow::Request::Frame(f)) => decode::frame_inputs(&probe.model, f),
+            Ok(mlflow::Request::Frame(f)) => decode::frame_inputs(&probe.model, f, recorded_features(probe)),
             Ok(mlflow::Request::Named(named)) => decode::named_inputs(&probe.model, &named),
             Err(e) => Err(e),
         },
@@ -795,7 +852,7 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
             let resp = Json(MlflowAnswer { predictions: decode::MlflowPredictions(&answer.outputs) }).into_response();
             gw.deliver(&ep, p, answer, resp, false)
         }
-        Err(e) => mlflow_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.message()),
+        Err(f) => f.response(false),
     }
 }
 

@@ -235,7 +235,10 @@ fn run(queue: &Arc<ShadowQueue>, c: &Counters, mut log: Option<BackgroundLog>) {
         nap = Duration::from_millis(1);
         let mut jobs = batch.drain(..);
         while let Some(job) = jobs.next() {
-            shadow_run(job, c, log.as_mut());
+            // (A panic while logging the run, never seen, costs that record only.)
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shadow_run(job, c, log.as_mut()))).is_err() {
+                c.log_failed.fetch_add(1, Ordering::Relaxed);
+            }
             since_look += 1;
             if since_look < LOOK_EVERY {
                 continue;
@@ -263,14 +266,23 @@ fn run(queue: &Arc<ShadowQueue>, c: &Counters, mut log: Option<BackgroundLog>) {
 fn shadow_run(job: ShadowJob, c: &Counters, log: Option<&mut BackgroundLog>) {
     let start = Instant::now();
     let logged = log.is_some().then(|| job.inputs.clone());
-    let outputs = match job.served.model.run(job.inputs) {
-        Ok(o) => {
+    // A panic in the engine (a defect) is contained here: the thread goes on with the next
+    // copy, and the run counts as failed (and as a model fault) and is logged as one.
+    let model = &job.served.model;
+    let inputs = job.inputs;
+    let outputs = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.run(inputs))) {
+        Ok(Ok(o)) => {
             c.shadow_ok.fetch_add(1, Ordering::Relaxed);
             Ok(o)
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             c.shadow_failed.fetch_add(1, Ordering::Relaxed);
             Err(e.message().to_owned())
+        }
+        Err(_) => {
+            c.shadow_failed.fetch_add(1, Ordering::Relaxed);
+            c.model_faults.fetch_add(1, Ordering::Relaxed);
+            Err("model_fault: the model failed while running this copy (an internal fault)".to_owned())
         }
     };
     if let (Some(log), Some(inputs)) = (log, logged) {
@@ -307,6 +319,30 @@ mod tests {
         let served = Arc::new(Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), input_names: vec![], columns: vec![], columns_named: false, model });
         let ids = RequestIds { request_id: "r".into(), client_id: None };
         ShadowJob { served, inputs: vec![], endpoint: "e".into(), arm: "s".into(), ids, how: "keyed", bucket: Some(1), unit_hash: None, feature_statuses: None }
+    }
+
+    /// Shadow runs that fail (copies the model refuses) are counted as failed, never as
+    /// faults of the engine, and the thread goes on with the next copies.
+    #[test]
+    fn a_failed_shadow_run_is_counted_and_the_thread_goes_on() {
+        let c = Arc::new(Counters::default());
+        let q = start(c.clone(), None);
+        let good = || {
+            let mut j = job();
+            let name = j.served.model.inputs()[0].name.clone();
+            j.inputs = vec![(name, vigil_onnx::Tensor::new(vec![1, 8], vigil_onnx::Data::F32(vec![0.25; 8])).unwrap())];
+            j
+        };
+        // No input: refused by the model. Then a good copy, then a refused one again.
+        for j in [job(), good(), job(), good()] {
+            assert!(q.offer(j));
+        }
+        let since = Instant::now();
+        while c.shadow_ok.load(Ordering::Relaxed) + c.shadow_failed.load(Ordering::Relaxed) < 4 && since.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!((c.shadow_failed.load(Ordering::Relaxed), c.shadow_ok.load(Ordering::Relaxed)), (2, 2));
+        assert_eq!(c.model_faults.load(Ordering::Relaxed), 0, "a refused input is not a fault of the engine");
     }
 
     #[test]
@@ -357,9 +393,9 @@ mod tests {
 
     #[test]
     fn the_thread_reads_its_own_run_and_wait_times() {
-        let t = OwnTimes::open();
+        let mut t = OwnTimes::open();
         if cfg!(target_os = "linux") {
-            let (ran0, waited0) = t.read().expect("Linux has /proc/thread-self/schedstat");
+            let (ran0, _) = t.read().expect("Linux has /proc/thread-self/schedstat");
             // Spins until 10 ms more run time are counted (a busy machine may take a while).
             let since = Instant::now();
             let (ran1, waited1) = loop {
@@ -370,7 +406,15 @@ mod tests {
                 std::hint::spin_loop();
             };
             assert!(ran1 >= ran0 + 10_000_000, "spinning is counted as run time ({ran0} -> {ran1})");
-            assert!(waited1 >= waited0);
+            // The wait is the file's second field, as the kernel wrote it.
+            let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+            let waited_now: u64 = text.split_ascii_whitespace().nth(1).unwrap().parse().unwrap();
+            assert!(waited_now >= waited1 && waited_now - waited1 < 1_000_000_000, "{waited1} then {waited_now}");
+            // A look gives what changed since the look before (the first, since the opening).
+            let (ran, _) = t.since_last().unwrap();
+            assert!(ran >= 10_000_000, "{ran}");
+            let (again, _) = t.since_last().unwrap();
+            assert!(again < ran, "the second look starts from the first ({again} after {ran})");
         } else {
             assert_eq!(t.read(), None);
         }

@@ -204,14 +204,32 @@ impl Vigil {
         r.json()["request_id"].as_str().expect("request_id").to_owned()
     }
 
-    /// `NAME@1.0.0` in Production (validated, both signatures) and `NAME@1.1.0` in Staging.
+    /// Registers `NAME@VERSION` with an ONNX fixture of the engine's tests as its artifact
+    /// (by its path, with its SHA-256): a version the gateway can serve (or, for
+    /// `unsupported_svc`, one it refuses by its operator).
+    pub fn register_onnx(&self, user: &str, name_version: (&str, &str), fixture: &str) -> Run {
+        use sha2::Digest;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil-onnx/tests/fixtures").join(format!("{fixture}.onnx")).canonicalize().unwrap();
+        let sha = hex::encode(sha2::Sha256::digest(std::fs::read(&path).unwrap()));
+        let uri = format!("file://{}", path.display());
+        self.as_user(
+            user,
+            &[
+                "--json", "model", "register", name_version.0, "--version", name_version.1, "--type", "classification",
+                "--artifact-uri", &uri, "--artifact-sha256", &sha, "--metric", "auc_roc=0.95", "--metric", "accuracy=0.92",
+            ],
+        )
+    }
+
+    /// `NAME@1.0.0` in Production (validated, both signatures) and `NAME@1.1.0` in Staging,
+    /// both ONNX models the gateway serves (deployments are checked against what it can).
     pub fn production_and_staging(&self, name: &str) {
-        self.register("ds", (name, "1.0.0")).ok();
+        self.register_onnx("ds", (name, "1.0.0"), "lr_binary").ok();
         let rid = self.request("ds", &format!("{name}@1.0.0"), "production");
         for signer in ["lead", "clin"] {
             self.as_user(signer, &["promote", "approve", &rid, "--comment", "ok"]).ok();
         }
-        self.register("ds", (name, "1.1.0")).ok();
+        self.register_onnx("ds", (name, "1.1.0"), "rf_binary").ok();
         let rid = self.request("ds", &format!("{name}@1.1.0"), "staging");
         self.as_user("lead", &["promote", "approve", &rid, "--comment", "ok"]).ok();
     }

@@ -191,4 +191,11 @@ fn deploy_against_a_server_runs_the_same_rules() {
     assert_eq!(local, far);
     let history = remote(&s.url, Some("clin2"), &["--json", "deploy", "history", "sepsis"]).ok().json();
     assert_eq!(history.as_array().map(|h| h.iter().filter(|e| e["outcome"] == "ok").count()), Some(2), "{history}");
+    // The server checks what it is asked to deploy against the artifacts it stores.
+    v.register_onnx("ds", ("sepsis", "3.0.0"), "unsupported_svc").ok();
+    let rid = v.request("ds", "sepsis@3.0.0", "staging");
+    v.as_user("lead", &["promote", "approve", &rid, "--comment", "ok"]).ok();
+    let e = remote(&s.url, Some("lead"), &["deploy", "sepsis", "--shadow", "3.0.0", "--reason", "svm shadow"]);
+    assert_ne!(e.code, 0);
+    assert!(e.stderr.contains("model_not_servable") && e.stderr.contains("SVMClassifier"), "{}", e.stderr);
 }

@@ -307,6 +307,18 @@ fn deploy_sets_a_canary_ramps_it_adds_a_shadow_and_keeps_the_history() {
     assert_ne!(e.code, 0);
     assert!(e.stderr.contains("deployment_not_permitted") || e.stderr.contains("staging"), "{}", e.stderr);
     v.as_user("lead", &["deploy", "sepsis", "--shadow", "1.1.0", "--reason", "shadow is still allowed"]).ok();
+
+    // A version the gateway cannot serve is refused when it is deployed, by its operator, and
+    // the refusal is in the deployment's history.
+    v.register_onnx("ds", ("sepsis", "3.0.0"), "unsupported_svc").ok();
+    let rid = v.request("ds", "sepsis@3.0.0", "staging");
+    v.as_user("lead", &["promote", "approve", &rid, "--comment", "ok"]).ok();
+    let e = v.as_user("lead", &["deploy", "sepsis", "--shadow", "3.0.0", "--reason", "svm shadow"]);
+    assert_ne!(e.code, 0);
+    assert!(e.stderr.contains("model_not_servable") && e.stderr.contains("SVMClassifier"), "{}", e.stderr);
+    let history = v.run(&["--json", "deploy", "history", "sepsis"]).ok().json();
+    assert!(history.as_array().unwrap().iter().any(|e| e["outcome"] == "denied" && e["refused"].as_str().is_some_and(|r| r.contains("cannot be deployed") && r.contains("SVMClassifier"))), "{history}");
+    assert_eq!(v.run(&["--json", "deploy", "show", "sepsis"]).ok().json()["arms"].as_array().unwrap().iter().filter(|a| a["version"] == "3.0.0").count(), 0);
 }
 
 #[test]

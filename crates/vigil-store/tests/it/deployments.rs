@@ -82,6 +82,45 @@ conformance!(deployments_are_governed_checked_and_audited, |env| {
     assert!(env.verify().ok());
 });
 
+conformance!(a_deployment_naming_a_version_the_gateway_cannot_serve_is_refused_when_made, |env| {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    env.with_team();
+    let name = ModelName::parse("diabetes-risk-classifier").unwrap();
+    let v1 = env.register("ds", "diabetes-risk-classifier", "1.0.0");
+    env.promote(&v1, Stage::Production);
+    let v2 = env.register("ds", "diabetes-risk-classifier", "1.1.0");
+    env.promote(&v2, Stage::Staging);
+    let v3 = env.register("ds", "diabetes-risk-classifier", "1.2.0");
+    env.promote(&v3, Stage::Staging);
+    // The gateway's check, as `vigil serve` gives it: here it refuses 1.2.0, and counts its calls.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (bad, counted) = (v3.id.clone(), calls.clone());
+    let reg = env.second_registry().with_servable_check(Arc::new(move |v| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        if v.id == bad { Err("the model cannot be served: operator ai.onnx.ml.SVMClassifier is not supported by Vigil's engine".into()) } else { Ok(()) }
+    }));
+    let login = |u: &str| reg.authenticate(&uid(u), &vigil_core::auth::Password::new(crate::support::PW)).unwrap();
+    // Refused by its operator, audited as a denial, nothing changed.
+    let e = reg.set_deployment(&login("lead"), &name, &canary(&v3.id, 10), "svm canary").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ModelNotServable);
+    assert!(e.message().contains("arm canary") && e.message().contains("1.2.0") && e.message().contains("SVMClassifier"), "{}", e.message());
+    assert_eq!(reg.deployment(&name).unwrap().revision, 0);
+    let denied = reg.audit_log(&AuditQuery { action: Some("deployment.update".into()), ..Default::default() }).unwrap();
+    assert!(denied.iter().any(|e| e.outcome == "denied" && e.details.contains("model_not_servable")), "{denied:?}");
+    // Only pinned arms are checked (the Production arm runs what was approved), and only
+    // once the role allows the change: a data scientist's attempt reads no artifact.
+    let before = calls.load(Ordering::SeqCst);
+    assert_eq!(reg.set_deployment(&login("ds"), &name, &canary(&v3.id, 10), "try").unwrap_err().code(), ErrorCode::RoleNotPermitted);
+    assert_eq!(calls.load(Ordering::SeqCst), before);
+    let d = reg.set_deployment(&login("lead"), &name, &canary(&v2.id, 10), "servable canary").unwrap();
+    assert_eq!(d.revision, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), before + 1, "the canary's version, not the Production arm's");
+    // Without a check (a registry that runs no gateway) the version is taken; the gateway
+    // leaves such an arm out when it loads it.
+    assert_eq!(env.registry.set_deployment(&env.login("lead"), &name, &canary(&v3.id, 10), "no check here").unwrap().revision, 2);
+});
+
 conformance!(replicas_changing_one_deployment_serialise, |env| {
     env.with_team();
     let name = ModelName::parse("m").unwrap();
