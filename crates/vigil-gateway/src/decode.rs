@@ -75,7 +75,7 @@ fn to_data(vals: &[&Json], elem: ElemType, what: &str, missing_ok: bool) -> R<Da
         match v {
             Json::Number(n) => n.as_f64().ok_or_else(|| bad(format!("{what}: a value is not a number"))),
             Json::Null if missing_ok => Ok(f64::NAN),
-            Json::Null => Err(bad(format!("{what}: missing values are not accepted by this model (it has no imputer)"))),
+            Json::Null => Err(bad(format!("{what}: missing values are not accepted here (the model imputes none for this input)"))),
             Json::Bool(b) => Ok(f64::from(u8::from(*b))),
             _ => Err(bad(format!("{what}: the model takes numbers here"))),
         }
@@ -118,14 +118,14 @@ fn to_data(vals: &[&Json], elem: ElemType, what: &str, missing_ok: bool) -> R<Da
     })
 }
 
-fn check_nan(t: &Tensor, model: &Model, what: &str) -> R<()> {
+fn check_nan(t: &Tensor, model: &Model, input: &str, what: &str) -> R<()> {
     let has_nan = match &t.data {
         Data::F32(v) => v.iter().any(|x| x.is_nan()),
         Data::F64(v) => v.iter().any(|x| x.is_nan()),
         _ => false,
     };
-    if has_nan && !model.accepts_missing {
-        return Err(bad(format!("{what}: missing values are not accepted by this model (it has no imputer)")));
+    if has_nan && !model.accepts_missing_in(input) {
+        return Err(bad(format!("{what}: missing values are not accepted here (the model imputes none for this input)")));
     }
     Ok(())
 }
@@ -551,9 +551,9 @@ pub fn oip_inputs(model: &Model, inputs: OipInputs) -> R<Vec<(String, Tensor)>> 
             return Err(bad(format!("{what}: the shape {shape:?} needs {n} values, {} were given", data.cells.count())));
         }
         // JSON has no NaN: null is a missing value, for models that impute them.
-        let data = data.cells.into_data(elem, &what, model.accepts_missing)?;
+        let data = data.cells.into_data(elem, &what, model.accepts_missing_in(&want.name))?;
         let t = Tensor::new(shape, data).map_err(|e| Bad(e.message().to_owned()))?;
-        check_nan(&t, model, &what)?;
+        check_nan(&t, model, &want.name, &what)?;
         out.push((want.name.clone(), t));
     }
     extra.map_or(Ok(out), Err)
@@ -602,7 +602,7 @@ pub fn frame_inputs(model: &Model, frame: Frame, features: Option<&[String]>) ->
             let k = frame.columns.iter().position(|c| *c == i.name).ok_or_else(|| bad(format!("column '{}' is missing", i.name)))?;
             let (elem, shape) = input_type(model, &i.name).ok_or_else(|| bad(format!("input '{}' is not a tensor", i.name)))?;
             let what = format!("column '{}'", i.name);
-            let data = frame.cells.column(k, c).into_data(elem, &what, model.accepts_missing)?;
+            let data = frame.cells.column(k, c).into_data(elem, &what, model.accepts_missing_in(&i.name))?;
             let shape = if shape.len() == 2 { vec![n, 1] } else { vec![n] };
             out.push((i.name.clone(), Tensor::new(shape, data).map_err(|e| Bad(e.message().to_owned()))?));
         }
@@ -623,7 +623,7 @@ pub fn frame_inputs(model: &Model, frame: Frame, features: Option<&[String]>) ->
     {
         return Err(bad(format!("the model takes {want} feature columns, {c} were given")));
     }
-    let data = frame.cells.into_data(elem, "a feature column", model.accepts_missing)?;
+    let data = frame.cells.into_data(elem, "a feature column", model.accepts_missing_in(&only.name))?;
     out.push((only.name.clone(), Tensor::new(vec![n, c], data).map_err(|e| Bad(e.message().to_owned()))?));
     Ok(out)
 }
@@ -849,7 +849,7 @@ pub fn named_inputs(model: &Model, named: &[(String, Json)]) -> R<Vec<(String, T
         if n != flat.len() {
             return Err(bad(format!("{what}: rows of different lengths")));
         }
-        let data = to_data(&flat, elem, &what, model.accepts_missing)?;
+        let data = to_data(&flat, elem, &what, model.accepts_missing_in(&i.name))?;
         out.push((i.name.clone(), Tensor::new(shape, data).map_err(|e| Bad(e.message().to_owned()))?));
     }
     Ok(out)
@@ -1039,7 +1039,7 @@ mod tests {
         }
         assert_eq!(refused(r#"{"inputs": [{"name": "IN", "shape": [1, 20], "datatype": "FP32"}]}"#.into()), format!("input '{input}': 'data' is required"));
         assert_eq!(refused(r#"{"inputs": [{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": [1, 2]}]}"#.into()), format!("input '{input}': the shape [1, 20] needs 20 values, 2 were given"));
-        assert_eq!(refused(format!(r#"{{"inputs": [{{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": [null{}]}}]}}"#, ",1".repeat(19))), format!("input '{input}': missing values are not accepted by this model (it has no imputer)"));
+        assert_eq!(refused(format!(r#"{{"inputs": [{{"name": "IN", "shape": [1, 20], "datatype": "FP32", "data": [null{}]}}]}}"#, ",1".repeat(19))), format!("input '{input}': missing values are not accepted here (the model imputes none for this input)"));
         // Another input is refused only once the model's own are in order (as before).
         assert_eq!(refused(r#"{"inputs": [{"name": "other"}]}"#.into()), format!("input '{input}' is missing"));
         assert_eq!(refused(format!(r#"{{"inputs": [{{"name": "other"}}, {{"name": "IN", "shape": [1, 20], "datatype": "FP64", "data": [{}]}}]}}"#, row.join(","))), "the model takes no input named 'other'");

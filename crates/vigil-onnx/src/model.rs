@@ -47,9 +47,12 @@ pub struct Model {
     constants: HashMap<usize, Value>,
     steps: Vec<Step>,
     slots: usize,
-    /// Whether the graph replaces missing values (an `Imputer` of NaN): only such a model is
-    /// given NaN; for others a NaN would silently take one branch of a tree.
+    /// Whether the graph replaces missing values (an `Imputer` of NaN) of some input (see
+    /// [`Model::accepts_missing_in`]).
     pub accepts_missing: bool,
+    /// Per input (in order), whether every path from it reaches such an `Imputer` before
+    /// anything else reads its values.
+    imputes: Vec<bool>,
     /// (domain, version) imported by the model; the default domain is "".
     pub opsets: Vec<(String, i64)>,
     /// The tool that wrote the model (e.g. `skl2onnx`).
@@ -172,11 +175,17 @@ impl Model {
             .iter()
             .map(|v| Ok((io(v, "output")?, *slot.get(&v.name).ok_or_else(|| Error::invalid(format!("nothing produces the output '{}'", v.name)))?)))
             .collect::<Result<Vec<_>>>()?;
-        let accepts_missing = g.nodes.iter().any(|n| {
-            n.op_type == "Imputer"
-                && n.attributes.iter().any(|a| a.name == "replaced_value_float" && matches!(a.value, proto::AttrValue::Float(v) if v.is_nan()))
-        });
-        Ok(Model { inputs, outputs, constants, steps, slots: next, accepts_missing, opsets: m.opset_import, producer: m.producer_name })
+        let imputes = imputed_inputs(&g.nodes, inputs.iter().map(|(i, _)| i.name.as_str()));
+        let accepts_missing = imputes.iter().any(|b| *b);
+        Ok(Model { inputs, outputs, constants, steps, slots: next, accepts_missing, imputes, opsets: m.opset_import, producer: m.producer_name })
+    }
+
+    /// Whether the input `name` may hold missing values (NaN): only if every path from it
+    /// reaches an `Imputer` of NaN through nodes that only move values (`Cast`, `Concat`,
+    /// `Identity`, `Reshape`, `Flatten`) before anything else reads them. Elsewhere a NaN
+    /// would silently take one branch of a tree, or make a score NaN.
+    pub fn accepts_missing_in(&self, name: &str) -> bool {
+        self.inputs.iter().position(|(i, _)| i.name == name).and_then(|k| self.imputes.get(k).copied()).unwrap_or(false)
     }
 
     /// The inputs a request must give.
@@ -264,6 +273,27 @@ impl Model {
     }
 }
 
+/// For each input, whether its values reach an `Imputer` of NaN before anything else reads
+/// them (see [`Model::accepts_missing_in`]).
+fn imputed_inputs<'a>(nodes: &[proto::NodeProto], inputs: impl Iterator<Item = &'a str>) -> Vec<bool> {
+    let mut readers: HashMap<&str, Vec<&proto::NodeProto>> = HashMap::new();
+    for n in nodes {
+        for i in &n.inputs {
+            readers.entry(i.as_str()).or_default().push(n);
+        }
+    }
+    fn imputed(value: &str, readers: &HashMap<&str, Vec<&proto::NodeProto>>, depth: usize) -> bool {
+        // (A graph is acyclic; the bound only keeps a malformed one from recursing forever.)
+        let Some(ns) = readers.get(value).filter(|_| depth < 64) else { return false };
+        ns.iter().all(|n| match n.op_type.as_str() {
+            "Imputer" => n.attributes.iter().any(|a| a.name == "replaced_value_float" && matches!(a.value, proto::AttrValue::Float(v) if v.is_nan())),
+            "Cast" | "Concat" | "Identity" | "Reshape" | "Flatten" => n.outputs.iter().filter(|o| !o.is_empty()).all(|o| imputed(o, readers, depth + 1)),
+            _ => false,
+        })
+    }
+    inputs.map(|i| imputed(i, &readers, 0)).collect()
+}
+
 /// Named input tensors.
 pub type Inputs = Vec<(String, Tensor)>;
 
@@ -271,4 +301,30 @@ pub type Inputs = Vec<(String, Tensor)>;
 pub fn show_shape(shape: &[Option<usize>]) -> String {
     let parts: Vec<String> = shape.iter().map(|d| d.map_or("-1".to_owned(), |d| d.to_string())).collect();
     format!("[{}]", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(op: &str, inputs: &[&str], outputs: &[&str], nan: bool) -> proto::NodeProto {
+        let attributes = if op == "Imputer" { vec![proto::Attribute { name: "replaced_value_float".into(), value: proto::AttrValue::Float(if nan { f32::NAN } else { 0.0 }) }] } else { vec![] };
+        proto::NodeProto { inputs: inputs.iter().map(|s| (*s).to_owned()).collect(), outputs: outputs.iter().map(|s| (*s).to_owned()).collect(), op_type: op.into(), attributes, ..Default::default() }
+    }
+
+    #[test]
+    fn an_input_takes_missing_values_only_if_every_path_from_it_is_imputed_first() {
+        let imputes = |nodes: &[proto::NodeProto], inputs: &[&str]| imputed_inputs(nodes, inputs.iter().copied());
+        // Straight into an Imputer of NaN, or through a Cast and a Concat with another input.
+        assert_eq!(imputes(&[node("Imputer", &["x"], &["xi"], true), node("Scaler", &["xi"], &["y"], false)], &["x"]), [true]);
+        assert_eq!(imputes(&[node("Cast", &["a"], &["ac"], false), node("Concat", &["ac", "b"], &["ab"], false), node("Imputer", &["ab"], &["y"], true)], &["a", "b"]), [true, true]);
+        // An Imputer of another value (0 replaced) does not replace NaN.
+        assert_eq!(imputes(&[node("Imputer", &["x"], &["y"], false)], &["x"]), [false]);
+        // One path imputed, another straight to a tree: NaN would reach the tree.
+        assert_eq!(imputes(&[node("Imputer", &["x"], &["xi"], true), node("TreeEnsembleClassifier", &["x"], &["y"], false)], &["x"]), [false]);
+        // Only one of two inputs imputed; an input nothing reads is not said to take NaN.
+        assert_eq!(imputes(&[node("Imputer", &["a"], &["ai"], true), node("Concat", &["ai", "b"], &["ab"], false), node("LinearClassifier", &["ab"], &["y"], false)], &["a", "b", "c"]), [true, false, false]);
+        // A selection of columns is not a move of the whole input: not transparent.
+        assert_eq!(imputes(&[node("ArrayFeatureExtractor", &["x", "k"], &["xs"], false), node("Imputer", &["xs"], &["y"], true)], &["x"]), [false]);
+    }
 }

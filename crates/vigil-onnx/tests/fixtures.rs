@@ -104,7 +104,10 @@ fn a_graph_with_an_operator_vigil_does_not_run_is_refused_at_load_naming_it() {
 fn requests_that_do_not_fit_are_refused_without_values() {
     let model = Model::load(&std::fs::read(dir().join("lr_binary.onnx")).unwrap()).unwrap();
     assert!(!model.accepts_missing);
-    assert!(Model::load(&std::fs::read(dir().join("imputer_scaler_lr.onnx")).unwrap()).unwrap().accepts_missing);
+    let imputing = Model::load(&std::fs::read(dir().join("imputer_scaler_lr.onnx")).unwrap()).unwrap();
+    assert!(imputing.accepts_missing);
+    assert!(imputing.inputs().iter().all(|i| imputing.accepts_missing_in(&i.name)), "the pipeline imputes its input first");
+    assert!(!model.accepts_missing_in(&model.inputs()[0].name) && !imputing.accepts_missing_in("no such input"));
     let input = model.inputs()[0].name.clone();
     let run = |t: Tensor| model.run(vec![(input.clone(), t)]);
     let e = run(Tensor::new(vec![1, 7], Data::F32(vec![123.456; 7])).unwrap()).unwrap_err();
