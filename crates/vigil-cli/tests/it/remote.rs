@@ -199,3 +199,52 @@ fn deploy_against_a_server_runs_the_same_rules() {
     assert_ne!(e.code, 0);
     assert!(e.stderr.contains("model_not_servable") && e.stderr.contains("SVMClassifier"), "{}", e.stderr);
 }
+
+/// `vigil serve --gateway-addr`: the registry's API and the gateway in one process, on the
+/// embedded store; a deployment made through that API is what the gateway then serves.
+#[test]
+fn serve_runs_the_gateway_in_the_same_process() {
+    use std::io::BufRead;
+    let v = Vigil::with_team();
+    v.production_and_staging("sepsis");
+    let mut child = Command::new(bin())
+        .arg("--data-dir")
+        .arg(v.data_dir())
+        .args(["serve", "--addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0"])
+        .env_remove("VIGIL_USER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    out.read_line(&mut first).unwrap();
+    out.read_line(&mut second).unwrap();
+    let gw = first.trim().strip_prefix("gateway listening on ").unwrap_or_else(|| panic!("{first:?}")).to_owned();
+    let api = second.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{second:?}")).to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let infer = |patient: &str| {
+        let body = r#"{"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, 0.8]}]}"#;
+        let r = agent.post(&format!("{gw}/v2/models/sepsis/infer")).header("content-type", "application/json").header("x-patient-id", patient).send(body).unwrap();
+        (r.status().as_u16(), r.headers().get("x-vigil-model-version").and_then(|h| h.to_str().ok()).unwrap_or("").to_owned())
+    };
+    let before = infer("MRN-1");
+    let healthy = agent.get(&format!("{api}/healthz")).call().unwrap().status().as_u16();
+    // An A/B test made through the server's API (`vigil --url … deploy --ab`): both versions answer.
+    let ab = remote(&api, Some("lead"), &["--json", "deploy", "sepsis", "--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id", "--reason", "a/b"]);
+    let mut versions = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        versions.insert(infer(&format!("MRN-{i}")).1);
+        if versions.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(before, (200, "sepsis@1.0.0".to_owned()));
+    assert_eq!(healthy, 200);
+    let ab = ab.ok().json();
+    assert_eq!((ab["arms"][0]["percent"].as_f64(), ab["arms"][1]["version"].as_str()), (Some(50.0), Some("1.1.0")), "{ab}");
+    assert_eq!(versions.into_iter().collect::<Vec<_>>(), ["sepsis@1.0.0", "sepsis@1.1.0"]);
+}

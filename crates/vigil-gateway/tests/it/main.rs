@@ -941,6 +941,43 @@ fn a_full_spool_refuses_or_drops_as_the_endpoint_says_and_counts_it() {
     }
 }
 
+/// The spool's limit on disk (`--spool-max-mb`): once its files hold that much, the next
+/// answer follows the endpoint's policy (reject: 503; drop: answered unlogged), counted; what
+/// was logged before stays logged.
+#[test]
+fn a_spool_at_its_disk_limit_refuses_or_drops_and_counts_it() {
+    for env in envs() {
+        // One byte: the first record's segment fills it. Its segment stays open (and on disk)
+        // for the test's length.
+        let url = sepsis_gateway(&env, "disk-limit", |c| {
+            c.max_bytes = 1;
+            c.seal_after = Duration::from_secs(3600);
+        });
+        let infer = || post_with(&format!("{url}/v2/models/sepsis/infer"), "application/json", &json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": row(1)}]}).to_string(), &[]);
+        assert_eq!(infer().0, 200, "an empty spool takes the first record");
+        for _ in 0..500 {
+            if counter_at(&url, "vigil_gateway_log_spooled_total") >= 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(counter_at(&url, "vigil_gateway_log_spooled_total"), 1);
+        let (st, out, h) = infer();
+        assert_eq!((st, header(&h, "x-vigil-error").as_str()), (503, "prediction_log_full"), "{out}");
+        assert_eq!(counter_at(&url, "vigil_gateway_log_rejected_total"), 1);
+        assert_eq!(counter_at(&url, "vigil_gateway_log_queued_total"), 1, "only the first was queued");
+        env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 100}], "full_spool": "drop"}));
+        for _ in 0..200 {
+            if get(&format!("{url}/v2/models/sepsis")).1["parameters"]["deployment_revision"] == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(infer().0, 200);
+        assert_eq!((counter_at(&url, "vigil_gateway_log_dropped_total"), counter_at(&url, "vigil_gateway_log_queued_total")), (1, 1));
+    }
+}
+
 #[test]
 fn a_segment_left_by_a_crash_is_shipped_once_up_to_its_last_whole_frame() {
     for env in envs() {
