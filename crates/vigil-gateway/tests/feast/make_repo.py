@@ -4,7 +4,7 @@ Usage: python make_repo.py REPO_DIR
 
 Writes REPO_DIR/feature_store.yaml (SQLite online store), REPO_DIR/features.py (entity
 `patient` with join key `patient_id`, feature view `patient_vitals` with eight Float64
-features) and REPO_DIR/data/vitals.parquet (patients P1..P20; P20 lacks `spo2`), then runs
+features in the reverse of the model's order, and feature service `vitals_all` over it) and REPO_DIR/data/vitals.parquet (patients P1..P20; P20 lacks `spo2`), then runs
 `feast apply` and `feast materialize`. Run it with the Python of the environment Feast is
 installed in (the test passes that interpreter). Values are a fixed formula, so the test can
 recompute them.
@@ -45,12 +45,16 @@ def main() -> None:
     with open(os.path.join(repo, "features.py"), "w") as f:
         f.write(
             "from datetime import timedelta\n"
-            "from feast import Entity, FeatureView, Field, FileSource, ValueType\n"
+            "from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType\n"
             "from feast.types import Float64\n"
             "patient = Entity(name='patient', join_keys=['patient_id'], value_type=ValueType.STRING)\n"
             f"source = FileSource(path={os.path.join(repo, 'data', 'vitals.parquet')!r}, timestamp_field='event_timestamp')\n"
             "patient_vitals = FeatureView(name='patient_vitals', entities=[patient], ttl=timedelta(days=36500),\n"
-            f"    schema=[Field(name=n, dtype=Float64) for n in {NAMES!r}], source=source, online=True)\n"
+            # The view's features in another order than the model's (reversed); a feature
+            # service over it answers in yet another (Feast 0.67: hr, lactate, map, rr, …), so
+            # only an assembly by name gives the model's.
+            f"    schema=[Field(name=n, dtype=Float64) for n in {NAMES[::-1]!r}], source=source, online=True)\n"
+            "vitals_all = FeatureService(name='vitals_all', features=[patient_vitals])\n"
         )
     feast = os.path.join(os.path.dirname(sys.executable), "feast")
     subprocess.run([feast, "-c", repo, "apply"], check=True, stdout=subprocess.DEVNULL)

@@ -1208,6 +1208,16 @@ fn feast_features_are_assembled_by_name_and_missing_ones_fail_clearly() {
         let (st, out, _) = post_with(&format!("{}/invocations", env.url), "application/json", &json!({"dataframe_split": {"columns": ["patient_id"], "data": [["P7"]]}}).to_string(), &[]);
         assert_eq!(st, 200, "{out}");
         assert!((out["predictions"][0]["probabilities"][1].as_f64().unwrap() - want[1]).abs() < 1e-6);
+        // Through a feature service over a view declared in the reverse of the model's order,
+        // Feast 0.67 answers in an order of its own (hr, lactate, map, rr, …): the same
+        // answers, assembled by name.
+        lookup(json!({"feature_view": null, "feature_service": "vitals_all"}));
+        let (st, out, _) = post_with(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &entity_request(&["P3", "P7", "P12"]), &[]);
+        assert_eq!(st, 200, "{out}");
+        for (g, w) in probabilities(&out).iter().zip(&want) {
+            assert!((g - w).abs() < 1e-6, "a feature service's order is not the model's: assembled by name ({g} vs {w})");
+        }
+        lookup(json!({}));
         // P20 has no spo2; P99 is unknown to Feast (still HTTP 200 there): both refused.
         for ids in [["P3", "P20"], ["P99", "P3"]] {
             let (st, out, h) = post_with(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &entity_request(&ids), &[]);
