@@ -216,6 +216,35 @@ fn raw_post(url: &str, path: &str, len: usize) -> (u16, String) {
     (status, text)
 }
 
+/// POSTs `len` bytes of a JSON array in 1 MiB chunks (`transfer-encoding: chunked`, no
+/// declared length), stopping early if the server stops reading; returns the status and body.
+fn chunked_post(url: &str, path: &str, len: usize) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n").unwrap();
+    // The answer is read as it comes, while the body is still being sent (a server that
+    // answers early and closes may reset the connection, and a reset can drop unread data).
+    let mut reader = s.try_clone().unwrap();
+    reader.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let got = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = reader.read_to_end(&mut buf);
+        buf
+    });
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..len.div_ceil(chunk.len()) {
+        if write!(s, "{:x}\r\n", chunk.len()).and_then(|()| s.write_all(&chunk)).and_then(|()| s.write_all(b"\r\n")).is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let buf = got.join().unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
 /// The fixture's rows as (features per row).
 fn rows(f: &Value) -> (String, Vec<Vec<f64>>) {
     let (name, t) = f["inputs"].as_object().unwrap().iter().next().unwrap();
@@ -418,6 +447,15 @@ fn client_mistakes_get_4xx_in_each_protocols_format_without_the_values() {
         let (status, text) = raw_post(&env.url, "/v2/models/sepsis/infer", 20 << 20);
         assert_eq!(status, 413, "{text}");
         assert!(text.contains("\"error\""), "{text}");
+        // MLflow's format for MLflow's route; and a chunked body (no declared length) is cut
+        // off once it passes the limit.
+        let (status, text) = raw_post(&env.url, "/invocations", 20 << 20);
+        assert_eq!(status, 413, "{text}");
+        assert!(text.contains("\"error_code\""), "{text}");
+        for path in ["/v2/models/sepsis/infer", "/invocations"] {
+            let (status, text) = chunked_post(&env.url, path, 20 << 20);
+            assert_eq!(status, 413, "{path}: {text}");
+        }
 
         let ml = |ctype: &str, body: &str| post(&format!("{}/invocations", env.url), ctype, body);
         let cases = vec![
@@ -483,6 +521,44 @@ fn promotion_swaps_the_served_version_without_dropping_a_request() {
         assert!(seen2.load(Ordering::Relaxed), "the new version answered");
         // The old version is no longer served by name.
         assert_eq!(get(&format!("{}/v2/models/sepsis/versions/1.0.0", env.url)).0, 404);
+        // A rollback (the archived 1.0.0 back to Production, by the same two signatures) swaps
+        // back under load, again without a failed request.
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed, seen1) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let clients: Vec<_> = (0..3)
+            .map(|_| {
+                let (stop, ok, failed, seen1, url, body) = (stop.clone(), ok.clone(), failed.clone(), seen1.clone(), env.url.clone(), body.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let (st, out, _) = post(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body);
+                        if st == 200 {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            seen1.fetch_or(out["model_version"] == "1.0.0", Ordering::Relaxed);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let v1 = env.registry.get_version(&ModelName::parse("sepsis").unwrap(), &Version::parse("1.0.0").unwrap()).unwrap();
+        assert_eq!(v1.stage, Stage::Archived);
+        // (Validated again, against the Production version it is to replace.)
+        assert!(env.registry.validate(&env.login("ds"), &v1.id, &holdout(), None).unwrap().passed);
+        let r = env.registry.request_promotion(&env.login("ds"), &v1.id, Stage::Production, "roll back").unwrap();
+        for signer in ["lead", "clin"] {
+            env.registry.approve_promotion(&uid(signer), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
+        }
+        env.wait_for("sepsis", "1.0.0");
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during the rollback");
+        assert!(seen1.load(Ordering::Relaxed), "the rolled-back version answered");
+        assert_eq!(get(&format!("{}/v2/models/sepsis/versions/2.0.0", env.url)).0, 404);
         drop(env.rt);
     }
 }
@@ -801,6 +877,7 @@ fn every_answer_is_logged_and_feeds_the_versions_drift_monitor_and_labels_join_b
 
         let mut ids = Vec::new();
         let mut scores = Vec::new();
+        let started = vigil_core::ids::Timestamp::from_datetime(chrono::Utc::now()).micros();
         for i in 0..30 {
             let body = json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": row(i)}]}).to_string();
             let (st, out, h) = post_with(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &body, &[("x-patient-id", &format!("MRN-{i:04}"))]);
@@ -836,6 +913,9 @@ fn every_answer_is_logged_and_feeds_the_versions_drift_monitor_and_labels_join_b
         assert!((r.scores.as_ref().unwrap()[0].unwrap() - scores[4]).abs() < 1e-6, "the score is the positive-class probability answered");
         assert!(r.outputs.contains_key("probabilities") && r.outputs.contains_key("label"));
         assert!(r.latency_us > 0);
+        assert_eq!(r.endpoint, "sepsis");
+        let now = vigil_core::ids::Timestamp::from_datetime(chrono::Utc::now()).micros();
+        assert!(r.at.micros() >= started && r.at.micros() <= now, "logged at the time of the answer");
         let text = vigil_core::predlog::prediction_json(&got[0]).to_string();
         assert!(!text.contains("MRN-"), "the raw patient id is never logged");
         // The read itself is audited.
@@ -844,6 +924,8 @@ fn every_answer_is_logged_and_feeds_the_versions_drift_monitor_and_labels_join_b
         // The caller's id finds the multi-row record too.
         let m = env.registry.predictions(&reader, "enc-77.a").unwrap();
         assert_eq!((m.len(), m[0].record.request_id.as_str(), m[0].record.rows, m[0].record.client_id.as_deref()), (1, multi.as_str(), 3, Some("enc-77.a")));
+        // Without the unit key, assigned at random and recorded as such (no unit hash).
+        assert_eq!((m[0].record.assignment.as_str(), m[0].record.unit_hash.as_deref(), m[0].record.bucket.is_some()), ("random", None, true));
 
         // The logged rows are the version's production window.
         let check = env.registry.detect_drift(&env.login("ds"), &v.id, vigil_core::monitor::Window::SinceBaseline).unwrap();
