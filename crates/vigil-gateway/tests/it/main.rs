@@ -957,6 +957,15 @@ fn shadow_records_are_paired_with_the_live_answer_by_request_id() {
         env.wait_for("sepsis", "1.0.0");
         let v2 = env.staging("sepsis", "1.1.0", "rf_binary");
         env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 100}, {"name": "shadow", "version": v2, "role": "shadow", "percent": 100}]}));
+        // Each version's drift monitor, from a baseline over the same features.
+        let mut base = vigil_core::monitor::Batch::default();
+        for (j, f) in FEATURES.iter().enumerate() {
+            base.features.insert((*f).to_owned(), vigil_core::monitor::Column::numeric((0..300).map(|i| Some(row(i)[j]))));
+        }
+        let v1 = env.registry.get_version(&ModelName::parse("sepsis").unwrap(), &Version::parse("1.0.0").unwrap()).unwrap().id;
+        for v in [&v1, &v2] {
+            env.registry.set_baseline(&env.login("ds"), v, &base).unwrap();
+        }
         let (st, _, h) = post_with(&format!("{}/v2/models/sepsis/infer", env.url), "application/json", &json!({"id": "pair-1", "inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": row(3)}]}).to_string(), &[]);
         assert_eq!(st, 200);
         wait_stored(&env.url, 2);
@@ -971,6 +980,10 @@ fn shadow_records_are_paired_with_the_live_answer_by_request_id() {
         assert_eq!(shadow.status, "ok");
         // The gateway's own id finds the pair too.
         assert_eq!(env.registry.predictions(&env.login("ds"), &live.request_id).unwrap().len(), 2);
+        // Each run feeds its own version's window: the challenger is monitored as it shadows.
+        for v in [&v1, &v2] {
+            assert_eq!(env.registry.detect_drift(&env.login("ds"), v, vigil_core::monitor::Window::SinceBaseline).unwrap().window_rows, 1, "{v}");
+        }
     }
 }
 
