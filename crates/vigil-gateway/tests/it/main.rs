@@ -481,66 +481,68 @@ fn client_mistakes_get_4xx_in_each_protocols_format_without_the_values() {
     }
 }
 
+/// Three clients sending the same request until stopped: how many were answered, how many
+/// failed, and whether `version` answered any.
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    seen: Arc<AtomicBool>,
+}
+
+impl Load {
+    fn start(url: &str, version: &'static str) -> Load {
+        let body = json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}]}).to_string();
+        let (stop, ok, failed, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let clients = (0..3)
+            .map(|_| {
+                let (stop, ok, failed, seen, url, body) = (stop.clone(), ok.clone(), failed.clone(), seen.clone(), url.to_owned(), body.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let (st, out, _) = post(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body);
+                        if st == 200 {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            seen.fetch_or(out["model_version"] == version, Ordering::Relaxed);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { stop, clients, ok, failed, seen }
+    }
+
+    /// Stops the clients: (answered, failed, whether the version answered).
+    fn stop(self) -> (usize, usize, bool) {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            c.join().unwrap();
+        }
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), self.seen.load(Ordering::Relaxed))
+    }
+}
+
 #[test]
 fn promotion_swaps_the_served_version_without_dropping_a_request() {
     for env in envs() {
         env.production("sepsis", "1.0.0", "lr_binary");
         env.wait_for("sepsis", "1.0.0");
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let seen2 = Arc::new(AtomicBool::new(false));
-        let body = json!({"inputs": [{"name": "X", "shape": [1, 8], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}]}).to_string();
-        let clients: Vec<_> = (0..3)
-            .map(|_| {
-                let (stop, ok, failed, seen2, url, body) = (stop.clone(), ok.clone(), failed.clone(), seen2.clone(), env.url.clone(), body.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let (st, out, _) = post(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body);
-                        if st == 200 {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            if out["model_version"] == "2.0.0" {
-                                seen2.store(true, Ordering::Relaxed);
-                            }
-                        } else {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })
-            })
-            .collect();
+        let load = Load::start(&env.url, "2.0.0");
         std::thread::sleep(Duration::from_millis(200));
         env.production("sepsis", "2.0.0", "rf_binary");
         env.wait_for("sepsis", "2.0.0");
         std::thread::sleep(Duration::from_millis(200));
-        stop.store(true, Ordering::Relaxed);
-        for c in clients {
-            c.join().unwrap();
-        }
-        assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during the swap");
-        assert!(ok.load(Ordering::Relaxed) > 20, "{}", ok.load(Ordering::Relaxed));
-        assert!(seen2.load(Ordering::Relaxed), "the new version answered");
+        let (ok, failed, seen2) = load.stop();
+        assert_eq!(failed, 0, "no request failed during the swap");
+        assert!(ok > 20, "{ok}");
+        assert!(seen2, "the new version answered");
         // The old version is no longer served by name.
         assert_eq!(get(&format!("{}/v2/models/sepsis/versions/1.0.0", env.url)).0, 404);
         // A rollback (the archived 1.0.0 back to Production, by the same two signatures) swaps
         // back under load, again without a failed request.
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ok, failed, seen1) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
-        let clients: Vec<_> = (0..3)
-            .map(|_| {
-                let (stop, ok, failed, seen1, url, body) = (stop.clone(), ok.clone(), failed.clone(), seen1.clone(), env.url.clone(), body.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let (st, out, _) = post(&format!("{url}/v2/models/sepsis/infer"), "application/json", &body);
-                        if st == 200 {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            seen1.fetch_or(out["model_version"] == "1.0.0", Ordering::Relaxed);
-                        } else {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })
-            })
-            .collect();
+        let load = Load::start(&env.url, "1.0.0");
         std::thread::sleep(Duration::from_millis(200));
         let v1 = env.registry.get_version(&ModelName::parse("sepsis").unwrap(), &Version::parse("1.0.0").unwrap()).unwrap();
         assert_eq!(v1.stage, Stage::Archived);
@@ -552,12 +554,9 @@ fn promotion_swaps_the_served_version_without_dropping_a_request() {
         }
         env.wait_for("sepsis", "1.0.0");
         std::thread::sleep(Duration::from_millis(200));
-        stop.store(true, Ordering::Relaxed);
-        for c in clients {
-            c.join().unwrap();
-        }
-        assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during the rollback");
-        assert!(seen1.load(Ordering::Relaxed), "the rolled-back version answered");
+        let (_, failed, seen1) = load.stop();
+        assert_eq!(failed, 0, "no request failed during the rollback");
+        assert!(seen1, "the rolled-back version answered");
         assert_eq!(get(&format!("{}/v2/models/sepsis/versions/2.0.0", env.url)).0, 404);
         drop(env.rt);
     }
