@@ -772,7 +772,8 @@ fn a_shadow_never_changes_the_answer_and_is_counted() {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(counter(&env, "vigil_gateway_shadow_ok_total") >= queued + ran, "the shadow ran the queued copies");
-        // A shadow arm whose version may not run is left out; the live answer is unchanged.
+        // The shadow arm is served as deployed, nothing left out (a shadow that cannot run is
+        // the next test's).
         let (_, meta, _) = get(&format!("{}/v2/models/sepsis", env.url));
         assert_eq!(meta["parameters"]["shadows"][0]["version"], "1.1.0");
         assert_eq!(meta["parameters"]["degraded"], json!([]));
