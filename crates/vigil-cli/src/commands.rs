@@ -83,7 +83,8 @@ pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
             let opened: std::sync::OnceLock<std::result::Result<Arc<vigil_gateway::Artifacts>, String>> = std::sync::OnceLock::new();
             registry.with_servable_check(Arc::new(move |v| {
                 let artifacts = opened.get_or_init(|| gateway_artifacts(&store).map(Arc::new).map_err(|e| format!("the artifact store could not be opened: {e}")));
-                vigil_gateway::load_version(artifacts.as_ref().map_err(String::clone)?, v).map(|_| ())
+                // (Artifacts this store does not hold are the serving gateway's to check.)
+                vigil_gateway::deployable(artifacts.as_ref().map_err(String::clone)?, v, true)
             }))
         }
         None => registry,
@@ -94,7 +95,7 @@ pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
 /// known), as the registry's check of the versions a deployment names.
 fn servable_check(artifacts: vigil_gateway::Artifacts) -> vigil_core::registry::ServableCheck {
     let artifacts = Arc::new(artifacts);
-    Arc::new(move |v| vigil_gateway::load_version(&artifacts, v).map(|_| ()))
+    Arc::new(move |v| vigil_gateway::deployable(&artifacts, v, false))
 }
 
 /// `vigil serve`: binds, prints `listening on http://ADDR` once ready, and serves until

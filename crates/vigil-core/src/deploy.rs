@@ -494,15 +494,20 @@ impl Registry {
             // The versions' artifacts are read before the transaction (never holding the
             // store's write lock over a read from an artifact store). What the transaction
             // refuses anyway (the role, the policy, a bad spec) is left to it.
+            // Only versions the change adds are checked: an arm already deployed (a canary
+            // being ramped or taken down) is not held to a check it may fail now.
             let pinned = self.read(|tx| {
                 Self::acting_user(tx, actor, Action::Deploy)?;
                 spec.check()?;
                 let m = tx.get_model_by_name(model, false)?.ok_or_else(|| Error::new(ErrorCode::ModelNotFound, "model not found"))?;
+                let old = Self::load_deployment(tx, &m.id, model.as_str())?;
                 let policy = Self::load_deployment_policy(tx)?;
-                Self::resolve_arms(tx, &m.id, spec, &policy)
+                Ok((Self::resolve_arms(tx, &m.id, spec, &policy)?, old.spec))
             });
-            for r in pinned.unwrap_or_default() {
+            let (arms, old) = pinned.unwrap_or_else(|_| (Vec::new(), DeploymentSpec::production_only()));
+            for r in arms {
                 if let (ArmVersion::Pinned(_), Some(v), Ok(())) = (&r.arm.version, &r.version, &r.permitted)
+                    && !old.arms.iter().any(|a| a.version == r.arm.version)
                     && let Err(why) = check(v)
                 {
                     let e = Error::new(ErrorCode::ModelNotServable, format!("arm {}: version {} cannot be deployed: {why}", r.arm.name, v.version));

@@ -217,6 +217,22 @@ fn tree_of<'a>(artifacts: &'a Artifacts, segs: &[&str]) -> Result<FileTree<'a>, 
     }
 }
 
+/// Why a version whose artifacts are not where this gateway looks cannot be loaded.
+const NOT_IN_STORE: &str = "the version's artifacts are not in this gateway's artifact store";
+const NO_FILE: &str = "the model file is not on this machine";
+
+/// Whether a version can be deployed (the registry's `ServableCheck`): loaded as a gateway
+/// loads it. With `absent_ok`, a version whose artifacts are not in `artifacts` at all (a
+/// CLI beside a data directory whose gateway reads another store) is not refused: the gateway
+/// that serves it checks it when it loads it.
+pub fn deployable(artifacts: &Artifacts, v: &ModelVersion, absent_ok: bool) -> Result<(), String> {
+    match load_version(artifacts, v) {
+        Ok(_) => Ok(()),
+        Err(m) if absent_ok && (m == NOT_IN_STORE || m == NO_FILE) => Ok(()),
+        Err(m) => Err(m),
+    }
+}
+
 /// Reads the ONNX bytes of a version and checks them against the recorded digest.
 pub fn load_version(artifacts: &Artifacts, v: &ModelVersion) -> Result<Served, String> {
     let want = v.content.artifact_sha256.as_ref().ok_or("the version records no artifact digest, so its bytes cannot be verified")?;
@@ -227,7 +243,7 @@ pub fn load_version(artifacts: &Artifacts, v: &ModelVersion) -> Result<Served, S
         let segs = vigil_store::artifacts::check_path(rel.trim_matches('/')).map_err(|e| e.message().to_owned())?;
         let (files, read) = tree_of(artifacts, &segs)?;
         if files.is_empty() {
-            return Err("the version's artifacts are not in this gateway's artifact store".into());
+            return Err(NOT_IN_STORE.into());
         }
         let got = vigil_store::artifacts::manifest_digest(files.clone()).map_err(|e| e.message().to_owned())?;
         if hex::encode(got.as_bytes()) != want {
@@ -252,7 +268,7 @@ pub fn load_version(artifacts: &Artifacts, v: &ModelVersion) -> Result<Served, S
             None if !uri.contains(':') => uri,
             None => return Err("the gateway loads models from Vigil's artifact store or a local file; this version's artifact is elsewhere".into()),
         };
-        let bytes = std::fs::read(path).map_err(|_| "the model file could not be read".to_owned())?;
+        let bytes = std::fs::read(path).map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { NO_FILE } else { "the model file could not be read" }.to_owned())?;
         if hex::encode(Sha256::digest(&bytes)) != want {
             return Err("the artifact bytes no longer match the digest recorded at registration".into());
         }
@@ -263,6 +279,16 @@ pub fn load_version(artifacts: &Artifacts, v: &ModelVersion) -> Result<Served, S
     let columns_named = columns.iter().zip(model.inputs()).all(|(c, io)| (c.len() == 1 && c[0] == io.name) || (!c.is_empty() && *c == v.content.lineage.features));
     let input_names = model.inputs().iter().map(|io| io.name.clone()).collect();
     Ok(Served { name: v.model_name.to_string(), version: v.version.to_string(), version_id: v.id.clone(), digest: want, model, columns, input_names, columns_named })
+}
+
+/// Whether a request decoded for `prod` is one `s` takes as it is: the same inputs, the same
+/// recorded feature names where both record them (a frame's columns are taken by them; a
+/// version that records none takes them in the Production version's order, as before), and
+/// the same inputs taking missing values.
+fn same_requests(s: &Served, prod: &Served) -> bool {
+    s.model.inputs() == prod.model.inputs()
+        && (!s.columns_named || !prod.columns_named || s.columns == prod.columns)
+        && prod.model.inputs().iter().all(|i| s.model.accepts_missing_in(&i.name) == prod.model.accepts_missing_in(&i.name))
 }
 
 /// What an endpoint is built from: the deployment revision, the Production version, and each
@@ -325,8 +351,9 @@ impl Catalog {
                 (Ok(()), Some(_)) if r.arm.version == ArmVersion::Production => Ok(prod.clone()),
                 (Ok(()), Some(v)) => self.load(v).and_then(|s| {
                     // Every arm must take the requests the Production version takes: the
-                    // request is decoded once, against it.
-                    if s.model.inputs() == prod.model.inputs() { Ok(s) } else { Err(format!("{} takes other inputs than the Production version", s.version)) }
+                    // request is decoded once, against it (its inputs, its recorded feature
+                    // names, which inputs may hold missing values).
+                    if same_requests(&s, &prod) { Ok(s) } else { Err(format!("{} takes other inputs than the Production version (their names, types, recorded feature names or missing-value rules differ)", s.version)) }
                 }),
             };
             match r.arm.role {
@@ -388,7 +415,8 @@ impl Catalog {
                 // Failures in a row (of the same version) wait longer each time.
                 match (&mut built, current.get(&name)) {
                     (Entry::Failed(u), Some(Entry::Failed(before))) if before.version == u.version => u.failures = failed_before + 1,
-                    (Entry::Ready(e), Some(Entry::Ready(_))) if !e.degraded.is_empty() => {
+                    // (Only a rebuild of the same deployment and versions counts as a retry.)
+                    (Entry::Ready(e), Some(Entry::Ready(before))) if !e.degraded.is_empty() && e.signature == before.signature => {
                         if let Some(e) = Arc::get_mut(e) {
                             e.degraded_builds = failed_before + 1;
                         }

@@ -144,7 +144,9 @@ fn fits_datatype(cells: &Cells, dt: &str) -> bool {
         "UINT64" => (0, u64::MAX.into()),
         _ => return true,
     };
-    let float = |x: f64| x.fract() == 0.0 && x >= lo as f64 && x <= hi as f64;
+    // `hi + 1` as a float is exact for every type but the 64-bit ones, where it rounds to
+    // `hi + 1` = 2^63 or 2^64 itself: below it is in range.
+    let float = |x: f64| x.fract() == 0.0 && x >= lo as f64 && x < (hi + 1) as f64;
     match cells {
         Cells::Ints(v) => v.iter().all(|x| (lo..=hi).contains(&i128::from(*x))),
         Cells::Nums(v) => v.iter().all(|x| float(*x)),
@@ -1030,11 +1032,11 @@ mod tests {
             let text = format!(r#"{{"inputs": [{{"name": "{input}", "shape": [1, 20], "datatype": "{dt}", "data": [{v}{}]}}]}}"#, ",1".repeat(19));
             oip_inputs(&model, oip_body(text.as_bytes()).unwrap().inputs.unwrap())
         };
-        for (dt, v) in [("UINT8", "-5"), ("UINT8", "256"), ("INT8", "128"), ("INT64", "1.5"), ("UINT64", "-1"), ("INT32", "3000000000"), ("INT16", "2.5e9")] {
+        for (dt, v) in [("UINT8", "-5"), ("UINT8", "256"), ("INT8", "128"), ("INT64", "1.5"), ("UINT64", "-1"), ("INT32", "3000000000"), ("INT16", "2.5e9"), ("INT64", "9.223372036854775808e18"), ("UINT64", "18446744073709551616"), ("UINT64", "1.8446744073709551616e19")] {
             assert_eq!(typed(dt, v).unwrap_err().0, format!("input '{input}': a value is not a {dt} (a whole number in its range)"), "{dt} {v}");
         }
         // Whole numbers in range (written as integers or not) are taken, as are floats for FP32.
-        for (dt, v) in [("UINT8", "255"), ("INT8", "-128"), ("INT64", "2.0"), ("UINT64", "18446744073709551615"), ("FP32", "1.5"), ("FP64", "-2.5e300")] {
+        for (dt, v) in [("UINT8", "255"), ("INT8", "-128"), ("INT64", "2.0"), ("UINT64", "18446744073709551615"), ("INT64", "-9.223372036854775808e18"), ("UINT64", "1.8446744073709550e19"), ("FP32", "1.5"), ("FP64", "-2.5e300")] {
             assert!(typed(dt, v).is_ok(), "{dt} {v}");
         }
         assert_eq!(refused(r#"{"inputs": [{"name": "IN", "shape": [1, 20], "datatype": "FP32"}]}"#.into()), format!("input '{input}': 'data' is required"));

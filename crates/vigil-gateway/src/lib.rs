@@ -25,7 +25,7 @@ mod mlflow;
 mod shadow;
 pub mod spool;
 
-pub use catalog::{Artifacts, Catalog, Endpoint, Entry, LiveArm, Served, ShadowArm, load_version, retry_after};
+pub use catalog::{Artifacts, Catalog, Endpoint, Entry, LiveArm, Served, ShadowArm, deployable, load_version, retry_after};
 pub use shadow::SHADOW_QUEUE;
 pub use spool::{Spool, SpoolConfig};
 
@@ -74,8 +74,9 @@ pub struct Counters {
     pub shadow_ok: AtomicU64,
     /// Shadow runs that failed (never affecting the caller).
     pub shadow_failed: AtomicU64,
-    /// Model runs (live or shadow) the engine broke off with a panic: a defect, contained (a
-    /// live request gets a 500 `model_fault`; a shadow run counts as failed too).
+    /// Model runs (live or shadow) that failed on a request that fits the model (an operator
+    /// form met only while running, or a panic in the engine, contained): a live request gets
+    /// a 500 `model_fault`; a shadow run counts as failed too.
     pub model_faults: AtomicU64,
     /// Pauses the shadow thread took to hold itself to about 1% of a CPU while the CPUs were saturated.
     pub shadow_pauses: AtomicU64,
@@ -330,7 +331,13 @@ impl Gateway {
         }));
         match ran {
             Ok(Ok(a)) => Ok(a),
-            Ok(Err(e)) => Err(RunFailure::of(&e)),
+            Ok(Err(e)) => {
+                let f = RunFailure::of(&e);
+                if matches!(f, RunFailure::Fault(_)) {
+                    self.counters.model_faults.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(f)
+            }
             Err(_) => {
                 self.counters.model_faults.fetch_add(1, Ordering::Relaxed);
                 Err(RunFailure::Fault(MODEL_PANICKED.into()))
@@ -581,7 +588,11 @@ fn metadata(gw: &Gateway, m: &str, v: Option<&str>) -> Response {
             "name": s.name,
             "versions": versions,
             "platform": "onnx_onnxv1",
-            "inputs": s.model.inputs().iter().map(|i| tensor_meta(i)).collect::<Vec<_>>(),
+            "inputs": s.model.inputs().iter().map(|i| {
+                let mut m = tensor_meta(i);
+                m["parameters"]["accepts_missing_values"] = json!(s.model.accepts_missing_in(&i.name));
+                m
+            }).collect::<Vec<_>>(),
             "outputs": s.model.outputs().iter().map(|o| tensor_meta(o)).collect::<Vec<_>>(),
             "parameters": {
                 "version_id": s.version_id, "artifact_sha256": s.digest, "accepts_missing_values": s.model.accepts_missing,
@@ -740,7 +751,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         ("vigil_gateway_shadow_dropped_total", "Shadow copies dropped because the queue was full", &c.shadow_dropped),
         ("vigil_gateway_shadow_ok_total", "Shadow runs that succeeded", &c.shadow_ok),
         ("vigil_gateway_shadow_failed_total", "Shadow runs that failed", &c.shadow_failed),
-        ("vigil_gateway_model_faults_total", "Model runs the engine broke off with a panic (contained)", &c.model_faults),
+        ("vigil_gateway_model_faults_total", "Model runs that failed on a request that fits the model (500 model_fault; engine panics included, contained)", &c.model_faults),
         ("vigil_gateway_shadow_pauses_total", "Pauses of the shadow thread while the CPUs were saturated (it holds itself to about 1% of a CPU)", &c.shadow_pauses),
         ("vigil_gateway_log_queued_total", "Prediction records queued for the spool", &c.log_queued),
         ("vigil_gateway_log_spooled_total", "Prediction records written to spool files", &c.log_spooled),

@@ -277,6 +277,9 @@ fn shadow_run(job: ShadowJob, c: &Counters, log: Option<&mut BackgroundLog>) {
         }
         Ok(Err(e)) => {
             c.shadow_failed.fetch_add(1, Ordering::Relaxed);
+            if *e.kind() != vigil_onnx::ErrorKind::BadInput {
+                c.model_faults.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e.message().to_owned())
         }
         Err(_) => {
@@ -326,7 +329,9 @@ mod tests {
     #[test]
     fn a_failed_shadow_run_is_counted_and_the_thread_goes_on() {
         let c = Arc::new(Counters::default());
-        let q = start(c.clone(), None);
+        // The copies are queued before the thread starts (an offer that meets the thread
+        // holding the queue's lock is dropped, by design).
+        let q = Arc::new(ShadowQueue::new());
         let good = || {
             let mut j = job();
             let name = j.served.model.inputs()[0].name.clone();
@@ -337,12 +342,16 @@ mod tests {
         for j in [job(), good(), job(), good()] {
             assert!(q.offer(j));
         }
+        let (q2, c2) = (q.clone(), c.clone());
+        let thread = std::thread::spawn(move || run(&q2, &c2, None));
         let since = Instant::now();
         while c.shadow_ok.load(Ordering::Relaxed) + c.shadow_failed.load(Ordering::Relaxed) < 4 && since.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!((c.shadow_failed.load(Ordering::Relaxed), c.shadow_ok.load(Ordering::Relaxed)), (2, 2));
         assert_eq!(c.model_faults.load(Ordering::Relaxed), 0, "a refused input is not a fault of the engine");
+        drop(q);
+        thread.join().unwrap();
     }
 
     #[test]

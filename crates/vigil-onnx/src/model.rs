@@ -275,23 +275,31 @@ impl Model {
 
 /// For each input, whether its values reach an `Imputer` of NaN before anything else reads
 /// them (see [`Model::accepts_missing_in`]).
-fn imputed_inputs<'a>(nodes: &[proto::NodeProto], inputs: impl Iterator<Item = &'a str>) -> Vec<bool> {
+fn imputed_inputs<'g>(nodes: &'g [proto::NodeProto], inputs: impl Iterator<Item = &'g str>) -> Vec<bool> {
     let mut readers: HashMap<&str, Vec<&proto::NodeProto>> = HashMap::new();
     for n in nodes {
         for i in &n.inputs {
             readers.entry(i.as_str()).or_default().push(n);
         }
     }
-    fn imputed(value: &str, readers: &HashMap<&str, Vec<&proto::NodeProto>>, depth: usize) -> bool {
+    // Each value is judged once (`memo`): a graph of many paths that join again is walked in
+    // time proportional to its size, not to its number of paths.
+    fn imputed<'g>(value: &'g str, readers: &HashMap<&'g str, Vec<&'g proto::NodeProto>>, memo: &mut HashMap<&'g str, bool>, depth: usize) -> bool {
+        if let Some(known) = memo.get(value) {
+            return *known;
+        }
         // (A graph is acyclic; the bound only keeps a malformed one from recursing forever.)
-        let Some(ns) = readers.get(value).filter(|_| depth < 64) else { return false };
-        ns.iter().all(|n| match n.op_type.as_str() {
+        let Some(ns) = readers.get(value).filter(|_| depth < 1024) else { return false };
+        let ok = ns.iter().all(|n| match n.op_type.as_str() {
             "Imputer" => n.attributes.iter().any(|a| a.name == "replaced_value_float" && matches!(a.value, proto::AttrValue::Float(v) if v.is_nan())),
-            "Cast" | "Concat" | "Identity" | "Reshape" | "Flatten" => n.outputs.iter().filter(|o| !o.is_empty()).all(|o| imputed(o, readers, depth + 1)),
+            "Cast" | "Concat" | "Identity" | "Reshape" | "Flatten" => n.outputs.iter().filter(|o| !o.is_empty()).all(|o| imputed(o, readers, memo, depth + 1)),
             _ => false,
-        })
+        });
+        memo.insert(value, ok);
+        ok
     }
-    inputs.map(|i| imputed(i, &readers, 0)).collect()
+    let mut memo = HashMap::new();
+    inputs.map(|i| imputed(i, &readers, &mut memo, 0)).collect()
 }
 
 /// Named input tensors.
@@ -324,6 +332,18 @@ mod tests {
         assert_eq!(imputes(&[node("Imputer", &["x"], &["xi"], true), node("TreeEnsembleClassifier", &["x"], &["y"], false)], &["x"]), [false]);
         // Only one of two inputs imputed; an input nothing reads is not said to take NaN.
         assert_eq!(imputes(&[node("Imputer", &["a"], &["ai"], true), node("Concat", &["ai", "b"], &["ab"], false), node("LinearClassifier", &["ab"], &["y"], false)], &["a", "b", "c"]), [true, false, false]);
+        // Forty layers of diamonds (2^40 paths) are judged at once, value by value.
+        let mut nodes = Vec::new();
+        let mut from = "x".to_owned();
+        for l in 0..40 {
+            let (a, b, j) = (format!("a{l}"), format!("b{l}"), format!("j{l}"));
+            nodes.push(node("Identity", &[&from], &[&a], false));
+            nodes.push(node("Identity", &[&from], &[&b], false));
+            nodes.push(node("Concat", &[&a, &b], &[&j], false));
+            from = j;
+        }
+        nodes.push(node("Imputer", &[&from], &["y"], true));
+        assert_eq!(imputes(&nodes, &["x"]), [true]);
         // A selection of columns is not a move of the whole input: not transparent.
         assert_eq!(imputes(&[node("ArrayFeatureExtractor", &["x", "k"], &["xs"], false), node("Imputer", &["xs"], &["y"], true)], &["x"]), [false]);
     }

@@ -122,6 +122,11 @@ impl Env {
 
     /// Registers `name@version` with a local file as its artifact (and its SHA-256).
     fn register_file(&self, name: &str, version: &str, file: &Path) -> vigil_core::model::ModelVersion {
+        self.register_file_with(name, version, file, &FEATURES)
+    }
+
+    /// As [`Env::register_file`], with these recorded feature names.
+    fn register_file_with(&self, name: &str, version: &str, file: &Path, features: &[&str]) -> vigil_core::model::ModelVersion {
         let bytes = std::fs::read(file).unwrap();
         let mut card = ModelCard::new();
         card.set(CardField::IntendedUse, "gateway tests").unwrap();
@@ -131,7 +136,7 @@ impl Env {
             artifact_uri: file.to_str().unwrap().to_owned(),
             artifact_sha256: Some(Sha256Digest::from_bytes(Sha256::digest(&bytes).into())),
             metrics,
-            lineage: Lineage { training_data_hash: Some("sha256:gw".into()), features: FEATURES.iter().map(|f| (*f).to_owned()).collect(), ..Default::default() },
+            lineage: Lineage { training_data_hash: Some("sha256:gw".into()), features: features.iter().map(|f| (*f).to_owned()).collect(), ..Default::default() },
             card,
         };
         let new = NewModelVersion { name: ModelName::parse(name).unwrap(), version: Version::parse(version).unwrap(), model_type: ModelType::Classification, content, owner: None, description: None, tags: Default::default() };
@@ -269,7 +274,7 @@ fn both_protocols_answer_with_the_production_version_as_onnxruntime_does() {
         let (st, meta) = env.wait_for("sepsis", "1.0.0");
         assert_eq!(st, 200, "{meta}");
         assert_eq!(meta["platform"], "onnx_onnxv1");
-        assert_eq!(meta["inputs"], json!([{"name": "X", "datatype": "FP32", "shape": [-1, 8]}]));
+        assert_eq!(meta["inputs"], json!([{"name": "X", "datatype": "FP32", "shape": [-1, 8], "parameters": {"accepts_missing_values": false}}]));
         assert_eq!(meta["outputs"][1], json!({"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}));
         assert_eq!(get(&format!("{}/v2/health/live", env.url)).0, 200);
         assert_eq!(get(&format!("{}/v2/health/ready", env.url)).0, 200);
@@ -338,7 +343,11 @@ fn both_protocols_answer_with_the_production_version_as_onnxruntime_does() {
 fn a_column_per_input_model_takes_named_columns_with_unknown_categories_and_missing_values() {
     for env in envs() {
         env.production("readmit", "1.0.0", "columns_onehot_lr");
-        assert_eq!(env.wait_for("readmit", "1.0.0").0, 200);
+        let (st, meta) = env.wait_for("readmit", "1.0.0");
+        assert_eq!(st, 200);
+        // The lab columns are imputed before anything reads them; the categories are not.
+        let accepts: Vec<(String, bool)> = meta["inputs"].as_array().unwrap().iter().map(|i| (i["name"].as_str().unwrap().to_owned(), i["parameters"]["accepts_missing_values"].as_bool().unwrap())).collect();
+        assert!(accepts.iter().all(|(n, a)| *a == n.starts_with("lab")) && accepts.len() == 7, "{accepts:?}");
         let f = fixture("columns_onehot_lr");
         let inputs = f["inputs"].as_object().unwrap();
         let n = inputs["sex"]["data"].as_array().unwrap().len();
@@ -623,9 +632,14 @@ fn a_failing_load_is_tried_again_less_and_less_often() {
 impl Env {
     /// Registers `name@version` from a fixture and moves it to Staging (one ML lead signs).
     fn staging(&self, name: &str, version: &str, fixture: &str) -> String {
+        self.staging_with(name, version, fixture, &FEATURES)
+    }
+
+    /// As [`Env::staging`], with these recorded feature names.
+    fn staging_with(&self, name: &str, version: &str, fixture: &str, features: &[&str]) -> String {
         let file = self.dir.path().join(format!("{name}-{version}.onnx"));
         std::fs::copy(fixtures().join(format!("{fixture}.onnx")), &file).unwrap();
-        let v = self.register_file(name, version, &file);
+        let v = self.register_file_with(name, version, &file, features);
         let r = self.registry.request_promotion(&self.login("ds"), &v.id, Stage::Staging, "candidate").unwrap();
         self.registry.approve_promotion(&uid("lead"), &Password::new(PW), &r.id, Meaning::Approval, "ok").unwrap();
         v.id
@@ -807,6 +821,24 @@ fn a_shadow_that_cannot_take_the_requests_is_left_out_and_reported() {
         let on: Vec<Vec<u8>> = (0..5).map(|i| infer_as(&env, Some(&format!("p{i}")), &format!("req-{i}")).3).collect();
         assert_eq!(on, off, "the caller's bytes are identical");
         assert_eq!(counter(&env, "vigil_gateway_shadow_queued_total"), queued, "no copy for a shadow left out");
+        // A canary whose version records its features in another order: a frame's columns are
+        // taken by the Production version's names, so it is left out too, its share answered
+        // by Production.
+        let reversed: Vec<&str> = FEATURES.iter().rev().copied().collect();
+        let v3 = env.staging_with("sepsis", "1.2.0", "rf_binary", &reversed);
+        env.deploy("sepsis", json!({"arms": [{"name": "production", "version": "production", "percent": 50}, {"name": "canary", "version": v3, "percent": 50}], "unit_key": "header:x-patient-id"}));
+        let mut meta = Value::Null;
+        for _ in 0..500 {
+            meta = get(&format!("{}/v2/models/sepsis", env.url)).1;
+            if meta["parameters"]["degraded"][0]["arm"] == "canary" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(meta["parameters"]["degraded"][0]["reason"].as_str().is_some_and(|r| r.contains("recorded feature names")), "{meta}");
+        for (i, want) in off.iter().enumerate() {
+            assert_eq!(&infer_as(&env, Some(&format!("p{i}")), &format!("req-{i}")).3, want, "answered by the Production version, whichever arm's share");
+        }
     }
 }
 

@@ -119,6 +119,11 @@ conformance!(a_deployment_naming_a_version_the_gateway_cannot_serve_is_refused_w
     // Without a check (a registry that runs no gateway) the version is taken; the gateway
     // leaves such an arm out when it loads it.
     assert_eq!(env.registry.set_deployment(&env.login("lead"), &name, &canary(&v3.id, 10), "no check here").unwrap().revision, 2);
+    // An arm already deployed is not checked again: ramping (or taking down) a canary never
+    // waits on a check it may fail now.
+    let before = calls.load(Ordering::SeqCst);
+    assert_eq!(reg.set_deployment(&login("lead"), &name, &canary(&v3.id, 20), "ramp").unwrap().revision, 3);
+    assert_eq!(calls.load(Ordering::SeqCst), before);
 });
 
 conformance!(replicas_changing_one_deployment_serialise, |env| {
