@@ -233,7 +233,8 @@ fn serve_runs_the_gateway_in_the_same_process() {
     // An A/B test made through the server's API (`vigil --url … deploy --ab`): both versions answer.
     let ab = remote(&api, Some("lead"), &["--json", "deploy", "sepsis", "--ab", "production=50,1.1.0=50", "--unit-key", "header:x-patient-id", "--reason", "a/b"]);
     let mut versions = std::collections::BTreeSet::new();
-    for i in 0..200 {
+    // (The gateway follows the registry every second; a busy machine may take longer.)
+    for i in 0..1500 {
         versions.insert(infer(&format!("MRN-{i}")).1);
         if versions.len() == 2 {
             break;
