@@ -197,6 +197,25 @@ impl RunFailure {
     }
 }
 
+/// A model's run, its failure told apart (see [`RunFailure`]) and a panic in it contained:
+/// faults (panics included) are counted in `model_faults`.
+fn contained<T>(counters: &Counters, run: impl FnOnce() -> Result<T, vigil_onnx::Error>) -> Result<T, RunFailure> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(Ok(a)) => Ok(a),
+        Ok(Err(e)) => {
+            let f = RunFailure::of(&e);
+            if matches!(f, RunFailure::Fault(_)) {
+                counters.model_faults.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(f)
+        }
+        Err(_) => {
+            counters.model_faults.fetch_add(1, Ordering::Relaxed);
+            Err(RunFailure::Fault(MODEL_PANICKED.into()))
+        }
+    }
+}
+
 /// The message of a run the engine broke off with a panic.
 const MODEL_PANICKED: &str = "model_fault: the model failed while running this request (an internal fault, counted in vigil_gateway_model_faults_total)";
 
@@ -322,27 +341,13 @@ impl Gateway {
     fn run_model(&self, p: &Pending<'_>, tensors: vigil_onnx::Inputs) -> Result<Answer, RunFailure> {
         let model = &p.routed.arm.served.model;
         let keep = self.spool.is_some();
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        contained(&self.counters, || {
             if keep {
                 model.run_keeping_inputs(tensors).map(|(outputs, inputs)| Answer { outputs, inputs: Some(inputs) })
             } else {
                 model.run(tensors).map(|outputs| Answer { outputs, inputs: None })
             }
-        }));
-        match ran {
-            Ok(Ok(a)) => Ok(a),
-            Ok(Err(e)) => {
-                let f = RunFailure::of(&e);
-                if matches!(f, RunFailure::Fault(_)) {
-                    self.counters.model_faults.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(f)
-            }
-            Err(_) => {
-                self.counters.model_faults.fetch_add(1, Ordering::Relaxed);
-                Err(RunFailure::Fault(MODEL_PANICKED.into()))
-            }
-        }
+        })
     }
 
     /// Delivers a live answer (`resp`, in the caller's protocol): logs it (or refuses it with
@@ -874,4 +879,30 @@ async fn invocations(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: R
 
 async fn invocations_named(State(gw): State<Arc<Gateway>>, Path(m): Path<String>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
     run_mlflow(&gw, Some(m), &headers, body)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A run that panics is contained and answered as a fault (500), counted; a request the
+    /// model refuses is the caller's mistake (400), not counted; an answer passes through.
+    #[test]
+    fn a_panic_in_a_run_is_contained_and_counted_as_a_fault() {
+        let c = Counters::default();
+        let panicked = contained::<()>(&c, || panic!("an engine defect"));
+        assert!(matches!(&panicked, Err(RunFailure::Fault(m)) if m == MODEL_PANICKED));
+        assert_eq!(c.model_faults.load(Ordering::Relaxed), 1);
+        let r = panicked.err().unwrap().response(true);
+        assert_eq!((r.status(), r.headers()["x-vigil-error"].to_str().unwrap()), (StatusCode::INTERNAL_SERVER_ERROR, "model_fault"));
+        // What the engine refuses: a real refusal of a real model.
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../vigil-onnx/tests/fixtures/lr_binary.onnx")).unwrap();
+        let model = vigil_onnx::Model::load(&bytes).unwrap();
+        let refused = contained(&c, || model.run(vec![]));
+        let r = refused.err().unwrap().response(false);
+        assert_eq!((r.status(), r.headers()["x-vigil-error"].to_str().unwrap()), (StatusCode::BAD_REQUEST, "bad_input"));
+        assert_eq!(c.model_faults.load(Ordering::Relaxed), 1, "a refused input is not a fault");
+        assert_eq!(contained(&c, || Ok(7)).ok(), Some(7));
+    }
 }

@@ -263,14 +263,10 @@ fn run(queue: &Arc<ShadowQueue>, c: &Counters, mut log: Option<BackgroundLog>) {
     }
 }
 
-fn shadow_run(job: ShadowJob, c: &Counters, log: Option<&mut BackgroundLog>) {
-    let start = Instant::now();
-    let logged = log.is_some().then(|| job.inputs.clone());
-    // A panic in the engine (a defect) is contained here: the thread goes on with the next
-    // copy, and the run counts as failed (and as a model fault) and is logged as one.
-    let model = &job.served.model;
-    let inputs = job.inputs;
-    let outputs = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.run(inputs))) {
+/// A shadow copy's run, counted as ok or failed (and as a model fault unless the model refused
+/// the input), a panic in it contained: the failure's message for its log record.
+fn counted_run<T>(c: &Counters, run: impl FnOnce() -> vigil_onnx::Result<T>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(Ok(o)) => {
             c.shadow_ok.fetch_add(1, Ordering::Relaxed);
             Ok(o)
@@ -287,7 +283,17 @@ fn shadow_run(job: ShadowJob, c: &Counters, log: Option<&mut BackgroundLog>) {
             c.model_faults.fetch_add(1, Ordering::Relaxed);
             Err("model_fault: the model failed while running this copy (an internal fault)".to_owned())
         }
-    };
+    }
+}
+
+fn shadow_run(job: ShadowJob, c: &Counters, log: Option<&mut BackgroundLog>) {
+    let start = Instant::now();
+    let logged = log.is_some().then(|| job.inputs.clone());
+    // A panic in the engine (a defect) is contained here: the thread goes on with the next
+    // copy, and the run counts as failed (and as a model fault) and is logged as one.
+    let model = &job.served.model;
+    let inputs = job.inputs;
+    let outputs = counted_run(c, || model.run(inputs));
     if let (Some(log), Some(inputs)) = (log, logged) {
         let rec = LogJob {
             request_id: &job.ids.request_id,
@@ -322,6 +328,18 @@ mod tests {
         let served = Arc::new(Served { name: "m".into(), version: "1.0.0".into(), version_id: "mv_1".into(), digest: "ab".into(), input_names: vec![], columns: vec![], columns_named: false, model });
         let ids = RequestIds { request_id: "r".into(), client_id: None };
         ShadowJob { served, inputs: vec![], endpoint: "e".into(), arm: "s".into(), ids, how: "keyed", bucket: Some(1), unit_hash: None, feature_statuses: None }
+    }
+
+    /// A shadow run that panics is contained: counted as failed and as a model fault, its
+    /// record's error says so; the next run is counted as usual.
+    #[test]
+    fn a_panic_in_a_shadow_run_is_contained_and_counted() {
+        let c = Counters::default();
+        let r = counted_run::<()>(&c, || panic!("an engine defect"));
+        assert!(r.unwrap_err().starts_with("model_fault"));
+        assert_eq!((c.shadow_failed.load(Ordering::Relaxed), c.model_faults.load(Ordering::Relaxed)), (1, 1));
+        assert_eq!(counted_run(&c, || Ok(1)), Ok(1));
+        assert_eq!((c.shadow_ok.load(Ordering::Relaxed), c.shadow_failed.load(Ordering::Relaxed)), (1, 1));
     }
 
     /// Shadow runs that fail (copies the model refuses) are counted as failed, never as
