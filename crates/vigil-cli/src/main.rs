@@ -61,6 +61,12 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if matches!(cli.command, cli::Command::Gateway { .. } | cli::Command::Serve { .. }) {
         lean_allocator();
+        // A panic (a defect; request handlers and model runs contain theirs) is reported by
+        // where it happened, never by its message: a message could hold request data (PHI).
+        std::panic::set_hook(Box::new(|info| {
+            let thread = std::thread::current();
+            eprintln!("{}", fault_report(thread.name().unwrap_or("unnamed"), info.location().map(|l| (l.file(), l.line()))));
+        }));
     }
     let json = cli.global.json;
     match commands::run(cli) {
@@ -84,5 +90,21 @@ fn main() -> ExitCode {
                 _ => ExitCode::from(1),
             }
         }
+    }
+}
+
+/// What a server process prints for a panic: the thread and the place, not the message.
+fn fault_report(thread: &str, at: Option<(&str, u32)>) -> String {
+    let at = at.map_or_else(|| "an unknown place".to_owned(), |(file, line)| format!("{file}:{line}"));
+    format!("vigil: internal fault in thread '{thread}' at {at} (its message is withheld: it could hold request data)")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_fault_is_reported_by_its_place_only() {
+        let r = super::fault_report("tokio-rt-worker", Some(("crates/vigil-onnx/src/ops/tree.rs", 42)));
+        assert_eq!(r, "vigil: internal fault in thread 'tokio-rt-worker' at crates/vigil-onnx/src/ops/tree.rs:42 (its message is withheld: it could hold request data)");
+        assert!(super::fault_report("t", None).contains("an unknown place"));
     }
 }
