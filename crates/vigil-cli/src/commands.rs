@@ -75,27 +75,24 @@ pub fn open(g: &Global, initializing: bool) -> Result<Registry> {
     let registry = Registry::new(store, Arc::new(SystemClock), Arc::new(UuidV7Ids), Arc::new(key));
     // On an embedded store, deployments are checked against the artifact store the gateway
     // reads (`VIGIL_ARTIFACTS`, as `vigil serve` and `vigil gateway` take it, else the data
-    // directory's), opened when a deployment is first checked. `vigil serve` puts its own in
-    // its place.
+    // directory's); artifacts it does not hold are the serving gateway's to check. `vigil
+    // serve` puts its own store in its place.
     Ok(match &t.data_dir {
-        Some(dir) => {
-            let store = std::env::var_os("VIGIL_ARTIFACTS").map_or_else(|| dir.join("artifacts"), PathBuf::from);
-            let opened: std::sync::OnceLock<std::result::Result<Arc<vigil_gateway::Artifacts>, String>> = std::sync::OnceLock::new();
-            registry.with_servable_check(Arc::new(move |v| {
-                let artifacts = opened.get_or_init(|| gateway_artifacts(&store).map(Arc::new).map_err(|e| format!("the artifact store could not be opened: {e}")));
-                // (Artifacts this store does not hold are the serving gateway's to check.)
-                vigil_gateway::deployable(artifacts.as_ref().map_err(String::clone)?, v, true)
-            }))
-        }
+        Some(dir) => registry.with_servable_check(servable_check(std::env::var_os("VIGIL_ARTIFACTS").map_or_else(|| dir.join("artifacts"), PathBuf::from), true)),
         None => registry,
     })
 }
 
 /// The gateway's own loading (artifacts read and verified, the graph parsed, every operator
-/// known), as the registry's check of the versions a deployment names.
-fn servable_check(artifacts: vigil_gateway::Artifacts) -> vigil_core::registry::ServableCheck {
-    let artifacts = Arc::new(artifacts);
-    Arc::new(move |v| vigil_gateway::deployable(&artifacts, v, false))
+/// known) as the registry's check of the versions a deployment adds, on the artifact store
+/// `store` (a directory or `s3://…`), opened when a deployment is first checked. With
+/// `absent_ok`, artifacts the store does not hold are not refused (see `deployable`).
+fn servable_check(store: PathBuf, absent_ok: bool) -> vigil_core::registry::ServableCheck {
+    let opened: std::sync::OnceLock<std::result::Result<vigil_gateway::Artifacts, String>> = std::sync::OnceLock::new();
+    Arc::new(move |v| {
+        let artifacts = opened.get_or_init(|| gateway_artifacts(&store).map_err(|e| format!("the artifact store could not be opened: {e}")));
+        vigil_gateway::deployable(artifacts.as_ref().map_err(String::clone)?, v, absent_ok)
+    })
 }
 
 /// `vigil serve`: binds, prints `listening on http://ADDR` once ready, and serves until
@@ -179,11 +176,7 @@ fn serve(g: &Global, addr: &str, artifacts: Option<PathBuf>, tls: Option<vigil_s
         (None, None, None) => return Err(usage("--artifacts DIR or s3://bucket/prefix (or VIGIL_ARTIFACTS) is required with --database-url")),
     };
     // Deployments made through this server are checked against the artifacts it stores.
-    let check = match &s3 {
-        Some(url) => gateway_artifacts(std::path::Path::new(url))?,
-        None => vigil_gateway::Artifacts::local(local.clone()),
-    };
-    let registry = Arc::new(registry.with_servable_check(servable_check(check)));
+    let registry = Arc::new(registry.with_servable_check(servable_check(s3.as_ref().map_or_else(|| local.clone(), PathBuf::from), false)));
     let mut state = vigil_server::AppState::new(registry, local).context("creating the artifact directory")?;
     if let Some(url) = &s3 {
         state = state.with_s3(url)?;

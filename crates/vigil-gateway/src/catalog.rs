@@ -70,6 +70,13 @@ pub fn retry_after(failures: u32) -> Duration {
     Duration::from_secs(2u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16))).min(RETRY_LONGEST)
 }
 
+/// What the entry a build replaces had failed in a row (see [`Catalog::refresh`]).
+#[derive(Default, Clone, Copy)]
+struct InARow {
+    failures: u32,
+    degraded_builds: u32,
+}
+
 /// The longest wait between tries of a load that keeps failing.
 const RETRY_LONGEST: Duration = Duration::from_secs(300);
 
@@ -336,11 +343,11 @@ impl Catalog {
     /// Builds a model's endpoint from its resolved deployment. The Production version must
     /// load; another arm that may not run now or cannot load is left out and its buckets go
     /// to the Production version (the approved one), reported as degraded.
-    fn build(&self, name: &str, d: &vigil_core::deploy::Deployment, arms: &[vigil_core::deploy::ResolvedArm], production: &ModelVersion, signature: String) -> Entry {
+    fn build(&self, name: &str, d: &vigil_core::deploy::Deployment, arms: &[vigil_core::deploy::ResolvedArm], production: &ModelVersion, signature: String, before: InARow) -> Entry {
         use vigil_core::deploy::{ArmVersion, BUCKETS, Role};
         let prod = match self.load(production) {
             Ok(s) => s,
-            Err(reason) => return Entry::Failed(Unavailable { version: production.version.to_string(), reason, tried: Instant::now(), failures: 1 }),
+            Err(reason) => return Entry::Failed(Unavailable { version: production.version.to_string(), reason, tried: Instant::now(), failures: before.failures + 1 }),
         };
         let (mut live, mut shadows, mut degraded) = (Vec::new(), Vec::new(), Vec::new());
         let mut lo = 0u32;
@@ -384,7 +391,7 @@ impl Catalog {
                 Err(format!("version {} records no feature names (lineage.features) to look its inputs up by", prod.version))
             }
         });
-        let degraded_builds = u32::from(!degraded.is_empty());
+        let degraded_builds = if degraded.is_empty() { 0 } else { before.degraded_builds + 1 };
         Entry::Ready(Arc::new(Endpoint { name: name.into(), revision: d.revision, unit_key: d.spec.unit_key.clone(), full_spool: d.spec.full_spool, features, live, shadows, degraded, signature, built: Instant::now(), degraded_builds }))
     }
 
@@ -403,27 +410,17 @@ impl Catalog {
             let (d, arms) = self.registry.resolved_deployment(&m.name)?;
             let signature_now = signature(&d, &production, &arms);
             // A load that failed is tried again in a while (see `retry_after`), the registry
-            // unchanged; so is an endpoint with a degraded arm.
-            let (same, failed_before) = match current.get(&name) {
-                Some(Entry::Ready(e)) => (e.signature == signature_now && (e.degraded.is_empty() || e.built.elapsed() < retry_after(e.degraded_builds)), e.degraded_builds),
-                Some(Entry::Failed(u)) => (u.version == production.version.to_string() && u.tried.elapsed() < retry_after(u.failures), u.failures),
-                None => (false, 0),
+            // unchanged; so is an endpoint with a degraded arm. Failures in a row wait longer
+            // each time: those of the same version, or builds of the same deployment and
+            // versions left degraded.
+            let (same, before) = match current.get(&name) {
+                Some(Entry::Ready(e)) if e.signature == signature_now => (e.degraded.is_empty() || e.built.elapsed() < retry_after(e.degraded_builds), InARow { degraded_builds: e.degraded_builds, failures: 0 }),
+                Some(Entry::Failed(u)) if u.version == production.version.to_string() => (u.tried.elapsed() < retry_after(u.failures), InARow { failures: u.failures, degraded_builds: 0 }),
+                _ => (false, InARow::default()),
             };
             if !same {
                 // Loading happens outside the lock: requests keep being answered meanwhile.
-                let mut built = self.build(m.name.as_str(), &d, &arms, &production, signature_now);
-                // Failures in a row (of the same version) wait longer each time.
-                match (&mut built, current.get(&name)) {
-                    (Entry::Failed(u), Some(Entry::Failed(before))) if before.version == u.version => u.failures = failed_before + 1,
-                    // (Only a rebuild of the same deployment and versions counts as a retry.)
-                    (Entry::Ready(e), Some(Entry::Ready(before))) if !e.degraded.is_empty() && e.signature == before.signature => {
-                        if let Some(e) = Arc::get_mut(e) {
-                            e.degraded_builds = failed_before + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                changes.push((name, Some(built)));
+                changes.push((name, Some(self.build(m.name.as_str(), &d, &arms, &production, signature_now, before))));
             }
         }
         for name in current.keys().filter(|n| !keep.contains(*n)) {

@@ -171,7 +171,7 @@ struct Answer {
 /// Why a model's run gave no answer: the request does not fit the model (the caller's
 /// mistake: 400, `bad_input`), or the model failed on a request that fits it (ours: 500,
 /// `model_fault`). Messages name inputs and operators, never a value.
-enum RunFailure {
+pub(crate) enum RunFailure {
     Bad(String),
     Fault(String),
 }
@@ -182,6 +182,13 @@ impl RunFailure {
             vigil_onnx::ErrorKind::BadInput => RunFailure::Bad(e.message().to_owned()),
             // An operator or attribute form met only while running (a load checks what it can).
             vigil_onnx::ErrorKind::Unsupported | vigil_onnx::ErrorKind::Invalid => RunFailure::Fault(format!("model_fault: the model could not be run: {}", e.message())),
+        }
+    }
+
+    /// Its message.
+    pub(crate) fn message(self) -> String {
+        match self {
+            RunFailure::Bad(m) | RunFailure::Fault(m) => m,
         }
     }
 
@@ -199,7 +206,7 @@ impl RunFailure {
 
 /// A model's run, its failure told apart (see [`RunFailure`]) and a panic in it contained:
 /// faults (panics included) are counted in `model_faults`.
-fn contained<T>(counters: &Counters, run: impl FnOnce() -> Result<T, vigil_onnx::Error>) -> Result<T, RunFailure> {
+pub(crate) fn contained<T>(counters: &Counters, run: impl FnOnce() -> Result<T, vigil_onnx::Error>) -> Result<T, RunFailure> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(Ok(a)) => Ok(a),
         Ok(Err(e)) => {
@@ -451,13 +458,14 @@ fn feature_error(oip: bool, (status, code, m): Refusal) -> Response {
 /// The message of a refusal for a full spool.
 const SPOOL_FULL: &str = "prediction_log_full: the prediction log is full and this endpoint does not answer unlogged; retry later";
 
-/// The recorded feature names of a version whose one input takes them as its columns (a
-/// tabular request's columns are then taken by these names).
-fn recorded_features(s: &Served) -> Option<&[String]> {
-    match s.columns.as_slice() {
-        [only] if s.columns_named && only.len() > 1 => Some(only),
+/// A tabular request as the inputs of `s`'s model: when its one input takes the version's
+/// recorded feature names as its columns, the columns are taken by those names.
+fn frame_inputs(s: &Served, frame: decode::Frame) -> Result<Vec<(String, vigil_onnx::Tensor)>, decode::Bad> {
+    let recorded = match s.columns.as_slice() {
+        [only] if s.columns_named && only.len() > 1 => Some(only.as_slice()),
         _ => None,
-    }
+    };
+    decode::frame_inputs(&s.model, frame, recorded)
 }
 
 /// The caller's request id from `x-request-id`: `Ok(None)` when absent, `Err` when malformed.
@@ -675,7 +683,7 @@ fn run_oip(gw: &Gateway, m: &str, v: Option<&str>, headers: &HeaderMap, body: Re
     let probe = &ep.live[0].served;
     let (tensors, looked) = match lookup(gw, &ep, oip_entities(&ep, probe, &inputs)) {
         Err(e) => return feature_error(true, e),
-        Ok(Some((frame, looked))) => (decode::frame_inputs(&probe.model, frame, recorded_features(probe)), Some(looked)),
+        Ok(Some((frame, looked))) => (frame_inputs(probe, frame), Some(looked)),
         Ok(None) => (decode::oip_inputs(&probe.model, inputs), None),
     };
     let tensors = match tensors {
@@ -849,10 +857,10 @@ fn run_mlflow(gw: &Gateway, m: Option<String>, headers: &HeaderMap, body: Result
         Err(e) => return feature_error(false, e),
         Ok(Some((frame, l))) => {
             looked = Some(l);
-            decode::frame_inputs(&probe.model, frame, recorded_features(probe))
+            frame_inputs(probe, frame)
         }
         Ok(None) => match parsed {
-            Ok(mlflow::Request::Frame(f)) => decode::frame_inputs(&probe.model, f, recorded_features(probe)),
+            Ok(mlflow::Request::Frame(f)) => frame_inputs(probe, f),
             Ok(mlflow::Request::Named(named)) => decode::named_inputs(&probe.model, &named),
             Err(e) => Err(e),
         },

@@ -263,25 +263,17 @@ fn run(queue: &Arc<ShadowQueue>, c: &Counters, mut log: Option<BackgroundLog>) {
     }
 }
 
-/// A shadow copy's run, counted as ok or failed (and as a model fault unless the model refused
-/// the input), a panic in it contained: the failure's message for its log record.
+/// A shadow copy's run, counted as ok or failed (faults, panics included, as the live runs'
+/// are: see `crate::contained`): the failure's message for its log record.
 fn counted_run<T>(c: &Counters, run: impl FnOnce() -> vigil_onnx::Result<T>) -> Result<T, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-        Ok(Ok(o)) => {
+    match crate::contained(c, run) {
+        Ok(o) => {
             c.shadow_ok.fetch_add(1, Ordering::Relaxed);
             Ok(o)
         }
-        Ok(Err(e)) => {
+        Err(f) => {
             c.shadow_failed.fetch_add(1, Ordering::Relaxed);
-            if *e.kind() != vigil_onnx::ErrorKind::BadInput {
-                c.model_faults.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e.message().to_owned())
-        }
-        Err(_) => {
-            c.shadow_failed.fetch_add(1, Ordering::Relaxed);
-            c.model_faults.fetch_add(1, Ordering::Relaxed);
-            Err("model_fault: the model failed while running this copy (an internal fault)".to_owned())
+            Err(f.message())
         }
     }
 }
